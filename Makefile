@@ -1,0 +1,85 @@
+# canaryd - build, test, demo. Libraries are found with pkg-config; `make
+# setup` (run by `make test` and `make demo`) installs whatever is missing.
+
+CC      ?= cc
+PKGS     = libuv yaml-0.1 jansson sqlite3 libcurl
+CSTD     = -std=c11 -D_GNU_SOURCE
+WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+OPT     ?= -O2 -g
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+LDSAN    = -fsanitize=address,undefined
+else
+BUILD   ?= build
+LDSAN    =
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Isrc -MMD -MP
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+
+MAINS    = src/main.c src/canaryctl.c
+LIB_SRC  = $(filter-out $(MAINS),$(wildcard src/*.c))
+LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+TEST_SRC = $(wildcard tests/unit/test_*.c)
+TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
+
+.PHONY: all setup test test-unit test-e2e demo bench fuzz clean check-deps
+all: $(BINS) $(TESTS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/libcanaryd.a: $(LIB_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/canaryd: $(BUILD)/obj/main.o $(BUILD)/libcanaryd.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/canaryctl: $(BUILD)/obj/canaryctl.o $(BUILD)/libcanaryd.a
+	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/canaryd-upstream: tools/upstream.c $(BUILD)/libcanaryd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcanaryd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+
+setup:
+	@sh scripts/setup.sh
+
+# Unit and end-to-end tests, then the same again under ASan+UBSan.
+test: setup
+	@$(MAKE) -s all
+	@$(MAKE) -s all SAN=1
+	@sh tests/run.sh build build-san
+
+test-unit: all
+	@sh tests/run.sh --unit-only $(BUILD)
+
+test-e2e: all
+	@sh tests/run.sh --e2e-only $(BUILD)
+
+demo: setup
+	@$(MAKE) -s all
+	@sh demo/demo.sh $(BUILD)
+
+bench: setup
+	@$(MAKE) -s all
+	@sh bench/run.sh $(BUILD)
+
+fuzz: setup
+	@sh fuzz/run.sh $${FUZZ_SECONDS:-30}
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/canaryctl.d

@@ -1,0 +1,78 @@
+/* config.h - the YAML configuration: a stream of Canary documents, either
+ * native (apiVersion canaryd/v1, unknown fields are errors) or Flagger's
+ * (apiVersion flagger.app/v1beta1, spec.analysis as Flagger means it; the
+ * Kubernetes-only fields are kept in <raw> for the mesh routers).
+ * Every error is reported, each as "FILE:LINE:COL: message". */
+#ifndef CANARYD_CONFIG_H
+#define CANARYD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "engine.h"
+
+typedef struct cfg_webhook {
+	char *name;
+	char *type;        /* pre-rollout, rollout, post-rollout, rollback, ... */
+	char *url;
+	uint64_t timeout_ms;   /* default 60s as in Flagger */
+	json_t *metadata;      /* object or NULL */
+} cfg_webhook;
+
+/* Proxy timeouts and limits (builtin router); defaults in comments. */
+typedef struct cfg_timeouts {
+	uint64_t connect_ms;   /* upstream connect, 5s */
+	uint64_t response_ms;  /* upstream response head/idle, 30s -> 504 */
+	uint64_t client_head_ms; /* client request head, 10s */
+	uint64_t client_idle_ms; /* idle keep-alive client, 60s */
+} cfg_timeouts;
+
+typedef struct cfg_canary {
+	char *name;
+	char *namespace_;      /* Flagger metadata.namespace or NULL */
+	int flagger;           /* 1 for flagger.app/v1beta1 documents */
+	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
+	char *listen;          /* builtin router: "HOST:PORT", or NULL */
+	char *stable_rev;      /* may be NULL for Flagger documents */
+	char **stable_eps;     /* "HOST:PORT" strings */
+	size_t n_stable_eps;
+	char *canary_rev;      /* NULL when there is no canary section */
+	char **canary_eps;
+	size_t n_canary_eps;
+	eng_policy policy;     /* spec.analysis + progressDeadlineSeconds */
+	cfg_webhook *webhooks;
+	size_t n_webhooks;
+	cfg_timeouts timeouts;
+	int line;              /* where the document starts (1-based) */
+	json_t *raw;           /* the whole document as JSON (owned) */
+} cfg_canary;
+
+typedef struct cfg {
+	char *path;
+	cfg_canary *canaries;
+	size_t n_canaries;
+} cfg;
+
+/* Error messages, each "FILE:LINE:COL: message" (or "FILE: message"). */
+typedef struct cfg_errors {
+	char **msg;
+	size_t n, cap;
+} cfg_errors;
+
+/* Loads and validates <path>. On success returns 0 and *out (free with
+ * cfg_free). On failure returns -1, *out is NULL, and every problem found is
+ * appended to <errs> (an unreadable file, YAML syntax, unknown or mistyped
+ * fields, values out of range, duplicate canary names or listen addresses). */
+int cfg_load(const char *path, cfg **out, cfg_errors *errs);
+
+/* As cfg_load, from a string (<name> is used in messages). */
+int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
+                    cfg_errors *errs);
+
+void cfg_free(cfg *c);                 /* NULL is a no-op */
+void cfg_errors_release(cfg_errors *e);/* frees the messages */
+
+/* The canary named <name>, or NULL. */
+const cfg_canary *cfg_find(const cfg *c, const char *name);
+
+#endif

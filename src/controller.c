@@ -1,0 +1,997 @@
+/* controller.c - see controller.h.
+ *
+ * The engine decides; this file carries the decisions out. Every engine
+ * call follows one pattern (commit()): keep the previous state, let the
+ * engine move, persist the new state and its events in one transaction, and
+ * only then touch traffic. When the database refuses the write, the state is
+ * put back as it was and traffic is left alone: the next tick decides again. */
+#include "controller.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "proxy.h"
+#include "stats.h"
+
+#define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
+#define PROBE_EVERY_MS 1000  /* readiness probe period while a rollout runs */
+#define PROBE_TIMEOUT_MS 1000
+#define RETIRE_MAX_MS 30000  /* a retired proxy is closed after this at most */
+
+typedef struct epset {
+	char **ep;   /* "HOST:PORT", owned */
+	size_t n;
+} epset;
+
+typedef struct canary_rt {
+	ctl *owner;
+	char *name;
+	const cfg_canary *conf;     /* points into owner->conf */
+	eng_state st;
+	epset eps[TARGET_COUNT];    /* current endpoint sets (persisted) */
+	stats *stats;
+	route *route;
+	proxy *px;
+	char *listen;               /* where px listens */
+	uint64_t data_from_sec;     /* monotonic second canary data counts from */
+	/* readiness probes of the canary endpoints */
+	int ready;
+	uint64_t round_started_ms;
+	int round_pending, round_ok;
+	unsigned round_id;
+	/* counters for /metrics */
+	uint64_t checks_pass, checks_fail, rollbacks;
+} canary_rt;
+
+typedef struct retired {
+	proxy *px;
+	uint64_t since_ms;
+} retired;
+
+struct ctl {
+	uv_loop_t *loop;
+	store *db;
+	cfg *conf;
+	canary_rt **rt;
+	size_t n;
+	uv_timer_t tick;
+	retired *ret;             /* proxies draining after a reload */
+	size_t n_ret;
+	stats **graveyard;        /* stats of removed canaries (routes may still record) */
+	size_t n_grave;
+	int draining;
+};
+
+/* ---- endpoint sets ---- */
+
+static void epset_free(epset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->ep[i]);
+	free(s->ep);
+	s->ep = NULL;
+	s->n = 0;
+}
+
+static void epset_from(epset *s, char *const *eps, size_t n)
+{
+	s->ep = xcalloc(n ? n : 1, sizeof *s->ep);
+	for (size_t i = 0; i < n; i++)
+		s->ep[i] = xstrdup(eps[i]);
+	s->n = n;
+}
+
+static int epset_equal(const epset *a, char *const *eps, size_t n)
+{
+	if (a->n != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(a->ep[i], eps[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static char *epset_join(const epset *s)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, "");
+	for (size_t i = 0; i < s->n; i++)
+		buf_printf(&b, "%s%s", i ? "," : "", s->ep[i]);
+	return b.p;
+}
+
+/* Splits "a,b,c" into <s>; an empty or NULL string gives an empty set. */
+static void epset_split(epset *s, const char *csv)
+{
+	s->ep = NULL;
+	s->n = 0;
+	if (!csv || !*csv)
+		return;
+	size_t cap = 1;
+	for (const char *p = csv; *p; p++)
+		cap += *p == ',';
+	s->ep = xcalloc(cap, sizeof *s->ep);
+	const char *p = csv;
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l) {
+			s->ep[s->n] = xmalloc(l + 1);
+			memcpy(s->ep[s->n], p, l);
+			s->ep[s->n][l] = '\0';
+			s->n++;
+		}
+		p += l + (e ? 1 : 0);
+	}
+}
+
+static json_t *epset_json(const epset *s)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < s->n; i++)
+		json_array_append_new(a, json_string(s->ep[i]));
+	return a;
+}
+
+/* ---- lookup ---- */
+
+static canary_rt *find_rt(ctl *c, const char *name)
+{
+	/* during a reload, removed runtimes leave NULL holes in c->rt */
+	for (size_t i = 0; i < c->n; i++)
+		if (c->rt[i] && strcmp(c->rt[i]->name, name) == 0)
+			return c->rt[i];
+	return NULL;
+}
+
+int ctl_has(ctl *c, const char *name)
+{
+	return find_rt(c, name) != NULL;
+}
+
+static int is_builtin(const cfg_canary *cc)
+{
+	return cc->router && strcmp(cc->router, "builtin") == 0;
+}
+
+/* ---- logging of what the engine did ---- */
+
+static void log_event(const canary_rt *rt, const eng_event *ev)
+{
+	log_level lvl = LOG_INFO;
+	if (strcmp(ev->type, "rollback") == 0)
+		lvl = LOG_WARN;
+	buf b = BUF_INIT;
+	buf_printf(&b, "%s: %s [phase %s, weight %d", ev->type, ev->message,
+	           eng_phase_name(ev->phase), ev->weight);
+	if (strcmp(ev->actor, "canaryd") != 0)
+		buf_printf(&b, ", by %s", ev->actor);
+	buf_puts(&b, "]");
+	for (int i = 0; i < ev->n_metrics; i++) {
+		const eng_metric_result *m = &ev->metrics[i];
+		if (m->has_value)
+			buf_printf(&b, " %s=%.2f", m->name, m->value);
+		else
+			buf_printf(&b, " %s=nodata", m->name);
+		buf_printf(&b, "(%s)", m->passed ? "pass" : "fail");
+	}
+	log_msg(lvl, rt->name, "%s", b.p);
+	buf_release(&b);
+}
+
+static const char *hook_name(eng_hook h)
+{
+	switch (h) {
+	case ENG_HOOK_PRE_ROLLOUT: return "pre-rollout";
+	case ENG_HOOK_ROLLOUT: return "rollout";
+	case ENG_HOOK_POST_ROLLOUT: return "post-rollout";
+	case ENG_HOOK_ROLLBACK: return "rollback";
+	}
+	return "?";
+}
+
+/* Webhooks are not executed by this version: say so once per hook that has
+ * webhooks configured, so that nobody believes a gate ran. */
+static void note_hooks(const canary_rt *rt, const eng_output *out)
+{
+	for (int i = 0; i < out->n_hooks; i++) {
+		const char *hn = hook_name(out->hooks[i]);
+		for (size_t w = 0; w < rt->conf->n_webhooks; w++) {
+			const cfg_webhook *wh = &rt->conf->webhooks[w];
+			if (wh->type && strcmp(wh->type, hn) == 0 &&
+			    out->hooks[i] != ENG_HOOK_ROLLOUT)
+				log_msg(LOG_WARN, rt->name,
+				        "webhook '%s' (%s) not run: this version does not run webhooks",
+				        wh->name ? wh->name : "", hn);
+		}
+	}
+}
+
+/* ---- persistence, then traffic ---- */
+
+static void apply_traffic(canary_rt *rt)
+{
+	char err[256];
+	if (!rt->route)
+		return;
+	for (int t = 0; t < TARGET_COUNT; t++)
+		if (route_set_endpoints(rt->route, t, rt->eps[t].ep, rt->eps[t].n,
+		                        err, sizeof err) < 0)
+			log_msg(LOG_ERROR, rt->name, "%s", err);
+	route_set_weight(rt->route, rt->st.weight);
+}
+
+/* Persists what the engine just did to rt->st (from <prev>) with <out>'s
+ * events, then applies it to traffic. On a database error the state (and,
+ * for a promotion, the endpoint sets) is restored and -1 returned. */
+static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
+                  char *err, size_t errlen)
+{
+	if (!out->changed && out->n_events == 0)
+		return 0;
+	epset saved[TARGET_COUNT] = { rt->eps[0], rt->eps[1] };
+	if (out->promote) {
+		/* the canary's endpoints become the stable set */
+		epset_from(&rt->eps[TARGET_STABLE], saved[TARGET_CANARY].ep,
+		           saved[TARGET_CANARY].n);
+		rt->eps[TARGET_CANARY].ep = NULL;
+		rt->eps[TARGET_CANARY].n = 0;
+	}
+	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
+	char dberr[256];
+	int rc = store_commit(rt->owner->db, rt->name, &rec, out->events,
+	                      out->n_events, util_wall_ms(), dberr, sizeof dberr);
+	free(rec.stable_eps);
+	free(rec.canary_eps);
+	if (rc < 0) {
+		if (out->promote) {
+			epset_free(&rt->eps[TARGET_STABLE]);
+			rt->eps[0] = saved[0];
+			rt->eps[1] = saved[1];
+		}
+		rt->st = *prev;
+		log_msg(LOG_ERROR, rt->name, "state not saved, change not applied: %s", dberr);
+		if (err)
+			snprintf(err, errlen, "state not saved: %s", dberr);
+		return -1;
+	}
+	if (out->promote) {
+		epset_free(&saved[TARGET_STABLE]);
+		epset_free(&saved[TARGET_CANARY]);
+	}
+	apply_traffic(rt);
+	for (int i = 0; i < out->n_events; i++) {
+		const eng_event *ev = &out->events[i];
+		if (strcmp(ev->type, "check") == 0) {
+			int passed = 1;
+			for (int m = 0; m < ev->n_metrics; m++)
+				passed &= ev->metrics[m].passed;
+			if (passed)
+				rt->checks_pass++;
+			else
+				rt->checks_fail++;
+		} else if (strcmp(ev->type, "rollback") == 0) {
+			rt->rollbacks++;
+		}
+		log_event(rt, ev);
+	}
+	note_hooks(rt, out);
+	return 0;
+}
+
+/* ---- readings from the built-in metrics ---- */
+
+static void read_metrics(canary_rt *rt, uint64_t now_sec, eng_reading *r)
+{
+	const eng_policy *p = &rt->conf->policy;
+	for (int i = 0; i < p->n_metrics; i++) {
+		const eng_metric *m = &p->metrics[i];
+		uint64_t win = m->window_ms / 1000;
+		if (win < 1)
+			win = 1;
+		uint64_t from = now_sec + 1 > win ? now_sec + 1 - win : 0;
+		if (from < rt->data_from_sec)
+			from = rt->data_from_sec;
+		stats_summary *sum = xcalloc(1, sizeof *sum);
+		stats_query(rt->stats, TARGET_CANARY, from, now_sec, sum);
+		memset(&r[i], 0, sizeof r[i]);
+		if (sum->total == 0) {
+			snprintf(r[i].reason, sizeof r[i].reason,
+			         "no canary requests in the last %llus",
+			         (unsigned long long)(now_sec - from + 1));
+		} else {
+			r[i].has_data = true;
+			switch (m->kind) {
+			case ENG_M_SUCCESS_RATE:
+				r[i].value = 100.0 * (double)(sum->total - sum->by_class[5]) / (double)sum->total;
+				break;
+			case ENG_M_ERROR_RATE:
+				r[i].value = 100.0 * (double)sum->by_class[5] / (double)sum->total;
+				break;
+			case ENG_M_DURATION:
+				r[i].value = stats_quantile_ms(sum, 0.99);
+				break;
+			}
+		}
+		free(sum);
+	}
+}
+
+/* ---- readiness probes (progressDeadlineSeconds) ---- */
+
+typedef struct probe {
+	uv_tcp_t tcp;
+	uv_connect_t req;
+	uv_timer_t timer;
+	ctl *c;
+	char name[ENG_NAME_LEN];
+	unsigned round;
+	int closes;     /* handles still to close before free */
+	int done;
+} probe;
+
+static void probe_closed(uv_handle_t *h)
+{
+	probe *p = h->data;
+	if (--p->closes == 0)
+		free(p);
+}
+
+static void probe_finish(probe *p, int ok)
+{
+	if (p->done)
+		return;
+	p->done = 1;
+	canary_rt *rt = find_rt(p->c, p->name);
+	if (rt && rt->round_id == p->round) {
+		rt->round_ok += ok;
+		if (--rt->round_pending == 0)
+			rt->ready = rt->round_ok > 0;
+	}
+	uv_close((uv_handle_t *)&p->tcp, probe_closed);
+	uv_close((uv_handle_t *)&p->timer, probe_closed);
+}
+
+static void probe_connected(uv_connect_t *req, int status)
+{
+	probe *p = req->data;
+	if (status == UV_ECANCELED)
+		return;
+	probe_finish(p, status == 0);
+}
+
+static void probe_timeout(uv_timer_t *t)
+{
+	probe_finish(t->data, 0);
+}
+
+static int probe_one(ctl *c, canary_rt *rt, const char *ep)
+{
+	char host[256];
+	int port;
+	struct sockaddr_storage ss;
+	if (util_parse_hostport(ep, host, sizeof host, &port) < 0)
+		return -1;
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof host, "127.0.0.1");
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
+		return -1;
+	probe *p = xcalloc(1, sizeof *p);
+	p->c = c;
+	snprintf(p->name, sizeof p->name, "%s", rt->name);
+	p->round = rt->round_id;
+	uv_tcp_init(c->loop, &p->tcp);
+	uv_timer_init(c->loop, &p->timer);
+	p->closes = 2;
+	p->tcp.data = p->timer.data = p->req.data = p;
+	if (uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&ss, probe_connected) != 0) {
+		p->done = 1;
+		uv_close((uv_handle_t *)&p->tcp, probe_closed);
+		uv_close((uv_handle_t *)&p->timer, probe_closed);
+		return -1;
+	}
+	uv_timer_start(&p->timer, probe_timeout, PROBE_TIMEOUT_MS, 0);
+	return 0;
+}
+
+static void probe_round(ctl *c, canary_rt *rt, uint64_t now_mono)
+{
+	if (!eng_active(&rt->st) || rt->st.phase == ENG_PROMOTING) {
+		rt->ready = 1;
+		return;
+	}
+	if (rt->round_pending > 0 || now_mono - rt->round_started_ms < PROBE_EVERY_MS)
+		return;
+	rt->round_id++;
+	rt->round_started_ms = now_mono;
+	rt->round_ok = 0;
+	rt->round_pending = 0;
+	const epset *s = &rt->eps[TARGET_CANARY];
+	if (s->n == 0) {
+		rt->ready = 0;
+		return;
+	}
+	for (size_t i = 0; i < s->n; i++)
+		if (probe_one(c, rt, s->ep[i]) == 0)
+			rt->round_pending++;
+	if (rt->round_pending == 0)
+		rt->ready = 0;
+}
+
+/* ---- the tick ---- */
+
+static void retire_sweep(ctl *c, uint64_t now_mono, int force)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < c->n_ret; i++) {
+		retired *r = &c->ret[i];
+		if (force || (proxy_inflight(r->px) == 0 && proxy_connections(r->px) == 0) ||
+		    now_mono - r->since_ms > RETIRE_MAX_MS)
+			proxy_close(r->px);
+		else
+			c->ret[j++] = *r;
+	}
+	c->n_ret = j;
+}
+
+static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
+{
+	const eng_policy *p = &rt->conf->policy;
+	eng_output *out = xcalloc(1, sizeof *out);
+	probe_round(c, rt, now_mono);
+	eng_state prev = rt->st;
+	eng_tick(&rt->st, p, now, rt->ready, out);
+	commit(rt, &prev, out, NULL, 0);
+	if (eng_check_due(&rt->st, p, now)) {
+		eng_reading r[ENG_MAX_METRICS];
+		read_metrics(rt, uv_now(c->loop) / 1000, r);
+		prev = rt->st;
+		eng_check(&rt->st, p, now, r, out);
+		commit(rt, &prev, out, NULL, 0);
+	}
+	free(out);
+}
+
+static void on_tick(uv_timer_t *t)
+{
+	ctl *c = t->data;
+	uint64_t now = util_wall_ms(), now_mono = uv_now(c->loop);
+	for (size_t i = 0; i < c->n; i++)
+		tick_one(c, c->rt[i], now, now_mono);
+	retire_sweep(c, now_mono, 0);
+}
+
+/* ---- building runtimes from the configuration ---- */
+
+static void retire_proxy(ctl *c, proxy *px)
+{
+	if (!px)
+		return;
+	proxy_drain(px);
+	c->ret = xrealloc(c->ret, (c->n_ret + 1) * sizeof *c->ret);
+	c->ret[c->n_ret].px = px;
+	c->ret[c->n_ret].since_ms = uv_now(c->loop);
+	c->n_ret++;
+}
+
+static void rt_free(ctl *c, canary_rt *rt)
+{
+	retire_proxy(c, rt->px);
+	if (rt->route)
+		route_release(rt->route);
+	/* a retired proxy may still record into the stats: keep them */
+	c->graveyard = xrealloc(c->graveyard, (c->n_grave + 1) * sizeof *c->graveyard);
+	c->graveyard[c->n_grave++] = rt->stats;
+	for (int t = 0; t < TARGET_COUNT; t++)
+		epset_free(&rt->eps[t]);
+	free(rt->listen);
+	free(rt->name);
+	free(rt);
+}
+
+/* Starts a rollout of the configuration's canary section when it names a
+ * revision that is neither running nor already ended. */
+static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
+{
+	const cfg_canary *cc = rt->conf;
+	if (!cc->canary_rev || cc->n_canary_eps == 0)
+		return;
+	if (strcmp(cc->canary_rev, rt->st.stable_rev) == 0)
+		return;
+	if (eng_active(&rt->st) && strcmp(cc->canary_rev, rt->st.canary_rev) == 0)
+		return;
+	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev);
+	if (ended != 0) {
+		if (ended > 0)
+			log_msg(LOG_INFO, rt->name,
+			        "revision %s from the configuration already ended, not rolling it out again",
+			        cc->canary_rev);
+		return;
+	}
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	epset old = rt->eps[TARGET_CANARY];
+	epset_from(&rt->eps[TARGET_CANARY], cc->canary_eps, cc->n_canary_eps);
+	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = cc->canary_rev, .actor = "config" };
+	char err[256];
+	if (eng_command(&rt->st, &cc->policy, now, &cmd, out, err, sizeof err) < 0) {
+		log_msg(LOG_ERROR, rt->name, "cannot start rollout of %s: %s", cc->canary_rev, err);
+		epset_free(&rt->eps[TARGET_CANARY]);
+		rt->eps[TARGET_CANARY] = old;
+	} else {
+		rt->data_from_sec = uv_now(c->loop) / 1000;
+		if (commit(rt, &prev, out, NULL, 0) < 0) {
+			epset_free(&rt->eps[TARGET_CANARY]);
+			rt->eps[TARGET_CANARY] = old;
+			apply_traffic(rt);
+		} else {
+			epset_free(&old);
+		}
+	}
+	free(out);
+}
+
+/* Creates the runtime of <cc>: state from the database (or new), route and
+ * proxy. Returns NULL with <err> filled. */
+static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
+{
+	canary_rt *rt = xcalloc(1, sizeof *rt);
+	rt->owner = c;
+	rt->name = xstrdup(cc->name);
+	rt->conf = cc;
+	rt->ready = 1;
+	rt->data_from_sec = uv_now(c->loop) / 1000;
+	store_record rec;
+	memset(&rec, 0, sizeof rec);
+	char dberr[256];
+	int found = store_load(c->db, cc->name, &rec, dberr, sizeof dberr);
+	if (found < 0) {
+		snprintf(err, errlen, "canary '%s': %s", cc->name, dberr);
+		free(rt->name);
+		free(rt);
+		return NULL;
+	}
+	if (found) {
+		rt->st = rec.st;
+		epset_split(&rt->eps[TARGET_STABLE], rec.stable_eps);
+		epset_split(&rt->eps[TARGET_CANARY], rec.canary_eps);
+		/* the configuration may move the stable revision's endpoints */
+		if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
+		    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
+			epset_free(&rt->eps[TARGET_STABLE]);
+			epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+		}
+		if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) != 0)
+			log_msg(LOG_INFO, cc->name,
+			        "stable revision is %s (from the database), the configuration says %s",
+			        rt->st.stable_rev, cc->stable_rev);
+		log_msg(LOG_INFO, cc->name, "resumed: phase %s, weight %d, stable %s, canary %s",
+		        eng_phase_name(rt->st.phase), rt->st.weight, rt->st.stable_rev,
+		        rt->st.canary_rev[0] ? rt->st.canary_rev : "-");
+	} else {
+		eng_state_init(&rt->st, cc->stable_rev ? cc->stable_rev : "", util_wall_ms());
+		epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+		rt->eps[TARGET_CANARY].ep = NULL;
+		rt->eps[TARGET_CANARY].n = 0;
+	}
+	store_record_release(&rec);
+	rt->stats = stats_new();
+	if (!found) {
+		/* make the canary visible in status and history from the start */
+		eng_output *out = xcalloc(1, sizeof *out);
+		out->changed = true;
+		eng_state prev = rt->st;
+		int rc = commit(rt, &prev, out, err, errlen);
+		free(out);
+		if (rc < 0)
+			goto fail;
+	}
+	rt->route = route_new(rt->name, rt->stats);
+	apply_traffic(rt);
+	if (is_builtin(cc)) {
+		int rc = proxy_start(c->loop, cc->listen, rt->route, &cc->timeouts, &rt->px, err, errlen);
+		if (rc < 0)
+			goto fail;
+		rt->listen = xstrdup(cc->listen);
+		log_msg(LOG_INFO, cc->name, "proxy listening on %s (stable %s, %zu endpoints)",
+		        cc->listen, rt->st.stable_rev, rt->eps[TARGET_STABLE].n);
+	}
+	return rt;
+fail:
+	if (rt->route)
+		route_release(rt->route);
+	stats_free(rt->stats);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		epset_free(&rt->eps[t]);
+	free(rt->name);
+	free(rt);
+	return NULL;
+}
+
+static int check_routers(const cfg *conf, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		if (!is_builtin(cc)) {
+			snprintf(err, errlen,
+			         "canary '%s': router '%s' cannot be driven by this version (only 'builtin'); "
+			         "the configuration is valid but cannot run here",
+			         cc->name, cc->router ? cc->router : "");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
+            size_t errlen)
+{
+	if (check_routers(conf, err, errlen) < 0) {
+		cfg_free(conf);
+		return -1;
+	}
+	ctl *c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->db = db;
+	c->conf = conf;
+	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);
+		if (!rt) {
+			for (size_t j = 0; j < c->n; j++)
+				rt_free(c, c->rt[j]);
+			c->n = 0;
+			retire_sweep(c, 0, 1);
+			for (size_t g = 0; g < c->n_grave; g++)
+				stats_free(c->graveyard[g]);
+			free(c->graveyard);
+			free(c->ret);
+			free(c->rt);
+			cfg_free(conf);
+			free(c);
+			return -1;
+		}
+		c->rt[c->n++] = rt;
+	}
+	uint64_t now = util_wall_ms();
+	for (size_t i = 0; i < c->n; i++)
+		maybe_start_config_rollout(c, c->rt[i], now);
+	uv_timer_init(loop, &c->tick);
+	c->tick.data = c;
+	uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+	*out = c;
+	return 0;
+}
+
+int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
+{
+	if (check_routers(conf, err, errlen) < 0) {
+		cfg_free(conf);
+		return -1;
+	}
+	canary_rt **next = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *next);
+	size_t nn = 0;
+	/* first start what must be new (listeners), so that a failure leaves
+	 * the running configuration untouched */
+	proxy **fresh = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *fresh);
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		canary_rt *rt = find_rt(c, cc->name);
+		if (rt && rt->listen && strcmp(rt->listen, cc->listen) == 0)
+			continue;
+		if (!rt)
+			continue; /* started below with its runtime */
+		if (proxy_start(c->loop, cc->listen, rt->route, &cc->timeouts, &fresh[i], err, errlen) < 0) {
+			for (size_t j = 0; j < i; j++)
+				if (fresh[j])
+					proxy_close(fresh[j]);
+			free(fresh);
+			free(next);
+			cfg_free(conf);
+			return -1;
+		}
+	}
+	/* canaries that go away */
+	for (size_t i = 0; i < c->n; i++)
+		if (!cfg_find(conf, c->rt[i]->name)) {
+			log_msg(LOG_INFO, c->rt[i]->name, "removed by the new configuration");
+			rt_free(c, c->rt[i]);
+			c->rt[i] = NULL;
+		}
+	uint64_t now = util_wall_ms();
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		canary_rt *rt = find_rt(c, cc->name);
+		if (rt) {
+			rt->conf = cc;
+			if (fresh[i]) {
+				retire_proxy(c, rt->px);
+				rt->px = fresh[i];
+				free(rt->listen);
+				rt->listen = xstrdup(cc->listen);
+				log_msg(LOG_INFO, cc->name, "proxy now listening on %s", cc->listen);
+			} else if (rt->px) {
+				proxy_set_timeouts(rt->px, &cc->timeouts);
+			}
+			if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
+			    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
+				epset_free(&rt->eps[TARGET_STABLE]);
+				epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+				eng_output *o = xcalloc(1, sizeof *o);
+				o->changed = true;
+				eng_state prev = rt->st;
+				commit(rt, &prev, o, NULL, 0);
+				free(o);
+			}
+		} else {
+			char e2[512];
+			rt = rt_new(c, cc, e2, sizeof e2);
+			if (!rt) {
+				log_msg(LOG_ERROR, cc->name, "not started: %s", e2);
+				continue;
+			}
+		}
+		next[nn++] = rt;
+	}
+	/* runtimes not found by name (removed above) are NULL in c->rt */
+	free(c->rt);
+	c->rt = next;
+	c->n = nn;
+	cfg_free(c->conf);
+	c->conf = conf;
+	for (size_t i = 0; i < c->n; i++)
+		maybe_start_config_rollout(c, c->rt[i], now);
+	free(fresh);
+	return 0;
+}
+
+/* ---- status ---- */
+
+static json_t *status_json(const canary_rt *rt)
+{
+	char ts[40], dur[32];
+	util_rfc3339(rt->st.last_transition_ms, ts, sizeof ts);
+	const eng_policy *p = &rt->conf->policy;
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(rt->name));
+	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
+	json_object_set_new(o, "canaryWeight", json_integer(rt->st.weight));
+	json_object_set_new(o, "failedChecks", json_integer(rt->st.failed_checks));
+	json_object_set_new(o, "iterations", json_integer(rt->st.iterations));
+	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
+	json_object_set_new(o, "canaryRevision",
+	                    rt->st.canary_rev[0] ? json_string(rt->st.canary_rev) : json_null());
+	json_object_set_new(o, "lastTransitionTime", json_string(ts));
+	json_object_set_new(o, "message", json_string(rt->st.message));
+	json_object_set_new(o, "router", json_string(rt->conf->router ? rt->conf->router : ""));
+	if (rt->listen)
+		json_object_set_new(o, "listen", json_string(rt->listen));
+	json_object_set_new(o, "stableEndpoints", epset_json(&rt->eps[TARGET_STABLE]));
+	json_object_set_new(o, "canaryEndpoints", epset_json(&rt->eps[TARGET_CANARY]));
+	json_object_set_new(o, "canaryReady", json_boolean(rt->ready));
+	json_t *a = json_object();
+	util_format_duration(p->interval_ms, dur, sizeof dur);
+	json_object_set_new(a, "interval", json_string(dur));
+	json_object_set_new(a, "threshold", json_integer(p->threshold));
+	json_object_set_new(a, "maxWeight", json_integer(p->max_weight));
+	if (p->step_weight)
+		json_object_set_new(a, "stepWeight", json_integer(p->step_weight));
+	if (p->n_step_weights) {
+		json_t *sw = json_array();
+		for (int i = 0; i < p->n_step_weights; i++)
+			json_array_append_new(sw, json_integer(p->step_weights[i]));
+		json_object_set_new(a, "stepWeights", sw);
+	}
+	json_object_set_new(o, "analysis", a);
+	return o;
+}
+
+json_t *ctl_status(ctl *c, const char *name)
+{
+	if (name) {
+		canary_rt *rt = find_rt(c, name);
+		return rt ? status_json(rt) : NULL;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < c->n; i++)
+		json_array_append_new(arr, status_json(c->rt[i]));
+	return arr;
+}
+
+/* ---- commands ---- */
+
+static int parse_endpoints(const json_t *arr, epset *out, char *err, size_t errlen)
+{
+	if (!json_is_array(arr) || json_array_size(arr) == 0) {
+		snprintf(err, errlen, "'endpoints' must be a non-empty array of \"HOST:PORT\" strings");
+		return -1;
+	}
+	size_t n = json_array_size(arr);
+	out->ep = xcalloc(n, sizeof *out->ep);
+	out->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_array_get(arr, i));
+		char host[256];
+		int port;
+		if (!s || util_parse_hostport(s, host, sizeof host, &port) < 0) {
+			snprintf(err, errlen, "endpoint %zu: '%s' is not HOST:PORT", i + 1, s ? s : "(not a string)");
+			epset_free(out);
+			return -1;
+		}
+		out->ep[out->n++] = xstrdup(s);
+	}
+	return 0;
+}
+
+int ctl_command(ctl *c, const char *name, const char *action,
+                const json_t *body, const char *actor, json_t **result,
+                char *err, size_t errlen)
+{
+	*result = NULL;
+	canary_rt *rt = find_rt(c, name);
+	if (!rt) {
+		snprintf(err, errlen, "no canary named '%s'", name);
+		return 404;
+	}
+	if (body && !json_is_object(body)) {
+		snprintf(err, errlen, "the request body must be a JSON object");
+		return 400;
+	}
+	eng_cmd cmd = { .actor = actor };
+	epset neweps = { NULL, 0 };
+	int have_eps = 0;
+	if (strcmp(action, "rollout") == 0) {
+		cmd.kind = ENG_CMD_ROLLOUT;
+		const json_t *rev = body ? json_object_get(body, "revision") : NULL;
+		if (!json_is_string(rev) || !json_string_length(rev)) {
+			snprintf(err, errlen, "'revision' is required and must be a non-empty string");
+			return 400;
+		}
+		cmd.revision = json_string_value(rev);
+		const json_t *eps = body ? json_object_get(body, "endpoints") : NULL;
+		if (eps) {
+			if (parse_endpoints(eps, &neweps, err, errlen) < 0)
+				return 400;
+			have_eps = 1;
+		} else if (rt->eps[TARGET_CANARY].n == 0) {
+			snprintf(err, errlen, "'endpoints' is required: the canary has no endpoints yet");
+			return 400;
+		}
+	} else if (strcmp(action, "promote") == 0) {
+		const json_t *full = body ? json_object_get(body, "full") : NULL;
+		if (full && !json_is_boolean(full)) {
+			snprintf(err, errlen, "'full' must be true or false");
+			return 400;
+		}
+		cmd.kind = json_is_true(full) ? ENG_CMD_PROMOTE_FULL : ENG_CMD_PROMOTE;
+	} else if (strcmp(action, "abort") == 0) {
+		cmd.kind = ENG_CMD_ABORT;
+	} else if (strcmp(action, "pause") == 0) {
+		cmd.kind = ENG_CMD_PAUSE;
+	} else if (strcmp(action, "resume") == 0) {
+		cmd.kind = ENG_CMD_RESUME;
+	} else if (strcmp(action, "approve") == 0) {
+		cmd.kind = ENG_CMD_APPROVE;
+	} else if (strcmp(action, "weight") == 0) {
+		const json_t *w = body ? json_object_get(body, "weight") : NULL;
+		if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 100) {
+			snprintf(err, errlen, "'weight' must be an integer from 0 to 100");
+			return 400;
+		}
+		cmd.kind = ENG_CMD_SET_WEIGHT;
+		cmd.weight = (int)json_integer_value(w);
+	} else {
+		snprintf(err, errlen, "unknown action '%s' (rollout, promote, abort, pause, resume, approve, weight)", action);
+		return 404;
+	}
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	epset old = rt->eps[TARGET_CANARY];
+	if (have_eps)
+		rt->eps[TARGET_CANARY] = neweps;
+	int status = 200;
+	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, err, errlen) < 0) {
+		status = 409;
+	} else {
+		if (cmd.kind == ENG_CMD_ROLLOUT)
+			rt->data_from_sec = uv_now(c->loop) / 1000;
+		if (commit(rt, &prev, out, err, errlen) < 0)
+			status = 500;
+	}
+	if (have_eps) {
+		if (status == 200) {
+			epset_free(&old);
+		} else {
+			epset_free(&rt->eps[TARGET_CANARY]);
+			rt->eps[TARGET_CANARY] = old;
+		}
+	}
+	free(out);
+	if (status == 200)
+		*result = status_json(rt);
+	return status;
+}
+
+/* ---- metrics ---- */
+
+void ctl_metrics(ctl *c, buf *out)
+{
+	stats_write_prometheus_header(out);
+	for (size_t i = 0; i < c->n; i++)
+		stats_write_prometheus(c->rt[i]->stats, c->rt[i]->name, out);
+	buf_puts(out, "# HELP canaryd_canary_weight Share of new requests sent to the canary, percent.\n"
+	              "# TYPE canaryd_canary_weight gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_canary_weight{canary=\"%s\"} %d\n", c->rt[i]->name,
+		           c->rt[i]->st.weight);
+	buf_puts(out, "# HELP canaryd_canary_phase The canary's phase (1 for the current one).\n"
+	              "# TYPE canaryd_canary_phase gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		for (int p = 0; p < ENG_PHASE_COUNT; p++)
+			buf_printf(out, "canaryd_canary_phase{canary=\"%s\",phase=\"%s\"} %d\n",
+			           c->rt[i]->name, eng_phase_name((eng_phase)p),
+			           c->rt[i]->st.phase == (eng_phase)p);
+	buf_puts(out, "# HELP canaryd_checks_total Analysis checks made, by result.\n"
+	              "# TYPE canaryd_checks_total counter\n");
+	for (size_t i = 0; i < c->n; i++) {
+		buf_printf(out, "canaryd_checks_total{canary=\"%s\",result=\"pass\"} %llu\n",
+		           c->rt[i]->name, (unsigned long long)c->rt[i]->checks_pass);
+		buf_printf(out, "canaryd_checks_total{canary=\"%s\",result=\"fail\"} %llu\n",
+		           c->rt[i]->name, (unsigned long long)c->rt[i]->checks_fail);
+	}
+	buf_puts(out, "# HELP canaryd_rollbacks_total Rollbacks, automatic and manual.\n"
+	              "# TYPE canaryd_rollbacks_total counter\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_rollbacks_total{canary=\"%s\"} %llu\n", c->rt[i]->name,
+		           (unsigned long long)c->rt[i]->rollbacks);
+}
+
+/* ---- shutdown ---- */
+
+void ctl_drain(ctl *c)
+{
+	c->draining = 1;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->rt[i]->px)
+			proxy_drain(c->rt[i]->px);
+}
+
+size_t ctl_inflight(ctl *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++)
+		if (c->rt[i]->px)
+			n += proxy_inflight(c->rt[i]->px);
+	for (size_t i = 0; i < c->n_ret; i++)
+		n += proxy_inflight(c->ret[i].px);
+	return n;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+	ctl *c = h->data;
+	for (size_t g = 0; g < c->n_grave; g++)
+		stats_free(c->graveyard[g]);
+	free(c->graveyard);
+	free(c);
+}
+
+void ctl_close(ctl *c)
+{
+	uv_timer_stop(&c->tick);
+	for (size_t i = 0; i < c->n; i++)
+		rt_free(c, c->rt[i]);
+	c->n = 0;
+	retire_sweep(c, 0, 1);
+	free(c->ret);
+	c->ret = NULL;
+	free(c->rt);
+	c->rt = NULL;
+	cfg_free(c->conf);
+	c->conf = NULL;
+	uv_close((uv_handle_t *)&c->tick, tick_closed);
+}

@@ -1,0 +1,57 @@
+/* controller.h - the driver around the engine: one runtime per configured
+ * canary (engine state, route, proxy, stats), a tick timer that runs checks
+ * and deadlines, readiness probes, persistence before traffic, and the
+ * operator commands behind the admin API. */
+#ifndef CANARYD_CONTROLLER_H
+#define CANARYD_CONTROLLER_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+#include "store.h"
+#include "util.h"
+
+typedef struct ctl ctl;
+
+/* Creates the controller on <loop> with <db> (not owned) and applies
+ * <conf> (ownership passes to the controller): restores each canary's state
+ * from the database, starts the rollouts the configuration asks for, and
+ * starts the proxies. Returns 0, or -1 with <err> filled (nothing started). */
+int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
+            size_t errlen);
+
+/* Applies a new, already validated configuration (SIGHUP) without closing
+ * a connection. Takes ownership of <conf>. Returns 0, or -1 with <err> (the
+ * running configuration is then kept and <conf> freed). */
+int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen);
+
+/* An operator command from the API. <action> is one of rollout, promote,
+ * abort, pause, resume, approve, weight; <body> its JSON arguments (may be
+ * NULL); <actor> who asked. Returns an HTTP status: 200 with *result the
+ * canary's status, or 4xx with <err> filled. */
+int ctl_command(ctl *c, const char *name, const char *action,
+                const json_t *body, const char *actor, json_t **result,
+                char *err, size_t errlen);
+
+/* Status object of <name> (NULL when unknown), or the array of all when
+ * <name> is NULL. Caller owns the result. */
+json_t *ctl_status(ctl *c, const char *name);
+
+/* True when <name> is a configured canary. */
+int ctl_has(ctl *c, const char *name);
+
+/* Appends the Prometheus exposition of every canary to <out>. */
+void ctl_metrics(ctl *c, buf *out);
+
+/* Stops accepting new proxy connections (SIGTERM). */
+void ctl_drain(ctl *c);
+/* Requests in flight over all proxies. */
+size_t ctl_inflight(ctl *c);
+
+/* Stops timers and closes every proxy and handle; frees <c> once closed
+ * (run the loop afterwards until it ends). Frees the configuration. */
+void ctl_close(ctl *c);
+
+#endif

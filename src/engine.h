@@ -1,0 +1,190 @@
+/* engine.h - the rollout engine: Flagger's canary analysis as a pure state
+ * machine. No sockets, no clock calls, no database, no allocation: time,
+ * metric readings and operator commands go in; the new state and an output
+ * (audit events, hooks to run, a promotion) come out. The driver persists the
+ * new state and events, then applies the state's weight to the router.
+ *
+ * Semantics are Flagger's (../shared/SPEC.md "Rollout semantics") with one
+ * deliberate difference: the rollback happens on the check that makes
+ * failed_checks reach <threshold>, not one interval later as in Flagger. */
+#ifndef CANARYD_ENGINE_H
+#define CANARYD_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define ENG_MAX_METRICS 16
+#define ENG_MAX_STEPS 32
+#define ENG_MAX_EVENTS 8
+#define ENG_MAX_HOOKS 4
+#define ENG_NAME_LEN 64
+#define ENG_REV_LEN 64
+#define ENG_MSG_LEN 256
+
+typedef enum {
+	ENG_INITIALIZED = 0, /* no rollout yet: 100% stable */
+	ENG_PROGRESSING,     /* analysis running, weight stepping up */
+	ENG_PAUSED,          /* held by pause or set-weight; no checks */
+	ENG_WAITING_APPROVAL,/* a manual gate is pending (hybrid mode) */
+	ENG_PROMOTING,       /* 100% to canary; becomes stable at next tick */
+	ENG_SUCCEEDED,       /* canary revision is now stable: 100% stable */
+	ENG_FAILED,          /* rolled back: 100% stable */
+	ENG_PHASE_COUNT
+} eng_phase;
+
+/* "Initialized", "Progressing", ... as in Flagger's status.phase. */
+const char *eng_phase_name(eng_phase p);
+/* Inverse of eng_phase_name; -1 when unknown. */
+int eng_phase_parse(const char *s);
+
+typedef enum {
+	ENG_M_SUCCESS_RATE = 0, /* request-success-rate: % of non-5xx, canary */
+	ENG_M_DURATION,         /* request-duration: p99 in ms, canary */
+	ENG_M_ERROR_RATE,       /* error-rate: % of 5xx, canary */
+} eng_metric_kind;
+
+typedef struct eng_metric {
+	char name[ENG_NAME_LEN];
+	eng_metric_kind kind;
+	bool has_min, has_max;  /* thresholdRange bounds present */
+	double min, max;        /* pass when min <= value <= max */
+	uint64_t window_ms;     /* the metric's own interval (window) */
+} eng_metric;
+
+/* The analysis policy of one canary (spec.analysis), with defaults applied. */
+typedef struct eng_policy {
+	uint64_t interval_ms;            /* between checks; default 60s, >= 100ms */
+	int threshold;                   /* failed checks before rollback; default 1 */
+	int max_weight;                  /* default 100 */
+	int step_weight;                 /* 0 when step_weights is used */
+	int step_weights[ENG_MAX_STEPS]; /* ascending, each 1..100 */
+	int n_step_weights;
+	int iterations;                  /* >0 without steps: A/B / blue-green */
+	uint64_t progress_deadline_ms;   /* default 600s */
+	eng_metric metrics[ENG_MAX_METRICS];
+	int n_metrics;
+} eng_policy;
+
+/* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
+ * 100, stepWeight 0, progressDeadline 600s, no metrics). */
+void eng_policy_defaults(eng_policy *p);
+
+/* The persisted state of one canary. Plain data: it is stored as is. */
+typedef struct eng_state {
+	eng_phase phase;
+	int weight;               /* canary share of new requests, 0..100 */
+	int failed_checks;        /* add up over the rollout; reset by a new one */
+	int iterations;           /* checks made in this rollout */
+	bool manual_weight;       /* Paused by set-weight (vs. by pause) */
+	char stable_rev[ENG_REV_LEN];
+	char canary_rev[ENG_REV_LEN]; /* revision of the current/last rollout */
+	uint64_t rollout_started_ms;  /* start of the current rollout */
+	uint64_t next_check_ms;       /* when the next check is due */
+	uint64_t unready_since_ms;    /* 0 while the canary is ready */
+	uint64_t last_transition_ms;  /* last phase change */
+	char message[ENG_MSG_LEN];    /* why the last transition happened */
+} eng_state;
+
+/* Initial state: Initialized, weight 0, <stable_rev>, no canary. */
+void eng_state_init(eng_state *s, const char *stable_rev, uint64_t now_ms);
+
+/* A metric reading for one check, in the order of policy->metrics. */
+typedef struct eng_reading {
+	bool has_data;        /* false: no data in the window (check fails) */
+	double value;         /* percent or milliseconds, per kind */
+	char reason[96];      /* why there is no data, when !has_data */
+} eng_reading;
+
+typedef struct eng_metric_result {
+	char name[ENG_NAME_LEN];
+	bool has_value;
+	double value;
+	bool has_min, has_max;
+	double min, max;
+	bool passed;
+	char reason[96];
+} eng_metric_result;
+
+/* An audit event produced by the engine. type is one of: "rollout-started",
+ * "weight", "check", "paused", "resumed", "promoting", "succeeded",
+ * "rollback", "manual", "not-ready". */
+typedef struct eng_event {
+	char type[24];
+	eng_phase phase;      /* phase after the event */
+	int weight;           /* weight after the event */
+	char message[ENG_MSG_LEN];
+	char actor[ENG_NAME_LEN];   /* "canaryd" for automatic, else who */
+	eng_metric_result metrics[ENG_MAX_METRICS]; /* checks only */
+	int n_metrics;
+} eng_event;
+
+typedef enum {
+	ENG_HOOK_PRE_ROLLOUT = 0,
+	ENG_HOOK_ROLLOUT,
+	ENG_HOOK_POST_ROLLOUT,
+	ENG_HOOK_ROLLBACK,
+} eng_hook;
+
+typedef struct eng_output {
+	eng_event events[ENG_MAX_EVENTS];
+	int n_events;
+	eng_hook hooks[ENG_MAX_HOOKS]; /* to run, in order */
+	int n_hooks;
+	bool promote;   /* the canary's endpoints become the stable ones now */
+	bool changed;   /* the state changed and must be persisted */
+} eng_output;
+
+/* Clears <o> (call before each engine call, or let the call do it: every
+ * engine call starts by clearing its output). */
+void eng_output_clear(eng_output *o);
+
+/* True when a check is due at <now>: phase Progressing and now >=
+ * next_check_ms. The driver then reads every metric and calls eng_check. */
+bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms);
+
+/* One analysis check with readings[i] for p->metrics[i]. A metric with no
+ * data, or out of its range, fails the check; a failing check holds the
+ * weight and counts; the threshold-th failure rolls back (weight 0, phase
+ * Failed, rollback hook). A passing check raises the weight to the next step
+ * (capped at max_weight); a passing check at max_weight promotes (phase
+ * Promoting, weight 100). In iterations mode (no steps), a passing check
+ * counts and the iterations-th one promotes. Schedules the next check at
+ * now + interval. Does nothing unless phase is Progressing. */
+void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
+               const eng_reading *readings, eng_output *out);
+
+/* Time passing: Promoting becomes Succeeded (promote=true, weight 0, the
+ * canary revision becomes stable) once an interval has passed since the
+ * promotion; a rollout whose canary has been unready (<canary_ready> false)
+ * for progress_deadline_ms rolls back. Call at least once per interval. */
+void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
+              bool canary_ready, eng_output *out);
+
+typedef enum {
+	ENG_CMD_ROLLOUT = 0, /* start a rollout of <revision> (replaces any) */
+	ENG_CMD_PROMOTE,     /* pass the gate/pause: advance one step now */
+	ENG_CMD_PROMOTE_FULL,/* skip remaining steps: Promoting now */
+	ENG_CMD_ABORT,       /* rollback now */
+	ENG_CMD_PAUSE,
+	ENG_CMD_RESUME,
+	ENG_CMD_SET_WEIGHT,  /* manual weight; analysis paused while it holds */
+	ENG_CMD_APPROVE,     /* pass a WaitingApproval gate */
+} eng_cmd_kind;
+
+typedef struct eng_cmd {
+	eng_cmd_kind kind;
+	const char *revision; /* ROLLOUT */
+	int weight;           /* SET_WEIGHT, 0..100 */
+	const char *actor;    /* who: API client address or token name */
+} eng_cmd;
+
+/* Applies an operator command. Returns 0, or -1 with a message in <err>
+ * (e.g. "no rollout in progress", "weight must be 0..100") and the state
+ * untouched. */
+int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                const eng_cmd *cmd, eng_output *out, char *err, size_t errlen);
+
+/* Is a rollout running (Progressing, Paused, WaitingApproval, Promoting)? */
+bool eng_active(const eng_state *s);
+
+#endif

@@ -1,0 +1,115 @@
+/* http.h - HTTP/1.1 message-head parsing and body framing, zero-copy.
+ *
+ * Written by hand, as HAProxy and nginx do, because the proxy needs what
+ * general parsers hide: the exact bytes of the head to forward, strict
+ * refusal of ambiguous framing (request smuggling), and a chunked-body
+ * scanner that finds the end of a body without decoding or copying it, so
+ * bodies stream through untouched. Fuzzed (fuzz/fuzz_request.c,
+ * fuzz/fuzz_response.c).
+ *
+ * The parser works on a contiguous buffer holding the start of a message.
+ * All pointers in the results point into that buffer. */
+#ifndef CANARYD_HTTP_H
+#define CANARYD_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define HTTP_MAX_HEADERS 100
+#define HTTP_MAX_HEAD 16384   /* a larger head is refused with 431 */
+
+/* Results of the head parsers (negative: the message is refused). */
+enum {
+	HTTP_INCOMPLETE = 0,    /* more bytes needed */
+	HTTP_E_BAD = -1,        /* malformed: 400 (or 502 for a response) */
+	HTTP_E_TOO_LARGE = -2,  /* head over HTTP_MAX_HEAD or too many headers: 431 */
+	HTTP_E_SMUGGLE = -3,    /* CL+TE, differing CLs, bad TE: 400 */
+	HTTP_E_VERSION = -4,    /* not HTTP/1.x: 505 */
+};
+
+typedef struct http_header {
+	const char *name;
+	size_t name_len;
+	const char *value;   /* leading/trailing blanks trimmed */
+	size_t value_len;
+} http_header;
+
+/* Body framing of a message. */
+typedef enum {
+	HTTP_BODY_NONE = 0,   /* no body (or Content-Length: 0) */
+	HTTP_BODY_LENGTH,     /* content_length bytes */
+	HTTP_BODY_CHUNKED,    /* Transfer-Encoding: chunked */
+	HTTP_BODY_UNTIL_CLOSE,/* response only: read until the upstream closes */
+} http_body;
+
+typedef struct http_request {
+	const char *method;
+	size_t method_len;
+	const char *target;
+	size_t target_len;
+	int minor;                 /* HTTP/1.<minor>: 0 or 1 */
+	http_header headers[HTTP_MAX_HEADERS];
+	size_t n_headers;
+	http_body body;
+	uint64_t content_length;   /* when body == HTTP_BODY_LENGTH */
+	bool keep_alive;           /* per version and Connection */
+	bool upgrade;              /* Connection: upgrade + Upgrade header */
+	bool expect_continue;      /* Expect: 100-continue */
+	bool is_head;              /* method HEAD */
+	size_t head_len;           /* bytes of the head including the blank line */
+} http_request;
+
+typedef struct http_response {
+	int status;
+	int minor;
+	const char *reason;
+	size_t reason_len;
+	http_header headers[HTTP_MAX_HEADERS];
+	size_t n_headers;
+	http_body body;
+	uint64_t content_length;
+	bool keep_alive;
+	size_t head_len;
+} http_response;
+
+/* Parses a request head from buf[0..len). Returns head_len (> 0) when the
+ * head is complete, HTTP_INCOMPLETE when more bytes are needed (and len <
+ * HTTP_MAX_HEAD), or a negative HTTP_E_* code. */
+int http_parse_request(const char *buf, size_t len, http_request *req);
+
+/* Parses a response head. <req_is_head> and the status decide framing: a
+ * response to HEAD, 1xx, 204 and 304 have no body. Same returns. */
+int http_parse_response(const char *buf, size_t len, bool req_is_head,
+                        http_response *resp);
+
+/* Case-insensitive header lookup; NULL when absent (the first one). */
+const http_header *http_find_header(const http_header *h, size_t n,
+                                    const char *name);
+
+/* True for hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection,
+ * TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization) and for
+ * any header named in the message's Connection header. Transfer-Encoding is
+ * hop-by-hop too but the proxy keeps it, since it forwards chunked bodies
+ * as they are. */
+bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n);
+
+/* Incremental scanner of a chunked body (including trailers): it consumes
+ * bytes without copying and tells when the body ends. */
+typedef struct http_chunked {
+	int state;
+	uint64_t remaining;   /* bytes left in the current chunk's data */
+	size_t line_len;      /* guards chunk-size and trailer line lengths */
+} http_chunked;
+
+void http_chunked_init(http_chunked *c);
+/* Scans p[0..n). Returns the number of bytes that belong to the body (<= n;
+ * less than n only when the body ended inside p), or -1 when the framing is
+ * malformed. Sets *done when the final chunk and trailers have been seen. */
+ssize_t http_chunked_scan(http_chunked *c, const char *p, size_t n, bool *done);
+
+/* The standard reason phrase of <status> ("Bad Gateway"), "" if unknown. */
+const char *http_reason(int status);
+
+#endif

@@ -1,0 +1,66 @@
+/* proxy.h - the built-in HTTP/1.1 reverse proxy (the "builtin" router).
+ *
+ * A route is what the controller steers: two endpoint sets (stable, canary)
+ * and the canary weight. A proxy is a listener bound to one route. Each new
+ * request picks its target by smooth weighted round-robin over (100-w, w),
+ * exact over many requests, then an endpoint of that target round-robin.
+ * A weight or endpoint change applies to the next request: no connection is
+ * closed and no request fails because of it; connections to endpoints that
+ * left a set are closed once idle, requests in flight on them finish. */
+#ifndef CANARYD_PROXY_H
+#define CANARYD_PROXY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include "stats.h"
+#include "config.h"
+
+typedef struct route route;
+
+/* A new route named <name> (the canary's name) that records every finished
+ * request into <st> (not owned; must outlive the route). Weight 0, no
+ * endpoints. */
+route *route_new(const char *name, stats *st);
+
+/* Replaces the endpoints ("HOST:PORT", numeric IPv4/IPv6 or "localhost") of
+ * <target> (TARGET_STABLE/TARGET_CANARY). Returns 0, or -1 with <err> filled
+ * when an address does not parse (the route is then unchanged). */
+int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
+                        char *err, size_t errlen);
+
+/* Sets the canary's share of new requests, 0..100 (clamped). */
+void route_set_weight(route *r, int canary_weight);
+int route_weight(const route *r);
+
+/* Frees the route once no proxy and no connection uses it. */
+void route_release(route *r);
+
+typedef struct proxy proxy;
+
+/* Starts listening on <listen> ("HOST:PORT") for <r> on <loop>, with the
+ * given timeouts (not retained). Returns 0, or a negative libuv error code
+ * with <err> filled ("cannot listen on '127.0.0.1:8080': address already in
+ * use"). */
+int proxy_start(uv_loop_t *loop, const char *listen, route *r,
+                const cfg_timeouts *t, proxy **out, char *err, size_t errlen);
+
+/* Points a running proxy at another route / new timeouts (SIGHUP). */
+void proxy_set_route(proxy *p, route *r);
+void proxy_set_timeouts(proxy *p, const cfg_timeouts *t);
+
+/* Stops accepting new connections; connections in flight go on. Idle
+ * keep-alive client connections are closed; others close after their
+ * current response. */
+void proxy_drain(proxy *p);
+
+/* Requests in flight (received, response not finished). */
+size_t proxy_inflight(const proxy *p);
+/* Open client connections. */
+size_t proxy_connections(const proxy *p);
+
+/* Closes everything now (after a drain, or at exit) and frees <p> once every
+ * handle is closed; <p> must not be used after the call. */
+void proxy_close(proxy *p);
+
+#endif

@@ -1,0 +1,63 @@
+/* stats.h - per-canary request metrics kept for analysis and /metrics.
+ * Each target (stable, canary) has a ring of 1-second slots covering
+ * STATS_SLOTS seconds; a slot holds counts by status class and a log-linear
+ * latency histogram, so any window from 1 s to 30 m is read by summing slots,
+ * never by touching individual requests, and percentiles come from buckets.
+ * Cumulative counters by exact status code and a Prometheus histogram are
+ * kept beside the ring for /metrics. Recording allocates nothing. */
+#ifndef CANARYD_STATS_H
+#define CANARYD_STATS_H
+
+#include <stdint.h>
+#include "util.h"
+
+#define STATS_SLOTS 2048       /* ring length in seconds (> 30 minutes) */
+#define STATS_SUB_BITS 3       /* 8 linear sub-buckets per power of two */
+#define STATS_BUCKETS 224      /* log-linear buckets, microseconds up to ~2^28 us */
+
+typedef enum { TARGET_STABLE = 0, TARGET_CANARY = 1, TARGET_COUNT = 2 } stats_target;
+
+/* "stable" / "canary" */
+const char *stats_target_name(int target);
+
+typedef struct stats stats;
+
+stats *stats_new(void);
+void stats_free(stats *s);  /* NULL is a no-op */
+
+/* Records one finished request of <target>: HTTP <status> (100..599; the
+ * proxy's own 502/504 count against the target they were meant for; any
+ * other value is counted as 502) and <latency_us>, at monotonic second
+ * <now_sec>. */
+void stats_record(stats *s, int target, int status, uint64_t latency_us,
+                  uint64_t now_sec);
+
+/* Sum over a window of whole seconds. */
+typedef struct stats_summary {
+	uint64_t total;
+	uint64_t by_class[6];         /* [1]=1xx .. [5]=5xx, [0] unused */
+	uint64_t hist[STATS_BUCKETS]; /* latency buckets */
+} stats_summary;
+
+/* Sums the slots of <target> for seconds in [from_sec, to_sec] inclusive
+ * (clamped to what the ring still holds) into <out>. */
+void stats_query(const stats *s, int target, uint64_t from_sec,
+                 uint64_t to_sec, stats_summary *out);
+
+/* The <q> quantile (0..1) of the summary's latency in milliseconds, linearly
+ * interpolated inside its bucket; -1 when the summary is empty. */
+double stats_quantile_ms(const stats_summary *sum, double q);
+
+/* Bucket index for a latency, and a bucket's bounds [lo, hi) in us. */
+int stats_bucket_of(uint64_t latency_us);
+void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us);
+
+/* Appends the Prometheus text exposition of <s> for canary <name>:
+ * canaryd_requests_total{canary,target,code} and
+ * canaryd_request_duration_seconds_{bucket,sum,count}{canary,target[,le]}.
+ * The # HELP/# TYPE lines are written by stats_write_prometheus_header, once
+ * per exposition, before the first canary. */
+void stats_write_prometheus_header(buf *out);
+void stats_write_prometheus(const stats *s, const char *name, buf *out);
+
+#endif

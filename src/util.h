@@ -1,0 +1,54 @@
+/* util.h - small helpers shared by every module: growable buffers, durations,
+ * host:port parsing and clocks. Nothing here allocates behind the caller's
+ * back except buf_*, whose memory the caller releases with buf_release(). */
+#ifndef CANARYD_UTIL_H
+#define CANARYD_UTIL_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A growable byte buffer. Zero-initialise (BUF_INIT) before use. <p> is
+ * always NUL-terminated once anything has been appended. */
+typedef struct buf {
+	char *p;     /* bytes, NUL-terminated */
+	size_t len;  /* bytes used, not counting the NUL */
+	size_t cap;  /* bytes allocated */
+} buf;
+#define BUF_INIT { NULL, 0, 0 }
+
+void buf_append(buf *b, const void *data, size_t n);
+void buf_puts(buf *b, const char *s);
+void buf_printf(buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_vprintf(buf *b, const char *fmt, va_list ap);
+void buf_reset(buf *b);   /* len = 0, keeps memory */
+void buf_release(buf *b); /* frees memory, back to BUF_INIT */
+
+/* Parses a Go/Prometheus duration ("500ms", "2s", "1m", "1h30m", "1.5s",
+ * "0") into milliseconds. Units: ns us µs ms s m h d (Prometheus' "d" = 24h).
+ * Returns 0, or -1 when <s> is not a duration or is not a whole number of
+ * milliseconds larger than zero ("0" is accepted and gives 0). */
+int util_parse_duration(const char *s, uint64_t *ms);
+
+/* Formats <ms> back into the shortest Go-style duration ("1m30s", "250ms"). */
+void util_format_duration(uint64_t ms, char *out, size_t outlen);
+
+/* Splits "HOST:PORT" ("127.0.0.1:8080", "[::1]:8080", "localhost:80") into
+ * <host> (without brackets) and <port> (1..65535). Returns 0 or -1. */
+int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+/* Milliseconds on a monotonic clock (for timers and rings). */
+uint64_t util_mono_ms(void);
+/* Milliseconds since the Unix epoch (for persisted times and the audit). */
+uint64_t util_wall_ms(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-25T20:43:57.123Z". out >= 32. */
+void util_rfc3339(uint64_t wall_ms, char *out, size_t outlen);
+
+/* strdup that aborts on out of memory (the daemon does not run degraded
+ * when malloc fails). Likewise xmalloc/xcalloc/xrealloc. */
+char *xstrdup(const char *s);
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+
+#endif
