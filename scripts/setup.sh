@@ -2,13 +2,11 @@
 # Installs what canaryd needs to build, test and run its demo on Debian,
 # only when something is missing (so it is quick the second time).
 set -e
-pkgs="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev curl wrk haproxy nginx-light python3 clang"
+pkgs="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev curl wrk haproxy nginx python3 clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
-# nginx (full) satisfies nginx-light for our purposes
-case "$missing" in *nginx-light*) command -v nginx >/dev/null 2>&1 && missing=$(echo "$missing" | sed 's/ nginx-light//');; esac
 [ -z "$missing" ] && exit 0
 echo "setup: installing$missing"
 SUDO=""
