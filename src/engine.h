@@ -11,6 +11,7 @@
 #define CANARYD_ENGINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define ENG_MAX_METRICS 16

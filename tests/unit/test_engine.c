@@ -1,0 +1,990 @@
+/* test_engine.c - the rollout engine on a simulated clock: every behaviour of
+ * engine.h's contract, one test each. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "engine.h"
+
+#define T0 1700000000000ULL /* a wall clock in ms */
+#define INTERVAL 1000ULL
+
+/* The fixture: static because an output is some 30 KB. */
+static eng_policy P;
+static eng_state S;
+static eng_output O;
+static uint64_t now;
+static char err[256];
+
+/* Policy of SPEC.md's example: stepWeight 10 up to 50, threshold 3, a
+ * success-rate floor and a latency ceiling. */
+static int setup(void **state)
+{
+	(void)state;
+	eng_policy_defaults(&P);
+	P.interval_ms = INTERVAL;
+	P.threshold = 3;
+	P.max_weight = 50;
+	P.step_weight = 10;
+	P.progress_deadline_ms = 60 * 1000;
+	P.n_metrics = 2;
+	snprintf(P.metrics[0].name, sizeof P.metrics[0].name, "request-success-rate");
+	P.metrics[0].kind = ENG_M_SUCCESS_RATE;
+	P.metrics[0].has_min = true;
+	P.metrics[0].min = 99;
+	P.metrics[0].window_ms = 60000;
+	snprintf(P.metrics[1].name, sizeof P.metrics[1].name, "request-duration");
+	P.metrics[1].kind = ENG_M_DURATION;
+	P.metrics[1].has_max = true;
+	P.metrics[1].max = 500;
+	P.metrics[1].window_ms = 30000;
+	now = T0;
+	eng_state_init(&S, "v1", now);
+	memset(&O, 0, sizeof O);
+	err[0] = '\0';
+	return 0;
+}
+
+static int command(eng_cmd_kind kind, const char *rev, int weight, const char *actor)
+{
+	eng_cmd c = { .kind = kind, .revision = rev, .weight = weight, .actor = actor };
+	return eng_command(&S, &P, now, &c, &O, err, sizeof err);
+}
+
+static void start(const char *rev)
+{
+	assert_int_equal(command(ENG_CMD_ROLLOUT, rev, 0, "alice"), 0);
+}
+
+/* readings: success rate <sr>, p99 <p99> */
+static void readings(eng_reading r[ENG_MAX_METRICS], double sr, double p99)
+{
+	memset(r, 0, sizeof(eng_reading) * ENG_MAX_METRICS);
+	r[0].has_data = true;
+	r[0].value = sr;
+	r[1].has_data = true;
+	r[1].value = p99;
+}
+
+/* Waits for the next check (it must be due then, not a ms before) and runs
+ * it with the given values. */
+static void check_at_due(double sr, double p99)
+{
+	assert_false(eng_check_due(&S, &P, S.next_check_ms - 1));
+	now = S.next_check_ms;
+	assert_true(eng_check_due(&S, &P, now));
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, sr, p99);
+	eng_check(&S, &P, now, r, &O);
+}
+
+static void pass(void) { check_at_due(99.9, 120); }
+static void fail_sr(void) { check_at_due(80, 120); }
+
+static const eng_event *find_event(const char *type)
+{
+	for (int i = 0; i < O.n_events; i++)
+		if (strcmp(O.events[i].type, type) == 0)
+			return &O.events[i];
+	return NULL;
+}
+
+static bool has_hook(eng_hook h)
+{
+	for (int i = 0; i < O.n_hooks; i++)
+		if (O.hooks[i] == h)
+			return true;
+	return false;
+}
+
+/* ---- starting ---- */
+
+static void test_state_init_is_initialized_at_stable(void **state)
+{
+	(void)state;
+	assert_int_equal(S.phase, ENG_INITIALIZED);
+	assert_int_equal(S.weight, 0);
+	assert_string_equal(S.stable_rev, "v1");
+	assert_string_equal(S.canary_rev, "");
+	assert_int_equal(S.last_transition_ms, T0);
+	assert_false(eng_active(&S));
+}
+
+static void test_policy_defaults_are_flaggers(void **state)
+{
+	(void)state;
+	eng_policy d;
+	memset(&d, 0xff, sizeof d);
+	eng_policy_defaults(&d);
+	assert_int_equal(d.interval_ms, 60000);
+	assert_int_equal(d.threshold, 1);
+	assert_int_equal(d.max_weight, 100);
+	assert_int_equal(d.step_weight, 0);
+	assert_int_equal(d.n_step_weights, 0);
+	assert_int_equal(d.iterations, 0);
+	assert_int_equal(d.progress_deadline_ms, 600000);
+	assert_int_equal(d.n_metrics, 0);
+}
+
+static void test_rollout_starts_at_first_step(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 10);
+	assert_string_equal(S.canary_rev, "v2");
+	assert_string_equal(S.stable_rev, "v1");
+	assert_int_equal(S.rollout_started_ms, T0);
+	assert_int_equal(S.next_check_ms, T0 + INTERVAL);
+	assert_int_equal(S.last_transition_ms, T0);
+	assert_true(O.changed);
+	assert_int_equal(O.n_events, 2);
+	assert_string_equal(O.events[0].type, "rollout-started");
+	assert_non_null(strstr(O.events[0].message, "new revision v2 detected"));
+	assert_string_equal(O.events[1].type, "weight");
+	assert_int_equal(O.events[1].weight, 10);
+	assert_int_equal(O.n_hooks, 2);
+	assert_int_equal(O.hooks[0], ENG_HOOK_PRE_ROLLOUT);
+	assert_int_equal(O.hooks[1], ENG_HOOK_ROLLOUT);
+	assert_true(eng_active(&S));
+}
+
+static void test_weight_events_carry_before_and_after(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_string_equal(O.events[1].message, "advance canary weight 0 -> 10");
+	pass();
+	const eng_event *w = find_event("weight");
+	assert_non_null(w);
+	assert_string_equal(w->message, "advance canary weight 10 -> 20");
+	assert_int_equal(w->weight, 20);
+	assert_int_equal(w->phase, ENG_PROGRESSING);
+}
+
+static void test_rollout_of_stable_revision_is_refused(void **state)
+{
+	(void)state;
+	eng_state before = S;
+	assert_int_equal(command(ENG_CMD_ROLLOUT, "v1", 0, "alice"), -1);
+	assert_string_equal(err, "revision 'v1' is already stable");
+	assert_memory_equal(&before, &S, sizeof S);
+}
+
+static void test_rollout_of_empty_or_long_revision_is_refused(void **state)
+{
+	(void)state;
+	char longrev[ENG_REV_LEN + 1];
+	memset(longrev, 'a', ENG_REV_LEN);
+	longrev[ENG_REV_LEN] = '\0';
+	assert_int_equal(command(ENG_CMD_ROLLOUT, "", 0, "alice"), -1);
+	assert_non_null(strstr(err, "empty"));
+	assert_int_equal(command(ENG_CMD_ROLLOUT, NULL, 0, "alice"), -1);
+	assert_int_equal(command(ENG_CMD_ROLLOUT, longrev, 0, "alice"), -1);
+	assert_non_null(strstr(err, "too long"));
+	assert_int_equal(S.phase, ENG_INITIALIZED);
+	/* the longest allowed one fits */
+	longrev[ENG_REV_LEN - 1] = '\0';
+	start(longrev);
+	assert_string_equal(S.canary_rev, longrev);
+}
+
+static void test_rollout_replaces_running_rollout_and_resets_counts(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	fail_sr();
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.failed_checks, 1);
+	assert_int_equal(S.iterations, 2);
+	now += 10;
+	start("v3");
+	assert_string_equal(S.canary_rev, "v3");
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.iterations, 0);
+	assert_int_equal(S.rollout_started_ms, now);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+	assert_non_null(strstr(O.events[0].message, "replacing the rollout of v2"));
+	const eng_event *w = find_event("weight");
+	assert_non_null(w);
+	assert_non_null(strstr(w->message, "20 -> 10"));
+}
+
+/* ---- the analysis ---- */
+
+static void test_passing_checks_climb_to_max_weight_then_promote(void **state)
+{
+	(void)state;
+	start("v2");
+	int expect[] = { 20, 30, 40, 50 };
+	for (int i = 0; i < 4; i++) {
+		pass();
+		assert_int_equal(S.phase, ENG_PROGRESSING);
+		assert_int_equal(S.weight, expect[i]);
+		assert_int_equal(O.n_events, 2);
+		assert_string_equal(O.events[0].type, "check");
+		assert_string_equal(O.events[1].type, "weight");
+	}
+	pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_int_equal(S.iterations, 5);
+	const eng_event *e = find_event("promoting");
+	assert_non_null(e);
+	assert_int_equal(e->phase, ENG_PROMOTING);
+	assert_int_equal(e->weight, 100);
+	assert_string_equal(S.stable_rev, "v1");
+	assert_false(O.promote);
+}
+
+static void test_promoting_becomes_succeeded_after_an_interval(void **state)
+{
+	(void)state;
+	start("v2");
+	for (int i = 0; i < 5; i++)
+		pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	uint64_t promoted_at = now;
+	now = promoted_at + INTERVAL - 1;
+	eng_tick(&S, &P, now, true, &O);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_false(O.changed);
+	assert_false(O.promote);
+	assert_int_equal(O.n_events, 0);
+	now = promoted_at + INTERVAL;
+	eng_tick(&S, &P, now, true, &O);
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	assert_true(O.promote);
+	assert_true(O.changed);
+	assert_string_equal(S.stable_rev, "v2");
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_int_equal(O.n_hooks, 1);
+	assert_int_equal(O.hooks[0], ENG_HOOK_POST_ROLLOUT);
+	assert_non_null(find_event("succeeded"));
+	assert_false(eng_active(&S));
+	/* a later tick does nothing more */
+	now += INTERVAL;
+	eng_tick(&S, &P, now, true, &O);
+	assert_false(O.changed);
+	assert_false(O.promote);
+}
+
+static void test_step_weights_are_capped_by_max_weight(void **state)
+{
+	(void)state;
+	P.step_weight = 0;
+	int steps[] = { 5, 10, 20, 40, 80 };
+	memcpy(P.step_weights, steps, sizeof steps);
+	P.n_step_weights = 5;
+	P.max_weight = 50;
+	start("v2");
+	assert_int_equal(S.weight, 5);
+	int expect[] = { 10, 20, 40, 50 };
+	for (int i = 0; i < 4; i++) {
+		pass();
+		assert_int_equal(S.weight, expect[i]);
+		assert_int_equal(S.phase, ENG_PROGRESSING);
+	}
+	pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+}
+
+static void test_step_weights_promote_after_last_entry(void **state)
+{
+	(void)state;
+	P.step_weight = 0;
+	P.step_weights[0] = 2;
+	P.step_weights[1] = 25;
+	P.n_step_weights = 2;
+	P.max_weight = 100;
+	start("v2");
+	assert_int_equal(S.weight, 2);
+	pass();
+	assert_int_equal(S.weight, 25);
+	pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+}
+
+static void test_step_weight_is_capped_at_max_weight(void **state)
+{
+	(void)state;
+	P.step_weight = 30;
+	P.max_weight = 50;
+	start("v2");
+	assert_int_equal(S.weight, 30);
+	pass();
+	assert_int_equal(S.weight, 50);
+	pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+}
+
+static void test_failed_check_holds_weight_and_counts(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	fail_sr();
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.failed_checks, 1);
+	assert_int_equal(O.n_events, 1);
+	assert_string_equal(O.events[0].type, "check");
+	assert_null(find_event("weight"));
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+}
+
+static void test_failed_checks_add_up_without_reset_by_passing_checks(void **state)
+{
+	(void)state;
+	start("v2");
+	fail_sr();
+	pass();
+	pass();
+	fail_sr();
+	assert_int_equal(S.failed_checks, 2);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 30);
+	assert_int_equal(S.iterations, 4);
+}
+
+static void test_threshold_th_failure_rolls_back_at_once(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	fail_sr();
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.failed_checks, 3);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_true(has_hook(ENG_HOOK_ROLLBACK));
+	assert_int_equal(O.n_events, 2);
+	assert_string_equal(O.events[0].type, "check");
+	assert_string_equal(O.events[1].type, "rollback");
+	assert_int_equal(O.events[1].phase, ENG_FAILED);
+	assert_int_equal(O.events[1].weight, 0);
+	assert_string_equal(O.events[1].actor, "canaryd");
+	assert_non_null(strstr(O.events[1].message, "canary failed 3 checks, rolling back: "));
+	assert_non_null(strstr(O.events[1].message, "request-success-rate 80.00 < 99"));
+	assert_false(eng_active(&S));
+	assert_false(eng_check_due(&S, &P, now + 10 * INTERVAL));
+}
+
+static void test_threshold_one_rolls_back_on_first_failure(void **state)
+{
+	(void)state;
+	P.threshold = 1;
+	start("v2");
+	fail_sr();
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+}
+
+static void test_check_message_lists_failing_metrics(void **state)
+{
+	(void)state;
+	start("v2");
+	fail_sr();
+	assert_string_equal(O.events[0].message,
+	                    "check failed (1/3): request-success-rate 80.00 < 99");
+	check_at_due(80, 612);
+	assert_string_equal(O.events[0].message,
+	                    "check failed (2/3): request-success-rate 80.00 < 99; "
+	                    "request-duration 612.00 > 500");
+	pass();
+	assert_string_equal(O.events[0].message, "check passed");
+}
+
+static void test_check_event_carries_each_metric_result(void **state)
+{
+	(void)state;
+	start("v2");
+	check_at_due(99.5, 612);
+	const eng_event *c = find_event("check");
+	assert_non_null(c);
+	assert_int_equal(c->n_metrics, 2);
+	assert_string_equal(c->metrics[0].name, "request-success-rate");
+	assert_true(c->metrics[0].has_value);
+	assert_true(c->metrics[0].value == 99.5);
+	assert_true(c->metrics[0].has_min);
+	assert_false(c->metrics[0].has_max);
+	assert_true(c->metrics[0].min == 99);
+	assert_true(c->metrics[0].passed);
+	assert_string_equal(c->metrics[1].name, "request-duration");
+	assert_true(c->metrics[1].has_max);
+	assert_true(c->metrics[1].max == 500);
+	assert_false(c->metrics[1].passed);
+	assert_string_equal(c->metrics[1].reason, "612.00 > 500");
+}
+
+static void test_no_data_fails_the_check_with_the_readers_reason(void **state)
+{
+	(void)state;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 99.9, 100);
+	r[0].has_data = false;
+	snprintf(r[0].reason, sizeof r[0].reason, "no requests to the canary in the last 1m");
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+	assert_int_equal(S.weight, 10);
+	const eng_event *c = find_event("check");
+	assert_non_null(c);
+	assert_false(c->metrics[0].has_value);
+	assert_false(c->metrics[0].passed);
+	assert_string_equal(c->metrics[0].reason, "no requests to the canary in the last 1m");
+	assert_non_null(strstr(c->message, "no requests to the canary in the last 1m"));
+}
+
+static void test_min_bound_is_inclusive(void **state)
+{
+	(void)state;
+	start("v2");
+	check_at_due(99.0, 100);
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.weight, 20);
+	check_at_due(98.99, 100);
+	assert_int_equal(S.failed_checks, 1);
+	assert_int_equal(S.weight, 20);
+}
+
+static void test_max_bound_is_inclusive(void **state)
+{
+	(void)state;
+	start("v2");
+	check_at_due(100, 500);
+	assert_int_equal(S.failed_checks, 0);
+	check_at_due(100, 500.01);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_nan_reading_fails(void **state)
+{
+	(void)state;
+	start("v2");
+	check_at_due(NAN, 100);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_check_runs_the_rollout_hook(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	assert_true(has_hook(ENG_HOOK_ROLLOUT));
+	assert_false(has_hook(ENG_HOOK_ROLLBACK));
+	assert_true(O.changed);
+}
+
+static void test_check_not_due_before_the_interval(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_false(eng_check_due(&S, &P, T0));
+	assert_false(eng_check_due(&S, &P, T0 + INTERVAL - 1));
+	assert_true(eng_check_due(&S, &P, T0 + INTERVAL));
+	pass();
+	assert_false(eng_check_due(&S, &P, now + INTERVAL - 1));
+	assert_true(eng_check_due(&S, &P, now + INTERVAL));
+}
+
+static void test_check_not_due_and_ignored_when_paused(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
+	assert_false(eng_check_due(&S, &P, T0 + 100 * INTERVAL));
+	eng_state before = S;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 10, 10000);
+	eng_check(&S, &P, T0 + 100 * INTERVAL, r, &O);
+	assert_memory_equal(&before, &S, sizeof S);
+	assert_false(O.changed);
+	assert_int_equal(O.n_events, 0);
+	assert_int_equal(O.n_hooks, 0);
+}
+
+static void test_many_failing_metrics_stay_bounded(void **state)
+{
+	(void)state;
+	P.n_metrics = ENG_MAX_METRICS;
+	for (int i = 0; i < ENG_MAX_METRICS; i++) {
+		snprintf(P.metrics[i].name, sizeof P.metrics[i].name,
+		         "a-rather-long-metric-name-number-%02d", i);
+		P.metrics[i].has_min = true;
+		P.metrics[i].min = 99;
+	}
+	P.threshold = 1;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < ENG_MAX_METRICS; i++) {
+		r[i].has_data = true;
+		r[i].value = 1;
+	}
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(O.events[0].n_metrics, ENG_MAX_METRICS);
+	assert_true(strlen(O.events[0].message) < ENG_MSG_LEN);
+	assert_true(strlen(O.events[1].message) < ENG_MSG_LEN);
+	assert_true(O.n_events <= ENG_MAX_EVENTS);
+	assert_true(O.n_hooks <= ENG_MAX_HOOKS);
+}
+
+/* ---- iterations mode (A/B, blue/green) ---- */
+
+static void test_iterations_mode_promotes_after_n_passing_checks(void **state)
+{
+	(void)state;
+	P.step_weight = 0;
+	P.max_weight = 100;
+	P.iterations = 3;
+	start("v2");
+	assert_int_equal(S.weight, 0);
+	assert_null(find_event("weight"));
+	pass();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 0);
+	pass();
+	assert_int_equal(S.iterations, 3);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+}
+
+static void test_iterations_mode_with_fixed_split_uses_max_weight(void **state)
+{
+	(void)state;
+	P.step_weight = 0;
+	P.max_weight = 50;
+	P.iterations = 2;
+	start("v2");
+	assert_int_equal(S.weight, 50);
+	pass();
+	assert_int_equal(S.weight, 50);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	pass();
+	assert_int_equal(S.phase, ENG_PROMOTING);
+}
+
+/* ---- time: progress deadline ---- */
+
+static void test_progress_deadline_rolls_back(void **state)
+{
+	(void)state;
+	start("v2");
+	now += 5;
+	eng_tick(&S, &P, now, false, &O);
+	assert_int_equal(S.unready_since_ms, now);
+	assert_true(O.changed);
+	assert_int_equal(O.n_events, 1);
+	assert_string_equal(O.events[0].type, "not-ready");
+	uint64_t since = now;
+	/* "not-ready" is said once */
+	now = since + 30000;
+	eng_tick(&S, &P, now, false, &O);
+	assert_int_equal(O.n_events, 0);
+	assert_false(O.changed);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	now = since + 60000 - 1;
+	eng_tick(&S, &P, now, false, &O);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	now = since + 60000;
+	eng_tick(&S, &P, now, false, &O);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_true(has_hook(ENG_HOOK_ROLLBACK));
+	const eng_event *e = find_event("rollback");
+	assert_non_null(e);
+	assert_string_equal(e->message, "canary not ready for 60s (progressDeadlineSeconds)");
+}
+
+static void test_ready_resets_the_progress_deadline_timer(void **state)
+{
+	(void)state;
+	start("v2");
+	eng_tick(&S, &P, now + 1000, false, &O);
+	assert_int_equal(S.unready_since_ms, now + 1000);
+	eng_tick(&S, &P, now + 50000, true, &O);
+	assert_int_equal(S.unready_since_ms, 0);
+	assert_true(O.changed);
+	/* unready again: the clock starts over */
+	eng_tick(&S, &P, now + 55000, false, &O);
+	assert_int_equal(S.unready_since_ms, now + 55000);
+	eng_tick(&S, &P, now + 65000, false, &O);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	eng_tick(&S, &P, now + 115000, false, &O);
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
+static void test_progress_deadline_applies_while_paused(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
+	eng_tick(&S, &P, now, false, &O);
+	eng_tick(&S, &P, now + 60000, false, &O);
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
+static void test_idle_tick_changes_nothing(void **state)
+{
+	(void)state;
+	eng_state before = S;
+	eng_tick(&S, &P, now + 1000000, false, &O);
+	assert_false(O.changed);
+	assert_memory_equal(&before, &S, sizeof S);
+	start("v2");
+	before = S;
+	eng_tick(&S, &P, now + 10, true, &O);
+	assert_false(O.changed);
+	assert_int_equal(O.n_events, 0);
+	assert_memory_equal(&before, &S, sizeof S);
+}
+
+/* ---- commands ---- */
+
+static void test_pause_and_resume(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	now += 100;
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(S.weight, 20);
+	assert_false(S.manual_weight);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_string_equal(O.events[0].type, "paused");
+	assert_string_equal(O.events[0].actor, "bob");
+	now += 5 * INTERVAL;
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+	assert_string_equal(O.events[0].type, "resumed");
+	pass();
+	assert_int_equal(S.weight, 30);
+}
+
+static void test_pause_twice_is_an_error(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
+	eng_state before = S;
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), -1);
+	assert_string_equal(err, "already paused");
+	assert_memory_equal(&before, &S, sizeof S);
+}
+
+static void test_resume_when_not_paused_is_an_error(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), -1);
+	assert_string_equal(err, "not paused (phase Progressing)");
+}
+
+static void test_set_weight_pauses_with_manual_flag(void **state)
+{
+	(void)state;
+	start("v2");
+	now += 10;
+	assert_int_equal(command(ENG_CMD_SET_WEIGHT, NULL, 35, "carol"), 0);
+	assert_int_equal(S.weight, 35);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_true(S.manual_weight);
+	assert_int_equal(O.n_events, 1);
+	assert_string_equal(O.events[0].type, "manual");
+	assert_string_equal(O.events[0].actor, "carol");
+	assert_int_equal(O.events[0].weight, 35);
+	assert_non_null(strstr(O.events[0].message, "10 -> 35"));
+	assert_false(eng_check_due(&S, &P, now + 100 * INTERVAL));
+	/* resume continues from the manual weight to the next step */
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "carol"), 0);
+	assert_false(S.manual_weight);
+	pass();
+	assert_int_equal(S.weight, 45);
+}
+
+static void test_set_weight_out_of_range_is_an_error(void **state)
+{
+	(void)state;
+	start("v2");
+	eng_state before = S;
+	assert_int_equal(command(ENG_CMD_SET_WEIGHT, NULL, 101, "carol"), -1);
+	assert_non_null(strstr(err, "weight must be 0..100"));
+	assert_int_equal(command(ENG_CMD_SET_WEIGHT, NULL, -1, "carol"), -1);
+	assert_memory_equal(&before, &S, sizeof S);
+	assert_int_equal(command(ENG_CMD_SET_WEIGHT, NULL, 0, "carol"), 0);
+	assert_int_equal(S.weight, 0);
+}
+
+static void test_promote_advances_one_step_without_counting_a_check(void **state)
+{
+	(void)state;
+	start("v2");
+	now += 10;
+	assert_int_equal(command(ENG_CMD_PROMOTE, NULL, 0, "dave"), 0);
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.iterations, 0);
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+	const eng_event *w = find_event("weight");
+	assert_non_null(w);
+	assert_string_equal(w->actor, "dave");
+	assert_non_null(strstr(w->message, "10 -> 20"));
+	assert_null(find_event("check"));
+}
+
+static void test_promote_from_pause_continues_progressing(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_SET_WEIGHT, NULL, 15, "carol"), 0);
+	assert_int_equal(command(ENG_CMD_PROMOTE, NULL, 0, "dave"), 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_false(S.manual_weight);
+	assert_int_equal(S.weight, 25);
+}
+
+static void test_promote_at_the_top_promotes(void **state)
+{
+	(void)state;
+	start("v2");
+	for (int i = 0; i < 4; i++)
+		pass();
+	assert_int_equal(S.weight, 50);
+	assert_int_equal(command(ENG_CMD_PROMOTE, NULL, 0, "dave"), 0);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+	assert_string_equal(find_event("promoting")->actor, "dave");
+	assert_int_equal(command(ENG_CMD_PROMOTE, NULL, 0, "dave"), -1);
+	assert_non_null(strstr(err, "already promoting"));
+}
+
+static void test_promote_full_skips_the_remaining_steps(void **state)
+{
+	(void)state;
+	start("v2");
+	now += 10;
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "erin"), 0);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+	assert_int_equal(S.last_transition_ms, now);
+	const eng_event *e = find_event("promoting");
+	assert_non_null(e);
+	assert_string_equal(e->actor, "erin");
+	eng_tick(&S, &P, now + INTERVAL, true, &O);
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	assert_true(O.promote);
+	assert_string_equal(S.stable_rev, "v2");
+}
+
+static void test_abort_rolls_back(void **state)
+{
+	(void)state;
+	start("v2");
+	pass();
+	now += 10;
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "frank"), 0);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.last_transition_ms, now);
+	assert_int_equal(O.n_hooks, 1);
+	assert_int_equal(O.hooks[0], ENG_HOOK_ROLLBACK);
+	const eng_event *e = find_event("rollback");
+	assert_non_null(e);
+	assert_string_equal(e->actor, "frank");
+	assert_non_null(strstr(e->message, "aborted by frank"));
+	assert_string_equal(S.stable_rev, "v1");
+}
+
+static void test_abort_while_promoting_rolls_back(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "erin"), 0);
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "frank"), 0);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	eng_tick(&S, &P, now + 10 * INTERVAL, true, &O);
+	assert_false(O.promote);
+	assert_string_equal(S.stable_rev, "v1");
+}
+
+static void test_abort_when_idle_is_an_error_and_state_untouched(void **state)
+{
+	(void)state;
+	eng_state before = S;
+	memset(&O, 0x5a, sizeof O);
+	static eng_output obefore;
+	obefore = O;
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "frank"), -1);
+	assert_string_equal(err, "no rollout in progress (phase Initialized)");
+	assert_memory_equal(&before, &S, sizeof S);
+	assert_memory_equal(&obefore, &O, sizeof O);
+}
+
+static void test_commands_after_success_need_a_rollout(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "erin"), 0);
+	eng_tick(&S, &P, now + INTERVAL, true, &O);
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	eng_cmd_kind kinds[] = { ENG_CMD_PROMOTE, ENG_CMD_PROMOTE_FULL, ENG_CMD_ABORT,
+		                 ENG_CMD_PAUSE, ENG_CMD_RESUME, ENG_CMD_SET_WEIGHT,
+		                 ENG_CMD_APPROVE };
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(command(kinds[i], NULL, 10, "x"), -1);
+		assert_string_equal(err, "no rollout in progress (phase Succeeded)");
+	}
+	/* v2 is stable now: rolling it out again is refused, v3 starts */
+	assert_int_equal(command(ENG_CMD_ROLLOUT, "v2", 0, "alice"), -1);
+	start("v3");
+	assert_int_equal(S.weight, 10);
+}
+
+static void test_approve_passes_a_pending_gate(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_APPROVE, NULL, 0, "gina"), -1);
+	assert_string_equal(err, "no approval pending (phase Progressing)");
+	S.phase = ENG_WAITING_APPROVAL; /* no gate moves here yet */
+	now += 10;
+	assert_int_equal(command(ENG_CMD_APPROVE, NULL, 0, "gina"), 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+	assert_string_equal(O.events[0].actor, "gina");
+}
+
+static void test_automatic_events_have_actor_canaryd(void **state)
+{
+	(void)state;
+	start("v2");
+	assert_string_equal(O.events[0].actor, "alice");
+	assert_string_equal(O.events[1].actor, "alice");
+	pass();
+	assert_int_equal(O.n_events, 2);
+	assert_string_equal(O.events[0].actor, "canaryd");
+	assert_string_equal(O.events[1].actor, "canaryd");
+}
+
+static void test_state_message_follows_the_last_event(void **state)
+{
+	(void)state;
+	start("v2");
+	fail_sr();
+	assert_string_equal(S.message, O.events[O.n_events - 1].message);
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "frank"), 0);
+	assert_non_null(strstr(S.message, "aborted by frank"));
+}
+
+static void test_phase_name_and_parse_round_trip(void **state)
+{
+	(void)state;
+	const char *names[] = { "Initialized", "Progressing", "Paused", "WaitingApproval",
+		                "Promoting", "Succeeded", "Failed" };
+	assert_int_equal(sizeof names / sizeof names[0], ENG_PHASE_COUNT);
+	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
+		assert_string_equal(eng_phase_name((eng_phase)i), names[i]);
+		assert_int_equal(eng_phase_parse(names[i]), i);
+	}
+	assert_int_equal(eng_phase_parse("progressing"), -1);
+	assert_int_equal(eng_phase_parse(""), -1);
+	assert_int_equal(eng_phase_parse(NULL), -1);
+}
+
+static void test_eng_active_phases(void **state)
+{
+	(void)state;
+	bool expect[ENG_PHASE_COUNT] = {
+		[ENG_PROGRESSING] = true, [ENG_PAUSED] = true,
+		[ENG_WAITING_APPROVAL] = true, [ENG_PROMOTING] = true,
+	};
+	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
+		S.phase = (eng_phase)i;
+		assert_int_equal(eng_active(&S), expect[i]);
+	}
+}
+
+#define T(f) cmocka_unit_test_setup(f, setup)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_state_init_is_initialized_at_stable),
+		T(test_policy_defaults_are_flaggers),
+		T(test_rollout_starts_at_first_step),
+		T(test_weight_events_carry_before_and_after),
+		T(test_rollout_of_stable_revision_is_refused),
+		T(test_rollout_of_empty_or_long_revision_is_refused),
+		T(test_rollout_replaces_running_rollout_and_resets_counts),
+		T(test_passing_checks_climb_to_max_weight_then_promote),
+		T(test_promoting_becomes_succeeded_after_an_interval),
+		T(test_step_weights_are_capped_by_max_weight),
+		T(test_step_weights_promote_after_last_entry),
+		T(test_step_weight_is_capped_at_max_weight),
+		T(test_failed_check_holds_weight_and_counts),
+		T(test_failed_checks_add_up_without_reset_by_passing_checks),
+		T(test_threshold_th_failure_rolls_back_at_once),
+		T(test_threshold_one_rolls_back_on_first_failure),
+		T(test_check_message_lists_failing_metrics),
+		T(test_check_event_carries_each_metric_result),
+		T(test_no_data_fails_the_check_with_the_readers_reason),
+		T(test_min_bound_is_inclusive),
+		T(test_max_bound_is_inclusive),
+		T(test_nan_reading_fails),
+		T(test_check_runs_the_rollout_hook),
+		T(test_check_not_due_before_the_interval),
+		T(test_check_not_due_and_ignored_when_paused),
+		T(test_many_failing_metrics_stay_bounded),
+		T(test_iterations_mode_promotes_after_n_passing_checks),
+		T(test_iterations_mode_with_fixed_split_uses_max_weight),
+		T(test_progress_deadline_rolls_back),
+		T(test_ready_resets_the_progress_deadline_timer),
+		T(test_progress_deadline_applies_while_paused),
+		T(test_idle_tick_changes_nothing),
+		T(test_pause_and_resume),
+		T(test_pause_twice_is_an_error),
+		T(test_resume_when_not_paused_is_an_error),
+		T(test_set_weight_pauses_with_manual_flag),
+		T(test_set_weight_out_of_range_is_an_error),
+		T(test_promote_advances_one_step_without_counting_a_check),
+		T(test_promote_from_pause_continues_progressing),
+		T(test_promote_at_the_top_promotes),
+		T(test_promote_full_skips_the_remaining_steps),
+		T(test_abort_rolls_back),
+		T(test_abort_while_promoting_rolls_back),
+		T(test_abort_when_idle_is_an_error_and_state_untouched),
+		T(test_commands_after_success_need_a_rollout),
+		T(test_approve_passes_a_pending_gate),
+		T(test_automatic_events_have_actor_canaryd),
+		T(test_state_message_follows_the_last_event),
+		T(test_phase_name_and_parse_round_trip),
+		T(test_eng_active_phases),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
