@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hooks.h"
 #include "log.h"
 #include "proxy.h"
 #include "stats.h"
@@ -42,6 +43,16 @@ typedef struct canary_rt {
 	uint64_t round_started_ms;
 	int round_pending, round_ok;
 	unsigned round_id;
+	/* webhook gates (pre-rollout until it passes, rollout on every check) */
+	unsigned rollout_gen;       /* bumped by every new rollout */
+	int pre_rollout_ok;         /* pre-rollout hooks passed in this rollout */
+	int gate_pending;           /* gate posts still running for this check */
+	int n_gates;
+	struct gate_result {
+		char name[ENG_NAME_LEN];
+		int ok;
+		char reason[96];
+	} gates[ENG_MAX_METRICS];
 	/* counters for /metrics */
 	uint64_t checks_pass, checks_fail, rollbacks;
 } canary_rt;
@@ -60,6 +71,7 @@ struct ctl {
 	uv_timer_t tick;
 	retired *ret;             /* proxies draining after a reload */
 	size_t n_ret;
+	hooks *hk;                /* webhooks in flight */
 	stats **graveyard;        /* stats of removed canaries (routes may still record) */
 	size_t n_grave;
 	int draining;
@@ -182,32 +194,142 @@ static void log_event(const canary_rt *rt, const eng_event *ev)
 	buf_release(&b);
 }
 
-static const char *hook_name(eng_hook h)
+static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
+                  char *err, size_t errlen);
+
+/* Flagger's webhook payload (CanaryWebhookPayload) with canaryd's extras. */
+static char *hook_payload(const canary_rt *rt, const cfg_webhook *wh, const char *type,
+                          const eng_event *ev)
 {
-	switch (h) {
-	case ENG_HOOK_PRE_ROLLOUT: return "pre-rollout";
-	case ENG_HOOK_ROLLOUT: return "rollout";
-	case ENG_HOOK_POST_ROLLOUT: return "post-rollout";
-	case ENG_HOOK_ROLLBACK: return "rollback";
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(rt->name));
+	json_object_set_new(o, "namespace", json_string(rt->conf->namespace_ ? rt->conf->namespace_ : ""));
+	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
+	json_object_set_new(o, "checksum", json_string(rt->st.canary_rev));
+	json_object_set_new(o, "type", json_string(type));
+	json_object_set_new(o, "canaryWeight", json_integer(rt->st.weight));
+	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
+	json_object_set_new(o, "canaryRevision", json_string(rt->st.canary_rev));
+	json_t *md = wh->metadata ? json_deep_copy(wh->metadata) : json_object();
+	if (!json_is_object(md)) {
+		json_decref(md);
+		md = json_object();
 	}
-	return "?";
+	if (ev) {
+		char ts[40];
+		util_rfc3339(util_wall_ms(), ts, sizeof ts);
+		json_object_set_new(md, "eventMessage", json_string(ev->message));
+		json_object_set_new(md, "eventType", json_string(ev->type));
+		json_object_set_new(md, "timestamp", json_string(ts));
+	}
+	json_object_set_new(o, "metadata", md);
+	char *txt = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return txt;
 }
 
-/* Webhooks are not executed by this version: say so once per hook that has
- * webhooks configured, so that nobody believes a gate ran. */
-static void note_hooks(const canary_rt *rt, const eng_output *out)
+typedef struct hook_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	char hook[ENG_NAME_LEN];
+	char type[32];
+	unsigned gen;
+	int gate;          /* index in rt->gates, or -1 for a notification */
+} hook_call;
+
+static void do_check(canary_rt *rt);
+
+/* Records a notification's result as an audit event (state unchanged). */
+static void audit_hook(canary_rt *rt, const hook_call *hc, int status, const char *error,
+                       uint64_t ms)
 {
-	for (int i = 0; i < out->n_hooks; i++) {
-		const char *hn = hook_name(out->hooks[i]);
-		for (size_t w = 0; w < rt->conf->n_webhooks; w++) {
-			const cfg_webhook *wh = &rt->conf->webhooks[w];
-			if (wh->type && strcmp(wh->type, hn) == 0 &&
-			    out->hooks[i] != ENG_HOOK_ROLLOUT)
-				log_msg(LOG_WARN, rt->name,
-				        "webhook '%s' (%s) not run: this version does not run webhooks",
-				        wh->name ? wh->name : "", hn);
-		}
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "webhook");
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "canaryd");
+	if (error)
+		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' failed after %llums: %s",
+		         hc->type, hc->hook, (unsigned long long)ms, error);
+	else
+		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' answered %d in %llums",
+		         hc->type, hc->hook, status, (unsigned long long)ms);
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+static void hook_done(void *arg, int status, const char *error, uint64_t ms)
+{
+	hook_call *hc = arg;
+	canary_rt *rt = find_rt(hc->c, hc->canary);
+	if (rt && hc->gate < 0) {
+		audit_hook(rt, hc, status, error, ms);
+	} else if (rt && rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
+		struct gate_result *g = &rt->gates[hc->gate];
+		g->ok = status >= 200 && status < 300;
+		if (error)
+			snprintf(g->reason, sizeof g->reason, "%s", error);
+		else if (!g->ok)
+			snprintf(g->reason, sizeof g->reason, "answered HTTP %d", status);
+		if (--rt->gate_pending == 0)
+			do_check(rt);
 	}
+	free(hc);
+}
+
+static int post_hook(canary_rt *rt, const cfg_webhook *wh, const char *type,
+                     const eng_event *ev, int gate)
+{
+	hook_call *hc = xcalloc(1, sizeof *hc);
+	hc->c = rt->owner;
+	snprintf(hc->canary, sizeof hc->canary, "%s", rt->name);
+	snprintf(hc->hook, sizeof hc->hook, "%s", wh->name ? wh->name : "");
+	snprintf(hc->type, sizeof hc->type, "%s", type);
+	hc->gen = rt->rollout_gen;
+	hc->gate = gate;
+	char *body = hook_payload(rt, wh, type, ev);
+	int rc = rt->owner->hk ? hooks_post(rt->owner->hk, wh->url, body, wh->timeout_ms, hook_done, hc) : -1;
+	free(body);
+	if (rc < 0) {
+		free(hc);
+		log_msg(LOG_ERROR, rt->name, "%s webhook '%s': cannot post to '%s'", type,
+		        wh->name ? wh->name : "", wh->url);
+	}
+	return rc;
+}
+
+static int hook_is(const cfg_webhook *wh, const char *type)
+{
+	return wh->type && strcmp(wh->type, type) == 0 && wh->url;
+}
+
+/* Notifications that follow what the engine did: rollback and post-rollout
+ * webhooks (post-rollout after a promotion or a rollback, as in Flagger),
+ * and event webhooks for every event. Gates (pre-rollout, rollout) run
+ * before checks instead, in tick_one. */
+static void run_hooks(canary_rt *rt, const eng_output *out)
+{
+	const cfg_canary *cc = rt->conf;
+	for (int i = 0; i < out->n_hooks; i++) {
+		const char *types[2] = { NULL, NULL };
+		if (out->hooks[i] == ENG_HOOK_ROLLBACK) {
+			types[0] = "rollback";
+			types[1] = "post-rollout";
+		} else if (out->hooks[i] == ENG_HOOK_POST_ROLLOUT) {
+			types[0] = "post-rollout";
+		}
+		for (int t = 0; t < 2 && types[t]; t++)
+			for (size_t w = 0; w < cc->n_webhooks; w++)
+				if (hook_is(&cc->webhooks[w], types[t]))
+					post_hook(rt, &cc->webhooks[w], types[t], NULL, -1);
+	}
+	for (int e = 0; e < out->n_events; e++)
+		if (strcmp(out->events[e].type, "webhook") != 0)
+			for (size_t w = 0; w < cc->n_webhooks; w++)
+				if (hook_is(&cc->webhooks[w], "event"))
+					post_hook(rt, &cc->webhooks[w], "event", &out->events[e], -1);
 }
 
 /* ---- persistence, then traffic ---- */
@@ -278,7 +400,7 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		}
 		log_event(rt, ev);
 	}
-	note_hooks(rt, out);
+	run_hooks(rt, out);
 	return 0;
 }
 
@@ -438,6 +560,77 @@ static void retire_sweep(ctl *c, uint64_t now_mono, int force)
 	c->n_ret = j;
 }
 
+/* Runs a check now, with the webhook gates' results (if any) as extra
+ * pseudo-metrics that must equal 1: a failing gate fails the check, as a
+ * failing rollout webhook does in Flagger. */
+static void do_check(canary_rt *rt)
+{
+	ctl *c = rt->owner;
+	uint64_t now = util_wall_ms();
+	eng_policy *p = xmalloc(sizeof *p);
+	*p = rt->conf->policy;
+	eng_reading r[ENG_MAX_METRICS];
+	read_metrics(rt, uv_now(c->loop) / 1000, r);
+	int pre_all_ok = 1, has_pre = 0;
+	for (int g = 0; g < rt->n_gates && p->n_metrics < ENG_MAX_METRICS; g++) {
+		eng_metric *m = &p->metrics[p->n_metrics];
+		memset(m, 0, sizeof *m);
+		snprintf(m->name, sizeof m->name, "%s", rt->gates[g].name);
+		m->has_min = true;
+		m->min = 1;
+		eng_reading *rd = &r[p->n_metrics];
+		memset(rd, 0, sizeof *rd);
+		rd->has_data = true;
+		rd->value = rt->gates[g].ok ? 1 : 0;
+		if (!rt->gates[g].ok)
+			snprintf(rd->reason, sizeof rd->reason, "%s", rt->gates[g].reason);
+		if (strncmp(m->name, "pre-rollout/", 12) == 0) {
+			has_pre = 1;
+			pre_all_ok &= rt->gates[g].ok;
+		}
+		p->n_metrics++;
+	}
+	if (has_pre && pre_all_ok)
+		rt->pre_rollout_ok = 1;
+	rt->n_gates = 0;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_check(&rt->st, p, now, r, out);
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+	free(p);
+}
+
+/* Starts the gate webhooks a check needs; returns how many were started. */
+static int start_gates(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	rt->n_gates = 0;
+	rt->gate_pending = 0;
+	int room = ENG_MAX_METRICS - cc->policy.n_metrics;
+	for (size_t w = 0; w < cc->n_webhooks && rt->n_gates < room; w++) {
+		const cfg_webhook *wh = &cc->webhooks[w];
+		const char *type = NULL;
+		if (hook_is(wh, "rollout"))
+			type = "rollout";
+		else if (hook_is(wh, "pre-rollout") && !rt->pre_rollout_ok)
+			type = "pre-rollout";
+		if (!type)
+			continue;
+		struct gate_result *g = &rt->gates[rt->n_gates];
+		memset(g, 0, sizeof *g);
+		snprintf(g->name, sizeof g->name, "%s/%s", type, wh->name ? wh->name : "");
+		snprintf(g->reason, sizeof g->reason, "no answer");
+		rt->n_gates++;
+		rt->gate_pending++;
+		if (post_hook(rt, wh, type, NULL, rt->n_gates - 1) < 0) {
+			rt->gate_pending--;
+			snprintf(g->reason, sizeof g->reason, "cannot post to '%s'", wh->url);
+		}
+	}
+	return rt->gate_pending;
+}
+
 static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 {
 	const eng_policy *p = &rt->conf->policy;
@@ -446,14 +639,11 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	eng_state prev = rt->st;
 	eng_tick(&rt->st, p, now, rt->ready, out);
 	commit(rt, &prev, out, NULL, 0);
-	if (eng_check_due(&rt->st, p, now)) {
-		eng_reading r[ENG_MAX_METRICS];
-		read_metrics(rt, uv_now(c->loop) / 1000, r);
-		prev = rt->st;
-		eng_check(&rt->st, p, now, r, out);
-		commit(rt, &prev, out, NULL, 0);
-	}
 	free(out);
+	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
+		if (start_gates(rt) == 0)
+			do_check(rt);
+	}
 }
 
 static void on_tick(uv_timer_t *t)
@@ -524,6 +714,9 @@ static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
 		rt->eps[TARGET_CANARY] = old;
 	} else {
 		rt->data_from_sec = uv_now(c->loop) / 1000;
+		rt->rollout_gen++;
+		rt->pre_rollout_ok = 0;
+		rt->gate_pending = 0;
 		if (commit(rt, &prev, out, NULL, 0) < 0) {
 			epset_free(&rt->eps[TARGET_CANARY]);
 			rt->eps[TARGET_CANARY] = old;
@@ -660,6 +853,9 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 	uint64_t now = util_wall_ms();
 	for (size_t i = 0; i < c->n; i++)
 		maybe_start_config_rollout(c, c->rt[i], now);
+	c->hk = hooks_new(loop);
+	if (!c->hk)
+		log_msg(LOG_ERROR, NULL, "libcurl could not be initialised: webhooks will fail");
 	uv_timer_init(loop, &c->tick);
 	c->tick.data = c;
 	uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
@@ -897,8 +1093,12 @@ int ctl_command(ctl *c, const char *name, const char *action,
 	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, err, errlen) < 0) {
 		status = 409;
 	} else {
-		if (cmd.kind == ENG_CMD_ROLLOUT)
+		if (cmd.kind == ENG_CMD_ROLLOUT) {
 			rt->data_from_sec = uv_now(c->loop) / 1000;
+			rt->rollout_gen++;
+			rt->pre_rollout_ok = 0;
+			rt->gate_pending = 0;
+		}
 		if (commit(rt, &prev, out, err, errlen) < 0)
 			status = 500;
 	}
@@ -983,6 +1183,8 @@ static void tick_closed(uv_handle_t *h)
 void ctl_close(ctl *c)
 {
 	uv_timer_stop(&c->tick);
+	hooks_free(c->hk, free);
+	c->hk = NULL;
 	for (size_t i = 0; i < c->n; i++)
 		rt_free(c, c->rt[i]);
 	c->n = 0;

@@ -1,0 +1,36 @@
+/* hooks.h - webhooks: HTTP POSTs with a JSON body, made with libcurl's
+ * multi interface driven by the libuv loop, so that a slow receiver never
+ * blocks the proxy or the analysis. */
+#ifndef CANARYD_HOOKS_H
+#define CANARYD_HOOKS_H
+
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct hooks hooks;
+
+/* Called once per post when it ends: <status> is the HTTP status, or 0 when
+ * no response came (then <error> says why); <elapsed_ms> how long it took.
+ * Not called for posts still running when hooks_free is called. */
+typedef void (*hooks_done_fn)(void *arg, int status, const char *error,
+                              uint64_t elapsed_ms);
+
+/* Returns NULL when libcurl cannot be initialised. */
+hooks *hooks_new(uv_loop_t *loop);
+
+/* Starts a POST of <json> (copied) to <url> with Content-Type
+ * application/json, failing after <timeout_ms>. Redirects are not followed.
+ * Returns 0, or -1 when the request cannot be started (<done> is then not
+ * called). */
+int hooks_post(hooks *h, const char *url, const char *json,
+               uint64_t timeout_ms, hooks_done_fn done, void *arg);
+
+/* Posts still running. */
+int hooks_running(const hooks *h);
+
+/* Cancels every running post (their <done> is not called, their <arg> is
+ * passed to <drop> so that it can be freed) and frees <h> once its handles
+ * are closed. */
+void hooks_free(hooks *h, void (*drop)(void *arg));
+
+#endif
