@@ -325,7 +325,8 @@ static void format_revisions(const json_t *st, char *out, size_t outlen)
 {
 	const char *stable = jstr(st, "stableRevision", "-");
 	const char *canary = jstr(st, "canaryRevision", NULL);
-	if (canary && *canary)
+	/* after a promotion the canary revision is the stable one */
+	if (canary && *canary && strcmp(canary, stable) != 0)
 		snprintf(out, outlen, "%s->%s", *stable ? stable : "-", canary);
 	else
 		snprintf(out, outlen, "%s", *stable ? stable : "-");
@@ -824,20 +825,17 @@ static int run(char **rest, int nrest, const char *server, const char *token_fil
 	}
 	if (rest[0][0] == '-')
 		return usage_error(NULL, "unknown option '%s'", rest[0]);
-	int i = 0;
-	int argc = nrest;
-	char **argv = rest;
 	const command *cmd = NULL;
 	for (const command *c = commands; c->name; c++)
-		if (strcmp(c->name, argv[i]) == 0)
+		if (strcmp(c->name, rest[0]) == 0)
 			cmd = c;
 	if (!cmd)
-		return usage_error(NULL, "unknown command '%s'", argv[i]);
+		return usage_error(NULL, "unknown command '%s'", rest[0]);
 	/* "canaryctl CMD --help" is help, not a request */
-	for (int k = i + 1; k < argc; k++) {
-		if (strcmp(argv[k], "--") == 0)
+	for (int k = 1; k < nrest; k++) {
+		if (strcmp(rest[k], "--") == 0)
 			break;
-		if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
+		if (strcmp(rest[k], "--help") == 0 || strcmp(rest[k], "-h") == 0) {
 			printf("usage: canaryctl %s %s\n\n  %s\n", cmd->name, cmd->usage, cmd->help);
 			return EXIT_OK;
 		}
@@ -858,7 +856,7 @@ static int run(char **rest, int nrest, const char *server, const char *token_fil
 		return EXIT_FAILED;
 	}
 	cl.server = normalise_server(server);
-	int rc = cmd->run(&cl, cmd, argc - i - 1, argv + i + 1);
+	int rc = cmd->run(&cl, cmd, nrest - 1, rest + 1);
 	fflush(stdout);
 	curl_easy_cleanup(cl.curl);
 	curl_global_cleanup();
