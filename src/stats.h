@@ -12,8 +12,11 @@
 #include "util.h"
 
 #define STATS_SLOTS 2048       /* ring length in seconds (> 30 minutes) */
-#define STATS_SUB_BITS 3       /* 8 linear sub-buckets per power of two */
-#define STATS_BUCKETS 224      /* log-linear buckets, microseconds up to ~2^28 us */
+/* 4 linear sub-buckets per power of two (bucket width <= 25% of its value):
+ * 8 sub-buckets would need 208 buckets to reach 2^28 us, 3.4 MB of ring per
+ * canary; 4 need 108 (4 exact + 26 powers x 4) and keep it at 1.9 MB. */
+#define STATS_SUB_BITS 2
+#define STATS_BUCKETS 108      /* log-linear buckets, microseconds up to 2^28 us */
 
 typedef enum { TARGET_STABLE = 0, TARGET_CANARY = 1, TARGET_COUNT = 2 } stats_target;
 

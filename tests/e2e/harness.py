@@ -75,7 +75,7 @@ class Proc:
     def alive(self):
         return self.p.poll() is None
 
-    def signal(self, sig):
+    def kill(self, sig):
         if self.alive():
             self.p.send_signal(sig)
 

@@ -91,7 +91,7 @@ def test_sighup_with_a_bad_config_keeps_the_running_one():
     d = Canaryd(canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="1h"))
     with open(d.config_path, "w") as f:
         f.write("apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: web}\nspec: {bogus: 1}\n")
-    d.signal(signal.SIGHUP)
+    d.kill(signal.SIGHUP)
     time.sleep(0.5 * SLOW)
     assert d.alive()
     st, hdr, body = get(port)
@@ -110,7 +110,7 @@ def test_sighup_applies_a_new_config_without_closing_connections():
     load = Load(port, threads=3, rps_per_thread=100)
     with open(d.config_path, "w") as f:
         f.write(canary_yaml("web", "127.0.0.1:%d" % port, [v1b.addr], interval="1h"))
-    d.signal(signal.SIGHUP)
+    d.kill(signal.SIGHUP)
     end = time.time() + 10 * SLOW
     body = b""
     while time.time() < end and body != b"v1b\n":
@@ -137,7 +137,7 @@ def test_sigterm_lets_requests_in_flight_finish_and_exits_0():
     t = threading.Thread(target=call)
     t.start()
     time.sleep(0.4)
-    d.signal(signal.SIGTERM)
+    d.kill(signal.SIGTERM)
     t.join(10)
     rc = d.wait(10)
     assert rc == 0, (rc, d.output())

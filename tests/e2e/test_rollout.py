@@ -120,17 +120,19 @@ def test_config_canary_section_starts_a_rollout_once():
     d = Canaryd(text)
     load = Load(port, threads=2, rps_per_thread=50)
     s = d.wait_phase("web", "Succeeded", timeout=30)
+    load.stop()
+    assert load.non2xx() == 0 and not load.errors, (load.by_status, load.errors[:3])
     assert s["stableRevision"] == "v2", s
     n_events = len(d.events("web"))
     d.stop()
-    # the same configuration again: v2 already ended, no new rollout
+    # the same configuration again: v2 already ended, no new rollout, and
+    # the promoted revision stays stable
     d2 = Canaryd(config_path=d.config_path, data_dir=d.data_dir)
     time.sleep(0.5)
     s = d2.status("web")
-    load.stop()
     assert s["phase"] == "Succeeded" and s["stableRevision"] == "v2", s
     assert len(d2.events("web")) == n_events
-    assert load.non2xx() == 0 and not load.errors, (load.by_status, load.errors[:3])
+    assert get(port)[2] == b"v2\n"
 
 
 def test_set_weight_splits_exactly():

@@ -1,0 +1,278 @@
+/* stats.c - see stats.h. The ring is preallocated at stats_new, so a record
+ * touches one slot and a few counters and never allocates. A slot carries
+ * the second it belongs to: a slot left over from an earlier lap of the ring
+ * is zeroed when that index is next written, and skipped by queries. */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUB_COUNT (1u << STATS_SUB_BITS)
+#define SLOT_EMPTY UINT64_MAX   /* second of a slot never written */
+#define PROM_BOUNDS 11          /* finite le bounds; +Inf is the count */
+#define CODE_MIN 100
+#define CODE_MAX 599
+
+/* The exponent of the last bucket must leave room to shift. */
+_Static_assert(STATS_BUCKETS / (1 << STATS_SUB_BITS) + STATS_SUB_BITS < 63,
+               "STATS_BUCKETS too large for 64-bit latencies");
+_Static_assert(STATS_BUCKETS > (1 << STATS_SUB_BITS),
+               "STATS_BUCKETS must exceed the exact range");
+
+/* One second of one target. */
+typedef struct slot {
+	uint64_t sec;                  /* the second counted here, or SLOT_EMPTY */
+	uint32_t by_class[6];          /* [1]=1xx .. [5]=5xx */
+	uint32_t hist[STATS_BUCKETS];  /* latency buckets */
+} slot;
+
+/* Cumulative counters of one target for /metrics. */
+typedef struct cumul {
+	uint64_t codes[CODE_MAX - CODE_MIN + 1]; /* by exact status code */
+	uint64_t le[PROM_BOUNDS];      /* requests in (bound[i-1], bound[i]] */
+	uint64_t count;                /* all requests (the +Inf bucket) */
+	uint64_t sum_us;               /* latency sum, microseconds */
+} cumul;
+
+struct stats {
+	slot ring[TARGET_COUNT][STATS_SLOTS];
+	cumul total[TARGET_COUNT];
+};
+
+/* Prometheus' default buckets, as microseconds and as written. */
+static const uint64_t prom_bound_us[PROM_BOUNDS] = {
+	5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000,
+};
+static const char *const prom_bound_text[PROM_BOUNDS] = {
+	"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
+	"1", "2.5", "5", "10",
+};
+
+const char *stats_target_name(int target)
+{
+	return target == TARGET_CANARY ? "canary" : "stable";
+}
+
+stats *stats_new(void)
+{
+	stats *s = xcalloc(1, sizeof *s);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		for (int i = 0; i < STATS_SLOTS; i++)
+			s->ring[t][i].sec = SLOT_EMPTY;
+	return s;
+}
+
+void stats_free(stats *s)
+{
+	free(s);
+}
+
+int stats_bucket_of(uint64_t latency_us)
+{
+	if (latency_us < SUB_COUNT)
+		return (int)latency_us;
+	int e = 63 - __builtin_clzll(latency_us); /* 2^e <= v < 2^(e+1) */
+	int shift = e - STATS_SUB_BITS;
+	/* v >> shift lies in [SUB_COUNT, 2*SUB_COUNT): its low bits pick the
+	 * sub-bucket, and each exponent above the exact range adds SUB_COUNT. */
+	uint64_t b = (uint64_t)shift * SUB_COUNT + (latency_us >> shift);
+	if (b >= STATS_BUCKETS)
+		return STATS_BUCKETS - 1;
+	return (int)b;
+}
+
+/* Bounds of <bucket> as if the scale went on: the last bucket's nominal
+ * width, used to interpolate inside it. */
+static void nominal_bounds(int bucket, uint64_t *lo, uint64_t *hi)
+{
+	if (bucket < (int)SUB_COUNT) {
+		*lo = (uint64_t)bucket;
+		*hi = (uint64_t)bucket + 1;
+		return;
+	}
+	int shift = bucket / (int)SUB_COUNT - 1;
+	uint64_t m = (uint64_t)(bucket % (int)SUB_COUNT) + SUB_COUNT;
+	*lo = m << shift;
+	*hi = (m + 1) << shift;
+}
+
+void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us)
+{
+	if (bucket < 0)
+		bucket = 0;
+	if (bucket >= STATS_BUCKETS)
+		bucket = STATS_BUCKETS - 1;
+	nominal_bounds(bucket, lo_us, hi_us);
+	if (bucket == STATS_BUCKETS - 1)
+		*hi_us = UINT64_MAX; /* catches everything larger */
+}
+
+void stats_record(stats *s, int target, int status, uint64_t latency_us,
+                  uint64_t now_sec)
+{
+	if (target < 0 || target >= TARGET_COUNT)
+		return;
+	if (status < CODE_MIN || status > CODE_MAX)
+		status = 502;
+	int b = stats_bucket_of(latency_us);
+
+	cumul *c = &s->total[target];
+	c->codes[status - CODE_MIN]++;
+	c->count++;
+	c->sum_us += latency_us;
+	for (int i = 0; i < PROM_BOUNDS; i++)
+		if (latency_us <= prom_bound_us[i]) {
+			c->le[i]++;
+			break;
+		}
+
+	slot *sl = &s->ring[target][now_sec % STATS_SLOTS];
+	if (sl->sec != now_sec) {
+		/* a slot holding a later second means <now_sec> has already left
+		 * the ring: nothing to count it in */
+		if (sl->sec != SLOT_EMPTY && sl->sec > now_sec)
+			return;
+		memset(sl, 0, sizeof *sl);
+		sl->sec = now_sec;
+	}
+	sl->by_class[status / 100]++;
+	sl->hist[b]++;
+}
+
+void stats_query(const stats *s, int target, uint64_t from_sec,
+                 uint64_t to_sec, stats_summary *out)
+{
+	memset(out, 0, sizeof *out);
+	if (target < 0 || target >= TARGET_COUNT || from_sec > to_sec)
+		return;
+	if (to_sec - from_sec >= STATS_SLOTS)
+		from_sec = to_sec - (STATS_SLOTS - 1);
+	for (uint64_t sec = from_sec;; sec++) {
+		const slot *sl = &s->ring[target][sec % STATS_SLOTS];
+		if (sl->sec == sec) {
+			for (int c = 1; c <= 5; c++) {
+				out->by_class[c] += sl->by_class[c];
+				out->total += sl->by_class[c];
+			}
+			for (int b = 0; b < STATS_BUCKETS; b++)
+				out->hist[b] += sl->hist[b];
+		}
+		if (sec == to_sec) /* not sec <= to_sec: to_sec may be UINT64_MAX */
+			break;
+	}
+}
+
+double stats_quantile_ms(const stats_summary *sum, double q)
+{
+	uint64_t n = 0;
+	for (int b = 0; b < STATS_BUCKETS; b++)
+		n += sum->hist[b];
+	if (n == 0)
+		return -1;
+	if (!(q > 0)) /* also NaN */
+		q = 0;
+	if (q > 1)
+		q = 1;
+	double r = q * (double)n;
+	uint64_t rank = (uint64_t)r;
+	if ((double)rank < r)
+		rank++;
+	if (rank < 1)
+		rank = 1;
+	if (rank > n)
+		rank = n;
+
+	uint64_t below = 0;
+	int b = 0;
+	for (; b < STATS_BUCKETS - 1; b++) {
+		if (below + sum->hist[b] >= rank)
+			break;
+		below += sum->hist[b];
+	}
+	uint64_t lo, hi;
+	nominal_bounds(b, &lo, &hi);
+	if (hi - lo == 1)
+		return (double)lo / 1000.0; /* exact bucket */
+	/* the rank-th of the bucket's k values, spread evenly over [lo, hi):
+	 * the midpoint of its share, so one lone value reads mid-bucket */
+	double k = (double)sum->hist[b];
+	double frac = ((double)(rank - below) - 0.5) / k;
+	return ((double)lo + frac * (double)(hi - lo)) / 1000.0;
+}
+
+/* ---- Prometheus text exposition ---- */
+
+/* Appends <s> as a label value: backslash, double quote and newline are
+ * escaped, as the text format requires. */
+static void put_label(buf *out, const char *s)
+{
+	const char *run = s;
+	for (; *s; s++) {
+		const char *esc = NULL;
+		if (*s == '\\')
+			esc = "\\\\";
+		else if (*s == '"')
+			esc = "\\\"";
+		else if (*s == '\n')
+			esc = "\\n";
+		if (esc) {
+			buf_append(out, run, (size_t)(s - run));
+			buf_puts(out, esc);
+			run = s + 1;
+		}
+	}
+	buf_append(out, run, (size_t)(s - run));
+}
+
+/* Appends `NAME{canary="..",target=".."` without the closing brace. */
+static void put_series(buf *out, const char *metric, const char *name, int target)
+{
+	buf_puts(out, metric);
+	buf_puts(out, "{canary=\"");
+	put_label(out, name);
+	buf_printf(out, "\",target=\"%s\"", stats_target_name(target));
+}
+
+void stats_write_prometheus_header(buf *out)
+{
+	buf_puts(out,
+	         "# HELP canaryd_requests_total Requests proxied, by canary, target and HTTP status code.\n"
+	         "# TYPE canaryd_requests_total counter\n"
+	         "# HELP canaryd_request_duration_seconds Time from request received to response sent, by canary and target.\n"
+	         "# TYPE canaryd_request_duration_seconds histogram\n");
+}
+
+void stats_write_prometheus(const stats *s, const char *name, buf *out)
+{
+	if (!name)
+		name = "";
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		const cumul *c = &s->total[t];
+		for (int code = CODE_MIN; code <= CODE_MAX; code++) {
+			uint64_t n = c->codes[code - CODE_MIN];
+			if (n == 0)
+				continue;
+			put_series(out, "canaryd_requests_total", name, t);
+			buf_printf(out, ",code=\"%d\"} %" PRIu64 "\n", code, n);
+		}
+	}
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		const cumul *c = &s->total[t];
+		uint64_t cum = 0;
+		for (int i = 0; i < PROM_BOUNDS; i++) {
+			cum += c->le[i];
+			put_series(out, "canaryd_request_duration_seconds_bucket", name, t);
+			buf_printf(out, ",le=\"%s\"} %" PRIu64 "\n", prom_bound_text[i], cum);
+		}
+		put_series(out, "canaryd_request_duration_seconds_bucket", name, t);
+		buf_printf(out, ",le=\"+Inf\"} %" PRIu64 "\n", c->count);
+		/* the sum in exact decimal seconds, not a rounded double */
+		put_series(out, "canaryd_request_duration_seconds_sum", name, t);
+		buf_printf(out, "} %" PRIu64 ".%06" PRIu64 "\n", c->sum_us / 1000000,
+		           c->sum_us % 1000000);
+		put_series(out, "canaryd_request_duration_seconds_count", name, t);
+		buf_printf(out, "} %" PRIu64 "\n", c->count);
+	}
+}

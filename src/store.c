@@ -1,0 +1,528 @@
+/* store.c - see store.h. One connection, every statement prepared at open
+ * and reset after each use. WAL with synchronous=NORMAL: a committed
+ * transaction survives the process being killed (the WAL is written before
+ * COMMIT returns); only a power loss may lose the last few commits, and
+ * never leaves the database half-written. */
+#include "store.h"
+
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include "log.h"
+#include "util.h"
+
+#define DB_FILE "canaryd.db"
+#define SCHEMA_VERSION 1  /* PRAGMA user_version; bump with a migration */
+
+/* The statements, prepared once at open. */
+enum {
+	Q_BEGIN = 0,
+	Q_COMMIT,
+	Q_ROLLBACK,
+	Q_UPSERT_CANARY,
+	Q_INSERT_EVENT,
+	Q_END_ROLLOUT,
+	Q_LOAD_CANARY,
+	Q_ROLLOUT_ENDED,
+	Q_EVENTS,
+	Q_COUNT
+};
+
+static const char *const sql_text[Q_COUNT] = {
+	[Q_BEGIN] = "BEGIN IMMEDIATE",
+	[Q_COMMIT] = "COMMIT",
+	[Q_ROLLBACK] = "ROLLBACK",
+	[Q_UPSERT_CANARY] =
+		"INSERT INTO canaries(name, phase, weight, failed_checks, iterations,"
+		" manual_weight, stable_rev, canary_rev, rollout_started_ms,"
+		" next_check_ms, unready_since_ms, last_transition_ms, message,"
+		" stable_eps, canary_eps, updated_ms)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+		" ON CONFLICT(name) DO UPDATE SET phase = excluded.phase,"
+		" weight = excluded.weight, failed_checks = excluded.failed_checks,"
+		" iterations = excluded.iterations, manual_weight = excluded.manual_weight,"
+		" stable_rev = excluded.stable_rev, canary_rev = excluded.canary_rev,"
+		" rollout_started_ms = excluded.rollout_started_ms,"
+		" next_check_ms = excluded.next_check_ms,"
+		" unready_since_ms = excluded.unready_since_ms,"
+		" last_transition_ms = excluded.last_transition_ms,"
+		" message = excluded.message, stable_eps = excluded.stable_eps,"
+		" canary_eps = excluded.canary_eps, updated_ms = excluded.updated_ms",
+	[Q_INSERT_EVENT] =
+		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[Q_END_ROLLOUT] =
+		"INSERT OR REPLACE INTO rollouts(canary, revision, outcome, ended_ms)"
+		" VALUES(?1, ?2, ?3, ?4)",
+	[Q_LOAD_CANARY] =
+		"SELECT phase, weight, failed_checks, iterations, manual_weight,"
+		" stable_rev, canary_rev, rollout_started_ms, next_check_ms,"
+		" unready_since_ms, last_transition_ms, message, stable_eps, canary_eps"
+		" FROM canaries WHERE name = ?1",
+	[Q_ROLLOUT_ENDED] =
+		"SELECT 1 FROM rollouts WHERE canary = ?1 AND revision = ?2",
+	[Q_EVENTS] =
+		"SELECT id, time_ms, canary, type, phase, weight, message, actor, metrics"
+		" FROM events WHERE canary = ?1 AND id > ?2 ORDER BY id",
+};
+
+/* Version 1. Later versions add their steps after it in migrate(). */
+static const char schema_v1[] =
+	"CREATE TABLE IF NOT EXISTS canaries ("
+	" name TEXT PRIMARY KEY, phase TEXT, weight INT, failed_checks INT,"
+	" iterations INT, manual_weight INT, stable_rev TEXT, canary_rev TEXT,"
+	" rollout_started_ms INT, next_check_ms INT, unready_since_ms INT,"
+	" last_transition_ms INT, message TEXT, stable_eps TEXT, canary_eps TEXT,"
+	" updated_ms INT);"
+	"CREATE TABLE IF NOT EXISTS events ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT, time_ms INT, canary TEXT,"
+	" type TEXT, phase TEXT, weight INT, message TEXT, actor TEXT,"
+	" metrics TEXT /* JSON array, or NULL */);"
+	"CREATE INDEX IF NOT EXISTS events_canary_id ON events(canary, id);"
+	"CREATE TABLE IF NOT EXISTS rollouts ("
+	" canary TEXT, revision TEXT, outcome TEXT, ended_ms INT,"
+	" PRIMARY KEY(canary, revision));";
+
+struct store {
+	sqlite3 *db;
+	char *path;              /* DIR/canaryd.db, for messages */
+	sqlite3_stmt *q[Q_COUNT];
+	char last_err[256];      /* SQLite's message of the last failed step */
+};
+
+/* ---- opening ---- */
+
+/* Fills <err> for the failure to make <part>, a prefix of <dir>. */
+static void dir_error(char *err, size_t errlen, const char *dir, const char *part,
+                      int e)
+{
+	if (strcmp(part, dir) == 0)
+		snprintf(err, errlen, "cannot create directory '%s': %s", dir, strerror(e));
+	else if (e == ENOTDIR)
+		snprintf(err, errlen, "cannot create directory '%s': '%s' is not a directory",
+		         dir, part);
+	else
+		snprintf(err, errlen, "cannot create directory '%s': '%s': %s", dir, part,
+		         strerror(e));
+}
+
+/* mkdir -p <dir> with mode 0750 for what it creates. Returns 0, or -1 with
+ * <err> naming <dir> and the part of it that could not be made. */
+static int make_dirs(const char *dir, char *err, size_t errlen)
+{
+	char *p = xstrdup(dir);
+	size_t n = strlen(p);
+	while (n > 1 && p[n - 1] == '/')
+		p[--n] = '\0';
+	int rc = 0;
+	/* each prefix ending before a '/', then the whole path */
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s != '\0')
+			continue;
+		char c = *s;
+		*s = '\0';
+		struct stat sb;
+		if (mkdir(p, 0750) < 0) {
+			int e = errno;
+			if (e == EEXIST && (stat(p, &sb) < 0 || !S_ISDIR(sb.st_mode)))
+				e = ENOTDIR;
+			if (e != EEXIST) {
+				char *part = xstrdup(p);
+				*s = c;
+				dir_error(err, errlen, p, part, e);
+				free(part);
+				rc = -1;
+				break;
+			}
+		}
+		*s = c;
+		if (c == '\0')
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+static int exec(store *s, const char *sql, char *err, size_t errlen)
+{
+	char *msg = NULL;
+	if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		snprintf(err, errlen, "database '%s': %s", s->path,
+		         msg ? msg : sqlite3_errmsg(s->db));
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+/* Brings the schema to SCHEMA_VERSION, in one transaction. */
+static int migrate(store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+		return -1;
+	}
+	int version = 0;
+	int rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		version = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW) {
+		snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+		return -1;
+	}
+	if (version > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+		         "database '%s' has schema version %d, newer than this canaryd's %d",
+		         s->path, version, SCHEMA_VERSION);
+		return -1;
+	}
+	if (version == SCHEMA_VERSION)
+		return 0;
+	if (exec(s, "BEGIN IMMEDIATE", err, errlen) < 0)
+		return -1;
+	char setv[64];
+	snprintf(setv, sizeof setv, "PRAGMA user_version = %d", SCHEMA_VERSION);
+	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
+	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	return 0;
+}
+
+int store_open(const char *dir, store **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	if (!dir || !*dir)
+		dir = ".";
+	if (make_dirs(dir, err, errlen) < 0)
+		return -1;
+	store *s = xcalloc(1, sizeof *s);
+	size_t n = strlen(dir) + sizeof DB_FILE + 1;
+	s->path = xmalloc(n);
+	snprintf(s->path, n, "%s/%s", dir, DB_FILE);
+
+	int rc = sqlite3_open_v2(s->path, &s->db,
+	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open database '%s': %s", s->path,
+		         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(s->db, 5000);
+
+	/* journal_mode answers with the mode in force: a database that cannot
+	 * use WAL (some network file systems) says so instead of failing */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open database '%s': %s", s->path,
+		         sqlite3_errmsg(s->db));
+		goto fail;
+	}
+	rc = sqlite3_step(st);
+	const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
+	if (!mode || strcmp(mode, "wal") != 0) {
+		snprintf(err, errlen, "cannot open database '%s': %s", s->path,
+		         mode ? "write-ahead logging is not available" : sqlite3_errmsg(s->db));
+		sqlite3_finalize(st);
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	if (exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0)
+		goto fail;
+	if (migrate(s, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < Q_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &s->q[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return -1;
+}
+
+void store_close(store *s)
+{
+	if (!s)
+		return;
+	for (int i = 0; i < Q_COUNT; i++)
+		sqlite3_finalize(s->q[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+}
+
+void store_record_release(store_record *r)
+{
+	if (!r)
+		return;
+	free(r->stable_eps);
+	free(r->canary_eps);
+	r->stable_eps = NULL;
+	r->canary_eps = NULL;
+}
+
+/* ---- writing ---- */
+
+/* Steps <st> once, which must finish (SQLITE_DONE), and resets it. On
+ * failure SQLite's message is kept in s->last_err, as resetting and rolling
+ * back may replace it. */
+static int step_done(store *s, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st);
+	if (rc != SQLITE_DONE)
+		snprintf(s->last_err, sizeof s->last_err, "%s", sqlite3_errmsg(s->db));
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	if (v)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, i);
+}
+
+/* The metrics of a check event as a JSON array string (malloc'd), or NULL
+ * for events that carry none. */
+static char *metrics_json(const eng_event *ev)
+{
+	if (ev->n_metrics <= 0 && strcmp(ev->type, "check") != 0)
+		return NULL;
+	json_t *arr = json_array();
+	for (int i = 0; i < ev->n_metrics && i < ENG_MAX_METRICS; i++) {
+		const eng_metric_result *m = &ev->metrics[i];
+		json_t *o = json_object();
+		json_object_set_new(o, "name", json_string(m->name));
+		/* json_real refuses NaN and infinities: those read as no value */
+		json_object_set_new(o, "value", m->has_value && isfinite(m->value)
+		                                ? json_real(m->value) : json_null());
+		if (m->has_min)
+			json_object_set_new(o, "min", json_real(m->min));
+		if (m->has_max)
+			json_object_set_new(o, "max", json_real(m->max));
+		json_object_set_new(o, "passed", json_boolean(m->passed));
+		if (m->reason[0])
+			json_object_set_new(o, "reason", json_string(m->reason));
+		json_array_append_new(arr, o);
+	}
+	char *s = json_dumps(arr, JSON_COMPACT);
+	json_decref(arr);
+	return s;
+}
+
+static int write_state(store *s, const char *name, const store_record *rec,
+                       uint64_t now_ms)
+{
+	const eng_state *st = &rec->st;
+	sqlite3_stmt *q = s->q[Q_UPSERT_CANARY];
+	bind_text(q, 1, name);
+	bind_text(q, 2, eng_phase_name(st->phase));
+	sqlite3_bind_int(q, 3, st->weight);
+	sqlite3_bind_int(q, 4, st->failed_checks);
+	sqlite3_bind_int(q, 5, st->iterations);
+	sqlite3_bind_int(q, 6, st->manual_weight ? 1 : 0);
+	bind_text(q, 7, st->stable_rev);
+	bind_text(q, 8, st->canary_rev);
+	sqlite3_bind_int64(q, 9, (sqlite3_int64)st->rollout_started_ms);
+	sqlite3_bind_int64(q, 10, (sqlite3_int64)st->next_check_ms);
+	sqlite3_bind_int64(q, 11, (sqlite3_int64)st->unready_since_ms);
+	sqlite3_bind_int64(q, 12, (sqlite3_int64)st->last_transition_ms);
+	bind_text(q, 13, st->message);
+	bind_text(q, 14, rec->stable_eps ? rec->stable_eps : "");
+	bind_text(q, 15, rec->canary_eps ? rec->canary_eps : "");
+	sqlite3_bind_int64(q, 16, (sqlite3_int64)now_ms);
+	return step_done(s, q);
+}
+
+static int write_event(store *s, const char *name, const eng_event *ev,
+                       uint64_t now_ms)
+{
+	sqlite3_stmt *q = s->q[Q_INSERT_EVENT];
+	char *metrics = metrics_json(ev);
+	sqlite3_bind_int64(q, 1, (sqlite3_int64)now_ms);
+	bind_text(q, 2, name);
+	bind_text(q, 3, ev->type);
+	bind_text(q, 4, eng_phase_name(ev->phase));
+	sqlite3_bind_int(q, 5, ev->weight);
+	bind_text(q, 6, ev->message);
+	bind_text(q, 7, ev->actor);
+	bind_text(q, 8, metrics);
+	int rc = step_done(s, q);
+	free(metrics);
+	return rc;
+}
+
+static int write_rollout_end(store *s, const char *name, const eng_state *st,
+                             uint64_t now_ms)
+{
+	if (st->phase != ENG_SUCCEEDED && st->phase != ENG_FAILED)
+		return 0;
+	if (!st->canary_rev[0])
+		return 0; /* nothing was rolled out */
+	sqlite3_stmt *q = s->q[Q_END_ROLLOUT];
+	bind_text(q, 1, name);
+	bind_text(q, 2, st->canary_rev);
+	bind_text(q, 3, eng_phase_name(st->phase));
+	sqlite3_bind_int64(q, 4, (sqlite3_int64)now_ms);
+	return step_done(s, q);
+}
+
+int store_commit(store *s, const char *name, const store_record *rec,
+                 const eng_event *events, int n_events, uint64_t now_ms,
+                 char *err, size_t errlen)
+{
+	if (step_done(s, s->q[Q_BEGIN]) < 0) {
+		snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name,
+		         s->path, s->last_err);
+		return -1;
+	}
+	int ok = write_state(s, name, rec, now_ms) == 0;
+	for (int i = 0; ok && i < n_events; i++)
+		ok = write_event(s, name, &events[i], now_ms) == 0;
+	ok = ok && write_rollout_end(s, name, &rec->st, now_ms) == 0;
+	ok = ok && step_done(s, s->q[Q_COMMIT]) == 0;
+	if (!ok) {
+		snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name,
+		         s->path, s->last_err);
+		if (!sqlite3_get_autocommit(s->db))
+			step_done(s, s->q[Q_ROLLBACK]);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- reading ---- */
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *q, int col)
+{
+	const char *v = (const char *)sqlite3_column_text(q, col);
+	snprintf(dst, n, "%s", v ? v : "");
+}
+
+static char *dup_col(sqlite3_stmt *q, int col)
+{
+	const char *v = (const char *)sqlite3_column_text(q, col);
+	return xstrdup(v ? v : "");
+}
+
+int store_load(store *s, const char *name, store_record *rec,
+               char *err, size_t errlen)
+{
+	sqlite3_stmt *q = s->q[Q_LOAD_CANARY];
+	bind_text(q, 1, name);
+	int rc = sqlite3_step(q);
+	int ret = 0;
+	if (rc == SQLITE_ROW) {
+		const char *ph = (const char *)sqlite3_column_text(q, 0);
+		int phase = eng_phase_parse(ph);
+		if (phase < 0) {
+			snprintf(err, errlen, "canary '%s' in '%s' has an unknown phase '%s'",
+			         name, s->path, ph ? ph : "");
+			ret = -1;
+		} else {
+			memset(rec, 0, sizeof *rec);
+			eng_state *st = &rec->st;
+			st->phase = (eng_phase)phase;
+			st->weight = sqlite3_column_int(q, 1);
+			st->failed_checks = sqlite3_column_int(q, 2);
+			st->iterations = sqlite3_column_int(q, 3);
+			st->manual_weight = sqlite3_column_int(q, 4) != 0;
+			copy_col(st->stable_rev, sizeof st->stable_rev, q, 5);
+			copy_col(st->canary_rev, sizeof st->canary_rev, q, 6);
+			st->rollout_started_ms = (uint64_t)sqlite3_column_int64(q, 7);
+			st->next_check_ms = (uint64_t)sqlite3_column_int64(q, 8);
+			st->unready_since_ms = (uint64_t)sqlite3_column_int64(q, 9);
+			st->last_transition_ms = (uint64_t)sqlite3_column_int64(q, 10);
+			copy_col(st->message, sizeof st->message, q, 11);
+			rec->stable_eps = dup_col(q, 12);
+			rec->canary_eps = dup_col(q, 13);
+			ret = 1;
+		}
+	} else if (rc != SQLITE_DONE) {
+		snprintf(err, errlen, "cannot read canary '%s' from '%s': %s", name,
+		         s->path, sqlite3_errmsg(s->db));
+		ret = -1;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return ret;
+}
+
+int store_rollout_ended(store *s, const char *name, const char *revision)
+{
+	sqlite3_stmt *q = s->q[Q_ROLLOUT_ENDED];
+	bind_text(q, 1, name);
+	bind_text(q, 2, revision);
+	int rc = sqlite3_step(q);
+	int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+	if (ret < 0)
+		log_msg(LOG_ERROR, name, "cannot read rollouts from '%s': %s", s->path,
+		        sqlite3_errmsg(s->db));
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return ret;
+}
+
+static json_t *col_string(sqlite3_stmt *q, int col)
+{
+	const char *v = (const char *)sqlite3_column_text(q, col);
+	return json_string(v ? v : "");
+}
+
+json_t *store_events(store *s, const char *name, int64_t after_id)
+{
+	sqlite3_stmt *q = s->q[Q_EVENTS];
+	bind_text(q, 1, name);
+	sqlite3_bind_int64(q, 2, after_id > 0 ? after_id : 0);
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		json_t *o = json_object();
+		char when[40];
+		util_rfc3339((uint64_t)sqlite3_column_int64(q, 1), when, sizeof when);
+		json_object_set_new(o, "id", json_integer(sqlite3_column_int64(q, 0)));
+		json_object_set_new(o, "time", json_string(when));
+		json_object_set_new(o, "canary", col_string(q, 2));
+		json_object_set_new(o, "type", col_string(q, 3));
+		json_object_set_new(o, "phase", col_string(q, 4));
+		json_object_set_new(o, "weight", json_integer(sqlite3_column_int(q, 5)));
+		json_object_set_new(o, "message", col_string(q, 6));
+		json_object_set_new(o, "actor", col_string(q, 7));
+		const char *m = (const char *)sqlite3_column_text(q, 8);
+		if (m) {
+			json_error_t jerr;
+			json_t *metrics = json_loads(m, 0, &jerr);
+			if (metrics)
+				json_object_set_new(o, "metrics", metrics);
+			else
+				log_msg(LOG_WARN, name, "event %lld in '%s' has unreadable metrics: %s",
+				        (long long)sqlite3_column_int64(q, 0), s->path, jerr.text);
+		}
+		json_array_append_new(arr, o);
+	}
+	if (rc != SQLITE_DONE) {
+		log_msg(LOG_ERROR, name, "cannot read events from '%s': %s", s->path,
+		        sqlite3_errmsg(s->db));
+		json_decref(arr);
+		arr = NULL;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return arr;
+}
