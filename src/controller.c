@@ -580,8 +580,9 @@ static void do_check(canary_rt *rt)
 		m->min = 1;
 		eng_reading *rd = &r[p->n_metrics];
 		memset(rd, 0, sizeof *rd);
-		rd->has_data = true;
-		rd->value = rt->gates[g].ok ? 1 : 0;
+		/* a failed gate has no value to show, only why it failed */
+		rd->has_data = rt->gates[g].ok;
+		rd->value = 1;
 		if (!rt->gates[g].ok)
 			snprintf(rd->reason, sizeof rd->reason, "%s", rt->gates[g].reason);
 		if (strncmp(m->name, "pre-rollout/", 12) == 0) {

@@ -1,0 +1,654 @@
+/* http.c - HTTP/1.1 message-head parsing and body framing (see http.h).
+ *
+ * The head parsers work line by line on the caller's buffer and re-parse from
+ * the start on each call: heads are bounded by HTTP_MAX_HEAD, so the cost is
+ * small, and a stateless parser cannot get out of step with the buffer.
+ * Anything RFC 9112 lets a recipient refuse is refused: bare LF, obs-fold,
+ * whitespace before a colon, control characters, ambiguous framing. */
+#include "http.h"
+
+#include <string.h>
+
+/* tchar of RFC 9110 5.6.2: "!#$%&'*+-.^_`|~" plus DIGIT and ALPHA. */
+static bool is_tchar(unsigned char ch)
+{
+	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+	    (ch >= '0' && ch <= '9'))
+		return true;
+	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
+static bool is_blank(unsigned char ch) { return ch == ' ' || ch == '\t'; }
+
+static unsigned char lower(unsigned char ch)
+{
+	return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch + 32) : ch;
+}
+
+static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
+{
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++)
+		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+			return false;
+	return true;
+}
+
+static bool ieq(const char *a, size_t alen, const char *b)
+{
+	return ieqn(a, alen, b, strlen(b));
+}
+
+/* Finds the end of the line starting at <p> (within <end>): returns the
+ * position of its CR (the line is p..cr, CRLF follows), NULL when the line
+ * is not complete yet, and sets *bad for a bare LF or a CR not followed by
+ * LF. */
+static const char *line_end(const char *p, const char *end, bool *bad)
+{
+	for (const char *q = p; q < end; q++) {
+		if (*q == '\n') {
+			*bad = true;
+			return NULL;
+		}
+		if (*q == '\r') {
+			if (q + 1 == end)
+				return NULL;
+			if (q[1] != '\n') {
+				*bad = true;
+				return NULL;
+			}
+			return q;
+		}
+	}
+	return NULL;
+}
+
+/* Iterates over the comma-separated elements of a list value, trimmed of
+ * blanks; empty elements are skipped. Returns false at the end. */
+static bool next_elem(const char **pos, const char *end, const char **e,
+                      size_t *elen)
+{
+	const char *p = *pos;
+	while (p < end) {
+		while (p < end && (is_blank((unsigned char)*p) || *p == ','))
+			p++;
+		if (p >= end)
+			break;
+		const char *s = p;
+		while (p < end && *p != ',')
+			p++;
+		const char *t = p;
+		while (t > s && is_blank((unsigned char)t[-1]))
+			t--;
+		*pos = p;
+		*e = s;
+		*elen = (size_t)(t - s);
+		return true;
+	}
+	*pos = end;
+	return false;
+}
+
+/* Parses the header lines starting at <p>. Fills hs/n and returns the
+ * position after the blank line, or NULL with *rc set (INCOMPLETE or an
+ * error). */
+static const char *parse_headers(const char *p, const char *end,
+                                 http_header *hs, size_t *n, int *rc)
+{
+	*n = 0;
+	for (;;) {
+		bool bad = false;
+		const char *cr = line_end(p, end, &bad);
+		if (!cr) {
+			/* an incomplete line may already show it is bad */
+			*rc = bad ? HTTP_E_BAD : HTTP_INCOMPLETE;
+			if (!bad && p < end && is_blank((unsigned char)*p))
+				*rc = HTTP_E_BAD;   /* obs-fold */
+			return NULL;
+		}
+		if (cr == p)
+			return cr + 2;   /* the blank line ending the head */
+		if (is_blank((unsigned char)*p)) {
+			*rc = HTTP_E_BAD;   /* obs-fold or whitespace before a name */
+			return NULL;
+		}
+		const char *q = p;
+		while (q < cr && is_tchar((unsigned char)*q))
+			q++;
+		if (q == p || q == cr || *q != ':') {
+			*rc = HTTP_E_BAD;   /* empty name, no colon, space before colon */
+			return NULL;
+		}
+		if (*n == HTTP_MAX_HEADERS) {
+			*rc = HTTP_E_TOO_LARGE;
+			return NULL;
+		}
+		http_header *h = &hs[(*n)++];
+		h->name = p;
+		h->name_len = (size_t)(q - p);
+		const char *v = q + 1;
+		for (const char *s = v; s < cr; s++) {
+			unsigned char ch = (unsigned char)*s;
+			if ((ch < 0x20 && ch != '\t') || ch == 0x7f) {
+				*rc = HTTP_E_BAD;
+				return NULL;
+			}
+		}
+		while (v < cr && is_blank((unsigned char)*v))
+			v++;
+		const char *ve = cr;
+		while (ve > v && is_blank((unsigned char)ve[-1]))
+			ve--;
+		h->value = v;
+		h->value_len = (size_t)(ve - v);
+		p = cr + 2;
+	}
+}
+
+/* Framing facts shared by requests and responses. */
+typedef struct framing {
+	bool has_cl, has_te, te_chunked, conn_close, conn_keep_alive, conn_upgrade;
+	uint64_t cl;
+} framing;
+
+/* Reads Content-Length, Transfer-Encoding and Connection. Returns 0 or an
+ * HTTP_E_* code. */
+static int read_framing(const http_header *hs, size_t n, framing *f)
+{
+	memset(f, 0, sizeof *f);
+	size_t n_chunked = 0;
+	for (size_t i = 0; i < n; i++) {
+		const http_header *h = &hs[i];
+		const char *pos = h->value, *end = h->value + h->value_len, *e;
+		size_t elen;
+		if (ieq(h->name, h->name_len, "content-length")) {
+			bool any = false;
+			while (next_elem(&pos, end, &e, &elen)) {
+				uint64_t v = 0;
+				for (size_t k = 0; k < elen; k++) {
+					unsigned char ch = (unsigned char)e[k];
+					if (!is_digit(ch))
+						return HTTP_E_BAD;
+					if (v > (UINT64_MAX - (ch - '0')) / 10)
+						return HTTP_E_BAD;
+					v = v * 10 + (ch - '0');
+				}
+				if (f->has_cl && v != f->cl)
+					return HTTP_E_SMUGGLE;
+				f->has_cl = true;
+				f->cl = v;
+				any = true;
+			}
+			if (!any)
+				return HTTP_E_BAD;
+		} else if (ieq(h->name, h->name_len, "transfer-encoding")) {
+			bool any = false;
+			while (next_elem(&pos, end, &e, &elen)) {
+				any = true;
+				/* a coding may carry parameters: "gzip;q=1" */
+				size_t tl = 0;
+				while (tl < elen && e[tl] != ';' &&
+				       !is_blank((unsigned char)e[tl]))
+					tl++;
+				f->te_chunked = ieq(e, tl, "chunked") && tl == elen;
+				if (f->te_chunked)
+					n_chunked++;
+			}
+			if (!any)
+				return HTTP_E_BAD;
+			f->has_te = true;
+		} else if (ieq(h->name, h->name_len, "connection")) {
+			while (next_elem(&pos, end, &e, &elen)) {
+				if (ieq(e, elen, "close"))
+					f->conn_close = true;
+				else if (ieq(e, elen, "keep-alive"))
+					f->conn_keep_alive = true;
+				else if (ieq(e, elen, "upgrade"))
+					f->conn_upgrade = true;
+			}
+		}
+	}
+	/* chunked applied twice, or not last, is ambiguous framing */
+	if (f->has_te && (n_chunked > 1 || (n_chunked == 1 && !f->te_chunked)))
+		return HTTP_E_SMUGGLE;
+	return 0;
+}
+
+/* Parses "HTTP/d.d" at p[0..8). Returns the minor version (0 or 1),
+ * HTTP_E_VERSION for another well-formed version, HTTP_E_BAD otherwise. */
+static int parse_version(const char *p)
+{
+	if (memcmp(p, "HTTP/", 5) != 0 || !is_digit((unsigned char)p[5]) ||
+	    p[6] != '.' || !is_digit((unsigned char)p[7]))
+		return HTTP_E_BAD;
+	if (p[5] != '1' || (p[7] != '0' && p[7] != '1'))
+		return HTTP_E_VERSION;
+	return p[7] - '0';
+}
+
+/* For a version of another length: HTTP_E_VERSION when it is still
+ * "HTTP/" 1*DIGIT "." 1*DIGIT ("HTTP/1.10"), HTTP_E_BAD otherwise. */
+static int odd_version(const char *p, const char *end)
+{
+	if (end - p < 8 || memcmp(p, "HTTP/", 5) != 0)
+		return HTTP_E_BAD;
+	p += 5;
+	const char *d = p;
+	while (p < end && is_digit((unsigned char)*p))
+		p++;
+	if (p == d || p == end || *p != '.')
+		return HTTP_E_BAD;
+	d = ++p;
+	while (p < end && is_digit((unsigned char)*p))
+		p++;
+	return (p == d || p != end) ? HTTP_E_BAD : HTTP_E_VERSION;
+}
+
+/* Common tail: a head that is not complete yet is an error once it cannot
+ * fit. */
+static int incomplete(size_t len)
+{
+	return len >= HTTP_MAX_HEAD ? HTTP_E_TOO_LARGE : HTTP_INCOMPLETE;
+}
+
+int http_parse_request(const char *buf, size_t len, http_request *req)
+{
+	memset(req, 0, offsetof(http_request, headers));
+	req->n_headers = 0;
+	req->body = HTTP_BODY_NONE;
+	req->content_length = 0;
+	req->keep_alive = req->upgrade = req->expect_continue = req->is_head = false;
+	req->head_len = 0;
+
+	size_t lim = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
+	const char *p = buf, *end = buf + lim;
+	/* RFC 9112 2.2: ignore empty lines before the request line (some
+	 * clients send an extra CRLF after a body) */
+	for (int i = 0; i < 4 && end - p >= 2 && p[0] == '\r' && p[1] == '\n'; i++)
+		p += 2;
+
+	bool bad = false;
+	const char *cr = line_end(p, end, &bad);
+	if (!cr) {
+		if (bad)
+			return HTTP_E_BAD;
+		/* refuse early what cannot become a request line */
+		for (const char *q = p; q < end; q++) {
+			unsigned char ch = (unsigned char)*q;
+			if (ch != ' ' && ch != '\r' && (ch < 0x21 || ch == 0x7f))
+				return HTTP_E_BAD;
+		}
+		return incomplete(len);
+	}
+	const char *q = p;
+	while (q < cr && is_tchar((unsigned char)*q))
+		q++;
+	if (q == p || q == cr || *q != ' ')
+		return HTTP_E_BAD;
+	req->method = p;
+	req->method_len = (size_t)(q - p);
+	const char *t = ++q;
+	while (q < cr && (unsigned char)*q > 0x20 && (unsigned char)*q < 0x7f)
+		q++;
+	if (q == t || q == cr || *q != ' ')
+		return HTTP_E_BAD;
+	req->target = t;
+	req->target_len = (size_t)(q - t);
+	q++;
+	if (cr - q != 8)
+		return odd_version(q, cr);
+	int minor = parse_version(q);
+	if (minor < 0)
+		return minor;
+	req->minor = minor;
+
+	int rc = 0;
+	const char *after = parse_headers(cr + 2, end, req->headers,
+	                                  &req->n_headers, &rc);
+	if (!after)
+		return rc == HTTP_INCOMPLETE ? incomplete(len) : rc;
+
+	framing f;
+	rc = read_framing(req->headers, req->n_headers, &f);
+	if (rc < 0)
+		return rc;
+	if (f.has_te && (f.has_cl || !f.te_chunked || minor == 0))
+		return HTTP_E_SMUGGLE;
+	if (f.has_te) {
+		req->body = HTTP_BODY_CHUNKED;
+	} else if (f.has_cl && f.cl > 0) {
+		req->body = HTTP_BODY_LENGTH;
+		req->content_length = f.cl;
+	}
+	req->keep_alive = minor == 1 ? !f.conn_close
+	                             : (f.conn_keep_alive && !f.conn_close);
+	req->upgrade = f.conn_upgrade &&
+	               http_find_header(req->headers, req->n_headers, "upgrade");
+	const http_header *ex = http_find_header(req->headers, req->n_headers,
+	                                         "expect");
+	req->expect_continue = ex && ieq(ex->value, ex->value_len, "100-continue");
+	req->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
+	req->head_len = (size_t)(after - buf);
+	return (int)req->head_len;
+}
+
+int http_parse_response(const char *buf, size_t len, bool req_is_head,
+                        http_response *resp)
+{
+	resp->status = 0;
+	resp->minor = 0;
+	resp->reason = NULL;
+	resp->reason_len = 0;
+	resp->n_headers = 0;
+	resp->body = HTTP_BODY_NONE;
+	resp->content_length = 0;
+	resp->keep_alive = false;
+	resp->head_len = 0;
+
+	size_t lim = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
+	const char *p = buf, *end = buf + lim;
+	bool bad = false;
+	const char *cr = line_end(p, end, &bad);
+	if (!cr) {
+		if (bad)
+			return HTTP_E_BAD;
+		size_t n = (size_t)(end - p) < 5 ? (size_t)(end - p) : 5;
+		if (memcmp(p, "HTTP/", n) != 0)
+			return HTTP_E_BAD;
+		return incomplete(len);
+	}
+	/* status-line = HTTP-version SP 3DIGIT SP [reason]; the SP after the
+	 * code is tolerated when the reason is absent */
+	if (cr - p < 12 || p[8] != ' ')
+		return HTTP_E_BAD;
+	int minor = parse_version(p);
+	if (minor < 0)
+		return minor;
+	const char *s = p + 9;
+	if (!is_digit((unsigned char)s[0]) || !is_digit((unsigned char)s[1]) ||
+	    !is_digit((unsigned char)s[2]))
+		return HTTP_E_BAD;
+	int status = (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
+	if (status < 100 || status > 599)
+		return HTTP_E_BAD;
+	const char *r = s + 3;
+	if (r < cr && *r != ' ')
+		return HTTP_E_BAD;
+	if (r < cr)
+		r++;
+	for (const char *k = r; k < cr; k++) {
+		unsigned char ch = (unsigned char)*k;
+		if ((ch < 0x20 && ch != '\t') || ch == 0x7f)
+			return HTTP_E_BAD;
+	}
+	resp->status = status;
+	resp->minor = minor;
+	resp->reason = r;
+	resp->reason_len = (size_t)(cr - r);
+
+	int rc = 0;
+	const char *after = parse_headers(cr + 2, end, resp->headers,
+	                                  &resp->n_headers, &rc);
+	if (!after)
+		return rc == HTTP_INCOMPLETE ? incomplete(len) : rc;
+	framing f;
+	rc = read_framing(resp->headers, resp->n_headers, &f);
+	if (rc < 0)
+		return rc;
+	resp->keep_alive = minor == 1 ? !f.conn_close
+	                              : (f.conn_keep_alive && !f.conn_close);
+	if (req_is_head || status < 200 || status == 204 || status == 304) {
+		resp->body = HTTP_BODY_NONE;
+	} else if (f.has_te) {
+		if (f.te_chunked) {
+			resp->body = HTTP_BODY_CHUNKED;
+			/* RFC 9112 6.3: TE overrides CL, but the connection is
+			 * not to be trusted afterwards */
+			if (f.has_cl)
+				resp->keep_alive = false;
+		} else {
+			resp->body = HTTP_BODY_UNTIL_CLOSE;
+		}
+	} else if (f.has_cl) {
+		resp->body = f.cl > 0 ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
+		resp->content_length = f.cl;
+	} else {
+		resp->body = HTTP_BODY_UNTIL_CLOSE;
+	}
+	if (resp->body == HTTP_BODY_UNTIL_CLOSE)
+		resp->keep_alive = false;
+	resp->head_len = (size_t)(after - buf);
+	return (int)resp->head_len;
+}
+
+const http_header *http_find_header(const http_header *h, size_t n,
+                                    const char *name)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ieq(h[i].name, h[i].name_len, name))
+			return &h[i];
+	return NULL;
+}
+
+bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
+{
+	static const char *const fixed[] = {
+		"connection", "keep-alive", "proxy-connection", "te", "trailer",
+		"upgrade", "proxy-authenticate", "proxy-authorization",
+	};
+	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+		if (ieq(h->name, h->name_len, fixed[i]))
+			return true;
+	/* a Connection header must not strip the framing headers: that
+	 * would desynchronise the proxy and the next hop */
+	if (ieq(h->name, h->name_len, "transfer-encoding") ||
+	    ieq(h->name, h->name_len, "content-length") ||
+	    ieq(h->name, h->name_len, "host"))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!ieq(all[i].name, all[i].name_len, "connection"))
+			continue;
+		const char *pos = all[i].value, *end = all[i].value + all[i].value_len;
+		const char *e;
+		size_t elen;
+		while (next_elem(&pos, end, &e, &elen))
+			if (ieqn(e, elen, h->name, h->name_len))
+				return true;
+	}
+	return false;
+}
+
+/* Chunked scanner states. */
+enum {
+	CK_SIZE0,      /* first hex digit of a chunk-size */
+	CK_SIZE,       /* more hex digits */
+	CK_EXT,        /* after the size: blanks and extensions up to CR */
+	CK_SIZE_LF,    /* LF ending the size line */
+	CK_DATA,       /* chunk data, <remaining> bytes */
+	CK_DATA_CR,    /* CR after the data */
+	CK_DATA_LF,    /* LF after the data */
+	CK_TRAILER,    /* start of a trailer line (or the final CRLF) */
+	CK_TRAILER_LINE, /* inside a trailer line */
+	CK_TRAILER_LF, /* LF ending a trailer line */
+	CK_END_LF,     /* LF of the final empty line */
+	CK_DONE,
+};
+
+#define CK_MAX_LINE 4096          /* bound on a chunk-size or trailer line */
+#define CK_MAX_DIGITS 16          /* 16 hex digits fill 64 bits exactly */
+#define CK_MAX_TRAILERS HTTP_MAX_HEAD /* bound on all trailer bytes */
+
+void http_chunked_init(http_chunked *c)
+{
+	c->state = CK_SIZE0;
+	c->remaining = 0;
+	c->line_len = 0;
+}
+
+static int hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+ssize_t http_chunked_scan(http_chunked *c, const char *p, size_t n, bool *done)
+{
+	size_t i = 0;
+	*done = c->state == CK_DONE;
+	while (i < n && c->state != CK_DONE) {
+		unsigned char ch = (unsigned char)p[i];
+		switch (c->state) {
+		case CK_SIZE0:
+		case CK_SIZE: {
+			int v = hexval(ch);
+			if (v >= 0) {
+				if (++c->line_len > CK_MAX_DIGITS)
+					return -1;
+				c->remaining = (c->remaining << 4) | (uint64_t)v;
+				c->state = CK_SIZE;
+			} else if (c->state == CK_SIZE0) {
+				return -1;
+			} else if (ch == '\r') {
+				c->state = CK_SIZE_LF;
+			} else if (ch == ';' || is_blank(ch)) {
+				c->state = CK_EXT;
+			} else {
+				return -1;
+			}
+			i++;
+			break;
+		}
+		case CK_EXT:
+			if (ch == '\r')
+				c->state = CK_SIZE_LF;
+			else if (ch == '\n' || ch == 0 || ++c->line_len > CK_MAX_LINE)
+				return -1;
+			i++;
+			break;
+		case CK_SIZE_LF:
+			if (ch != '\n')
+				return -1;
+			i++;
+			c->line_len = 0;
+			if (c->remaining == 0) {
+				c->state = CK_TRAILER;   /* last-chunk */
+			} else {
+				c->state = CK_DATA;
+			}
+			break;
+		case CK_DATA: {
+			size_t take = n - i;
+			if ((uint64_t)take > c->remaining)
+				take = (size_t)c->remaining;
+			c->remaining -= take;
+			i += take;
+			if (c->remaining == 0)
+				c->state = CK_DATA_CR;
+			break;
+		}
+		case CK_DATA_CR:
+			if (ch != '\r')
+				return -1;
+			c->state = CK_DATA_LF;
+			i++;
+			break;
+		case CK_DATA_LF:
+			if (ch != '\n')
+				return -1;
+			c->state = CK_SIZE0;
+			c->line_len = 0;
+			c->remaining = 0;
+			i++;
+			break;
+		case CK_TRAILER:
+			/* <remaining> counts all trailer bytes from here on */
+			if (ch == '\r') {
+				c->state = CK_END_LF;
+			} else if (ch == '\n' || is_blank(ch) || ch == 0) {
+				return -1;   /* bare LF, obs-fold */
+			} else {
+				c->state = CK_TRAILER_LINE;
+				c->line_len = 1;
+			}
+			if (++c->remaining > CK_MAX_TRAILERS)
+				return -1;
+			i++;
+			break;
+		case CK_TRAILER_LINE:
+			if (ch == '\r')
+				c->state = CK_TRAILER_LF;
+			else if (ch == '\n' || ch == 0 || ++c->line_len > CK_MAX_LINE)
+				return -1;
+			if (++c->remaining > CK_MAX_TRAILERS)
+				return -1;
+			i++;
+			break;
+		case CK_TRAILER_LF:
+			if (ch != '\n')
+				return -1;
+			c->state = CK_TRAILER;
+			c->line_len = 0;
+			i++;
+			break;
+		case CK_END_LF:
+			if (ch != '\n')
+				return -1;
+			c->state = CK_DONE;
+			c->remaining = 0;
+			i++;
+			break;
+		default:
+			return -1;
+		}
+	}
+	*done = c->state == CK_DONE;
+	return (ssize_t)i;
+}
+
+const char *http_reason(int status)
+{
+	switch (status) {
+	case 100: return "Continue";
+	case 101: return "Switching Protocols";
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 206: return "Partial Content";
+	case 301: return "Moved Permanently";
+	case 302: return "Found";
+	case 303: return "See Other";
+	case 304: return "Not Modified";
+	case 307: return "Temporary Redirect";
+	case 308: return "Permanent Redirect";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 408: return "Request Timeout";
+	case 409: return "Conflict";
+	case 411: return "Length Required";
+	case 413: return "Content Too Large";
+	case 414: return "URI Too Long";
+	case 415: return "Unsupported Media Type";
+	case 417: return "Expectation Failed";
+	case 426: return "Upgrade Required";
+	case 429: return "Too Many Requests";
+	case 431: return "Request Header Fields Too Large";
+	case 500: return "Internal Server Error";
+	case 501: return "Not Implemented";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 505: return "HTTP Version Not Supported";
+	default: return "";
+	}
+}
