@@ -647,6 +647,8 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	}
 }
 
+/* The tick runs at least every TICK_MS (deadlines, probes, promotions) and
+ * exactly when the next check is due, so that checks do not drift. */
 static void on_tick(uv_timer_t *t)
 {
 	ctl *c = t->data;
@@ -654,6 +656,17 @@ static void on_tick(uv_timer_t *t)
 	for (size_t i = 0; i < c->n; i++)
 		tick_one(c, c->rt[i], now, now_mono);
 	retire_sweep(c, now_mono, 0);
+	uint64_t delay = TICK_MS;
+	now = util_wall_ms();
+	for (size_t i = 0; i < c->n; i++) {
+		const eng_state *st = &c->rt[i]->st;
+		if (st->phase != ENG_PROGRESSING)
+			continue;
+		uint64_t due = st->next_check_ms > now ? st->next_check_ms - now : 1;
+		if (due < delay)
+			delay = due;
+	}
+	uv_timer_start(&c->tick, on_tick, delay, 0);
 }
 
 /* ---- building runtimes from the configuration ---- */
@@ -715,6 +728,7 @@ static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
 		rt->eps[TARGET_CANARY] = old;
 	} else {
 		rt->data_from_sec = uv_now(c->loop) / 1000;
+		stats_forget(rt->stats, TARGET_CANARY);
 		rt->rollout_gen++;
 		rt->pre_rollout_ok = 0;
 		rt->gate_pending = 0;
@@ -859,7 +873,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 		log_msg(LOG_ERROR, NULL, "libcurl could not be initialised: webhooks will fail");
 	uv_timer_init(loop, &c->tick);
 	c->tick.data = c;
-	uv_timer_start(&c->tick, on_tick, TICK_MS, TICK_MS);
+	uv_timer_start(&c->tick, on_tick, TICK_MS, 0);
 	*out = c;
 	return 0;
 }
@@ -1096,6 +1110,7 @@ int ctl_command(ctl *c, const char *name, const char *action,
 	} else {
 		if (cmd.kind == ENG_CMD_ROLLOUT) {
 			rt->data_from_sec = uv_now(c->loop) / 1000;
+			stats_forget(rt->stats, TARGET_CANARY);
 			rt->rollout_gen++;
 			rt->pre_rollout_ok = 0;
 			rt->gate_pending = 0;

@@ -69,6 +69,14 @@ void stats_free(stats *s)
 	free(s);
 }
 
+void stats_forget(stats *s, int target)
+{
+	if (target < 0 || target >= TARGET_COUNT)
+		return;
+	for (int i = 0; i < STATS_SLOTS; i++)
+		s->ring[target][i].sec = SLOT_EMPTY;
+}
+
 int stats_bucket_of(uint64_t latency_us)
 {
 	if (latency_us < SUB_COUNT)

@@ -28,6 +28,11 @@ typedef struct stats stats;
 stats *stats_new(void);
 void stats_free(stats *s);  /* NULL is a no-op */
 
+/* Forgets the per-second history of <target> (not its /metrics totals):
+ * a new rollout's canary must not be judged by the previous canary's
+ * requests counted in the same seconds. */
+void stats_forget(stats *s, int target);
+
 /* Records one finished request of <target>: HTTP <status> (100..599; the
  * proxy's own 502/504 count against the target they were meant for; any
  * other value is counted as 502) and <latency_us>, at monotonic second

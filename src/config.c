@@ -1,0 +1,1530 @@
+/* config.c - see config.h. Each YAML document is first converted to JSON
+ * (cfg_canary.raw; this pass also bounds depth and alias expansion, and
+ * reports duplicate keys), then validated by walking tables of known keys,
+ * one table per mapping, each row naming its handler. A handler reports every
+ * problem it finds and carries on, so that one run shows every error. */
+#include "config.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <yaml.h>
+
+#define API_NATIVE "canaryd/v1"
+#define API_FLAGGER "flagger.app/v1beta1"
+
+/* A Canary is a few hundred nodes; these bound what aliases ("billion
+ * laughs") and deep nesting can make us allocate or recurse. */
+#define MAX_DEPTH 64
+#define MAX_NODES 50000
+
+#define NOSTORE ((size_t)-1)
+#define PATH_LEN 256
+
+/* ---- the load in progress ---- */
+
+typedef struct ctx {
+	const char *name;      /* file name for messages */
+	cfg_errors *errs;
+	yaml_document_t *doc;
+	bool flagger;          /* the document being read is Flagger's */
+	size_t nodes;          /* JSON conversion budget used by this document */
+	bool too_big;          /* the budget or depth limit was hit */
+	/* where each message added by this load points (1-based; 0 for none),
+	 * to sort them by position at the end */
+	struct errpos { size_t line, col, seq; char *msg; } *pos;
+	size_t n_pos;
+} ctx;
+
+/* Appends <msg> (taken) about LINE:COL (1-based, 0 when none). */
+static void errs_push(ctx *x, size_t line, size_t col, char *msg)
+{
+	cfg_errors *e = x->errs;
+	if (e->n == e->cap) {
+		e->cap = e->cap ? e->cap * 2 : 8;
+		e->msg = xrealloc(e->msg, e->cap * sizeof *e->msg);
+	}
+	e->msg[e->n++] = msg;
+	x->pos = xrealloc(x->pos, (x->n_pos + 1) * sizeof *x->pos);
+	x->pos[x->n_pos] = (struct errpos){ line, col, x->n_pos, msg };
+	x->n_pos++;
+}
+
+static int errpos_cmp(const void *a, const void *b)
+{
+	const struct errpos *p = a, *q = b;
+	if (p->line != q->line)
+		return p->line < q->line ? -1 : 1;
+	if (p->col != q->col)
+		return p->col < q->col ? -1 : 1;
+	return p->seq < q->seq ? -1 : p->seq > q->seq;
+}
+
+/* Puts the messages of this load in file order (a reader fixes a file top
+ * to bottom); those at one position keep the order they were found in. */
+static void errs_sort(ctx *x)
+{
+	if (!x->n_pos)
+		return;
+	qsort(x->pos, x->n_pos, sizeof *x->pos, errpos_cmp);
+	size_t first = x->errs->n - x->n_pos;
+	for (size_t i = 0; i < x->n_pos; i++)
+		x->errs->msg[first + i] = x->pos[i].msg;
+	free(x->pos);
+	x->pos = NULL;
+	x->n_pos = 0;
+}
+
+/* Appends "NAME:LINE:COL: message" for node <n>, or "NAME: message". */
+static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
+{
+	buf b = BUF_INIT;
+	size_t line = n ? n->start_mark.line + 1 : 0, col = n ? n->start_mark.column + 1 : 0;
+	if (n)
+		buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
+	else
+		buf_printf(&b, "%s: ", x->name);
+	va_list ap;
+	va_start(ap, fmt);
+	buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	errs_push(x, line, col, b.p);
+}
+
+/* ---- scalars ---- */
+
+static bool is_scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE;
+}
+
+static bool is_plain(const yaml_node_t *n)
+{
+	return is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static const char *sval(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+
+static bool is_null(const yaml_node_t *n)
+{
+	if (!is_plain(n))
+		return false;
+	const char *s = sval(n);
+	return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+	       !strcmp(s, "NULL");
+}
+
+static int bool_value(const char *s)
+{
+	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+		return 1;
+	if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+		return 0;
+	return -1;
+}
+
+/* Decimal integer: [-+]?[0-9]+ */
+static bool looks_decimal(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	while (isdigit((unsigned char)*s))
+		s++;
+	return !*s;
+}
+
+/* YAML 1.2 core schema integers: decimal, 0x hex, 0o octal. */
+static bool looks_int(const char *s)
+{
+	if (looks_decimal(s))
+		return true;
+	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'o') && s[2]) {
+		for (const char *p = s + 2; *p; p++)
+			if (s[1] == 'x' ? !isxdigit((unsigned char)*p) : (*p < '0' || *p > '7'))
+				return false;
+		return true;
+	}
+	return false;
+}
+
+/* Core schema floats: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
+static bool looks_float(const char *s)
+{
+	if (*s == '-' || *s == '+')
+		s++;
+	size_t digits = 0;
+	while (isdigit((unsigned char)*s))
+		s++, digits++;
+	if (*s == '.') {
+		s++;
+		while (isdigit((unsigned char)*s))
+			s++, digits++;
+	}
+	if (!digits)
+		return false;
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '-' || *s == '+')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return !*s;
+}
+
+/* Describes <n> after "got" in messages: a scalar quoted (cut, and with
+ * control characters replaced, so that one message stays one line), or the
+ * kind of node. Strings that would be numbers unquoted say so, because that
+ * is the usual surprise. */
+static const char *describe(const yaml_node_t *n, char *out, size_t len)
+{
+	if (!n) {
+		snprintf(out, len, "nothing");
+		return out;
+	}
+	if (n->type == YAML_MAPPING_NODE) {
+		snprintf(out, len, "a mapping");
+		return out;
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		snprintf(out, len, "a list");
+		return out;
+	}
+	if (is_null(n)) {
+		snprintf(out, len, "nothing (null)");
+		return out;
+	}
+	const char *s = sval(n);
+	char cut[44];
+	size_t i = 0;
+	for (; s[i] && i < 40; i++)
+		cut[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	cut[i] = '\0';
+	const char *more = s[i] ? "..." : "";
+	bool numberish = looks_float(s) || looks_int(s) || bool_value(s) >= 0;
+	if (!is_plain(n) && numberish)
+		snprintf(out, len, "the string '%s%s'", cut, more);
+	else
+		snprintf(out, len, "'%s%s'", cut, more);
+	return out;
+}
+
+#define GOT(n) describe((n), got_, sizeof got_)
+
+/* Paths longer than PATH_LEN are cut: they only appear in messages. */
+static void join(char *out, const char *path, const char *key)
+{
+	if (snprintf(out, PATH_LEN, "%s%s%s", path, *path ? "." : "", key) >= PATH_LEN)
+		out[PATH_LEN - 1] = '\0';
+}
+
+static void join_index(char *out, const char *path, size_t i)
+{
+	if (snprintf(out, PATH_LEN, "%s[%zu]", path, i) >= PATH_LEN)
+		out[PATH_LEN - 1] = '\0';
+}
+
+/* ---- YAML to JSON ---- */
+
+static yaml_node_t *node_at(ctx *x, int i)
+{
+	return yaml_document_get_node(x->doc, i);
+}
+
+static json_t *scalar_json(const yaml_node_t *n)
+{
+	const char *s = sval(n);
+	size_t len = n->data.scalar.length;
+	if (is_plain(n)) {
+		if (is_null(n))
+			return json_null();
+		int b = bool_value(s);
+		if (b >= 0)
+			return json_boolean(b);
+		if (looks_int(s)) {
+			int base = 10;
+			const char *digits = s;
+			if (s[0] == '0' && s[1] == 'x')
+				base = 16, digits = s + 2;
+			else if (s[0] == '0' && s[1] == 'o')
+				base = 8, digits = s + 2;
+			errno = 0;
+			long long v = strtoll(digits, NULL, base);
+			if (!errno)
+				return json_integer(v);
+			double d = strtod(s, NULL); /* too big for an integer */
+			if (base == 10 && isfinite(d))
+				return json_real(d);
+		} else if (looks_float(s)) {
+			double d = strtod(s, NULL);
+			if (isfinite(d))
+				return json_real(d);
+		}
+	}
+	return json_stringn(s, len);
+}
+
+/* Converts <n> and what is below it. Returns NULL only when the document is
+ * too deep or too big (reported once, x->too_big set). Pairs with a
+ * non-scalar or duplicate key are reported and left out. */
+static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
+{
+	if (x->too_big)
+		return NULL;
+	if (depth > MAX_DEPTH || ++x->nodes > MAX_NODES) {
+		x->too_big = true;
+		err_at(x, n, "%s: document too deep or too large (more than %d levels or %d "
+		       "values, counting what aliases repeat)", path->len ? path->p : "(root)",
+		       MAX_DEPTH, MAX_NODES);
+		return NULL;
+	}
+	size_t mark = path->len;
+	if (n->type == YAML_SCALAR_NODE) {
+		json_t *j = scalar_json(n);
+		if (!j) {
+			err_at(x, n, "%s: string is not valid UTF-8", path->len ? path->p : "(root)");
+			j = json_null();
+		}
+		return j;
+	}
+	if (n->type == YAML_SEQUENCE_NODE) {
+		json_t *arr = json_array();
+		size_t i = 0;
+		for (yaml_node_item_t *it = n->data.sequence.items.start;
+		     it < n->data.sequence.items.top; it++, i++) {
+			yaml_node_t *c = node_at(x, *it);
+			if (!c)
+				continue;
+			buf_printf(path, "[%zu]", i);
+			json_t *j = to_json(x, c, path, depth + 1);
+			path->len = mark;
+			path->p[mark] = '\0';
+			if (!j) {
+				json_decref(arr);
+				return NULL;
+			}
+			json_array_append_new(arr, j);
+		}
+		return arr;
+	}
+	json_t *obj = json_object();
+	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
+	     pr < n->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = node_at(x, pr->key), *v = node_at(x, pr->value);
+		if (!k || !v)
+			continue;
+		if (!is_scalar(k)) {
+			err_at(x, k, "%s: mapping keys must be strings, got %s",
+			       path->len ? path->p : "(root)",
+			       k->type == YAML_MAPPING_NODE ? "a mapping" : "a list");
+			continue;
+		}
+		const char *key = sval(k);
+		size_t klen = k->data.scalar.length;
+		buf_printf(path, "%s%s", path->len ? "." : "", key);
+		if (json_object_getn(obj, key, klen)) {
+			err_at(x, k, "%s: duplicate key", path->p);
+		} else {
+			json_t *j = to_json(x, v, path, depth + 1);
+			if (!j) {
+				json_decref(obj);
+				return NULL;
+			}
+			if (json_object_setn_new(obj, key, klen, j) < 0)
+				err_at(x, k, "%s: key is not valid UTF-8", path->p);
+		}
+		path->len = mark;
+		path->p[mark] = '\0';
+	}
+	return obj;
+}
+
+/* ---- tables of known keys ---- */
+
+enum { F_NATIVE = 1, F_FLAGGER = 2, F_BOTH = 3 };
+
+typedef struct doc doc;
+typedef struct field field;
+
+/* A handler reads the value <val> of key <key> at <path> into <obj>. */
+typedef void (*field_fn)(doc *d, const field *f, const char *path, yaml_node_t *key,
+                         yaml_node_t *val, void *obj);
+
+struct field {
+	const char *key;
+	field_fn fn;
+	int docs;          /* F_NATIVE, F_FLAGGER or F_BOTH: who knows the key */
+	size_t off;        /* where in <obj> the value goes, or NOSTORE */
+	long long lo, hi;  /* bounds for integers (and durations, in ms) */
+};
+
+/* A key that was present: its key and value nodes. */
+typedef struct slot {
+	yaml_node_t *key, *val;
+} slot;
+
+/* What is read from one metric before it becomes an eng_metric: the checks
+ * that depend on several keys (thresholds need the metric's kind) run after
+ * the whole mapping is read. */
+typedef struct metric_in {
+	eng_metric m;
+	double rmin, rmax;   /* thresholdRange */
+	double thr;          /* threshold (Flagger's deprecated form) */
+	bool custom_reported;
+} metric_in;
+
+struct doc {
+	ctx *x;
+	cfg_canary *c;
+	yaml_node_t *name_val, *listen_val, *stable_rev_val, *canary_rev_val;
+	yaml_node_t *no_strategy; /* analysis key, when it has no steps nor iterations */
+};
+
+static const char *const native_routers[] = { "builtin", "haproxy", "istio",
+                                              "gatewayapi", "smi" };
+static const char *const hook_types[] = { "pre-rollout", "rollout", "confirm-rollout",
+                                          "post-rollout", "rollback", "confirm-promotion",
+                                          "confirm-traffic-increase", "event" };
+static const struct {
+	const char *name;
+	eng_metric_kind kind;
+} builtin_metrics[] = {
+	{ "request-success-rate", ENG_M_SUCCESS_RATE },
+	{ "request-duration", ENG_M_DURATION },
+	{ "error-rate", ENG_M_ERROR_RATE },
+};
+
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
+static void list_words(buf *b, const char *const *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		buf_printf(b, "%s%s", i ? ", " : "", w[i]);
+}
+
+/* Optimal string alignment distance, case-insensitive (so that "stepweight"
+ * finds "stepWeight"); SIZE_MAX for long strings. */
+static size_t edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return SIZE_MAX;
+	size_t d[65][65];
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+			size_t cost = ca != cb;
+			size_t v = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v)
+				v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+			    tolower((unsigned char)a[i - 2]) == cb && d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[la][lb];
+}
+
+static void unknown_field(doc *d, const char *path, yaml_node_t *key, const field *t,
+                          size_t n)
+{
+	int mask = d->x->flagger ? F_FLAGGER : F_NATIVE;
+	const char *k = sval(key);
+	const char *best = NULL;
+	size_t bestd = SIZE_MAX;
+	for (size_t i = 0; i < n; i++) {
+		if (!(t[i].docs & mask))
+			continue;
+		size_t dist = edit_distance(k, t[i].key);
+		size_t len = strlen(t[i].key);
+		size_t allowed = len >= 5 ? 2 : len >= 3 ? 1 : 0;
+		if (dist <= allowed && dist < bestd) {
+			best = t[i].key;
+			bestd = dist;
+		}
+	}
+	char p[PATH_LEN];
+	join(p, path, k);
+	if (best) {
+		err_at(d->x, key, "%s: unknown field; did you mean '%s'?", p, best);
+		return;
+	}
+	buf b = BUF_INIT;
+	for (size_t i = 0; i < n; i++)
+		if (t[i].docs & mask)
+			buf_printf(&b, "%s%s", b.len ? ", " : "", t[i].key);
+	err_at(d->x, key, "%s: unknown field; known fields here: %s", p, b.p ? b.p : "none");
+	buf_release(&b);
+}
+
+/* Reads mapping <map> at <path> with table <t> (n rows) into <obj>; seen[i]
+ * gets the nodes of row i's key when present. Unknown keys are errors in
+ * native documents and ignored in Flagger's (Kubernetes prunes them). Returns
+ * false (reported) when <map> is not a mapping. */
+static bool walk_map(doc *d, const char *path, yaml_node_t *map, const field *t, size_t n,
+                     void *obj, slot *seen)
+{
+	char got_[64];
+	memset(seen, 0, n * sizeof *seen);
+	if (!map || map->type != YAML_MAPPING_NODE) {
+		err_at(d->x, map, "%s: must be a mapping, got %s", path, GOT(map));
+		return false;
+	}
+	int mask = d->x->flagger ? F_FLAGGER : F_NATIVE;
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+	     pr < map->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = node_at(d->x, pr->key), *v = node_at(d->x, pr->value);
+		if (!is_scalar(k) || !v)
+			continue; /* reported by to_json */
+		size_t i = 0;
+		while (i < n && !((t[i].docs & mask) && !strcmp(t[i].key, sval(k))))
+			i++;
+		if (i == n) {
+			if (!d->x->flagger)
+				unknown_field(d, path, k, t, n);
+			continue;
+		}
+		if (seen[i].key)
+			continue; /* duplicate key, reported by to_json */
+		seen[i].key = k;
+		seen[i].val = v;
+		char p[PATH_LEN];
+		join(p, path, t[i].key);
+		if (t[i].fn)
+			t[i].fn(d, &t[i], p, k, v, obj);
+	}
+	return true;
+}
+
+static void *at(void *obj, const field *f)
+{
+	return (char *)obj + f->off;
+}
+
+/* ---- value readers: 0, or -1 when reported ---- */
+
+static int read_string(doc *d, const char *path, yaml_node_t *v, char **out)
+{
+	char got_[64];
+	if (!is_scalar(v) || is_null(v)) {
+		err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
+		return -1;
+	}
+	if (strlen(sval(v)) != v->data.scalar.length) {
+		err_at(d->x, v, "%s: must not contain NUL characters", path);
+		return -1;
+	}
+	*out = xstrdup(sval(v));
+	return 0;
+}
+
+static int read_int(doc *d, const char *path, yaml_node_t *v, long long lo, long long hi,
+                    int *out)
+{
+	char got_[64];
+	if (is_plain(v) && looks_decimal(sval(v))) {
+		errno = 0;
+		long long n = strtoll(sval(v), NULL, 10);
+		if (!errno && n >= lo && n <= hi) {
+			*out = (int)n;
+			return 0;
+		}
+	}
+	if (hi >= INT_MAX)
+		err_at(d->x, v, "%s: must be an integer >= %lld, got %s", path, lo, GOT(v));
+	else
+		err_at(d->x, v, "%s: must be an integer from %lld to %lld, got %s", path, lo, hi,
+		       GOT(v));
+	return -1;
+}
+
+/* A number in [lo, hi]; <what> completes "must be a number from LO to HI". */
+static int read_number(doc *d, const char *path, yaml_node_t *v, double lo, double hi,
+                       const char *what, double *out)
+{
+	char got_[64];
+	if (is_plain(v) && (looks_float(sval(v)) || looks_decimal(sval(v)))) {
+		double n = strtod(sval(v), NULL);
+		if (isfinite(n) && n >= lo && n <= hi) {
+			*out = n;
+			return 0;
+		}
+	}
+	if (isinf(hi))
+		err_at(d->x, v, "%s: must be a number >= %g%s, got %s", path, lo, what, GOT(v));
+	else
+		err_at(d->x, v, "%s: must be a number from %g to %g%s, got %s", path, lo, hi, what,
+		       GOT(v));
+	return -1;
+}
+
+static int read_duration(doc *d, const char *path, yaml_node_t *v, long long lo,
+                         long long hi, uint64_t *out)
+{
+	char got_[64];
+	uint64_t ms;
+	if (is_scalar(v) && !is_null(v) && util_parse_duration(sval(v), &ms) == 0 &&
+	    ms >= (uint64_t)lo && ms <= (uint64_t)hi) {
+		*out = ms;
+		return 0;
+	}
+	char a[32], b[32];
+	util_format_duration((uint64_t)lo, a, sizeof a);
+	util_format_duration((uint64_t)hi, b, sizeof b);
+	err_at(d->x, v, "%s: must be a duration from %s to %s (like 500ms, 30s, 1m or 1h30m), "
+	       "got %s", path, a, b, GOT(v));
+	return -1;
+}
+
+static int read_hostport(doc *d, const char *path, yaml_node_t *v, const char *example,
+                         char **out)
+{
+	char got_[64];
+	char host[256];
+	int port;
+	if (is_scalar(v) && !is_null(v) &&
+	    util_parse_hostport(sval(v), host, sizeof host, &port) == 0) {
+		*out = xstrdup(sval(v));
+		return 0;
+	}
+	err_at(d->x, v, "%s: must be HOST:PORT with a port from 1 to 65535, such as %s, got %s",
+	       path, example, GOT(v));
+	return -1;
+}
+
+static int read_one_of(doc *d, const char *path, yaml_node_t *v, const char *const *w,
+                       size_t n, char **out)
+{
+	char got_[64];
+	if (is_scalar(v))
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(sval(v), w[i])) {
+				*out = xstrdup(w[i]);
+				return 0;
+			}
+	buf b = BUF_INIT;
+	list_words(&b, w, n);
+	err_at(d->x, v, "%s: must be one of %s, got %s", path, b.p, GOT(v));
+	buf_release(&b);
+	return -1;
+}
+
+/* ---- generic handlers (the <off> of the row says where the value goes) ---- */
+
+static void h_int(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                  void *obj)
+{
+	int n;
+	if (read_int(d, path, v, f->lo, f->hi, &n) == 0 && f->off != NOSTORE)
+		*(int *)at(obj, f) = n;
+}
+
+static void h_duration(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	uint64_t ms;
+	if (read_duration(d, path, v, f->lo, f->hi, &ms) == 0 && f->off != NOSTORE)
+		*(uint64_t *)at(obj, f) = ms;
+}
+
+static void h_string(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	char *s;
+	if (read_string(d, path, v, &s) < 0)
+		return;
+	if (f->off == NOSTORE)
+		free(s);
+	else
+		*(char **)at(obj, f) = s;
+}
+
+static void h_bool(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	char got_[64];
+	if (!is_plain(v) || bool_value(sval(v)) < 0)
+		err_at(d->x, v, "%s: must be true or false, got %s", path, GOT(v));
+}
+
+static void h_list(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	char got_[64];
+	if (v->type != YAML_SEQUENCE_NODE)
+		err_at(d->x, v, "%s: must be a list, got %s", path, GOT(v));
+}
+
+static void h_map(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                  void *obj)
+{
+	char got_[64];
+	if (v->type != YAML_MAPPING_NODE)
+		err_at(d->x, v, "%s: must be a mapping, got %s", path, GOT(v));
+}
+
+/* A mapping of strings (labels, annotations, webhook metadata). Stored as a
+ * JSON object of strings when <off> says where. */
+static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *k,
+                         yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	if (v->type != YAML_MAPPING_NODE) {
+		err_at(d->x, v, "%s: must be a mapping of strings, got %s", path, GOT(v));
+		return;
+	}
+	json_t *o = json_object();
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
+	     pr < v->data.mapping.pairs.top; pr++) {
+		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
+		if (!is_scalar(pk) || !pv)
+			continue;
+		if (!is_scalar(pv)) {
+			char p[PATH_LEN];
+			join(p, path, sval(pk));
+			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
+			continue;
+		}
+		json_t *s = is_null(pv) ? json_string("")
+		                        : json_stringn(sval(pv), pv->data.scalar.length);
+		if (s)
+			json_object_setn_new(o, sval(pk), pk->data.scalar.length, s);
+	}
+	if (f->off != NOSTORE)
+		*(json_t **)at(obj, f) = o;
+	else
+		json_decref(o);
+}
+
+/* ---- metadata ---- */
+
+/* Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static void h_name(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	char got_[64];
+	char *s;
+	if (read_string(d, path, v, &s) < 0)
+		return;
+	if (!valid_name(s)) {
+		err_at(d->x, v, "%s: must be 1 to 63 lower case letters, digits or '-', starting "
+		       "and ending with a letter or digit, got %s", path, GOT(v));
+		free(s);
+		return;
+	}
+	d->c->name = s;
+	d->name_val = v;
+}
+
+static const field metadata_fields[] = {
+	{ "name", h_name, F_BOTH, NOSTORE, 0, 0 },
+	{ "namespace", h_string, F_BOTH, offsetof(cfg_canary, namespace_), 0, 0 },
+	{ "labels", h_string_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "annotations", h_string_map, F_BOTH, NOSTORE, 0, 0 },
+};
+enum { M_NAME = 0 };
+
+static void h_metadata(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(metadata_fields)];
+	if (!walk_map(d, path, v, metadata_fields, N_OF(metadata_fields), d->c, seen))
+		return;
+	if (!seen[M_NAME].key)
+		err_at(d->x, k, "metadata.name: required (the canary's name)");
+}
+
+/* ---- stable and canary targets ---- */
+
+typedef struct target_in {
+	char *rev;
+	char **eps;
+	size_t n;
+	yaml_node_t *rev_val;
+} target_in;
+
+static void h_revision(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	target_in *t = obj;
+	char *s;
+	if (read_string(d, path, v, &s) < 0)
+		return;
+	if (strlen(s) >= ENG_REV_LEN) {
+		err_at(d->x, v, "%s: must be at most %d characters, got %zu", path,
+		       ENG_REV_LEN - 1, strlen(s));
+		free(s);
+		return;
+	}
+	t->rev = s;
+	t->rev_val = v;
+}
+
+static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	target_in *t = obj;
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
+		err_at(d->x, v, "%s: must be a non-empty list of HOST:PORT, got %s", path,
+		       v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	t->eps = xcalloc(n, sizeof *t->eps);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		char p[PATH_LEN];
+		join_index(p, path, i);
+		char *s;
+		if (!e || read_hostport(d, p, e, "127.0.0.1:9001", &s) < 0)
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < t->n && !dup; j++)
+			dup = !strcmp(t->eps[j], s);
+		if (dup) {
+			err_at(d->x, e, "%s: duplicate endpoint '%s'", p, s);
+			free(s);
+			continue;
+		}
+		t->eps[t->n++] = s;
+	}
+}
+
+static const field target_fields[] = {
+	{ "revision", h_revision, F_NATIVE, NOSTORE, 0, 0 },
+	{ "endpoints", h_endpoints, F_NATIVE, NOSTORE, 0, 0 },
+};
+
+static void read_target(doc *d, const char *path, yaml_node_t *k, yaml_node_t *v,
+                        target_in *t)
+{
+	slot seen[N_OF(target_fields)];
+	if (!walk_map(d, path, v, target_fields, N_OF(target_fields), t, seen))
+		return;
+	for (size_t i = 0; i < N_OF(target_fields); i++)
+		if (!seen[i].key)
+			err_at(d->x, k, "%s.%s: required", path, target_fields[i].key);
+}
+
+static void h_stable(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	target_in t = { 0 };
+	read_target(d, path, k, v, &t);
+	d->c->stable_rev = t.rev;
+	d->c->stable_eps = t.eps;
+	d->c->n_stable_eps = t.n;
+	d->stable_rev_val = t.rev_val;
+}
+
+static void h_canary(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	target_in t = { 0 };
+	read_target(d, path, k, v, &t);
+	d->c->canary_rev = t.rev;
+	d->c->canary_eps = t.eps;
+	d->c->n_canary_eps = t.n;
+	d->canary_rev_val = t.rev_val;
+}
+
+/* ---- metrics ---- */
+
+static void h_metric_name(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	metric_in *mi = obj;
+	char *s;
+	if (read_string(d, path, v, &s) < 0)
+		return;
+	snprintf(mi->m.name, sizeof mi->m.name, "%s", s);
+	free(s);
+}
+
+static void h_custom_metric(doc *d, const field *f, const char *path, yaml_node_t *k,
+                            yaml_node_t *v, void *obj)
+{
+	metric_in *mi = obj;
+	if (mi->custom_reported)
+		return;
+	mi->custom_reported = true;
+	/* path is "...metrics[i].query": report on the metric */
+	char p[PATH_LEN];
+	snprintf(p, sizeof p, "%s", path);
+	char *dot = strrchr(p, '.');
+	if (dot)
+		*dot = '\0';
+	err_at(d->x, k, "%s: custom metrics (query, templateRef) need a metrics provider, "
+	       "which canaryd does not have yet", p);
+}
+
+static void h_number(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	double n;
+	/* bounds depend on the metric's kind: checked once it is known */
+	if (read_number(d, path, v, -INFINITY, INFINITY, "", &n) == 0)
+		*(double *)at(obj, f) = n;
+}
+
+static const field range_fields[] = {
+	{ "min", h_number, F_BOTH, offsetof(metric_in, rmin), 0, 0 },
+	{ "max", h_number, F_BOTH, offsetof(metric_in, rmax), 0, 0 },
+};
+enum { R_MIN, R_MAX };
+
+static const field metric_fields[] = {
+	{ "name", h_metric_name, F_BOTH, NOSTORE, 0, 0 },
+	{ "thresholdRange", NULL, F_BOTH, NOSTORE, 0, 0 },   /* read by read_metric */
+	{ "threshold", h_number, F_BOTH, offsetof(metric_in, thr), 0, 0 },
+	{ "interval", h_duration, F_BOTH, offsetof(metric_in, m.window_ms), 1000, 30 * 60000 },
+	{ "query", h_custom_metric, F_BOTH, NOSTORE, 0, 0 },
+	{ "templateRef", h_custom_metric, F_BOTH, NOSTORE, 0, 0 },
+	{ "templateVariables", h_map, F_BOTH, NOSTORE, 0, 0 },
+};
+enum { MT_NAME, MT_RANGE, MT_THRESHOLD, MT_INTERVAL, MT_QUERY, MT_TEMPLATE };
+
+/* Checks bound <val> (at node <n>, path <path>) for a metric of kind <kind>. */
+static bool bound_ok(doc *d, const char *path, yaml_node_t *n, eng_metric_kind kind,
+                     double val)
+{
+	char got_[64];
+	if (kind == ENG_M_DURATION) {
+		if (val >= 0)
+			return true;
+		err_at(d->x, n, "%s: must be a number >= 0 (milliseconds), got %s", path, GOT(n));
+		return false;
+	}
+	if (val >= 0 && val <= 100)
+		return true;
+	err_at(d->x, n, "%s: must be a number from 0 to 100 (a percentage), got %s", path,
+	       GOT(n));
+	return false;
+}
+
+/* Reads metric mapping <v> at <path>; returns true when it is a valid
+ * built-in metric, in <mi>->m. */
+static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
+{
+	slot seen[N_OF(metric_fields)];
+	slot rseen[N_OF(range_fields)] = { { 0 } };
+	size_t errs0 = d->x->errs->n;
+	memset(mi, 0, sizeof *mi);
+	mi->m.window_ms = 60000;
+	if (!walk_map(d, path, v, metric_fields, N_OF(metric_fields), mi, seen))
+		return false;
+	char p[PATH_LEN], rp[PATH_LEN];
+	join(rp, path, "thresholdRange");
+	if (seen[MT_RANGE].key)
+		walk_map(d, rp, seen[MT_RANGE].val, range_fields, N_OF(range_fields), mi, rseen);
+	if (seen[MT_QUERY].key || seen[MT_TEMPLATE].key)
+		return false; /* reported by h_custom_metric */
+	if (!seen[MT_NAME].key) {
+		err_at(d->x, v, "%s.name: required (one of request-success-rate, "
+		       "request-duration, error-rate)", path);
+		return false;
+	}
+	size_t kind = 0;
+	while (kind < N_OF(builtin_metrics) && strcmp(builtin_metrics[kind].name, mi->m.name))
+		kind++;
+	if (kind == N_OF(builtin_metrics)) {
+		if (mi->m.name[0]) {
+			join(p, path, "name");
+			err_at(d->x, seen[MT_NAME].val, "%s: unknown metric '%s'; built in: "
+			       "request-success-rate, request-duration, error-rate", p, mi->m.name);
+		}
+		return false;
+	}
+	mi->m.kind = builtin_metrics[kind].kind;
+	bool has_range = seen[MT_RANGE].key && seen[MT_RANGE].val->type == YAML_MAPPING_NODE;
+	if (seen[MT_RANGE].key && seen[MT_THRESHOLD].key && !d->x->flagger) {
+		join(p, path, "threshold");
+		err_at(d->x, seen[MT_THRESHOLD].key, "%s: cannot be used with thresholdRange "
+		       "(threshold is Flagger's deprecated form of it)", p);
+	} else if (has_range) {
+		if (!rseen[R_MIN].key && !rseen[R_MAX].key)
+			err_at(d->x, seen[MT_RANGE].key, "%s: needs min, max or both", rp);
+		if (rseen[R_MIN].key) {
+			join(p, rp, "min");
+			mi->m.has_min = bound_ok(d, p, rseen[R_MIN].val, mi->m.kind, mi->rmin);
+			mi->m.min = mi->rmin;
+		}
+		if (rseen[R_MAX].key) {
+			join(p, rp, "max");
+			mi->m.has_max = bound_ok(d, p, rseen[R_MAX].val, mi->m.kind, mi->rmax);
+			mi->m.max = mi->rmax;
+		}
+		if (mi->m.has_min && mi->m.has_max && mi->m.min > mi->m.max)
+			err_at(d->x, seen[MT_RANGE].key, "%s: min (%g) must not be greater than "
+			       "max (%g)", rp, mi->m.min, mi->m.max);
+	} else if (seen[MT_THRESHOLD].key) {
+		/* Flagger: a minimum for the success rate, a maximum otherwise */
+		join(p, path, "threshold");
+		bool ok = bound_ok(d, p, seen[MT_THRESHOLD].val, mi->m.kind, mi->thr);
+		if (mi->m.kind == ENG_M_SUCCESS_RATE) {
+			mi->m.has_min = ok;
+			mi->m.min = mi->thr;
+		} else {
+			mi->m.has_max = ok;
+			mi->m.max = mi->thr;
+		}
+	} else if (!seen[MT_RANGE].key) {
+		err_at(d->x, v, "%s: needs thresholdRange (min, max or both) or threshold", path);
+	}
+	return d->x->errs->n == errs0;
+}
+
+static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	eng_policy *p = obj;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		err_at(d->x, v, "%s: must be a list of metrics, got %s", path, GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (n > ENG_MAX_METRICS) {
+		err_at(d->x, k, "%s: at most %d metrics, got %zu", path, ENG_MAX_METRICS, n);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		char ip[PATH_LEN];
+		join_index(ip, path, i);
+		metric_in mi;
+		if (e && read_metric(d, ip, e, &mi))
+			p->metrics[p->n_metrics++] = mi.m;
+	}
+}
+
+/* ---- webhooks ---- */
+
+static void h_hook_type(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	cfg_webhook *w = obj;
+	read_one_of(d, path, v, hook_types, N_OF(hook_types), &w->type);
+}
+
+static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_webhook *w = obj;
+	if (is_scalar(v) && strlen(sval(v)) == v->data.scalar.length) {
+		const char *s = sval(v);
+		size_t scheme = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
+		if (scheme && s[scheme] && s[scheme] != '/') {
+			w->url = xstrdup(s);
+			return;
+		}
+	}
+	err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
+}
+
+static const field hook_fields[] = {
+	{ "name", h_string, F_BOTH, offsetof(cfg_webhook, name), 0, 0 },
+	{ "type", h_hook_type, F_BOTH, NOSTORE, 0, 0 },
+	{ "url", h_hook_url, F_BOTH, NOSTORE, 0, 0 },
+	{ "timeout", h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
+	{ "metadata", h_string_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
+};
+enum { W_NAME, W_TYPE, W_URL };
+
+static void h_webhooks(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_canary *c = d->c;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		err_at(d->x, v, "%s: must be a list of webhooks, got %s", path, GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	c->webhooks = xcalloc(n, sizeof *c->webhooks);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		if (!e)
+			continue;
+		char ip[PATH_LEN];
+		join_index(ip, path, i);
+		cfg_webhook *w = &c->webhooks[c->n_webhooks++];
+		w->timeout_ms = 60000;
+		slot seen[N_OF(hook_fields)];
+		if (!walk_map(d, ip, e, hook_fields, N_OF(hook_fields), w, seen))
+			continue;
+		if (!seen[W_NAME].key)
+			err_at(d->x, e, "%s.name: required", ip);
+		if (!seen[W_URL].key)
+			err_at(d->x, e, "%s.url: required (where the webhook is posted)", ip);
+		if (!seen[W_TYPE].key)
+			w->type = xstrdup("rollout"); /* Flagger's default */
+	}
+}
+
+/* ---- analysis ---- */
+
+static void h_step_weights(doc *d, const field *f, const char *path, yaml_node_t *k,
+                           yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	eng_policy *p = obj;
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
+		err_at(d->x, v, "%s: must be a non-empty list of integers from 1 to 100, got %s",
+		       path, v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (n > ENG_MAX_STEPS) {
+		err_at(d->x, v, "%s: at most %d steps, got %zu", path, ENG_MAX_STEPS, n);
+		return;
+	}
+	int prev = 0;
+	bool ok = true;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		char ip[PATH_LEN];
+		join_index(ip, path, i);
+		int w;
+		if (!e || read_int(d, ip, e, 1, 100, &w) < 0) {
+			ok = false;
+			continue;
+		}
+		if (w <= prev) {
+			err_at(d->x, e, "%s: steps must be strictly ascending: %d is not greater than "
+			       "the step before it (%d)", ip, w, prev);
+			ok = false;
+		}
+		p->step_weights[i] = w;
+		prev = w > prev ? w : prev;
+	}
+	if (ok)
+		p->n_step_weights = (int)n;
+}
+
+static const field analysis_fields[] = {
+	{ "interval", h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
+	{ "threshold", h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
+	{ "maxWeight", h_int, F_BOTH, offsetof(eng_policy, max_weight), 1, 100 },
+	{ "stepWeight", h_int, F_BOTH, offsetof(eng_policy, step_weight), 1, 100 },
+	{ "stepWeights", h_step_weights, F_BOTH, NOSTORE, 0, 0 },
+	{ "iterations", h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
+	{ "metrics", h_metrics, F_BOTH, NOSTORE, 0, 0 },
+	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
+	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
+	{ "match", h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirror", h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirrorWeight", h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "primaryReadyThreshold", h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "canaryReadyThreshold", h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "alerts", h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "sessionAffinity", h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "stepWeightPromotion", h_int, F_BOTH, NOSTORE, 1, 100 },
+};
+enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
+
+static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	eng_policy *p = &d->c->policy;
+	slot seen[N_OF(analysis_fields)];
+	if (!walk_map(d, path, v, analysis_fields, N_OF(analysis_fields), p, seen))
+		return;
+	bool steps = seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key;
+	if (seen[A_STEP_WEIGHT].key && seen[A_STEP_WEIGHTS].key)
+		err_at(d->x, seen[A_STEP_WEIGHTS].key, "%s: stepWeight and stepWeights cannot be "
+		       "used together; use one", path);
+	if (!steps && !seen[A_ITERATIONS].key)
+		d->no_strategy = k; /* decided in h_spec, which knows the provider */
+	if (steps && seen[A_ITERATIONS].key) {
+		if (!d->x->flagger)
+			err_at(d->x, seen[A_ITERATIONS].key, "%s.iterations: cannot be used with "
+			       "stepWeight or stepWeights (iterations means blue/green or A/B "
+			       "testing, which has no steps)", path);
+		/* Flagger runs blue/green or A/B when iterations is set, whatever
+		 * the steps say */
+		p->step_weight = 0;
+		p->n_step_weights = 0;
+	}
+	/* Flagger: with stepWeights the last step is the maximum weight */
+	if (p->n_step_weights > 0)
+		p->max_weight = p->step_weights[p->n_step_weights - 1];
+}
+
+/* ---- spec ---- */
+
+static void h_router(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	read_one_of(d, path, v, native_routers, N_OF(native_routers), &d->c->router);
+}
+
+static void h_listen(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	if (read_hostport(d, path, v, "127.0.0.1:8080", &d->c->listen) == 0)
+		d->listen_val = v;
+}
+
+static void h_deadline(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	int s;
+	if (read_int(d, path, v, 1, INT_MAX, &s) == 0)
+		d->c->policy.progress_deadline_ms = (uint64_t)s * 1000;
+}
+
+static const field timeout_fields[] = {
+	{ "connect", h_duration, F_NATIVE, offsetof(cfg_timeouts, connect_ms), 1, 86400000 },
+	{ "response", h_duration, F_NATIVE, offsetof(cfg_timeouts, response_ms), 1, 86400000 },
+	{ "clientHead", h_duration, F_NATIVE, offsetof(cfg_timeouts, client_head_ms), 1, 86400000 },
+	{ "clientIdle", h_duration, F_NATIVE, offsetof(cfg_timeouts, client_idle_ms), 1, 86400000 },
+};
+
+static void h_timeouts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(timeout_fields)];
+	walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->timeouts, seen);
+}
+
+static const field spec_fields[] = {
+	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
+	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
+	{ "stable", h_stable, F_NATIVE, NOSTORE, 0, 0 },
+	{ "canary", h_canary, F_NATIVE, NOSTORE, 0, 0 },
+	{ "timeouts", h_timeouts, F_NATIVE, NOSTORE, 0, 0 },
+	{ "provider", h_string, F_FLAGGER, offsetof(cfg_canary, router), 0, 0 },
+	{ "progressDeadlineSeconds", h_deadline, F_BOTH, NOSTORE, 0, 0 },
+	{ "analysis", h_analysis, F_BOTH, NOSTORE, 0, 0 },
+};
+enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
+       S_ANALYSIS };
+
+static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	cfg_canary *c = d->c;
+	slot seen[N_OF(spec_fields)];
+	if (!walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
+		return;
+	if (!seen[S_ANALYSIS].key)
+		err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
+		       "threshold, stepWeight, metrics...)");
+	if (d->x->flagger && !c->router)
+		c->router = xstrdup("istio"); /* Flagger's default mesh provider */
+	if (d->no_strategy) {
+		/* Flagger's kubernetes provider has no traffic split: it runs
+		 * blue/green with 10 iterations unless told otherwise */
+		if (d->x->flagger && !strcmp(c->router, "kubernetes"))
+			c->policy.iterations = 10;
+		else
+			err_at(d->x, d->no_strategy, "spec.analysis: one of stepWeight, stepWeights "
+			       "or iterations is required");
+	}
+	if (d->x->flagger)
+		return;
+	if (!c->router && !seen[S_ROUTER].key)
+		c->router = xstrdup("builtin");
+	if (!seen[S_STABLE].key)
+		err_at(d->x, k, "spec.stable: required (the revision and endpoints that get "
+		       "traffic by default)");
+	if (c->router && !strcmp(c->router, "builtin") && !seen[S_LISTEN].key)
+		err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
+		       "clients connect, such as 127.0.0.1:8080)");
+	if (c->stable_rev && c->canary_rev && !strcmp(c->stable_rev, c->canary_rev))
+		err_at(d->x, d->canary_rev_val, "spec.canary.revision: must differ from "
+		       "spec.stable.revision ('%s')", c->stable_rev);
+}
+
+static const field top_fields[] = {
+	{ "apiVersion", NULL, F_BOTH, NOSTORE, 0, 0 }, /* checked first */
+	{ "kind", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "metadata", h_metadata, F_BOTH, NOSTORE, 0, 0 },
+	{ "spec", h_spec, F_BOTH, NOSTORE, 0, 0 },
+};
+enum { T_API, T_KIND, T_METADATA, T_SPEC };
+
+/* ---- documents ---- */
+
+static yaml_node_t *map_get(ctx *x, yaml_node_t *map, const char *key)
+{
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+	     pr < map->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = node_at(x, pr->key);
+		if (is_scalar(k) && !strcmp(sval(k), key))
+			return node_at(x, pr->value);
+	}
+	return NULL;
+}
+
+static void canary_release(cfg_canary *c)
+{
+	free(c->name);
+	free(c->namespace_);
+	free(c->router);
+	free(c->listen);
+	free(c->stable_rev);
+	for (size_t i = 0; i < c->n_stable_eps; i++)
+		free(c->stable_eps[i]);
+	free(c->stable_eps);
+	free(c->canary_rev);
+	for (size_t i = 0; i < c->n_canary_eps; i++)
+		free(c->canary_eps[i]);
+	free(c->canary_eps);
+	for (size_t i = 0; i < c->n_webhooks; i++) {
+		free(c->webhooks[i].name);
+		free(c->webhooks[i].type);
+		free(c->webhooks[i].url);
+		json_decref(c->webhooks[i].metadata);
+	}
+	free(c->webhooks);
+	json_decref(c->raw);
+	memset(c, 0, sizeof *c);
+}
+
+/* Do two listen addresses clash? A wildcard host clashes with any host on
+ * the same port, as bind(2) would say. */
+static bool same_listen(const char *a, const char *b)
+{
+	char ha[256], hb[256];
+	int pa, pb;
+	if (util_parse_hostport(a, ha, sizeof ha, &pa) < 0 ||
+	    util_parse_hostport(b, hb, sizeof hb, &pb) < 0 || pa != pb)
+		return false;
+	bool wa = !strcmp(ha, "0.0.0.0") || !strcmp(ha, "::") || !strcmp(ha, "*");
+	bool wb = !strcmp(hb, "0.0.0.0") || !strcmp(hb, "::") || !strcmp(hb, "*");
+	return wa || wb || !strcasecmp(ha, hb);
+}
+
+/* Validates one document (root <root>, not empty) and appends it to <out>. */
+static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
+{
+	char got_[64];
+	cfg_canary c;
+	memset(&c, 0, sizeof c);
+	c.line = (int)ydoc->start_mark.line + 1;
+	x->doc = ydoc;
+	x->nodes = 0;
+	x->too_big = false;
+	buf path = BUF_INIT;
+	buf_puts(&path, "");
+	c.raw = to_json(x, root, &path, 0);
+	buf_release(&path);
+	if (!c.raw)
+		return;
+	if (root->type != YAML_MAPPING_NODE) {
+		err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
+		canary_release(&c);
+		return;
+	}
+	yaml_node_t *kind = map_get(x, root, "kind");
+	yaml_node_t *api = map_get(x, root, "apiVersion");
+	bool ok = true;
+	if (!kind || !is_scalar(kind) || strcmp(sval(kind), "Canary")) {
+		err_at(x, kind ? kind : root, "kind must be Canary, got %s", GOT(kind));
+		ok = false;
+	}
+	bool native = api && is_scalar(api) && !strcmp(sval(api), API_NATIVE);
+	bool flagger = api && is_scalar(api) && !strcmp(sval(api), API_FLAGGER);
+	if (!native && !flagger) {
+		err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
+		       ", got %s", GOT(api));
+		ok = false;
+	}
+	if (!ok) {
+		canary_release(&c);
+		return;
+	}
+	x->flagger = flagger;
+	c.flagger = flagger;
+	eng_policy_defaults(&c.policy);
+	c.timeouts.connect_ms = 5000;
+	c.timeouts.response_ms = 30000;
+	c.timeouts.client_head_ms = 10000;
+	c.timeouts.client_idle_ms = 60000;
+	doc d = { .x = x, .c = &c };
+	slot seen[N_OF(top_fields)];
+	walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);
+	if (!seen[T_METADATA].key)
+		err_at(x, root, "metadata: required (with the canary's name)");
+	if (!seen[T_SPEC].key)
+		err_at(x, root, "spec: required");
+
+	for (size_t i = 0; i < out->n_canaries; i++) {
+		const cfg_canary *o = &out->canaries[i];
+		if (c.name && o->name && !strcmp(c.name, o->name))
+			err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
+			       "document at line %d)", c.name, o->line);
+		if (c.listen && o->listen && same_listen(c.listen, o->listen))
+			err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
+			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
+	}
+	out->canaries = xrealloc(out->canaries, (out->n_canaries + 1) * sizeof *out->canaries);
+	out->canaries[out->n_canaries++] = c;
+}
+
+static void syntax_error(ctx *x, yaml_parser_t *p, const char *text, size_t len)
+{
+	size_t line = p->problem_mark.line, col = p->problem_mark.column;
+	if (p->error == YAML_READER_ERROR) {
+		/* the reader gives an offset, not a mark */
+		line = col = 0;
+		for (size_t i = 0; i < p->problem_offset && i < len; i++) {
+			if (text[i] == '\n')
+				line++, col = 0;
+			else
+				col++;
+		}
+	}
+	buf b = BUF_INIT;
+	buf_printf(&b, "%s:%zu:%zu: YAML syntax error: %s", x->name, line + 1, col + 1,
+	           p->problem ? p->problem : "cannot parse");
+	if (p->context)
+		buf_printf(&b, " (%s at line %zu)", p->context, p->context_mark.line + 1);
+	errs_push(x, line + 1, col + 1, b.p);
+}
+
+int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
+                    cfg_errors *errs)
+{
+	*out = NULL;
+	ctx x = { .name = name, .errs = errs };
+	size_t errs0 = errs->n;
+	cfg *c = xcalloc(1, sizeof *c);
+	c->path = xstrdup(name);
+
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser)) {
+		err_at(&x, NULL, "cannot parse: out of memory");
+		errs_sort(&x);
+		cfg_free(c);
+		return -1;
+	}
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	size_t docs = 0;
+	bool syntax = false;
+	for (;;) {
+		yaml_document_t ydoc;
+		if (!yaml_parser_load(&parser, &ydoc)) {
+			syntax_error(&x, &parser, text, len);
+			syntax = true;
+			break;
+		}
+		yaml_node_t *root = yaml_document_get_root_node(&ydoc);
+		if (!root) { /* end of the stream */
+			yaml_document_delete(&ydoc);
+			break;
+		}
+		if (!is_null(root)) { /* empty documents are skipped */
+			docs++;
+			load_document(&x, &ydoc, root, c);
+		}
+		yaml_document_delete(&ydoc);
+	}
+	yaml_parser_delete(&parser);
+	if (!docs && !syntax)
+		err_at(&x, NULL, "no Canary documents");
+	errs_sort(&x);
+	if (errs->n > errs0) {
+		cfg_free(c);
+		return -1;
+	}
+	*out = c;
+	return 0;
+}
+
+int cfg_load(const char *path, cfg **out, cfg_errors *errs)
+{
+	*out = NULL;
+	FILE *f = fopen(path, "rb");
+	buf b = BUF_INIT;
+	int err = 0;
+	if (f) {
+		char chunk[8192];
+		size_t n;
+		while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+			buf_append(&b, chunk, n);
+		if (ferror(f))
+			err = errno ? errno : EIO;
+		fclose(f);
+	} else {
+		err = errno;
+	}
+	if (err) {
+		ctx x = { .name = path, .errs = errs };
+		err_at(&x, NULL, "cannot read: %s", strerror(err));
+		errs_sort(&x);
+		buf_release(&b);
+		return -1;
+	}
+	int rc = cfg_load_string(path, b.p ? b.p : "", b.len, out, errs);
+	buf_release(&b);
+	return rc;
+}
+
+void cfg_free(cfg *c)
+{
+	if (!c)
+		return;
+	for (size_t i = 0; i < c->n_canaries; i++)
+		canary_release(&c->canaries[i]);
+	free(c->canaries);
+	free(c->path);
+	free(c);
+}
+
+void cfg_errors_release(cfg_errors *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		free(e->msg[i]);
+	free(e->msg);
+	e->msg = NULL;
+	e->n = e->cap = 0;
+}
+
+const cfg_canary *cfg_find(const cfg *c, const char *name)
+{
+	if (!c || !name)
+		return NULL;
+	for (size_t i = 0; i < c->n_canaries; i++)
+		if (c->canaries[i].name && !strcmp(c->canaries[i].name, name))
+			return &c->canaries[i];
+	return NULL;
+}

@@ -1,0 +1,848 @@
+/* test_config.c - the YAML configuration loader: native and Flagger
+ * documents, defaults, and every error with its position. Run from the repo
+ * root (the Flagger examples are read from ../shared, or $CANARYD_SHARED). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+/* ---- helpers ---- */
+
+static int load(const char *text, cfg **out, cfg_errors *e)
+{
+	return cfg_load_string("c.yaml", text, strlen(text), out, e);
+}
+
+static void dump(const cfg_errors *e)
+{
+	for (size_t i = 0; i < e->n; i++)
+		print_message("  error: %s\n", e->msg[i]);
+}
+
+/* Asserts that some message starts with <where> ("c.yaml:12:18: ") and
+ * contains <what>. */
+static void assert_error(const cfg_errors *e, const char *where, const char *what)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (!strncmp(e->msg[i], where, strlen(where)) && strstr(e->msg[i], what))
+			return;
+	print_message("no error '%s...%s' among %zu:\n", where, what, e->n);
+	dump(e);
+	fail();
+}
+
+/* Loads <text>, which must fail; returns the errors (release them). */
+static cfg_errors must_fail(const char *text)
+{
+	cfg_errors e = { 0 };
+	cfg *c = (cfg *)1;
+	assert_int_equal(load(text, &c, &e), -1);
+	assert_null(c);
+	assert_true(e.n > 0);
+	return e;
+}
+
+/* Loads <text>, which must succeed. */
+static cfg *must_load(const char *text)
+{
+	cfg_errors e = { 0 };
+	cfg *c = NULL;
+	int rc = load(text, &c, &e);
+	if (rc != 0)
+		dump(&e);
+	assert_int_equal(rc, 0);
+	assert_int_equal(e.n, 0);
+	assert_non_null(c);
+	cfg_errors_release(&e);
+	return c;
+}
+
+static const char *shared_dir(void)
+{
+	const char *s = getenv("CANARYD_SHARED");
+	return s && *s ? s : "../shared";
+}
+
+static cfg *load_flagger(const char *file, cfg_errors *e, int *rc)
+{
+	char path[1024];
+	snprintf(path, sizeof path, "%s/data/flagger/%s", shared_dir(), file);
+	cfg *c = NULL;
+	*rc = cfg_load(path, &c, e);
+	return c;
+}
+
+#define HEAD "apiVersion: canaryd/v1\nkind: Canary\nmetadata:\n  name: web\n"
+
+/* A minimal valid native document; analysis lines can follow. */
+#define MINIMAL HEAD \
+	"spec:\n" \
+	"  listen: 127.0.0.1:8080\n" \
+	"  stable:\n" \
+	"    revision: v1\n" \
+	"    endpoints: [127.0.0.1:9001]\n" \
+	"  analysis:\n"
+
+/* ---- valid documents ---- */
+
+static void test_minimal_document_gets_flagger_defaults(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 10\n");
+	assert_int_equal(c->n_canaries, 1);
+	const cfg_canary *k = &c->canaries[0];
+	assert_string_equal(k->name, "web");
+	assert_false(k->flagger);
+	assert_string_equal(k->router, "builtin");
+	assert_string_equal(k->listen, "127.0.0.1:8080");
+	assert_string_equal(k->stable_rev, "v1");
+	assert_int_equal(k->n_stable_eps, 1);
+	assert_string_equal(k->stable_eps[0], "127.0.0.1:9001");
+	assert_null(k->canary_rev);
+	assert_int_equal(k->n_canary_eps, 0);
+	assert_null(k->namespace_);
+	assert_int_equal(k->policy.interval_ms, 60000);
+	assert_int_equal(k->policy.threshold, 1);
+	assert_int_equal(k->policy.max_weight, 100);
+	assert_int_equal(k->policy.step_weight, 10);
+	assert_int_equal(k->policy.n_step_weights, 0);
+	assert_int_equal(k->policy.iterations, 0);
+	assert_int_equal(k->policy.progress_deadline_ms, 600000);
+	assert_int_equal(k->policy.n_metrics, 0);
+	assert_int_equal(k->n_webhooks, 0);
+	assert_int_equal(k->timeouts.connect_ms, 5000);
+	assert_int_equal(k->timeouts.response_ms, 30000);
+	assert_int_equal(k->timeouts.client_head_ms, 10000);
+	assert_int_equal(k->timeouts.client_idle_ms, 60000);
+	assert_int_equal(k->line, 1);
+	assert_true(json_is_object(k->raw));
+	assert_ptr_equal(cfg_find(c, "web"), k);
+	assert_null(cfg_find(c, "nope"));
+	cfg_free(c);
+}
+
+static const char full_doc[] =
+	"apiVersion: canaryd/v1\n"
+	"kind: Canary\n"
+	"metadata:\n"
+	"  name: podinfo\n"
+	"  namespace: shop\n"
+	"  labels: {team: web}\n"
+	"  annotations: {note: \"hi\"}\n"
+	"spec:\n"
+	"  router: builtin\n"
+	"  listen: \"[::1]:8080\"\n"
+	"  stable:\n"
+	"    revision: v1\n"
+	"    endpoints: [127.0.0.1:9001, 127.0.0.1:9003]\n"
+	"  canary:\n"
+	"    revision: v2\n"
+	"    endpoints: [127.0.0.1:9002]\n"
+	"  progressDeadlineSeconds: 60\n"
+	"  timeouts:\n"
+	"    connect: 1s\n"
+	"    response: 2500ms\n"
+	"    clientHead: 3s\n"
+	"    clientIdle: 1m\n"
+	"  analysis:\n"
+	"    interval: 1s\n"
+	"    threshold: 5\n"
+	"    maxWeight: 50\n"
+	"    stepWeight: 10\n"
+	"    mirror: false\n"
+	"    stepWeightPromotion: 100\n"
+	"    metrics:\n"
+	"      - name: request-success-rate\n"
+	"        thresholdRange: { min: 99 }\n"
+	"        interval: 1m\n"
+	"      - name: request-duration\n"
+	"        thresholdRange: { max: 500 }\n"
+	"        interval: 30s\n"
+	"      - name: error-rate\n"
+	"        thresholdRange: { min: 0, max: 1.5 }\n"
+	"    webhooks:\n"
+	"      - name: load-test\n"
+	"        type: rollout\n"
+	"        url: http://127.0.0.1:9999/load\n"
+	"        timeout: 5s\n"
+	"        metadata: {cmd: \"hey -z 1m\", retries: 3}\n"
+	"      - name: tell\n"
+	"        url: https://127.0.0.1:9998/\n";
+
+static void test_full_document_reads_every_field(void **state)
+{
+	cfg *c = must_load(full_doc);
+	const cfg_canary *k = cfg_find(c, "podinfo");
+	assert_non_null(k);
+	assert_string_equal(k->namespace_, "shop");
+	assert_string_equal(k->listen, "[::1]:8080");
+	assert_int_equal(k->n_stable_eps, 2);
+	assert_string_equal(k->stable_eps[1], "127.0.0.1:9003");
+	assert_string_equal(k->canary_rev, "v2");
+	assert_int_equal(k->n_canary_eps, 1);
+	assert_string_equal(k->canary_eps[0], "127.0.0.1:9002");
+	assert_int_equal(k->policy.progress_deadline_ms, 60000);
+	assert_int_equal(k->timeouts.connect_ms, 1000);
+	assert_int_equal(k->timeouts.response_ms, 2500);
+	assert_int_equal(k->timeouts.client_head_ms, 3000);
+	assert_int_equal(k->timeouts.client_idle_ms, 60000);
+	const eng_policy *p = &k->policy;
+	assert_int_equal(p->interval_ms, 1000);
+	assert_int_equal(p->threshold, 5);
+	assert_int_equal(p->max_weight, 50);
+	assert_int_equal(p->step_weight, 10);
+	assert_int_equal(p->n_metrics, 3);
+	assert_string_equal(p->metrics[0].name, "request-success-rate");
+	assert_int_equal(p->metrics[0].kind, ENG_M_SUCCESS_RATE);
+	assert_true(p->metrics[0].has_min);
+	assert_false(p->metrics[0].has_max);
+	assert_true(p->metrics[0].min == 99.0);
+	assert_int_equal(p->metrics[0].window_ms, 60000);
+	assert_int_equal(p->metrics[1].kind, ENG_M_DURATION);
+	assert_true(p->metrics[1].has_max);
+	assert_false(p->metrics[1].has_min);
+	assert_true(p->metrics[1].max == 500.0);
+	assert_int_equal(p->metrics[1].window_ms, 30000);
+	assert_int_equal(p->metrics[2].kind, ENG_M_ERROR_RATE);
+	assert_true(p->metrics[2].has_min && p->metrics[2].has_max);
+	assert_true(p->metrics[2].max == 1.5);
+	assert_int_equal(p->metrics[2].window_ms, 60000); /* default 1m */
+	assert_int_equal(k->n_webhooks, 2);
+	assert_string_equal(k->webhooks[0].name, "load-test");
+	assert_string_equal(k->webhooks[0].type, "rollout");
+	assert_string_equal(k->webhooks[0].url, "http://127.0.0.1:9999/load");
+	assert_int_equal(k->webhooks[0].timeout_ms, 5000);
+	assert_string_equal(json_string_value(json_object_get(k->webhooks[0].metadata, "cmd")),
+	                    "hey -z 1m");
+	/* metadata values are strings, even when written as numbers */
+	assert_string_equal(json_string_value(json_object_get(k->webhooks[0].metadata, "retries")),
+	                    "3");
+	assert_string_equal(k->webhooks[1].type, "rollout"); /* Flagger's default */
+	assert_int_equal(k->webhooks[1].timeout_ms, 60000);
+	assert_null(k->webhooks[1].metadata);
+	cfg_free(c);
+}
+
+static void test_step_weights_make_the_last_step_the_max_weight(void **state)
+{
+	cfg *c = must_load(MINIMAL "    maxWeight: 90\n    stepWeights: [1, 5, 10, 30]\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->n_step_weights, 4);
+	assert_int_equal(p->step_weights[0], 1);
+	assert_int_equal(p->step_weights[3], 30);
+	assert_int_equal(p->step_weight, 0);
+	assert_int_equal(p->max_weight, 30); /* as in Flagger */
+	cfg_free(c);
+}
+
+static void test_multiple_documents_and_empty_ones(void **state)
+{
+	const char *text =
+		"---\n"
+		"---\n"
+		"apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: a}\n"
+		"spec:\n  listen: 127.0.0.1:8081\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis: {iterations: 3}\n"
+		"---\n"
+		"# only a comment\n"
+		"---\n"
+		"apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: b}\n"
+		"spec:\n  router: istio\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9002]}\n"
+		"  analysis: {stepWeight: 20}\n";
+	cfg *c = must_load(text);
+	assert_int_equal(c->n_canaries, 2);
+	assert_string_equal(c->canaries[0].name, "a");
+	assert_int_equal(c->canaries[0].line, 2); /* its "---" */
+	assert_int_equal(c->canaries[0].policy.iterations, 3);
+	assert_string_equal(c->canaries[1].name, "b");
+	assert_int_equal(c->canaries[1].line, 12);
+	assert_string_equal(c->canaries[1].router, "istio");
+	assert_null(c->canaries[1].listen); /* only the builtin router needs one */
+	assert_string_equal(c->path, "c.yaml");
+	cfg_free(c);
+}
+
+static void test_raw_keeps_the_document_as_json_with_yaml_types(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 10\n"
+	                   "    match:\n      - headers: {x: {exact: \"1\"}, n: 2, f: 1.5, b: true,"
+	                   " s: \"true\", z: ~}\n");
+	json_t *raw = c->canaries[0].raw;
+	json_t *an = json_object_get(json_object_get(raw, "spec"), "analysis");
+	assert_true(json_is_integer(json_object_get(an, "stepWeight")));
+	assert_int_equal(json_integer_value(json_object_get(an, "stepWeight")), 10);
+	json_t *h = json_object_get(json_array_get(json_object_get(an, "match"), 0), "headers");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(h, "x"), "exact")), "1");
+	assert_true(json_is_integer(json_object_get(h, "n")));
+	assert_true(json_is_real(json_object_get(h, "f")));
+	assert_true(json_is_true(json_object_get(h, "b")));
+	assert_true(json_is_string(json_object_get(h, "s")));
+	assert_true(json_is_null(json_object_get(h, "z")));
+	assert_string_equal(json_string_value(json_object_get(raw, "apiVersion")), "canaryd/v1");
+	cfg_free(c);
+}
+
+static void test_legacy_threshold_is_min_for_success_rate_max_otherwise(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 10\n    metrics:\n"
+	                   "      - {name: request-success-rate, threshold: 99}\n"
+	                   "      - {name: request-duration, threshold: 500}\n"
+	                   "      - {name: error-rate, threshold: 2}\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->n_metrics, 3);
+	assert_true(p->metrics[0].has_min && !p->metrics[0].has_max && p->metrics[0].min == 99);
+	assert_true(p->metrics[1].has_max && !p->metrics[1].has_min && p->metrics[1].max == 500);
+	assert_true(p->metrics[2].has_max && !p->metrics[2].has_min && p->metrics[2].max == 2);
+	cfg_free(c);
+}
+
+/* ---- errors, each with its position ---- */
+
+static void test_unknown_field_suggests_the_nearest_key(void **state)
+{
+	cfg_errors e = must_fail(HEAD "spec:\n  stabel:\n    revision: v1\n"
+	                         "  listen: 127.0.0.1:8080\n  analysis: {stepWeight: 5}\n");
+	assert_error(&e, "c.yaml:6:3: ", "spec.stabel: unknown field; did you mean 'stable'?");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepweight: 5\n");
+	assert_error(&e, "c.yaml:11:5: ", "spec.analysis.stepweight: unknown field; did you "
+	             "mean 'stepWeight'?");
+	cfg_errors_release(&e);
+}
+
+static void test_unknown_field_far_from_any_lists_known_fields(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    colour: blue\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.colour: unknown field; known fields "
+	             "here: interval, threshold, maxWeight");
+	cfg_errors_release(&e);
+}
+
+static void test_bad_integer_names_field_range_and_value(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: ten\n    threshold: 0\n"
+	                         "    maxWeight: \"50\"\n");
+	assert_error(&e, "c.yaml:11:17: ", "spec.analysis.stepWeight: must be an integer from 1 "
+	             "to 100, got 'ten'");
+	assert_error(&e, "c.yaml:12:16: ", "spec.analysis.threshold: must be an integer >= 1, "
+	             "got '0'");
+	assert_error(&e, "c.yaml:13:16: ", "spec.analysis.maxWeight: must be an integer from 1 to "
+	             "100, got the string '50'");
+	assert_int_equal(e.n, 3);
+	cfg_errors_release(&e);
+}
+
+static void test_bad_durations(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    interval: 1 minute\n"
+	                         "    metrics:\n      - name: error-rate\n"
+	                         "        thresholdRange: {max: 5}\n        interval: 1h\n"
+	                         "  timeouts: {connect: 50}\n");
+	assert_error(&e, "c.yaml:12:15: ", "spec.analysis.interval: must be a duration from "
+	             "100ms to 24h");
+	assert_error(&e, "c.yaml:12:15: ", "got '1 minute'");
+	assert_error(&e, "c.yaml:16:19: ", "spec.analysis.metrics[0].interval: must be a "
+	             "duration from 1s to 30m");
+	assert_error(&e, "c.yaml:17:23: ", "spec.timeouts.connect: must be a duration");
+	assert_int_equal(e.n, 3);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    interval: 50ms\n");
+	assert_error(&e, "c.yaml:12:15: ", "got '50ms'");
+	cfg_errors_release(&e);
+}
+
+static void test_every_error_in_a_file_is_reported(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: canaryd/v1\n"
+		"kind: Canary\n"
+		"metadata:\n"
+		"  name: web\n"
+		"spec:\n"
+		"  router: builtin\n"
+		"  listen: 127.0.0.1:8080\n"
+		"  stabel:\n"
+		"    revision: v1\n"
+		"  stable:\n"
+		"    revision: v1\n"
+		"    endpoints: [127.0.0.1:9001]\n"
+		"  analysis:\n"
+		"    interval: 1 minute\n"
+		"    threshold: 5\n"
+		"    stepWeight: 200\n"
+		"    metrics:\n"
+		"      - name: request-latency\n"
+		"        thresholdRange: { min: 99 }\n");
+	assert_error(&e, "c.yaml:8:3: ", "spec.stabel: unknown field; did you mean 'stable'?");
+	assert_error(&e, "c.yaml:14:15: ", "spec.analysis.interval");
+	assert_error(&e, "c.yaml:16:17: ", "spec.analysis.stepWeight: must be an integer from 1 "
+	             "to 100, got '200'");
+	assert_error(&e, "c.yaml:18:15: ", "spec.analysis.metrics[0].name: unknown metric "
+	             "'request-latency'; built in: request-success-rate, request-duration, "
+	             "error-rate");
+	assert_int_equal(e.n, 4);
+	cfg_errors_release(&e);
+}
+
+static void test_errors_come_in_file_order(void **state)
+{
+	/* the stepWeight/stepWeights clash is found after the whole analysis
+	 * is read, but is listed by where it points */
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    stepWeights: [1, 2]\n"
+	                         "    threshold: 0\n");
+	assert_int_equal(e.n, 2);
+	assert_non_null(strstr(e.msg[0], "c.yaml:12:5: "));
+	assert_non_null(strstr(e.msg[1], "c.yaml:13:16: "));
+	cfg_errors_release(&e);
+}
+
+static void test_custom_metrics_need_a_provider(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    metrics:\n"
+	                         "      - name: my-latency\n"
+	                         "        templateRef: {name: latency}\n"
+	                         "        thresholdRange: {max: 5}\n");
+	assert_error(&e, "c.yaml:14:9: ", "spec.analysis.metrics[0]: custom metrics (query, "
+	             "templateRef) need a metrics provider, which canaryd does not have yet");
+	assert_int_equal(e.n, 1); /* not also "unknown metric" */
+	cfg_errors_release(&e);
+}
+
+static void test_metric_thresholds_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    metrics:\n"
+	                         "      - name: request-success-rate\n"
+	                         "        thresholdRange: {min: 101}\n"
+	                         "      - name: error-rate\n"
+	                         "        thresholdRange: {min: 5, max: 2}\n"
+	                         "      - name: request-duration\n"
+	                         "      - name: request-duration\n"
+	                         "        thresholdRange: {}\n"
+	                         "      - name: request-duration\n"
+	                         "        threshold: 5\n"
+	                         "        thresholdRange: {max: 5}\n");
+	assert_error(&e, "c.yaml:14:31: ", "spec.analysis.metrics[0].thresholdRange.min: must be "
+	             "a number from 0 to 100 (a percentage), got '101'");
+	assert_error(&e, "c.yaml:16:9: ", "spec.analysis.metrics[1].thresholdRange: min (5) must "
+	             "not be greater than max (2)");
+	assert_error(&e, "c.yaml:17:9: ", "spec.analysis.metrics[2]: needs thresholdRange");
+	assert_error(&e, "c.yaml:19:9: ", "spec.analysis.metrics[3].thresholdRange: needs min, "
+	             "max or both");
+	assert_error(&e, "c.yaml:21:9: ", "spec.analysis.metrics[4].threshold: cannot be used "
+	             "with thresholdRange");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+}
+
+static void test_step_weight_and_step_weights_together(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    stepWeights: [10, 20]\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis: stepWeight and stepWeights cannot be "
+	             "used together");
+	cfg_errors_release(&e);
+}
+
+static void test_analysis_needs_steps_or_iterations(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    threshold: 2\n");
+	assert_error(&e, "c.yaml:10:3: ", "spec.analysis: one of stepWeight, stepWeights or "
+	             "iterations is required");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    iterations: 4\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.iterations: cannot be used with "
+	             "stepWeight or stepWeights");
+	cfg_errors_release(&e);
+}
+
+static void test_step_weights_must_ascend_within_bounds(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeights: [5, 5, 0, 150]\n");
+	assert_error(&e, "c.yaml:11:22: ", "spec.analysis.stepWeights[1]: steps must be strictly "
+	             "ascending");
+	assert_error(&e, "c.yaml:11:25: ", "spec.analysis.stepWeights[2]: must be an integer "
+	             "from 1 to 100, got '0'");
+	assert_error(&e, "c.yaml:11:28: ", "spec.analysis.stepWeights[3]: must be an integer "
+	             "from 1 to 100, got '150'");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeights: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,"
+	              "20,21,22,23,24,25,26,27,28,29,30,31,32,33]\n");
+	assert_error(&e, "c.yaml:11:18: ", "spec.analysis.stepWeights: at most 32 steps, got 33");
+	cfg_errors_release(&e);
+}
+
+static void test_required_fields_are_reported_where_they_belong(void **state)
+{
+	cfg_errors e = must_fail("apiVersion: canaryd/v1\nkind: Canary\nmetadata:\n  namespace: x\n"
+	                         "spec:\n  canary:\n    revision: v2\n");
+	assert_error(&e, "c.yaml:3:1: ", "metadata.name: required");
+	assert_error(&e, "c.yaml:5:1: ", "spec.analysis: required");
+	assert_error(&e, "c.yaml:5:1: ", "spec.stable: required");
+	assert_error(&e, "c.yaml:5:1: ", "spec.listen: required with router builtin");
+	assert_error(&e, "c.yaml:6:3: ", "spec.canary.endpoints: required");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+	e = must_fail("apiVersion: canaryd/v1\nkind: Canary\n");
+	assert_error(&e, "c.yaml:1:1: ", "metadata: required");
+	assert_error(&e, "c.yaml:1:1: ", "spec: required");
+	cfg_errors_release(&e);
+}
+
+static void test_names_revisions_and_endpoints_are_checked(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: canaryd/v1\nkind: Canary\nmetadata:\n  name: Web_1\n"
+		"spec:\n  router: nginx\n  listen: localhost\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9001, \"127.0.0.1:0\", "
+		"127.0.0.1:9001]}\n"
+		"  canary: {revision: v1, endpoints: []}\n"
+		"  analysis: {stepWeight: 5}\n");
+	assert_error(&e, "c.yaml:4:9: ", "metadata.name: must be 1 to 63 lower case letters, "
+	             "digits or '-'");
+	assert_error(&e, "c.yaml:6:11: ", "spec.router: must be one of builtin, haproxy, istio, "
+	             "gatewayapi, smi, got 'nginx'");
+	assert_error(&e, "c.yaml:7:11: ", "spec.listen: must be HOST:PORT");
+	assert_error(&e, "c.yaml:8:54: ", "spec.stable.endpoints[1]: must be HOST:PORT");
+	assert_error(&e, "c.yaml:8:69: ", "spec.stable.endpoints[2]: duplicate endpoint "
+	             "'127.0.0.1:9001'");
+	assert_error(&e, "c.yaml:9:37: ", "spec.canary.endpoints: must be a non-empty list");
+	assert_error(&e, "c.yaml:9:22: ", "spec.canary.revision: must differ from "
+	             "spec.stable.revision ('v1')");
+	assert_int_equal(e.n, 7);
+	cfg_errors_release(&e);
+}
+
+static void test_webhooks_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    webhooks:\n"
+	                         "      - name: a\n        type: pre-rollot\n"
+	                         "        url: ftp://x\n"
+	                         "      - type: rollback\n"
+	                         "      - {name: b, url: \"http://\"}\n");
+	assert_error(&e, "c.yaml:14:15: ", "spec.analysis.webhooks[0].type: must be one of "
+	             "pre-rollout, rollout, confirm-rollout");
+	assert_error(&e, "c.yaml:15:14: ", "spec.analysis.webhooks[0].url: must be an http:// or "
+	             "https:// URL, got 'ftp://x'");
+	assert_error(&e, "c.yaml:16:9: ", "spec.analysis.webhooks[1].name: required");
+	assert_error(&e, "c.yaml:16:9: ", "spec.analysis.webhooks[1].url: required");
+	assert_error(&e, "c.yaml:17:24: ", "spec.analysis.webhooks[2].url: must be an http:// or "
+	             "https:// URL, got 'http://'");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+}
+
+static void test_kind_and_api_version_must_be_known(void **state)
+{
+	cfg_errors e = must_fail("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
+	assert_error(&e, "c.yaml:2:7: ", "kind must be Canary, got 'Deployment'");
+	assert_error(&e, "c.yaml:1:13: ", "apiVersion: must be canaryd/v1 or flagger.app/v1beta1, "
+	             "got 'apps/v1'");
+	assert_int_equal(e.n, 2);
+	cfg_errors_release(&e);
+	e = must_fail("- just\n- a list\n");
+	assert_error(&e, "c.yaml:1:1: ", "document must be a mapping (a Canary), got a list");
+	cfg_errors_release(&e);
+}
+
+static void test_duplicate_names_and_listen_addresses(void **state)
+{
+	const char *doc =
+		"---\napiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: %s}\n"
+		"spec:\n  listen: %s\n  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis: {stepWeight: 5}\n";
+	char text[2048];
+	char a[512], b[512], c3[512];
+	snprintf(a, sizeof a, doc, "web", "127.0.0.1:8080");
+	snprintf(b, sizeof b, doc, "web", "127.0.0.1:8081");
+	snprintf(c3, sizeof c3, doc, "api", "0.0.0.0:8080");
+	snprintf(text, sizeof text, "%s%s%s", a, b, c3);
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:12:18: ", "metadata.name: duplicate canary name 'web' (also the "
+	             "document at line 1)");
+	assert_error(&e, "c.yaml:22:11: ", "spec.listen: address '0.0.0.0:8080' is already used "
+	             "by canary 'web' (line 1)");
+	assert_int_equal(e.n, 2);
+	cfg_errors_release(&e);
+}
+
+static void test_duplicate_keys_are_errors(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    stepWeight: 6\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.stepWeight: duplicate key");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+}
+
+static void test_yaml_syntax_error_has_a_position(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: [5\n    threshold: 2\n");
+	assert_true(e.n >= 1);
+	assert_error(&e, "c.yaml:12:", "YAML syntax error: ");
+	cfg_errors_release(&e);
+	e = must_fail("a: 1\n\tb: 2\n");
+	assert_error(&e, "c.yaml:2:", "YAML syntax error");
+	cfg_errors_release(&e);
+	/* invalid UTF-8: the reader reports an offset, turned into a position */
+	e = must_fail("a: 1\nb: \xff\n");
+	assert_error(&e, "c.yaml:2:4: ", "YAML syntax error");
+	cfg_errors_release(&e);
+}
+
+static void test_errors_before_a_syntax_error_are_kept(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 500\n---\nkey: [\n");
+	assert_error(&e, "c.yaml:11:17: ", "stepWeight");
+	assert_error(&e, "c.yaml:", "YAML syntax error");
+	assert_int_equal(e.n, 2);
+	cfg_errors_release(&e);
+}
+
+static void test_no_canary_in_the_file(void **state)
+{
+	cfg_errors e = must_fail("# nothing here\n---\n...\n");
+	assert_error(&e, "c.yaml: ", "no Canary documents");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	e = must_fail("");
+	assert_error(&e, "c.yaml: ", "no Canary documents");
+	cfg_errors_release(&e);
+}
+
+static void test_missing_file_cannot_be_read(void **state)
+{
+	cfg_errors e = { 0 };
+	cfg *c = (cfg *)1;
+	assert_int_equal(cfg_load("no/such/canary.yaml", &c, &e), -1);
+	assert_null(c);
+	assert_int_equal(e.n, 1);
+	assert_string_equal(e.msg[0], "no/such/canary.yaml: cannot read: No such file or directory");
+	cfg_errors_release(&e);
+	assert_int_equal(e.n, 0);
+	assert_null(e.msg);
+}
+
+static void test_errors_are_appended_to_earlier_ones(void **state)
+{
+	cfg_errors e = { 0 };
+	cfg *c = NULL;
+	assert_int_equal(cfg_load("no/such/a.yaml", &c, &e), -1);
+	assert_int_equal(load(MINIMAL "    stepWeight: 0\n", &c, &e), -1);
+	assert_int_equal(e.n, 2);
+	assert_non_null(strstr(e.msg[0], "no/such/a.yaml"));
+	assert_non_null(strstr(e.msg[1], "stepWeight"));
+	/* and a good load after errors succeeds and adds none */
+	assert_int_equal(load(MINIMAL "    stepWeight: 1\n", &c, &e), 0);
+	assert_int_equal(e.n, 2);
+	cfg_free(c);
+	cfg_errors_release(&e);
+}
+
+static void test_alias_expansion_is_bounded(void **state)
+{
+	/* each level repeats the one before ten times: 10^6 values */
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n"
+	                         "    match:\n"
+	                         "      - &a [1,1,1,1,1,1,1,1,1,1]\n"
+	                         "      - &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+	                         "      - &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+	                         "      - &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+	                         "      - &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+	                         "      - &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n");
+	assert_error(&e, "c.yaml:", "document too deep or too large");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	/* a node that contains itself */
+	e = must_fail(MINIMAL "    stepWeight: 5\n    match: &x [*x]\n");
+	assert_error(&e, "c.yaml:", "document too deep or too large");
+	cfg_errors_release(&e);
+}
+
+/* ---- Flagger documents ---- */
+
+static void test_flagger_examples_load(void **state)
+{
+	static const char *files[] = { "istio-canary.yaml", "istio-abtest.yaml",
+	                               "kuma-canary.yaml", "linkerd-canary.yaml",
+	                               "linkerd-canary-steps.yaml" };
+	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+		cfg_errors e = { 0 };
+		int rc;
+		cfg *c = load_flagger(files[i], &e, &rc);
+		if (rc != 0) {
+			print_message("%s:\n", files[i]);
+			dump(&e);
+		}
+		assert_int_equal(rc, 0);
+		assert_int_equal(c->n_canaries, 1);
+		const cfg_canary *k = &c->canaries[0];
+		assert_true(k->flagger);
+		assert_string_equal(k->name, "podinfo");
+		assert_string_equal(k->namespace_, "test");
+		assert_null(k->listen);
+		assert_null(k->stable_rev);
+		assert_null(k->stable_eps);
+		assert_int_equal(k->n_stable_eps, 0);
+		assert_int_equal(k->policy.interval_ms, 15000);
+		assert_int_equal(k->policy.n_metrics, 2);
+		assert_int_equal(k->n_webhooks, 2);
+		/* the Kubernetes-only fields are kept for the mesh routers */
+		assert_non_null(json_object_get(json_object_get(k->raw, "spec"), "targetRef"));
+		cfg_free(c);
+		cfg_errors_release(&e);
+	}
+}
+
+static void test_flagger_analysis_means_what_flagger_means(void **state)
+{
+	cfg_errors e = { 0 };
+	int rc;
+	cfg *c = load_flagger("istio-canary.yaml", &e, &rc);
+	assert_int_equal(rc, 0);
+	const cfg_canary *k = &c->canaries[0];
+	assert_string_equal(k->router, "istio");
+	assert_int_equal(k->policy.threshold, 10);
+	assert_int_equal(k->policy.max_weight, 50);
+	assert_int_equal(k->policy.step_weight, 5);
+	assert_int_equal(k->policy.progress_deadline_ms, 600000);
+	assert_true(k->policy.metrics[0].has_min && k->policy.metrics[0].min == 99);
+	assert_true(k->policy.metrics[1].has_max && k->policy.metrics[1].max == 500);
+	assert_int_equal(k->policy.metrics[1].window_ms, 30000);
+	assert_string_equal(k->webhooks[0].type, "pre-rollout");
+	assert_int_equal(k->webhooks[0].timeout_ms, 15000);
+	assert_string_equal(json_string_value(json_object_get(k->webhooks[0].metadata, "type")),
+	                    "bash");
+	cfg_free(c);
+
+	c = load_flagger("kuma-canary.yaml", &e, &rc);
+	assert_int_equal(rc, 0);
+	k = &c->canaries[0];
+	assert_string_equal(k->router, "istio"); /* no provider: Flagger's default */
+	assert_int_equal(k->policy.progress_deadline_ms, 60000);
+	assert_true(k->policy.metrics[0].has_min && k->policy.metrics[0].min == 99);
+	assert_true(k->policy.metrics[1].has_max && k->policy.metrics[1].max == 500);
+	assert_string_equal(k->webhooks[1].type, "rollout");
+	assert_int_equal(k->webhooks[1].timeout_ms, 60000);
+	cfg_free(c);
+
+	c = load_flagger("linkerd-canary-steps.yaml", &e, &rc);
+	assert_int_equal(rc, 0);
+	k = &c->canaries[0];
+	assert_string_equal(k->router, "linkerd");
+	assert_int_equal(k->policy.n_step_weights, 11);
+	assert_int_equal(k->policy.max_weight, 55);
+	cfg_free(c);
+
+	c = load_flagger("istio-abtest.yaml", &e, &rc);
+	assert_int_equal(rc, 0);
+	k = &c->canaries[0];
+	assert_int_equal(k->policy.iterations, 10);
+	assert_int_equal(k->policy.step_weight, 0);
+	assert_true(json_is_array(json_object_get(
+		json_object_get(json_object_get(k->raw, "spec"), "analysis"), "match")));
+	cfg_free(c);
+	assert_int_equal(e.n, 0);
+	cfg_errors_release(&e);
+}
+
+static void test_the_crd_is_not_a_canary(void **state)
+{
+	cfg_errors e = { 0 };
+	int rc;
+	cfg *c = load_flagger("crd.yaml", &e, &rc);
+	assert_int_equal(rc, -1);
+	assert_null(c);
+	assert_error(&e, "", "crd.yaml:2:7: kind must be Canary, got 'CustomResourceDefinition'");
+	cfg_errors_release(&e);
+}
+
+#define FLAGGER_HEAD "apiVersion: flagger.app/v1beta1\nkind: Canary\n" \
+	"metadata:\n  name: podinfo\n  uid: 1234\n"
+
+static void test_flagger_ignores_unknown_fields_but_checks_known_ones(void **state)
+{
+	cfg *c = must_load(FLAGGER_HEAD "spec:\n  provider: kubernetes\n"
+	                   "  whatever: {a: 1}\n  analysis:\n    interval: 1m\n"
+	                   "    someNewField: true\n"
+	                   "    webhooks:\n      - {name: a, url: http://x.test/, retries: 3}\n"
+	                   "status:\n  phase: Succeeded\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_string_equal(k->router, "kubernetes");
+	assert_int_equal(k->policy.iterations, 10); /* kubernetes: blue/green */
+	cfg_free(c);
+
+	/* Flagger: iterations win over steps */
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {iterations: 4, stepWeight: 10}\n");
+	assert_int_equal(c->canaries[0].policy.iterations, 4);
+	assert_int_equal(c->canaries[0].policy.step_weight, 0);
+	cfg_free(c);
+
+	cfg_errors e = must_fail(FLAGGER_HEAD "spec:\n  analysis:\n    stepWeight: 101\n"
+	                         "    metrics:\n      - {name: request-success-rate, query: up}\n"
+	                         "  listen: nope\n");
+	assert_error(&e, "c.yaml:8:17: ", "spec.analysis.stepWeight: must be an integer from 1 "
+	             "to 100");
+	assert_error(&e, "c.yaml:10:38: ", "spec.analysis.metrics[0]: custom metrics");
+	assert_int_equal(e.n, 2); /* listen is not a Flagger field: ignored */
+	cfg_errors_release(&e);
+
+	e = must_fail(FLAGGER_HEAD "spec:\n  targetRef: {name: x}\n");
+	assert_error(&e, "c.yaml:6:1: ", "spec.analysis: required");
+	cfg_errors_release(&e);
+}
+
+static void test_release_and_free_accept_empty_values(void **state)
+{
+	cfg_errors e = { 0 };
+	cfg_errors_release(&e);
+	cfg_free(NULL);
+	assert_null(cfg_find(NULL, "x"));
+	assert_int_equal(e.n, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_minimal_document_gets_flagger_defaults),
+		cmocka_unit_test(test_full_document_reads_every_field),
+		cmocka_unit_test(test_step_weights_make_the_last_step_the_max_weight),
+		cmocka_unit_test(test_multiple_documents_and_empty_ones),
+		cmocka_unit_test(test_raw_keeps_the_document_as_json_with_yaml_types),
+		cmocka_unit_test(test_legacy_threshold_is_min_for_success_rate_max_otherwise),
+		cmocka_unit_test(test_unknown_field_suggests_the_nearest_key),
+		cmocka_unit_test(test_unknown_field_far_from_any_lists_known_fields),
+		cmocka_unit_test(test_bad_integer_names_field_range_and_value),
+		cmocka_unit_test(test_bad_durations),
+		cmocka_unit_test(test_every_error_in_a_file_is_reported),
+		cmocka_unit_test(test_errors_come_in_file_order),
+		cmocka_unit_test(test_custom_metrics_need_a_provider),
+		cmocka_unit_test(test_metric_thresholds_are_checked),
+		cmocka_unit_test(test_step_weight_and_step_weights_together),
+		cmocka_unit_test(test_analysis_needs_steps_or_iterations),
+		cmocka_unit_test(test_step_weights_must_ascend_within_bounds),
+		cmocka_unit_test(test_required_fields_are_reported_where_they_belong),
+		cmocka_unit_test(test_names_revisions_and_endpoints_are_checked),
+		cmocka_unit_test(test_webhooks_are_checked),
+		cmocka_unit_test(test_kind_and_api_version_must_be_known),
+		cmocka_unit_test(test_duplicate_names_and_listen_addresses),
+		cmocka_unit_test(test_duplicate_keys_are_errors),
+		cmocka_unit_test(test_yaml_syntax_error_has_a_position),
+		cmocka_unit_test(test_errors_before_a_syntax_error_are_kept),
+		cmocka_unit_test(test_no_canary_in_the_file),
+		cmocka_unit_test(test_missing_file_cannot_be_read),
+		cmocka_unit_test(test_errors_are_appended_to_earlier_ones),
+		cmocka_unit_test(test_alias_expansion_is_bounded),
+		cmocka_unit_test(test_flagger_examples_load),
+		cmocka_unit_test(test_flagger_analysis_means_what_flagger_means),
+		cmocka_unit_test(test_the_crd_is_not_a_canary),
+		cmocka_unit_test(test_flagger_ignores_unknown_fields_but_checks_known_ones),
+		cmocka_unit_test(test_release_and_free_accept_empty_values),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
