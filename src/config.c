@@ -1221,7 +1221,30 @@ static void h_timeouts(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(timeout_fields)];
-	walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->timeouts, seen);
+	walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->proxy.timeouts, seen);
+}
+
+static const field limit_fields[] = {
+	{ "maxConnections", h_int, F_NATIVE, offsetof(cfg_proxy, max_connections), 1, 1000000 },
+};
+
+static void h_limits(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(limit_fields)];
+	walk_map(d, path, v, limit_fields, N_OF(limit_fields), &d->c->proxy, seen);
+}
+
+static const field outlier_fields[] = {
+	{ "consecutiveErrors", h_int, F_NATIVE, offsetof(cfg_proxy, outlier_errors), 0, 1000 },
+	{ "ejectionTime", h_duration, F_NATIVE, offsetof(cfg_proxy, outlier_ejection_ms), 1, 86400000 },
+};
+
+static void h_outliers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(outlier_fields)];
+	walk_map(d, path, v, outlier_fields, N_OF(outlier_fields), &d->c->proxy, seen);
 }
 
 static const field spec_fields[] = {
@@ -1233,6 +1256,9 @@ static const field spec_fields[] = {
 	{ "provider", h_string, F_FLAGGER, offsetof(cfg_canary, router), 0, 0 },
 	{ "progressDeadlineSeconds", h_deadline, F_BOTH, NOSTORE, 0, 0 },
 	{ "analysis", h_analysis, F_BOTH, NOSTORE, 0, 0 },
+	{ "workers", h_int, F_NATIVE, offsetof(cfg_canary, proxy.workers), 1, 64 },
+	{ "limits", h_limits, F_NATIVE, NOSTORE, 0, 0 },
+	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
 };
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS };
@@ -1375,10 +1401,14 @@ static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	x->flagger = flagger;
 	c.flagger = flagger;
 	eng_policy_defaults(&c.policy);
-	c.timeouts.connect_ms = 5000;
-	c.timeouts.response_ms = 30000;
-	c.timeouts.client_head_ms = 10000;
-	c.timeouts.client_idle_ms = 60000;
+	c.proxy.timeouts.connect_ms = 5000;
+	c.proxy.timeouts.response_ms = 30000;
+	c.proxy.timeouts.client_head_ms = 10000;
+	c.proxy.timeouts.client_idle_ms = 60000;
+	c.proxy.workers = 1;
+	c.proxy.max_connections = 10000;
+	c.proxy.outlier_errors = 5;
+	c.proxy.outlier_ejection_ms = 30000;
 	doc d = { .x = x, .c = &c };
 	slot seen[N_OF(top_fields)];
 	walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);

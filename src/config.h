@@ -27,6 +27,16 @@ typedef struct cfg_timeouts {
 	uint64_t client_idle_ms; /* idle keep-alive client, 60s */
 } cfg_timeouts;
 
+/* The built-in proxy's settings (spec.timeouts, spec.workers, spec.limits,
+ * spec.outlierDetection); defaults in comments. */
+typedef struct cfg_proxy {
+	cfg_timeouts timeouts;
+	int workers;               /* event loops, one a thread, SO_REUSEPORT: 1 */
+	int max_connections;       /* open client connections at most: 10000 */
+	int outlier_errors;        /* consecutive failures that eject an endpoint: 5 (0: never) */
+	uint64_t outlier_ejection_ms; /* how long an ejected endpoint stays out: 30s */
+} cfg_proxy;
+
 typedef struct cfg_canary {
 	char *name;
 	char *namespace_;      /* Flagger metadata.namespace or NULL */
@@ -42,7 +52,7 @@ typedef struct cfg_canary {
 	eng_policy policy;     /* spec.analysis + progressDeadlineSeconds */
 	cfg_webhook *webhooks;
 	size_t n_webhooks;
-	cfg_timeouts timeouts;
+	cfg_proxy proxy;
 	int line;              /* where the document starts (1-based) */
 	json_t *raw;           /* the whole document as JSON (owned) */
 } cfg_canary;

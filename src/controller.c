@@ -801,7 +801,7 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 	rt->route = route_new(rt->name, rt->stats);
 	apply_traffic(rt);
 	if (is_builtin(cc)) {
-		int rc = proxy_start(c->loop, cc->listen, rt->route, &cc->timeouts, &rt->px, err, errlen);
+		int rc = proxy_start(c->loop, cc->listen, rt->route, &cc->proxy, &rt->px, err, errlen);
 		if (rc < 0)
 			goto fail;
 		rt->listen = xstrdup(cc->listen);
@@ -896,7 +896,7 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 			continue;
 		if (!rt)
 			continue; /* started below with its runtime */
-		if (proxy_start(c->loop, cc->listen, rt->route, &cc->timeouts, &fresh[i], err, errlen) < 0) {
+		if (proxy_start(c->loop, cc->listen, rt->route, &cc->proxy, &fresh[i], err, errlen) < 0) {
 			for (size_t j = 0; j < i; j++)
 				if (fresh[j])
 					proxy_close(fresh[j]);
@@ -926,7 +926,7 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 				rt->listen = xstrdup(cc->listen);
 				log_msg(LOG_INFO, cc->name, "proxy now listening on %s", cc->listen);
 			} else if (rt->px) {
-				proxy_set_timeouts(rt->px, &cc->timeouts);
+				proxy_set_config(rt->px, &cc->proxy);
 			}
 			if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
 			    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {

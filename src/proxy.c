@@ -1438,7 +1438,7 @@ static void on_connection(uv_stream_t *server, int status)
 /* ---- the proxy ---------------------------------------------------------- */
 
 int proxy_start(uv_loop_t *loop, const char *listen, route *r,
-                const cfg_timeouts *t, proxy **out, char *err, size_t errlen)
+                const cfg_proxy *pc, proxy **out, char *err, size_t errlen)
 {
 	*out = NULL;
 	struct sockaddr_storage ss;
@@ -1450,7 +1450,7 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	}
 	proxy *p = xcalloc(1, sizeof *p);
 	p->loop = loop;
-	p->t = *t;
+	p->t = pc->timeouts;
 	uv_tcp_init(loop, &p->listener);
 	p->listener.data = p;
 	p->listening = true;
@@ -1480,7 +1480,7 @@ void proxy_set_route(proxy *p, route *r)
 	p->r = r;
 }
 
-void proxy_set_timeouts(proxy *p, const cfg_timeouts *t) { p->t = *t; }
+void proxy_set_config(proxy *p, const cfg_proxy *pc) { p->t = pc->timeouts; }
 
 void proxy_drain(proxy *p)
 {

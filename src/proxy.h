@@ -33,21 +33,29 @@ int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
 void route_set_weight(route *r, int canary_weight);
 int route_weight(const route *r);
 
+/* Passive outlier detection: <fn> is told, on the loop thread that created
+ * the route, when an endpoint of <target> is ejected (<ejected> 1, with the
+ * reason, e.g. "5 consecutive failures: connection refused") and when it is
+ * taken back (<ejected> 0). The controller writes these to the audit. */
+typedef void (*route_observer_fn)(void *arg, int target, const char *endpoint,
+                                  int ejected, const char *reason);
+void route_set_observer(route *r, route_observer_fn fn, void *arg);
+
 /* Frees the route once no proxy and no connection uses it. */
 void route_release(route *r);
 
 typedef struct proxy proxy;
 
 /* Starts listening on <listen> ("HOST:PORT") for <r> on <loop>, with the
- * given timeouts (not retained). Returns 0, or a negative libuv error code
+ * settings <pc> (copied, not retained). Returns 0, or a negative libuv error code
  * with <err> filled ("cannot listen on '127.0.0.1:8080': address already in
  * use"). */
 int proxy_start(uv_loop_t *loop, const char *listen, route *r,
-                const cfg_timeouts *t, proxy **out, char *err, size_t errlen);
+                const cfg_proxy *pc, proxy **out, char *err, size_t errlen);
 
-/* Points a running proxy at another route / new timeouts (SIGHUP). */
+/* Points a running proxy at another route / new settings (SIGHUP). */
 void proxy_set_route(proxy *p, route *r);
-void proxy_set_timeouts(proxy *p, const cfg_timeouts *t);
+void proxy_set_config(proxy *p, const cfg_proxy *pc);
 
 /* Stops accepting new connections; connections in flight go on. Idle
  * keep-alive client connections are closed; others close after their

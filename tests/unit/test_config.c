@@ -116,10 +116,14 @@ static void test_minimal_document_gets_flagger_defaults(void **state)
 	assert_int_equal(k->policy.progress_deadline_ms, 600000);
 	assert_int_equal(k->policy.n_metrics, 0);
 	assert_int_equal(k->n_webhooks, 0);
-	assert_int_equal(k->timeouts.connect_ms, 5000);
-	assert_int_equal(k->timeouts.response_ms, 30000);
-	assert_int_equal(k->timeouts.client_head_ms, 10000);
-	assert_int_equal(k->timeouts.client_idle_ms, 60000);
+	assert_int_equal(k->proxy.timeouts.connect_ms, 5000);
+	assert_int_equal(k->proxy.timeouts.response_ms, 30000);
+	assert_int_equal(k->proxy.timeouts.client_head_ms, 10000);
+	assert_int_equal(k->proxy.timeouts.client_idle_ms, 60000);
+	assert_int_equal(k->proxy.workers, 1);
+	assert_int_equal(k->proxy.max_connections, 10000);
+	assert_int_equal(k->proxy.outlier_errors, 5);
+	assert_int_equal(k->proxy.outlier_ejection_ms, 30000);
 	assert_int_equal(k->line, 1);
 	assert_true(json_is_object(k->raw));
 	assert_ptr_equal(cfg_find(c, "web"), k);
@@ -188,10 +192,10 @@ static void test_full_document_reads_every_field(void **state)
 	assert_int_equal(k->n_canary_eps, 1);
 	assert_string_equal(k->canary_eps[0], "127.0.0.1:9002");
 	assert_int_equal(k->policy.progress_deadline_ms, 60000);
-	assert_int_equal(k->timeouts.connect_ms, 1000);
-	assert_int_equal(k->timeouts.response_ms, 2500);
-	assert_int_equal(k->timeouts.client_head_ms, 3000);
-	assert_int_equal(k->timeouts.client_idle_ms, 60000);
+	assert_int_equal(k->proxy.timeouts.connect_ms, 1000);
+	assert_int_equal(k->proxy.timeouts.response_ms, 2500);
+	assert_int_equal(k->proxy.timeouts.client_head_ms, 3000);
+	assert_int_equal(k->proxy.timeouts.client_idle_ms, 60000);
 	const eng_policy *p = &k->policy;
 	assert_int_equal(p->interval_ms, 1000);
 	assert_int_equal(p->threshold, 5);
@@ -337,6 +341,27 @@ static void test_bad_integer_names_field_range_and_value(void **state)
 	assert_error(&e, "c.yaml:13:16: ", "spec.analysis.maxWeight: must be an integer from 1 to "
 	             "100, got the string '50'");
 	assert_int_equal(e.n, 3);
+	cfg_errors_release(&e);
+}
+
+static void test_proxy_settings_are_read_and_checked(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 10\n"
+	                   "  workers: 2\n"
+	                   "  limits: {maxConnections: 500}\n"
+	                   "  outlierDetection: {consecutiveErrors: 3, ejectionTime: 10s}\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->proxy.workers, 2);
+	assert_int_equal(k->proxy.max_connections, 500);
+	assert_int_equal(k->proxy.outlier_errors, 3);
+	assert_int_equal(k->proxy.outlier_ejection_ms, 10000);
+	cfg_free(c);
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 10\n"
+	                         "  workers: 0\n"
+	                         "  limits: {maxConnection: 5}\n");
+	assert_error(&e, "c.yaml:", "spec.workers");
+	assert_error(&e, "c.yaml:", "maxConnection");
+	assert_int_equal(e.n, 2);
 	cfg_errors_release(&e);
 }
 
@@ -819,6 +844,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_field_far_from_any_lists_known_fields),
 		cmocka_unit_test(test_bad_integer_names_field_range_and_value),
 		cmocka_unit_test(test_bad_durations),
+		cmocka_unit_test(test_proxy_settings_are_read_and_checked),
 		cmocka_unit_test(test_every_error_in_a_file_is_reported),
 		cmocka_unit_test(test_errors_come_in_file_order),
 		cmocka_unit_test(test_custom_metrics_need_a_provider),
