@@ -1,6 +1,7 @@
-/* admin.c - see admin.h. One connection a request (Connection: close): the
- * API is for people and scripts, not for traffic, so simplicity wins over
- * keep-alive here. Requests are parsed with the proxy's parser (http.h). */
+/* admin.c - see admin.h. Keep-alive, one request at a time per connection
+ * (pipelined requests wait in the input buffer): scripts that change
+ * weights many times a second reuse one connection. Requests are parsed
+ * with the proxy's parser (http.h). */
 #include "admin.h"
 
 #include <ctype.h>
@@ -38,7 +39,9 @@ typedef struct aconn {
 	buf in;
 	buf out;
 	char peer[64];
-	int responded;
+	int responded;     /* a response is being written */
+	int keep;          /* keep the connection after this response */
+	size_t consumed;   /* bytes of <in> that the current request used */
 	struct aconn *prev, *next;
 } aconn;
 
@@ -76,9 +79,26 @@ static void conn_close(aconn *cn)
 	uv_close((uv_handle_t *)&cn->tcp, conn_closed);
 }
 
+static void try_request(aconn *cn);
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
 static void on_written(uv_write_t *w, int status)
 {
-	conn_close(w->data);
+	aconn *cn = w->data;
+	if (status < 0 || !cn->keep || cn->a->closing) {
+		conn_close(cn);
+		return;
+	}
+	/* drop the request just answered; the next one may already be here */
+	memmove(cn->in.p, cn->in.p + cn->consumed, cn->in.len - cn->consumed);
+	cn->in.len -= cn->consumed;
+	cn->in.p[cn->in.len] = '\0';
+	cn->consumed = 0;
+	cn->responded = 0;
+	uv_read_start((uv_stream_t *)&cn->tcp, on_alloc, on_read);
+	if (cn->in.len)
+		try_request(cn);
 }
 
 static void respond(aconn *cn, int status, const char *ctype, const char *body, size_t len)
@@ -89,8 +109,9 @@ static void respond(aconn *cn, int status, const char *ctype, const char *body, 
 	buf_reset(&cn->out);
 	buf_printf(&cn->out,
 	           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	           "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
-	           status, http_reason(status), ctype, len);
+	           "Cache-Control: no-store\r\n%s\r\n",
+	           status, http_reason(status), ctype, len,
+	           cn->keep ? "" : "Connection: close\r\n");
 	buf_append(&cn->out, body, len);
 	uv_buf_t b = uv_buf_init(cn->out.p, (unsigned)cn->out.len);
 	cn->wr.data = cn;
@@ -360,6 +381,7 @@ static void try_request(aconn *cn)
 		free(hr);
 		return;
 	}
+	cn->keep = 0; /* errors below close the connection */
 	if (rc < 0) {
 		free(hr);
 		if (rc == HTTP_E_TOO_LARGE)
@@ -385,6 +407,8 @@ static void try_request(aconn *cn)
 		free(hr);
 		return;
 	}
+	cn->keep = hr->keep_alive && !hr->upgrade;
+	cn->consumed = hr->head_len + (size_t)body_len;
 	req r;
 	memset(&r, 0, sizeof r);
 	r.a = cn->a;
