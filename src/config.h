@@ -37,6 +37,24 @@ typedef struct cfg_proxy {
 	uint64_t outlier_ejection_ms; /* how long an ejected endpoint stays out: 30s */
 } cfg_proxy;
 
+/* Where a custom metric's value comes from (metrics[i].provider, or the
+ * provider of the MetricTemplate that metrics[i].templateRef names). */
+typedef enum { CFG_PROVIDER_NONE = 0, CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB } cfg_provider_type;
+
+typedef struct cfg_metric_source {
+	cfg_provider_type type;
+	char *address;      /* prometheus: base URL, e.g. http://127.0.0.1:9090 */
+	char *query;        /* prometheus: PromQL template ({{ name }}, {{ namespace }},
+	                     * {{ target }}, {{ interval }}, {{ revision }}) */
+	char *url;          /* web: URL template (same variables, URL-escaped) */
+	char *method;       /* web: GET (default) or POST */
+	json_t *headers;    /* web: object of header name -> value template, or NULL */
+	char *body;         /* web: body template, or NULL */
+	char *json_path;    /* web: where the number is, e.g. "$.data.value" */
+	uint64_t timeout_ms;/* per request: 10s */
+	char *template_name;/* the MetricTemplate it came from, or NULL */
+} cfg_metric_source;
+
 typedef struct cfg_canary {
 	char *name;
 	char *namespace_;      /* Flagger metadata.namespace or NULL */
@@ -53,6 +71,10 @@ typedef struct cfg_canary {
 	cfg_webhook *webhooks;
 	size_t n_webhooks;
 	cfg_proxy proxy;
+	cfg_metric_source sources[ENG_MAX_METRICS]; /* for policy.metrics[i] of kind ENG_M_CUSTOM */
+	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
+	                         * have to fail the rollout (object), or NULL; an alert
+	                         * labelled canary=NAME always does */
 	int line;              /* where the document starts (1-based) */
 	json_t *raw;           /* the whole document as JSON (owned) */
 } cfg_canary;

@@ -42,6 +42,7 @@ typedef enum {
 	ENG_M_SUCCESS_RATE = 0, /* request-success-rate: % of non-5xx, canary */
 	ENG_M_DURATION,         /* request-duration: p99 in ms, canary */
 	ENG_M_ERROR_RATE,       /* error-rate: % of 5xx, canary */
+	ENG_M_CUSTOM,           /* read from a provider (Prometheus, web) */
 } eng_metric_kind;
 
 typedef struct eng_metric {
@@ -50,7 +51,21 @@ typedef struct eng_metric {
 	bool has_min, has_max;  /* thresholdRange bounds present */
 	double min, max;        /* pass when min <= value <= max */
 	uint64_t window_ms;     /* the metric's own interval (window) */
+	bool relative;          /* bounds apply to the canary's value against
+	                         * stable's over the same window: a difference
+	                         * in points for rates (success, error), a ratio
+	                         * for request-duration and custom metrics */
+	uint64_t baseline_window_ms;  /* > 0: a breach counts only when the value
+	                               * is also worse than stable's history over
+	                               * this longer window */
+	uint64_t failure_duration_ms; /* > 0: a breach counts only once it has
+	                               * lasted this long */
 } eng_metric;
+
+typedef enum {
+	ENG_JUDGE_THRESHOLD = 0, /* Flagger's fixed thresholds each interval */
+	ENG_JUDGE_SEQUENTIAL,    /* always-valid sequential test (src/judge.h) */
+} eng_judge;
 
 /* The analysis policy of one canary (spec.analysis), with defaults applied. */
 typedef struct eng_policy {
@@ -64,6 +79,9 @@ typedef struct eng_policy {
 	uint64_t progress_deadline_ms;   /* default 600s */
 	eng_metric metrics[ENG_MAX_METRICS];
 	int n_metrics;
+	eng_judge judge;                 /* analysis.judge, default threshold */
+	double alpha;                    /* sequential: false rollback bound, 0.01 */
+	uint64_t min_samples;            /* sequential: canary requests before a step, 100 */
 } eng_policy;
 
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
@@ -94,6 +112,10 @@ typedef struct eng_reading {
 	bool has_data;        /* false: no data in the window (check fails) */
 	double value;         /* percent or milliseconds, per kind */
 	char reason[96];      /* why there is no data, when !has_data */
+	bool has_stable;      /* relative metrics: stable's value, same window */
+	double stable_value;
+	bool has_baseline;    /* baseline metrics: stable's value, long window */
+	double baseline_value;
 } eng_reading;
 
 typedef struct eng_metric_result {
