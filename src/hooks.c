@@ -13,8 +13,12 @@ typedef struct hook_req {
 	CURL *easy;
 	struct curl_slist *headers;
 	char *body;
-	hooks_done_fn done;
+	hooks_done_fn done;      /* one of done and resp is set */
+	hooks_resp_fn resp;
 	void *arg;
+	buf in;                  /* the response body, up to max_body */
+	size_t max_body;
+	int too_large;
 	uint64_t started;
 	char errbuf[CURL_ERROR_SIZE];
 	struct hook_req *next;
@@ -59,9 +63,19 @@ static void check_done(hooks *h)
 			}
 		h->running--;
 		uint64_t elapsed = uv_now(h->loop) - r->started;
-		r->done(r->arg, err ? 0 : (int)code, err, elapsed);
+		char toolarge[64];
+		if (r->too_large) {
+			snprintf(toolarge, sizeof toolarge, "response larger than %zu bytes", r->max_body);
+			err = toolarge;
+		}
+		if (r->done)
+			r->done(r->arg, err ? 0 : (int)code, err, elapsed);
+		else
+			r->resp(r->arg, err ? 0 : (int)code, err, err ? "" : (r->in.p ? r->in.p : ""),
+			        err ? 0 : r->in.len, elapsed);
 		curl_easy_cleanup(e);
 		curl_slist_free_all(r->headers);
+		buf_release(&r->in);
 		free(r->body);
 		free(r);
 	}
@@ -138,9 +152,16 @@ static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
 	return 0;
 }
 
-static size_t discard(char *p, size_t size, size_t n, void *u)
+static size_t collect(char *p, size_t size, size_t n, void *u)
 {
-	return size * n;
+	hook_req *r = u;
+	size_t len = size * n;
+	if (r->in.len + len > r->max_body) {
+		r->too_large = 1;
+		return 0; /* makes curl fail the transfer */
+	}
+	buf_append(&r->in, p, len);
+	return len;
 }
 
 hooks *hooks_new(uv_loop_t *loop)
@@ -167,31 +188,33 @@ hooks *hooks_new(uv_loop_t *loop)
 	return h;
 }
 
-int hooks_post(hooks *h, const char *url, const char *json,
-               uint64_t timeout_ms, hooks_done_fn done, void *arg)
+static int start(hooks *h, hook_req *r, const char *method, const char *url,
+                 const char *const *headers, size_t n_headers, const char *body,
+                 uint64_t timeout_ms)
 {
-	if (h->closing)
-		return -1;
-	hook_req *r = xcalloc(1, sizeof *r);
 	r->easy = curl_easy_init();
 	if (!r->easy) {
 		free(r);
 		return -1;
 	}
-	r->body = xstrdup(json);
-	r->done = done;
-	r->arg = arg;
 	r->started = uv_now(h->loop);
-	r->headers = curl_slist_append(NULL, "Content-Type: application/json");
+	for (size_t i = 0; i < n_headers; i++)
+		r->headers = curl_slist_append(r->headers, headers[i]);
 	CURL *e = r->easy;
 	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+	if (strcmp(method, "POST") == 0) {
+		r->body = xstrdup(body ? body : "");
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+	} else {
+		curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
+	}
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_ms ? timeout_ms : 60000));
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "canaryd");
@@ -206,6 +229,33 @@ int hooks_post(hooks *h, const char *url, const char *json,
 	h->reqs = r;
 	h->running++;
 	return 0;
+}
+
+int hooks_post(hooks *h, const char *url, const char *json,
+               uint64_t timeout_ms, hooks_done_fn done, void *arg)
+{
+	if (h->closing)
+		return -1;
+	hook_req *r = xcalloc(1, sizeof *r);
+	r->done = done;
+	r->arg = arg;
+	r->max_body = 65536; /* the answer is not used: just bound it */
+	static const char *const json_hdr[] = { "Content-Type: application/json" };
+	return start(h, r, "POST", url, json_hdr, 1, json, timeout_ms);
+}
+
+int hooks_request(hooks *h, const char *method, const char *url,
+                  const char *const *headers, size_t n_headers,
+                  const char *body, uint64_t timeout_ms, size_t max_body,
+                  hooks_resp_fn done, void *arg)
+{
+	if (h->closing)
+		return -1;
+	hook_req *r = xcalloc(1, sizeof *r);
+	r->resp = done;
+	r->arg = arg;
+	r->max_body = max_body;
+	return start(h, r, method, url, headers, n_headers, body, timeout_ms);
 }
 
 int hooks_running(const hooks *h)
@@ -230,6 +280,7 @@ void hooks_free(hooks *h, void (*drop)(void *arg))
 		curl_multi_remove_handle(h->multi, r->easy);
 		curl_easy_cleanup(r->easy);
 		curl_slist_free_all(r->headers);
+		buf_release(&r->in);
 		free(r->body);
 		if (drop)
 			drop(r->arg);

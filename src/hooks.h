@@ -4,6 +4,7 @@
 #ifndef CANARYD_HOOKS_H
 #define CANARYD_HOOKS_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -24,6 +25,21 @@ hooks *hooks_new(uv_loop_t *loop);
  * called). */
 int hooks_post(hooks *h, const char *url, const char *json,
                uint64_t timeout_ms, hooks_done_fn done, void *arg);
+
+/* Called once per request when it ends, as hooks_done_fn, with the
+ * response body (NUL-terminated, <body_len> bytes; empty on error). */
+typedef void (*hooks_resp_fn)(void *arg, int status, const char *error,
+                              const char *body, size_t body_len,
+                              uint64_t elapsed_ms);
+
+/* Starts an HTTP request: <method> "GET" or "POST", <headers> "Name: value"
+ * lines (<n_headers> of them, copied), <body> (copied; NULL for none). The
+ * response body is kept up to <max_body> bytes; a longer one fails the
+ * request ("response larger than N bytes"). Same returns as hooks_post. */
+int hooks_request(hooks *h, const char *method, const char *url,
+                  const char *const *headers, size_t n_headers,
+                  const char *body, uint64_t timeout_ms, size_t max_body,
+                  hooks_resp_fn done, void *arg);
 
 /* Posts still running. */
 int hooks_running(const hooks *h);
