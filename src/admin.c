@@ -245,6 +245,29 @@ static void h_action(req *r, const char *name, const char *action)
 		respond_error(r->conn, st, err);
 }
 
+static void h_alertmanager(req *r, const char *name, const char *action)
+{
+	const char *actor = authorize(r, 1);
+	if (!actor)
+		return;
+	json_error_t jerr;
+	json_t *body = json_loadb(r->body, r->body_len, 0, &jerr);
+	if (!body) {
+		char msg[256];
+		snprintf(msg, sizeof msg, "request body is not JSON: %s", jerr.text);
+		respond_error(r->conn, 400, msg);
+		return;
+	}
+	char err[256];
+	json_t *res = NULL;
+	int st = ctl_alerts(r->a->c, body, "alertmanager", &res, err, sizeof err);
+	json_decref(body);
+	if (st == 200)
+		respond_json(r->conn, 200, res);
+	else
+		respond_error(r->conn, st, err);
+}
+
 static void h_metrics(req *r, const char *name, const char *action)
 {
 	buf b = BUF_INIT;
@@ -286,6 +309,7 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries/*", h_get, "status of one canary" },
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
 	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight" },
+	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
 	{ "GET", "/metrics", h_metrics, "Prometheus text exposition" },
 	{ "GET", "/healthz", h_healthz, "liveness" },
 	{ "GET", "/readyz", h_readyz, "readiness" },

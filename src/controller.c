@@ -1151,6 +1151,79 @@ int ctl_command(ctl *c, const char *name, const char *action,
 	return status;
 }
 
+/* ---- alerts ---- */
+
+static int alert_matches(const canary_rt *rt, const json_t *labels)
+{
+	const char *cn = json_string_value(json_object_get(labels, "canary"));
+	if (cn && strcmp(cn, rt->name) == 0)
+		return 1;
+	const json_t *m = rt->conf->alert_matchers;
+	if (!json_is_object(m) || json_object_size(m) == 0)
+		return 0;
+	const char *key;
+	json_t *want;
+	json_object_foreach((json_t *)m, key, want) {
+		const char *have = json_string_value(json_object_get(labels, key));
+		if (!have || !json_is_string(want) || strcmp(have, json_string_value(want)) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result,
+               char *err, size_t errlen)
+{
+	const json_t *alerts = json_object_get(payload, "alerts");
+	if (!json_is_object(payload) || !json_is_array(alerts)) {
+		snprintf(err, errlen, "not an Alertmanager webhook payload: no 'alerts' array");
+		return 400;
+	}
+	json_t *matched = json_array();
+	size_t i;
+	json_t *al;
+	json_array_foreach(alerts, i, al) {
+		const char *status = json_string_value(json_object_get(al, "status"));
+		const json_t *labels = json_object_get(al, "labels");
+		if (!status || strcmp(status, "firing") != 0 || !json_is_object(labels))
+			continue;
+		for (size_t k = 0; k < c->n; k++) {
+			canary_rt *rt = c->rt[k];
+			if (!eng_active(&rt->st) || !alert_matches(rt, labels))
+				continue;
+			const char *aname = json_string_value(json_object_get(labels, "alertname"));
+			const json_t *ann = json_object_get(al, "annotations");
+			const char *summary = json_string_value(json_object_get(ann, "summary"));
+			char *ltxt = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+			eng_output *out = xcalloc(1, sizeof *out);
+			eng_event *ev = &out->events[out->n_events++];
+			snprintf(ev->type, sizeof ev->type, "alert");
+			ev->phase = rt->st.phase;
+			ev->weight = rt->st.weight;
+			snprintf(ev->actor, sizeof ev->actor, "%s", actor);
+			if (summary)
+				snprintf(ev->message, sizeof ev->message, "alert '%s' firing (%s): %s",
+				         aname ? aname : "?", summary, ltxt ? ltxt : "{}");
+			else
+				snprintf(ev->message, sizeof ev->message, "alert '%s' firing: %s",
+				         aname ? aname : "?", ltxt ? ltxt : "{}");
+			free(ltxt);
+			eng_state prev = rt->st;
+			commit(rt, &prev, out, NULL, 0);
+			eng_cmd cmd = { .kind = ENG_CMD_ABORT, .actor = "alertmanager" };
+			char e2[256];
+			prev = rt->st;
+			if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, e2, sizeof e2) == 0)
+				commit(rt, &prev, out, NULL, 0);
+			free(out);
+			json_array_append_new(matched, json_string(rt->name));
+		}
+	}
+	*result = json_object();
+	json_object_set_new(*result, "matched", matched);
+	return 200;
+}
+
 /* ---- metrics ---- */
 
 void ctl_metrics(ctl *c, buf *out)

@@ -35,6 +35,14 @@ int ctl_command(ctl *c, const char *name, const char *action,
                 const json_t *body, const char *actor, json_t **result,
                 char *err, size_t errlen);
 
+/* Alertmanager's webhook payload: every firing alert whose labels match a
+ * canary (canary=NAME, or all of the canary's spec.alerts.matchers) fails
+ * that canary's running rollout at once, with the alert in the audit.
+ * Returns an HTTP status: 200 with *result {"matched": [names]}, or 400
+ * with <err>. */
+int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result,
+               char *err, size_t errlen);
+
 /* Status object of <name> (NULL when unknown), or the array of all when
  * <name> is NULL. Caller owns the result. */
 json_t *ctl_status(ctl *c, const char *name);

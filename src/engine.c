@@ -6,6 +6,7 @@
 
 #include "engine.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -200,6 +201,7 @@ static void leave_analysis(eng_state *s)
 {
 	s->manual_weight = false;
 	s->unready_since_ms = 0;
+	memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
 }
 
 static void start_promoting(eng_state *s, uint64_t now_ms, eng_output *out,
@@ -282,8 +284,55 @@ bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms)
 
 /* ---- the analysis ---- */
 
-/* Judges reading <r> (NULL: no reading) of metric <m> into <res>. */
-static void judge(const eng_metric *m, const eng_reading *r, eng_metric_result *res)
+/* Rates are compared by difference, everything else by ratio. */
+static bool rate_kind(eng_metric_kind k)
+{
+	return k == ENG_M_SUCCESS_RATE || k == ENG_M_ERROR_RATE;
+}
+
+/* value / stable for a relative metric: 0 / 0 is no change, x / 0 an
+ * unbounded one in the sign of x. */
+static double ratio(double value, double stable)
+{
+	if (stable == 0)
+		return value == 0 ? 1.0 : value > 0 ? INFINITY : -INFINITY;
+	return value / stable;
+}
+
+/* Whether <x> (the value or what a relative metric compares) breaches the
+ * range of <m>: 1 above max, -1 below min, 0 in range. Written so that NaN
+ * breaches. */
+static int breach_side(const eng_metric *m, double x)
+{
+	if (m->has_min && !(x >= m->min))
+		return -1;
+	if (m->has_max && !(x <= m->max))
+		return 1;
+	return 0;
+}
+
+/* "3.10 < 99" or, relative, "3.10 vs stable 0.50: +2.60 > +1" or
+ * "812.00 vs stable 400.00: x2.03 > x1.5". */
+static void describe_breach(const eng_metric *m, const eng_metric_result *res,
+                            int side, char *dst, size_t n)
+{
+	const char *op = side > 0 ? ">" : "<";
+	double bound = side > 0 ? m->max : m->min;
+	if (!m->relative)
+		fmt(dst, n, "%.2f %s %g", res->value, op, bound);
+	else if (rate_kind(m->kind))
+		fmt(dst, n, "%.2f vs stable %.2f: %+.2f %s %+g", res->value, res->stable_value,
+		    res->compared, op, bound);
+	else
+		fmt(dst, n, "%.2f vs stable %.2f: x%.2f %s x%g", res->value, res->stable_value,
+		    res->compared, op, bound);
+}
+
+/* Judges reading <r> (NULL: no reading) of metric <m> at <now_ms> into
+ * <res>, keeping the metric's breach clock <since> (engine.h, "Judging one
+ * metric"). */
+static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
+                  uint64_t *since, eng_metric_result *res)
 {
 	memset(res, 0, sizeof *res);
 	copy_str(res->name, sizeof res->name, m->name);
@@ -291,6 +340,7 @@ static void judge(const eng_metric *m, const eng_reading *r, eng_metric_result *
 	res->has_max = m->has_max;
 	res->min = m->min;
 	res->max = m->max;
+	res->relative = m->relative;
 	if (!r || !r->has_data) {
 		copy_str(res->reason, sizeof res->reason,
 		         r && r->reason[0] ? r->reason : "no data");
@@ -298,16 +348,58 @@ static void judge(const eng_metric *m, const eng_reading *r, eng_metric_result *
 	}
 	res->has_value = true;
 	res->value = r->value;
-	/* written so that a NaN value fails too */
-	if (m->has_min && !(r->value >= m->min)) {
-		fmt(res->reason, sizeof res->reason, "%.2f < %g", r->value, m->min);
+	res->has_baseline = m->baseline_window_ms > 0 && r->has_baseline;
+	res->baseline_value = res->has_baseline ? r->baseline_value : 0;
+	double x = r->value;
+	if (m->relative) {
+		if (!r->has_stable) {
+			copy_str(res->reason, sizeof res->reason, "no stable data to compare with");
+			return;
+		}
+		res->has_stable = true;
+		res->stable_value = r->stable_value;
+		x = rate_kind(m->kind) ? r->value - r->stable_value : ratio(r->value, r->stable_value);
+		res->compared = x;
+	}
+	int side = breach_side(m, x);
+	if (side == 0) {
+		*since = 0;
+		res->passed = true;
 		return;
 	}
-	if (m->has_max && !(r->value <= m->max)) {
-		fmt(res->reason, sizeof res->reason, "%.2f > %g", r->value, m->max);
+	char what[96];
+	describe_breach(m, res, side, what, sizeof what);
+	if (res->has_baseline) {
+		bool worse = side > 0 ? r->value > r->baseline_value : r->value < r->baseline_value;
+		if (!worse) {
+			/* the service as a whole is like this: not the canary's doing */
+			*since = 0;
+			res->passed = true;
+			fmt(res->reason, sizeof res->reason, "%s, but stable's baseline is %.2f",
+			    what, r->baseline_value);
+			return;
+		}
+	}
+	if (m->failure_duration_ms > 0) {
+		/* 0 means no breach: a clock at the epoch still starts one */
+		if (*since == 0 || *since > now_ms)
+			*since = now_ms ? now_ms : 1;
+		uint64_t lasted = now_ms - *since;
+		if (lasted < m->failure_duration_ms) {
+			char a[32], b[32];
+			fmt_secs(a, sizeof a, lasted);
+			fmt_secs(b, sizeof b, m->failure_duration_ms);
+			res->passed = true;
+			res->pending = true;
+			fmt(res->reason, sizeof res->reason, "breach for %s of %s: %s", a, b, what);
+			return;
+		}
+		char a[32];
+		fmt_secs(a, sizeof a, lasted);
+		fmt(res->reason, sizeof res->reason, "%s for %s", what, a);
 		return;
 	}
-	res->passed = true;
+	copy_str(res->reason, sizeof res->reason, what);
 }
 
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
@@ -321,14 +413,20 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	if (n > ENG_MAX_METRICS)
 		n = ENG_MAX_METRICS;
 	eng_metric_result res[ENG_MAX_METRICS];
-	int failed = 0;
-	char why[ENG_MSG_LEN] = "";
+	int failed = 0, noted = 0;
+	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "";
 	for (int i = 0; i < n; i++) {
-		judge(&p->metrics[i], readings ? &readings[i] : NULL, &res[i]);
+		judge(&p->metrics[i], readings ? &readings[i] : NULL, now_ms,
+		      &s->breach_since_ms[i], &res[i]);
 		if (!res[i].passed) {
 			append(why, sizeof why, "%s%s %s", failed ? "; " : "", res[i].name,
 			       res[i].reason);
 			failed++;
+		} else if (res[i].reason[0]) {
+			/* a breach forgiven (baseline) or not yet counted (pending) */
+			append(notes, sizeof notes, "%s%s %s", noted ? "; " : "", res[i].name,
+			       res[i].reason);
+			noted++;
 		}
 	}
 	s->iterations++;
@@ -340,7 +438,8 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		ev = emit(out, s, "check", AUTO_ACTOR, "check failed (%d/%d): %s",
 		          s->failed_checks, threshold, why);
 	} else {
-		ev = emit(out, s, "check", AUTO_ACTOR, "check passed");
+		ev = noted ? emit(out, s, "check", AUTO_ACTOR, "check passed (%s)", notes)
+		           : emit(out, s, "check", AUTO_ACTOR, "check passed");
 	}
 	if (ev) {
 		memcpy(ev->metrics, res, (size_t)n * sizeof res[0]);
@@ -504,6 +603,7 @@ static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	s->manual_weight = false;
 	s->rollout_started_ms = now_ms;
 	s->unready_since_ms = 0;
+	memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
 	s->next_check_ms = now_ms + p->interval_ms;
 	s->phase = ENG_PROGRESSING;
 	/* a replaced rollout is a new transition even though the phase stays */
@@ -564,6 +664,9 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		break;
 	case ENG_CMD_RESUME:
 		s->manual_weight = false;
+		/* no checks were made while paused: a breach is not known to have
+		 * lasted through the pause */
+		memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
 		s->next_check_ms = now_ms + p->interval_ms;
 		set_phase(s, ENG_PROGRESSING, now_ms);
 		emit(out, s, "resumed", actor, "resumed by %s at weight %d", actor, s->weight);

@@ -102,6 +102,11 @@ typedef struct eng_state {
 	uint64_t unready_since_ms;    /* 0 while the canary is ready */
 	uint64_t last_transition_ms;  /* last phase change */
 	char message[ENG_MSG_LEN];    /* why the last transition happened */
+	/* failureDuration: when the current unbroken breach of metrics[i]
+	 * began (0: none). Cleared by a check in range, a new rollout, a
+	 * resume and the end of the analysis. Persist it with the rest: a
+	 * restart that forgot it would restart every breach's clock. */
+	uint64_t breach_since_ms[ENG_MAX_METRICS];
 } eng_state;
 
 /* Initial state: Initialized, weight 0, <stable_rev>, no canary. */
@@ -121,11 +126,22 @@ typedef struct eng_reading {
 typedef struct eng_metric_result {
 	char name[ENG_NAME_LEN];
 	bool has_value;
-	double value;
+	double value;         /* the canary's own value */
 	bool has_min, has_max;
 	double min, max;
 	bool passed;
 	char reason[96];
+	/* relative metrics: stable's value and what [min, max] was applied to
+	 * (value - stable_value for rates, value / stable_value otherwise) */
+	bool relative;
+	bool has_stable;
+	double stable_value;
+	double compared;
+	/* baseline metrics: stable's value over the baseline window */
+	bool has_baseline;
+	double baseline_value;
+	/* failureDuration: out of range, but not for long enough yet to fail */
+	bool pending;
 } eng_metric_result;
 
 /* An audit event produced by the engine. type is one of: "rollout-started",
@@ -166,7 +182,9 @@ void eng_output_clear(eng_output *o);
 bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms);
 
 /* One analysis check with readings[i] for p->metrics[i]. A metric with no
- * data, or out of its range, fails the check; a failing check holds the
+ * data, or out of its range, fails the check (subject to the metric's
+ * relative, baseline_window_ms and failure_duration_ms settings: see
+ * "Judging one metric" below); a failing check holds the
  * weight and counts; the threshold-th failure rolls back (weight 0, phase
  * Failed, rollback hook). A passing check raises the weight to the next step
  * (capped at max_weight); a passing check at max_weight promotes (phase
@@ -175,6 +193,26 @@ bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms);
  * now + interval. Does nothing unless phase is Progressing. */
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out);
+
+/* Judging one metric, in this order:
+ * - no data (has_data false): fails with the reader's reason, at once
+ *   (failureDuration does not apply: the check cannot be made).
+ * - relative: [min, max] applies to value - stable_value for success and
+ *   error rates (percentage points) and to value / stable_value for
+ *   request-duration and custom metrics (0 / 0 is 1, x / 0 is +-infinity);
+ *   without stable data (has_stable false) the metric fails with "no stable
+ *   data to compare with". Otherwise value itself is compared.
+ * - baseline (baseline_window_ms > 0): a breach of max counts only when
+ *   value > baseline_value, a breach of min only when value <
+ *   baseline_value (the canary is worse than stable's long history, not
+ *   just the whole service having a bad minute); with no baseline data
+ *   (has_baseline false) the breach counts.
+ * - failureDuration (failure_duration_ms > 0): a counted breach fails only
+ *   once it has lasted failure_duration_ms without a passing check in
+ *   between (the first breaching check starts the clock in
+ *   s->breach_since_ms[i], a check in range stops it, a check without data
+ *   leaves it); until then the metric passes, marked pending, with reason
+ *   "breach for 4s of 30s: ...". */
 
 /* Time passing: Promoting becomes Succeeded (promote=true, weight 0, the
  * canary revision becomes stable) once an interval has passed since the

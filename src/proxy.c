@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "http.h"
 #include "log.h"
@@ -29,9 +30,25 @@
 #define HEADBUF (HTTP_MAX_HEAD + 1024) /* a rewritten head: room for added fields */
 #define POOL_MAX 64                /* idle connections kept per endpoint */
 #define EP_NAME 300
+#define IO_FREE_MAX 16              /* request blocks kept for reuse per loop */
 
 typedef struct upconn upconn;
 typedef struct cconn cconn;
+
+/* What a client connection needs only while a request is active: the
+ * parsed messages, one buffer per direction and the rewritten heads. An
+ * idle keep-alive connection holds none (it costs about 1 KB); blocks are
+ * taken from and given back to a small per-loop free list, and mapped
+ * separately so that a burst's blocks go back to the system afterwards. */
+typedef struct iobuf {
+	struct iobuf *next;           /* in the free list */
+	http_request req;
+	http_response resp;
+	char cbuf[CBUF];              /* client input */
+	char rbuf[RBUF];              /* upstream input */
+	char reqhead[HEADBUF];
+	char resphead[HEADBUF];
+} iobuf;
 
 /* One upstream address. Referenced by the endpoint sets holding it, by each
  * request using it and by each upstream connection to it (pooled or busy);
@@ -74,6 +91,9 @@ struct proxy {
 	size_t inflight;
 	cconn *clients;
 	upconn *ups;
+	iobuf *free_io;               /* free list of request blocks */
+	size_t n_free_io;
+	char scratch[CBUF];           /* reads of connections without a block */
 };
 
 struct upconn {
@@ -118,7 +138,6 @@ struct cconn {
 	char ip[64];
 
 	/* the request */
-	http_request req;
 	route *r;                     /* referenced for the request's duration */
 	int target;
 	endpoint *ep;                 /* referenced for the request's duration */
@@ -139,7 +158,6 @@ struct cconn {
 	bool resp_head_sent;          /* the final head went to the client */
 	bool up_eof;
 	bool up_dirty;                /* bytes after the response: do not reuse */
-	http_response resp;
 	http_body rbody;
 	uint64_t rleft;
 	http_chunked rck;
@@ -147,10 +165,7 @@ struct cconn {
 	size_t coff, clen;
 	size_t roff, rlen;
 	size_t reqhead_len, resphead_len;
-	char cbuf[CBUF];
-	char rbuf[RBUF];
-	char reqhead[HEADBUF];
-	char resphead[HEADBUF];
+	iobuf *io;                    /* only while a request is active */
 };
 
 static void c_advance(cconn *c);
@@ -330,11 +345,18 @@ static endpoint *epset_next(epset *s)
 
 /* ---- proxy bookkeeping -------------------------------------------------- */
 
+static void io_unmap(iobuf *io) { munmap(io, sizeof *io); }
+
 static void maybe_free(proxy *p)
 {
 	if (!p->closing || p->nobj > 0)
 		return;
 	route_unref(p->r);
+	while (p->free_io) {
+		iobuf *io = p->free_io;
+		p->free_io = io->next;
+		io_unmap(io);
+	}
 	free(p);
 }
 
@@ -351,6 +373,43 @@ static void stop_listening(proxy *p)
 		return;
 	p->listening = false;
 	uv_close((uv_handle_t *)&p->listener, listener_closed);
+}
+
+/* Gives <c> a request block (it has none). */
+static void io_take(cconn *c)
+{
+	proxy *p = c->p;
+	iobuf *io = p->free_io;
+	if (io) {
+		p->free_io = io->next;
+		p->n_free_io--;
+	} else {
+		io = mmap(NULL, sizeof *io, PROT_READ | PROT_WRITE,
+		          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (io == MAP_FAILED) {
+			/* as xmalloc: the daemon does not run degraded */
+			fprintf(stderr, "canaryd: out of memory (request buffers)\n");
+			abort();
+		}
+	}
+	c->io = io;
+}
+
+/* Returns <c>'s request block (if any) to the free list. */
+static void io_give(cconn *c)
+{
+	iobuf *io = c->io;
+	if (!io)
+		return;
+	c->io = NULL;
+	proxy *p = c->p;
+	if (p->closing || p->n_free_io >= IO_FREE_MAX) {
+		io_unmap(io);
+		return;
+	}
+	io->next = p->free_io;
+	p->free_io = io;
+	p->n_free_io++;
 }
 
 static void timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
@@ -417,7 +476,7 @@ static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 		*b = uv_buf_init(up->idlebuf, sizeof up->idlebuf);
 		return;
 	}
-	*b = uv_buf_init(c->rbuf + c->rlen, (unsigned)(RBUF - c->rlen));
+	*b = uv_buf_init(c->io->rbuf + c->rlen, (unsigned)(RBUF - c->rlen));
 }
 
 static void up_timer_cb(uv_timer_t *t);
@@ -519,8 +578,8 @@ static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
  * does not fit. */
 static bool build_request_head(cconn *c)
 {
-	const http_request *q = &c->req;
-	hbuf o = { c->reqhead, 0, sizeof c->reqhead, false };
+	const http_request *q = &c->io->req;
+	hbuf o = { c->io->reqhead, 0, sizeof c->io->reqhead, false };
 	out_put(&o, q->method, q->method_len);
 	out_str(&o, " ");
 	out_put(&o, q->target, q->target_len);
@@ -575,8 +634,8 @@ static bool build_request_head(cconn *c)
  * field to add (or NULL). */
 static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 {
-	const http_response *s = &c->resp;
-	hbuf o = { c->resphead, 0, sizeof c->resphead, false };
+	const http_response *s = &c->io->resp;
+	hbuf o = { c->io->resphead, 0, sizeof c->io->resphead, false };
 	char line[32];
 	snprintf(line, sizeof line, "HTTP/1.1 %03d ", s->status);
 	out_str(&o, line);
@@ -612,19 +671,19 @@ static void send_error(cconn *c, int status, bool must_close)
 {
 	const char *reason = http_reason(status);
 	bool keep = !must_close && c->state == C_REQ && c->body_done &&
-	            c->req.keep_alive && !c->p->draining;
+	            c->io->req.keep_alive && !c->p->draining;
 	char body[64];
 	int blen = snprintf(body, sizeof body, "%d %s\n", status, reason);
-	int n = snprintf(c->resphead, sizeof c->resphead,
+	int n = snprintf(c->io->resphead, sizeof c->io->resphead,
 	                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
 	                 "Content-Length: %d\r\n%s\r\n%s", status, reason, blen,
-	                 keep ? (c->req.minor == 0 ? "Connection: keep-alive\r\n" : "")
+	                 keep ? (c->io->req.minor == 0 ? "Connection: keep-alive\r\n" : "")
 	                      : "Connection: close\r\n",
-	                 (c->state == C_REQ && c->req.is_head) ? "" : body);
+	                 (c->state == C_REQ && c->io->req.is_head) ? "" : body);
 	if (!keep)
 		c->close_after = true;
 	c->resphead_len = (size_t)n;
-	uv_buf_t b = uv_buf_init(c->resphead, (unsigned)n);
+	uv_buf_t b = uv_buf_init(c->io->resphead, (unsigned)n);
 	c_write(c, &b, 1, 0);
 }
 
@@ -830,6 +889,7 @@ static void c_closed(uv_handle_t *h)
 		p->clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	io_give(c);
 	free(c);
 	p->nobj--;
 	maybe_free(p);
@@ -923,8 +983,8 @@ static void start_request(cconn *c, size_t head_len)
 	c->resp_started = c->resp_head_sent = false;
 	c->up_eof = c->up_dirty = false;
 	c->roff = c->rlen = 0;
-	c->body_done = c->req.body == HTTP_BODY_NONE;
-	c->body_left = c->req.content_length;
+	c->body_done = c->io->req.body == HTTP_BODY_NONE;
+	c->body_left = c->io->req.content_length;
 	http_chunked_init(&c->body_ck);
 	int t = route_pick(c->r);
 	c->target = t < 0 ? TARGET_STABLE : t;
@@ -956,7 +1016,7 @@ static void finish_request(cconn *c)
 	uv_timer_stop(&c->utimer);
 	upconn *up = c->up;
 	if (up) {
-		bool reuse = c->resp.keep_alive && c->body_done && !up->w_pending &&
+		bool reuse = c->io->resp.keep_alive && c->body_done && !up->w_pending &&
 		             !c->up_eof && !c->up_dirty && c->roff == c->rlen &&
 		             c->rbody != HTTP_BODY_UNTIL_CLOSE;
 		if (reuse)
@@ -977,7 +1037,7 @@ static ssize_t req_body_take(cconn *c)
 	size_t avail = c->clen - c->coff;
 	if (c->body_done || avail == 0)
 		return 0;
-	if (c->req.body == HTTP_BODY_LENGTH) {
+	if (c->io->req.body == HTTP_BODY_LENGTH) {
 		size_t k = avail;
 		if ((uint64_t)k > c->body_left)
 			k = (size_t)c->body_left;
@@ -987,7 +1047,7 @@ static ssize_t req_body_take(cconn *c)
 		return (ssize_t)k;
 	}
 	bool done = false;
-	ssize_t k = http_chunked_scan(&c->body_ck, c->cbuf + c->coff, avail, &done);
+	ssize_t k = http_chunked_scan(&c->body_ck, c->io->cbuf + c->coff, avail, &done);
 	if (k >= 0 && done)
 		c->body_done = true;
 	return k;
@@ -1003,7 +1063,7 @@ static bool req_pump(cconn *c)
 	uv_buf_t b[2];
 	unsigned n = 0;
 	if (c->state == C_REQ && !c->head_sent)
-		b[n++] = uv_buf_init(c->reqhead, (unsigned)c->reqhead_len);
+		b[n++] = uv_buf_init(c->io->reqhead, (unsigned)c->reqhead_len);
 	size_t k = 0;
 	if (c->state == C_TUNNEL) {
 		k = c->clen - c->coff;
@@ -1026,7 +1086,7 @@ static bool req_pump(cconn *c)
 		k = (size_t)r;
 	}
 	if (k)
-		b[n++] = uv_buf_init(c->cbuf + c->coff, (unsigned)k);
+		b[n++] = uv_buf_init(c->io->cbuf + c->coff, (unsigned)k);
 	if (n == 0)
 		return false;
 	int rc = uv_write(&up->wreq, (uv_stream_t *)&up->tcp, b, n, up_write_cb);
@@ -1066,7 +1126,7 @@ static ssize_t resp_body_take(cconn *c)
 		break;
 	case HTTP_BODY_CHUNKED: {
 		bool done = false;
-		ssize_t r = http_chunked_scan(&c->rck, c->rbuf + c->roff, avail, &done);
+		ssize_t r = http_chunked_scan(&c->rck, c->io->rbuf + c->roff, avail, &done);
 		if (r < 0)
 			return -1;
 		k = (size_t)r;
@@ -1086,22 +1146,22 @@ static ssize_t resp_body_take(cconn *c)
 /* Handles a complete response head at rbuf[roff..] of <len> bytes. */
 static void on_response_head(cconn *c, size_t len)
 {
-	const http_response *s = &c->resp;
+	const http_response *s = &c->io->resp;
 	c->roff += len;
 	if (s->status < 200 && s->status != 101) {
 		/* interim: forwarded (not to 1.0 clients), then the final one */
-		if (c->req.minor == 0)
+		if (c->io->req.minor == 0)
 			return;
 		if (!build_response_head(c, NULL, false)) {
 			fail_request(c, 502);
 			return;
 		}
-		uv_buf_t b = uv_buf_init(c->resphead, (unsigned)c->resphead_len);
+		uv_buf_t b = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
 		c_write(c, &b, 1, 0);
 		return;
 	}
 	if (s->status == 101) {
-		if (!c->req.upgrade || !build_response_head(c, "Upgrade", true)) {
+		if (!c->io->req.upgrade || !build_response_head(c, "Upgrade", true)) {
 			fail_request(c, 502);
 			return;
 		}
@@ -1112,9 +1172,9 @@ static void on_response_head(cconn *c, size_t len)
 		uv_timer_stop(&c->utimer);
 		c->state = C_TUNNEL;
 		uv_buf_t b[2];
-		b[0] = uv_buf_init(c->resphead, (unsigned)c->resphead_len);
+		b[0] = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
 		size_t k = c->rlen - c->roff;
-		b[1] = uv_buf_init(c->rbuf + c->roff, (unsigned)k);
+		b[1] = uv_buf_init(c->io->rbuf + c->roff, (unsigned)k);
 		c_write(c, b, k ? 2 : 1, k);
 		return;
 	}
@@ -1124,9 +1184,9 @@ static void on_response_head(cconn *c, size_t len)
 	http_chunked_init(&c->rck);
 	/* a client that half-closed may still have pipelined requests
 	 * waiting: it keeps the connection until the buffer is empty */
-	bool keep = c->req.keep_alive && s->body != HTTP_BODY_UNTIL_CLOSE &&
+	bool keep = c->io->req.keep_alive && s->body != HTTP_BODY_UNTIL_CLOSE &&
 	            !c->p->draining && c->body_done;
-	const char *conn = keep ? (c->req.minor == 0 ? "keep-alive" : NULL) : "close";
+	const char *conn = keep ? (c->io->req.minor == 0 ? "keep-alive" : NULL) : "close";
 	if (!keep)
 		c->close_after = true;
 	if (!build_response_head(c, conn, false)) {
@@ -1141,8 +1201,8 @@ static void on_response_head(cconn *c, size_t len)
 		return;
 	}
 	uv_buf_t b[2];
-	b[0] = uv_buf_init(c->resphead, (unsigned)c->resphead_len);
-	b[1] = uv_buf_init(c->rbuf + c->roff, (unsigned)k);
+	b[0] = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
+	b[1] = uv_buf_init(c->io->rbuf + c->roff, (unsigned)k);
 	c_write(c, b, k ? 2 : 1, (size_t)k);
 }
 
@@ -1160,8 +1220,8 @@ static bool resp_pump(cconn *c)
 			}
 			return false;
 		}
-		int rc = http_parse_response(c->rbuf + c->roff, avail, c->req.is_head,
-		                             &c->resp);
+		int rc = http_parse_response(c->io->rbuf + c->roff, avail, c->io->req.is_head,
+		                             &c->io->resp);
 		if (rc == HTTP_INCOMPLETE) {
 			if (c->up_eof) {
 				log_msg(LOG_WARN, c->r->name, "upstream '%s' sent a "
@@ -1186,7 +1246,7 @@ static bool resp_pump(cconn *c)
 		return false;
 	}
 	if (k > 0) {
-		uv_buf_t b = uv_buf_init(c->rbuf + c->roff, (unsigned)k);
+		uv_buf_t b = uv_buf_init(c->io->rbuf + c->roff, (unsigned)k);
 		c_write(c, &b, 1, (size_t)k);
 		return true;
 	}
@@ -1229,6 +1289,7 @@ static void c_linger(cconn *c)
 	c->lingering = true;
 	c->tm = TM_NONE;
 	c->coff = c->clen = 0;
+	io_give(c);
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) < 0) {
 		c_close(c);
 		return;
@@ -1251,7 +1312,7 @@ static bool try_head(cconn *c)
 			c_close(c);
 		return false;
 	}
-	int rc = http_parse_request(c->cbuf + c->coff, avail, &c->req);
+	int rc = http_parse_request(c->io->cbuf + c->coff, avail, &c->io->req);
 	if (rc == HTTP_INCOMPLETE) {
 		if (c->c_eof)
 			c_close(c);
@@ -1270,7 +1331,10 @@ static bool try_head(cconn *c)
 static void c_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 {
 	cconn *c = h->data;
-	*b = uv_buf_init(c->cbuf + c->clen, (unsigned)(CBUF - c->clen));
+	if (c->io && !c->lingering)
+		*b = uv_buf_init(c->io->cbuf + c->clen, (unsigned)(CBUF - c->clen));
+	else
+		*b = uv_buf_init(c->p->scratch, sizeof c->p->scratch);
 }
 
 static void c_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
@@ -1284,6 +1348,11 @@ static void c_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	}
 	if (nread > 0) {
+		if (b->base == c->p->scratch) {
+			/* the first bytes after an idle time (clen is 0) */
+			io_take(c);
+			memcpy(c->io->cbuf, b->base, (size_t)nread);
+		}
 		c->clen += (size_t)nread;
 	} else if (nread == UV_EOF) {
 		c->c_eof = true;
@@ -1314,10 +1383,14 @@ static void c_update_io(cconn *c)
 		return;
 	}
 	if (c->coff > 0 && c->uw_body == 0) {
-		memmove(c->cbuf, c->cbuf + c->coff, c->clen - c->coff);
+		if (c->clen > c->coff)
+			memmove(c->io->cbuf, c->io->cbuf + c->coff, c->clen - c->coff);
 		c->clen -= c->coff;
 		c->coff = 0;
 	}
+	if (c->io && c->state == C_IDLE && !c->cw_pending && c->clen == 0 &&
+	    !c->up)
+		io_give(c);   /* idle: the connection keeps no buffers */
 	bool want = !c->c_eof && c->clen < CBUF;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read) == 0)
@@ -1340,7 +1413,7 @@ static void c_update_io(cconn *c)
 	upconn *up = c->up;
 	if (up && !up->closing && up->connected) {
 		if (c->roff > 0 && !c->cw_pending) {
-			memmove(c->rbuf, c->rbuf + c->roff, c->rlen - c->roff);
+			memmove(c->io->rbuf, c->io->rbuf + c->roff, c->rlen - c->roff);
 			c->rlen -= c->roff;
 			c->roff = 0;
 		}
@@ -1382,7 +1455,7 @@ static void c_advance(cconn *c)
 			progress = req_pump(c);
 			if (!c->closing && !c->cw_pending && c->rlen > c->roff) {
 				size_t k = c->rlen - c->roff;
-				uv_buf_t b = uv_buf_init(c->rbuf + c->roff, (unsigned)k);
+				uv_buf_t b = uv_buf_init(c->io->rbuf + c->roff, (unsigned)k);
 				c_write(c, &b, 1, k);
 				progress = true;
 			}
