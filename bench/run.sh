@@ -2,370 +2,251 @@
 # bench/run.sh BUILD_DIR - canaryd's built-in proxy against HAProxy and nginx.
 #
 # Starts two nginx upstreams on loopback (one worker each, `return 200
-# "ok\n"`), then, one after the other, HAProxy (nbthread 1), nginx
-# (worker_processes 1) and canaryd, each splitting traffic 90/10 over the
-# two upstreams, and also measures the first upstream directly as the
-# limit. Each proxy is pinned to one core and wrk to another; wrk keeps
-# BENCH_CONNECTIONS (50) connections alive for BENCH_SECONDS (10) seconds.
-# Prints a table: requests/s, p50, p99, p99.9, the proxy's peak RSS, and
-# canaryd's ratios to HAProxy and nginx. Stops everything it started.
+# "ok\n"`), then runs four phases, each proxy back to back and freshly
+# started for each phase, every proxy splitting traffic 90/10 over the two
+# upstreams with one worker/thread:
+#   low      wrk with BENCH_CONNECTIONS (50) kept-alive connections against
+#            the first upstream directly (the limit), HAProxy (nbthread 1),
+#            nginx (worker_processes 1) and canaryd
+#   high     the same with BENCH_HIGH_CONNECTIONS (1000)
+#   idle     each proxy's VmRSS right after start-up, then with
+#            BENCH_IDLE_CONNECTIONS (10000) idle keep-alive client
+#            connections open (bench/idle_conns.py: one GET each, then held)
+#   workers  canaryd with `workers: 1` and `workers: 2` at BENCH_CONNECTIONS
+# Each proxy is pinned to one core and wrk to another. Prints the tables,
+# canaryd's ratios to its peers and a verdict per target of issue 3, and
+# writes every figure to bench/last-run.json (bench/report.py). Stops
+# everything it started.
 #
-# Environment: BENCH_SECONDS (10), BENCH_CONNECTIONS (50), BENCH_WARMUP
-# seconds before each measured run (2), BENCH_PROXY_CPU (0), BENCH_WRK_CPU
-# (1), BENCH_UPSTREAM_CPUS (cores for the two upstreams; default 2,3 when
-# the machine has 4 cores or more, else unpinned), BENCH_KEEP=1 keeps the
-# temporary directory (configs, logs, wrk output).
+# Environment: BENCH_SECONDS per measured run (10), BENCH_CONNECTIONS (50),
+# BENCH_HIGH_CONNECTIONS (1000), BENCH_IDLE_CONNECTIONS (10000),
+# BENCH_WARMUP seconds before each measured run (2), BENCH_PHASES (the
+# phases to run, "low high idle workers"), BENCH_PROXY_CPU (0),
+# BENCH_WRK_CPU (1), BENCH_UPSTREAM_CPUS (cores for the two upstreams;
+# default 2,3 when the machine has 4 cores or more, else unpinned),
+# BENCH_WORKERS2_CPUS (cores for the 2-worker canaryd, a comma list;
+# default the proxy's core plus a free one), BENCH_JSON (bench/last-run.json), BENCH_KEEP=1
+# keeps the temporary directory (configurations, logs, wrk output).
 set -u
 
 BUILD=${1:-build}
 SECS=${BENCH_SECONDS:-10}
 CONNS=${BENCH_CONNECTIONS:-50}
+HIGH_CONNS=${BENCH_HIGH_CONNECTIONS:-1000}
+IDLE_CONNS=${BENCH_IDLE_CONNECTIONS:-10000}
 WARMUP=${BENCH_WARMUP:-2}
+PHASES=${BENCH_PHASES:-low high idle workers}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 WRK_CPU=${BENCH_WRK_CPU:-1}
 HERE=$(cd "$(dirname "$0")" && pwd)
+JSON=${BENCH_JSON:-$HERE/last-run.json}
 
-die() { echo "bench: $*" >&2; exit 1; }
-note() { echo "bench: $*" >&2; }
+. "$HERE/lib.sh"
 
-for tool in wrk ss curl awk; do
+for tool in wrk ss curl awk python3; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not installed (run 'make setup')"
 done
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-HAPROXY=$(command -v haproxy || echo /usr/sbin/haproxy)
 [ -x "$NGINX" ] || die "'nginx' is not installed (run 'make setup'); it serves the upstreams"
+for n in "$SECS" "$CONNS" "$HIGH_CONNS" "$IDLE_CONNS" "$WARMUP"; do
+	case $n in '' | *[!0-9]*) die "'$n' is not a whole number (BENCH_SECONDS, BENCH_*CONNECTIONS, BENCH_WARMUP)" ;; esac
+done
+[ "$SECS" -ge 1 ] || die "BENCH_SECONDS must be at least 1"
 
-NCPU=$(nproc 2>/dev/null || echo 1)
-PIN=""
-if command -v taskset >/dev/null 2>&1 && [ "$NCPU" -ge 2 ]; then
-	PIN=1
+# Every proxy, wrk and the idle client inherit this: 1000 and 10 000
+# connections need more descriptors than the usual 1024. Only the soft
+# limit can be raised here (to the hard one).
+hard=$(ulimit -H -n)
+[ "$hard" = unlimited ] && hard=1048576
+ulimit -n "$hard" 2>/dev/null || note "cannot raise the open-files limit to $hard"
+NOFILE=$(ulimit -n)
+[ "$NOFILE" = unlimited ] && NOFILE=1048576
+if [ "$IDLE_CONNS" -gt $((NOFILE - 512)) ]; then
+	note "open-files limit is $NOFILE: $((NOFILE - 512)) idle connections instead of $IDLE_CONNS"
+	IDLE_CONNS=$((NOFILE - 512))
+fi
+if [ "$HIGH_CONNS" -gt $((NOFILE / 2 - 64)) ]; then
+	note "open-files limit is $NOFILE: $((NOFILE / 2 - 64)) connections instead of $HIGH_CONNS"
+	HIGH_CONNS=$((NOFILE / 2 - 64))
+fi
+# room for every client connection plus the upstream side
+MAXCONN=$((IDLE_CONNS + 2000))
+[ "$MAXCONN" -ge $((HIGH_CONNS * 2 + 100)) ] || MAXCONN=$((HIGH_CONNS * 2 + 100))
+NGINX_CONNS=$MAXCONN
+[ "$NGINX_CONNS" -le "$NOFILE" ] || NGINX_CONNS=$NOFILE
+
+# The 2-worker canaryd's cores: the proxy's core plus the first core that
+# neither wrk nor an upstream uses; failing that, one an upstream uses;
+# failing that (2 cores), wrk's own. WORKERS2_SHARED says what it shares.
+WORKERS2_SHARED=""
+if [ -n "${BENCH_WORKERS2_CPUS:-}" ]; then
+	WORKERS2_CPUS=$BENCH_WORKERS2_CPUS
+	case ",$WORKERS2_CPUS," in
+	*",$WRK_CPU,"*) WORKERS2_SHARED="BENCH_WORKERS2_CPUS: wrk and the proxy share core $WRK_CPU" ;;
+	esac
 else
-	note "fewer than 2 cores or no taskset: nothing is pinned, results are noisy"
-fi
-if [ -z "${BENCH_UPSTREAM_CPUS+x}" ]; then
-	if [ "$NCPU" -ge 4 ]; then BENCH_UPSTREAM_CPUS=2,3
-	elif [ "$NCPU" -ge 3 ]; then BENCH_UPSTREAM_CPUS=2,2
-	else BENCH_UPSTREAM_CPUS=""
-	fi
-fi
-UP1_CPU=$(echo "$BENCH_UPSTREAM_CPUS" | cut -d, -f1)
-UP2_CPU=$(echo "$BENCH_UPSTREAM_CPUS" | cut -s -d, -f2)
-[ -n "$UP2_CPU" ] || UP2_CPU=$UP1_CPU
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/canaryd-bench.XXXXXX") || die "cannot create a temporary directory"
-PIDS=""
-
-cleanup() {
-	for p in $PIDS; do
-		kill -TERM "$p" 2>/dev/null
+	second="" c=0
+	while [ $c -lt "$NCPU" ]; do
+		case ",$PROXY_CPU,$WRK_CPU,$BENCH_UPSTREAM_CPUS," in *",$c,"*) ;; *) second=$c; break ;; esac
+		c=$((c + 1))
 	done
-	for p in $PIDS; do
-		# bounded: 50 x 0.1 s, then SIGKILL
+	if [ -z "$second" ]; then
+		c=0
+		while [ $c -lt "$NCPU" ]; do
+			case ",$PROXY_CPU,$WRK_CPU," in *",$c,"*) ;; *) second=$c; break ;; esac
+			c=$((c + 1))
+		done
+		[ -n "$second" ] && WORKERS2_SHARED="core $second also runs an upstream"
+	fi
+	if [ -z "$second" ]; then
+		second=$WRK_CPU
+		WORKERS2_SHARED="only $NCPU cores: wrk and the proxy share core $WRK_CPU"
+	fi
+	WORKERS2_CPUS="$PROXY_CPU,$second"
+fi
+
+# All figures go here, one line each, "KIND ROW key=value..."; bench/report.py
+# turns them into the tables, the verdicts and bench/last-run.json.
+RESULTS="$TMP/results"
+: >"$RESULTS"
+record() { echo "$*" >>"$RESULTS"; }
+
+# ---- phases -------------------------------------------------------------
+
+# One load table: direct, haproxy, nginx, canaryd with $1 connections.
+phase_load() {
+	conns=$1
+	run_wrk "direct-c$conns" "$UP1" "$conns"
+	if [ -n "$WRK_LINE" ]; then record "load $conns direct $WRK_LINE"; else record "load $conns direct status=failed"; fi
+	for proxy in haproxy nginx canaryd; do
+		if ! "start_$proxy" "$PROXY_CPU" http; then
+			record "load $conns $proxy status=failed"
+			continue
+		fi
+		run_wrk "$proxy-c$conns" "$P_PORT" "$conns"
+		if [ -z "$WRK_LINE" ]; then
+			record "load $conns $proxy status=failed"
+		else
+			extra=""
+			if [ "$proxy" = canaryd ]; then
+				share=$(canary_share)
+				[ -n "$share" ] && extra="canary_share=$share" && note "canaryd sent $share% of requests to the canary"
+			fi
+			record "load $conns $proxy $WRK_LINE hwm_kb=$(proc_field "$P_MEM_PID" VmHWM) $extra"
+		fi
+		stop "$P_PID"
+	done
+}
+
+# Idle memory: each proxy's VmRSS after start-up, then with IDLE_CONNS idle
+# keep-alive connections (one GET each) held open by bench/idle_conns.py.
+phase_idle() {
+	for proxy in haproxy nginx canaryd; do
+		if ! "start_$proxy" "$PROXY_CPU" tcp; then
+			record "idle 0 $proxy status=failed"
+			continue
+		fi
+		sleep 1
+		start_kb=$(proc_field "$P_MEM_PID" VmRSS)
+		start_anon_kb=$(proc_field "$P_MEM_PID" RssAnon)
+		master=""
+		[ "$proxy" = nginx ] && master="master_start_kb=$(proc_field "$P_PID" VmRSS)"
+		note "opening $IDLE_CONNS idle connections to $proxy"
+		spawn "$WRK_CPU" "idle-$proxy" python3 "$HERE/idle_conns.py" "$P_PORT" \
+			--count "$IDLE_CONNS" --open-timeout 90 --hold 60
+		client=$LAST_PID
+		# bounded: the client gives up opening after 90 s
 		i=0
-		while kill -0 "$p" 2>/dev/null && [ $i -lt 50 ]; do
+		while [ $i -lt 1000 ] && kill -0 "$client" 2>/dev/null &&
+			! grep -qs '^IDLE ready' "$TMP/idle-$proxy.log"; do
 			sleep 0.1
 			i=$((i + 1))
 		done
-		kill -KILL "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	PIDS=""
-	if [ "${BENCH_KEEP:-0}" = 1 ]; then
-		note "kept $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Runs "$@" pinned to core $1 (or unpinned when $1 is empty or pinning is
-# off), in the background, logging to $TMP/$2.log; sets LAST_PID.
-spawn() {
-	cpu=$1 log=$2
-	shift 2
-	if [ -n "$PIN" ] && [ -n "$cpu" ]; then
-		taskset -c "$cpu" "$@" >"$TMP/$log.log" 2>&1 &
-	else
-		"$@" >"$TMP/$log.log" 2>&1 &
-	fi
-	LAST_PID=$!
-	PIDS="$PIDS $LAST_PID"
-}
-
-# Stops one process started by spawn.
-stop() {
-	kill -TERM "$1" 2>/dev/null
-	i=0
-	while kill -0 "$1" 2>/dev/null && [ $i -lt 50 ]; do
-		sleep 0.1
-		i=$((i + 1))
-	done
-	kill -KILL "$1" 2>/dev/null
-	wait "$1" 2>/dev/null
-	rest=""
-	for p in $PIDS; do [ "$p" = "$1" ] || rest="$rest $p"; done
-	PIDS=$rest
-}
-
-# A loopback TCP port nobody listens on and we have not handed out yet.
-USED_PORTS=""
-free_port() {
-	n=0
-	while [ $n -lt 200 ]; do
-		r=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
-		p=$((20000 + r % 40000))
-		n=$((n + 1))
-		case " $USED_PORTS " in *" $p "*) continue ;; esac
-		if [ -z "$(ss -Htln "sport = :$p" 2>/dev/null)" ]; then
-			USED_PORTS="$USED_PORTS $p"
-			echo "$p"
-			return 0
+		ready_line=$(grep -s '^IDLE ready' "$TMP/idle-$proxy.log" | sed 's/^IDLE ready //')
+		if [ -z "$ready_line" ]; then
+			note "idle client failed against $proxy:"; sed 's/^/  /' "$TMP/idle-$proxy.log" >&2
+			stop "$client"
+			record "idle $IDLE_CONNS $proxy start_kb=$start_kb status=failed"
+			stop "$P_PID"
+			continue
 		fi
+		# let the proxy settle (lazy frees, timers) before reading its size
+		sleep 1
+		idle_kb=$(proc_field "$P_MEM_PID" VmRSS)
+		idle_anon_kb=$(proc_field "$P_MEM_PID" RssAnon)
+		hwm_kb=$(proc_field "$P_MEM_PID" VmHWM)
+		[ "$proxy" = nginx ] && master="$master master_idle_kb=$(proc_field "$P_PID" VmRSS)"
+		stop "$client"
+		done_line=$(grep '^IDLE done' "$TMP/idle-$proxy.log" | sed 's/^IDLE done //')
+		record "idle $IDLE_CONNS $proxy start_kb=$start_kb idle_kb=$idle_kb start_anon_kb=$start_anon_kb idle_anon_kb=$idle_anon_kb hwm_kb=$hwm_kb $ready_line $done_line $master"
+		stop "$P_PID"
 	done
-	die "no free loopback port found"
 }
 
-# Waits (up to 10 s) until GET http://127.0.0.1:$1$2 answers 200; $3 is
-# the pid that must stay alive meanwhile.
-wait_http() {
-	i=0
-	while [ $i -lt 100 ]; do
-		kill -0 "$3" 2>/dev/null || return 1
-		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$1$2" 2>/dev/null)
-		[ "$code" = 200 ] && return 0
-		sleep 0.1
-		i=$((i + 1))
+# canaryd with workers: 1 and workers: 2, both at CONNS connections. A
+# build that refuses the key, or accepts it and still runs one loop (one
+# listening socket, no more threads than with 1), gets "n/a" rows.
+phase_workers() {
+	threads1=""
+	for w in 1 2; do
+		cpus=$PROXY_CPU
+		[ "$w" = 2 ] && cpus=$WORKERS2_CPUS
+		if ! start_canaryd "$cpus" http "$w"; then
+			if grep -qi 'workers' "$TMP/canaryd.log" 2>/dev/null; then
+				record "workers $w canaryd status=unsupported reason=refused"
+			else
+				record "workers $w canaryd status=failed"
+			fi
+			continue
+		fi
+		threads=$(proc_field "$P_PID" Threads)
+		nlisten=$(listeners "$P_PORT")
+		if [ "$w" = 1 ]; then
+			threads1=$threads
+		elif [ "${nlisten:-0}" -lt 2 ] && [ "${threads:-0}" -le "${threads1:-0}" ]; then
+			note "canaryd accepted 'workers: 2' but runs $threads threads (${threads1:-?} with 1) and $nlisten listening socket(s): not supported by this build"
+			record "workers 2 canaryd status=unsupported reason=ignored threads=$threads listeners=$nlisten"
+			stop "$P_PID"
+			continue
+		fi
+		run_wrk "canaryd-w$w" "$P_PORT" "$CONNS"
+		if [ -n "$WRK_LINE" ]; then
+			record "workers $w canaryd $WRK_LINE hwm_kb=$(proc_field "$P_MEM_PID" VmHWM) threads=$threads listeners=$nlisten cpus=$cpus"
+		else
+			record "workers $w canaryd status=failed"
+		fi
+		stop "$P_PID"
 	done
-	return 1
-}
-
-# Fills a template: @TMP@ @PORT@ @UP1@ @UP2@ @USER@.
-render() {
-	user_line=""
-	[ "$(id -u)" -eq 0 ] && user_line="user root;"
-	sed -e "s|@TMP@|$TMP|g" -e "s|@PORT@|$2|g" -e "s|@UP1@|$UP1|g" \
-	    -e "s|@UP2@|$UP2|g" -e "s|@USER@|$user_line|g" "$1"
-}
-
-# The nginx worker of master $1 (the process that does the work).
-nginx_worker() {
-	kids=$(cat /proc/"$1"/task/*/children 2>/dev/null)
-	[ -n "$kids" ] || kids=$(pgrep -P "$1" 2>/dev/null)
-	set -- $kids
-	echo "${1:-}"
-}
-
-# Peak resident set of pid $1, in MiB ("-" when unknown).
-peak_rss() {
-	awk '/^VmHWM:/ { printf "%.1f MiB", $2 / 1024; found = 1 } END { if (!found) printf "-" }' \
-		"/proc/$1/status" 2>/dev/null || echo "-"
-}
-
-cat >"$TMP/report.lua" <<'EOF'
--- prints one machine-readable line; latencies in microseconds
-done = function(summary, latency, requests)
-	local e = summary.errors
-	io.write(string.format("BENCH rps=%.1f p50=%d p99=%d p999=%d errors=%d non2xx=%d requests=%d\n",
-		summary.requests / (summary.duration / 1e6),
-		latency:percentile(50), latency:percentile(99), latency:percentile(99.9),
-		e.connect + e.read + e.write + e.timeout, e.status, summary.requests))
-end
-EOF
-
-# Runs wrk against port $2 for the row named $1, after a warm-up; $3 is
-# the pid whose peak RSS goes in the table ("" for none).
-RESULTS="$TMP/results"
-: >"$RESULTS"
-measure() {
-	name=$1 port=$2 rss_pid=$3
-	url="http://127.0.0.1:$port/"
-	wrk_pin=""
-	[ -n "$PIN" ] && wrk_pin="taskset -c $WRK_CPU"
-	# wrk runs in the background so that a signal stops the benchmark at
-	# once (a shell runs its traps only between foreground commands)
-	if [ "$WARMUP" -gt 0 ] 2>/dev/null; then
-		$wrk_pin wrk -t1 -c"$CONNS" -d"${WARMUP}s" "$url" >"$TMP/wrk-$name-warmup.out" 2>&1 &
-		PIDS="$PIDS $!"
-		wait $!
-	fi
-	note "measuring $name for ${SECS}s ($CONNS connections)"
-	$wrk_pin wrk -t1 -c"$CONNS" -d"${SECS}s" --latency -s "$TMP/report.lua" "$url" \
-		>"$TMP/wrk-$name.out" 2>&1 &
-	PIDS="$PIDS $!"
-	wait $!
-	line=$(grep '^BENCH ' "$TMP/wrk-$name.out")
-	if [ -z "$line" ]; then
-		note "wrk failed against $name:"
-		sed 's/^/  /' "$TMP/wrk-$name.out" >&2
-		echo "$name failed" >>"$RESULTS"
-		return
-	fi
-	rss="-"
-	[ -n "$rss_pid" ] && rss=$(peak_rss "$rss_pid")
-	echo "$name $line rss=$rss" | sed 's/ MiB/MiB/' >>"$RESULTS"
 }
 
 # ---- upstreams ----------------------------------------------------------
-UP1=$(free_port)
-UP2=$(free_port)
-user_line=""
-[ "$(id -u)" -eq 0 ] && user_line="user root;"
-for u in 1 2; do
-	eval port=\$UP$u
-	mkdir -p "$TMP/nginx-up$u.tmp"
-	cat >"$TMP/nginx-up$u.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-pid $TMP/nginx-up$u.pid;
-error_log $TMP/nginx-up$u.error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx-up$u.tmp/body;
-    proxy_temp_path $TMP/nginx-up$u.tmp/proxy;
-    fastcgi_temp_path $TMP/nginx-up$u.tmp/fastcgi;
-    uwsgi_temp_path $TMP/nginx-up$u.tmp/uwsgi;
-    scgi_temp_path $TMP/nginx-up$u.tmp/scgi;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    server {
-        listen 127.0.0.1:$port;
-        location / { return 200 "ok\n"; }
-    }
-}
-EOF
-	eval cpu=\$UP${u}_CPU
-	spawn "$cpu" "nginx-up$u" "$NGINX" -p "$TMP" -e "$TMP/nginx-up$u.error.log" -c "$TMP/nginx-up$u.conf"
-	wait_http "$port" / "$LAST_PID" || { cat "$TMP/nginx-up$u.log" "$TMP/nginx-up$u.error.log" >&2 2>/dev/null; die "upstream nginx on port $port did not start"; }
-done
-note "upstreams: nginx on 127.0.0.1:$UP1 (stable) and 127.0.0.1:$UP2 (canary); cores: proxy $PROXY_CPU, wrk $WRK_CPU, upstreams ${BENCH_UPSTREAM_CPUS:-unpinned}"
+start_upstreams
 
-# ---- direct: the limit ------------------------------------------------------
-measure direct "$UP1" ""
-
-# ---- HAProxy ----------------------------------------------------------------
-if [ -x "$HAPROXY" ]; then
-	PORT=$(free_port)
-	render "$HERE/haproxy.cfg.in" "$PORT" >"$TMP/haproxy.cfg"
-	spawn "$PROXY_CPU" haproxy "$HAPROXY" -db -f "$TMP/haproxy.cfg"
-	pid=$LAST_PID
-	if wait_http "$PORT" / "$pid"; then
-		measure haproxy "$PORT" "$pid"
-	else
-		note "haproxy did not start:"; sed 's/^/  /' "$TMP/haproxy.log" >&2
-		echo "haproxy failed" >>"$RESULTS"
-	fi
-	stop "$pid"
-else
-	note "haproxy is not installed: row skipped"
-	echo "haproxy missing" >>"$RESULTS"
-fi
-
-# ---- nginx ------------------------------------------------------------------
-PORT=$(free_port)
-mkdir -p "$TMP/nginx-proxy.tmp"
-render "$HERE/nginx.conf.in" "$PORT" >"$TMP/nginx-proxy.conf"
-spawn "$PROXY_CPU" nginx-proxy "$NGINX" -p "$TMP" -e "$TMP/nginx-proxy.error.log" -c "$TMP/nginx-proxy.conf"
-pid=$LAST_PID
-if wait_http "$PORT" / "$pid"; then
-	measure nginx "$PORT" "$(nginx_worker "$pid")"
-else
-	note "nginx did not start:"; cat "$TMP/nginx-proxy.log" "$TMP/nginx-proxy.error.log" >&2 2>/dev/null
-	echo "nginx failed" >>"$RESULTS"
-fi
-stop "$pid"
-
-# ---- canaryd ----------------------------------------------------------------
-CANARYD="$BUILD/canaryd"
+record "meta secs=$SECS warmup=$WARMUP conns=$CONNS high_conns=$HIGH_CONNS idle_conns=$IDLE_CONNS ncpu=$NCPU proxy_cpu=$PROXY_CPU wrk_cpu=$WRK_CPU upstream_cpus=${BENCH_UPSTREAM_CPUS:-unpinned} workers2_cpus=$WORKERS2_CPUS pinned=${PIN:-0} nofile=$NOFILE haproxy_maxconn=$MAXCONN nginx_worker_connections=$NGINX_CONNS"
+record "text kernel $(uname -r)"
+# other work on the machine skews every figure; the report warns about it
+record "text loadavg_start $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
+record "text cpu_model $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo 2>/dev/null)"
+record "text workers2_shared $WORKERS2_SHARED"
+record "text phases $PHASES"
+record "text haproxy_version $("$HAPROXY" -v 2>/dev/null | awk 'NR == 1 { print $3 }')"
+record "text nginx_version $("$NGINX" -v 2>&1 | sed -n 's|.*nginx/||p')"
 if [ -x "$CANARYD" ]; then
-	PORT=$(free_port)
-	ADMIN=$(free_port)
-	mkdir -p "$TMP/canaryd-data"
-	cat >"$TMP/canaryd.yaml" <<EOF
-apiVersion: canaryd/v1
-kind: Canary
-metadata: {name: bench}
-spec:
-  router: builtin
-  listen: 127.0.0.1:$PORT
-  stable: {revision: v1, endpoints: [127.0.0.1:$UP1]}
-  canary: {revision: v2, endpoints: [127.0.0.1:$UP2]}
-  analysis: {interval: 1h, threshold: 1, maxWeight: 10, stepWeight: 10, metrics: [{name: request-success-rate, thresholdRange: {min: 0}, interval: 1m}]}
-EOF
-	spawn "$PROXY_CPU" canaryd "$CANARYD" -c "$TMP/canaryd.yaml" --admin "127.0.0.1:$ADMIN" \
-		--data-dir "$TMP/canaryd-data" --log-level warn
-	pid=$LAST_PID
-	if wait_http "$ADMIN" /healthz "$pid" && wait_http "$PORT" / "$pid"; then
-		# the split must be 90/10: wait for the rollout's first step, or
-		# set it by hand (which also pauses the analysis)
-		i=0 weight=""
-		while [ $i -lt 30 ]; do
-			weight=$(curl -s --max-time 1 "http://127.0.0.1:$ADMIN/api/v1/canaries/bench" |
-				sed -n 's/.*"canaryWeight"[[:space:]]*:[[:space:]]*\([0-9]*\).*/\1/p')
-			[ "$weight" = 10 ] && break
-			sleep 0.1
-			i=$((i + 1))
-		done
-		if [ "$weight" != 10 ]; then
-			note "canary weight is '${weight:-unknown}', setting it to 10"
-			curl -s --max-time 5 -X POST -H 'Content-Type: application/json' -d '{"weight": 10}' \
-				"http://127.0.0.1:$ADMIN/api/v1/canaries/bench/weight" >/dev/null
-		fi
-		measure canaryd "$PORT" "$pid"
-		# what share the canary really got, from canaryd's own counters
-		curl -s --max-time 5 "http://127.0.0.1:$ADMIN/metrics" | awk '
-			/^canaryd_requests_total\{/ && /canary="bench"/ {
-				n = $NF + 0; total += n
-				if ($0 ~ /target="canary"/) canary += n
-			}
-			END { if (total > 0) printf "bench: canaryd sent %.1f%% of %d requests to the canary\n", 100 * canary / total, total > "/dev/stderr" }'
-	else
-		note "canaryd did not start:"; sed 's/^/  /' "$TMP/canaryd.log" >&2
-		echo "canaryd failed" >>"$RESULTS"
-	fi
-	stop "$pid"
-else
-	note "'$CANARYD' is not built: row skipped"
-	echo "canaryd missing" >>"$RESULTS"
+	record "text canaryd_binary $CANARYD $(date -u -r "$CANARYD" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null) sha256:$(sha256sum "$CANARYD" 2>/dev/null | cut -c1-12)"
 fi
+record "text wrk_version $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
+
+for phase in $PHASES; do
+	case $phase in
+	low) phase_load "$CONNS" ;;
+	high) phase_load "$HIGH_CONNS" ;;
+	idle) phase_idle ;;
+	workers) phase_workers ;;
+	*) die "unknown phase '$phase' in BENCH_PHASES (low high idle workers)" ;;
+	esac
+done
+
+record "text loadavg_end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 
 # ---- report -----------------------------------------------------------------
-echo
-echo "canaryd benchmark: ${SECS}s, $CONNS keep-alive connections, 90/10 split over two nginx upstreams"
-echo "(wrk on core $WRK_CPU, proxy on core $PROXY_CPU, $NCPU cores; $(uname -r))"
-echo
-awk '
-function field(line, key,    re, s) {
-	re = " " key "=[^ ]*"
-	if (match(line, re)) { s = substr(line, RSTART + length(key) + 2, RLENGTH - length(key) - 2); return s }
-	return ""
-}
-function ms(us) { return us == "" ? "-" : sprintf("%.2f ms", us / 1000) }
-BEGIN {
-	printf "| %-8s | %12s | %9s | %9s | %9s | %10s | %8s |\n", "proxy", "requests/s", "p50", "p99", "p99.9", "peak RSS", "errors"
-	printf "|----------|--------------|-----------|-----------|-----------|------------|----------|\n"
-}
-$2 != "BENCH" {
-	printf "| %-8s | %12s | %9s | %9s | %9s | %10s | %8s |\n", $1, $2, "-", "-", "-", "-", "-"
-	next
-}
-{
-	name = $1; line = $0
-	rps[name] = field(line, "rps"); p99[name] = field(line, "p99")
-	errs = field(line, "errors") + field(line, "non2xx")
-	rss = field(line, "rss"); sub(/MiB$/, " MiB", rss)
-	printf "| %-8s | %12.0f | %9s | %9s | %9s | %10s | %8d |\n", name, rps[name], ms(field(line, "p50")), ms(p99[name]), ms(field(line, "p999")), rss, errs
-}
-END {
-	print ""
-	if (!("canaryd" in rps)) { print "canaryd ratios: no canaryd row"; exit }
-	n = split("haproxy nginx", others, " ")
-	for (i = 1; i <= n; i++) {
-		o = others[i]
-		if (!(o in rps) || rps[o] == 0 || p99[o] == 0) { printf "canaryd / %-7s: no %s row\n", o, o; continue }
-		printf "canaryd / %-7s: requests/s %.2fx, p99 %.2fx\n", o, rps["canaryd"] / rps[o], p99["canaryd"] / p99[o]
-	}
-}' "$RESULTS"
+[ "${BENCH_KEEP:-0}" = 1 ] && cp "$RESULTS" "$TMP/results.txt"
+python3 "$HERE/report.py" "$RESULTS" "$JSON"
