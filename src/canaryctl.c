@@ -7,6 +7,7 @@
  * 0 success, 1 the operation (or the rollout) failed, 2 bad usage or bad
  * input, 3 timeout. Only main() exits. */
 #include <ctype.h>
+#include <math.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -18,6 +19,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "config.h"
+#include "simulate.h"
 #include "util.h"
 
 #define DEFAULT_SERVER "http://127.0.0.1:9901"
@@ -690,6 +693,286 @@ static int cmd_wait(client *cl, const command *cmd, int argc, char **argv)
 	}
 }
 
+
+/* ---- simulate (offline) ------------------------------------------------ */
+
+/* Parses an error rate: a fraction ("0.005") or a percentage ("0.5%").
+ * Returns 0 with *p in 0..1, or -1. */
+static int parse_rate(const char *s, double *p)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(s, &end);
+	if (end == s || errno)
+		return -1;
+	bool pct = *end == '%';
+	if (pct)
+		end++;
+	if (*end || !(v >= 0))
+		return -1;
+	if (pct)
+		v /= 100;
+	if (v > 1)
+		return -1;
+	*p = v;
+	return 0;
+}
+
+/* Parses a number in [lo, hi]. */
+static int parse_num(const char *s, double lo, double hi, double *v)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(s, &end);
+	if (end == s || *end || errno || !(x >= lo && x <= hi))
+		return -1;
+	*v = x;
+	return 0;
+}
+
+/* Reads all of <path> (malloc'd, NUL-terminated) or NULL with <err>. */
+static char *read_file(const char *path, size_t *len, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		snprintf(err, errlen, "cannot read '%s': %s", path, strerror(errno));
+		return NULL;
+	}
+	buf b = BUF_INIT;
+	char chunk[65536];
+	size_t n;
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+		buf_append(&b, chunk, n);
+	int bad = ferror(f);
+	fclose(f);
+	if (bad) {
+		snprintf(err, errlen, "cannot read '%s': read error", path);
+		buf_release(&b);
+		return NULL;
+	}
+	buf_append(&b, "", 0);
+	*len = b.len;
+	return b.p ? b.p : xstrdup("");
+}
+
+/* "steps 10, 20, .. 50" and the rest of the policy in one line. */
+static void describe_policy(const eng_policy *p, char *out, size_t outlen)
+{
+	char iv[32];
+	util_format_duration(p->interval_ms, iv, sizeof iv);
+	int n = snprintf(out, outlen, "interval %s, threshold %d, ", iv, p->threshold);
+	if (n < 0 || (size_t)n >= outlen)
+		return;
+	if (p->n_step_weights > 0)
+		n += snprintf(out + n, outlen - (size_t)n, "%d step weights up to %d",
+		              p->n_step_weights, p->step_weights[p->n_step_weights - 1]);
+	else if (p->step_weight > 0)
+		n += snprintf(out + n, outlen - (size_t)n, "step weight %d up to %d", p->step_weight,
+		              p->max_weight);
+	else
+		n += snprintf(out + n, outlen - (size_t)n, "%d iterations", p->iterations);
+	if (n < 0 || (size_t)n >= outlen)
+		return;
+	if (p->judge == ENG_JUDGE_SEQUENTIAL)
+		snprintf(out + n, outlen - (size_t)n, ", sequential judge (alpha %g, min samples %llu)",
+		         p->alpha, (unsigned long long)p->min_samples);
+	else
+		snprintf(out + n, outlen - (size_t)n, ", threshold judge");
+}
+
+static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
+{
+	const char *file = NULL, *rps = NULL, *ser = NULL, *cer = NULL, *clat = NULL;
+	const char *lat = NULL, *runs_s = NULL, *seed_s = NULL, *data = NULL, *change = NULL;
+	const char *after = NULL, *limit_s = NULL, *out = NULL, *pos[1];
+	const option opts[] = {
+		{ "-f", "--file", &file, NULL },
+		{ "--rps", NULL, &rps, NULL },
+		{ "--stable-error-rate", NULL, &ser, NULL },
+		{ "--canary-error-rate-after", NULL, &after, NULL },
+		{ "--canary-error-rate", NULL, &cer, NULL },
+		{ "--canary-latency-ms", NULL, &clat, NULL },
+		{ "--latency-ms", NULL, &lat, NULL },
+		{ "--runs", NULL, &runs_s, NULL },
+		{ "--seed", NULL, &seed_s, NULL },
+		{ "--data", NULL, &data, NULL },
+		{ "--change-at", NULL, &change, NULL },
+		{ "--limit", NULL, &limit_s, NULL },
+		{ "-o", "--output", &out, NULL },
+		{ NULL, NULL, NULL, NULL },
+	};
+	int n = parse_args(cmd, argc, argv, opts, pos, 1);
+	if (n < 0)
+		return EXIT_USAGE;
+	int as_json = output_json(cmd, out);
+	if (as_json < 0)
+		return EXIT_USAGE;
+	if (!file)
+		return usage_error(cmd, "'simulate' needs the configuration: -f FILE");
+
+	sim_traffic tr;
+	sim_traffic_defaults(&tr);
+	double v;
+	if (rps) {
+		if (parse_num(rps, 0.001, 1e7, &v) < 0)
+			return usage_error(cmd, "--rps '%s' is not a rate above 0 and at most 10000000", rps);
+		tr.rps = v;
+	}
+	if (ser && parse_rate(ser, &tr.stable_error_rate) < 0)
+		return usage_error(cmd, "--stable-error-rate '%s' is not a fraction (0.005) or a percentage (0.5%%)", ser);
+	if (cer && parse_rate(cer, &tr.canary_error_rate) < 0)
+		return usage_error(cmd, "--canary-error-rate '%s' is not a fraction (0.005) or a percentage (0.5%%)", cer);
+	if (clat) {
+		if (parse_num(clat, -1e6, 1e6, &v) < 0)
+			return usage_error(cmd, "--canary-latency-ms '%s' is not a number of milliseconds", clat);
+		tr.canary_extra_latency_ms = v;
+	}
+	if (lat) {
+		if (parse_num(lat, 0.001, 1e6, &v) < 0)
+			return usage_error(cmd, "--latency-ms '%s' is not a number of milliseconds above 0", lat);
+		tr.latency_median_ms = v;
+	}
+	if ((change == NULL) != (after == NULL))
+		return usage_error(cmd, "--change-at DUR and --canary-error-rate-after P go together");
+	if (change) {
+		if (util_parse_duration(change, &tr.change_at_ms) < 0 || tr.change_at_ms == 0)
+			return usage_error(cmd, "--change-at '%s' is not a duration above 0 (like 90s, 5m)", change);
+		if (parse_rate(after, &tr.canary_error_rate_after) < 0)
+			return usage_error(cmd, "--canary-error-rate-after '%s' is not a fraction (0.005) or a percentage (0.5%%)", after);
+	}
+	int runs = 1;
+	if (runs_s) {
+		if (parse_num(runs_s, 1, 1000000, &v) < 0 || v != floor(v))
+			return usage_error(cmd, "--runs '%s' is not a whole number from 1 to 1000000", runs_s);
+		runs = (int)v;
+	}
+	uint64_t seed = 1;
+	if (seed_s) {
+		char *end;
+		errno = 0;
+		unsigned long long x = strtoull(seed_s, &end, 10);
+		if (end == seed_s || *end || errno || seed_s[0] == '-')
+			return usage_error(cmd, "--seed '%s' is not a non-negative integer", seed_s);
+		seed = x;
+	}
+	uint64_t limit = SIM_DEFAULT_LIMIT_MS;
+	if (limit_s && (util_parse_duration(limit_s, &limit) < 0 || limit == 0 ||
+	                limit > 24ULL * 3600 * 1000))
+		return usage_error(cmd, "--limit '%s' is not a duration from 100ms to 24h", limit_s);
+
+	cfg *conf = NULL;
+	cfg_errors errs = { NULL, 0, 0 };
+	if (cfg_load(file, &conf, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		if (errs.n == 0)
+			fprintf(stderr, "canaryctl: cannot load '%s'\n", file);
+		cfg_errors_release(&errs);
+		return EXIT_USAGE;
+	}
+	cfg_errors_release(&errs);
+	const cfg_canary *cc = NULL;
+	if (n == 1) {
+		cc = cfg_find(conf, pos[0]);
+		if (!cc)
+			fprintf(stderr, "canaryctl: no canary '%s' in '%s'\n", pos[0], file);
+	} else if (conf->n_canaries == 1) {
+		cc = &conf->canaries[0];
+	} else {
+		fprintf(stderr, "canaryctl: '%s' defines %zu canaries, name one:", file, conf->n_canaries);
+		for (size_t i = 0; i < conf->n_canaries; i++)
+			fprintf(stderr, " %s", conf->canaries[i].name);
+		fputc('\n', stderr);
+	}
+	if (!cc) {
+		cfg_free(conf);
+		return EXIT_USAGE;
+	}
+
+	char err[512];
+	sim_data rec = { NULL, 0 };
+	if (data) {
+		size_t len;
+		char *text = read_file(data, &len, err, sizeof err);
+		if (!text || sim_parse_csv(data, text, len, &rec, err, sizeof err) < 0) {
+			free(text);
+			fprintf(stderr, "canaryctl: %s\n", err);
+			cfg_free(conf);
+			return EXIT_USAGE;
+		}
+		free(text);
+		tr.data = &rec;
+	}
+	sim *s = sim_new(&cc->policy, &tr, limit, err, sizeof err);
+	if (!s) {
+		fprintf(stderr, "canaryctl: %s\n", err);
+		sim_data_release(&rec);
+		cfg_free(conf);
+		return EXIT_USAGE;
+	}
+	for (int i = 0; i < sim_skipped_metrics(s); i++)
+		fprintf(stderr, "canaryctl: note: metric '%s' cannot be simulated and is left out\n",
+		        sim_skipped_metric(s, i));
+	sim_summary sum;
+	sim_run_many(s, runs, seed, &sum);
+	sim_free(s);
+
+	if (as_json) {
+		json_t *o = json_pack("{s:i, s:i, s:i, s:i}", "runs", sum.runs, "promoted", sum.promoted,
+		                      "rolledBack", sum.rolled_back, "undecided", sum.undecided);
+		json_object_set_new(o, "medianDecisionSeconds",
+		                    sum.median_decision_s < 0 ? json_null() : json_real(sum.median_decision_s));
+		if (runs == 1) {
+			json_object_set_new(o, "outcome", json_string(sim_outcome_name(sum.first.outcome)));
+			json_object_set_new(o, "decisionSeconds", json_real((double)sum.first.decision_ms / 1000.0));
+			json_object_set_new(o, "finalWeight", json_integer(sum.first.final_weight));
+			json_object_set_new(o, "message", json_string(sum.first.message));
+		}
+		/* 10 digits: 1.4, not 1.3999999999999999 */
+		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+		if (text) {
+			puts(text);
+			free(text);
+		}
+		json_decref(o);
+	} else {
+		char pol[256];
+		describe_policy(&cc->policy, pol, sizeof pol);
+		printf("canary %s: %s\n", cc->name, pol);
+		if (data)
+			printf("traffic: replay of '%s' (%zu s)\n", data, rec.n);
+		else
+			printf("traffic: %g req/s, stable %.2f%% errors, canary %.2f%% errors, "
+			       "median latency %g ms, canary's %g ms\n", tr.rps, 100 * tr.stable_error_rate,
+			       100 * tr.canary_error_rate, tr.latency_median_ms,
+			       tr.latency_median_ms + tr.canary_extra_latency_ms);
+		if (change)
+			printf("  from %s on the canary's error rate is %.2f%%\n", change,
+			       100 * tr.canary_error_rate_after);
+		if (runs == 1) {
+			const sim_result *r = &sum.first;
+			printf("%s after %.1fs at canary weight %d (checks: %d; canary served %llu requests, %llu errors)\n",
+			       r->outcome == SIM_UNDECIDED ? "undecided" : sim_outcome_name(r->outcome),
+			       (double)r->decision_ms / 1000.0, r->final_weight, r->checks,
+			       (unsigned long long)r->canary_requests, (unsigned long long)r->canary_errors);
+			printf("  %s\n", r->message);
+		} else {
+			printf("%d runs (seeds %llu..%llu): %d promoted (%.1f%%), %d rolled back (%.1f%%), "
+			       "%d undecided (%.1f%%)\n", sum.runs, (unsigned long long)seed,
+			       (unsigned long long)(seed + (uint64_t)runs - 1),
+			       sum.promoted, 100.0 * sum.promoted / sum.runs, sum.rolled_back,
+			       100.0 * sum.rolled_back / sum.runs, sum.undecided,
+			       100.0 * sum.undecided / sum.runs);
+			if (sum.median_decision_s >= 0)
+				printf("  time to decision: median %.1fs, p95 %.1fs\n", sum.median_decision_s,
+				       sum.p95_decision_s);
+		}
+	}
+	sim_data_release(&rec);
+	cfg_free(conf);
+	return EXIT_OK;
+}
+
 static const command commands[] = {
 	{ "status", "[NAME] [-o json]",
 	  "one line per canary: phase, canary weight, failed checks, revisions (or the API's JSON)", cmd_status },
@@ -706,6 +989,13 @@ static const command commands[] = {
 	  "manual traffic override (0..100); the analysis is paused while it holds", cmd_set_weight },
 	{ "approve", "NAME", "approve a pending manual gate", cmd_simple },
 	{ "history", "NAME [-o json]", "the audit events of NAME, oldest first", cmd_history },
+	{ "simulate", "-f FILE [NAME] [--rps N] [--stable-error-rate P] [--canary-error-rate P] "
+	  "[--canary-latency-ms MS] [--latency-ms MS] [--change-at DUR --canary-error-rate-after P] "
+	  "[--data CSV] [--runs N] [--seed S] [--limit DUR] [-o json]",
+	  "offline: run NAME's rollout policy against synthetic (or --data recorded) traffic and "
+	  "report the outcome and time to decision; rates as fractions (0.005) or percentages (0.5%); "
+	  "--canary-latency-ms is the canary's extra median latency over --latency-ms (50); "
+	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m", cmd_simulate },
 	{ "help", "[COMMAND]", "this help, or the usage of COMMAND", cmd_help },
 	{ NULL, NULL, NULL, NULL },
 };

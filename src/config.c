@@ -2,8 +2,12 @@
  * (cfg_canary.raw; this pass also bounds depth and alias expansion, and
  * reports duplicate keys), then validated by walking tables of known keys,
  * one table per mapping, each row naming its handler. A handler reports every
- * problem it finds and carries on, so that one run shows every error. */
+ * problem it finds and carries on, so that one run shows every error.
+ * MetricTemplate documents are read into the load's context and the metrics'
+ * templateRefs resolved once the whole stream is read, so that a template may
+ * come after the canaries that use it. */
 #include "config.h"
+#include "template.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -31,6 +35,24 @@
 
 /* ---- the load in progress ---- */
 
+/* A MetricTemplate document, kept until the end of the file because the
+ * canaries that use it may come before it. */
+typedef struct tmpl_def {
+	char *name, *namespace_;
+	cfg_metric_source src;   /* query and provider (template_name unset) */
+	bool ok;                 /* read without errors */
+	int line;                /* where the document starts */
+} tmpl_def;
+
+/* A metric's templateRef, resolved once every document is read. */
+typedef struct tmpl_ref {
+	size_t canary;           /* index in cfg.canaries */
+	int metric;              /* index in policy.metrics; -1: the metric had errors */
+	char *name, *namespace_;
+	size_t line, col;        /* of the templateRef key */
+	char path[PATH_LEN];
+} tmpl_ref;
+
 typedef struct ctx {
 	const char *name;      /* file name for messages */
 	cfg_errors *errs;
@@ -42,6 +64,12 @@ typedef struct ctx {
 	 * to sort them by position at the end */
 	struct errpos { size_t line, col, seq; char *msg; } *pos;
 	size_t n_pos;
+	bool in_template;      /* reading a MetricTemplate, not a Canary */
+	size_t canary;         /* index the canary being read will have */
+	tmpl_def *defs;
+	size_t n_defs;
+	tmpl_ref *refs;
+	size_t n_refs;
 } ctx;
 
 /* Appends <msg> (taken) about LINE:COL (1-based, 0 when none). */
@@ -83,22 +111,38 @@ static void errs_sort(ctx *x)
 	x->n_pos = 0;
 }
 
+static void err_vpos(ctx *x, size_t line, size_t col, const char *fmt, va_list ap)
+{
+	buf b = BUF_INIT;
+	if (line)
+		buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
+	else
+		buf_printf(&b, "%s: ", x->name);
+	buf_vprintf(&b, fmt, ap);
+	errs_push(x, line, col, b.p);
+}
+
 /* Appends "NAME:LINE:COL: message" for node <n>, or "NAME: message". */
 static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 {
-	buf b = BUF_INIT;
-	size_t line = n ? n->start_mark.line + 1 : 0, col = n ? n->start_mark.column + 1 : 0;
-	if (n)
-		buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
-	else
-		buf_printf(&b, "%s: ", x->name);
 	va_list ap;
 	va_start(ap, fmt);
-	buf_vprintf(&b, fmt, ap);
+	err_vpos(x, n ? n->start_mark.line + 1 : 0, n ? n->start_mark.column + 1 : 0, fmt, ap);
 	va_end(ap);
-	errs_push(x, line, col, b.p);
+}
+
+/* As err_at, at LINE:COL (1-based): for what is reported once the
+ * document's nodes are gone (template references, resolved at the end). */
+static void err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	err_vpos(x, line, col, fmt, ap);
+	va_end(ap);
 }
 
 /* ---- scalars ---- */
@@ -380,6 +424,12 @@ typedef struct slot {
 	yaml_node_t *key, *val;
 } slot;
 
+/* A provider mapping as read, before its type says which keys it needs. */
+typedef struct src_in {
+	cfg_metric_source s;
+	char *type;
+} src_in;
+
 /* What is read from one metric before it becomes an eng_metric: the checks
  * that depend on several keys (thresholds need the metric's kind) run after
  * the whole mapping is read. */
@@ -387,7 +437,10 @@ typedef struct metric_in {
 	eng_metric m;
 	double rmin, rmax;   /* thresholdRange */
 	double thr;          /* threshold (Flagger's deprecated form) */
-	bool custom_reported;
+	src_in src;          /* provider and query, for custom metrics */
+	char *query;
+	char *ref_name, *ref_ns; /* templateRef */
+	yaml_node_t *ref_key;
 } metric_in;
 
 struct doc {
@@ -668,6 +721,8 @@ static void h_bool(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	char got_[64];
 	if (!is_plain(v) || bool_value(sval(v)) < 0)
 		err_at(d->x, v, "%s: must be true or false, got %s", path, GOT(v));
+	else if (f->off != NOSTORE)
+		*(bool *)at(obj, f) = bool_value(sval(v));
 }
 
 static void h_list(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
@@ -863,6 +918,297 @@ static void h_canary(doc *d, const field *f, const char *path, yaml_node_t *k,
 	d->canary_rev_val = t.rev_val;
 }
 
+/* ---- metric sources: provider, query, templateRef ---- */
+
+static void src_release(cfg_metric_source *s)
+{
+	free(s->address);
+	free(s->query);
+	free(s->url);
+	free(s->method);
+	json_decref(s->headers);
+	free(s->body);
+	free(s->json_path);
+	free(s->template_name);
+	memset(s, 0, sizeof *s);
+}
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static void src_copy(cfg_metric_source *dst, const cfg_metric_source *src)
+{
+	dst->type = src->type;
+	dst->address = dup_or_null(src->address);
+	dst->query = dup_or_null(src->query);
+	dst->url = dup_or_null(src->url);
+	dst->method = dup_or_null(src->method);
+	dst->headers = src->headers ? json_deep_copy(src->headers) : NULL;
+	dst->body = dup_or_null(src->body);
+	dst->json_path = dup_or_null(src->json_path);
+	dst->timeout_ms = src->timeout_ms;
+	dst->template_name = dup_or_null(src->template_name);
+}
+
+/* http:// or https:// and a host. */
+static bool url_ok(const char *s)
+{
+	size_t scheme = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
+	return scheme && s[scheme] && s[scheme] != '/';
+}
+
+/* A fixed URL (no template): url_ok, and no blanks or control characters. */
+static bool address_ok(const char *s)
+{
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
+			return false;
+	return url_ok(s);
+}
+
+/* The JSON paths a web metric can use: "$", then any of .NAME (letters,
+ * digits, _ and -, not starting with a digit or -), [INDEX] and ["KEY"] or
+ * ['KEY'] (KEY without that quote). No wildcards, filters or slices: the
+ * path names exactly one number. */
+static bool json_path_ok(const char *s)
+{
+	if (*s++ != '$')
+		return false;
+	while (*s) {
+		if (*s == '.') {
+			s++;
+			if (!isalpha((unsigned char)*s) && *s != '_')
+				return false;
+			while (isalnum((unsigned char)*s) || *s == '_' || *s == '-')
+				s++;
+		} else if (*s == '[') {
+			s++;
+			if (isdigit((unsigned char)*s)) {
+				while (isdigit((unsigned char)*s))
+					s++;
+			} else if (*s == '"' || *s == '\'') {
+				char q = *s++;
+				const char *start = s;
+				while (*s && *s != q)
+					s++;
+				if (!*s || s == start)
+					return false;
+				s++;
+			} else {
+				return false;
+			}
+			if (*s != ']')
+				return false;
+			s++;
+		} else {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Checks the template <s>, the value of node <v> at <path>; false when
+ * reported (an unknown variable, an unclosed "{{"). */
+static bool check_template(doc *d, const char *path, yaml_node_t *v, const char *s)
+{
+	char msg[256];
+	if (tmpl_check(s, msg, sizeof msg) == 0)
+		return true;
+	err_at(d->x, v, "%s: %s", path, msg);
+	return false;
+}
+
+static void h_method(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	static const char *const methods[] = { "GET", "POST" };
+	src_in *si = obj;
+	read_one_of(d, path, v, methods, N_OF(methods), &si->s.method);
+}
+
+/* RFC 9110 token characters. */
+static bool header_name_ok(const char *s, size_t len)
+{
+	if (!len || strlen(s) != len)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+			return false;
+	return true;
+}
+
+/* A web metric's headers: name -> value template. In a Flagger
+ * MetricTemplate the key is Flagger's (name -> list of values for its
+ * providers): kept in <raw>, not used. */
+static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	src_in *si = obj;
+	if (v->type != YAML_MAPPING_NODE) {
+		err_at(d->x, v, "%s: must be a mapping of header names to strings, got %s", path,
+		       GOT(v));
+		return;
+	}
+	if (d->x->flagger && d->x->in_template)
+		return;
+	json_t *o = json_object();
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
+	     pr < v->data.mapping.pairs.top; pr++) {
+		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
+		if (!is_scalar(pk) || !pv)
+			continue;
+		char p[PATH_LEN];
+		join(p, path, sval(pk));
+		if (!header_name_ok(sval(pk), pk->data.scalar.length)) {
+			err_at(d->x, pk, "%s: not a valid header name, got %s", p, GOT(pk));
+			continue;
+		}
+		if (!is_scalar(pv) || is_null(pv)) {
+			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
+			continue;
+		}
+		const char *s = sval(pv);
+		if (strlen(s) != pv->data.scalar.length || strpbrk(s, "\r\n")) {
+			err_at(d->x, pv, "%s: must not contain line breaks or NUL characters", p);
+			continue;
+		}
+		if (!check_template(d, p, pv, s))
+			continue;
+		json_t *js = json_string(s);
+		if (js) /* else not UTF-8: reported by to_json */
+			json_object_set_new(o, sval(pk), js);
+	}
+	json_decref(si->s.headers);
+	si->s.headers = o;
+}
+
+/* Rows in the order of the P_ enum below. */
+static const field provider_fields[] = {
+	{ "type", h_string, F_BOTH, offsetof(src_in, type), 0, 0 },
+	{ "address", h_string, F_BOTH, offsetof(src_in, s.address), 0, 0 },
+	{ "timeout", h_duration, F_BOTH, offsetof(src_in, s.timeout_ms), 100, 300000 },
+	{ "url", h_string, F_BOTH, offsetof(src_in, s.url), 0, 0 },
+	{ "method", h_method, F_BOTH, NOSTORE, 0, 0 },
+	{ "headers", h_headers, F_BOTH, NOSTORE, 0, 0 },
+	{ "body", h_string, F_BOTH, offsetof(src_in, s.body), 0, 0 },
+	{ "jsonPath", h_string, F_BOTH, offsetof(src_in, s.json_path), 0, 0 },
+	/* Flagger's, accepted and ignored (canaryd reads no Kubernetes secrets;
+	 * TLS is always verified) */
+	{ "secretRef", h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "insecureSkipVerify", h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "region", NULL, F_FLAGGER, NOSTORE, 0, 0 },
+};
+enum { P_TYPE, P_ADDRESS, P_TIMEOUT, P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH };
+
+/* Flagger's provider types that canaryd does not speak. */
+static const char *const flagger_providers[] = {
+	"influxdb", "datadog", "externalmetrics", "stackdriver", "cloudwatch", "newrelic",
+	"graphite", "dynatrace", "keptn", "splunk",
+};
+
+/* Checks a provider read into <si> (key <pk> at <ppath>, its keys in <ps>)
+ * together with its query (<query>, taken; key <qk> and value <qv> at
+ * <qpath>, or NULL when absent, in which case a missing query is reported
+ * at <qwhere>) and fills si->s. Returns true when all is well. */
+static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps,
+                          src_in *si, char *query, const char *qpath, yaml_node_t *qk,
+                          yaml_node_t *qv, yaml_node_t *qwhere)
+{
+	char got_[64];
+	char p[PATH_LEN];
+	size_t e0 = d->x->errs->n;
+	si->s.query = query;
+	if (!ps[P_TYPE].key) {
+		err_at(d->x, pk, "%s.type: required (prometheus or web)", ppath);
+		return false;
+	}
+	if (!si->type)
+		return false; /* reported by read_string */
+	join(p, ppath, "type");
+	bool prom = !strcmp(si->type, "prometheus"), web = !strcmp(si->type, "web");
+	if (!prom && !web) {
+		size_t i = 0;
+		while (i < N_OF(flagger_providers) && strcmp(flagger_providers[i], si->type))
+			i++;
+		if (i < N_OF(flagger_providers))
+			err_at(d->x, ps[P_TYPE].val, "%s: provider type '%s' is not supported; use "
+			       "prometheus, or a web metric", p, si->type);
+		else
+			err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web, got %s", p,
+			       GOT(ps[P_TYPE].val));
+		return false;
+	}
+	if (web && d->x->flagger && d->x->in_template) {
+		err_at(d->x, ps[P_TYPE].val, "%s: provider type 'web' is canaryd's: use apiVersion "
+		       API_NATIVE " for this MetricTemplate", p);
+		return false;
+	}
+	if (prom) {
+		si->s.type = CFG_PROVIDER_PROMETHEUS;
+		static const int web_only[] = { P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH };
+		for (size_t i = 0; i < N_OF(web_only); i++) {
+			int r = web_only[i];
+			if (!ps[r].key || (r == P_HEADERS && d->x->flagger && d->x->in_template))
+				continue;
+			join(p, ppath, provider_fields[r].key);
+			err_at(d->x, ps[r].key, "%s: only for provider type web", p);
+		}
+		if (!ps[P_ADDRESS].key)
+			err_at(d->x, pk, "%s.address: required (the Prometheus server, such as "
+			       "http://127.0.0.1:9090)", ppath);
+		else if (si->s.address && !address_ok(si->s.address))
+			err_at(d->x, ps[P_ADDRESS].val, "%s.address: must be an http:// or https:// "
+			       "URL such as http://127.0.0.1:9090, got %s", ppath,
+			       GOT(ps[P_ADDRESS].val));
+		if (!qk)
+			err_at(d->x, qwhere, "%s: required with provider type prometheus (the PromQL "
+			       "query)", qpath);
+		else if (query)
+			check_template(d, qpath, qv, query);
+		return d->x->errs->n == e0;
+	}
+	si->s.type = CFG_PROVIDER_WEB;
+	if (ps[P_ADDRESS].key) {
+		join(p, ppath, "address");
+		err_at(d->x, ps[P_ADDRESS].key, "%s: only for provider type prometheus (a web "
+		       "metric has url)", p);
+	}
+	if (qk)
+		err_at(d->x, qk, "%s: cannot be used with provider type web (url and jsonPath say "
+		       "where the value is)", qpath);
+	if (!ps[P_URL].key)
+		err_at(d->x, pk, "%s.url: required (where the value is fetched from)", ppath);
+	else if (si->s.url) {
+		join(p, ppath, "url");
+		if (!url_ok(si->s.url) || strpbrk(si->s.url, "\r\n"))
+			err_at(d->x, ps[P_URL].val, "%s: must be an http:// or https:// URL, got %s", p,
+			       GOT(ps[P_URL].val));
+		else
+			check_template(d, p, ps[P_URL].val, si->s.url);
+	}
+	if (!ps[P_JSONPATH].key)
+		err_at(d->x, pk, "%s.jsonPath: required (where the number is in the response, "
+		       "such as $.data.value)", ppath);
+	else if (si->s.json_path && !json_path_ok(si->s.json_path)) {
+		join(p, ppath, "jsonPath");
+		err_at(d->x, ps[P_JSONPATH].val, "%s: must be a path like $.data.value, "
+		       "$.result[0].value or $.x[\"y\"], got %s", p, GOT(ps[P_JSONPATH].val));
+	}
+	if (!ps[P_METHOD].key)
+		si->s.method = xstrdup("GET");
+	if (si->s.body) {
+		join(p, ppath, "body");
+		if (si->s.method && !strcmp(si->s.method, "GET"))
+			err_at(d->x, ps[P_BODY].key, "%s: needs method POST", p);
+		else
+			check_template(d, p, ps[P_BODY].val, si->s.body);
+	}
+	return d->x->errs->n == e0;
+}
+
 /* ---- metrics ---- */
 
 static void h_metric_name(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -876,23 +1222,6 @@ static void h_metric_name(doc *d, const field *f, const char *path, yaml_node_t 
 	free(s);
 }
 
-static void h_custom_metric(doc *d, const field *f, const char *path, yaml_node_t *k,
-                            yaml_node_t *v, void *obj)
-{
-	metric_in *mi = obj;
-	if (mi->custom_reported)
-		return;
-	mi->custom_reported = true;
-	/* path is "...metrics[i].query": report on the metric */
-	char p[PATH_LEN];
-	snprintf(p, sizeof p, "%s", path);
-	char *dot = strrchr(p, '.');
-	if (dot)
-		*dot = '\0';
-	err_at(d->x, k, "%s: custom metrics (query, templateRef) need a metrics provider, "
-	       "which canaryd does not have yet", p);
-}
-
 static void h_number(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
@@ -902,32 +1231,76 @@ static void h_number(doc *d, const field *f, const char *path, yaml_node_t *k,
 		*(double *)at(obj, f) = n;
 }
 
+static void h_ref_name(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	metric_in *mi = obj;
+	char *s;
+	if (read_string(d, path, v, &s) < 0)
+		return;
+	if (!valid_name(s)) {
+		err_at(d->x, v, "%s: must be a MetricTemplate's name (lower case letters, digits "
+		       "or '-'), got %s", path, GOT(v));
+		free(s);
+		return;
+	}
+	mi->ref_name = s;
+}
+
+static const field ref_fields[] = {
+	{ "name", h_ref_name, F_BOTH, NOSTORE, 0, 0 },
+	{ "namespace", h_string, F_BOTH, offsetof(metric_in, ref_ns), 0, 0 },
+};
+
 static const field range_fields[] = {
 	{ "min", h_number, F_BOTH, offsetof(metric_in, rmin), 0, 0 },
 	{ "max", h_number, F_BOTH, offsetof(metric_in, rmax), 0, 0 },
+	{ "relative", h_bool, F_BOTH, offsetof(metric_in, m.relative), 0, 0 },
 };
 enum { R_MIN, R_MAX };
+
+static const field baseline_fields[] = {
+	{ "window", h_duration, F_BOTH, offsetof(metric_in, m.baseline_window_ms), 60000,
+	  86400000 },
+};
 
 static const field metric_fields[] = {
 	{ "name", h_metric_name, F_BOTH, NOSTORE, 0, 0 },
 	{ "thresholdRange", NULL, F_BOTH, NOSTORE, 0, 0 },   /* read by read_metric */
 	{ "threshold", h_number, F_BOTH, offsetof(metric_in, thr), 0, 0 },
 	{ "interval", h_duration, F_BOTH, offsetof(metric_in, m.window_ms), 1000, 30 * 60000 },
-	{ "query", h_custom_metric, F_BOTH, NOSTORE, 0, 0 },
-	{ "templateRef", h_custom_metric, F_BOTH, NOSTORE, 0, 0 },
+	{ "query", h_string, F_BOTH, offsetof(metric_in, query), 0, 0 },
+	{ "templateRef", NULL, F_BOTH, NOSTORE, 0, 0 },      /* read by read_source */
+	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_source */
+	{ "baseline", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_metric */
+	{ "failureDuration", h_duration, F_BOTH, offsetof(metric_in, m.failure_duration_ms),
+	  1000, 3600000 },
 	{ "templateVariables", h_map, F_BOTH, NOSTORE, 0, 0 },
 };
-enum { MT_NAME, MT_RANGE, MT_THRESHOLD, MT_INTERVAL, MT_QUERY, MT_TEMPLATE };
+enum { MT_NAME, MT_RANGE, MT_THRESHOLD, MT_INTERVAL, MT_QUERY, MT_TEMPLATE, MT_PROVIDER,
+       MT_BASELINE };
 
-/* Checks bound <val> (at node <n>, path <path>) for a metric of kind <kind>. */
+/* Checks bound <val> (at node <n>, path <path>) for a metric of kind <kind>,
+ * absolute or <relative> to stable's value. */
 static bool bound_ok(doc *d, const char *path, yaml_node_t *n, eng_metric_kind kind,
-                     double val)
+                     bool relative, double val)
 {
 	char got_[64];
+	if (kind == ENG_M_CUSTOM)
+		return true; /* the provider's unit, whatever it is */
 	if (kind == ENG_M_DURATION) {
 		if (val >= 0)
 			return true;
-		err_at(d->x, n, "%s: must be a number >= 0 (milliseconds), got %s", path, GOT(n));
+		err_at(d->x, n, "%s: must be a number >= 0 (%s), got %s", path,
+		       relative ? "a ratio to stable's" : "milliseconds", GOT(n));
+		return false;
+	}
+	if (relative) {
+		if (val >= -100 && val <= 100)
+			return true;
+		err_at(d->x, n, "%s: must be a number from -100 to 100 (a difference in "
+		       "percentage points from stable's), got %s", path, GOT(n));
 		return false;
 	}
 	if (val >= 0 && val <= 100)
@@ -937,8 +1310,49 @@ static bool bound_ok(doc *d, const char *path, yaml_node_t *n, eng_metric_kind k
 	return false;
 }
 
-/* Reads metric mapping <v> at <path>; returns true when it is a valid
- * built-in metric, in <mi>->m. */
+/* Reads where a custom metric's value comes from: a templateRef, or a
+ * provider with its query. Returns true when the metric has a source (read
+ * into <mi>, errors reported), false for a built-in metric. */
+static bool read_source(doc *d, const char *path, yaml_node_t *v, const slot *seen,
+                        metric_in *mi)
+{
+	char p[PATH_LEN], qp[PATH_LEN];
+	const slot *q = &seen[MT_QUERY], *pr = &seen[MT_PROVIDER], *t = &seen[MT_TEMPLATE];
+	join(qp, path, "query");
+	if (t->key) {
+		join(p, path, "templateRef");
+		if (q->key || pr->key)
+			err_at(d->x, t->key, "%s: cannot be used with query or provider (the "
+			       "MetricTemplate has them)", p);
+		slot rs[N_OF(ref_fields)];
+		if (walk_map(d, p, t->val, ref_fields, N_OF(ref_fields), mi, rs) && !rs[0].key)
+			err_at(d->x, t->key, "%s.name: required (the MetricTemplate's metadata.name)",
+			       p);
+		mi->ref_key = t->key;
+		return true;
+	}
+	if (pr->key) {
+		join(p, path, "provider");
+		slot ps[N_OF(provider_fields)];
+		mi->src.s.timeout_ms = 10000;
+		if (walk_map(d, p, pr->val, provider_fields, N_OF(provider_fields), &mi->src, ps)) {
+			char *query = mi->query;
+			mi->query = NULL;
+			finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v);
+		}
+		return true;
+	}
+	if (q->key) {
+		err_at(d->x, q->key, "%s: query needs provider.address (canaryd has no mesh "
+		       "Prometheus to default to): add provider: {type: prometheus, address: "
+		       "http://HOST:PORT}, or use a templateRef", path);
+		return true;
+	}
+	return false;
+}
+
+/* Reads metric mapping <v> at <path>; returns true when it is valid, in
+ * <mi>->m (and, for a custom metric, mi->src or mi->ref_name). */
 static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 {
 	slot seen[N_OF(metric_fields)];
@@ -952,25 +1366,52 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 	join(rp, path, "thresholdRange");
 	if (seen[MT_RANGE].key)
 		walk_map(d, rp, seen[MT_RANGE].val, range_fields, N_OF(range_fields), mi, rseen);
-	if (seen[MT_QUERY].key || seen[MT_TEMPLATE].key)
-		return false; /* reported by h_custom_metric */
-	if (!seen[MT_NAME].key) {
-		err_at(d->x, v, "%s.name: required (one of request-success-rate, "
-		       "request-duration, error-rate)", path);
-		return false;
-	}
-	size_t kind = 0;
-	while (kind < N_OF(builtin_metrics) && strcmp(builtin_metrics[kind].name, mi->m.name))
-		kind++;
-	if (kind == N_OF(builtin_metrics)) {
-		if (mi->m.name[0]) {
-			join(p, path, "name");
-			err_at(d->x, seen[MT_NAME].val, "%s: unknown metric '%s'; built in: "
-			       "request-success-rate, request-duration, error-rate", p, mi->m.name);
+	if (seen[MT_BASELINE].key) {
+		slot bseen[N_OF(baseline_fields)];
+		char bp[PATH_LEN];
+		join(bp, path, "baseline");
+		join(p, bp, "window");
+		if (walk_map(d, bp, seen[MT_BASELINE].val, baseline_fields, N_OF(baseline_fields),
+		             mi, bseen)) {
+			if (!bseen[0].key) {
+				err_at(d->x, seen[MT_BASELINE].key, "%s: required (how far back stable's "
+				       "history is read, such as 1h)", p);
+			} else if (mi->m.baseline_window_ms &&
+			           mi->m.baseline_window_ms <= mi->m.window_ms) {
+				char a[32];
+				util_format_duration(mi->m.window_ms, a, sizeof a);
+				err_at(d->x, bseen[0].val, "%s: must be longer than the metric's "
+				       "interval (%s)", p, a);
+			}
 		}
+	}
+	bool custom = read_source(d, path, v, seen, mi);
+	if (!seen[MT_NAME].key) {
+		if (custom)
+			err_at(d->x, v, "%s.name: required (the metric's name)", path);
+		else
+			err_at(d->x, v, "%s.name: required (one of request-success-rate, "
+			       "request-duration, error-rate)", path);
 		return false;
 	}
-	mi->m.kind = builtin_metrics[kind].kind;
+	if (custom) {
+		mi->m.kind = ENG_M_CUSTOM;
+	} else {
+		size_t kind = 0;
+		while (kind < N_OF(builtin_metrics) && strcmp(builtin_metrics[kind].name, mi->m.name))
+			kind++;
+		if (kind == N_OF(builtin_metrics)) {
+			if (mi->m.name[0]) {
+				join(p, path, "name");
+				err_at(d->x, seen[MT_NAME].val, "%s: unknown metric '%s'; built in: "
+				       "request-success-rate, request-duration, error-rate (any other "
+				       "needs a provider and query, or a templateRef)", p, mi->m.name);
+			}
+			return false;
+		}
+		mi->m.kind = builtin_metrics[kind].kind;
+	}
+	bool rel = mi->m.relative;
 	bool has_range = seen[MT_RANGE].key && seen[MT_RANGE].val->type == YAML_MAPPING_NODE;
 	if (seen[MT_RANGE].key && seen[MT_THRESHOLD].key && !d->x->flagger) {
 		join(p, path, "threshold");
@@ -981,12 +1422,12 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 			err_at(d->x, seen[MT_RANGE].key, "%s: needs min, max or both", rp);
 		if (rseen[R_MIN].key) {
 			join(p, rp, "min");
-			mi->m.has_min = bound_ok(d, p, rseen[R_MIN].val, mi->m.kind, mi->rmin);
+			mi->m.has_min = bound_ok(d, p, rseen[R_MIN].val, mi->m.kind, rel, mi->rmin);
 			mi->m.min = mi->rmin;
 		}
 		if (rseen[R_MAX].key) {
 			join(p, rp, "max");
-			mi->m.has_max = bound_ok(d, p, rseen[R_MAX].val, mi->m.kind, mi->rmax);
+			mi->m.has_max = bound_ok(d, p, rseen[R_MAX].val, mi->m.kind, rel, mi->rmax);
 			mi->m.max = mi->rmax;
 		}
 		if (mi->m.has_min && mi->m.has_max && mi->m.min > mi->m.max)
@@ -995,7 +1436,7 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 	} else if (seen[MT_THRESHOLD].key) {
 		/* Flagger: a minimum for the success rate, a maximum otherwise */
 		join(p, path, "threshold");
-		bool ok = bound_ok(d, p, seen[MT_THRESHOLD].val, mi->m.kind, mi->thr);
+		bool ok = bound_ok(d, p, seen[MT_THRESHOLD].val, mi->m.kind, false, mi->thr);
 		if (mi->m.kind == ENG_M_SUCCESS_RATE) {
 			mi->m.has_min = ok;
 			mi->m.min = mi->thr;
@@ -1007,6 +1448,16 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 		err_at(d->x, v, "%s: needs thresholdRange (min, max or both) or threshold", path);
 	}
 	return d->x->errs->n == errs0;
+}
+
+static void metric_in_release(metric_in *mi)
+{
+	src_release(&mi->src.s);
+	free(mi->src.type);
+	free(mi->query);
+	free(mi->ref_name);
+	free(mi->ref_ns);
+	memset(mi, 0, sizeof *mi);
 }
 
 static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -1025,11 +1476,34 @@ static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 	}
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		if (!e)
+			continue;
 		char ip[PATH_LEN];
 		join_index(ip, path, i);
 		metric_in mi;
-		if (e && read_metric(d, ip, e, &mi))
-			p->metrics[p->n_metrics++] = mi.m;
+		int idx = -1;
+		if (read_metric(d, ip, e, &mi)) {
+			idx = p->n_metrics++;
+			p->metrics[idx] = mi.m;
+			d->c->sources[idx] = mi.src.s; /* taken */
+			memset(&mi.src.s, 0, sizeof mi.src.s);
+		}
+		if (mi.ref_name && mi.ref_key) {
+			/* resolved when every document is read */
+			ctx *x = d->x;
+			x->refs = xrealloc(x->refs, (x->n_refs + 1) * sizeof *x->refs);
+			tmpl_ref *r = &x->refs[x->n_refs++];
+			memset(r, 0, sizeof *r);
+			r->canary = x->canary;
+			r->metric = idx;
+			r->name = mi.ref_name;
+			r->namespace_ = mi.ref_ns;
+			mi.ref_name = mi.ref_ns = NULL;
+			r->line = mi.ref_key->start_mark.line + 1;
+			r->col = mi.ref_key->start_mark.column + 1;
+			join(r->path, ip, "templateRef");
+		}
+		metric_in_release(&mi);
 	}
 }
 
@@ -1138,6 +1612,45 @@ static void h_step_weights(doc *d, const field *f, const char *path, yaml_node_t
 		p->n_step_weights = (int)n;
 }
 
+static void h_judge(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj)
+{
+	static const char *const judges[] = { "threshold", "sequential" };
+	eng_policy *p = obj;
+	char *s;
+	if (read_one_of(d, path, v, judges, N_OF(judges), &s) < 0)
+		return;
+	p->judge = strcmp(s, "sequential") ? ENG_JUDGE_THRESHOLD : ENG_JUDGE_SEQUENTIAL;
+	free(s);
+}
+
+/* 0 < alpha < 0.5: at 0.5 or more the test would roll back a canary as good
+ * as stable as often as not. */
+static void h_alpha(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	eng_policy *p = obj;
+	if (is_plain(v) && (looks_float(sval(v)) || looks_decimal(sval(v)))) {
+		double a = strtod(sval(v), NULL);
+		if (isfinite(a) && a > 0 && a < 0.5) {
+			p->alpha = a;
+			return;
+		}
+	}
+	err_at(d->x, v, "%s: must be a number greater than 0 and less than 0.5 (the chance of "
+	       "rolling back a canary as good as stable, such as 0.01), got %s", path, GOT(v));
+}
+
+static void h_min_samples(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	int n;
+	if (read_int(d, path, v, 1, INT_MAX, &n) == 0)
+		p->min_samples = (uint64_t)n;
+}
+
 static const field analysis_fields[] = {
 	{ "interval", h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
 	{ "threshold", h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
@@ -1156,6 +1669,10 @@ static const field analysis_fields[] = {
 	{ "alerts", h_list, F_BOTH, NOSTORE, 0, 0 },
 	{ "sessionAffinity", h_map, F_BOTH, NOSTORE, 0, 0 },
 	{ "stepWeightPromotion", h_int, F_BOTH, NOSTORE, 1, 100 },
+	/* canaryd's */
+	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
+	{ "alpha", h_alpha, F_BOTH, NOSTORE, 0, 0 },
+	{ "minSamples", h_min_samples, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
 
@@ -1247,6 +1764,69 @@ static void h_outliers(doc *d, const field *f, const char *path, yaml_node_t *k,
 	walk_map(d, path, v, outlier_fields, N_OF(outlier_fields), &d->c->proxy, seen);
 }
 
+/* Prometheus' label names. */
+static bool label_name_ok(const char *s, size_t len)
+{
+	if (!len || strlen(s) != len || isdigit((unsigned char)s[0]))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/* spec.alerts.matchers: label name -> value, all of which a firing alert
+ * must have to fail the rollout. */
+static void h_matchers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_canary *c = obj;
+	if (v->type != YAML_MAPPING_NODE) {
+		err_at(d->x, v, "%s: must be a mapping of label names to values, got %s", path,
+		       GOT(v));
+		return;
+	}
+	size_t e0 = d->x->errs->n;
+	json_t *o = json_object();
+	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
+	     pr < v->data.mapping.pairs.top; pr++) {
+		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
+		if (!is_scalar(pk) || !pv)
+			continue;
+		char p[PATH_LEN];
+		join(p, path, sval(pk));
+		if (!label_name_ok(sval(pk), pk->data.scalar.length)) {
+			err_at(d->x, pk, "%s: not a label name (letters, digits and _, not starting "
+			       "with a digit), got %s", p, GOT(pk));
+			continue;
+		}
+		if (!is_scalar(pv) || is_null(pv)) {
+			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
+			continue;
+		}
+		json_t *js = json_stringn(sval(pv), pv->data.scalar.length);
+		if (js) /* else not UTF-8: reported by to_json */
+			json_object_set_new(o, sval(pk), js);
+	}
+	if (!json_object_size(o) && d->x->errs->n == e0)
+		err_at(d->x, v, "%s: needs at least one label (no labels would match every "
+		       "alert)", path);
+	json_decref(c->alert_matchers);
+	c->alert_matchers = o;
+}
+
+static const field alert_fields[] = {
+	{ "matchers", h_matchers, F_BOTH, NOSTORE, 0, 0 },
+};
+
+static void h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(alert_fields)];
+	walk_map(d, path, v, alert_fields, N_OF(alert_fields), d->c, seen);
+}
+
 static const field spec_fields[] = {
 	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
 	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
@@ -1259,6 +1839,7 @@ static const field spec_fields[] = {
 	{ "workers", h_int, F_NATIVE, offsetof(cfg_canary, proxy.workers), 1, 64 },
 	{ "limits", h_limits, F_NATIVE, NOSTORE, 0, 0 },
 	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
+	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS };
@@ -1341,6 +1922,9 @@ static void canary_release(cfg_canary *c)
 		json_decref(c->webhooks[i].metadata);
 	}
 	free(c->webhooks);
+	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
+		src_release(&c->sources[i]);
+	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);
 }
@@ -1359,8 +1943,145 @@ static bool same_listen(const char *a, const char *b)
 	return wa || wb || !strcasecmp(ha, hb);
 }
 
-/* Validates one document (root <root>, not empty) and appends it to <out>. */
-static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
+/* ---- MetricTemplate documents ---- */
+
+static const field tmpl_top_fields[] = {
+	{ "apiVersion", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "kind", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "metadata", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "spec", NULL, F_BOTH, NOSTORE, 0, 0 },
+};
+
+static const field tmpl_spec_fields[] = {
+	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "query", h_string, F_BOTH, 0, 0, 0 }, /* into a char * */
+};
+
+/* Reads MetricTemplate document <root> (starting at line <line>) into
+ * x->defs, for the templateRefs resolved at the end. */
+static void load_template(ctx *x, yaml_node_t *root, int line)
+{
+	cfg_canary meta;
+	memset(&meta, 0, sizeof meta);
+	doc d = { .x = x, .c = &meta };
+	size_t e0 = x->errs->n;
+	x->in_template = true;
+	slot seen[N_OF(tmpl_top_fields)];
+	walk_map(&d, "", root, tmpl_top_fields, N_OF(tmpl_top_fields), NULL, seen);
+	if (!seen[T_METADATA].key) {
+		err_at(x, root, "metadata: required (with the MetricTemplate's name)");
+	} else {
+		slot ms[N_OF(metadata_fields)];
+		if (walk_map(&d, "metadata", seen[T_METADATA].val, metadata_fields,
+		             N_OF(metadata_fields), &meta, ms) && !ms[M_NAME].key)
+			err_at(x, seen[T_METADATA].key, "metadata.name: required (what a metric's "
+			       "templateRef.name names)");
+	}
+	src_in si;
+	memset(&si, 0, sizeof si);
+	si.s.timeout_ms = 10000;
+	char *query = NULL;
+	if (!seen[T_SPEC].key) {
+		err_at(x, root, "spec: required (provider and query)");
+	} else {
+		slot ss[N_OF(tmpl_spec_fields)];
+		if (walk_map(&d, "spec", seen[T_SPEC].val, tmpl_spec_fields, N_OF(tmpl_spec_fields),
+		             &query, ss)) {
+			slot ps[N_OF(provider_fields)];
+			if (!ss[0].key)
+				err_at(x, seen[T_SPEC].key, "spec.provider: required (type and address)");
+			else if (walk_map(&d, "spec.provider", ss[0].val, provider_fields,
+			                  N_OF(provider_fields), &si, ps)) {
+				finish_source(&d, "spec.provider", ss[0].key, ps, &si, query, "spec.query",
+				              ss[1].key, ss[1].val, seen[T_SPEC].key);
+				query = NULL; /* taken */
+			}
+		}
+	}
+	free(query);
+	free(si.type);
+	x->in_template = false;
+	if (!meta.name) {
+		src_release(&si.s);
+		free(meta.namespace_);
+		return;
+	}
+	for (size_t i = 0; i < x->n_defs; i++) {
+		const tmpl_def *o = &x->defs[i];
+		bool same_ns = !o->namespace_ == !meta.namespace_ &&
+		               (!o->namespace_ || !strcmp(o->namespace_, meta.namespace_));
+		if (!strcmp(o->name, meta.name) && same_ns) {
+			err_at(x, d.name_val, "metadata.name: duplicate MetricTemplate name '%s' (also "
+			       "the document at line %d)", meta.name, o->line);
+			break;
+		}
+	}
+	x->defs = xrealloc(x->defs, (x->n_defs + 1) * sizeof *x->defs);
+	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
+	                                   .src = si.s, .ok = x->errs->n == e0, .line = line };
+}
+
+/* The MetricTemplate a templateRef names: same name, and same namespace
+ * when both say one. */
+static const tmpl_def *find_template(const ctx *x, const tmpl_ref *r)
+{
+	for (size_t i = 0; i < x->n_defs; i++) {
+		const tmpl_def *t = &x->defs[i];
+		if (!strcmp(t->name, r->name) &&
+		    (!r->namespace_ || !t->namespace_ || !strcmp(r->namespace_, t->namespace_)))
+			return t;
+	}
+	return NULL;
+}
+
+/* Gives each templateRef its template's source, or reports it (unless the
+ * file could not be read to its end: the template may be past the syntax
+ * error). Frees x->refs and x->defs. */
+static void resolve_templates(ctx *x, cfg *c, bool complete)
+{
+	for (size_t i = 0; i < x->n_refs; i++) {
+		tmpl_ref *r = &x->refs[i];
+		const tmpl_def *t = find_template(x, r);
+		if (!t && complete) {
+			buf b = BUF_INIT;
+			for (size_t j = 0; j < x->n_defs; j++) {
+				buf_printf(&b, "%s%s", j ? ", " : "", x->defs[j].name);
+				if (r->namespace_ && x->defs[j].namespace_)
+					buf_printf(&b, " (namespace %s)", x->defs[j].namespace_);
+			}
+			char ns[128] = "";
+			if (r->namespace_)
+				snprintf(ns, sizeof ns, " in namespace '%.64s'", r->namespace_);
+			err_pos(x, r->line, r->col, "%s: no MetricTemplate named '%s'%s in this file; "
+			        "%s%s", r->path, r->name, ns, b.len ? "there are: " : "there are none",
+			        b.len ? b.p : "");
+			buf_release(&b);
+		} else if (t && t->ok && r->metric >= 0 && r->canary < c->n_canaries) {
+			cfg_metric_source *s = &c->canaries[r->canary].sources[r->metric];
+			src_release(s);
+			src_copy(s, &t->src);
+			s->template_name = xstrdup(t->name);
+		}
+		free(r->name);
+		free(r->namespace_);
+	}
+	free(x->refs);
+	x->refs = NULL;
+	x->n_refs = 0;
+	for (size_t i = 0; i < x->n_defs; i++) {
+		free(x->defs[i].name);
+		free(x->defs[i].namespace_);
+		src_release(&x->defs[i].src);
+	}
+	free(x->defs);
+	x->defs = NULL;
+	x->n_defs = 0;
+}
+
+/* Validates one document (root <root>, not empty) and appends it to <out>,
+ * or keeps it in x->defs when it is a MetricTemplate. Returns false for a
+ * MetricTemplate (not counted as a Canary), true otherwise. */
+static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
 {
 	char got_[64];
 	cfg_canary c;
@@ -1374,17 +2095,19 @@ static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	c.raw = to_json(x, root, &path, 0);
 	buf_release(&path);
 	if (!c.raw)
-		return;
+		return true;
 	if (root->type != YAML_MAPPING_NODE) {
 		err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
 		canary_release(&c);
-		return;
+		return true;
 	}
 	yaml_node_t *kind = map_get(x, root, "kind");
 	yaml_node_t *api = map_get(x, root, "apiVersion");
 	bool ok = true;
-	if (!kind || !is_scalar(kind) || strcmp(sval(kind), "Canary")) {
-		err_at(x, kind ? kind : root, "kind must be Canary, got %s", GOT(kind));
+	bool is_template = kind && is_scalar(kind) && !strcmp(sval(kind), "MetricTemplate");
+	if (!is_template && (!kind || !is_scalar(kind) || strcmp(sval(kind), "Canary"))) {
+		err_at(x, kind ? kind : root, "kind must be Canary or MetricTemplate, got %s",
+		       GOT(kind));
 		ok = false;
 	}
 	bool native = api && is_scalar(api) && !strcmp(sval(api), API_NATIVE);
@@ -1394,13 +2117,20 @@ static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 		       ", got %s", GOT(api));
 		ok = false;
 	}
-	if (!ok) {
+	if (!ok || is_template) {
+		x->flagger = flagger;
+		if (ok)
+			load_template(x, root, c.line);
 		canary_release(&c);
-		return;
+		return !is_template;
 	}
 	x->flagger = flagger;
 	c.flagger = flagger;
+	x->canary = out->n_canaries;
 	eng_policy_defaults(&c.policy);
+	c.policy.judge = ENG_JUDGE_THRESHOLD;
+	c.policy.alpha = 0.01;
+	c.policy.min_samples = 100;
 	c.proxy.timeouts.connect_ms = 5000;
 	c.proxy.timeouts.response_ms = 30000;
 	c.proxy.timeouts.client_head_ms = 10000;
@@ -1428,6 +2158,7 @@ static void load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	}
 	out->canaries = xrealloc(out->canaries, (out->n_canaries + 1) * sizeof *out->canaries);
 	out->canaries[out->n_canaries++] = c;
+	return true;
 }
 
 static void syntax_error(ctx *x, yaml_parser_t *p, const char *text, size_t len)
@@ -1482,13 +2213,12 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 			yaml_document_delete(&ydoc);
 			break;
 		}
-		if (!is_null(root)) { /* empty documents are skipped */
-			docs++;
-			load_document(&x, &ydoc, root, c);
-		}
+		if (!is_null(root) && load_document(&x, &ydoc, root, c))
+			docs++; /* empty documents and MetricTemplates do not count */
 		yaml_document_delete(&ydoc);
 	}
 	yaml_parser_delete(&parser);
+	resolve_templates(&x, c, !syntax);
 	if (!docs && !syntax)
 		err_at(&x, NULL, "no Canary documents");
 	errs_sort(&x);

@@ -14,6 +14,7 @@
 
 #include "hooks.h"
 #include "log.h"
+#include "provider.h"
 #include "proxy.h"
 #include "stats.h"
 
@@ -46,7 +47,9 @@ typedef struct canary_rt {
 	/* webhook gates (pre-rollout until it passes, rollout on every check) */
 	unsigned rollout_gen;       /* bumped by every new rollout */
 	int pre_rollout_ok;         /* pre-rollout hooks passed in this rollout */
-	int gate_pending;           /* gate posts still running for this check */
+	int gate_pending;           /* gate posts and provider reads still running
+	                             * for this check */
+	eng_reading custom[ENG_MAX_METRICS]; /* provider readings for this check */
 	int n_gates;
 	struct gate_result {
 		char name[ENG_NAME_LEN];
@@ -590,6 +593,9 @@ static void do_check(canary_rt *rt)
 	*p = rt->conf->policy;
 	eng_reading r[ENG_MAX_METRICS];
 	read_metrics(rt, uv_now(c->loop) / 1000, r);
+	for (int i = 0; i < p->n_metrics; i++)
+		if (p->metrics[i].kind == ENG_M_CUSTOM)
+			r[i] = rt->custom[i];
 	int pre_all_ok = 1, has_pre = 0;
 	for (int g = 0; g < rt->n_gates && p->n_metrics < ENG_MAX_METRICS; g++) {
 		eng_metric *m = &p->metrics[p->n_metrics];
@@ -619,6 +625,84 @@ static void do_check(canary_rt *rt)
 	commit(rt, &prev, out, NULL, 0);
 	free(out);
 	free(p);
+}
+
+/* ---- custom metrics from providers ---- */
+
+enum { READ_CANARY, READ_STABLE, READ_BASELINE };
+
+typedef struct metric_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	unsigned gen;
+	int metric;
+	int which;   /* READ_CANARY, READ_STABLE (relative) or READ_BASELINE */
+} metric_call;
+
+static void metric_done(void *arg, int has_data, double value, const char *reason)
+{
+	metric_call *mc = arg;
+	canary_rt *rt = find_rt(mc->c, mc->canary);
+	if (rt && rt->rollout_gen == mc->gen && rt->gate_pending > 0) {
+		eng_reading *r = &rt->custom[mc->metric];
+		if (mc->which == READ_CANARY) {
+			r->has_data = has_data;
+			r->value = value;
+			snprintf(r->reason, sizeof r->reason, "%s", has_data ? "" : reason);
+		} else if (mc->which == READ_STABLE) {
+			r->has_stable = has_data;
+			r->stable_value = value;
+		} else {
+			r->has_baseline = has_data;
+			r->baseline_value = value;
+		}
+		if (--rt->gate_pending == 0)
+			do_check(rt);
+	}
+	free(mc);
+}
+
+/* Starts the reads of custom metric <i>: the canary's value, and stable's
+ * for relative thresholds and baselines (same query, the stable revision).
+ * Returns how many reads were started. */
+static int start_metric_reads(canary_rt *rt, int i)
+{
+	const eng_metric *m = &rt->conf->policy.metrics[i];
+	const cfg_metric_source *src = &rt->conf->sources[i];
+	eng_reading *r = &rt->custom[i];
+	memset(r, 0, sizeof *r);
+	snprintf(r->reason, sizeof r->reason, "no answer from the provider");
+	char win[32], bwin[32];
+	util_format_duration(m->window_ms, win, sizeof win);
+	util_format_duration(m->baseline_window_ms, bwin, sizeof bwin);
+	int started = 0;
+	for (int which = READ_CANARY; which <= READ_BASELINE; which++) {
+		if ((which == READ_STABLE && !m->relative) || (which == READ_BASELINE && !m->baseline_window_ms))
+			continue;
+		tmpl_vars v = {
+			.name = rt->name,
+			.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
+			.target = rt->name,
+			.interval = which == READ_BASELINE ? bwin : win,
+			.revision = which == READ_CANARY ? rt->st.canary_rev : rt->st.stable_rev,
+		};
+		metric_call *mc = xcalloc(1, sizeof *mc);
+		mc->c = rt->owner;
+		snprintf(mc->canary, sizeof mc->canary, "%s", rt->name);
+		mc->gen = rt->rollout_gen;
+		mc->metric = i;
+		mc->which = which;
+		char err[200];
+		if (provider_read(rt->owner->hk, src, &v, metric_done, mc, err, sizeof err) < 0) {
+			free(mc);
+			if (which == READ_CANARY)
+				snprintf(r->reason, sizeof r->reason, "%.95s", err);
+			log_msg(LOG_WARN, rt->name, "metric '%s': %s", m->name, err);
+			continue;
+		}
+		started++;
+	}
+	return started;
 }
 
 /* Starts the gate webhooks a check needs; returns how many were started. */
@@ -651,6 +735,28 @@ static int start_gates(canary_rt *rt)
 	return rt->gate_pending;
 }
 
+/* The sequential judge looks on every tick at the counts since the rollout
+ * started (the per-second rings, which stats_forget cleared for the canary
+ * at the rollout's start; stable's are read from the same second on). */
+static void observe(canary_rt *rt, uint64_t now)
+{
+	uint64_t now_sec = uv_now(rt->owner->loop) / 1000;
+	stats_summary *cs = xcalloc(2, sizeof *cs), *ss = cs + 1;
+	stats_query(rt->stats, TARGET_CANARY, rt->data_from_sec, now_sec, cs);
+	stats_query(rt->stats, TARGET_STABLE, rt->data_from_sec, now_sec, ss);
+	eng_counts counts = {
+		.canary_requests = cs->total, .canary_errors = cs->by_class[5],
+		.stable_requests = ss->total, .stable_errors = ss->by_class[5],
+		.canary_latency = cs, .stable_latency = ss,
+	};
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_observe(&rt->st, &rt->conf->policy, now, &counts, out);
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+	free(cs);
+}
+
 static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 {
 	const eng_policy *p = &rt->conf->policy;
@@ -660,8 +766,17 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	eng_tick(&rt->st, p, now, rt->ready, out);
 	commit(rt, &prev, out, NULL, 0);
 	free(out);
+	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
+		observe(rt, now);
 	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
-		if (start_gates(rt) == 0)
+		int pending = start_gates(rt);
+		for (int i = 0; i < p->n_metrics; i++)
+			if (p->metrics[i].kind == ENG_M_CUSTOM) {
+				int n = start_metric_reads(rt, i);
+				rt->gate_pending += n;
+				pending += n;
+			}
+		if (pending == 0)
 			do_check(rt);
 	}
 }

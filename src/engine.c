@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "engine.h"
+#include "stats.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -48,6 +49,13 @@ void eng_policy_defaults(eng_policy *p)
 	p->max_weight = 100;
 	p->step_weight = 0;
 	p->progress_deadline_ms = 600 * 1000;
+	p->judge = ENG_JUDGE_THRESHOLD;
+	judge_params jp;
+	judge_params_defaults(&jp);
+	p->alpha = jp.alpha;
+	p->min_samples = jp.min_samples;
+	p->judge_margin = jp.margin;
+	p->judge_latency_ratio = jp.latency_ratio;
 }
 
 /* ---- small helpers ---- */
@@ -413,7 +421,7 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	if (n > ENG_MAX_METRICS)
 		n = ENG_MAX_METRICS;
 	eng_metric_result res[ENG_MAX_METRICS];
-	int failed = 0, noted = 0;
+	int failed = 0, noted = 0, pending = 0;
 	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "";
 	for (int i = 0; i < n; i++) {
 		judge(&p->metrics[i], readings ? &readings[i] : NULL, now_ms,
@@ -427,6 +435,7 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			append(notes, sizeof notes, "%s%s %s", noted ? "; " : "", res[i].name,
 			       res[i].reason);
 			noted++;
+			pending += res[i].pending;
 		}
 	}
 	s->iterations++;
@@ -438,8 +447,10 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		ev = emit(out, s, "check", AUTO_ACTOR, "check failed (%d/%d): %s",
 		          s->failed_checks, threshold, why);
 	} else {
-		ev = noted ? emit(out, s, "check", AUTO_ACTOR, "check passed (%s)", notes)
-		           : emit(out, s, "check", AUTO_ACTOR, "check passed");
+		ev = pending ? emit(out, s, "check", AUTO_ACTOR,
+		                    "check passed, holding weight %d (%s)", s->weight, notes)
+		     : noted ? emit(out, s, "check", AUTO_ACTOR, "check passed (%s)", notes)
+		             : emit(out, s, "check", AUTO_ACTOR, "check passed");
 	}
 	if (ev) {
 		memcpy(ev->metrics, res, (size_t)n * sizeof res[0]);
@@ -454,6 +465,14 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		}
 		return;
 	}
+	/* a breach that has not lasted failureDuration yet is not a failure,
+	 * but no reason to send the canary more traffic either */
+	if (pending)
+		return;
+	/* under the sequential judge the metrics are guards: the judge alone
+	 * decides when there is enough evidence to step up */
+	if (p->judge == ENG_JUDGE_SEQUENTIAL)
+		return;
 	if (iterations_mode(p)) {
 		if (s->iterations >= p->iterations) {
 			char msg[ENG_MSG_LEN];
@@ -604,6 +623,7 @@ static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	s->rollout_started_ms = now_ms;
 	s->unready_since_ms = 0;
 	memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
+	s->judge_started = false;
 	s->next_check_ms = now_ms + p->interval_ms;
 	s->phase = ENG_PROGRESSING;
 	/* a replaced rollout is a new transition even though the phase stays */
@@ -633,7 +653,7 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	const char *actor = cmd->actor && cmd->actor[0] ? cmd->actor : "unknown";
 	eng_output_clear(out);
 	out->changed = true;
-	char buf[ENG_MSG_LEN];
+	char text[ENG_MSG_LEN];
 	switch (cmd->kind) {
 	case ENG_CMD_ROLLOUT:
 		cmd_rollout(s, p, now_ms, cmd->revision, out, actor);
@@ -641,21 +661,21 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	case ENG_CMD_PROMOTE:
 		s->manual_weight = false;
 		s->next_check_ms = now_ms + p->interval_ms;
-		fmt(buf, sizeof buf, " (promoted by %s)", actor);
+		fmt(text, sizeof text, " (promoted by %s)", actor);
 		{
 			char why[ENG_MSG_LEN];
 			fmt(why, sizeof why, "promoted by %s at the last step", actor);
-			step_up(s, p, now_ms, out, actor, why, buf);
+			step_up(s, p, now_ms, out, actor, why, text);
 		}
 		break;
 	case ENG_CMD_PROMOTE_FULL:
-		fmt(buf, sizeof buf, "full promotion by %s, skipping the remaining steps", actor);
-		start_promoting(s, now_ms, out, actor, buf);
+		fmt(text, sizeof text, "full promotion by %s, skipping the remaining steps", actor);
+		start_promoting(s, now_ms, out, actor, text);
 		break;
 	case ENG_CMD_ABORT:
-		fmt(buf, sizeof buf, "aborted by %s, rolling back to %s", actor,
+		fmt(text, sizeof text, "aborted by %s, rolling back to %s", actor,
 		    s->stable_rev[0] ? s->stable_rev : "the stable revision");
-		rollback(s, now_ms, out, actor, buf);
+		rollback(s, now_ms, out, actor, text);
 		break;
 	case ENG_CMD_PAUSE:
 		s->manual_weight = false;
@@ -687,4 +707,93 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		break;
 	}
 	return 0;
+}
+
+/* ---- the sequential judge ---- */
+
+/* The judge's parameters from the policy; judge_init replaces bad ones
+ * with its defaults. */
+static void judge_params_of(const eng_policy *p, judge_params *jp)
+{
+	judge_params_defaults(jp);
+	if (p->alpha > 0)
+		jp->alpha = p->alpha;
+	jp->min_samples = p->min_samples;
+	if (p->judge_margin > 0)
+		jp->margin = p->judge_margin;
+	jp->latency_ratio = p->judge_latency_ratio;
+}
+
+/* "p = 0.0021" or, below what the e-value can show, "p < 1e-06". */
+static void fmt_p(char *dst, size_t n, double pv)
+{
+	if (pv < 1e-6)
+		fmt(dst, n, "p < 1e-06");
+	else
+		fmt(dst, n, "p = %.2g", pv);
+}
+
+void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                 const eng_counts *c, eng_output *out)
+{
+	eng_output_clear(out);
+	if (p->judge != ENG_JUDGE_SEQUENTIAL || s->phase != ENG_PROGRESSING || !c)
+		return;
+	if (!s->judge_started) {
+		judge_params jp;
+		judge_params_of(p, &jp);
+		judge_init(&s->judge, &jp);
+		s->judge_started = true;
+		s->judge_weight = s->weight;
+	} else if (s->judge_weight != s->weight) {
+		/* stepped up by a check, a command or this judge: min_samples
+		 * counts afresh from here */
+		judge_step(&s->judge);
+		s->judge_weight = s->weight;
+	}
+	judge_evidence ev, lev;
+	judge_verdict ve = judge_errors(&s->judge, c->canary_requests, c->canary_errors,
+	                                c->stable_requests, c->stable_errors, &ev);
+	judge_verdict vl = JUDGE_CONTINUE;
+	if (c->canary_latency && c->stable_latency)
+		vl = judge_latency(&s->judge, c->canary_latency, c->stable_latency, &lev);
+	judge_verdict v = judge_combine(ve, vl);
+	char pv[32], msg[ENG_MSG_LEN];
+	if (v == JUDGE_WORSE) {
+		if (ve == JUDGE_WORSE) {
+			fmt_p(pv, sizeof pv, ev.p_value);
+			fmt(msg, sizeof msg,
+			    "sequential test: canary error rate %.2f%% vs stable %.2f%% "
+			    "(%llu vs %llu requests), %s < %g, rolling back",
+			    100 * ev.canary_rate, 100 * ev.stable_rate,
+			    (unsigned long long)ev.canary_n, (unsigned long long)ev.stable_n, pv,
+			    s->judge.alpha_errors);
+		} else {
+			fmt_p(pv, sizeof pv, lev.p_value);
+			fmt(msg, sizeof msg,
+			    "sequential test: canary latency p99 %.1f ms vs stable %.1f ms, slower "
+			    "than x%g (%llu vs %llu requests), %s < %g, rolling back",
+			    stats_quantile_ms(c->canary_latency, 0.99),
+			    stats_quantile_ms(c->stable_latency, 0.99), s->judge.p.latency_ratio,
+			    (unsigned long long)lev.canary_n, (unsigned long long)lev.stable_n, pv,
+			    s->judge.alpha_latency);
+		}
+		rollback(s, now_ms, out, AUTO_ACTOR, msg);
+		return;
+	}
+	if (v != JUDGE_NONINFERIOR)
+		return;
+	fmt(msg, sizeof msg,
+	    "sequential test: canary error rate %.2f%% vs stable %.2f%%, at most %+.2f "
+	    "points worse with %g%% confidence after %llu canary requests in this step",
+	    100 * ev.canary_rate, 100 * ev.stable_rate, 100 * ev.diff_upper,
+	    100 * (1 - s->judge.alpha_errors), (unsigned long long)ev.step_canary_n);
+	char suffix[ENG_MSG_LEN];
+	fmt(suffix, sizeof suffix, " (%s)", msg);
+	s->next_check_ms = now_ms + p->interval_ms;
+	step_up(s, p, now_ms, out, AUTO_ACTOR, msg, suffix);
+	if (s->phase == ENG_PROGRESSING) {
+		judge_step(&s->judge);
+		s->judge_weight = s->weight;
+	}
 }

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "judge.h"
+
 #define ENG_MAX_METRICS 16
 #define ENG_MAX_STEPS 32
 #define ENG_MAX_EVENTS 8
@@ -82,10 +84,18 @@ typedef struct eng_policy {
 	eng_judge judge;                 /* analysis.judge, default threshold */
 	double alpha;                    /* sequential: false rollback bound, 0.01 */
 	uint64_t min_samples;            /* sequential: canary requests before a step, 100 */
+	double judge_margin;             /* sequential: canary error rate may exceed
+	                                  * stable's by less than this (a fraction)
+	                                  * to advance; 0.005 (judge.h's margin) */
+	double judge_latency_ratio;      /* sequential: canary latency may be this
+	                                  * many times stable's; 1.25; 0 turns the
+	                                  * latency test off */
 } eng_policy;
 
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
- * 100, stepWeight 0, progressDeadline 600s, no metrics). */
+ * 100, stepWeight 0, progressDeadline 600s, no metrics) and the sequential
+ * judge's (judge threshold, alpha 0.01, min_samples 100, margin 0.005,
+ * latency ratio 1.25). */
 void eng_policy_defaults(eng_policy *p);
 
 /* The persisted state of one canary. Plain data: it is stored as is. */
@@ -107,6 +117,15 @@ typedef struct eng_state {
 	 * resume and the end of the analysis. Persist it with the rest: a
 	 * restart that forgot it would restart every breach's clock. */
 	uint64_t breach_since_ms[ENG_MAX_METRICS];
+	/* The sequential judge's evidence for this rollout (eng_observe). Not
+	 * needed across restarts: when judge_started is false (a new rollout,
+	 * or a state loaded without these fields) the next eng_observe starts
+	 * the judge afresh from the counts it is given. eng_observe updates
+	 * <judge> on every call without setting out->changed, so a store that
+	 * does keep it must write it on its own schedule. */
+	bool judge_started;
+	int judge_weight;          /* the weight whose step the judge counts */
+	judge_state judge;
 } eng_state;
 
 /* Initial state: Initialized, weight 0, <stable_rev>, no canary. */
@@ -189,8 +208,10 @@ bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms);
  * Failed, rollback hook). A passing check raises the weight to the next step
  * (capped at max_weight); a passing check at max_weight promotes (phase
  * Promoting, weight 100). In iterations mode (no steps), a passing check
- * counts and the iterations-th one promotes. Schedules the next check at
- * now + interval. Does nothing unless phase is Progressing. */
+ * counts and the iterations-th one promotes. Under the sequential judge the
+ * metrics are guards only: a passing check holds the weight, and the judge
+ * (eng_observe) steps up. Schedules the next check at now + interval. Does
+ * nothing unless phase is Progressing. */
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out);
 
@@ -212,7 +233,40 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
  *   between (the first breaching check starts the clock in
  *   s->breach_since_ms[i], a check in range stops it, a check without data
  *   leaves it); until then the metric passes, marked pending, with reason
- *   "breach for 4s of 30s: ...". */
+ *   "breach for 4s of 30s: ...", and a check whose only trouble is pending
+ *   breaches holds the weight: it neither counts as failed nor steps up. */
+
+struct stats_summary; /* stats.h: a latency histogram */
+
+/* What the sequential judge sees: cumulative counts since the rollout
+ * started (the daemon's stats_forget at the rollout's start makes its
+ * per-second rings start there too). */
+typedef struct eng_counts {
+	uint64_t canary_requests, canary_errors; /* errors: 5xx responses */
+	uint64_t stable_requests, stable_errors;
+	/* latency histograms over the same span, or NULL when not kept */
+	const struct stats_summary *canary_latency, *stable_latency;
+} eng_counts;
+
+/* The sequential judge (policy->judge == ENG_JUDGE_SEQUENTIAL; otherwise
+ * it does nothing): <c> holds the counts since the rollout started, at
+ * <now_ms>; call it on every tick (any other phase than Progressing, it
+ * does nothing). Runs judge.h's tests of canary against stable, errors
+ * always and latency when both histograms are given, with one judge_state
+ * per rollout (s->judge, started at the first call of a rollout) and a new
+ * judge step whenever the weight differs from the step it was counting:
+ * - worse: rolls back at once ("rollback" event, rollback hook), the
+ *   evidence in the message ("sequential test: canary error rate 19.8% vs
+ *   stable 0.5%, p = 0.0021 < 0.01");
+ * - non-inferior with at least min_samples canary requests in this step:
+ *   steps up one step, or promotes at the top, as a passing check does
+ *   ("weight" or "promoting" event with the evidence);
+ * - otherwise: nothing (out->changed stays false).
+ * The counts may restart from zero (a restarted daemon): the judge then
+ * takes the new counts as a new origin. The fixed-threshold metrics still
+ * run through eng_check on their interval, as guards. */
+void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                 const eng_counts *c, eng_output *out);
 
 /* Time passing: Promoting becomes Succeeded (promote=true, weight 0, the
  * canary revision becomes stable) once an interval has passed since the

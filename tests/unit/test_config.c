@@ -429,14 +429,14 @@ static void test_errors_come_in_file_order(void **state)
 	cfg_errors_release(&e);
 }
 
-static void test_custom_metrics_need_a_provider(void **state)
+static void test_template_ref_without_a_template_is_an_error(void **state)
 {
 	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    metrics:\n"
 	                         "      - name: my-latency\n"
 	                         "        templateRef: {name: latency}\n"
 	                         "        thresholdRange: {max: 5}\n");
-	assert_error(&e, "c.yaml:14:9: ", "spec.analysis.metrics[0]: custom metrics (query, "
-	             "templateRef) need a metrics provider, which canaryd does not have yet");
+	assert_error(&e, "c.yaml:14:9: ", "spec.analysis.metrics[0].templateRef: no "
+	             "MetricTemplate named 'latency' in this file; there are none");
 	assert_int_equal(e.n, 1); /* not also "unknown metric" */
 	cfg_errors_release(&e);
 }
@@ -566,7 +566,7 @@ static void test_webhooks_are_checked(void **state)
 static void test_kind_and_api_version_must_be_known(void **state)
 {
 	cfg_errors e = must_fail("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
-	assert_error(&e, "c.yaml:2:7: ", "kind must be Canary, got 'Deployment'");
+	assert_error(&e, "c.yaml:2:7: ", "kind must be Canary or MetricTemplate, got 'Deployment'");
 	assert_error(&e, "c.yaml:1:13: ", "apiVersion: must be canaryd/v1 or flagger.app/v1beta1, "
 	             "got 'apps/v1'");
 	assert_int_equal(e.n, 2);
@@ -783,7 +783,8 @@ static void test_the_crd_is_not_a_canary(void **state)
 	cfg *c = load_flagger("crd.yaml", &e, &rc);
 	assert_int_equal(rc, -1);
 	assert_null(c);
-	assert_error(&e, "", "crd.yaml:2:7: kind must be Canary, got 'CustomResourceDefinition'");
+	assert_error(&e, "", "crd.yaml:2:7: kind must be Canary or MetricTemplate, got "
+	             "'CustomResourceDefinition'");
 	cfg_errors_release(&e);
 }
 
@@ -813,12 +814,470 @@ static void test_flagger_ignores_unknown_fields_but_checks_known_ones(void **sta
 	                         "  listen: nope\n");
 	assert_error(&e, "c.yaml:8:17: ", "spec.analysis.stepWeight: must be an integer from 1 "
 	             "to 100");
-	assert_error(&e, "c.yaml:10:38: ", "spec.analysis.metrics[0]: custom metrics");
-	assert_int_equal(e.n, 2); /* listen is not a Flagger field: ignored */
+	assert_error(&e, "c.yaml:10:38: ", "spec.analysis.metrics[0]: query needs "
+	             "provider.address");
+	assert_error(&e, "c.yaml:10:9: ", "spec.analysis.metrics[0]: needs thresholdRange");
+	assert_int_equal(e.n, 3); /* listen is not a Flagger field: ignored */
 	cfg_errors_release(&e);
 
 	e = must_fail(FLAGGER_HEAD "spec:\n  targetRef: {name: x}\n");
 	assert_error(&e, "c.yaml:6:1: ", "spec.analysis: required");
+	cfg_errors_release(&e);
+}
+
+/* ---- custom metrics, templates and the analysis extensions ---- */
+
+#define METRICS MINIMAL "    stepWeight: 5\n    metrics:\n" /* metrics from line 13 */
+
+static void test_prometheus_metric_is_custom_with_its_source(void **state)
+{
+	cfg *c = must_load(METRICS
+		"      - name: request-success-rate\n"
+		"        query: sum(rate(x{app=\"{{ name }}\"}[{{ interval }}]))\n"
+		"        provider: {type: prometheus, address: 'http://127.0.0.1:9090', timeout: 2s}\n"
+		"        thresholdRange: {min: 0.5, max: 200}\n"
+		"        interval: 30s\n"
+		"      - name: error-rate\n"
+		"        thresholdRange: {max: 1}\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->policy.n_metrics, 2);
+	const eng_metric *m = &k->policy.metrics[0];
+	/* a source makes it custom, whatever its name */
+	assert_int_equal(m->kind, ENG_M_CUSTOM);
+	assert_string_equal(m->name, "request-success-rate");
+	assert_true(m->has_min && m->min == 0.5);
+	assert_true(m->has_max && m->max == 200); /* no percentage bound for custom */
+	assert_int_equal(m->window_ms, 30000);
+	const cfg_metric_source *s = &k->sources[0];
+	assert_int_equal(s->type, CFG_PROVIDER_PROMETHEUS);
+	assert_string_equal(s->address, "http://127.0.0.1:9090");
+	assert_string_equal(s->query, "sum(rate(x{app=\"{{ name }}\"}[{{ interval }}]))");
+	assert_int_equal(s->timeout_ms, 2000);
+	assert_null(s->url);
+	assert_null(s->method);
+	assert_null(s->template_name);
+	assert_int_equal(k->policy.metrics[1].kind, ENG_M_ERROR_RATE);
+	assert_int_equal(k->sources[1].type, CFG_PROVIDER_NONE);
+	assert_null(k->sources[1].query);
+	cfg_free(c);
+
+	c = must_load(METRICS "      - name: up\n        query: up\n"
+	              "        provider: {type: prometheus, address: 'https://prom.test:9090/'}\n"
+	              "        threshold: 1\n");
+	assert_int_equal(c->canaries[0].sources[0].timeout_ms, 10000); /* default */
+	assert_true(c->canaries[0].policy.metrics[0].has_max); /* threshold: a maximum */
+	cfg_free(c);
+}
+
+static void test_web_metric_reads_every_field(void **state)
+{
+	cfg *c = must_load(METRICS
+		"      - name: queue-depth\n"
+		"        provider:\n"
+		"          type: web\n"
+		"          url: 'http://127.0.0.1:9100/q?app={{ name }}&rev={{ revision }}'\n"
+		"          method: POST\n"
+		"          headers: {Authorization: Bearer x, X-Rev: '{{ revision }}'}\n"
+		"          body: '{\"app\": \"{{ name }}\", \"é\": 1}'\n"
+		"          jsonPath: '$.data[0][\"value\"]'\n"
+		"          timeout: 500ms\n"
+		"        thresholdRange: {max: 10}\n"
+		"      - name: jobs\n"
+		"        provider: {type: web, url: 'https://127.0.0.1/j', jsonPath: $.jobs.pending}\n"
+		"        threshold: 3\n");
+	const cfg_canary *k = &c->canaries[0];
+	const cfg_metric_source *s = &k->sources[0];
+	assert_int_equal(k->policy.metrics[0].kind, ENG_M_CUSTOM);
+	assert_int_equal(s->type, CFG_PROVIDER_WEB);
+	assert_string_equal(s->url, "http://127.0.0.1:9100/q?app={{ name }}&rev={{ revision }}");
+	assert_string_equal(s->method, "POST");
+	assert_int_equal(json_object_size(s->headers), 2);
+	assert_string_equal(json_string_value(json_object_get(s->headers, "Authorization")),
+	                    "Bearer x");
+	assert_string_equal(json_string_value(json_object_get(s->headers, "X-Rev")),
+	                    "{{ revision }}");
+	assert_string_equal(s->body, "{\"app\": \"{{ name }}\", \"é\": 1}");
+	assert_string_equal(s->json_path, "$.data[0][\"value\"]");
+	assert_int_equal(s->timeout_ms, 500);
+	assert_null(s->address);
+	assert_null(s->query);
+	s = &k->sources[1];
+	assert_int_equal(s->type, CFG_PROVIDER_WEB);
+	assert_string_equal(s->method, "GET"); /* default */
+	assert_null(s->headers);
+	assert_null(s->body);
+	assert_int_equal(s->timeout_ms, 10000);
+	assert_string_equal(s->json_path, "$.jobs.pending");
+	cfg_free(c);
+}
+
+#define FLAGGER_TEMPLATE(NAME) \
+	"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata:\n" \
+	"  name: " NAME "\n  namespace: test\n" \
+	"spec:\n  provider:\n    type: prometheus\n    address: http://127.0.0.1:9090\n" \
+	"    secretRef: {name: prom-auth}\n    insecureSkipVerify: true\n" \
+	"  query: histogram_quantile(0.99, sum(rate(x{namespace=\"{{ namespace }}\"}" \
+	"[{{ interval }}])) by (le))\n"
+
+#define LATENCY_QUERY "histogram_quantile(0.99, sum(rate(x{namespace=\"{{ namespace }}\"}" \
+	"[{{ interval }}])) by (le))"
+
+static void test_template_ref_to_a_metric_template_before_or_after(void **state)
+{
+	cfg *c = must_load(FLAGGER_TEMPLATE("latency") "---\n" METRICS
+		"      - name: p99\n"
+		"        templateRef: {name: latency, namespace: test}\n"
+		"        thresholdRange: {max: 500}\n"
+		"      - name: jobs\n"
+		"        templateRef: {name: jobs}\n"
+		"        thresholdRange: {max: 3}\n"
+		"---\n"
+		"apiVersion: canaryd/v1\nkind: MetricTemplate\nmetadata: {name: jobs}\n"
+		"spec:\n  provider: {type: web, url: 'http://127.0.0.1:9/j', jsonPath: $.n}\n");
+	assert_int_equal(c->n_canaries, 1);
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->policy.n_metrics, 2);
+	assert_int_equal(k->policy.metrics[0].kind, ENG_M_CUSTOM);
+	const cfg_metric_source *s = &k->sources[0];
+	assert_int_equal(s->type, CFG_PROVIDER_PROMETHEUS);
+	assert_string_equal(s->template_name, "latency");
+	assert_string_equal(s->address, "http://127.0.0.1:9090");
+	assert_string_equal(s->query, LATENCY_QUERY);
+	assert_int_equal(s->timeout_ms, 10000);
+	s = &k->sources[1];
+	assert_int_equal(s->type, CFG_PROVIDER_WEB);
+	assert_string_equal(s->template_name, "jobs");
+	assert_string_equal(s->url, "http://127.0.0.1:9/j");
+	assert_string_equal(s->json_path, "$.n");
+	assert_string_equal(s->method, "GET");
+	cfg_free(c);
+}
+
+static void test_flagger_canary_uses_a_template_after_it(void **state)
+{
+	cfg *c = must_load(FLAGGER_HEAD "  namespace: test\nspec:\n  analysis:\n"
+		"    stepWeight: 10\n    metrics:\n"
+		"      - name: latency\n        templateRef: {name: latency}\n"
+		"        thresholdRange: {max: 500}\n        interval: 1m\n"
+		"---\n" FLAGGER_TEMPLATE("latency"));
+	const cfg_canary *k = &c->canaries[0];
+	assert_true(k->flagger);
+	assert_int_equal(k->policy.metrics[0].kind, ENG_M_CUSTOM);
+	assert_string_equal(k->sources[0].template_name, "latency");
+	assert_string_equal(k->sources[0].query, LATENCY_QUERY);
+	cfg_free(c);
+}
+
+static void test_each_canary_owns_its_copy_of_a_template(void **state)
+{
+	cfg *c = must_load(FLAGGER_TEMPLATE("latency")
+		"---\napiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: a}\n"
+		"spec:\n  listen: 127.0.0.1:8080\n  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis:\n    stepWeight: 5\n"
+		"    metrics: [{name: l, templateRef: {name: latency}, threshold: 5}]\n"
+		"---\napiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: b}\n"
+		"spec:\n  listen: 127.0.0.1:8081\n  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis:\n    stepWeight: 5\n"
+		"    metrics: [{name: l, templateRef: {name: latency}, threshold: 5}]\n");
+	assert_int_equal(c->n_canaries, 2);
+	const cfg_metric_source *a = &c->canaries[0].sources[0], *b = &c->canaries[1].sources[0];
+	assert_string_equal(a->query, LATENCY_QUERY);
+	assert_string_equal(b->query, LATENCY_QUERY);
+	assert_ptr_not_equal(a->query, b->query);
+	assert_ptr_not_equal(a->address, b->address);
+	assert_ptr_not_equal(a->template_name, b->template_name);
+	cfg_free(c); /* under ASan: no double free, no leak */
+}
+
+static void test_unknown_template_ref_names_the_templates_there_are(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: canaryd/v1\nkind: MetricTemplate\nmetadata: {name: a}\n"
+		"spec: {provider: {type: prometheus, address: 'http://127.0.0.1:9090'}, query: up}\n"
+		"---\n" METRICS
+		"      - name: x\n"
+		"        thresholdRange: {max: 1}\n"
+		"        templateRef:\n          name: x\n"
+		"---\n"
+		"apiVersion: canaryd/v1\nkind: MetricTemplate\nmetadata: {name: b}\n"
+		"spec: {provider: {type: web, url: 'http://127.0.0.1:9/', jsonPath: $.v}}\n");
+	/* the canary starts at line 6, its metrics at line 18 */
+	assert_error(&e, "c.yaml:20:9: ", "spec.analysis.metrics[0].templateRef: no "
+	             "MetricTemplate named 'x' in this file; there are: a, b");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+}
+
+static void test_unsupported_provider_types_are_errors(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: dd}\n"
+		"spec:\n  provider: {type: datadog, address: 'https://api.datadoghq.com'}\n"
+		"  query: avg:x{*}\n");
+	assert_error(&e, "c.yaml:5:20: ", "spec.provider.type: provider type 'datadog' is not "
+	             "supported; use prometheus, or a web metric");
+	assert_error(&e, "c.yaml: ", "no Canary documents"); /* a template is not a canary */
+	assert_int_equal(e.n, 2);
+	cfg_errors_release(&e);
+
+	e = must_fail(METRICS "      - name: x\n        query: q\n"
+	              "        provider: {type: cloudwatch}\n        threshold: 1\n");
+	assert_error(&e, "c.yaml:15:26: ", "spec.analysis.metrics[0].provider.type: provider "
+	             "type 'cloudwatch' is not supported");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+
+	e = must_fail(METRICS "      - name: x\n        query: q\n"
+	              "        provider: {type: graphyte, address: 'http://127.0.0.1:1'}\n"
+	              "        threshold: 1\n");
+	assert_error(&e, "c.yaml:15:26: ", "provider.type: must be prometheus or web, got "
+	             "'graphyte'");
+	cfg_errors_release(&e);
+
+	/* web is canaryd's: not in a Flagger MetricTemplate */
+	e = must_fail("apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: w}\n"
+	              "spec:\n  provider: {type: web, url: 'http://127.0.0.1:9/', jsonPath: $.v}\n"
+	              "---\n" METRICS "      - {name: x, templateRef: {name: w}, threshold: 1}\n");
+	assert_error(&e, "c.yaml:5:20: ", "spec.provider.type: provider type 'web' is canaryd's");
+	assert_int_equal(e.n, 1); /* the template exists: the ref is not also reported */
+	cfg_errors_release(&e);
+}
+
+static void test_template_variables_are_checked_at_load(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: t}\n"
+		"spec:\n  provider: {type: prometheus, address: 'http://127.0.0.1:9090'}\n"
+		"  query: up{app=\"{{ nmae }}\"}\n"
+		"---\n" METRICS
+		"      - name: x\n        query: 'up{a=\"{{ name }\"}'\n"
+		"        provider: {type: prometheus, address: 'http://127.0.0.1:9090'}\n"
+		"        threshold: 1\n"
+		"      - name: y\n        threshold: 1\n"
+		"        provider:\n          type: web\n          jsonPath: $.v\n"
+		"          url: 'http://127.0.0.1:9/{{ revison }}'\n"
+		"          headers: {X-A: '{{ x }}'}\n");
+	assert_error(&e, "c.yaml:6:10: ", "spec.query: unknown variable {{ nmae }} at character "
+	             "9; known: name, namespace, target, interval, revision");
+	/* the canary starts at line 8, its metrics at line 20 */
+	assert_error(&e, "c.yaml:21:16: ", "spec.analysis.metrics[0].query: unclosed {{");
+	assert_error(&e, "c.yaml:29:16: ", "spec.analysis.metrics[1].provider.url: unknown "
+	             "variable {{ revison }}");
+	assert_error(&e, "c.yaml:30:26: ", "spec.analysis.metrics[1].provider.headers.X-A: "
+	             "unknown variable {{ x }}");
+	assert_int_equal(e.n, 4);
+	cfg_errors_release(&e);
+}
+
+static void test_query_without_a_provider_needs_an_address(void **state)
+{
+	cfg_errors e = must_fail(METRICS "      - name: x\n        query: up\n"
+	                         "        thresholdRange: {max: 1}\n");
+	assert_error(&e, "c.yaml:14:9: ", "spec.analysis.metrics[0]: query needs "
+	             "provider.address");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+}
+
+static void test_provider_keys_are_checked_by_type(void **state)
+{
+	cfg_errors e = must_fail(METRICS
+		"      - name: a\n        threshold: 1\n"                                   /* 13 */
+		"        provider: {type: prometheus}\n"                                    /* 15 */
+		"      - name: b\n        threshold: 1\n        query: up\n"              /* 16 */
+		"        provider: {type: prometheus, address: '127.0.0.1:9090', url: 'http://x/'}\n"
+		"      - name: c\n        threshold: 1\n"                                   /* 20 */
+		"        provider: {type: web, jsonPath: 'data.value', method: PUT, body: b}\n"
+		"      - name: d\n        threshold: 1\n        query: up\n"              /* 23 */
+		"        provider: {url: 'http://127.0.0.1/'}\n"                           /* 26 */
+		"      - name: e\n        threshold: 1\n        query: up\n"              /* 27 */
+		"        provider: {type: web, url: 'ftp://x/', jsonPath: $.v, address: 'http://a/'}\n"
+		"      - name: f\n        threshold: 1\n"                                   /* 31 */
+		"        provider: {type: web, url: 'http://127.0.0.1/', body: x, jsonPath: '$.a[x]'}\n"
+		"      - name: g\n        threshold: 1\n        templateRef: {namespace: x}\n"
+		"        query: up\n");                                                     /* 34 */
+	assert_error(&e, "c.yaml:15:9: ", "metrics[0].provider.address: required (the Prometheus "
+	             "server");
+	assert_error(&e, "c.yaml:13:9: ", "metrics[0].query: required with provider type "
+	             "prometheus");
+	assert_error(&e, "c.yaml:19:47: ", "metrics[1].provider.address: must be an http:// or "
+	             "https:// URL");
+	assert_error(&e, "c.yaml:19:65: ", "metrics[1].provider.url: only for provider type web");
+	assert_error(&e, "c.yaml:22:9: ", "metrics[2].provider.url: required");
+	assert_error(&e, "c.yaml:22:41: ", "metrics[2].provider.jsonPath: must be a path like "
+	             "$.data.value");
+	assert_error(&e, "c.yaml:22:63: ", "metrics[2].provider.method: must be one of GET, POST, "
+	             "got 'PUT'");
+	assert_error(&e, "c.yaml:26:9: ", "metrics[3].provider.type: required (prometheus or web)");
+	assert_error(&e, "c.yaml:30:36: ", "metrics[4].provider.url: must be an http:// or "
+	             "https:// URL");
+	assert_error(&e, "c.yaml:30:63: ", "metrics[4].provider.address: only for provider type "
+	             "prometheus");
+	assert_error(&e, "c.yaml:29:9: ", "metrics[4].query: cannot be used with provider type web");
+	assert_error(&e, "c.yaml:33:57: ", "metrics[5].provider.body: needs method POST");
+	assert_error(&e, "c.yaml:33:76: ", "metrics[5].provider.jsonPath: must be a path");
+	assert_error(&e, "c.yaml:36:9: ", "metrics[6].templateRef: cannot be used with query or "
+	             "provider");
+	assert_error(&e, "c.yaml:36:9: ", "metrics[6].templateRef.name: required");
+	assert_int_equal(e.n, 15);
+	cfg_errors_release(&e);
+}
+
+static void test_duplicate_metric_templates_are_errors(void **state)
+{
+	cfg_errors e = must_fail(
+		"apiVersion: canaryd/v1\nkind: MetricTemplate\nmetadata: {name: t}\n"
+		"spec: {provider: {type: prometheus, address: 'http://127.0.0.1:9090'}, query: up}\n"
+		"---\n"
+		"apiVersion: canaryd/v1\nkind: MetricTemplate\nmetadata: {name: t}\n"
+		"spec: {provider: {type: prometheus, address: 'http://127.0.0.1:9090'}, query: up}\n"
+		"---\n" MINIMAL "    stepWeight: 5\n");
+	assert_error(&e, "c.yaml:8:18: ", "metadata.name: duplicate MetricTemplate name 't' (also "
+	             "the document at line 1)");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+}
+
+static void test_relative_baseline_and_failure_duration_are_read(void **state)
+{
+	cfg *c = must_load(METRICS
+		"      - name: request-success-rate\n"
+		"        thresholdRange: {min: -1, relative: true}\n"
+		"        interval: 1m\n"
+		"        baseline: {window: 1h}\n"
+		"        failureDuration: 2m\n"
+		"      - name: request-duration\n"
+		"        thresholdRange: {max: 1.5, relative: true}\n"
+		"      - name: error-rate\n"
+		"        thresholdRange: {max: 2, relative: false}\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_true(p->metrics[0].relative);
+	assert_true(p->metrics[0].has_min && p->metrics[0].min == -1);
+	assert_int_equal(p->metrics[0].baseline_window_ms, 3600000);
+	assert_int_equal(p->metrics[0].failure_duration_ms, 120000);
+	assert_true(p->metrics[1].relative);
+	assert_true(p->metrics[1].max == 1.5);
+	assert_int_equal(p->metrics[1].baseline_window_ms, 0);  /* default: none */
+	assert_int_equal(p->metrics[1].failure_duration_ms, 0); /* default: at once */
+	assert_false(p->metrics[2].relative);
+	cfg_free(c);
+}
+
+static void test_relative_baseline_and_failure_duration_are_checked(void **state)
+{
+	cfg_errors e = must_fail(METRICS
+		"      - name: request-success-rate\n"                              /* 13 */
+		"        thresholdRange: {min: -101, relative: true}\n"
+		"        interval: 2m\n"
+		"        baseline: {window: 1m}\n"
+		"        failureDuration: 500ms\n"
+		"      - name: request-duration\n"                                  /* 18 */
+		"        thresholdRange: {max: -1, relative: true}\n"
+		"        baseline: {window: 30s}\n"
+		"        failureDuration: 2h\n"
+		"      - name: error-rate\n"                                        /* 22 */
+		"        thresholdRange: {max: 1, relative: yes}\n"
+		"        baseline: {}\n");
+	assert_error(&e, "c.yaml:14:31: ", "metrics[0].thresholdRange.min: must be a number from "
+	             "-100 to 100 (a difference in percentage points");
+	assert_error(&e, "c.yaml:16:28: ", "metrics[0].baseline.window: must be longer than the "
+	             "metric's interval (2m)");
+	assert_error(&e, "c.yaml:17:26: ", "metrics[0].failureDuration: must be a duration from "
+	             "1s to 1h");
+	assert_error(&e, "c.yaml:23:44: ", "metrics[2].thresholdRange.relative: must be true or "
+	             "false, got 'yes'");
+	assert_error(&e, "c.yaml:19:31: ", "metrics[1].thresholdRange.max: must be a number >= 0 "
+	             "(a ratio to stable's)");
+	assert_error(&e, "c.yaml:20:28: ", "metrics[1].baseline.window: must be a duration from "
+	             "1m to 24h");
+	assert_error(&e, "c.yaml:21:26: ", "metrics[1].failureDuration: must be a duration");
+	assert_error(&e, "c.yaml:24:9: ", "metrics[2].baseline.window: required");
+	assert_int_equal(e.n, 8);
+	cfg_errors_release(&e);
+}
+
+static void test_judge_alpha_and_min_samples_defaults(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->judge, ENG_JUDGE_THRESHOLD);
+	assert_true(p->alpha == 0.01);
+	assert_int_equal(p->min_samples, 100);
+	assert_null(c->canaries[0].alert_matchers);
+	cfg_free(c);
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {stepWeight: 10}\n");
+	p = &c->canaries[0].policy;
+	assert_int_equal(p->judge, ENG_JUDGE_THRESHOLD);
+	assert_true(p->alpha == 0.01);
+	assert_int_equal(p->min_samples, 100);
+	cfg_free(c);
+}
+
+static void test_judge_alpha_and_min_samples_are_read(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n    judge: sequential\n    alpha: 0.05\n"
+	                   "    minSamples: 500\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->judge, ENG_JUDGE_SEQUENTIAL);
+	assert_true(p->alpha == 0.05);
+	assert_int_equal(p->min_samples, 500);
+	cfg_free(c);
+	c = must_load(MINIMAL "    stepWeight: 5\n    judge: threshold\n    minSamples: 1\n");
+	assert_int_equal(c->canaries[0].policy.judge, ENG_JUDGE_THRESHOLD);
+	assert_int_equal(c->canaries[0].policy.min_samples, 1);
+	cfg_free(c);
+}
+
+static void test_judge_alpha_and_min_samples_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    judge: bayes\n    alpha: 0.5\n"
+	                         "    minSamples: 0\n");
+	assert_error(&e, "c.yaml:12:12: ", "spec.analysis.judge: must be one of threshold, "
+	             "sequential, got 'bayes'");
+	assert_error(&e, "c.yaml:13:12: ", "spec.analysis.alpha: must be a number greater than 0 "
+	             "and less than 0.5");
+	assert_error(&e, "c.yaml:14:17: ", "spec.analysis.minSamples: must be an integer >= 1, "
+	             "got '0'");
+	assert_int_equal(e.n, 3);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    alpha: 0\n");
+	assert_error(&e, "c.yaml:12:12: ", "spec.analysis.alpha: must be a number greater than 0");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    alpha: '0.1'\n");
+	assert_error(&e, "c.yaml:12:12: ", "got the string '0.1'");
+	cfg_errors_release(&e);
+}
+
+static void test_alert_matchers_are_read(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n"
+	                   "  alerts:\n    matchers: {severity: critical, team_1: payments, code: 500}\n");
+	const json_t *m = c->canaries[0].alert_matchers;
+	assert_true(json_is_object(m));
+	assert_int_equal(json_object_size(m), 3);
+	assert_string_equal(json_string_value(json_object_get(m, "severity")), "critical");
+	assert_string_equal(json_string_value(json_object_get(m, "team_1")), "payments");
+	assert_string_equal(json_string_value(json_object_get(m, "code")), "500");
+	cfg_free(c);
+	c = must_load(MINIMAL "    stepWeight: 5\n  alerts: {}\n");
+	assert_null(c->canaries[0].alert_matchers); /* only canary=NAME alerts */
+	cfg_free(c);
+}
+
+static void test_alert_matchers_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n"
+	                         "  alerts:\n    matchers: {1x: a, a-b: c, ok: [1], n: ~}\n"
+	                         "    other: 1\n");
+	assert_error(&e, "c.yaml:13:16: ", "spec.alerts.matchers.1x: not a label name");
+	assert_error(&e, "c.yaml:13:23: ", "spec.alerts.matchers.a-b: not a label name");
+	assert_error(&e, "c.yaml:13:35: ", "spec.alerts.matchers.ok: must be a string, got a list");
+	assert_error(&e, "c.yaml:13:43: ", "spec.alerts.matchers.n: must be a string");
+	assert_error(&e, "c.yaml:14:5: ", "spec.alerts.other: unknown field");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n  alerts: {matchers: {}}\n");
+	assert_error(&e, "c.yaml:12:22: ", "spec.alerts.matchers: needs at least one label");
 	cfg_errors_release(&e);
 }
 
@@ -847,7 +1306,7 @@ int main(void)
 		cmocka_unit_test(test_proxy_settings_are_read_and_checked),
 		cmocka_unit_test(test_every_error_in_a_file_is_reported),
 		cmocka_unit_test(test_errors_come_in_file_order),
-		cmocka_unit_test(test_custom_metrics_need_a_provider),
+		cmocka_unit_test(test_template_ref_without_a_template_is_an_error),
 		cmocka_unit_test(test_metric_thresholds_are_checked),
 		cmocka_unit_test(test_step_weight_and_step_weights_together),
 		cmocka_unit_test(test_analysis_needs_steps_or_iterations),
@@ -868,6 +1327,24 @@ int main(void)
 		cmocka_unit_test(test_flagger_analysis_means_what_flagger_means),
 		cmocka_unit_test(test_the_crd_is_not_a_canary),
 		cmocka_unit_test(test_flagger_ignores_unknown_fields_but_checks_known_ones),
+		cmocka_unit_test(test_prometheus_metric_is_custom_with_its_source),
+		cmocka_unit_test(test_web_metric_reads_every_field),
+		cmocka_unit_test(test_template_ref_to_a_metric_template_before_or_after),
+		cmocka_unit_test(test_flagger_canary_uses_a_template_after_it),
+		cmocka_unit_test(test_each_canary_owns_its_copy_of_a_template),
+		cmocka_unit_test(test_unknown_template_ref_names_the_templates_there_are),
+		cmocka_unit_test(test_unsupported_provider_types_are_errors),
+		cmocka_unit_test(test_template_variables_are_checked_at_load),
+		cmocka_unit_test(test_query_without_a_provider_needs_an_address),
+		cmocka_unit_test(test_provider_keys_are_checked_by_type),
+		cmocka_unit_test(test_duplicate_metric_templates_are_errors),
+		cmocka_unit_test(test_relative_baseline_and_failure_duration_are_read),
+		cmocka_unit_test(test_relative_baseline_and_failure_duration_are_checked),
+		cmocka_unit_test(test_judge_alpha_and_min_samples_defaults),
+		cmocka_unit_test(test_judge_alpha_and_min_samples_are_read),
+		cmocka_unit_test(test_judge_alpha_and_min_samples_are_checked),
+		cmocka_unit_test(test_alert_matchers_are_read),
+		cmocka_unit_test(test_alert_matchers_are_checked),
 		cmocka_unit_test(test_release_and_free_accept_empty_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

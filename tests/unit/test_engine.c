@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "stats.h"
 
 #define T0 1700000000000ULL /* a wall clock in ms */
 #define INTERVAL 1000ULL
@@ -930,6 +931,480 @@ static void test_eng_active_phases(void **state)
 	}
 }
 
+
+/* ---- relative thresholds, baseline, failureDuration ---- */
+
+/* One metric, metrics[0], of <kind> with range [min, max] (NAN: none). */
+static void one_metric(eng_metric_kind kind, const char *name, double min, double max)
+{
+	P.n_metrics = 1;
+	eng_metric *m = &P.metrics[0];
+	memset(m, 0, sizeof *m);
+	snprintf(m->name, sizeof m->name, "%s", name);
+	m->kind = kind;
+	m->window_ms = 60000;
+	m->has_min = !isnan(min);
+	m->min = m->has_min ? min : 0;
+	m->has_max = !isnan(max);
+	m->max = m->has_max ? max : 0;
+}
+
+/* The next check with one reading: canary <v>, stable <sv> (NAN: none),
+ * baseline <bv> (NAN: none). */
+static void check_one(double v, double sv, double bv)
+{
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	r[0].has_data = true;
+	r[0].value = v;
+	r[0].has_stable = !isnan(sv);
+	r[0].stable_value = isnan(sv) ? 0 : sv;
+	r[0].has_baseline = !isnan(bv);
+	r[0].baseline_value = isnan(bv) ? 0 : bv;
+	eng_check(&S, &P, now, r, &O);
+}
+
+static const eng_metric_result *check_result(void)
+{
+	const eng_event *ev = find_event("check");
+	assert_non_null(ev);
+	assert_int_equal(ev->n_metrics, 1);
+	return &ev->metrics[0];
+}
+
+static void test_relative_rate_compares_the_difference_in_points(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].relative = true;
+	start("v2");
+	check_one(3.10, 2.50, NAN); /* +0.60 points: within +1 although 3.10 > 1 */
+	assert_true(check_result()->passed);
+	assert_true(check_result()->relative);
+	assert_true(fabs(check_result()->compared - 0.60) < 1e-9);
+	assert_int_equal(S.failed_checks, 0);
+	check_one(3.10, 0.50, NAN);
+	const eng_metric_result *m = check_result();
+	assert_false(m->passed);
+	assert_true(m->has_stable);
+	assert_true(fabs(m->stable_value - 0.50) < 1e-9);
+	assert_string_equal(m->reason, "3.10 vs stable 0.50: +2.60 > +1");
+	assert_int_equal(S.failed_checks, 1);
+	assert_non_null(strstr(S.message, "error-rate 3.10 vs stable 0.50: +2.60 > +1"));
+}
+
+static void test_relative_success_rate_min_is_a_drop_in_points(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_SUCCESS_RATE, "request-success-rate", -1, NAN);
+	P.metrics[0].relative = true;
+	start("v2");
+	check_one(97.5, 98.0, NAN);
+	assert_true(check_result()->passed);
+	check_one(96.0, 98.0, NAN);
+	assert_false(check_result()->passed);
+	assert_string_equal(check_result()->reason, "96.00 vs stable 98.00: -2.00 < -1");
+}
+
+static void test_relative_duration_compares_the_ratio(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_DURATION, "request-duration", NAN, 1.5);
+	P.metrics[0].relative = true;
+	start("v2");
+	check_one(580, 400, NAN); /* x1.45 */
+	assert_true(check_result()->passed);
+	check_one(812, 400, NAN); /* x2.03 */
+	assert_false(check_result()->passed);
+	assert_true(fabs(check_result()->compared - 2.03) < 1e-9);
+	assert_string_equal(check_result()->reason, "812.00 vs stable 400.00: x2.03 > x1.5");
+}
+
+static void test_relative_custom_ratio_against_zero_stable(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_CUSTOM, "queue-depth", NAN, 2);
+	P.metrics[0].relative = true;
+	start("v2");
+	check_one(0, 0, NAN); /* 0 / 0: no change */
+	assert_true(check_result()->passed);
+	check_one(5, 0, NAN); /* unbounded growth */
+	assert_false(check_result()->passed);
+}
+
+static void test_relative_without_stable_data_fails(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].relative = true;
+	start("v2");
+	check_one(0.0, NAN, NAN);
+	assert_false(check_result()->passed);
+	assert_string_equal(check_result()->reason, "no stable data to compare with");
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_baseline_forgives_a_breach_stable_also_has(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].baseline_window_ms = 3600 * 1000;
+	start("v2");
+	check_one(3.0, NAN, 4.0); /* breach, but stable's hour is worse */
+	assert_true(check_result()->passed);
+	assert_true(check_result()->has_baseline);
+	assert_non_null(strstr(check_result()->reason, "baseline is 4.00"));
+	assert_non_null(strstr(find_event("check")->message, "check passed (error-rate 3.00 > 1"));
+	assert_int_equal(S.failed_checks, 0);
+	check_one(5.0, NAN, 4.0); /* worse than stable's hour */
+	assert_false(check_result()->passed);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_baseline_of_a_min_breach_is_the_lower_side(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_SUCCESS_RATE, "request-success-rate", 99, NAN);
+	P.metrics[0].baseline_window_ms = 3600 * 1000;
+	start("v2");
+	check_one(98.0, NAN, 97.0); /* below 99, but above stable's 97 */
+	assert_true(check_result()->passed);
+	check_one(96.0, NAN, 97.0);
+	assert_false(check_result()->passed);
+}
+
+static void test_baseline_without_data_counts_the_breach(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].baseline_window_ms = 3600 * 1000;
+	start("v2");
+	check_one(3.0, NAN, NAN);
+	assert_false(check_result()->passed);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_baseline_ignored_when_not_configured(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	start("v2");
+	check_one(3.0, NAN, 4.0); /* a baseline reading without the setting */
+	assert_false(check_result()->passed);
+}
+
+static void test_failure_duration_holds_a_breach_until_it_lasts(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].failure_duration_ms = 30000;
+	P.threshold = 1;
+	start("v2");
+	int w = S.weight;
+	check_one(3.0, NAN, NAN); /* breach starts */
+	assert_true(check_result()->passed);
+	assert_true(check_result()->pending);
+	assert_int_equal(S.breach_since_ms[0], now);
+	assert_string_equal(check_result()->reason, "breach for 0s of 30s: 3.00 > 1");
+	/* a pending breach holds the weight: it neither fails nor steps up */
+	assert_int_equal(S.weight, w);
+	uint64_t began = now;
+	for (int i = 0; i < 3; i++)
+		check_one(3.0, NAN, NAN);
+	assert_string_equal(check_result()->reason, "breach for 3s of 30s: 3.00 > 1");
+	assert_int_equal(S.breach_since_ms[0], began);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	while (now + INTERVAL < began + 30000)
+		check_one(3.0, NAN, NAN);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	check_one(3.0, NAN, NAN); /* 30 s */
+	assert_int_equal(now - began, 30000);
+	assert_false(check_result()->passed);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_non_null(strstr(S.message, "3.00 > 1 for 30s"));
+}
+
+static void test_failure_duration_clock_resets_on_a_passing_check(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].failure_duration_ms = 5000;
+	P.step_weight = 1; /* room for many passing checks */
+	start("v2");
+	for (int i = 0; i < 4; i++)
+		check_one(3.0, NAN, NAN);
+	assert_true(S.breach_since_ms[0] != 0);
+	check_one(0.5, NAN, NAN);
+	assert_int_equal(S.breach_since_ms[0], 0);
+	for (int i = 0; i < 5; i++) {
+		check_one(3.0, NAN, NAN);
+		assert_true(check_result()->passed);
+	}
+	check_one(3.0, NAN, NAN);
+	assert_false(check_result()->passed);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_failure_duration_does_not_delay_no_data(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].failure_duration_ms = 30000;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	eng_check(&S, &P, now, r, &O);
+	assert_false(check_result()->passed);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_breach_clocks_reset_by_a_new_rollout(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].failure_duration_ms = 30000;
+	start("v2");
+	check_one(3.0, NAN, NAN);
+	assert_true(S.breach_since_ms[0] != 0);
+	start("v3");
+	assert_int_equal(S.breach_since_ms[0], 0);
+}
+
+
+/* ---- the sequential judge (eng_observe), 100 ms ticks ---- */
+
+/* Cumulative traffic fed to eng_observe. */
+static eng_counts C;
+static stats_summary CL, SL; /* latency histograms */
+
+/* The sequential policy: stepWeights 10, 20, 50, no fixed metrics. */
+static void sequential(void)
+{
+	P.judge = ENG_JUDGE_SEQUENTIAL;
+	P.alpha = 0.01;
+	P.min_samples = 100;
+	P.n_metrics = 0;
+	P.step_weight = 0;
+	P.n_step_weights = 3;
+	P.step_weights[0] = 10;
+	P.step_weights[1] = 20;
+	P.step_weights[2] = 50;
+	P.max_weight = 50;
+	memset(&C, 0, sizeof C);
+}
+
+/* One tick: <rps> requests a second split by the weight, the canary's
+ * <cper> and stable's <sper> errors per 1000 requests (spread evenly, so
+ * the run is deterministic). */
+static void observe_tick(double rps, int cper, int sper)
+{
+	uint64_t n = (uint64_t)(rps / 10);
+	uint64_t nc = n * (uint64_t)S.weight / 100, ns = n - nc;
+	uint64_t c0 = C.canary_requests, s0 = C.stable_requests;
+	C.canary_requests += nc;
+	C.stable_requests += ns;
+	C.canary_errors += C.canary_requests * (uint64_t)cper / 1000 - c0 * (uint64_t)cper / 1000;
+	C.stable_errors += C.stable_requests * (uint64_t)sper / 1000 - s0 * (uint64_t)sper / 1000;
+	now += 100;
+	eng_observe(&S, &P, now, &C, &O);
+}
+
+/* Ticks until the phase leaves Progressing or <max_ticks> pass; returns
+ * the ticks run. */
+static int observe_until_decided(double rps, int cper, int sper, int max_ticks)
+{
+	int i = 0;
+	while (i < max_ticks && S.phase == ENG_PROGRESSING) {
+		observe_tick(rps, cper, sper);
+		i++;
+	}
+	return i;
+}
+
+static void test_observe_does_nothing_under_the_threshold_judge(void **state)
+{
+	(void)state;
+	start("v2");
+	C = (eng_counts){ .canary_requests = 1000, .canary_errors = 900, .stable_requests = 1000 };
+	now += 100;
+	eng_observe(&S, &P, now, &C, &O);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(O.n_events, 0);
+	assert_false(S.judge_started);
+}
+
+static void test_sequential_rolls_back_a_failing_canary_at_once(void **state)
+{
+	(void)state;
+	sequential();
+	start("v2");
+	assert_int_equal(S.weight, 10);
+	/* 20% errors on 10% of 200 req/s: 2 canary requests a tick */
+	int ticks = observe_until_decided(200, 200, 5, 100);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_true(ticks <= 30); /* well before the threshold judge's 3 s */
+	const eng_event *ev = find_event("rollback");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "sequential test: canary error rate "));
+	assert_non_null(strstr(ev->message, "vs stable 0."));
+	assert_non_null(strstr(ev->message, "p "));
+	assert_true(has_hook(ENG_HOOK_ROLLBACK));
+	assert_true(O.changed);
+}
+
+static void test_sequential_steps_up_a_healthy_canary_after_min_samples(void **state)
+{
+	(void)state;
+	sequential();
+	P.min_samples = 50;
+	start("v2");
+	/* no errors anywhere: 10 canary requests a tick at 10% of 1000 req/s */
+	int ticks = 0;
+	while (S.weight == 10 && ticks < 6000) {
+		observe_tick(1000, 0, 0);
+		ticks++;
+	}
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_true(ticks >= 5); /* min_samples: 50 canary requests */
+	const eng_event *ev = find_event("weight");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "advance canary weight 10 -> 20 (sequential test:"));
+	assert_true(O.changed);
+	/* the next step counts its own min_samples: 20 a tick, 50 needs 3 */
+	observe_tick(1000, 0, 0);
+	observe_tick(1000, 0, 0);
+	assert_int_equal(S.weight, 20);
+	int more = 0;
+	while (S.weight == 20 && more < 6000) {
+		observe_tick(1000, 0, 0);
+		more++;
+	}
+	assert_int_equal(S.weight, 50);
+	while (S.phase == ENG_PROGRESSING && more < 12000) {
+		observe_tick(1000, 0, 0);
+		more++;
+	}
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+	assert_non_null(find_event("promoting"));
+}
+
+static void test_sequential_holds_without_evidence(void **state)
+{
+	(void)state;
+	sequential();
+	P.min_samples = 1000000; /* never enough for a step */
+	start("v2");
+	for (int i = 0; i < 50; i++) {
+		observe_tick(200, 5, 5);
+		assert_int_equal(O.n_events, 0);
+		assert_false(O.changed);
+	}
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_true(S.judge_started);
+}
+
+static void test_sequential_ignores_paused_rollouts(void **state)
+{
+	(void)state;
+	sequential();
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "alice"), 0);
+	for (int i = 0; i < 50; i++)
+		observe_tick(200, 500, 0);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(O.n_events, 0);
+}
+
+static void test_sequential_checks_are_guards_that_do_not_step(void **state)
+{
+	(void)state;
+	sequential();
+	P.n_metrics = 1;
+	P.metrics[0].kind = ENG_M_DURATION;
+	P.metrics[0].has_max = true;
+	P.metrics[0].max = 500;
+	P.metrics[0].has_min = false;
+	start("v2");
+	check_one(120, NAN, NAN);
+	assert_true(check_result()->passed);
+	assert_int_equal(S.weight, 10); /* held: the judge steps up */
+	check_one(900, NAN, NAN);
+	check_one(900, NAN, NAN);
+	assert_int_equal(S.failed_checks, 2);
+	check_one(900, NAN, NAN);
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
+static void test_sequential_restarts_with_a_new_rollout(void **state)
+{
+	(void)state;
+	sequential();
+	P.min_samples = 1000000;
+	start("v2");
+	for (int i = 0; i < 10; i++)
+		observe_tick(200, 0, 0);
+	assert_true(S.judge_started);
+	assert_true(S.judge.n[TARGET_CANARY] > 0);
+	start("v3");
+	assert_false(S.judge_started);
+	memset(&C, 0, sizeof C);
+	observe_tick(200, 0, 0);
+	assert_true(S.judge_started);
+	assert_int_equal(S.judge.n[TARGET_CANARY], 2);
+}
+
+static void test_sequential_survives_counts_that_restart(void **state)
+{
+	(void)state;
+	sequential();
+	start("v2");
+	for (int i = 0; i < 5; i++)
+		observe_tick(200, 0, 5);
+	/* a restarted daemon counts from zero again, and the canary fails */
+	memset(&C, 0, sizeof C);
+	int ticks = observe_until_decided(200, 300, 5, 200);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_true(ticks < 200);
+}
+
+static void test_sequential_rolls_back_a_slow_canary(void **state)
+{
+	(void)state;
+	sequential();
+	P.judge_latency_ratio = 1.25;
+	start("v2");
+	memset(&CL, 0, sizeof CL);
+	memset(&SL, 0, sizeof SL);
+	C.canary_latency = &CL;
+	C.stable_latency = &SL;
+	int fast = stats_bucket_of(50000), slow = stats_bucket_of(400000);
+	int i = 0;
+	for (; i < 100 && S.phase == ENG_PROGRESSING; i++) {
+		/* 20 canary requests at 400 ms, 180 stable at 50 ms a tick (some
+		 * spread so that the ranks are not all ties) */
+		for (int k = 0; k < 20; k++)
+			CL.hist[slow + k % 3]++;
+		for (int k = 0; k < 180; k++)
+			SL.hist[fast + k % 3]++;
+		CL.total += 20;
+		SL.total += 180;
+		C.canary_requests += 20;
+		C.stable_requests += 180;
+		now += 100;
+		eng_observe(&S, &P, now, &C, &O);
+	}
+	assert_int_equal(S.phase, ENG_FAILED);
+	const eng_event *ev = find_event("rollback");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "sequential test: canary latency p99"));
+}
+
 #define T(f) cmocka_unit_test_setup(f, setup)
 
 int main(void)
@@ -985,6 +1460,28 @@ int main(void)
 		T(test_state_message_follows_the_last_event),
 		T(test_phase_name_and_parse_round_trip),
 		T(test_eng_active_phases),
+		T(test_relative_rate_compares_the_difference_in_points),
+		T(test_relative_success_rate_min_is_a_drop_in_points),
+		T(test_relative_duration_compares_the_ratio),
+		T(test_relative_custom_ratio_against_zero_stable),
+		T(test_relative_without_stable_data_fails),
+		T(test_baseline_forgives_a_breach_stable_also_has),
+		T(test_baseline_of_a_min_breach_is_the_lower_side),
+		T(test_baseline_without_data_counts_the_breach),
+		T(test_baseline_ignored_when_not_configured),
+		T(test_failure_duration_holds_a_breach_until_it_lasts),
+		T(test_failure_duration_clock_resets_on_a_passing_check),
+		T(test_failure_duration_does_not_delay_no_data),
+		T(test_breach_clocks_reset_by_a_new_rollout),
+		T(test_observe_does_nothing_under_the_threshold_judge),
+		T(test_sequential_rolls_back_a_failing_canary_at_once),
+		T(test_sequential_steps_up_a_healthy_canary_after_min_samples),
+		T(test_sequential_holds_without_evidence),
+		T(test_sequential_ignores_paused_rollouts),
+		T(test_sequential_checks_are_guards_that_do_not_step),
+		T(test_sequential_restarts_with_a_new_rollout),
+		T(test_sequential_survives_counts_that_restart),
+		T(test_sequential_rolls_back_a_slow_canary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

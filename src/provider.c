@@ -1,0 +1,249 @@
+/* provider.c - see provider.h. */
+#include "provider.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+#define PROVIDER_MAX_BODY (4u << 20) /* an answer larger than this is an error */
+
+typedef struct prov_read {
+	provider_fn done;
+	void *arg;
+	int web;
+	char *json_path;
+	char what[160];    /* "Prometheus at 'URL'" / "web metric 'URL'" for messages */
+} prov_read;
+
+static int number_from(const json_t *j, double *value, char *reason, size_t rlen)
+{
+	if (json_is_number(j)) {
+		*value = json_number_value(j);
+	} else if (json_is_string(j)) {
+		const char *s = json_string_value(j);
+		char *end;
+		*value = strtod(s, &end);
+		if (end == s || *end) {
+			snprintf(reason, rlen, "value '%.40s' is not a number", s);
+			return 0;
+		}
+	} else {
+		snprintf(reason, rlen, "value is not a number");
+		return 0;
+	}
+	if (isnan(*value)) {
+		snprintf(reason, rlen, "value is NaN");
+		return 0;
+	}
+	return 1;
+}
+
+int provider_parse_prometheus(const char *body, size_t len, double *value,
+                              char *reason, size_t rlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body, len, 0, &jerr);
+	if (!root) {
+		snprintf(reason, rlen, "answer is not JSON: %s", jerr.text);
+		return 0;
+	}
+	int ok = 0;
+	const char *status = json_string_value(json_object_get(root, "status"));
+	const json_t *data = json_object_get(root, "data");
+	const char *rtype = json_string_value(json_object_get(data, "resultType"));
+	const json_t *result = json_object_get(data, "result");
+	if (!status || strcmp(status, "success") != 0) {
+		const char *e = json_string_value(json_object_get(root, "error"));
+		snprintf(reason, rlen, "query failed: %.150s", e ? e : "no status 'success'");
+	} else if (!rtype) {
+		snprintf(reason, rlen, "answer has no data.resultType");
+	} else if (strcmp(rtype, "scalar") == 0) {
+		ok = number_from(json_array_get(result, 1), value, reason, rlen);
+	} else if (strcmp(rtype, "vector") == 0) {
+		size_t n = json_array_size(result);
+		if (n == 0)
+			snprintf(reason, rlen, "query returned no sample");
+		else if (n > 1)
+			snprintf(reason, rlen, "query returned %zu samples; it must return one (aggregate it, e.g. sum(...))", n);
+		else
+			ok = number_from(json_array_get(json_object_get(json_array_get(result, 0), "value"), 1),
+			                 value, reason, rlen);
+	} else {
+		snprintf(reason, rlen, "query returned a %s; it must return one sample", rtype);
+	}
+	json_decref(root);
+	return ok;
+}
+
+int provider_json_path(const json_t *root, const char *path, double *value,
+                       char *reason, size_t rlen)
+{
+	const json_t *cur = root;
+	const char *p = path;
+	if (*p == '$')
+		p++;
+	char key[256];
+	while (*p) {
+		if (*p == '.') {
+			p++;
+			size_t n = 0;
+			while (*p && *p != '.' && *p != '[' && n + 1 < sizeof key)
+				key[n++] = *p++;
+			key[n] = '\0';
+			if (!n) {
+				snprintf(reason, rlen, "bad jsonPath '%s'", path);
+				return 0;
+			}
+			cur = json_object_get(cur, key);
+		} else if (*p == '[') {
+			p++;
+			if (*p == '\'' || *p == '"') {
+				char q = *p++;
+				size_t n = 0;
+				while (*p && *p != q && n + 1 < sizeof key)
+					key[n++] = *p++;
+				key[n] = '\0';
+				if (*p != q || p[1] != ']') {
+					snprintf(reason, rlen, "bad jsonPath '%s'", path);
+					return 0;
+				}
+				p += 2;
+				cur = json_object_get(cur, key);
+			} else {
+				char *end;
+				long idx = strtol(p, &end, 10);
+				if (end == p || *end != ']' || idx < 0) {
+					snprintf(reason, rlen, "bad jsonPath '%s'", path);
+					return 0;
+				}
+				p = end + 1;
+				cur = json_array_get(cur, (size_t)idx);
+			}
+		} else {
+			snprintf(reason, rlen, "bad jsonPath '%s'", path);
+			return 0;
+		}
+		if (!cur) {
+			snprintf(reason, rlen, "nothing at %s in the answer", path);
+			return 0;
+		}
+	}
+	return number_from(cur, value, reason, rlen);
+}
+
+static void on_answer(void *arg, int status, const char *error, const char *body,
+                      size_t body_len, uint64_t elapsed_ms)
+{
+	prov_read *r = arg;
+	char reason[256];
+	double value = 0;
+	int ok = 0;
+	if (error) {
+		snprintf(reason, sizeof reason, "%s did not answer: %s", r->what, error);
+	} else if (status < 200 || status >= 300) {
+		snprintf(reason, sizeof reason, "%s answered HTTP %d", r->what, status);
+	} else if (!r->web) {
+		ok = provider_parse_prometheus(body, body_len, &value, reason, sizeof reason);
+	} else {
+		json_error_t jerr;
+		json_t *root = json_loadb(body, body_len, 0, &jerr);
+		if (!root) {
+			snprintf(reason, sizeof reason, "%.100s: answer is not JSON: %.60s", r->what, jerr.text);
+		} else {
+			ok = provider_json_path(root, r->json_path, &value, reason, sizeof reason);
+			json_decref(root);
+		}
+	}
+	r->done(r->arg, ok, value, ok ? "" : reason);
+	free(r->json_path);
+	free(r);
+}
+
+/* Percent-encodes <s> for a URL query component. */
+static void url_escape(buf *b, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
+			buf_append(b, s, 1);
+		else
+			buf_printf(b, "%%%02X", c);
+	}
+}
+
+int provider_read(hooks *h, const cfg_metric_source *src, const tmpl_vars *vars,
+                  provider_fn done, void *arg, char *err, size_t errlen)
+{
+	if (!h) {
+		snprintf(err, errlen, "no HTTP client (libcurl failed to initialise)");
+		return -1;
+	}
+	prov_read *r = xcalloc(1, sizeof *r);
+	r->done = done;
+	r->arg = arg;
+	buf url = BUF_INIT, body = BUF_INIT, q = BUF_INIT;
+	const char *hdrs[32];
+	buf hbuf[32];
+	size_t nh = 0;
+	int rc = -1;
+	if (src->type == CFG_PROVIDER_PROMETHEUS) {
+		if (tmpl_render(src->query, vars, TMPL_PROMQL, &q, err, errlen) < 0)
+			goto out;
+		const char *a = src->address;
+		size_t al = strlen(a);
+		while (al && a[al - 1] == '/')
+			al--;
+		buf_append(&url, a, al);
+		buf_puts(&url, "/api/v1/query?query=");
+		url_escape(&url, q.p);
+		snprintf(r->what, sizeof r->what, "Prometheus at '%.120s'", src->address);
+		rc = hooks_request(h, "GET", url.p, NULL, 0, NULL, src->timeout_ms, PROVIDER_MAX_BODY,
+		                   on_answer, r);
+	} else if (src->type == CFG_PROVIDER_WEB) {
+		r->web = 1;
+		r->json_path = xstrdup(src->json_path ? src->json_path : "$");
+		if (tmpl_render(src->url, vars, TMPL_URL, &url, err, errlen) < 0)
+			goto out;
+		if (src->body && tmpl_render(src->body, vars, TMPL_JSON, &body, err, errlen) < 0)
+			goto out;
+		const char *key;
+		json_t *val;
+		json_object_foreach(src->headers, key, val) {
+			if (nh == 32)
+				break;
+			hbuf[nh] = (buf)BUF_INIT;
+			buf_printf(&hbuf[nh], "%s: ", key);
+			if (tmpl_render(json_string_value(val) ? json_string_value(val) : "", vars,
+			                TMPL_PROMQL, &hbuf[nh], err, errlen) < 0) {
+				buf_release(&hbuf[nh]);
+				goto out;
+			}
+			hdrs[nh] = hbuf[nh].p;
+			nh++;
+		}
+		snprintf(r->what, sizeof r->what, "web metric '%.120s'", url.p);
+		rc = hooks_request(h, src->method && !strcmp(src->method, "POST") ? "POST" : "GET",
+		                   url.p, hdrs, nh, body.p, src->timeout_ms, PROVIDER_MAX_BODY,
+		                   on_answer, r);
+	} else {
+		snprintf(err, errlen, "metric has no provider");
+		goto out;
+	}
+	if (rc < 0)
+		snprintf(err, errlen, "cannot start the request to %s", r->what);
+out:
+	for (size_t i = 0; i < nh; i++)
+		buf_release(&hbuf[i]);
+	buf_release(&url);
+	buf_release(&body);
+	buf_release(&q);
+	if (rc < 0) {
+		free(r->json_path);
+		free(r);
+	}
+	return rc;
+}

@@ -1,0 +1,181 @@
+/* template.c - see template.h. */
+#include "template.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const var_names[] = { "name", "namespace", "target", "interval",
+                                         "revision" };
+#define N_VARS (sizeof var_names / sizeof var_names[0])
+#define KNOWN "name, namespace, target, interval, revision"
+
+/* Copies at most 40 bytes of s[0..n) into <out> (>= 48 bytes) for a
+ * message, control characters replaced so that a message stays one line. */
+static void cut(const char *s, size_t n, char *out)
+{
+	size_t i = 0;
+	for (; i < n && i < 40; i++)
+		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	if (i < n)
+		memcpy(out + i, "...", 3), i += 3;
+	out[i] = '\0';
+}
+
+static const char *value_of(const tmpl_vars *v, size_t var)
+{
+	const char *s = NULL;
+	switch (var) {
+	case 0: s = v->name; break;
+	case 1: s = v->namespace_; break;
+	case 2: s = v->target; break;
+	case 3: s = v->interval; break;
+	default: s = v->revision; break;
+	}
+	return s ? s : "";
+}
+
+/* Why a whitelist and not escaping, in PromQL: a value may stand inside a
+ * string literal ({pod=~"{{ name }}-.*"}) or outside any quotes ([{{ interval }}],
+ * offset {{ interval }}, a metric name built from {{ target }}). Escaping is
+ * only defined inside a literal, and the template does not say where the
+ * value stands; quoting it ourselves would break the unquoted uses. So the
+ * value must be harmless wherever it lands: the characters of Kubernetes
+ * names, revisions and durations, none of which can end a string, a label
+ * matcher, a range or an expression. A regex matcher still sees '.' as any
+ * character, which only widens a match, it cannot add a clause. */
+static bool promql_safe(const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '_' || c == '.' || c == ':' || c == '/' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+static void put_url(buf *out, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			buf_append(out, s, 1);
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			buf_append(out, e, 3);
+		}
+	}
+}
+
+static void put_json(buf *out, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		switch (c) {
+		case '"': buf_puts(out, "\\\""); break;
+		case '\\': buf_puts(out, "\\\\"); break;
+		case '\n': buf_puts(out, "\\n"); break;
+		case '\r': buf_puts(out, "\\r"); break;
+		case '\t': buf_puts(out, "\\t"); break;
+		case '\b': buf_puts(out, "\\b"); break;
+		case '\f': buf_puts(out, "\\f"); break;
+		default:
+			if (c < 0x20 || c == 0x7f)
+				buf_printf(out, "\\u%04x", c);
+			else
+				buf_append(out, s, 1);
+		}
+	}
+}
+
+/* The work of both entry points: with <v> NULL only the syntax and names
+ * are checked and nothing is written. */
+static int render(const char *tmpl, const tmpl_vars *v, tmpl_escape mode, buf *out,
+                  char *err, size_t errlen)
+{
+	size_t mark = out ? out->len : 0;
+	const char *p = tmpl, *lit = tmpl;
+	char what[48];
+	if (errlen)
+		err[0] = '\0';
+	while ((p = strstr(p, "{{")) != NULL) {
+		if (out && p > lit)
+			buf_append(out, lit, (size_t)(p - lit));
+		size_t at = (size_t)(p - tmpl) + 1;
+		const char *close = strstr(p + 2, "}}");
+		if (!close) {
+			cut(p, strlen(p), what);
+			snprintf(err, errlen, "unclosed {{ at character %zu: '%s' has no }}", at, what);
+			goto fail;
+		}
+		const char *a = p + 2, *b = close;
+		while (a < b && (*a == ' ' || *a == '\t'))
+			a++;
+		while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+			b--;
+		if (a == b) {
+			snprintf(err, errlen, "empty {{ }} at character %zu; known variables: " KNOWN,
+			         at);
+			goto fail;
+		}
+		size_t var = 0;
+		while (var < N_VARS && !(strlen(var_names[var]) == (size_t)(b - a) &&
+		                         !memcmp(var_names[var], a, (size_t)(b - a))))
+			var++;
+		if (var == N_VARS) {
+			cut(a, (size_t)(b - a), what);
+			snprintf(err, errlen, "unknown variable {{ %s }} at character %zu; known: " KNOWN,
+			         what, at);
+			goto fail;
+		}
+		if (out) {
+			const char *val = value_of(v, var);
+			switch (mode) {
+			case TMPL_PROMQL:
+				if (!promql_safe(val)) {
+					cut(val, strlen(val), what);
+					snprintf(err, errlen, "unsafe value for {{ %s }}: '%s' (in a query "
+					         "a value may only have letters, digits and _ . : / -)",
+					         var_names[var], what);
+					goto fail;
+				}
+				buf_puts(out, val);
+				break;
+			case TMPL_URL:
+				put_url(out, val);
+				break;
+			case TMPL_JSON:
+				put_json(out, val);
+				break;
+			default:
+				buf_puts(out, val);
+				break;
+			}
+		}
+		p = lit = close + 2;
+	}
+	if (out)
+		buf_puts(out, lit); /* also makes out->p a string when all is empty */
+	return 0;
+fail:
+	if (out && out->p) {
+		out->len = mark;
+		out->p[mark] = '\0';
+	}
+	return -1;
+}
+
+int tmpl_render(const char *tmpl, const tmpl_vars *v, tmpl_escape mode, buf *out,
+                char *err, size_t errlen)
+{
+	static const tmpl_vars none = { 0 };
+	return render(tmpl, v ? v : &none, mode, out, err, errlen);
+}
+
+int tmpl_check(const char *tmpl, char *err, size_t errlen)
+{
+	return render(tmpl, NULL, TMPL_RAW, NULL, err, errlen);
+}

@@ -1,0 +1,216 @@
+/* test_template.c - metric query templates: each escape mode, values that
+ * would change a query refused, and the syntax errors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "template.h"
+
+static const tmpl_vars VARS = {
+	.name = "podinfo", .namespace_ = "test", .target = "podinfo-canary",
+	.interval = "1m", .revision = "v1.2.3",
+};
+
+/* Renders <t> with <v> in <mode>; must succeed and give <want>. */
+static void assert_renders(const char *t, const tmpl_vars *v, tmpl_escape mode,
+                           const char *want)
+{
+	buf b = BUF_INIT;
+	char err[256];
+	int rc = tmpl_render(t, v, mode, &b, err, sizeof err);
+	if (rc != 0)
+		print_message("error: %s\n", err);
+	assert_int_equal(rc, 0);
+	assert_non_null(b.p);
+	assert_string_equal(b.p, want);
+	buf_release(&b);
+}
+
+/* Renders <t>; must fail with a message containing <what>, leaving the
+ * buffer as it was. */
+static void assert_refused(const char *t, const tmpl_vars *v, tmpl_escape mode,
+                           const char *what)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, "before|");
+	char err[256];
+	assert_int_equal(tmpl_render(t, v, mode, &b, err, sizeof err), -1);
+	if (!strstr(err, what))
+		print_message("message '%s' lacks '%s'\n", err, what);
+	assert_non_null(strstr(err, what));
+	assert_string_equal(b.p, "before|");
+	assert_int_equal(b.len, strlen("before|"));
+	buf_release(&b);
+}
+
+static void test_promql_substitutes_every_variable(void **state)
+{
+	assert_renders("sum(rate(http_requests_total{namespace=\"{{ namespace }}\","
+	               "pod=~\"{{ target }}-.*\",app=\"{{name}}\",rev=\"{{ revision }}\"}"
+	               "[{{ interval }}]))", &VARS, TMPL_PROMQL,
+	               "sum(rate(http_requests_total{namespace=\"test\","
+	               "pod=~\"podinfo-canary-.*\",app=\"podinfo\",rev=\"v1.2.3\"}[1m]))");
+}
+
+static void test_promql_refuses_a_value_that_would_inject(void **state)
+{
+	tmpl_vars v = VARS;
+	v.revision = "x\"} or vector(1)";
+	assert_refused("up{rev=\"{{ revision }}\"}", &v, TMPL_PROMQL,
+	               "unsafe value for {{ revision }}: 'x\"} or vector(1)'");
+	v = VARS;
+	v.interval = "1m] or vector(1) #";
+	assert_refused("rate(x[{{ interval }}])", &v, TMPL_PROMQL,
+	               "unsafe value for {{ interval }}");
+	v = VARS;
+	v.name = "a\nb";
+	assert_refused("{{ name }}", &v, TMPL_PROMQL, "unsafe value for {{ name }}: 'a?b'");
+}
+
+static void test_promql_accepts_names_paths_and_durations(void **state)
+{
+	tmpl_vars v = VARS;
+	v.target = "my_app.v2:web/x-1";
+	v.interval = "1h30m";
+	assert_renders("{{ target }} {{ interval }}", &v, TMPL_PROMQL, "my_app.v2:web/x-1 1h30m");
+}
+
+static void test_unused_unsafe_value_does_not_matter(void **state)
+{
+	tmpl_vars v = VARS;
+	v.revision = "\"} or vector(1)";
+	assert_renders("up{app=\"{{ name }}\"}", &v, TMPL_PROMQL, "up{app=\"podinfo\"}");
+}
+
+static void test_url_mode_percent_encodes_values_only(void **state)
+{
+	tmpl_vars v = VARS;
+	v.name = "a b&c=d/é?";
+	assert_renders("http://127.0.0.1:9/q?app={{ name }}&ns={{ namespace }}", &v, TMPL_URL,
+	               "http://127.0.0.1:9/q?app=a%20b%26c%3Dd%2F%C3%A9%3F&ns=test");
+	v.name = "A-z_0.9~";
+	assert_renders("{{ name }}", &v, TMPL_URL, "A-z_0.9~");
+}
+
+static void test_json_mode_escapes_inside_a_string(void **state)
+{
+	tmpl_vars v = VARS;
+	v.name = "a\"b\\c\nd\te\x01";
+	assert_renders("{\"app\": \"{{ name }}\"}", &v, TMPL_JSON,
+	               "{\"app\": \"a\\\"b\\\\c\\nd\\te\\u0001\"}");
+}
+
+static void test_raw_mode_copies_values(void **state)
+{
+	tmpl_vars v = VARS;
+	v.name = "a\"} b";
+	assert_renders("<{{ name }}>", &v, TMPL_RAW, "<a\"} b>");
+}
+
+static void test_null_values_render_empty(void **state)
+{
+	tmpl_vars v = { .name = "web" };
+	assert_renders("ns=[{{ namespace }}] {{ name }}", &v, TMPL_PROMQL, "ns=[] web");
+	assert_renders("ns=[{{ namespace }}]", NULL, TMPL_URL, "ns=[]");
+}
+
+static void test_spaces_inside_braces_are_optional(void **state)
+{
+	assert_renders("{{name}}|{{ name }}|{{   name\t}}|{{\tname }}", &VARS, TMPL_RAW,
+	               "podinfo|podinfo|podinfo|podinfo");
+}
+
+static void test_text_without_variables_is_copied(void **state)
+{
+	assert_renders("sum(up{job=\"x\"}) / 2 } {", &VARS, TMPL_PROMQL,
+	               "sum(up{job=\"x\"}) / 2 } {");
+	assert_renders("", &VARS, TMPL_PROMQL, "");
+	assert_int_equal(tmpl_check("up{a=\"b\"}", NULL, 0), 0);
+}
+
+static void test_adjacent_variables(void **state)
+{
+	assert_renders("{{ name }}{{ namespace }}{{revision}}", &VARS, TMPL_RAW,
+	               "podinfotestv1.2.3");
+}
+
+static void test_rendering_appends_to_the_buffer(void **state)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, "x=");
+	char err[64];
+	assert_int_equal(tmpl_render("{{ name }};", &VARS, TMPL_RAW, &b, err, sizeof err), 0);
+	assert_string_equal(b.p, "x=podinfo;");
+	buf_release(&b);
+}
+
+static void test_unknown_variable_is_named_with_its_place(void **state)
+{
+	assert_refused("up{app=\"{{ nmae }}\"}", &VARS, TMPL_PROMQL,
+	               "unknown variable {{ nmae }} at character 9; known: name, namespace, "
+	               "target, interval, revision");
+	char err[256];
+	assert_int_equal(tmpl_check("x {{ variables.app }}", err, sizeof err), -1);
+	assert_non_null(strstr(err, "unknown variable {{ variables.app }} at character 3"));
+	assert_int_equal(tmpl_check("{{ Name }}", err, sizeof err), -1);
+	assert_non_null(strstr(err, "unknown variable {{ Name }}"));
+}
+
+static void test_empty_braces_are_an_error(void **state)
+{
+	assert_refused("a{{  }}b", &VARS, TMPL_RAW, "empty {{ }} at character 2");
+}
+
+static void test_unclosed_braces_are_an_error(void **state)
+{
+	assert_refused("up{{ name }", &VARS, TMPL_RAW, "unclosed {{ at character 3");
+	assert_refused("{{ name }} and {{ target", &VARS, TMPL_URL,
+	               "unclosed {{ at character 16: '{{ target' has no }}");
+	char err[256];
+	assert_int_equal(tmpl_check("{{", err, sizeof err), -1);
+	assert_non_null(strstr(err, "unclosed {{ at character 1"));
+}
+
+static void test_check_accepts_every_known_variable(void **state)
+{
+	char err[64] = "untouched";
+	assert_int_equal(tmpl_check("{{ name }}{{ namespace }}{{ target }}{{ interval }}"
+	                            "{{ revision }}", err, sizeof err), 0);
+	assert_string_equal(err, "");
+}
+
+static void test_long_messages_are_cut_to_the_buffer(void **state)
+{
+	char err[16];
+	assert_int_equal(tmpl_check("{{ a_very_long_unknown_variable_name }}", err, sizeof err),
+	                 -1);
+	assert_int_equal(strlen(err), sizeof err - 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_promql_substitutes_every_variable),
+		cmocka_unit_test(test_promql_refuses_a_value_that_would_inject),
+		cmocka_unit_test(test_promql_accepts_names_paths_and_durations),
+		cmocka_unit_test(test_unused_unsafe_value_does_not_matter),
+		cmocka_unit_test(test_url_mode_percent_encodes_values_only),
+		cmocka_unit_test(test_json_mode_escapes_inside_a_string),
+		cmocka_unit_test(test_raw_mode_copies_values),
+		cmocka_unit_test(test_null_values_render_empty),
+		cmocka_unit_test(test_spaces_inside_braces_are_optional),
+		cmocka_unit_test(test_text_without_variables_is_copied),
+		cmocka_unit_test(test_adjacent_variables),
+		cmocka_unit_test(test_rendering_appends_to_the_buffer),
+		cmocka_unit_test(test_unknown_variable_is_named_with_its_place),
+		cmocka_unit_test(test_empty_braces_are_an_error),
+		cmocka_unit_test(test_unclosed_braces_are_an_error),
+		cmocka_unit_test(test_check_accepts_every_known_variable),
+		cmocka_unit_test(test_long_messages_are_cut_to_the_buffer),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
