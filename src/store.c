@@ -18,7 +18,7 @@
 #include "util.h"
 
 #define DB_FILE "canaryd.db"
-#define SCHEMA_VERSION 1  /* PRAGMA user_version; bump with a migration */
+#define SCHEMA_VERSION 2  /* PRAGMA user_version; bump with a migration */
 
 /* The statements, prepared once at open. */
 enum {
@@ -42,8 +42,8 @@ static const char *const sql_text[Q_COUNT] = {
 		"INSERT INTO canaries(name, phase, weight, failed_checks, iterations,"
 		" manual_weight, stable_rev, canary_rev, rollout_started_ms,"
 		" next_check_ms, unready_since_ms, last_transition_ms, message,"
-		" stable_eps, canary_eps, updated_ms)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"
+		" stable_eps, canary_eps, updated_ms, breach_since)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
 		" ON CONFLICT(name) DO UPDATE SET phase = excluded.phase,"
 		" weight = excluded.weight, failed_checks = excluded.failed_checks,"
 		" iterations = excluded.iterations, manual_weight = excluded.manual_weight,"
@@ -53,7 +53,8 @@ static const char *const sql_text[Q_COUNT] = {
 		" unready_since_ms = excluded.unready_since_ms,"
 		" last_transition_ms = excluded.last_transition_ms,"
 		" message = excluded.message, stable_eps = excluded.stable_eps,"
-		" canary_eps = excluded.canary_eps, updated_ms = excluded.updated_ms",
+		" canary_eps = excluded.canary_eps, updated_ms = excluded.updated_ms,"
+		" breach_since = excluded.breach_since",
 	[Q_INSERT_EVENT] =
 		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -63,8 +64,8 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_LOAD_CANARY] =
 		"SELECT phase, weight, failed_checks, iterations, manual_weight,"
 		" stable_rev, canary_rev, rollout_started_ms, next_check_ms,"
-		" unready_since_ms, last_transition_ms, message, stable_eps, canary_eps"
-		" FROM canaries WHERE name = ?1",
+		" unready_since_ms, last_transition_ms, message, stable_eps, canary_eps,"
+		" breach_since FROM canaries WHERE name = ?1",
 	[Q_ROLLOUT_ENDED] =
 		"SELECT 1 FROM rollouts WHERE canary = ?1 AND revision = ?2",
 	[Q_EVENTS] =
@@ -88,6 +89,11 @@ static const char schema_v1[] =
 	"CREATE TABLE IF NOT EXISTS rollouts ("
 	" canary TEXT, revision TEXT, outcome TEXT, ended_ms INT,"
 	" PRIMARY KEY(canary, revision));";
+
+/* Version 2: when each metric's current breach began (failureDuration),
+ * a JSON array of ENG_MAX_METRICS milliseconds. */
+static const char schema_v2[] =
+	"ALTER TABLE canaries ADD COLUMN breach_since TEXT;";
 
 struct store {
 	sqlite3 *db;
@@ -191,6 +197,7 @@ static int migrate(store *s, char *err, size_t errlen)
 	char setv[64];
 	snprintf(setv, sizeof setv, "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
+	    (version < 2 && exec(s, schema_v2, err, errlen) < 0) ||
 	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
@@ -317,6 +324,17 @@ static char *metrics_json(const eng_event *ev)
 		if (m->has_max)
 			json_object_set_new(o, "max", json_real(m->max));
 		json_object_set_new(o, "passed", json_boolean(m->passed));
+		if (m->relative) {
+			json_object_set_new(o, "relative", json_true());
+			json_object_set_new(o, "stableValue", m->has_stable && isfinite(m->stable_value)
+			                                      ? json_real(m->stable_value) : json_null());
+			if (m->has_stable && isfinite(m->compared))
+				json_object_set_new(o, "compared", json_real(m->compared));
+		}
+		if (m->has_baseline && isfinite(m->baseline_value))
+			json_object_set_new(o, "baselineValue", json_real(m->baseline_value));
+		if (m->pending)
+			json_object_set_new(o, "pending", json_true());
 		if (m->reason[0])
 			json_object_set_new(o, "reason", json_string(m->reason));
 		json_array_append_new(arr, o);
@@ -347,7 +365,15 @@ static int write_state(store *s, const char *name, const store_record *rec,
 	bind_text(q, 14, rec->stable_eps ? rec->stable_eps : "");
 	bind_text(q, 15, rec->canary_eps ? rec->canary_eps : "");
 	sqlite3_bind_int64(q, 16, (sqlite3_int64)now_ms);
-	return step_done(s, q);
+	buf b = BUF_INIT;
+	buf_puts(&b, "[");
+	for (int i = 0; i < ENG_MAX_METRICS; i++)
+		buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)st->breach_since_ms[i]);
+	buf_puts(&b, "]");
+	bind_text(q, 17, b.p);
+	int rc = step_done(s, q);
+	buf_release(&b);
+	return rc;
 }
 
 static int write_event(store *s, const char *name, const eng_event *ev,
@@ -452,6 +478,11 @@ int store_load(store *s, const char *name, store_record *rec,
 			copy_col(st->message, sizeof st->message, q, 11);
 			rec->stable_eps = dup_col(q, 12);
 			rec->canary_eps = dup_col(q, 13);
+			const char *bs = (const char *)sqlite3_column_text(q, 14);
+			json_t *arr = bs ? json_loads(bs, 0, NULL) : NULL;
+			for (int i = 0; i < ENG_MAX_METRICS && i < (int)json_array_size(arr); i++)
+				st->breach_since_ms[i] = (uint64_t)json_integer_value(json_array_get(arr, i));
+			json_decref(arr);
 			ret = 1;
 		}
 	} else if (rc != SQLITE_DONE) {

@@ -103,6 +103,8 @@ static void sample_record(store_record *r, eng_phase phase)
 	r->st.unready_since_ms = 1764100030789ull;
 	r->st.last_transition_ms = 1764100045000ull;
 	snprintf(r->st.message, sizeof r->st.message, "advance canary weight 30");
+	r->st.breach_since_ms[0] = 1764100050001ull;
+	r->st.breach_since_ms[ENG_MAX_METRICS - 1] = 7;
 	r->stable_eps = "127.0.0.1:9001,[::1]:9003";
 	r->canary_eps = "127.0.0.1:9002";
 }
@@ -168,6 +170,8 @@ static void assert_same_record(const store_record *a, const store_record *b)
 	assert_int_equal(a->st.unready_since_ms, b->st.unready_since_ms);
 	assert_int_equal(a->st.last_transition_ms, b->st.last_transition_ms);
 	assert_string_equal(a->st.message, b->st.message);
+	for (int i = 0; i < ENG_MAX_METRICS; i++)
+		assert_int_equal(a->st.breach_since_ms[i], b->st.breach_since_ms[i]);
 	assert_string_equal(a->stable_eps, b->stable_eps);
 	assert_string_equal(a->canary_eps, b->canary_eps);
 }
