@@ -1,7 +1,9 @@
 """Measures the time from `canaryctl rollout` to phase Failed for a canary
-that fails 20 % of its requests (interval 1s, threshold 3, stepWeight 10,
-200 requests/s of steady traffic), RUNS times, with real processes on
-loopback. Usage: python3 bench/rollback_time.py [BUILD_DIR] [RUNS]"""
+that fails 20 % of its requests (200 requests/s of steady traffic, 10 % to
+the canary), RUNS times, with real processes on loopback, under the
+threshold judge (interval 1s, threshold 3, request-success-rate >= 99) or
+the sequential judge (alpha 0.01).
+Usage: python3 bench/rollback_time.py [BUILD_DIR] [RUNS] [threshold|sequential]"""
 import os
 import statistics
 import subprocess
@@ -13,14 +15,17 @@ os.environ.setdefault("CANARYD_BUILD", sys.argv[1] if len(sys.argv) > 1 else "bu
 import harness  # noqa: E402
 
 runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+judge = sys.argv[3] if len(sys.argv) > 3 else "threshold"
 times = []
 try:
     for i in range(runs):
         v1, v2 = harness.Upstream("v1"), harness.Upstream("v2", fail_rate=0.2)
         port = harness.free_port()
-        d = harness.Canaryd(harness.canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr],
-                                                interval="1s", threshold=3, max_weight=50,
-                                                step_weight=10))
+        text = harness.canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr],
+                                   interval="1s", threshold=3, max_weight=50, step_weight=10)
+        if judge == "sequential":
+            text = text.replace("    threshold: 3\n", "    threshold: 3\n    judge: sequential\n")
+        d = harness.Canaryd(text)
         load = harness.Load(port, threads=4, rps_per_thread=50)
         time.sleep(1.0)
         t0 = time.time()
@@ -37,5 +42,5 @@ try:
         harness.cleanup()
 finally:
     harness.cleanup()
-print("rollout -> Failed (interval 1s, threshold 3, 20%% errors): median %.2f s, min %.2f s, max %.2f s over %d runs"
-      % (statistics.median(times), min(times), max(times), len(times)))
+print("rollout -> Failed (%s judge, 20%% errors at 10%% of 200 req/s): median %.2f s, min %.2f s, max %.2f s over %d runs"
+      % (judge, statistics.median(times), min(times), max(times), len(times)))

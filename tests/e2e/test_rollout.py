@@ -233,5 +233,27 @@ def test_unreachable_canary_rolls_back_after_progress_deadline():
     assert "not ready" in s["message"], s
 
 
+def test_sequential_judge_rolls_back_a_failing_canary_in_seconds():
+    v1, v2 = Upstream("v1"), Upstream("v2", fail_rate=0.2)
+    port = free_port()
+    text = canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="1m", threshold=5,
+                       step_weights=[10, 20, 50],
+                       metrics=[("request-duration", "max: 500", "1m")])
+    text = text.replace("    threshold: 5\n", "    threshold: 5\n    judge: sequential\n    alpha: 0.01\n")
+    d = Canaryd(text)
+    load = Load(port, threads=4, rps_per_thread=50)  # 200 req/s, 10 % to the canary
+    time.sleep(0.5)
+    t0 = time.time()
+    assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    s = d.wait_phase("web", "Failed", timeout=20)
+    dt = time.time() - t0
+    load.stop()
+    print("  sequential judge: rollout -> Failed in %.2fs" % dt)
+    ev = d.events("web")
+    assert ev[-1]["type"] == "rollback" and "sequential" in ev[-1]["message"], ev[-1]
+    assert [e for e in ev if e["type"] == "check"] == [], "the 1m interval check never ran"
+    assert dt < 6 * SLOW, dt
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
