@@ -1651,6 +1651,32 @@ static void h_min_samples(doc *d, const field *f, const char *path, yaml_node_t 
 		p->min_samples = (uint64_t)n;
 }
 
+/* The sequential judge's non-inferiority margin, in percentage points of
+ * error rate (0.5 means the canary may fail 0.5 points more than stable). */
+static void h_error_margin(doc *d, const field *f, const char *path, yaml_node_t *k,
+                           yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double m;
+	if (read_number(d, path, v, 0.01, 50, " (percentage points)", &m) == 0)
+		p->judge_margin = m / 100.0;
+}
+
+/* How many times slower than stable the canary may be before the latency
+ * test calls it worse; 0 turns the latency test off. */
+static void h_latency_ratio(doc *d, const field *f, const char *path, yaml_node_t *k,
+                            yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double r;
+	if (read_number(d, path, v, 0, 100, " (1 or more, or 0 for off)", &r) == 0) {
+		if (r != 0 && r < 1)
+			err_at(d->x, v, "%s: must be 0 (off) or at least 1, got %g", path, r);
+		else
+			p->judge_latency_ratio = r;
+	}
+}
+
 static const field analysis_fields[] = {
 	{ "interval", h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
 	{ "threshold", h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
@@ -1673,6 +1699,8 @@ static const field analysis_fields[] = {
 	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
 	{ "alpha", h_alpha, F_BOTH, NOSTORE, 0, 0 },
 	{ "minSamples", h_min_samples, F_BOTH, NOSTORE, 0, 0 },
+	{ "errorMargin", h_error_margin, F_BOTH, NOSTORE, 0, 0 },
+	{ "latencyRatio", h_latency_ratio, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
 

@@ -1,7 +1,8 @@
 /* config.h - the YAML configuration: a stream of Canary documents, either
  * native (apiVersion canaryd/v1, unknown fields are errors) or Flagger's
  * (apiVersion flagger.app/v1beta1, spec.analysis as Flagger means it; the
- * Kubernetes-only fields are kept in <raw> for the mesh routers).
+ * Kubernetes-only fields are kept in <raw> for the mesh routers), and the
+ * MetricTemplate documents their metrics refer to (templateRef).
  * Every error is reported, each as "FILE:LINE:COL: message". */
 #ifndef CANARYD_CONFIG_H
 #define CANARYD_CONFIG_H
@@ -48,7 +49,7 @@ typedef struct cfg_metric_source {
 	                     * {{ target }}, {{ interval }}, {{ revision }}) */
 	char *url;          /* web: URL template (same variables, URL-escaped) */
 	char *method;       /* web: GET (default) or POST */
-	json_t *headers;    /* web: object of header name -> value template, or NULL */
+	json_t *headers;    /* web: object of header name -> value (a template), or NULL */
 	char *body;         /* web: body template, or NULL */
 	char *json_path;    /* web: where the number is, e.g. "$.data.value" */
 	uint64_t timeout_ms;/* per request: 10s */

@@ -15,6 +15,7 @@
  * write in flight. Memory is freed only in close callbacks. */
 #include "proxy.h"
 
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,10 @@ typedef struct endpoint {
 	struct sockaddr_storage addr;
 	upconn *idle[POOL_MAX];       /* keep-alive pool, a LIFO stack */
 	size_t n_idle;
+	/* passive outlier detection */
+	int fails;                    /* consecutive failures */
+	bool ejected;
+	uint64_t ejected_until;       /* uv_now() ms at which it comes back */
 } endpoint;
 
 typedef struct epset {
@@ -76,6 +81,10 @@ struct route {
 	int weight;                   /* canary share 0..100 */
 	int eff[TARGET_COUNT];        /* weights the SWRR state was built for */
 	int cur[TARGET_COUNT];        /* smooth weighted round-robin state */
+	route_observer_fn obs;        /* told of ejections and returns */
+	void *obs_arg;
+	int outlier_errors;           /* from the proxies' settings (0: never eject) */
+	uint64_t ejection_ms;
 };
 
 struct proxy {
@@ -89,6 +98,11 @@ struct proxy {
 	size_t nobj;                  /* listener + cconns + upconns not yet freed */
 	size_t n_clients;
 	size_t inflight;
+	int max_conns;                /* client connections at most (0: no limit) */
+	int outlier_errors;
+	uint64_t ejection_ms;
+	bool accept_paused;           /* at the limit, a connection is waiting */
+	uint64_t limit_logged_ms;
 	cconn *clients;
 	upconn *ups;
 	iobuf *free_io;               /* free list of request blocks */
@@ -169,6 +183,8 @@ struct cconn {
 };
 
 static void c_advance(cconn *c);
+static void resume_accepting(proxy *p);
+static void route_configure(proxy *p);
 static void c_close(cconn *c);
 static void up_close(upconn *up);
 static void fail_request(cconn *c, int status);
@@ -334,13 +350,92 @@ static int route_pick(route *r)
 	return pick;
 }
 
-static endpoint *epset_next(epset *s)
+void route_set_observer(route *r, route_observer_fn fn, void *arg)
 {
+	r->obs = fn;
+	r->obs_arg = arg;
+}
+
+static void route_notify(route *r, int target, endpoint *ep, int ejected,
+                         const char *reason)
+{
+	if (ejected)
+		log_msg(LOG_WARN, r->name, "%s endpoint '%s' ejected for %" PRIu64
+		        " ms: %s", stats_target_name(target), ep->name,
+		        r->ejection_ms, reason);
+	else
+		log_msg(LOG_INFO, r->name, "%s endpoint '%s' taken back: %s",
+		        stats_target_name(target), ep->name, reason);
+	if (r->obs)
+		r->obs(r->obs_arg, target, ep->name, ejected, reason);
+}
+
+/* Brings <ep> back when its ejection time is over. Returns whether it is
+ * (still) out. */
+static bool ep_out(route *r, int target, endpoint *ep, uint64_t now)
+{
+	if (!ep->ejected)
+		return false;
+	if (now < ep->ejected_until)
+		return true;
+	ep->ejected = false;
+	ep->fails = 0;
+	route_notify(r, target, ep, 0, "ejection time over");
+	return false;
+}
+
+/* The next endpoint of <target> round-robin, skipping ejected ones and
+ * <avoid> while another is available; when every endpoint is out, any of
+ * them (a request never fails for lack of endpoints). NULL only when the
+ * set is empty. */
+static endpoint *ep_pick(route *r, int target, uint64_t now, endpoint *avoid)
+{
+	epset *s = &r->set[target];
 	if (s->n == 0)
 		return NULL;
-	endpoint *ep = s->v[s->rr % s->n];
-	s->rr++;
+	for (size_t i = 0; i < s->n; i++) {
+		endpoint *ep = s->v[s->rr++ % s->n];
+		if (ep != avoid && !ep_out(r, target, ep, now))
+			return ep;
+	}
+	endpoint *ep = s->v[s->rr++ % s->n];
+	if (ep == avoid && s->n > 1)
+		ep = s->v[s->rr++ % s->n];
 	return ep;
+}
+
+/* Counts a failure of <ep> (connect refused/failed/timed out, a 5xx, no
+ * answer): <why> is the last one's description. */
+static void ep_failed(route *r, int target, endpoint *ep, uint64_t now,
+                      const char *why)
+{
+	if (!ep || r->outlier_errors <= 0)
+		return;
+	if (ep->ejected) {
+		/* picked while every endpoint was out, and failed again */
+		ep->ejected_until = now + r->ejection_ms;
+		return;
+	}
+	if (++ep->fails < r->outlier_errors)
+		return;
+	ep->ejected = true;
+	ep->ejected_until = now + r->ejection_ms;
+	char reason[160];
+	snprintf(reason, sizeof reason, "%d consecutive failures: %s", ep->fails,
+	         why);
+	route_notify(r, target, ep, 1, reason);
+}
+
+/* A response below 500 from <ep>. */
+static void ep_succeeded(route *r, int target, endpoint *ep)
+{
+	if (!ep)
+		return;
+	ep->fails = 0;
+	if (ep->ejected) {
+		ep->ejected = false;
+		route_notify(r, target, ep, 0, "answered while ejected");
+	}
 }
 
 /* ---- proxy bookkeeping -------------------------------------------------- */
@@ -720,6 +815,7 @@ static void fail_request(cconn *c, int status)
 /* ---- upstream connect and failures -------------------------------------- */
 
 static void up_connected(uv_connect_t *req, int status);
+static void connect_failed(cconn *c, const char *why);
 
 /* Connects a fresh upstream connection for <c> to c->ep. */
 static void connect_new(cconn *c)
@@ -744,13 +840,37 @@ static void connect_new(cconn *c)
 	int rc = uv_tcp_connect(&up->creq, &up->tcp,
 	                        (const struct sockaddr *)&c->ep->addr, up_connected);
 	if (rc < 0) {
-		log_msg(LOG_WARN, c->r->name, "cannot connect to upstream '%s': %s",
-		        c->ep->name, uv_strerror(rc));
 		up_close(up);
-		fail_request(c, 502);
+		connect_failed(c, uv_strerror(rc));
 		return;
 	}
 	timer_start(&c->utimer, up_timer_cb, p->t.connect_ms);
+}
+
+/* The connection to c->ep could not be established (<why>): counted
+ * against the endpoint, and the request, which nothing was sent of, goes
+ * once to another endpoint of the same target. c->up is closed. */
+static void connect_failed(cconn *c, const char *why)
+{
+	log_msg(LOG_WARN, c->r->name, "cannot connect to upstream '%s': %s",
+	        c->ep->name, why);
+	uv_timer_stop(&c->utimer);
+	uint64_t now = uv_now(c->p->loop);
+	ep_failed(c->r, c->target, c->ep, now, why);
+	endpoint *next = NULL;
+	if (!c->tried_next) {
+		c->tried_next = true;
+		next = ep_pick(c->r, c->target, now, c->ep);
+	}
+	if (next && next != c->ep) {
+		next->refs++;
+		ep_unref(c->ep);
+		c->ep = next;
+		c->head_sent = false;
+		connect_new(c);
+		return;
+	}
+	fail_request(c, 502);
 }
 
 /* Takes a pooled connection to c->ep or connects a new one. */
@@ -774,26 +894,8 @@ static void up_connected(uv_connect_t *req, int status)
 	if (up->closing || !c)
 		return;
 	if (status < 0) {
-		log_msg(LOG_WARN, c->r->name, "cannot connect to upstream '%s': %s",
-		        c->ep->name, uv_strerror(status));
 		up_close(up);
-		uv_timer_stop(&c->utimer);
-		epset *s = &c->r->set[c->target];
-		endpoint *next = NULL;
-		if (!c->tried_next && s->n > 1) {
-			c->tried_next = true;
-			next = epset_next(s);
-			if (next == c->ep)
-				next = epset_next(s);
-		}
-		if (next && next != c->ep) {
-			next->refs++;
-			ep_unref(c->ep);
-			c->ep = next;
-			connect_new(c);
-			return;
-		}
-		fail_request(c, 502);
+		connect_failed(c, uv_strerror(status));
 		return;
 	}
 	up->connected = true;
@@ -833,6 +935,8 @@ static void upstream_failed(cconn *c)
 	}
 	log_msg(LOG_WARN, c->r->name, "upstream '%s' closed before responding",
 	        c->ep->name);
+	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
+	          "closed before responding");
 	fail_request(c, 502);
 }
 
@@ -842,12 +946,13 @@ static void up_timer_cb(uv_timer_t *t)
 	if (c->closing || c->state != C_REQ)
 		return;
 	if (c->up && !c->up->connected) {
-		log_msg(LOG_WARN, c->r->name, "cannot connect to upstream '%s': "
-		        "timed out", c->ep->name);
-		fail_request(c, 502);
+		up_close(c->up);
+		connect_failed(c, "connect timed out");
 	} else if (!c->resp_head_sent) {
 		log_msg(LOG_WARN, c->r->name, "upstream '%s' timed out",
 		        c->ep ? c->ep->name : "?");
+		ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
+		          "response timed out");
 		fail_request(c, 504);
 	} else {
 		c_close(c);
@@ -892,6 +997,7 @@ static void c_closed(uv_handle_t *h)
 	io_give(c);
 	free(c);
 	p->nobj--;
+	resume_accepting(p);
 	maybe_free(p);
 }
 
@@ -988,7 +1094,7 @@ static void start_request(cconn *c, size_t head_len)
 	http_chunked_init(&c->body_ck);
 	int t = route_pick(c->r);
 	c->target = t < 0 ? TARGET_STABLE : t;
-	c->ep = t < 0 ? NULL : epset_next(&c->r->set[t]);
+	c->ep = t < 0 ? NULL : ep_pick(c->r, t, uv_now(p->loop), NULL);
 	if (c->ep)
 		c->ep->refs++;
 	bool fits = build_request_head(c);
@@ -1179,6 +1285,13 @@ static void on_response_head(cconn *c, size_t len)
 		return;
 	}
 	c->status = s->status;
+	if (s->status >= 500) {
+		char why[32];
+		snprintf(why, sizeof why, "HTTP %d", s->status);
+		ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), why);
+	} else {
+		ep_succeeded(c->r, c->target, c->ep);
+	}
 	c->rbody = s->body;
 	c->rleft = s->content_length;
 	http_chunked_init(&c->rck);
@@ -1234,6 +1347,8 @@ static bool resp_pump(cconn *c)
 		if (rc < 0) {
 			log_msg(LOG_WARN, c->r->name, "upstream '%s' sent an invalid "
 			        "response head", c->ep->name);
+			ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
+			          "invalid response head");
 			fail_request(c, 502);
 			return true;
 		}
@@ -1473,11 +1588,10 @@ static void c_advance(cconn *c)
 	c_update_io(c);
 }
 
-static void on_connection(uv_stream_t *server, int status)
+/* Accepts the connection libuv holds for the listener. */
+static void accept_one(proxy *p)
 {
-	proxy *p = server->data;
-	if (status < 0 || p->closing)
-		return;
+	uv_stream_t *server = (uv_stream_t *)&p->listener;
 	cconn *c = xcalloc(1, sizeof *c);
 	c->p = p;
 	uv_tcp_init(p->loop, &c->tcp);
@@ -1508,6 +1622,41 @@ static void on_connection(uv_stream_t *server, int status)
 	c_advance(c);
 }
 
+static bool at_limit(const proxy *p)
+{
+	return p->max_conns > 0 && p->n_clients >= (size_t)p->max_conns;
+}
+
+/* At the connection limit the connection is left unaccepted: libuv then
+ * stops polling the listener (the kernel's backlog keeps the rest waiting)
+ * until uv_accept is called, which resume_accepting does once a client
+ * connection has closed. */
+static void on_connection(uv_stream_t *server, int status)
+{
+	proxy *p = server->data;
+	if (status < 0 || p->closing || !p->listening)
+		return;
+	if (at_limit(p)) {
+		uint64_t now = uv_now(p->loop);
+		if (!p->accept_paused && now - p->limit_logged_ms >= 10000) {
+			p->limit_logged_ms = now;   /* at most one line per 10 s */
+			log_msg(LOG_WARN, p->r->name, "%d client connections open: "
+			        "not accepting more until one closes", p->max_conns);
+		}
+		p->accept_paused = true;
+		return;
+	}
+	accept_one(p);
+}
+
+static void resume_accepting(proxy *p)
+{
+	if (p->accept_paused && p->listening && !p->closing && !at_limit(p)) {
+		p->accept_paused = false;
+		accept_one(p);
+	}
+}
+
 /* ---- the proxy ---------------------------------------------------------- */
 
 int proxy_start(uv_loop_t *loop, const char *listen, route *r,
@@ -1524,6 +1673,9 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	proxy *p = xcalloc(1, sizeof *p);
 	p->loop = loop;
 	p->t = pc->timeouts;
+	p->max_conns = pc->max_connections;
+	p->outlier_errors = pc->outlier_errors;
+	p->ejection_ms = pc->outlier_ejection_ms;
 	uv_tcp_init(loop, &p->listener);
 	p->listener.data = p;
 	p->listening = true;
@@ -1540,8 +1692,17 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	}
 	route_ref(r);
 	p->r = r;
+	route_configure(p);
 	*out = p;
 	return 0;
+}
+
+/* The route's outlier settings are those of the proxy serving it last
+ * configured (one proxy per route in practice). */
+static void route_configure(proxy *p)
+{
+	p->r->outlier_errors = p->outlier_errors;
+	p->r->ejection_ms = p->ejection_ms;
 }
 
 void proxy_set_route(proxy *p, route *r)
@@ -1551,9 +1712,18 @@ void proxy_set_route(proxy *p, route *r)
 	route_ref(r);
 	route_unref(p->r);
 	p->r = r;
+	route_configure(p);
 }
 
-void proxy_set_config(proxy *p, const cfg_proxy *pc) { p->t = pc->timeouts; }
+void proxy_set_config(proxy *p, const cfg_proxy *pc)
+{
+	p->t = pc->timeouts;
+	p->max_conns = pc->max_connections;
+	p->outlier_errors = pc->outlier_errors;
+	p->ejection_ms = pc->outlier_ejection_ms;
+	route_configure(p);
+	resume_accepting(p);
+}
 
 void proxy_drain(proxy *p)
 {

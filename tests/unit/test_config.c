@@ -1216,12 +1216,19 @@ static void test_judge_alpha_and_min_samples_defaults(void **state)
 static void test_judge_alpha_and_min_samples_are_read(void **state)
 {
 	cfg *c = must_load(MINIMAL "    stepWeight: 5\n    judge: sequential\n    alpha: 0.05\n"
-	                   "    minSamples: 500\n");
+	                   "    minSamples: 500\n    errorMargin: 1\n    latencyRatio: 1.5\n");
 	const eng_policy *p = &c->canaries[0].policy;
 	assert_int_equal(p->judge, ENG_JUDGE_SEQUENTIAL);
 	assert_true(p->alpha == 0.05);
 	assert_int_equal(p->min_samples, 500);
+	assert_true(p->judge_margin == 0.01);
+	assert_true(p->judge_latency_ratio == 1.5);
 	cfg_free(c);
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    errorMargin: 0\n    latencyRatio: 0.5\n");
+	assert_error(&e, "c.yaml:12:18: ", "spec.analysis.errorMargin: must be a number from 0.01 to 50");
+	assert_error(&e, "c.yaml:13:19: ", "spec.analysis.latencyRatio: must be 0 (off) or at least 1");
+	assert_int_equal(e.n, 2);
+	cfg_errors_release(&e);
 	c = must_load(MINIMAL "    stepWeight: 5\n    judge: threshold\n    minSamples: 1\n");
 	assert_int_equal(c->canaries[0].policy.judge, ENG_JUDGE_THRESHOLD);
 	assert_int_equal(c->canaries[0].policy.min_samples, 1);
