@@ -94,7 +94,7 @@ static int usage_error(const command *cmd, const char *fmt, ...)
 
 static void print_json(const json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
 	if (s) {
 		fputs(s, stdout);
 		fputc('\n', stdout);
@@ -929,7 +929,7 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 			json_object_set_new(o, "message", json_string(sum.first.message));
 		}
 		/* 10 digits: 1.4, not 1.3999999999999999 */
-		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
+		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
 		if (text) {
 			puts(text);
 			free(text);
