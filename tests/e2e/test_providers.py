@@ -125,5 +125,24 @@ def test_web_metric_reads_a_json_api():
     assert abs(check["metrics"][0]["value"] - 0.2) < 1e-9, check
 
 
+def test_relative_threshold_judges_the_canary_against_stable():
+    # both revisions fail 10 %: an absolute 1 % bound would roll back, a
+    # bound relative to stable (at most 1 point worse) promotes
+    v1, v2 = Upstream("v1", fail_rate=0.1), Upstream("v2", fail_rate=0.1)
+    port = free_port()
+    metrics = """      - name: error-rate
+        thresholdRange: {max: 1, relative: true}
+        interval: 1m"""
+    d = Canaryd(_doc("web", port, v1.addr, metrics, interval="1s", threshold=1))
+    load = Load(port, threads=4, rps_per_thread=50)
+    assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    s = d.wait_phase("web", ("Succeeded", "Failed"), timeout=30)
+    load.stop()
+    checks = [e for e in d.events("web") if e["type"] == "check"]
+    assert s["phase"] == "Succeeded", (s, checks[-1:])
+    m = checks[0]["metrics"][0]
+    assert m["relative"] is True and 5 <= m["stableValue"] <= 15 and 5 <= m["value"] <= 15, m
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
