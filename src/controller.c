@@ -877,6 +877,38 @@ static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
 	free(out);
 }
 
+/* Passive outlier detection reports: an audit event per ejection and per
+ * return. The observer's argument is the controller and the canary is
+ * found by the endpoint, so a runtime freed by a reload is never touched. */
+static void on_outlier(void *arg, int target, const char *endpoint, int ejected,
+                       const char *reason)
+{
+	ctl *c = arg;
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		if (!rt)
+			continue;
+		int mine = 0;
+		for (size_t e = 0; e < rt->eps[target].n && !mine; e++)
+			mine = strcmp(rt->eps[target].ep[e], endpoint) == 0;
+		if (!mine)
+			continue;
+		eng_output *out = xcalloc(1, sizeof *out);
+		eng_event *ev = &out->events[out->n_events++];
+		snprintf(ev->type, sizeof ev->type, "%s", ejected ? "ejected" : "readmitted");
+		ev->phase = rt->st.phase;
+		ev->weight = rt->st.weight;
+		snprintf(ev->actor, sizeof ev->actor, "canaryd");
+		snprintf(ev->message, sizeof ev->message, "%s endpoint %s %s: %s",
+		         stats_target_name(target), endpoint,
+		         ejected ? "ejected" : "taken back", reason ? reason : "");
+		eng_state prev = rt->st;
+		commit(rt, &prev, out, NULL, 0);
+		free(out);
+		return;
+	}
+}
+
 /* Creates the runtime of <cc>: state from the database (or new), route and
  * proxy. Returns NULL with <err> filled. */
 static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
@@ -933,6 +965,7 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 			goto fail;
 	}
 	rt->route = route_new(rt->name, rt->stats);
+	route_set_observer(rt->route, on_outlier, c);
 	apply_traffic(rt);
 	if (is_builtin(cc)) {
 		int rc = proxy_start(c->loop, cc->listen, rt->route, &cc->proxy, &rt->px, err, errlen);

@@ -29,9 +29,9 @@
 #define CBUF HTTP_MAX_HEAD         /* client input: a whole head must fit */
 #define RBUF 16384                 /* upstream input */
 #define HEADBUF (HTTP_MAX_HEAD + 1024) /* a rewritten head: room for added fields */
-#define POOL_MAX 64                /* idle connections kept per endpoint */
+#define POOL_MAX 1024              /* idle connections kept per endpoint */
 #define EP_NAME 300
-#define IO_FREE_MAX 16              /* request blocks kept for reuse per loop */
+#define IO_TRIM_MS 5000            /* period of the free request block trim */
 
 typedef struct upconn upconn;
 typedef struct cconn cconn;
@@ -107,6 +107,8 @@ struct proxy {
 	upconn *ups;
 	iobuf *free_io;               /* free list of request blocks */
 	size_t n_free_io;
+	size_t free_low;              /* fewest free blocks since the last trim */
+	uv_timer_t trim;              /* gives unneeded free blocks back */
 	char scratch[CBUF];           /* reads of connections without a block */
 };
 
@@ -143,6 +145,7 @@ struct cconn {
 	tmode tm;
 	bool closing;
 	bool lingering;               /* closing after an answer: input discarded */
+	bool advancing;               /* inside c_advance */
 	bool reading;
 	bool c_eof;                   /* the client finished sending */
 	bool cw_pending;
@@ -183,6 +186,7 @@ struct cconn {
 };
 
 static void c_advance(cconn *c);
+static void c_advance_loop(cconn *c);
 static void resume_accepting(proxy *p);
 static void route_configure(proxy *p);
 static void c_close(cconn *c);
@@ -468,6 +472,7 @@ static void stop_listening(proxy *p)
 		return;
 	p->listening = false;
 	uv_close((uv_handle_t *)&p->listener, listener_closed);
+	uv_close((uv_handle_t *)&p->trim, listener_closed);
 }
 
 /* Gives <c> a request block (it has none). */
@@ -478,6 +483,8 @@ static void io_take(cconn *c)
 	if (io) {
 		p->free_io = io->next;
 		p->n_free_io--;
+		if (p->n_free_io < p->free_low)
+			p->free_low = p->n_free_io;
 	} else {
 		io = mmap(NULL, sizeof *io, PROT_READ | PROT_WRITE,
 		          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -498,13 +505,30 @@ static void io_give(cconn *c)
 		return;
 	c->io = NULL;
 	proxy *p = c->p;
-	if (p->closing || p->n_free_io >= IO_FREE_MAX) {
+	if (p->closing) {
 		io_unmap(io);
 		return;
 	}
 	io->next = p->free_io;
 	p->free_io = io;
 	p->n_free_io++;
+}
+
+/* Every IO_TRIM_MS, the blocks that stayed free the whole period (the
+ * fewest free seen) are unmapped: a burst's blocks go back to the system
+ * within two periods, while a steady load keeps its blocks, so that it
+ * does not pay mmap, munmap and page faults per request. */
+static void trim_cb(uv_timer_t *t)
+{
+	proxy *p = t->data;
+	size_t n = p->free_low;
+	while (n-- > 0 && p->free_io) {
+		iobuf *io = p->free_io;
+		p->free_io = io->next;
+		p->n_free_io--;
+		io_unmap(io);
+	}
+	p->free_low = p->n_free_io;
 }
 
 static void timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
@@ -1047,10 +1071,55 @@ static void c_write_cb(uv_write_t *w, int status)
 
 /* Writes to the client; <body> bytes of them are rbuf[roff..], consumed
  * when the write completes. */
+/* Writes what it can of b[0..n) at once and returns how many bytes are
+ * left, with rest[] pointing at them; < 0 on a write error. A write that
+ * completes at once costs libuv no request, callback or epoll_ctl. */
+static ssize_t try_write(uv_stream_t *s, const uv_buf_t *b, unsigned n,
+                         uv_buf_t *rest, unsigned *m)
+{
+	int rc = uv_try_write(s, b, n);
+	if (rc == UV_EAGAIN || rc == UV_ENOSYS)
+		rc = 0;
+	else if (rc < 0)
+		return rc;
+	size_t skip = (size_t)rc, left = 0;
+	*m = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (skip >= b[i].len) {
+			skip -= b[i].len;
+			continue;
+		}
+		rest[(*m)++] = uv_buf_init(b[i].base + skip,
+		                           (unsigned)(b[i].len - skip));
+		left += b[i].len - skip;
+		skip = 0;
+	}
+	return (ssize_t)left;
+}
+
+/* Writes to the client; <body> bytes of them are rbuf[roff..], consumed
+ * when written. Outside c_advance, a write done at once advances the
+ * connection, as its callback would. */
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body)
 {
+	uv_buf_t rest[2];
+	unsigned m;
+	ssize_t left = try_write((uv_stream_t *)&c->tcp, b, n, rest, &m);
+	if (left < 0) {
+		c_close(c);
+		return;
+	}
+	if (left == 0) {
+		c->roff += body;
+		if (c->state == C_REQ && c->rs != RS_DONE && c->up &&
+		    c->up->connected)
+			timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+		if (!c->advancing)
+			c_advance(c);
+		return;
+	}
 	c->cw.data = c;
-	int rc = uv_write(&c->cw, (uv_stream_t *)&c->tcp, b, n, c_write_cb);
+	int rc = uv_write(&c->cw, (uv_stream_t *)&c->tcp, rest, m, c_write_cb);
 	if (rc < 0) {
 		c_close(c);
 		return;
@@ -1195,7 +1264,19 @@ static bool req_pump(cconn *c)
 		b[n++] = uv_buf_init(c->io->cbuf + c->coff, (unsigned)k);
 	if (n == 0)
 		return false;
-	int rc = uv_write(&up->wreq, (uv_stream_t *)&up->tcp, b, n, up_write_cb);
+	uv_buf_t rest[2];
+	unsigned m = 0;
+	ssize_t left = try_write((uv_stream_t *)&up->tcp, b, n, rest, &m);
+	if (left == 0) {
+		c->coff += k;
+		c->head_sent = true;
+		c->body_sent += k;
+		if (c->state == C_REQ && c->rs != RS_DONE)
+			timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+		return true;
+	}
+	int rc = left < 0 ? (int)left
+	       : uv_write(&up->wreq, (uv_stream_t *)&up->tcp, rest, m, up_write_cb);
 	if (rc < 0) {
 		if (c->state == C_TUNNEL)
 			c_close(c);
@@ -1545,6 +1626,15 @@ static void c_update_io(cconn *c)
 /* Runs the connection's state machine until it waits for an event. */
 static void c_advance(cconn *c)
 {
+	bool outer = !c->advancing;
+	c->advancing = true;
+	c_advance_loop(c);
+	if (outer)
+		c->advancing = false;
+}
+
+static void c_advance_loop(cconn *c)
+{
 	for (int guard = 0; guard < 64 && !c->closing; guard++) {
 		bool progress = false;
 		switch (c->state) {
@@ -1679,7 +1769,11 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	uv_tcp_init(loop, &p->listener);
 	p->listener.data = p;
 	p->listening = true;
-	p->nobj = 1;
+	uv_timer_init(loop, &p->trim);
+	p->trim.data = p;
+	uv_timer_start(&p->trim, trim_cb, IO_TRIM_MS, IO_TRIM_MS);
+	uv_unref((uv_handle_t *)&p->trim);
+	p->nobj = 2;
 	int rc = uv_tcp_bind(&p->listener, (const struct sockaddr *)&ss, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);

@@ -1,7 +1,14 @@
 /* stats.c - see stats.h. The ring is preallocated at stats_new, so a record
  * touches one slot and a few counters and never allocates. A slot carries
- * the second it belongs to: a slot left over from an earlier lap of the ring
- * is zeroed when that index is next written, and skipped by queries. */
+ * the second it belongs to (plus one, so that zeroed memory reads as empty
+ * and the ring's pages cost nothing until used): a slot left over from an
+ * earlier lap of the ring is zeroed when that index is next written, and
+ * skipped by queries.
+ *
+ * Shards: each has one writer (one proxy worker thread) and is read by the
+ * main thread, so every counter is read and written with relaxed atomic
+ * loads and stores (plain moves on x86, and no data race): a reader may see
+ * a record half done, never a torn counter. */
 #include "stats.h"
 
 #include <inttypes.h>
@@ -9,7 +16,12 @@
 #include <string.h>
 
 #define SUB_COUNT (1u << STATS_SUB_BITS)
-#define SLOT_EMPTY UINT64_MAX   /* second of a slot never written */
+#define SLOT_EMPTY 0            /* sec1 of a slot never written */
+#define MAX_SHARDS 65
+
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define INC(x) ST(x, LD(x) + 1)
 #define PROM_BOUNDS 11          /* finite le bounds; +Inf is the count */
 #define CODE_MIN 100
 #define CODE_MAX 599
@@ -22,7 +34,7 @@ _Static_assert(STATS_BUCKETS > (1 << STATS_SUB_BITS),
 
 /* One second of one target. */
 typedef struct slot {
-	uint64_t sec;                  /* the second counted here, or SLOT_EMPTY */
+	uint64_t sec1;                 /* the second counted here + 1, or SLOT_EMPTY */
 	uint32_t by_class[6];          /* [1]=1xx .. [5]=5xx */
 	uint32_t hist[STATS_BUCKETS];  /* latency buckets */
 } slot;
@@ -38,6 +50,8 @@ typedef struct cumul {
 struct stats {
 	slot ring[TARGET_COUNT][STATS_SLOTS];
 	cumul total[TARGET_COUNT];
+	stats *shard[MAX_SHARDS];      /* [0] unused: shard 0 is this one */
+	int is_shard;
 };
 
 /* Prometheus' default buckets, as microseconds and as written. */
@@ -57,24 +71,47 @@ const char *stats_target_name(int target)
 
 stats *stats_new(void)
 {
-	stats *s = xcalloc(1, sizeof *s);
-	for (int t = 0; t < TARGET_COUNT; t++)
-		for (int i = 0; i < STATS_SLOTS; i++)
-			s->ring[t][i].sec = SLOT_EMPTY;
-	return s;
+	/* zeroed: every slot empty (calloc of this size maps fresh pages,
+	 * which stay unbacked until a second is recorded into them) */
+	return xcalloc(1, sizeof(stats));
+}
+
+stats *stats_shard(stats *s, int i)
+{
+	if (i <= 0 || s->is_shard)
+		return s;
+	if (i >= MAX_SHARDS)
+		i = MAX_SHARDS - 1;
+	if (!s->shard[i]) {
+		s->shard[i] = stats_new();
+		s->shard[i]->is_shard = 1;
+	}
+	return s->shard[i];
 }
 
 void stats_free(stats *s)
 {
+	if (!s)
+		return;
+	for (int i = 1; i < MAX_SHARDS; i++)
+		free(s->shard[i]);
 	free(s);
+}
+
+static void forget_one(stats *s, int target)
+{
+	for (int i = 0; i < STATS_SLOTS; i++)
+		ST(s->ring[target][i].sec1, (uint64_t)SLOT_EMPTY);
 }
 
 void stats_forget(stats *s, int target)
 {
 	if (target < 0 || target >= TARGET_COUNT)
 		return;
-	for (int i = 0; i < STATS_SLOTS; i++)
-		s->ring[target][i].sec = SLOT_EMPTY;
+	forget_one(s, target);
+	for (int i = 1; i < MAX_SHARDS; i++)
+		if (s->shard[i])
+			forget_one(s->shard[i], target);
 }
 
 int stats_bucket_of(uint64_t latency_us)
@@ -120,33 +157,60 @@ void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us)
 void stats_record(stats *s, int target, int status, uint64_t latency_us,
                   uint64_t now_sec)
 {
-	if (target < 0 || target >= TARGET_COUNT)
+	if (target < 0 || target >= TARGET_COUNT || now_sec == UINT64_MAX)
 		return;
 	if (status < CODE_MIN || status > CODE_MAX)
 		status = 502;
 	int b = stats_bucket_of(latency_us);
 
 	cumul *c = &s->total[target];
-	c->codes[status - CODE_MIN]++;
-	c->count++;
-	c->sum_us += latency_us;
+	INC(c->codes[status - CODE_MIN]);
+	INC(c->count);
+	ST(c->sum_us, LD(c->sum_us) + latency_us);
 	for (int i = 0; i < PROM_BOUNDS; i++)
 		if (latency_us <= prom_bound_us[i]) {
-			c->le[i]++;
+			INC(c->le[i]);
 			break;
 		}
 
 	slot *sl = &s->ring[target][now_sec % STATS_SLOTS];
-	if (sl->sec != now_sec) {
+	uint64_t sec1 = LD(sl->sec1);
+	if (sec1 != now_sec + 1) {
 		/* a slot holding a later second means <now_sec> has already left
 		 * the ring: nothing to count it in */
-		if (sl->sec != SLOT_EMPTY && sl->sec > now_sec)
+		if (sec1 != SLOT_EMPTY && sec1 > now_sec + 1)
 			return;
-		memset(sl, 0, sizeof *sl);
-		sl->sec = now_sec;
+		/* emptied first, so that a reader never counts the old counts
+		 * as the new second's */
+		ST(sl->sec1, (uint64_t)SLOT_EMPTY);
+		for (int i = 0; i < 6; i++)
+			ST(sl->by_class[i], 0u);
+		for (int i = 0; i < STATS_BUCKETS; i++)
+			ST(sl->hist[i], 0u);
+		ST(sl->sec1, now_sec + 1);
 	}
-	sl->by_class[status / 100]++;
-	sl->hist[b]++;
+	INC(sl->by_class[status / 100]);
+	INC(sl->hist[b]);
+}
+
+/* Adds one shard's slots to <out>. */
+static void query_one(const stats *s, int target, uint64_t from_sec,
+                      uint64_t to_sec, stats_summary *out)
+{
+	for (uint64_t sec = from_sec;; sec++) {
+		const slot *sl = &s->ring[target][sec % STATS_SLOTS];
+		if (LD(sl->sec1) == sec + 1) {
+			for (int c = 1; c <= 5; c++) {
+				uint32_t n = LD(sl->by_class[c]);
+				out->by_class[c] += n;
+				out->total += n;
+			}
+			for (int b = 0; b < STATS_BUCKETS; b++)
+				out->hist[b] += LD(sl->hist[b]);
+		}
+		if (sec == to_sec) /* not sec <= to_sec: to_sec may be UINT64_MAX */
+			break;
+	}
 }
 
 void stats_query(const stats *s, int target, uint64_t from_sec,
@@ -155,21 +219,16 @@ void stats_query(const stats *s, int target, uint64_t from_sec,
 	memset(out, 0, sizeof *out);
 	if (target < 0 || target >= TARGET_COUNT || from_sec > to_sec)
 		return;
+	if (to_sec == UINT64_MAX)
+		to_sec--;   /* sec + 1 must not wrap */
+	if (from_sec > to_sec)
+		return;
 	if (to_sec - from_sec >= STATS_SLOTS)
 		from_sec = to_sec - (STATS_SLOTS - 1);
-	for (uint64_t sec = from_sec;; sec++) {
-		const slot *sl = &s->ring[target][sec % STATS_SLOTS];
-		if (sl->sec == sec) {
-			for (int c = 1; c <= 5; c++) {
-				out->by_class[c] += sl->by_class[c];
-				out->total += sl->by_class[c];
-			}
-			for (int b = 0; b < STATS_BUCKETS; b++)
-				out->hist[b] += sl->hist[b];
-		}
-		if (sec == to_sec) /* not sec <= to_sec: to_sec may be UINT64_MAX */
-			break;
-	}
+	query_one(s, target, from_sec, to_sec, out);
+	for (int i = 1; i < MAX_SHARDS; i++)
+		if (s->shard[i])
+			query_one(s->shard[i], target, from_sec, to_sec, out);
 }
 
 double stats_quantile_ms(const stats_summary *sum, double q)
@@ -252,12 +311,34 @@ void stats_write_prometheus_header(buf *out)
 	         "# TYPE canaryd_request_duration_seconds histogram\n");
 }
 
+/* The cumulative counters of every shard of <s>, summed into <sum>. */
+static void merge_totals(const stats *s, cumul sum[TARGET_COUNT])
+{
+	memset(sum, 0, TARGET_COUNT * sizeof *sum);
+	for (int i = 0; i < MAX_SHARDS; i++) {
+		const stats *sh = i == 0 ? s : s->shard[i];
+		if (!sh)
+			continue;
+		for (int t = 0; t < TARGET_COUNT; t++) {
+			const cumul *c = &sh->total[t];
+			for (int k = 0; k <= CODE_MAX - CODE_MIN; k++)
+				sum[t].codes[k] += LD(c->codes[k]);
+			for (int k = 0; k < PROM_BOUNDS; k++)
+				sum[t].le[k] += LD(c->le[k]);
+			sum[t].count += LD(c->count);
+			sum[t].sum_us += LD(c->sum_us);
+		}
+	}
+}
+
 void stats_write_prometheus(const stats *s, const char *name, buf *out)
 {
 	if (!name)
 		name = "";
+	cumul *tot = xmalloc(TARGET_COUNT * sizeof *tot);
+	merge_totals(s, tot);
 	for (int t = 0; t < TARGET_COUNT; t++) {
-		const cumul *c = &s->total[t];
+		const cumul *c = &tot[t];
 		for (int code = CODE_MIN; code <= CODE_MAX; code++) {
 			uint64_t n = c->codes[code - CODE_MIN];
 			if (n == 0)
@@ -267,7 +348,7 @@ void stats_write_prometheus(const stats *s, const char *name, buf *out)
 		}
 	}
 	for (int t = 0; t < TARGET_COUNT; t++) {
-		const cumul *c = &s->total[t];
+		const cumul *c = &tot[t];
 		uint64_t cum = 0;
 		for (int i = 0; i < PROM_BOUNDS; i++) {
 			cum += c->le[i];
@@ -283,4 +364,5 @@ void stats_write_prometheus(const stats *s, const char *name, buf *out)
 		put_series(out, "canaryd_request_duration_seconds_count", name, t);
 		buf_printf(out, "} %" PRIu64 "\n", c->count);
 	}
+	free(tot);
 }

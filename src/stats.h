@@ -26,7 +26,15 @@ const char *stats_target_name(int target);
 typedef struct stats stats;
 
 stats *stats_new(void);
-void stats_free(stats *s);  /* NULL is a no-op */
+void stats_free(stats *s);  /* NULL is a no-op; frees the shards too */
+
+/* Shard <i> of <s> (0 is <s> itself), created on first use: a proxy worker
+ * thread records into its own shard, so that recording takes no lock;
+ * stats_query, stats_forget and stats_write_prometheus cover every shard.
+ * Call from the thread that owns <s>, before handing the shard to its
+ * writer. A shard has one writer at a time. At most 64 extra shards (a
+ * larger <i> shares the last one: do not). */
+stats *stats_shard(stats *s, int i);
 
 /* Forgets the per-second history of <target> (not its /metrics totals):
  * a new rollout's canary must not be judged by the previous canary's
