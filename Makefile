@@ -39,8 +39,10 @@ $(BUILD)/obj/%.o: src/%.c
 $(BUILD)/libcanaryd.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
+# --as-needed: the daemon loads libcurl only when a webhook or a metric
+# provider first needs it (src/hooks.c), so it must not be DT_NEEDED
 $(BUILD)/canaryd: $(BUILD)/obj/main.o $(BUILD)/libcanaryd.a
-	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
+	$(CC) $(LDSAN) -Wl,--as-needed -o $@ $^ $(LDLIBS) -ldl
 
 $(BUILD)/canaryctl: $(BUILD)/obj/canaryctl.o $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
