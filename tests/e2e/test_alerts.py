@@ -56,5 +56,31 @@ def test_alert_payload_errors_and_non_matching_alerts():
     assert st == 200 and body["matched"] == [], (st, body)
 
 
+def test_config_matchers_select_the_canary():
+    v1, v2 = Upstream("v1"), Upstream("v2")
+    port = free_port()
+    text = canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="1h",
+                       extra_spec="  alerts:\n    matchers: {service: shop, severity: critical}\n")
+    d = Canaryd(text)
+    assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    # one label short: no match
+    st, body = d.api("POST", "/api/v1/alertmanager", {"alerts": [
+        {"status": "firing", "labels": {"alertname": "Slow", "service": "shop"}}]})
+    assert st == 200 and body["matched"] == [], body
+    assert d.status("web")["phase"] == "Progressing"
+    # resolved alerts never fail a rollout
+    st, body = d.api("POST", "/api/v1/alertmanager", {"alerts": [
+        {"status": "resolved", "labels": {"alertname": "Slow", "service": "shop", "severity": "critical"}}]})
+    assert st == 200 and body["matched"] == [], body
+    st, body = d.api("POST", "/api/v1/alertmanager", {"status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": "Slow", "service": "shop", "severity": "critical"},
+         "annotations": {"summary": "p99 over 2s"}}]})
+    assert st == 200 and body["matched"] == ["web"], body
+    s = d.status("web")
+    assert s["phase"] == "Failed", s
+    alert = [e for e in d.events("web") if e["type"] == "alert"][0]
+    assert "Slow" in alert["message"] and "p99 over 2s" in alert["message"], alert
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))

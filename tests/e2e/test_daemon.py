@@ -226,5 +226,24 @@ def test_log_format_json_has_utc_lines():
         assert o["time"].endswith("Z") and o["level"] and o["msg"], o
 
 
+def test_canaryctl_simulate_runs_offline():
+    ctl = os.path.join(BUILD, "canaryctl")
+    ex = os.path.join(ROOT, "docs", "examples", "threshold.yaml")
+    r = subprocess.run([ctl, "--server", "http://127.0.0.1:1", "simulate", "-f", ex, "--rps", "200",
+                        "--stable-error-rate", "0.5%", "--canary-error-rate", "20%", "--runs", "20",
+                        "-o", "json"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r
+    import json
+    out = json.loads(r.stdout)
+    assert out["runs"] == 20 and out["rolledBack"] == 20 and out["promoted"] == 0, out
+    assert 2 <= out["medianDecisionSeconds"] <= 4, out
+    r = subprocess.run([ctl, "simulate", "-f", ex, "--canary-error-rate", "lots"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "lots" in r.stderr, r
+    p = _write("apiVersion: canaryd/v1\nkind: Canary\n")
+    r = subprocess.run([ctl, "simulate", "-f", p], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and re.search(r":\d+:\d+: ", r.stderr), r
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
