@@ -1039,21 +1039,20 @@ static bool header_name_ok(const char *s, size_t len)
 	return true;
 }
 
-/* A web metric's headers: name -> value template. In a Flagger
- * MetricTemplate the key is Flagger's (name -> list of values for its
- * providers): kept in <raw>, not used. */
-static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
-                      yaml_node_t *v, void *obj)
+/* Reads a mapping of <names> to strings into a new JSON object (NULL when
+ * <v> is not a mapping). A name that <name_ok> refuses is reported as
+ * "<bad_name>"; a value that is not a string, or that <value_ok> (may be
+ * NULL; it reports its own error) refuses, is left out. */
+static json_t *read_string_map(doc *d, const char *path, yaml_node_t *v, const char *names,
+                               bool (*name_ok)(const char *, size_t), const char *bad_name,
+                               bool (*value_ok)(doc *, const char *, yaml_node_t *))
 {
 	char got_[64];
-	src_in *si = obj;
 	if (v->type != YAML_MAPPING_NODE) {
-		err_at(d->x, v, "%s: must be a mapping of header names to strings, got %s", path,
+		err_at(d->x, v, "%s: must be a mapping of %s to strings, got %s", path, names,
 		       GOT(v));
-		return;
+		return NULL;
 	}
-	if (d->x->flagger && d->x->in_template)
-		return;
 	json_t *o = json_object();
 	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
 	     pr < v->data.mapping.pairs.top; pr++) {
@@ -1062,25 +1061,47 @@ static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
 			continue;
 		char p[PATH_LEN];
 		join(p, path, sval(pk));
-		if (!header_name_ok(sval(pk), pk->data.scalar.length)) {
-			err_at(d->x, pk, "%s: not a valid header name, got %s", p, GOT(pk));
+		if (!name_ok(sval(pk), pk->data.scalar.length)) {
+			err_at(d->x, pk, "%s: %s, got %s", p, bad_name, GOT(pk));
 			continue;
 		}
 		if (!is_scalar(pv) || is_null(pv)) {
 			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
 			continue;
 		}
-		const char *s = sval(pv);
-		if (strlen(s) != pv->data.scalar.length || strpbrk(s, "\r\n")) {
-			err_at(d->x, pv, "%s: must not contain line breaks or NUL characters", p);
+		if (value_ok && !value_ok(d, p, pv))
 			continue;
-		}
-		if (!check_template(d, p, pv, s))
-			continue;
-		json_t *js = json_string(s);
+		json_t *js = json_stringn(sval(pv), pv->data.scalar.length);
 		if (js) /* else not UTF-8: reported by to_json */
 			json_object_set_new(o, sval(pk), js);
 	}
+	return o;
+}
+
+/* A header value: one line, and a template that renders. */
+static bool header_value_ok(doc *d, const char *p, yaml_node_t *pv)
+{
+	const char *s = sval(pv);
+	if (strlen(s) != pv->data.scalar.length || strpbrk(s, "\r\n")) {
+		err_at(d->x, pv, "%s: must not contain line breaks or NUL characters", p);
+		return false;
+	}
+	return check_template(d, p, pv, s);
+}
+
+/* A web metric's headers: name -> value template. In a Flagger
+ * MetricTemplate the key is Flagger's (name -> list of values for its
+ * providers): kept in <raw>, not used. */
+static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	src_in *si = obj;
+	if (d->x->flagger && d->x->in_template && v->type == YAML_MAPPING_NODE)
+		return;
+	json_t *o = read_string_map(d, path, v, "header names", header_name_ok,
+	                            "not a valid header name", header_value_ok);
+	if (!o)
+		return;
 	json_decref(si->s.headers);
 	si->s.headers = o;
 }
@@ -1808,35 +1829,13 @@ static bool label_name_ok(const char *s, size_t len)
 static void h_matchers(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
-	char got_[64];
 	cfg_canary *c = obj;
-	if (v->type != YAML_MAPPING_NODE) {
-		err_at(d->x, v, "%s: must be a mapping of label names to values, got %s", path,
-		       GOT(v));
-		return;
-	}
 	size_t e0 = d->x->errs->n;
-	json_t *o = json_object();
-	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
-	     pr < v->data.mapping.pairs.top; pr++) {
-		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
-		if (!is_scalar(pk) || !pv)
-			continue;
-		char p[PATH_LEN];
-		join(p, path, sval(pk));
-		if (!label_name_ok(sval(pk), pk->data.scalar.length)) {
-			err_at(d->x, pk, "%s: not a label name (letters, digits and _, not starting "
-			       "with a digit), got %s", p, GOT(pk));
-			continue;
-		}
-		if (!is_scalar(pv) || is_null(pv)) {
-			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
-			continue;
-		}
-		json_t *js = json_stringn(sval(pv), pv->data.scalar.length);
-		if (js) /* else not UTF-8: reported by to_json */
-			json_object_set_new(o, sval(pk), js);
-	}
+	json_t *o = read_string_map(d, path, v, "label names", label_name_ok,
+	                            "not a label name (letters, digits and _, not starting "
+	                            "with a digit)", NULL);
+	if (!o)
+		return;
 	if (!json_object_size(o) && d->x->errs->n == e0)
 		err_at(d->x, v, "%s: needs at least one label (no labels would match every "
 		       "alert)", path);
