@@ -9,14 +9,16 @@
 
 #include <string.h>
 
-/* tchar of RFC 9110 5.6.2: "!#$%&'*+-.^_`|~" plus DIGIT and ALPHA. */
-static bool is_tchar(unsigned char ch)
-{
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9'))
-		return true;
-	return ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
+/* tchar of RFC 9110 5.6.2: "!#$%&'*+-.^_`|~" plus DIGIT and ALPHA; a
+ * table, since every byte of every header name is checked. */
+static const bool tchar[256] = {
+	['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1,
+	['*'] = 1, ['+'] = 1, ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1,
+	['`'] = 1, ['|'] = 1, ['~'] = 1,
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+};
+
+static inline bool is_tchar(unsigned char ch) { return tchar[ch]; }
 
 static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
 static bool is_blank(unsigned char ch) { return ch == ' ' || ch == '\t'; }
@@ -36,7 +38,11 @@ static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
 	return true;
 }
 
-static bool ieq(const char *a, size_t alen, const char *b)
+/* Inlined, so that the length of a literal <b> is a constant and most
+ * names are told apart by their length alone. */
+static inline __attribute__((always_inline)) bool ieq(const char *a,
+                                                      size_t alen,
+                                                      const char *b)
 {
 	return ieqn(a, alen, b, strlen(b));
 }
@@ -434,12 +440,15 @@ const http_header *http_find_header(const http_header *h, size_t n,
 
 bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 {
-	static const char *const fixed[] = {
-		"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"upgrade", "proxy-authenticate", "proxy-authorization",
+	static const struct { const char *name; size_t len; } fixed[] = {
+#define F(s) { s, sizeof s - 1 }
+		F("connection"), F("keep-alive"), F("proxy-connection"), F("te"),
+		F("trailer"), F("upgrade"), F("proxy-authenticate"),
+		F("proxy-authorization"),
+#undef F
 	};
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (ieq(h->name, h->name_len, fixed[i]))
+		if (ieqn(h->name, h->name_len, fixed[i].name, fixed[i].len))
 			return true;
 	/* a Connection header must not strip the framing headers: that
 	 * would desynchronise the proxy and the next hop */

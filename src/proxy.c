@@ -20,7 +20,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <unistd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 
 #include "http.h"
 #include "log.h"
@@ -35,6 +38,13 @@
 
 typedef struct upconn upconn;
 typedef struct cconn cconn;
+typedef struct worker worker;
+
+/* Counters and flags shared between threads: relaxed atomics (as in
+ * stats.c); each has one writer. */
+#define LD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define ST(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define CNT_ADD(x, d) ST(x, LD(x) + (d))   /* single writer: no locked op */
 
 /* What a client connection needs only while a request is active: the
  * parsed messages, one buffer per direction and the rewritten heads. An
@@ -61,11 +71,28 @@ typedef struct endpoint {
 	struct sockaddr_storage addr;
 	upconn *idle[POOL_MAX];       /* keep-alive pool, a LIFO stack */
 	size_t n_idle;
-	/* passive outlier detection */
-	int fails;                    /* consecutive failures */
-	bool ejected;
-	uint64_t ejected_until;       /* uv_now() ms at which it comes back */
+	struct outlier *ol;           /* passive outlier detection state */
 } endpoint;
+
+/* The passive outlier detection state of one endpoint. With workers, each
+ * worker has its own endpoint objects (their pools belong to its loop) but
+ * they all share the main route's record of the endpoint, so that failures
+ * seen by any worker add up and one ejection is reported once: every
+ * field is an atomic, and the transitions of <ejected> are compare-and-swap,
+ * whose winner alone reports. */
+typedef struct outlier {
+	int refs;                     /* atomic */
+	int fails;                    /* consecutive failures */
+	int ejected;                  /* 0/1 */
+	uint64_t until;               /* uv_now() ms at which it comes back */
+} outlier;
+
+/* An endpoint as the main route hands it to a worker. */
+typedef struct epinfo {
+	char name[EP_NAME];
+	struct sockaddr_storage addr;
+	outlier *ol;                  /* a reference, or NULL: a new record */
+} epinfo;
 
 typedef struct epset {
 	endpoint **v;
@@ -78,7 +105,10 @@ struct route {
 	char *name;
 	stats *st;
 	epset set[TARGET_COUNT];
-	int weight;                   /* canary share 0..100 */
+	int weight;                   /* canary share 0..100 (atomic) */
+	route *src;                   /* a worker's replica: the main route */
+	struct proxy **hubs;          /* proxies with workers serving this route */
+	size_t n_hubs;
 	int eff[TARGET_COUNT];        /* weights the SWRR state was built for */
 	int cur[TARGET_COUNT];        /* smooth weighted round-robin state */
 	route_observer_fn obs;        /* told of ejections and returns */
@@ -96,8 +126,8 @@ struct proxy {
 	route *r;
 	cfg_timeouts t;
 	size_t nobj;                  /* listener + cconns + upconns not yet freed */
-	size_t n_clients;
-	size_t inflight;
+	size_t n_clients;             /* atomic: read by the main thread */
+	size_t inflight;              /* atomic: read by the main thread */
 	int max_conns;                /* client connections at most (0: no limit) */
 	int outlier_errors;
 	uint64_t ejection_ms;
@@ -110,6 +140,15 @@ struct proxy {
 	size_t free_low;              /* fewest free blocks since the last trim */
 	uv_timer_t trim;              /* gives unneeded free blocks back */
 	char scratch[CBUF];           /* reads of connections without a block */
+	worker *w;                    /* the worker this proxy runs in, or NULL */
+	/* a proxy with workers (a hub): it serves nothing itself */
+	worker *workers;
+	int n_workers;
+	uv_async_t notify;            /* workers' outlier reports, on the main loop */
+	uv_mutex_t nmu;               /* guards notes */
+	struct note *notes, **notes_tail;
+	route **former;               /* routes replicas may still read (set_route) */
+	size_t n_former;
 };
 
 struct upconn {
@@ -136,6 +175,8 @@ struct cconn {
 	uv_tcp_t tcp;
 	uv_timer_t ctimer;            /* client head / idle */
 	uv_timer_t utimer;            /* upstream connect / response */
+	uint64_t c_due, c_armed;      /* ctimer's deadline and expiry (lt_set) */
+	uint64_t u_due, u_armed;      /* utimer's */
 	uv_write_t cw;
 	uv_shutdown_t shut;
 	int open;                     /* handles not yet closed */
@@ -153,6 +194,7 @@ struct cconn {
 	size_t cw_body;               /* rbuf bytes in the client write */
 	size_t uw_body;               /* cbuf bytes in the upstream write */
 	char ip[64];
+	size_t ip_len;
 
 	/* the request */
 	route *r;                     /* referenced for the request's duration */
@@ -192,13 +234,35 @@ static void route_configure(proxy *p);
 static void c_close(cconn *c);
 static void up_close(upconn *up);
 static void fail_request(cconn *c, int status);
+static void worker_poll(worker *w);
 
 /* ---- routes and endpoints ---------------------------------------------- */
 
+static outlier *ol_new(void)
+{
+	outlier *ol = xcalloc(1, sizeof *ol);
+	ol->refs = 1;
+	return ol;
+}
+
+static outlier *ol_ref(outlier *ol)
+{
+	__atomic_add_fetch(&ol->refs, 1, __ATOMIC_RELAXED);
+	return ol;
+}
+
+static void ol_unref(outlier *ol)
+{
+	if (ol && __atomic_sub_fetch(&ol->refs, 1, __ATOMIC_ACQ_REL) == 0)
+		free(ol);
+}
+
 static void ep_unref(endpoint *ep)
 {
-	if (ep && --ep->refs == 0)
+	if (ep && --ep->refs == 0) {
+		ol_unref(ep->ol);
 		free(ep);
+	}
 }
 
 /* Marks <ep> as out of every set and closes its pooled connections. */
@@ -231,6 +295,7 @@ static void route_unref(route *r)
 		}
 		free(r->set[t].v);
 	}
+	free(r->hubs);
 	free(r->name);
 	free(r);
 }
@@ -268,39 +333,29 @@ static int resolve(const char *hp, struct sockaddr_storage *ss, char *err,
 	return -1;
 }
 
-int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
-                        char *err, size_t errlen)
+/* Replaces the set of <target> by v[0..n). An endpoint that stays keeps
+ * its object and pool (possibly moving from one target to the other on
+ * promotion). A given outlier record (a replica's) replaces the
+ * endpoint's; without one, a new endpoint gets a fresh record. */
+static void route_replace(route *r, int target, const epinfo *in, size_t n)
 {
-	if (target < 0 || target >= TARGET_COUNT) {
-		snprintf(err, errlen, "invalid target %d", target);
-		return -1;
-	}
-	struct sockaddr_storage *addrs = xcalloc(n ? n : 1, sizeof *addrs);
-	for (size_t i = 0; i < n; i++) {
-		if (strlen(eps[i]) >= EP_NAME) {
-			snprintf(err, errlen, "invalid address '%.40s...': too long", eps[i]);
-			free(addrs);
-			return -1;
-		}
-		if (resolve(eps[i], &addrs[i], err, errlen) < 0) {
-			free(addrs);
-			return -1;
-		}
-	}
 	endpoint **v = xcalloc(n ? n : 1, sizeof *v);
 	for (size_t i = 0; i < n; i++) {
-		/* keep the endpoint (and its pool) when it stays, possibly
-		 * moving from one target to the other on promotion */
-		endpoint *ep = route_find_ep(r, eps[i]);
+		endpoint *ep = route_find_ep(r, in[i].name);
 		if (!ep) {
 			ep = xcalloc(1, sizeof *ep);
-			snprintf(ep->name, sizeof ep->name, "%s", eps[i]);
-			ep->addr = addrs[i];
+			snprintf(ep->name, sizeof ep->name, "%s", in[i].name);
+			ep->addr = in[i].addr;
+		}
+		if (in[i].ol && ep->ol != in[i].ol) {
+			ol_unref(ep->ol);
+			ep->ol = ol_ref(in[i].ol);
+		} else if (!ep->ol) {
+			ep->ol = ol_new();
 		}
 		ep->refs++;
 		v[i] = ep;
 	}
-	free(addrs);
 	epset old = r->set[target];
 	r->set[target].v = v;
 	r->set[target].n = n;
@@ -311,6 +366,34 @@ int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
 		ep_unref(old.v[i]);
 	}
 	free(old.v);
+}
+
+static void hub_publish(struct proxy *hub);
+
+int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
+                        char *err, size_t errlen)
+{
+	if (target < 0 || target >= TARGET_COUNT) {
+		snprintf(err, errlen, "invalid target %d", target);
+		return -1;
+	}
+	epinfo *in = xcalloc(n ? n : 1, sizeof *in);
+	for (size_t i = 0; i < n; i++) {
+		if (strlen(eps[i]) >= EP_NAME) {
+			snprintf(err, errlen, "invalid address '%.40s...': too long", eps[i]);
+			free(in);
+			return -1;
+		}
+		if (resolve(eps[i], &in[i].addr, err, errlen) < 0) {
+			free(in);
+			return -1;
+		}
+		snprintf(in[i].name, sizeof in[i].name, "%s", eps[i]);
+	}
+	route_replace(r, target, in, n);
+	free(in);
+	for (size_t i = 0; i < r->n_hubs; i++)
+		hub_publish(r->hubs[i]);
 	return 0;
 }
 
@@ -320,20 +403,26 @@ void route_set_weight(route *r, int canary_weight)
 		canary_weight = 0;
 	if (canary_weight > 100)
 		canary_weight = 100;
-	r->weight = canary_weight;
+	/* workers read it, relaxed, at their next pick: no lock on the
+	 * request path */
+	ST(r->weight, canary_weight);
 }
 
-int route_weight(const route *r) { return r->weight; }
+int route_weight(const route *r) { return LD(r->weight); }
 
 /* Picks the target of the next request by smooth weighted round-robin over
  * (100-w, w) (nginx's algorithm: over any <total> consecutive picks each
  * target gets exactly its weight). A target without endpoints weighs 0; if
- * both weigh 0, any target with endpoints. Returns -1 when there is none. */
+ * both weigh 0, any target with endpoints. Returns -1 when there is none.
+ * With workers, each worker's replica keeps its own state: the split is
+ * exact per worker, so over all workers it is exact to within one request
+ * per worker (N requests for N workers) at any moment. */
 static int route_pick(route *r)
 {
+	int weight = LD((r->src ? r->src : r)->weight);
 	int w[TARGET_COUNT];
-	w[TARGET_STABLE] = r->set[TARGET_STABLE].n ? 100 - r->weight : 0;
-	w[TARGET_CANARY] = r->set[TARGET_CANARY].n ? r->weight : 0;
+	w[TARGET_STABLE] = r->set[TARGET_STABLE].n ? 100 - weight : 0;
+	w[TARGET_CANARY] = r->set[TARGET_CANARY].n ? weight : 0;
 	int total = w[0] + w[1];
 	if (total == 0) {
 		for (int t = 0; t < TARGET_COUNT; t++)
@@ -374,17 +463,28 @@ static void route_notify(route *r, int target, endpoint *ep, int ejected,
 		r->obs(r->obs_arg, target, ep->name, ejected, reason);
 }
 
+/* Moves <ol>'s ejected flag from <from> to !<from>; true for the one
+ * thread that does it. */
+static bool ol_flip(outlier *ol, int from)
+{
+	int expect = from;
+	return __atomic_compare_exchange_n(&ol->ejected, &expect, !from, false,
+	                                   __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+
 /* Brings <ep> back when its ejection time is over. Returns whether it is
  * (still) out. */
 static bool ep_out(route *r, int target, endpoint *ep, uint64_t now)
 {
-	if (!ep->ejected)
+	outlier *ol = ep->ol;
+	if (!__atomic_load_n(&ol->ejected, __ATOMIC_ACQUIRE))
 		return false;
-	if (now < ep->ejected_until)
+	if (now < LD(ol->until))
 		return true;
-	ep->ejected = false;
-	ep->fails = 0;
-	route_notify(r, target, ep, 0, "ejection time over");
+	if (ol_flip(ol, 1)) {
+		ST(ol->fails, 0);
+		route_notify(r, target, ep, 0, "ejection time over");
+	}
 	return false;
 }
 
@@ -415,31 +515,35 @@ static void ep_failed(route *r, int target, endpoint *ep, uint64_t now,
 {
 	if (!ep || r->outlier_errors <= 0)
 		return;
-	if (ep->ejected) {
+	outlier *ol = ep->ol;
+	if (__atomic_load_n(&ol->ejected, __ATOMIC_ACQUIRE)) {
 		/* picked while every endpoint was out, and failed again */
-		ep->ejected_until = now + r->ejection_ms;
+		ST(ol->until, now + r->ejection_ms);
 		return;
 	}
-	if (++ep->fails < r->outlier_errors)
+	int fails = __atomic_add_fetch(&ol->fails, 1, __ATOMIC_RELAXED);
+	if (fails < r->outlier_errors)
 		return;
-	ep->ejected = true;
-	ep->ejected_until = now + r->ejection_ms;
+	/* the time first: a worker that sees the flag must see it too */
+	ST(ol->until, now + r->ejection_ms);
+	if (!ol_flip(ol, 0))
+		return;   /* another worker ejected it and reported it */
 	char reason[160];
-	snprintf(reason, sizeof reason, "%d consecutive failures: %s", ep->fails,
-	         why);
+	snprintf(reason, sizeof reason, "%d consecutive failures: %s", fails, why);
 	route_notify(r, target, ep, 1, reason);
 }
 
-/* A response below 500 from <ep>. */
+/* A response below 500 from <ep>. Reads only, in the usual case, so that
+ * workers do not bounce the record's cache line. */
 static void ep_succeeded(route *r, int target, endpoint *ep)
 {
 	if (!ep)
 		return;
-	ep->fails = 0;
-	if (ep->ejected) {
-		ep->ejected = false;
+	outlier *ol = ep->ol;
+	if (LD(ol->fails))
+		ST(ol->fails, 0);
+	if (__atomic_load_n(&ol->ejected, __ATOMIC_ACQUIRE) && ol_flip(ol, 1))
 		route_notify(r, target, ep, 0, "answered while ejected");
-	}
 }
 
 /* ---- proxy bookkeeping -------------------------------------------------- */
@@ -531,12 +635,76 @@ static void trim_cb(uv_timer_t *t)
 	p->free_low = p->n_free_io;
 }
 
-static void timer_start(uv_timer_t *t, uv_timer_cb cb, uint64_t ms)
+/* Connection timers are re-armed lazily: setting a deadline only records
+ * it, unless the libuv timer is not armed or would fire later than it;
+ * when the timer fires before the deadline it re-arms itself for the rest.
+ * Stopping clears the deadline and leaves the timer to fire once for
+ * nothing. A request then costs no timer-heap operation in the usual case
+ * (each request moved every deadline, before, with a start or a stop). */
+static void lt_set(uv_timer_t *t, uv_timer_cb fire, uint64_t *due,
+                   uint64_t *armed, uint64_t ms)
 {
-	if (ms == 0)
-		uv_timer_stop(t);
+	if (ms == 0) {
+		*due = 0;
+		return;
+	}
+	*due = uv_now(t->loop) + ms;
+	if (*armed && *armed <= *due)
+		return;
+	uv_timer_start(t, fire, ms, 0);
+	*armed = *due;
+}
+
+/* In a timer's callback: whether its deadline has come (else it re-arms
+ * the timer for the rest, if there is a deadline). */
+static bool lt_due(uv_timer_t *t, uv_timer_cb fire, uint64_t *due,
+                   uint64_t *armed)
+{
+	*armed = 0;
+	if (*due == 0)
+		return false;
+	uint64_t now = uv_now(t->loop);
+	if (now < *due) {
+		uv_timer_start(t, fire, *due - now, 0);
+		*armed = *due;
+		return false;
+	}
+	*due = 0;
+	return true;
+}
+
+static void up_timer_cb(uv_timer_t *t);
+static void c_timer_cb(uv_timer_t *t);
+
+static void ut_fire(uv_timer_t *t)
+{
+	cconn *c = t->data;
+	if (lt_due(t, ut_fire, &c->u_due, &c->u_armed))
+		up_timer_cb(t);
+}
+
+/* The client timer: head or idle, or the end of a lingering close. */
+static void ct_fire(uv_timer_t *t)
+{
+	cconn *c = t->data;
+	if (!lt_due(t, ct_fire, &c->c_due, &c->c_armed))
+		return;
+	if (c->lingering)
+		c_close(c);
 	else
-		uv_timer_start(t, cb, ms, 0);
+		c_timer_cb(t);
+}
+
+/* Sets the upstream (connect/response) deadline <ms> from now; 0: none. */
+static void ut_set(cconn *c, uint64_t ms)
+{
+	lt_set(&c->utimer, ut_fire, &c->u_due, &c->u_armed, ms);
+}
+
+/* Sets the client (head/idle/linger) deadline <ms> from now; 0: none. */
+static void ct_set(cconn *c, uint64_t ms)
+{
+	lt_set(&c->ctimer, ct_fire, &c->c_due, &c->c_armed, ms);
 }
 
 /* ---- upstream connections ---------------------------------------------- */
@@ -615,7 +783,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		c->rlen += (size_t)nread;
 		c->resp_started = true;
 		if (c->state == C_REQ && c->rs != RS_DONE)
-			timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+			ut_set(c, c->p->t.response_ms);
 	} else {
 		c->up_eof = true;
 		if (up->reading) {
@@ -684,11 +852,28 @@ static void out_put(hbuf *o, const char *s, size_t n)
 	o->n += n;
 }
 
-static void out_str(hbuf *o, const char *s) { out_put(o, s, strlen(s)); }
-
-static bool name_is(const http_header *h, const char *name)
+/* Inlined: the length of a literal is then a constant, no strlen. */
+static inline __attribute__((always_inline)) void out_str(hbuf *o,
+                                                          const char *s)
 {
-	return http_find_header(h, 1, name) != NULL;
+	out_put(o, s, strlen(s));
+}
+
+/* Whether <h> is named <name> (lower case), the length compared first. */
+static inline __attribute__((always_inline)) bool name_is(const http_header *h,
+                                                          const char *name)
+{
+	size_t n = strlen(name);
+	if (h->name_len != n)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)h->name[i];
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (unsigned char)(ch + 32);
+		if (ch != (unsigned char)name[i])
+			return false;
+	}
+	return true;
 }
 
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
@@ -729,7 +914,7 @@ static bool build_request_head(cconn *c)
 			out_str(&o, ", ");
 		}
 	}
-	out_str(&o, c->ip);
+	out_put(&o, c->ip, c->ip_len);
 	out_str(&o, "\r\n");
 	if (!xfp)
 		out_str(&o, "X-Forwarded-Proto: http\r\n");
@@ -755,9 +940,11 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 {
 	const http_response *s = &c->io->resp;
 	hbuf o = { c->io->resphead, 0, sizeof c->io->resphead, false };
-	char line[32];
-	snprintf(line, sizeof line, "HTTP/1.1 %03d ", s->status);
-	out_str(&o, line);
+	char line[13] = "HTTP/1.1 000 ";   /* status is 100..999 (parsed) */
+	line[9] = (char)('0' + s->status / 100 % 10);
+	line[10] = (char)('0' + s->status / 10 % 10);
+	line[11] = (char)('0' + s->status % 10);
+	out_put(&o, line, sizeof line);
 	if (s->reason_len)
 		out_put(&o, s->reason, s->reason_len);
 	else
@@ -821,7 +1008,7 @@ static void fail_request(cconn *c, int status)
 {
 	if (c->up)
 		up_close(c->up);
-	uv_timer_stop(&c->utimer);
+	c->u_due = 0;
 	c->status = status;
 	c->rs = RS_DONE;
 	c->resp_head_sent = true;
@@ -868,7 +1055,7 @@ static void connect_new(cconn *c)
 		connect_failed(c, uv_strerror(rc));
 		return;
 	}
-	timer_start(&c->utimer, up_timer_cb, p->t.connect_ms);
+	ut_set(c, p->t.connect_ms);
 }
 
 /* The connection to c->ep could not be established (<why>): counted
@@ -878,7 +1065,7 @@ static void connect_failed(cconn *c, const char *why)
 {
 	log_msg(LOG_WARN, c->r->name, "cannot connect to upstream '%s': %s",
 	        c->ep->name, why);
-	uv_timer_stop(&c->utimer);
+	c->u_due = 0;
 	uint64_t now = uv_now(c->p->loop);
 	ep_failed(c->r, c->target, c->ep, now, why);
 	endpoint *next = NULL;
@@ -924,7 +1111,7 @@ static void up_connected(uv_connect_t *req, int status)
 	}
 	up->connected = true;
 	uv_tcp_nodelay(&up->tcp, 1);
-	uv_timer_stop(&c->utimer);
+	c->u_due = 0;
 	up_start_reading(up);
 	c_advance(c);
 }
@@ -1000,7 +1187,7 @@ static void up_write_cb(uv_write_t *w, int status)
 	c->coff += c->uw_body;
 	c->uw_body = 0;
 	if (c->state == C_REQ && c->rs != RS_DONE)
-		timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+		ut_set(c, c->p->t.response_ms);
 	c_advance(c);
 }
 
@@ -1029,7 +1216,7 @@ static void c_closed(uv_handle_t *h)
 static void req_release(cconn *c)
 {
 	if (c->state != C_IDLE)
-		c->p->inflight--;
+		CNT_ADD(c->p->inflight, -1);
 	c->state = C_IDLE;
 	ep_unref(c->ep);
 	c->ep = NULL;
@@ -1045,7 +1232,7 @@ static void c_close(cconn *c)
 	if (c->up)
 		up_close(c->up);
 	req_release(c);
-	c->p->n_clients--;
+	CNT_ADD(c->p->n_clients, -1);
 	uv_close((uv_handle_t *)&c->tcp, c_closed);
 	uv_close((uv_handle_t *)&c->ctimer, c_closed);
 	uv_close((uv_handle_t *)&c->utimer, c_closed);
@@ -1065,7 +1252,7 @@ static void c_write_cb(uv_write_t *w, int status)
 	c->cw_body = 0;
 	/* a slow client is not an idle upstream */
 	if (c->state == C_REQ && c->rs != RS_DONE && c->up && c->up->connected)
-		timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+		ut_set(c, c->p->t.response_ms);
 	c_advance(c);
 }
 
@@ -1113,7 +1300,7 @@ static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body)
 		c->roff += body;
 		if (c->state == C_REQ && c->rs != RS_DONE && c->up &&
 		    c->up->connected)
-			timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+			ut_set(c, c->p->t.response_ms);
 		if (!c->advancing)
 			c_advance(c);
 		return;
@@ -1145,8 +1332,10 @@ static void start_request(cconn *c, size_t head_len)
 {
 	proxy *p = c->p;
 	c->state = C_REQ;
-	p->inflight++;
+	CNT_ADD(p->inflight, 1);
 	c->t0 = uv_hrtime();
+	if (p->w)
+		worker_poll(p->w);   /* an endpoint change for this request */
 	c->r = p->r;
 	route_ref(c->r);
 	c->status = 0;
@@ -1188,7 +1377,7 @@ static void start_request(cconn *c, size_t head_len)
 static void finish_request(cconn *c)
 {
 	record(c);
-	uv_timer_stop(&c->utimer);
+	c->u_due = 0;
 	upconn *up = c->up;
 	if (up) {
 		bool reuse = c->io->resp.keep_alive && c->body_done && !up->w_pending &&
@@ -1272,7 +1461,7 @@ static bool req_pump(cconn *c)
 		c->head_sent = true;
 		c->body_sent += k;
 		if (c->state == C_REQ && c->rs != RS_DONE)
-			timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+			ut_set(c, c->p->t.response_ms);
 		return true;
 	}
 	int rc = left < 0 ? (int)left
@@ -1289,7 +1478,7 @@ static bool req_pump(cconn *c)
 	c->head_sent = true;
 	c->body_sent += k;
 	if (c->state == C_REQ && c->rs != RS_DONE)
-		timer_start(&c->utimer, up_timer_cb, c->p->t.response_ms);
+		ut_set(c, c->p->t.response_ms);
 	return true;
 }
 
@@ -1356,7 +1545,7 @@ static void on_response_head(cconn *c, size_t len)
 		c->resp_head_sent = true;
 		c->rs = RS_DONE;
 		record(c);
-		uv_timer_stop(&c->utimer);
+		c->u_due = 0;
 		c->state = C_TUNNEL;
 		uv_buf_t b[2];
 		b[0] = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
@@ -1458,11 +1647,6 @@ static bool resp_pump(cconn *c)
 	return false;
 }
 
-static void linger_timer_cb(uv_timer_t *t)
-{
-	c_close(t->data);
-}
-
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
 	(void)req;
@@ -1490,7 +1674,7 @@ static void c_linger(cconn *c)
 		c_close(c);
 		return;
 	}
-	uv_timer_start(&c->ctimer, linger_timer_cb, LINGER_MS, 0);
+	ct_set(c, LINGER_MS);
 }
 
 /* Tries to parse and start the next request. Returns true on progress. */
@@ -1601,9 +1785,9 @@ static void c_update_io(cconn *c)
 	if (tm != c->tm) {
 		c->tm = tm;
 		if (tm == TM_NONE)
-			uv_timer_stop(&c->ctimer);
+			c->c_due = 0;
 		else
-			timer_start(&c->ctimer, c_timer_cb, tm == TM_HEAD
+			ct_set(c, tm == TM_HEAD
 			            ? c->p->t.client_head_ms : c->p->t.client_idle_ms);
 	}
 	upconn *up = c->up;
@@ -1694,7 +1878,7 @@ static void accept_one(proxy *p)
 		p->clients->prev = c;
 	p->clients = c;
 	p->nobj++;
-	p->n_clients++;
+	CNT_ADD(p->n_clients, 1);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
 		c_close(c);
 		return;
@@ -1709,6 +1893,7 @@ static void accept_one(proxy *p)
 		else if (ss.ss_family == AF_INET6)
 			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
 	}
+	c->ip_len = strlen(c->ip);
 	c_advance(c);
 }
 
@@ -1749,17 +1934,35 @@ static void resume_accepting(proxy *p)
 
 /* ---- the proxy ---------------------------------------------------------- */
 
-int proxy_start(uv_loop_t *loop, const char *listen, route *r,
-                const cfg_proxy *pc, proxy **out, char *err, size_t errlen)
+/* A listening socket of its own for a worker: every worker binds the same
+ * address with SO_REUSEPORT, and the kernel spreads new connections over
+ * them, so that workers share no accept queue and no lock. Returns the
+ * descriptor, or a negative libuv error code. */
+static int reuseport_socket(const struct sockaddr_storage *ss)
 {
-	*out = NULL;
-	struct sockaddr_storage ss;
-	char why[256];
-	if (resolve(listen, &ss, why, sizeof why) < 0) {
-		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
-		         "not a numeric HOST:PORT");
-		return UV_EINVAL;
+	int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int one = 1;
+	socklen_t len = ss->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+	                                          : sizeof(struct sockaddr_in);
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, len) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
 	}
+	return fd;
+}
+
+/* Creates a proxy on <loop> listening on <ss> (bound here when <fd> < 0,
+ * else the bound socket <fd>, which it then owns). Returns 0 or a negative
+ * libuv error; on error the proxy frees itself once <loop> has run its
+ * close callbacks. */
+static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
+                      int fd, route *r, const cfg_proxy *pc, proxy **out)
+{
 	proxy *p = xcalloc(1, sizeof *p);
 	p->loop = loop;
 	p->t = pc->timeouts;
@@ -1774,12 +1977,17 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	uv_timer_start(&p->trim, trim_cb, IO_TRIM_MS, IO_TRIM_MS);
 	uv_unref((uv_handle_t *)&p->trim);
 	p->nobj = 2;
-	int rc = uv_tcp_bind(&p->listener, (const struct sockaddr *)&ss, 0);
+	int rc;
+	if (fd >= 0) {
+		rc = uv_tcp_open(&p->listener, fd);
+		if (rc < 0)
+			close(fd);
+	} else {
+		rc = uv_tcp_bind(&p->listener, (const struct sockaddr *)ss, 0);
+	}
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
 	if (rc < 0) {
-		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
-		         uv_strerror(rc));
 		p->closing = true;
 		stop_listening(p);   /* frees p in the close callback */
 		return rc;
@@ -1789,6 +1997,362 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 	route_configure(p);
 	*out = p;
 	return 0;
+}
+
+/* ---- workers -------------------------------------------------------------
+ *
+ * With spec.workers N > 1, proxy_start returns a hub that serves nothing
+ * itself: N threads each run a loop of their own with an ordinary proxy
+ * (its own listening socket, connections, pools and request blocks) bound
+ * to a replica of the route. The main loop keeps the route: a weight is
+ * one atomic int the replicas read at each pick; an endpoint change is a
+ * snapshot posted in each worker's mailbox (a mutex taken on the control
+ * path only) with a sequence number each worker compares, relaxed, before
+ * each pick, plus a wake-up so that a quiet worker applies it too. Each
+ * worker records into its own stats shard. Ejections are decided on the
+ * shared outlier records and reported to the main loop through an async
+ * handle, so that the route's observer runs on the main loop as before. */
+
+typedef struct snapshot {
+	epinfo *v[TARGET_COUNT];
+	size_t n[TARGET_COUNT];
+	route *src;                   /* the route to follow */
+	stats *st;                    /* the worker's shard of its stats */
+} snapshot;
+
+typedef struct note {
+	struct note *next;
+	int target;
+	int ejected;
+	char ep[EP_NAME];
+	char reason[160];
+} note;
+
+struct worker {
+	proxy *hub;
+	int index;                    /* 0..N-1; its stats shard is index + 1 */
+	uv_loop_t loop;
+	uv_thread_t thread;
+	bool started;
+	uv_async_t wake;              /* on the worker's loop */
+	proxy *p;                     /* the worker's proxy (its thread's) */
+	bool stopped;                 /* worker thread only */
+	unsigned applied;             /* worker thread only: snapshot applied */
+	unsigned seq;                 /* atomic: snapshots posted */
+	uv_mutex_t mu;                /* guards what follows */
+	snapshot *snap;               /* the latest snapshot not yet applied */
+	bool has_cfg, drain, stop;
+	cfg_proxy cfg;
+};
+
+static void snapshot_free(snapshot *sn)
+{
+	if (!sn)
+		return;
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		for (size_t i = 0; i < sn->n[t]; i++)
+			ol_unref(sn->v[t][i].ol);
+		free(sn->v[t]);
+	}
+	free(sn);
+}
+
+/* The endpoint sets of <r> as a worker needs them (main thread). */
+static snapshot *snapshot_of(route *r, stats *st)
+{
+	snapshot *sn = xcalloc(1, sizeof *sn);
+	sn->src = r;
+	sn->st = st;
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		sn->n[t] = r->set[t].n;
+		sn->v[t] = xcalloc(sn->n[t] ? sn->n[t] : 1, sizeof *sn->v[t]);
+		for (size_t i = 0; i < sn->n[t]; i++) {
+			endpoint *ep = r->set[t].v[i];
+			memcpy(sn->v[t][i].name, ep->name, sizeof ep->name);
+			sn->v[t][i].addr = ep->addr;
+			sn->v[t][i].ol = ol_ref(ep->ol);
+		}
+	}
+	return sn;
+}
+
+/* Applies <sn> to the replica <rep> (its loop's thread) and frees it. */
+static void snapshot_apply(route *rep, snapshot *sn)
+{
+	rep->src = sn->src;
+	rep->st = sn->st;
+	for (int t = 0; t < TARGET_COUNT; t++)
+		route_replace(rep, t, sn->v[t], sn->n[t]);
+	snapshot_free(sn);
+}
+
+/* Applies a posted snapshot, if any (worker thread). A relaxed load when
+ * there is none; the mutex orders the snapshot's contents. */
+static void worker_poll(worker *w)
+{
+	if (LD(w->seq) == w->applied || w->stopped)
+		return;
+	uv_mutex_lock(&w->mu);
+	snapshot *sn = w->snap;
+	w->snap = NULL;
+	w->applied = LD(w->seq);
+	uv_mutex_unlock(&w->mu);
+	if (sn)
+		snapshot_apply(w->p->r, sn);
+}
+
+static void worker_wake(uv_async_t *a)
+{
+	worker *w = a->data;
+	worker_poll(w);
+	uv_mutex_lock(&w->mu);
+	bool has_cfg = w->has_cfg, drain = w->drain, stop = w->stop;
+	cfg_proxy pc = w->cfg;
+	w->has_cfg = w->drain = false;
+	uv_mutex_unlock(&w->mu);
+	if (w->stopped)
+		return;
+	if (has_cfg)
+		proxy_set_config(w->p, &pc);
+	if (drain)
+		proxy_drain(w->p);
+	if (stop) {
+		w->stopped = true;
+		proxy_close(w->p);   /* frees it once its handles are closed */
+		uv_close((uv_handle_t *)&w->wake, NULL);
+	}
+}
+
+static void worker_main(void *arg)
+{
+	worker *w = arg;
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+/* Posts to <w> (main thread) under its mutex and wakes it up. */
+static void worker_post(worker *w, snapshot *sn, const cfg_proxy *pc,
+                        bool drain, bool stop)
+{
+	uv_mutex_lock(&w->mu);
+	if (sn) {
+		snapshot_free(w->snap);   /* superseded */
+		w->snap = sn;
+		ST(w->seq, LD(w->seq) + 1);
+	}
+	if (pc) {
+		w->cfg = *pc;
+		w->has_cfg = true;
+	}
+	w->drain |= drain;
+	w->stop |= stop;
+	uv_mutex_unlock(&w->mu);
+	uv_async_send(&w->wake);
+}
+
+/* A worker's share of the connection limit. */
+static cfg_proxy worker_cfg(const cfg_proxy *pc, int n)
+{
+	cfg_proxy c = *pc;
+	if (c.max_connections > 0)
+		c.max_connections = (c.max_connections + n - 1) / n;
+	return c;
+}
+
+/* Called by a worker's replica (worker thread): queued for the main loop. */
+static void worker_observer(void *arg, int target, const char *endpoint_name,
+                            int ejected, const char *reason)
+{
+	worker *w = arg;
+	proxy *hub = w->hub;
+	note *n = xcalloc(1, sizeof *n);
+	n->target = target;
+	n->ejected = ejected;
+	snprintf(n->ep, sizeof n->ep, "%s", endpoint_name);
+	snprintf(n->reason, sizeof n->reason, "%s", reason);
+	uv_mutex_lock(&hub->nmu);
+	*hub->notes_tail = n;
+	hub->notes_tail = &n->next;
+	uv_mutex_unlock(&hub->nmu);
+	uv_async_send(&hub->notify);
+}
+
+/* Tells the route's observer what the workers reported (main loop). */
+static void hub_deliver(proxy *hub)
+{
+	uv_mutex_lock(&hub->nmu);
+	note *n = hub->notes;
+	hub->notes = NULL;
+	hub->notes_tail = &hub->notes;
+	uv_mutex_unlock(&hub->nmu);
+	while (n) {
+		note *next = n->next;
+		if (hub->r->obs)
+			hub->r->obs(hub->r->obs_arg, n->target, n->ep, n->ejected,
+			            n->reason);
+		free(n);
+		n = next;
+	}
+}
+
+static void hub_notify_cb(uv_async_t *a) { hub_deliver(a->data); }
+
+/* Sends every worker the route's current endpoint sets (main thread). */
+static void hub_publish(proxy *hub)
+{
+	for (int i = 0; i < hub->n_workers; i++) {
+		worker *w = &hub->workers[i];
+		if (w->started)
+			worker_post(w, snapshot_of(hub->r, stats_shard(hub->r->st, i + 1)),
+			            NULL, false, false);
+	}
+}
+
+static void hub_attach(proxy *hub, route *r)
+{
+	route_ref(r);
+	hub->r = r;
+	r->hubs = realloc(r->hubs, (r->n_hubs + 1) * sizeof *r->hubs);
+	if (!r->hubs) {
+		fprintf(stderr, "canaryd: out of memory (route)\n");
+		abort();
+	}
+	r->hubs[r->n_hubs++] = hub;
+}
+
+static void hub_detach(proxy *hub)
+{
+	route *r = hub->r;
+	for (size_t i = 0; i < r->n_hubs; i++) {
+		if (r->hubs[i] == hub) {
+			r->hubs[i] = r->hubs[--r->n_hubs];
+			break;
+		}
+	}
+}
+
+/* Runs a worker's loop on this thread until its handles are closed (its
+ * thread was never started) and frees what it holds. */
+static void worker_discard(worker *w)
+{
+	if (w->p && !w->stopped)
+		proxy_close(w->p);
+	w->stopped = true;
+	uv_close((uv_handle_t *)&w->wake, NULL);
+	uv_run(&w->loop, UV_RUN_DEFAULT);
+	uv_loop_close(&w->loop);
+	uv_mutex_destroy(&w->mu);
+}
+
+static void hub_closed(uv_handle_t *h)
+{
+	proxy *hub = h->data;
+	hub_detach(hub);
+	route_unref(hub->r);
+	for (size_t i = 0; i < hub->n_former; i++)
+		route_unref(hub->former[i]);
+	free(hub->former);
+	uv_mutex_destroy(&hub->nmu);
+	free(hub->workers);
+	free(hub);
+}
+
+static int hub_start(uv_loop_t *loop, const struct sockaddr_storage *ss,
+                     const char *listen, route *r, const cfg_proxy *pc,
+                     proxy **out, char *err, size_t errlen)
+{
+	int n = pc->workers;
+	proxy *hub = xcalloc(1, sizeof *hub);
+	hub->loop = loop;
+	hub->n_workers = n;
+	hub->workers = xcalloc((size_t)n, sizeof *hub->workers);
+	uv_mutex_init(&hub->nmu);
+	hub->notes_tail = &hub->notes;
+	cfg_proxy wc = worker_cfg(pc, n);
+	int rc = 0, made = 0;
+	for (; made < n; made++) {
+		worker *w = &hub->workers[made];
+		w->hub = hub;
+		w->index = made;
+		uv_loop_init(&w->loop);
+		uv_mutex_init(&w->mu);
+		uv_async_init(&w->loop, &w->wake, worker_wake);
+		w->wake.data = w;
+		route *rep = route_new(r->name, NULL);
+		rep->obs = worker_observer;
+		rep->obs_arg = w;
+		/* on this thread: the worker's loop does not run yet */
+		snapshot_apply(rep, snapshot_of(r, stats_shard(r->st, made + 1)));
+		int fd = reuseport_socket(ss);
+		rc = fd < 0 ? fd : proxy_open(&w->loop, ss, fd, rep, &wc, &w->p);
+		route_unref(rep);   /* the worker's proxy holds it */
+		if (rc < 0) {
+			w->p = NULL;
+			worker_discard(w);
+			break;
+		}
+		w->p->w = w;
+	}
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
+		         uv_strerror(rc));
+		while (made-- > 0)
+			worker_discard(&hub->workers[made]);
+		uv_mutex_destroy(&hub->nmu);
+		free(hub->workers);
+		free(hub);
+		return rc;
+	}
+	hub_attach(hub, r);
+	uv_async_init(loop, &hub->notify, hub_notify_cb);
+	hub->notify.data = hub;
+	uv_unref((uv_handle_t *)&hub->notify);
+	for (int i = 0; i < n; i++) {
+		worker *w = &hub->workers[i];
+		if (uv_thread_create(&w->thread, worker_main, w) != 0) {
+			fprintf(stderr, "canaryd: cannot start a proxy worker thread\n");
+			abort();   /* as out of memory */
+		}
+		w->started = true;
+	}
+	*out = hub;
+	return 0;
+}
+
+/* Stops every worker, waits for its thread and frees the hub. */
+static void hub_close(proxy *hub)
+{
+	hub->closing = true;
+	for (int i = 0; i < hub->n_workers; i++)
+		worker_post(&hub->workers[i], NULL, NULL, true, true);
+	for (int i = 0; i < hub->n_workers; i++) {
+		worker *w = &hub->workers[i];
+		uv_thread_join(&w->thread);
+		uv_loop_close(&w->loop);
+		snapshot_free(w->snap);
+		uv_mutex_destroy(&w->mu);
+	}
+	hub_deliver(hub);
+	uv_close((uv_handle_t *)&hub->notify, hub_closed);
+}
+
+int proxy_start(uv_loop_t *loop, const char *listen, route *r,
+                const cfg_proxy *pc, proxy **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	struct sockaddr_storage ss;
+	char why[256];
+	if (resolve(listen, &ss, why, sizeof why) < 0) {
+		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
+		         "not a numeric HOST:PORT");
+		return UV_EINVAL;
+	}
+	if (pc->workers > 1)
+		return hub_start(loop, &ss, listen, r, pc, out, err, errlen);
+	int rc = proxy_open(loop, &ss, -1, r, pc, out);
+	if (rc < 0)
+		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
+		         uv_strerror(rc));
+	return rc;
 }
 
 /* The route's outlier settings are those of the proxy serving it last
@@ -1803,6 +2367,20 @@ void proxy_set_route(proxy *p, route *r)
 {
 	if (r == p->r)
 		return;
+	if (p->workers) {
+		/* the replicas may read the old route's weight until they
+		 * apply the new snapshot: it is kept until the close */
+		hub_detach(p);
+		p->former = realloc(p->former, (p->n_former + 1) * sizeof *p->former);
+		if (!p->former) {
+			fprintf(stderr, "canaryd: out of memory (route)\n");
+			abort();
+		}
+		p->former[p->n_former++] = p->r;
+		hub_attach(p, r);
+		hub_publish(p);
+		return;
+	}
 	route_ref(r);
 	route_unref(p->r);
 	p->r = r;
@@ -1811,6 +2389,12 @@ void proxy_set_route(proxy *p, route *r)
 
 void proxy_set_config(proxy *p, const cfg_proxy *pc)
 {
+	if (p->workers) {
+		cfg_proxy wc = worker_cfg(pc, p->n_workers);
+		for (int i = 0; i < p->n_workers; i++)
+			worker_post(&p->workers[i], NULL, &wc, false, false);
+		return;
+	}
 	p->t = pc->timeouts;
 	p->max_conns = pc->max_connections;
 	p->outlier_errors = pc->outlier_errors;
@@ -1822,6 +2406,11 @@ void proxy_set_config(proxy *p, const cfg_proxy *pc)
 void proxy_drain(proxy *p)
 {
 	p->draining = true;
+	if (p->workers) {
+		for (int i = 0; i < p->n_workers; i++)
+			worker_post(&p->workers[i], NULL, NULL, true, false);
+		return;
+	}
 	stop_listening(p);
 	for (cconn *c = p->clients, *next; c; c = next) {
 		next = c->next;
@@ -1836,12 +2425,32 @@ void proxy_drain(proxy *p)
 	}
 }
 
-size_t proxy_inflight(const proxy *p) { return p->inflight; }
+size_t proxy_inflight(const proxy *p)
+{
+	if (!p->workers)
+		return LD(p->inflight);
+	size_t n = 0;
+	for (int i = 0; i < p->n_workers; i++)
+		n += LD(p->workers[i].p->inflight);
+	return n;
+}
 
-size_t proxy_connections(const proxy *p) { return p->n_clients; }
+size_t proxy_connections(const proxy *p)
+{
+	if (!p->workers)
+		return LD(p->n_clients);
+	size_t n = 0;
+	for (int i = 0; i < p->n_workers; i++)
+		n += LD(p->workers[i].p->n_clients);
+	return n;
+}
 
 void proxy_close(proxy *p)
 {
+	if (p->workers) {
+		hub_close(p);
+		return;
+	}
 	p->closing = true;
 	p->draining = true;
 	stop_listening(p);
