@@ -144,6 +144,10 @@ def canary_yaml(name, listen, stable, canary=None, interval="1s", threshold=3,
     text = "\n".join(lines) + "\n"
     if extra_spec:
         text += extra_spec
+    # run every end-to-end test with N proxy workers (not the default run)
+    workers = os.environ.get("CANARYD_TEST_WORKERS")
+    if workers and "workers:" not in text:
+        text += "  workers: %d\n" % int(workers)
     return text
 
 
