@@ -197,10 +197,19 @@ wait_done() {
 	PIDS=$rest
 }
 
+# CPU time (user + system, all threads) process $1 has used, in clock
+# ticks; "" when it is gone.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+
 # Runs wrk with $3 connections against port $2, after a warm-up, and sets
 # WRK_LINE to its "BENCH ..." line ("" when it failed); $1 names the run.
+# With $4 (a pid: the proxy's process that does the work), the line also
+# gets cpu_us=, that process's CPU time (user + system) per request in
+# microseconds over the measured run: the proxy's cost per request, which
+# does not depend on how the scheduler shared the cores with the rest.
 run_wrk() {
-	name=$1 port=$2 conns=$3
+	name=$1 port=$2 conns=$3 cpu_pid=${4:-}
 	url="http://127.0.0.1:$port/"
 	# wrk runs in the background so that a signal stops the benchmark at
 	# once (a shell runs its traps only between foreground commands)
@@ -209,9 +218,18 @@ run_wrk() {
 		wait_done "$LAST_PID"
 	fi
 	note "measuring $name for ${SECS}s ($conns connections)"
+	t0=""
+	[ -n "$cpu_pid" ] && t0=$(cpu_ticks "$cpu_pid")
 	spawn "$WRK_CPU" "wrk-$name" wrk -t1 -c"$conns" -d"${SECS}s" --latency -s "$TMP/report.lua" "$url"
 	wait_done "$LAST_PID"
+	t1=""
+	[ -n "$t0" ] && t1=$(cpu_ticks "$cpu_pid")
 	WRK_LINE=$(grep '^BENCH ' "$TMP/wrk-$name.log" | sed 's/^BENCH //')
+	if [ -n "$WRK_LINE" ] && [ -n "$t1" ]; then
+		WRK_LINE="$WRK_LINE $(echo "$WRK_LINE" | awk -v t0="$t0" -v t1="$t1" -v hz="$CLK_TCK" '{
+			for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) n = substr($i, 10) + 0
+			if (n > 0) printf "cpu_us=%.2f", (t1 - t0) * 1e6 / hz / n }')"
+	fi
 	if [ -z "$WRK_LINE" ]; then
 		note "wrk failed against $name:"
 		sed 's/^/  /' "$TMP/wrk-$name.log" >&2

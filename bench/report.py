@@ -54,13 +54,58 @@ def parse(path):
             if words[0] == "meta":
                 meta = fields
             elif words[0] == "load" and len(words) >= 3:
-                load.setdefault(int(words[1]), {})[words[2]] = fields
+                load.setdefault(int(words[1]), {}).setdefault(words[2], []).append(fields)
             elif words[0] == "idle" and len(words) >= 3:
                 fields.setdefault("connections", int(words[1]))
                 idle[words[2]] = fields
             elif words[0] == "workers" and len(words) >= 3:
                 workers[int(words[1])] = fields
     return meta, text, load, idle, workers
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    if n == 0:
+        return None
+    return xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
+
+
+MEDIAN_KEYS = ("rps", "p50", "p99", "p999", "cpu_us", "canary_share")
+
+
+def summarize(rounds):
+    """One row from a proxy's rounds: the median of each figure over the
+    rounds that produced figures, the highest peak RSS, the sums of errors
+    and requests; "rounds" keeps every round as measured."""
+    good = [r for r in rounds if ok(r)]
+    if not good:
+        return dict(rounds[0], rounds=rounds) if rounds else {"status": "failed"}
+    row = {}
+    for k in MEDIAN_KEYS:
+        vals = [r[k] for r in good if isinstance(r.get(k), (int, float))]
+        if vals:
+            row[k] = median(vals)
+    for k in ("errors", "non2xx", "requests"):
+        row[k] = sum(r.get(k, 0) for r in good)
+    hwm = [r["hwm_kb"] for r in good if isinstance(r.get("hwm_kb"), int)]
+    if hwm:
+        row["hwm_kb"] = max(hwm)
+    row["rounds_ok"] = len(good)
+    row["rounds"] = rounds
+    return row
+
+
+def round_ratios(raw, key):
+    """canaryd / haproxy of figure key, round by round (rounds are
+    interleaved, so each pair ran under the same conditions)."""
+    c = {r.get("round"): r for r in raw.get("canaryd", []) if ok(r)}
+    h = {r.get("round"): r for r in raw.get("haproxy", []) if ok(r)}
+    out = []
+    for k in sorted(set(c) & set(h), key=str):
+        if h[k].get(key):
+            out.append(c[k][key] / h[k][key])
+    return out
 
 
 def ok(row):
@@ -77,19 +122,20 @@ def mib(kb):
 
 def load_table(conns, rows):
     out = [f"| {'proxy':<8} | {'requests/s':>12} | {'p50':>9} | {'p99':>9} | {'p99.9':>9} "
-           f"| {'peak RSS':>10} | {'errors':>8} |",
-           "|----------|--------------|-----------|-----------|-----------|------------|----------|"]
+           f"| {'CPU/request':>11} | {'peak RSS':>10} | {'errors':>8} |",
+           "|----------|--------------|-----------|-----------|-----------|-------------|------------|----------|"]
     for name in ("direct", "haproxy", "nginx", "canaryd"):
         r = rows.get(name)
         if r is None:
             continue
         if not ok(r):
             out.append(f"| {name:<8} | {r.get('status', 'failed'):>12} | {'-':>9} | {'-':>9} | {'-':>9} "
-                       f"| {'-':>10} | {'-':>8} |")
+                       f"| {'-':>11} | {'-':>10} | {'-':>8} |")
             continue
         errors = r.get("errors", 0) + r.get("non2xx", 0)
+        cpu = f"{r['cpu_us']:.1f} us" if isinstance(r.get("cpu_us"), (int, float)) else "-"
         out.append(f"| {name:<8} | {r['rps']:>12.0f} | {ms(r.get('p50')):>9} | {ms(r.get('p99')):>9} "
-                   f"| {ms(r.get('p999')):>9} | {mib(r.get('hwm_kb')):>10} | {errors:>8} |")
+                   f"| {ms(r.get('p999')):>9} | {cpu:>11} | {mib(r.get('hwm_kb')):>10} | {errors:>8} |")
     return out
 
 
@@ -101,6 +147,8 @@ def ratios(rows):
         p = rows.get(peer)
         if ok(c) and ok(p) and p["rps"] > 0 and p.get("p99", 0) > 0:
             res[peer] = {"rps": c["rps"] / p["rps"], "p99": c["p99"] / p["p99"]}
+            if c.get("cpu_us") and p.get("cpu_us"):
+                res[peer]["cpu_us"] = c["cpu_us"] / p["cpu_us"]
         else:
             res[peer] = None
     return res
@@ -135,6 +183,7 @@ def main():
                      "wrk": text.get("wrk_version", "")},
         "settings": dict(meta, phases=text.get("phases", "").split()),
         "units": {"rps": "requests/s", "p50/p99/p999": "microseconds",
+                  "cpu_us": "CPU time (user + system) of the proxy per request, microseconds",
                   "*_kb": "KiB from /proc/PID/status (VmRSS, VmHWM)",
                   "nginx memory": "its worker process; master_* is the master"},
         "load": {}, "ratios": {}, "idle": {}, "workers": {}, "targets": targets,
@@ -155,10 +204,15 @@ def main():
     report["machine"]["loadavg_start"] = text.get("loadavg_start", "")
     report["machine"]["loadavg_end"] = text.get("loadavg_end", "")
 
+    raw_load = load
+    load = {conns: {name: summarize(rounds) for name, rounds in rows.items()}
+            for conns, rows in raw_load.items()}
+    nrounds = meta.get("rounds", 1)
     for conns in sorted(load):
         rows = load[conns]
         print()
-        print(f"### {conns} keep-alive connections")
+        print(f"### {conns} keep-alive connections"
+              + (f" (median of {nrounds} interleaved rounds)" if nrounds > 1 else ""))
         print()
         print("\n".join(load_table(conns, rows)))
         print()
@@ -167,7 +221,14 @@ def main():
             if r is None:
                 print(f"canaryd / {peer:<7}: no figures")
             else:
-                print(f"canaryd / {peer:<7}: requests/s {r['rps']:.2f}x, p99 {r['p99']:.2f}x")
+                cpu = f", CPU/request {r['cpu_us']:.2f}x" if "cpu_us" in r else ""
+                print(f"canaryd / {peer:<7}: requests/s {r['rps']:.2f}x, p99 {r['p99']:.2f}x{cpu}")
+        per = {k: round_ratios(raw_load[conns], k) for k in ("rps", "p99")}
+        if len(per["rps"]) > 1:
+            print("canaryd / haproxy round by round: requests/s "
+                  + " ".join(f"{x:.2f}x" for x in per["rps"]) + ", p99 "
+                  + " ".join(f"{x:.2f}x" for x in per["p99"]))
+            rs["haproxy_rounds"] = {k: [round(x, 3) for x in v] for k, v in per.items()}
         share = rows.get("canaryd", {}).get("canary_share")
         if share is not None:
             print(f"canaryd sent {share}% of its requests to the canary")

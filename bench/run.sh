@@ -20,7 +20,9 @@
 #
 # Environment: BENCH_SECONDS per measured run (10), BENCH_CONNECTIONS (50),
 # BENCH_HIGH_CONNECTIONS (1000), BENCH_IDLE_CONNECTIONS (10000),
-# BENCH_WARMUP seconds before each measured run (2), BENCH_PHASES (the
+# BENCH_WARMUP seconds before each measured run (2), BENCH_ROUNDS (3: each
+# load table is measured that many times, interleaved; the report gives
+# the medians), BENCH_PHASES (the
 # phases to run, "low high idle workers"), BENCH_PROXY_CPU (0),
 # BENCH_WRK_CPU (1), BENCH_UPSTREAM_CPUS (cores for the two upstreams;
 # default 2,3 when the machine has 4 cores or more, else unpinned),
@@ -35,6 +37,7 @@ CONNS=${BENCH_CONNECTIONS:-50}
 HIGH_CONNS=${BENCH_HIGH_CONNECTIONS:-1000}
 IDLE_CONNS=${BENCH_IDLE_CONNECTIONS:-10000}
 WARMUP=${BENCH_WARMUP:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 PHASES=${BENCH_PHASES:-low high idle workers}
 PROXY_CPU=${BENCH_PROXY_CPU:-0}
 WRK_CPU=${BENCH_WRK_CPU:-1}
@@ -47,10 +50,11 @@ for tool in wrk ss curl awk python3; do
 	command -v "$tool" >/dev/null 2>&1 || die "'$tool' is not installed (run 'make setup')"
 done
 [ -x "$NGINX" ] || die "'nginx' is not installed (run 'make setup'); it serves the upstreams"
-for n in "$SECS" "$CONNS" "$HIGH_CONNS" "$IDLE_CONNS" "$WARMUP"; do
-	case $n in '' | *[!0-9]*) die "'$n' is not a whole number (BENCH_SECONDS, BENCH_*CONNECTIONS, BENCH_WARMUP)" ;; esac
+for n in "$SECS" "$CONNS" "$HIGH_CONNS" "$IDLE_CONNS" "$WARMUP" "$ROUNDS"; do
+	case $n in '' | *[!0-9]*) die "'$n' is not a whole number (BENCH_SECONDS, BENCH_*CONNECTIONS, BENCH_WARMUP, BENCH_ROUNDS)" ;; esac
 done
 [ "$SECS" -ge 1 ] || die "BENCH_SECONDS must be at least 1"
+[ "$ROUNDS" -ge 1 ] || die "BENCH_ROUNDS must be at least 1"
 
 # Every proxy, wrk and the idle client inherit this: 1000 and 10 000
 # connections need more descriptors than the usual 1024. Only the soft
@@ -112,28 +116,39 @@ record() { echo "$*" >>"$RESULTS"; }
 
 # ---- phases -------------------------------------------------------------
 
-# One load table: direct, haproxy, nginx, canaryd with $1 connections.
+# One load table: direct, haproxy, nginx, canaryd with $1 connections,
+# ROUNDS times over, the rows interleaved (direct, haproxy, nginx, canaryd,
+# direct, haproxy, ...) so that a slow spell of the machine hits every row
+# alike; the report takes each figure's median over the rounds.
 phase_load() {
 	conns=$1
-	run_wrk "direct-c$conns" "$UP1" "$conns"
-	if [ -n "$WRK_LINE" ]; then record "load $conns direct $WRK_LINE"; else record "load $conns direct status=failed"; fi
-	for proxy in haproxy nginx canaryd; do
-		if ! "start_$proxy" "$PROXY_CPU" http; then
-			record "load $conns $proxy status=failed"
-			continue
-		fi
-		run_wrk "$proxy-c$conns" "$P_PORT" "$conns"
-		if [ -z "$WRK_LINE" ]; then
-			record "load $conns $proxy status=failed"
+	round=1
+	while [ "$round" -le "$ROUNDS" ]; do
+		run_wrk "direct-c$conns-r$round" "$UP1" "$conns"
+		if [ -n "$WRK_LINE" ]; then
+			record "load $conns direct round=$round $WRK_LINE"
 		else
-			extra=""
-			if [ "$proxy" = canaryd ]; then
-				share=$(canary_share)
-				[ -n "$share" ] && extra="canary_share=$share" && note "canaryd sent $share% of requests to the canary"
-			fi
-			record "load $conns $proxy $WRK_LINE hwm_kb=$(proc_field "$P_MEM_PID" VmHWM) $extra"
+			record "load $conns direct round=$round status=failed"
 		fi
-		stop "$P_PID"
+		for proxy in haproxy nginx canaryd; do
+			if ! "start_$proxy" "$PROXY_CPU" http; then
+				record "load $conns $proxy round=$round status=failed"
+				continue
+			fi
+			run_wrk "$proxy-c$conns-r$round" "$P_PORT" "$conns" "$P_MEM_PID"
+			if [ -z "$WRK_LINE" ]; then
+				record "load $conns $proxy round=$round status=failed"
+			else
+				extra=""
+				if [ "$proxy" = canaryd ]; then
+					share=$(canary_share)
+					[ -n "$share" ] && extra="canary_share=$share" && note "canaryd sent $share% of requests to the canary"
+				fi
+				record "load $conns $proxy round=$round $WRK_LINE hwm_kb=$(proc_field "$P_MEM_PID" VmHWM) $extra"
+			fi
+			stop "$P_PID"
+		done
+		round=$((round + 1))
 	done
 }
 
@@ -208,7 +223,7 @@ phase_workers() {
 			stop "$P_PID"
 			continue
 		fi
-		run_wrk "canaryd-w$w" "$P_PORT" "$CONNS"
+		run_wrk "canaryd-w$w" "$P_PORT" "$CONNS" "$P_MEM_PID"
 		if [ -n "$WRK_LINE" ]; then
 			record "workers $w canaryd $WRK_LINE hwm_kb=$(proc_field "$P_MEM_PID" VmHWM) threads=$threads listeners=$nlisten cpus=$cpus"
 		else
@@ -221,7 +236,7 @@ phase_workers() {
 # ---- upstreams ----------------------------------------------------------
 start_upstreams
 
-record "meta secs=$SECS warmup=$WARMUP conns=$CONNS high_conns=$HIGH_CONNS idle_conns=$IDLE_CONNS ncpu=$NCPU proxy_cpu=$PROXY_CPU wrk_cpu=$WRK_CPU upstream_cpus=${BENCH_UPSTREAM_CPUS:-unpinned} workers2_cpus=$WORKERS2_CPUS pinned=${PIN:-0} nofile=$NOFILE haproxy_maxconn=$MAXCONN nginx_worker_connections=$NGINX_CONNS"
+record "meta secs=$SECS warmup=$WARMUP rounds=$ROUNDS conns=$CONNS high_conns=$HIGH_CONNS idle_conns=$IDLE_CONNS ncpu=$NCPU proxy_cpu=$PROXY_CPU wrk_cpu=$WRK_CPU upstream_cpus=${BENCH_UPSTREAM_CPUS:-unpinned} workers2_cpus=$WORKERS2_CPUS pinned=${PIN:-0} nofile=$NOFILE haproxy_maxconn=$MAXCONN nginx_worker_connections=$NGINX_CONNS"
 record "text kernel $(uname -r)"
 # other work on the machine skews every figure; the report warns about it
 record "text loadavg_start $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"

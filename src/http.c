@@ -106,7 +106,18 @@ static const char *parse_headers(const char *p, const char *end,
 	*n = 0;
 	for (;;) {
 		bool bad = false;
-		const char *cr = line_end(p, end, &bad);
+		/* memchr finds the LF in a few wide steps; a CR anywhere else
+		 * in the line is refused below (not a tchar in the name, a
+		 * control character in the value). line_end says why an
+		 * incomplete line is incomplete or bad. */
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		const char *cr = NULL;
+		if (lf && lf > p && lf[-1] == '\r')
+			cr = lf - 1;
+		else if (lf)
+			bad = true;   /* a bare LF */
+		else
+			cr = line_end(p, end, &bad);
 		if (!cr) {
 			/* an incomplete line may already show it is bad */
 			*rc = bad ? HTTP_E_BAD : HTTP_INCOMPLETE;
@@ -156,6 +167,7 @@ static const char *parse_headers(const char *p, const char *end,
 /* Framing facts shared by requests and responses. */
 typedef struct framing {
 	bool has_cl, has_te, te_chunked, conn_close, conn_keep_alive, conn_upgrade;
+	bool conn_names;   /* Connection lists more than keep-alive/upgrade */
 	uint64_t cl;
 } framing;
 
@@ -207,12 +219,14 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 			f->has_te = true;
 		} else if (ieq(h->name, h->name_len, "connection")) {
 			while (next_elem(&pos, end, &e, &elen)) {
-				if (ieq(e, elen, "close"))
-					f->conn_close = true;
-				else if (ieq(e, elen, "keep-alive"))
+				if (ieq(e, elen, "keep-alive"))
 					f->conn_keep_alive = true;
 				else if (ieq(e, elen, "upgrade"))
 					f->conn_upgrade = true;
+				else
+					f->conn_names = true;   /* "close" names a field too */
+				if (ieq(e, elen, "close"))
+					f->conn_close = true;
 			}
 		}
 	}
@@ -330,6 +344,7 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	}
 	req->keep_alive = minor == 1 ? !f.conn_close
 	                             : (f.conn_keep_alive && !f.conn_close);
+	req->conn_names = f.conn_names;
 	req->upgrade = f.conn_upgrade &&
 	               http_find_header(req->headers, req->n_headers, "upgrade");
 	const http_header *ex = http_find_header(req->headers, req->n_headers,
@@ -405,6 +420,7 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 		return rc;
 	resp->keep_alive = minor == 1 ? !f.conn_close
 	                              : (f.conn_keep_alive && !f.conn_close);
+	resp->conn_names = f.conn_names;
 	if (req_is_head || status < 200 || status == 204 || status == 304) {
 		resp->body = HTTP_BODY_NONE;
 	} else if (f.has_te) {
@@ -440,16 +456,21 @@ const http_header *http_find_header(const http_header *h, size_t n,
 
 bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 {
-	static const struct { const char *name; size_t len; } fixed[] = {
-#define F(s) { s, sizeof s - 1 }
-		F("connection"), F("keep-alive"), F("proxy-connection"), F("te"),
-		F("trailer"), F("upgrade"), F("proxy-authenticate"),
-		F("proxy-authorization"),
-#undef F
-	};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (ieqn(h->name, h->name_len, fixed[i].name, fixed[i].len))
-			return true;
+	/* the fixed hop-by-hop fields, told apart by length first: this runs
+	 * for every header of every message */
+	const char *nm = h->name;
+	size_t nl = h->name_len;
+	switch (nl) {
+	case 2: if (ieq(nm, nl, "te")) return true; break;
+	case 7: if (ieq(nm, nl, "trailer") || ieq(nm, nl, "upgrade")) return true; break;
+	case 10: if (ieq(nm, nl, "connection") || ieq(nm, nl, "keep-alive")) return true; break;
+	case 16: if (ieq(nm, nl, "proxy-connection")) return true; break;
+	case 18: if (ieq(nm, nl, "proxy-authenticate")) return true; break;
+	case 19: if (ieq(nm, nl, "proxy-authorization")) return true; break;
+	default: break;
+	}
+	if (n == 0)
+		return false;
 	/* a Connection header must not strip the framing headers: that
 	 * would desynchronise the proxy and the next hop */
 	if (ieq(h->name, h->name_len, "transfer-encoding") ||

@@ -55,6 +55,7 @@ typedef struct http_request {
 	http_body body;
 	uint64_t content_length;   /* when body == HTTP_BODY_LENGTH */
 	bool keep_alive;           /* per version and Connection */
+	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
 	bool upgrade;              /* Connection: upgrade + Upgrade header */
 	bool expect_continue;      /* Expect: 100-continue */
 	bool is_head;              /* method HEAD */
@@ -71,6 +72,7 @@ typedef struct http_response {
 	http_body body;
 	uint64_t content_length;
 	bool keep_alive;
+	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
 	size_t head_len;
 } http_response;
 

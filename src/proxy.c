@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "http.h"
 #include "log.h"
@@ -891,7 +892,7 @@ static bool build_request_head(cconn *c)
 	bool xff = false, xfp = false;
 	for (size_t i = 0; i < q->n_headers; i++) {
 		const http_header *h = &q->headers[i];
-		if (http_is_hop_by_hop(h, q->headers, q->n_headers))
+		if (http_is_hop_by_hop(h, q->headers, q->conn_names ? q->n_headers : 0))
 			continue;
 		if (name_is(h, "x-forwarded-for")) {
 			xff = true;
@@ -953,7 +954,7 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 	for (size_t i = 0; i < s->n_headers; i++) {
 		const http_header *h = &s->headers[i];
 		bool up = keep_upgrade && name_is(h, "upgrade");
-		if (!up && http_is_hop_by_hop(h, s->headers, s->n_headers))
+		if (!up && http_is_hop_by_hop(h, s->headers, s->conn_names ? s->n_headers : 0))
 			continue;
 		out_put(&o, h->name, h->name_len);
 		out_str(&o, ": ");
@@ -1261,14 +1262,40 @@ static void c_write_cb(uv_write_t *w, int status)
 /* Writes what it can of b[0..n) at once and returns how many bytes are
  * left, with rest[] pointing at them; < 0 on a write error. A write that
  * completes at once costs libuv no request, callback or epoll_ctl. */
+/* It calls send()/sendmsg() itself rather than uv_try_write(), which
+ * uses write()/writev() (libuv serves pipes and ttys too): on a socket
+ * those go through the file layer first (fdget_pos, rw_verify_area, the
+ * security hook, sock_write_iter), about 2 % of the proxy's CPU time
+ * under load (bench/README.md). Writing past libuv is safe only while
+ * its write queue for the stream is empty, as uv_try_write requires. */
 static ssize_t try_write(uv_stream_t *s, const uv_buf_t *b, unsigned n,
                          uv_buf_t *rest, unsigned *m)
 {
-	int rc = uv_try_write(s, b, n);
-	if (rc == UV_EAGAIN || rc == UV_ENOSYS)
-		rc = 0;
-	else if (rc < 0)
-		return rc;
+	ssize_t rc = 0;
+	uv_os_fd_t fd;
+	if (uv_stream_get_write_queue_size(s) == 0 &&
+	    uv_fileno((uv_handle_t *)s, &fd) == 0) {
+		for (int tries = 0; tries < 2; tries++) {
+			if (n == 1) {
+				rc = send(fd, b[0].base, b[0].len,
+				          MSG_NOSIGNAL | MSG_DONTWAIT);
+			} else {
+				struct iovec iov[4];
+				unsigned k = n < 4 ? n : 4;
+				for (unsigned i = 0; i < k; i++)
+					iov[i] = (struct iovec){ b[i].base, b[i].len };
+				struct msghdr mh = { .msg_iov = iov, .msg_iovlen = k };
+				rc = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+			}
+			if (rc >= 0 || errno != EINTR)
+				break;
+		}
+		if (rc < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				return -errno;   /* libuv's codes are -errno here */
+			rc = 0;
+		}
+	}
 	size_t skip = (size_t)rc, left = 0;
 	*m = 0;
 	for (unsigned i = 0; i < n; i++) {
@@ -1584,6 +1611,18 @@ static void on_response_head(cconn *c, size_t len)
 		return;
 	}
 	uv_buf_t b[2];
+	/* a small body goes out in the head's buffer: one plain send(), no
+	 * iovec array for the kernel to import (the body's bytes count as
+	 * written once the write completes, as from rbuf) */
+	if (k > 0 && (size_t)k <= 512 &&
+	    c->resphead_len + (size_t)k <= sizeof c->io->resphead) {
+		memcpy(c->io->resphead + c->resphead_len, c->io->rbuf + c->roff,
+		       (size_t)k);
+		b[0] = uv_buf_init(c->io->resphead,
+		                   (unsigned)(c->resphead_len + (size_t)k));
+		c_write(c, b, 1, (size_t)k);
+		return;
+	}
 	b[0] = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
 	b[1] = uv_buf_init(c->io->rbuf + c->roff, (unsigned)k);
 	c_write(c, b, k ? 2 : 1, (size_t)k);
