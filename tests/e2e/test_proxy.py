@@ -44,6 +44,14 @@ class Echo(BaseHTTPRequestHandler):
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
             self.wfile.write(b"0\r\n\r\n")
             return
+        if self.path.startswith("/bytes/"):
+            # head and body in one write, so that the proxy reads them
+            # together (as from nginx)
+            n = int(self.path.split("/")[2])
+            hop = b"Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\n" if "hop" in self.path else b""
+            self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (n, hop)
+                             + _pattern(n))
+            return
         if self.path.startswith("/status/"):
             code = int(self.path.split("/")[2])
             self.send_response(code)
@@ -63,6 +71,10 @@ class Echo(BaseHTTPRequestHandler):
             self.wfile.write(out)
 
     do_GET = do_POST = do_PUT = do_HEAD = do_DELETE = _reply
+
+
+def _pattern(n):
+    return bytes((i * 7 + i // 251) & 0xFF for i in range(n))
 
 
 def _echo_server():
@@ -97,6 +109,25 @@ def test_forwarded_headers_added_and_hop_by_hop_removed():
     for hop in ("x-secret", "keep-alive", "proxy-authorization"):
         assert hop not in h, (hop, h)
     assert "keep-alive" not in {k.lower() for k in hdr}, hdr
+
+
+def test_response_bodies_of_every_size_arrive_whole():
+    # small bodies travel in the head's buffer (one send), larger ones as
+    # a second buffer: both sides of the 512-byte line, on one connection
+    srv, addr = _echo_server()
+    port, d = _proxy(addr)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for n in (0, 1, 3, 200, 511, 512, 513, 4096, 16000, 70000):
+        for path in ("/bytes/%d" % n, "/bytes/%d/hop" % n):
+            c.request("GET", path)
+            r = c.getresponse()
+            got = r.read()
+            assert r.status == 200, (path, r.status)
+            assert got == _pattern(n), (path, len(got))
+            names = {k.lower() for k in r.headers}
+            assert "x-hop" not in names and "keep-alive" not in names, (path, names)
+    c.close()
+    srv.shutdown()
 
 
 def test_post_body_and_chunked_upload_stream_through():

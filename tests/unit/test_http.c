@@ -422,6 +422,54 @@ static void test_hop_by_hop_headers(void **state)
 	assert_true(http_is_hop_by_hop(&h[7], h, n));
 }
 
+/* conn_names says whether the Connection header names fields beyond
+ * keep-alive/upgrade; the proxy scans the headers for named fields only
+ * then (n = 0 otherwise), and the fixed hop-by-hop fields go either way. */
+static void test_connection_names_flag(void **state)
+{
+	assert_true(preq("GET / HTTP/1.1\r\nConnection: keep-alive, Upgrade\r\n"
+	                 "Upgrade: ws\r\nKeep-Alive: 5\r\nX-A: a\r\n\r\n") > 0);
+	assert_false(req.conn_names);
+	assert_true(http_is_hop_by_hop(&req.headers[0], req.headers, 0));
+	assert_true(http_is_hop_by_hop(&req.headers[1], req.headers, 0));
+	assert_true(http_is_hop_by_hop(&req.headers[2], req.headers, 0));
+	assert_false(http_is_hop_by_hop(&req.headers[3], req.headers, 0));
+	assert_true(preq("GET / HTTP/1.1\r\nConnection: close\r\nClose: x\r\n\r\n") > 0);
+	assert_true(req.conn_names);   /* "close" names a field as well */
+	assert_true(http_is_hop_by_hop(&req.headers[1], req.headers, req.n_headers));
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\n\r\n") > 0);
+	assert_false(req.conn_names);
+	assert_true(presp("HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\n"
+	                  "X-Hop: 1\r\nContent-Length: 0\r\n\r\n", false) > 0);
+	assert_true(resp.conn_names);
+	assert_true(presp("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\n"
+	                  "Content-Length: 0\r\n\r\n", false) > 0);
+	assert_false(resp.conn_names);
+	/* same-length names that are not hop-by-hop */
+	assert_true(preq("GET / HTTP/1.1\r\nTX: 1\r\nTrailed: 1\r\n"
+	                 "Connectiom: 1\r\n\r\n") > 0);
+	for (size_t i = 0; i < req.n_headers; i++)
+		assert_false(http_is_hop_by_hop(&req.headers[i], req.headers, 0));
+}
+
+/* Header lines are found by their LF; a CR anywhere else in a line, a
+ * bare LF, or a line still incomplete must come out as before. */
+static void test_header_line_ends(void **state)
+{
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX\r: a\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET / HTTP/1.1\r\n\rX: a\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: a\r\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET / HTTP/1.1\r\n\nX: a\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: a\rb"), HTTP_E_BAD);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab"), HTTP_INCOMPLETE);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r"), HTTP_INCOMPLETE);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r\n"), HTTP_INCOMPLETE);
+	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r\n\r"), HTTP_INCOMPLETE);
+	assert_true(preq("GET / HTTP/1.1\r\nX: ab\r\n\r\n") > 0);
+	assert_int_equal((int)req.n_headers, 1);
+	assert_int_equal((int)req.headers[0].value_len, 2);
+}
+
 static void test_connection_cannot_strip_framing(void **state)
 {
 	assert_true(preq("POST / HTTP/1.1\r\nConnection: Content-Length, host\r\n"
@@ -479,6 +527,8 @@ int main(void)
 		cmocka_unit_test(test_chunked_malformed),
 		cmocka_unit_test(test_chunked_line_bounds),
 		cmocka_unit_test(test_hop_by_hop_headers),
+		cmocka_unit_test(test_connection_names_flag),
+		cmocka_unit_test(test_header_line_ends),
 		cmocka_unit_test(test_connection_cannot_strip_framing),
 		cmocka_unit_test(test_find_header_is_case_insensitive),
 		cmocka_unit_test(test_reason_phrases),
