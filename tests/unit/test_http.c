@@ -456,15 +456,19 @@ static void test_connection_names_flag(void **state)
  * bare LF, or a line still incomplete must come out as before. */
 static void test_header_line_ends(void **state)
 {
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX\r: a\r\n\r\n"), HTTP_E_BAD);
-	assert_int_equal(preq("GET / HTTP/1.1\r\n\rX: a\r\n\r\n"), HTTP_E_BAD);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: a\r\r\n\r\n"), HTTP_E_BAD);
-	assert_int_equal(preq("GET / HTTP/1.1\r\n\nX: a\r\n\r\n"), HTTP_E_BAD);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: a\rb"), HTTP_E_BAD);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab"), HTTP_INCOMPLETE);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r"), HTTP_INCOMPLETE);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r\n"), HTTP_INCOMPLETE);
-	assert_int_equal(preq("GET / HTTP/1.1\r\nX: ab\r\n\r"), HTTP_INCOMPLETE);
+	static const struct { const char *head; int want; } cases[] = {
+		{ "GET / HTTP/1.1\r\nX\r: a\r\n\r\n", HTTP_E_BAD },   /* CR in a name */
+		{ "GET / HTTP/1.1\r\n\rX: a\r\n\r\n", HTTP_E_BAD },   /* CR first */
+		{ "GET / HTTP/1.1\r\nX: a\r\r\n\r\n", HTTP_E_BAD },   /* CR in a value */
+		{ "GET / HTTP/1.1\r\n\nX: a\r\n\r\n", HTTP_E_BAD },   /* bare LF first */
+		{ "GET / HTTP/1.1\r\nX: a\rb", HTTP_E_BAD },            /* incomplete, bare CR */
+		{ "GET / HTTP/1.1\r\nX: ab", HTTP_INCOMPLETE },
+		{ "GET / HTTP/1.1\r\nX: ab\r", HTTP_INCOMPLETE },
+		{ "GET / HTTP/1.1\r\nX: ab\r\n", HTTP_INCOMPLETE },
+		{ "GET / HTTP/1.1\r\nX: ab\r\n\r", HTTP_INCOMPLETE },
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+		assert_int_equal(preq(cases[i].head), cases[i].want);
 	assert_true(preq("GET / HTTP/1.1\r\nX: ab\r\n\r\n") > 0);
 	assert_int_equal((int)req.n_headers, 1);
 	assert_int_equal((int)req.headers[0].value_len, 2);
