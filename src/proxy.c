@@ -49,7 +49,8 @@ typedef struct worker worker;
 
 /* What a client connection needs only while a request is active: the
  * parsed messages, one buffer per direction and the rewritten heads. An
- * idle keep-alive connection holds none (it costs about 1 KB); blocks are
+ * idle keep-alive connection holds none (its struct is about 1.1 KB; the
+ * benchmark measures 1.7 KiB of RSS per idle connection); blocks are
  * taken from and given back to a small per-loop free list, and mapped
  * separately so that a burst's blocks go back to the system afterwards. */
 typedef struct iobuf {
