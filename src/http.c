@@ -23,30 +23,6 @@ static inline bool is_tchar(unsigned char ch) { return tchar[ch]; }
 static bool is_digit(unsigned char ch) { return ch >= '0' && ch <= '9'; }
 static bool is_blank(unsigned char ch) { return ch == ' ' || ch == '\t'; }
 
-static unsigned char lower(unsigned char ch)
-{
-	return (ch >= 'A' && ch <= 'Z') ? (unsigned char)(ch + 32) : ch;
-}
-
-static bool ieqn(const char *a, size_t alen, const char *b, size_t blen)
-{
-	if (alen != blen)
-		return false;
-	for (size_t i = 0; i < alen; i++)
-		if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
-			return false;
-	return true;
-}
-
-/* Inlined, so that the length of a literal <b> is a constant and most
- * names are told apart by their length alone. */
-static inline __attribute__((always_inline)) bool ieq(const char *a,
-                                                      size_t alen,
-                                                      const char *b)
-{
-	return ieqn(a, alen, b, strlen(b));
-}
-
 /* Finds the end of the line starting at <p> (within <end>): returns the
  * position of its CR (the line is p..cr, CRLF follows), NULL when the line
  * is not complete yet, and sets *bad for a bare LF or a CR not followed by
@@ -181,7 +157,7 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 		const http_header *h = &hs[i];
 		const char *pos = h->value, *end = h->value + h->value_len, *e;
 		size_t elen;
-		if (ieq(h->name, h->name_len, "content-length")) {
+		if (http_ieq(h->name, h->name_len, "content-length")) {
 			bool any = false;
 			while (next_elem(&pos, end, &e, &elen)) {
 				uint64_t v = 0;
@@ -201,7 +177,7 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 			}
 			if (!any)
 				return HTTP_E_BAD;
-		} else if (ieq(h->name, h->name_len, "transfer-encoding")) {
+		} else if (http_ieq(h->name, h->name_len, "transfer-encoding")) {
 			bool any = false;
 			while (next_elem(&pos, end, &e, &elen)) {
 				any = true;
@@ -210,23 +186,24 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 				while (tl < elen && e[tl] != ';' &&
 				       !is_blank((unsigned char)e[tl]))
 					tl++;
-				f->te_chunked = ieq(e, tl, "chunked") && tl == elen;
+				f->te_chunked = http_ieq(e, tl, "chunked") && tl == elen;
 				if (f->te_chunked)
 					n_chunked++;
 			}
 			if (!any)
 				return HTTP_E_BAD;
 			f->has_te = true;
-		} else if (ieq(h->name, h->name_len, "connection")) {
+		} else if (http_ieq(h->name, h->name_len, "connection")) {
 			while (next_elem(&pos, end, &e, &elen)) {
-				if (ieq(e, elen, "keep-alive"))
+				if (http_ieq(e, elen, "keep-alive")) {
 					f->conn_keep_alive = true;
-				else if (ieq(e, elen, "upgrade"))
+				} else if (http_ieq(e, elen, "upgrade")) {
 					f->conn_upgrade = true;
-				else
+				} else {
 					f->conn_names = true;   /* "close" names a field too */
-				if (ieq(e, elen, "close"))
-					f->conn_close = true;
+					if (http_ieq(e, elen, "close"))
+						f->conn_close = true;
+				}
 			}
 		}
 	}
@@ -349,7 +326,7 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	               http_find_header(req->headers, req->n_headers, "upgrade");
 	const http_header *ex = http_find_header(req->headers, req->n_headers,
 	                                         "expect");
-	req->expect_continue = ex && ieq(ex->value, ex->value_len, "100-continue");
+	req->expect_continue = ex && http_ieq(ex->value, ex->value_len, "100-continue");
 	req->is_head = req->method_len == 4 && memcmp(req->method, "HEAD", 4) == 0;
 	req->head_len = (size_t)(after - buf);
 	return (int)req->head_len;
@@ -449,7 +426,7 @@ const http_header *http_find_header(const http_header *h, size_t n,
                                     const char *name)
 {
 	for (size_t i = 0; i < n; i++)
-		if (ieq(h[i].name, h[i].name_len, name))
+		if (http_ieq(h[i].name, h[i].name_len, name))
 			return &h[i];
 	return NULL;
 }
@@ -461,30 +438,45 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 	const char *nm = h->name;
 	size_t nl = h->name_len;
 	switch (nl) {
-	case 2: if (ieq(nm, nl, "te")) return true; break;
-	case 7: if (ieq(nm, nl, "trailer") || ieq(nm, nl, "upgrade")) return true; break;
-	case 10: if (ieq(nm, nl, "connection") || ieq(nm, nl, "keep-alive")) return true; break;
-	case 16: if (ieq(nm, nl, "proxy-connection")) return true; break;
-	case 18: if (ieq(nm, nl, "proxy-authenticate")) return true; break;
-	case 19: if (ieq(nm, nl, "proxy-authorization")) return true; break;
-	default: break;
+	case 2:
+		if (http_ieq(nm, nl, "te"))
+			return true;
+		break;
+	case 7:
+		if (http_ieq(nm, nl, "trailer") || http_ieq(nm, nl, "upgrade"))
+			return true;
+		break;
+	case 10:
+		if (http_ieq(nm, nl, "connection") || http_ieq(nm, nl, "keep-alive"))
+			return true;
+		break;
+	case 16:
+	case 18:
+	case 19:
+		if (http_ieq(nm, nl, "proxy-connection") ||
+		    http_ieq(nm, nl, "proxy-authenticate") ||
+		    http_ieq(nm, nl, "proxy-authorization"))
+			return true;
+		break;
+	default:
+		break;
 	}
 	if (n == 0)
 		return false;
 	/* a Connection header must not strip the framing headers: that
 	 * would desynchronise the proxy and the next hop */
-	if (ieq(h->name, h->name_len, "transfer-encoding") ||
-	    ieq(h->name, h->name_len, "content-length") ||
-	    ieq(h->name, h->name_len, "host"))
+	if (http_ieq(h->name, h->name_len, "transfer-encoding") ||
+	    http_ieq(h->name, h->name_len, "content-length") ||
+	    http_ieq(h->name, h->name_len, "host"))
 		return false;
 	for (size_t i = 0; i < n; i++) {
-		if (!ieq(all[i].name, all[i].name_len, "connection"))
+		if (!http_ieq(all[i].name, all[i].name_len, "connection"))
 			continue;
 		const char *pos = all[i].value, *end = all[i].value + all[i].value_len;
 		const char *e;
 		size_t elen;
 		while (next_elem(&pos, end, &e, &elen))
-			if (ieqn(e, elen, h->name, h->name_len))
+			if (http_ieqn(e, elen, h->name, h->name_len))
 				return true;
 	}
 	return false;

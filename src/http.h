@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 
 #define HTTP_MAX_HEADERS 100
@@ -28,6 +29,34 @@ enum {
 	HTTP_E_SMUGGLE = -3,    /* CL+TE, differing CLs, bad TE: 400 */
 	HTTP_E_VERSION = -4,    /* not HTTP/1.x: 505 */
 };
+
+/* Whether a[0..alen) and b[0..blen) are equal but for ASCII case. */
+static inline bool http_ieqn(const char *a, size_t alen, const char *b,
+                             size_t blen)
+{
+	if (alen != blen)
+		return false;
+	for (size_t i = 0; i < alen; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+		if (x >= 'A' && x <= 'Z')
+			x = (unsigned char)(x + 32);
+		if (y >= 'A' && y <= 'Z')
+			y = (unsigned char)(y + 32);
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
+/* The same against a string <b>; always inlined, so that the length of a
+ * literal is a constant and most header names are told apart by their
+ * length alone (it runs for every header of every message). */
+static inline __attribute__((always_inline)) bool http_ieq(const char *a,
+                                                           size_t alen,
+                                                           const char *b)
+{
+	return http_ieqn(a, alen, b, strlen(b));
+}
 
 typedef struct http_header {
 	const char *name;

@@ -861,21 +861,11 @@ static inline __attribute__((always_inline)) void out_str(hbuf *o,
 	out_put(o, s, strlen(s));
 }
 
-/* Whether <h> is named <name> (lower case), the length compared first. */
+/* Whether <h> is named <name>. */
 static inline __attribute__((always_inline)) bool name_is(const http_header *h,
                                                           const char *name)
 {
-	size_t n = strlen(name);
-	if (h->name_len != n)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char ch = (unsigned char)h->name[i];
-		if (ch >= 'A' && ch <= 'Z')
-			ch = (unsigned char)(ch + 32);
-		if (ch != (unsigned char)name[i])
-			return false;
-	}
-	return true;
+	return http_ieq(h->name, h->name_len, name);
 }
 
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
@@ -1258,12 +1248,10 @@ static void c_write_cb(uv_write_t *w, int status)
 	c_advance(c);
 }
 
-/* Writes to the client; <body> bytes of them are rbuf[roff..], consumed
- * when the write completes. */
 /* Writes what it can of b[0..n) at once and returns how many bytes are
  * left, with rest[] pointing at them; < 0 on a write error. A write that
- * completes at once costs libuv no request, callback or epoll_ctl. */
-/* It calls send()/sendmsg() itself rather than uv_try_write(), which
+ * completes at once costs libuv no request, callback or epoll_ctl.
+ * It calls send()/sendmsg() itself rather than uv_try_write(), which
  * uses write()/writev() (libuv serves pipes and ttys too): on a socket
  * those go through the file layer first (fdget_pos, rw_verify_area, the
  * security hook, sock_write_iter), about 2 % of the proxy's CPU time
