@@ -55,11 +55,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
+# what each target needs, installed only when missing (scripts/setup.sh)
 setup:
-	@sh scripts/setup.sh
+	@sh scripts/setup.sh build
 
 # Unit and end-to-end tests, then the same again under ASan+UBSan.
-test: setup
+test:
+	@sh scripts/setup.sh test
 	@$(MAKE) -s all
 	@$(MAKE) -s all SAN=1
 	@sh tests/run.sh build build-san
@@ -70,15 +72,18 @@ test-unit: all
 test-e2e: all
 	@sh tests/run.sh --e2e-only $(BUILD)
 
-demo: setup
+demo:
+	@sh scripts/setup.sh demo
 	@$(MAKE) -s all
 	@sh demo/demo.sh $(BUILD)
 
-bench: setup
+bench:
+	@sh scripts/setup.sh bench
 	@$(MAKE) -s all
 	@sh bench/run.sh $(BUILD)
 
-fuzz: setup
+fuzz:
+	@sh scripts/setup.sh fuzz
 	@sh fuzz/run.sh $${FUZZ_SECONDS:-30}
 
 clean:

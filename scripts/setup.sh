@@ -1,22 +1,53 @@
 #!/bin/sh
-# Installs what canaryd needs to build, test and run its demo on Debian,
-# only when something is missing (so it is quick the second time).
+# Installs, on Debian, what one make target needs, and only what is missing
+# (so the second run is quick):
+#   sh scripts/setup.sh build|demo|test|fuzz|bench
+# It never stops, disables or reconfigures a service that was already on the
+# machine. Packages it installs itself that ship a service (nginx, HAProxy,
+# Prometheus, Alertmanager) are the tests' peers, started by the tests on free
+# loopback ports: those are kept from starting at install (policy-rc.d, only
+# when the machine has none) and from starting at boot (only the units of
+# packages this run installed).
 set -e
-pkgs="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libcmocka-dev curl wrk haproxy nginx python3 clang libclang-rt-14-dev prometheus prometheus-alertmanager"
+what=${1:-build}
+build="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev"
+case "$what" in
+build) pkgs="$build" ;;
+demo) pkgs="$build curl python3" ;;
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux" ;;
+fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
+bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
+*) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;
+esac
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
 [ -z "$missing" ] && exit 0
-echo "setup: installing$missing"
+echo "setup ($what): installing$missing"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
-# the Debian packages start services we do not want holding ports
-for s in nginx haproxy prometheus prometheus-alertmanager prometheus-node-exporter; do
-	command -v systemctl >/dev/null 2>&1 && $SUDO systemctl disable --now "$s" >/dev/null 2>&1 || true
-	$SUDO service "$s" stop >/dev/null 2>&1 || true
-done
+policy=/usr/sbin/policy-rc.d
+ours=""
+if [ ! -e "$policy" ]; then
+	# 101: "action not allowed": invoke-rc.d/deb-systemd-invoke do not start
+	# the services of what we install now; removed again below
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+	$SUDO chmod 755 "$policy"
+	ours=1
+fi
+rc=0
+{ $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null; } || rc=$?
+[ -n "$ours" ] && $SUDO rm -f "$policy"
+[ $rc -eq 0 ] || exit $rc
+# the services of packages installed just now: not at boot either
+if command -v systemctl >/dev/null 2>&1; then
+	for p in $missing; do
+		case "$p" in
+		nginx|haproxy|prometheus|prometheus-alertmanager)
+			$SUDO systemctl disable "$p" >/dev/null 2>&1 || true ;;
+		esac
+	done
+fi
 exit 0

@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the unit tests (cmocka) and the end-to-end tests (tests/e2e/test_*.py,
-# real processes on loopback) for each build directory given, and closes with
+# Runs the unit tests (cmocka) and the end-to-end tests (tests/e2e/, the
+# adversarial HTTP matrix tests/adversarial/ and the chaos tests tests/chaos/:
+# test_*.py, real processes on loopback) for each build directory given, and closes with
 # one line 'N passed, N failed' over everything.
 #   sh tests/run.sh [--unit-only|--e2e-only] BUILD_DIR...
 mode=all
@@ -40,7 +41,7 @@ for build in "$@"; do
 		done
 	fi
 	if [ "$mode" != unit ]; then
-		for t in tests/e2e/test_*.py; do
+		for t in tests/e2e/test_*.py tests/adversarial/test_*.py tests/chaos/test_*.py; do
 			[ -f "$t" ] || continue
 			name="$build/$(basename "$t" .py)"
 			timeout 900 python3 "$t" >"$log" 2>&1
