@@ -28,7 +28,7 @@ echo "setup ($what): installing$missing"
 SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive
-policy=/usr/sbin/policy-rc.d
+policy=${POLICY_RC_D:-/usr/sbin/policy-rc.d}
 ours=""
 if [ ! -e "$policy" ]; then
 	# 101: "action not allowed": invoke-rc.d/deb-systemd-invoke do not start
