@@ -11,6 +11,12 @@ ifeq ($(SAN),1)
 BUILD   ?= build-san
 OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 LDSAN    = -fsanitize=address,undefined
+else ifeq ($(SAN),thread)
+# ThreadSanitizer: the proxy workers (spec.workers) share weights, ejections
+# and stats shards across threads; `make test-tsan` runs the tests with them
+BUILD   ?= build-tsan
+OPT      = -O1 -g -fno-omit-frame-pointer -fsanitize=thread
+LDSAN    = -fsanitize=thread
 else
 BUILD   ?= build
 LDSAN    =
@@ -29,7 +35,7 @@ TEST_SRC = $(wildcard tests/unit/test_*.c)
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
 
-.PHONY: all setup test test-unit test-e2e demo bench fuzz clean check-deps
+.PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz clean check-deps
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -66,6 +72,14 @@ test:
 	@$(MAKE) -s all SAN=1
 	@sh tests/run.sh build build-san
 
+# The tests that run several proxy workers (threads), under ThreadSanitizer,
+# with every end-to-end test in them run with 2 workers.
+TSAN_E2E = tests/e2e/test_workers.py tests/e2e/test_zero_loss.py tests/e2e/test_proxy.py tests/e2e/test_hardening.py
+test-tsan:
+	@sh scripts/setup.sh test
+	@$(MAKE) -s all SAN=thread
+	@CANARYD_TEST_WORKERS=2 CANARYD_E2E_FILES="$(TSAN_E2E)" sh tests/run.sh build-tsan
+
 test-unit: all
 	@sh tests/run.sh --unit-only $(BUILD)
 
@@ -87,6 +101,6 @@ fuzz:
 	@sh fuzz/run.sh $${FUZZ_SECONDS:-30}
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-tsan build-fuzz
 
 -include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/canaryctl.d

@@ -347,7 +347,8 @@ def _alarm(signum, frame):
 
 def sanitizer_reports(procs_output):
     return [l for l in procs_output.splitlines()
-            if "ERROR: AddressSanitizer" in l or "runtime error:" in l or "ERROR: LeakSanitizer" in l]
+            if "ERROR: AddressSanitizer" in l or "runtime error:" in l or "ERROR: LeakSanitizer" in l
+            or "WARNING: ThreadSanitizer" in l]
 
 
 def run(namespace):
