@@ -10,8 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import (SLOW, BUILD, Canaryd, Upstream, canary_yaml, free_port, run,  # noqa: E402
-                     tmpdir)
+from harness import (SLOW, BUILD, Canaryd, Upstream, canary_yaml, cleanup, free_port,  # noqa: E402
+                     run, tmpdir)
 
 
 def _rss_kb(pid, field):
@@ -467,5 +467,47 @@ def test_canaryctl_actions_send_json():
     assert st == 200 and "fetch(" in body and "POST" not in body
 
 
+def measure_rss(n, shape):
+    """Not a test: canaryd's RSS with <n> stalled admin connections, each
+    holding a partial head ("head") or 600 KiB of a 1 MiB body ("body").
+    CANARYD_BUILD=build python3 tests/e2e/test_admin.py --rss 1000 body"""
+    d = _daemon(rollout=False)
+    base = _rss_kb(d.p.pid, "VmRSS")
+    socks = []
+    for _ in range(n):
+        s = _connect(d)
+        try:
+            if shape == "head":
+                s.sendall(b"GET /api/v1/canaries HTTP/1.1\r\n" + _host(d) + b"X-Pad: " + b"a" * 8000)
+            else:
+                s.sendall(b"POST /api/v1/alertmanager HTTP/1.1\r\n" + _host(d) +
+                          b"Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n")
+                s.sendall(b"x" * (600 * 1024))
+        except OSError:
+            pass
+        socks.append(s)
+    time.sleep(3)
+    now, peak = _rss_kb(d.p.pid, "VmRSS"), _rss_kb(d.p.pid, "VmHWM")
+    held = refused = 0
+    for s in socks:
+        s.settimeout(0.02)
+        try:
+            got = s.recv(64)
+            refused += got.startswith(b"HTTP/1.1 503")
+        except socket.timeout:
+            held += 1
+        except OSError:
+            pass
+        s.close()
+    print("%d stalled (%s): RSS %d MB before, %d MB with them (peak %d MB); %d held open, "
+          "%d refused with 503" % (n, shape, base // 1024, now // 1024, peak // 1024, held, refused))
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--rss":
+        try:
+            measure_rss(int(sys.argv[2]), sys.argv[3])
+        finally:
+            cleanup()
+        sys.exit(0)
     sys.exit(run(globals()))
