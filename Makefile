@@ -2,7 +2,7 @@
 # setup` (run by `make test` and `make demo`) installs whatever is missing.
 
 CC      ?= cc
-PKGS     = libuv yaml-0.1 jansson sqlite3 libcurl
+PKGS     = libuv yaml-0.1 jansson sqlite3 libcurl libcrypto
 CSTD     = -std=c11 -D_GNU_SOURCE
 WARN     = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
 OPT     ?= -O2 -g

@@ -8,7 +8,7 @@ SECONDS_EACH=${1:-30}
 cd "$(dirname "$0")/.."
 out=build-fuzz
 mkdir -p "$out"
-PKGS="libuv yaml-0.1 jansson sqlite3 libcurl"
+PKGS="libuv yaml-0.1 jansson sqlite3 libcurl libcrypto"
 LIB_SRC=$(ls src/*.c | grep -v -e 'src/main.c' -e 'src/canaryctl.c')
 status=0
 for f in fuzz/fuzz_*.c; do

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "log.h"
 #include "simulate.h"
 #include "util.h"
 
@@ -119,6 +120,35 @@ static long long jint(const json_t *o, const char *key)
 	return 0;
 }
 
+/* Escapes, in place, every string value in <j> (at any depth) as
+ * log_escape() does, before it is printed as text: what the server sends
+ * (a revision, an alert's name, an upstream's error) must not move the
+ * cursor, clear the screen or start a line that looks like another event.
+ * Not for -o json, whose encoder escapes them itself. */
+static void escape_strings(json_t *j)
+{
+	if (json_is_string(j)) {
+		const char *s = json_string_value(j);
+		size_t len = json_string_length(j);
+		if (log_unsafe_at(s, len, NULL) == len)
+			return;
+		buf b = BUF_INIT;
+		log_escape(&b, s, len);
+		json_string_set(j, b.p);
+		buf_release(&b);
+	} else if (json_is_array(j)) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(j, i, v)
+			escape_strings(v);
+	} else if (json_is_object(j)) {
+		const char *k;
+		json_t *v;
+		json_object_foreach(j, k, v)
+			escape_strings(v);
+	}
+}
+
 /* ---- HTTP -------------------------------------------------------------- */
 
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
@@ -192,6 +222,7 @@ static int status_exit(long status)
 static int report_api_error(const client *cl, const reply *r)
 {
 	json_t *j = r->body.len ? json_loadb(r->body.p, r->body.len, 0, NULL) : NULL;
+	escape_strings(j);
 	const char *msg = j ? json_string_value(json_object_get(j, "error")) : NULL;
 	if (msg)
 		fprintf(stderr, "canaryctl: %s\n", msg);
@@ -437,6 +468,8 @@ static int cmd_status(client *cl, const command *cmd, int argc, char **argv)
 	int rc = api_json(cl, "GET", path, NULL, &j);
 	if (rc)
 		return rc;
+	if (!as_json)
+		escape_strings(j);
 	if (as_json) {
 		print_json(j);
 	} else if (json_is_array(j)) {
@@ -463,6 +496,7 @@ static int post_action(client *cl, const char *name, const char *action,
 	json_decref(body);
 	if (rc)
 		return rc;
+	escape_strings(j);
 	printf("%s: %s (phase %s, canary weight %lld)\n", name, done,
 	       jstr(j, "phase", "-"), jint(j, "canaryWeight"));
 	json_decref(j);
@@ -599,10 +633,12 @@ static int cmd_history(client *cl, const command *cmd, int argc, char **argv)
 	int rc = api_json(cl, "GET", path, NULL, &j);
 	if (rc)
 		return rc;
-	if (as_json)
+	if (as_json) {
 		print_json(j);
-	else
+	} else {
+		escape_strings(j);
 		print_events(j);
+	}
 	json_decref(j);
 	return EXIT_OK;
 }
@@ -664,6 +700,7 @@ static int cmd_wait(client *cl, const command *cmd, int argc, char **argv)
 				fprintf(stderr, "canaryctl: '%s' answered with invalid JSON\n", cl->server);
 				return EXIT_FAILED;
 			}
+			escape_strings(st);
 			const char *phase = jstr(st, "phase", "unknown");
 			snprintf(last_phase, sizeof last_phase, "%s", phase);
 			last_weight = jint(st, "canaryWeight");

@@ -20,10 +20,23 @@
 static const char usage[] =
 	"usage: canaryd -c FILE [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
 	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
+	"               [--admin-host NAME]... [--admin-max-connections N]\n"
+	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
 	"       canaryd --check -c FILE\n"
 	"\n"
 	"  -c, --config FILE      the YAML configuration (one or more Canary documents)\n"
-	"      --admin ADDR       admin API and dashboard (default 127.0.0.1:9901)\n"
+	"      --admin ADDR       admin API and dashboard (default 127.0.0.1:9901); an address\n"
+	"                         that is not loopback needs --token-file\n"
+	"      --admin-host NAME  also accept requests whose Host is NAME (any port), e.g. the\n"
+	"                         name of a reverse proxy in front; repeatable. Always accepted:\n"
+	"                         localhost and IP literals (loopback ones on a loopback address)\n"
+	"                         with the admin port\n"
+	"      --admin-max-connections N\n"
+	"                         open admin connections; more get 503 (default 128)\n"
+	"      --admin-head-timeout D, --admin-body-timeout D, --admin-idle-timeout D\n"
+	"                         a request head must arrive within D (default 10s), its body\n"
+	"                         and the response be sent within D (30s), an idle keep-alive\n"
+	"                         connection is closed after D (60s)\n"
 	"      --data-dir DIR     where canaryd.db (state and audit) lives (default ./canaryd-data)\n"
 	"      --log-format F     text (default) or json, on stderr\n"
 	"      --log-level L      debug, info (default), warn or error\n"
@@ -119,6 +132,10 @@ int main(int argc, char **argv)
 	const char *config = NULL, *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
 	const char *drain = "10s";
+	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
+	const char *max_conns = NULL;
+	const char *admin_hosts[16];
+	size_t n_admin_hosts = 0;
 	int check = 0;
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -128,6 +145,11 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "admin-host", required_argument, NULL, 'H' },
+		{ "admin-max-connections", required_argument, NULL, 'M' },
+		{ "admin-head-timeout", required_argument, NULL, '1' },
+		{ "admin-body-timeout", required_argument, NULL, '2' },
+		{ "admin-idle-timeout", required_argument, NULL, '3' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -143,6 +165,15 @@ int main(int argc, char **argv)
 		case 'l': level_arg = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'D': drain = optarg; break;
+		case 'H':
+			if (n_admin_hosts == sizeof admin_hosts / sizeof admin_hosts[0]) {
+				fprintf(stderr, "canaryd: at most %zu --admin-host names\n", n_admin_hosts);
+				return 2;
+			}
+			admin_hosts[n_admin_hosts++] = optarg;
+			break;
+		case 'M': max_conns = optarg; break;
+		case '1': case '2': case '3': admin_durs[ch - '1'] = optarg; break;
 		case 'k': check = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': puts("canaryd " CANARYD_VERSION); return 0;
@@ -166,6 +197,37 @@ int main(int argc, char **argv)
 		fprintf(stderr, "canaryd: --drain-timeout '%s' is not a duration (e.g. 10s)\n", drain);
 		return 2;
 	}
+	admin_opts aopts;
+	admin_opts_init(&aopts);
+	aopts.addr = admin_addr;
+	aopts.token_file = token_file;
+	aopts.hosts = admin_hosts;
+	aopts.n_hosts = n_admin_hosts;
+	static const char *const dur_flags[3] = { "head", "body", "idle" };
+	uint64_t *durs[3] = { &aopts.head_timeout_ms, &aopts.body_timeout_ms, &aopts.idle_timeout_ms };
+	for (int i = 0; i < 3; i++) {
+		if (admin_durs[i] && (util_parse_duration(admin_durs[i], durs[i]) < 0 || *durs[i] < 100 ||
+		                      *durs[i] > 24ULL * 3600 * 1000)) {
+			fprintf(stderr, "canaryd: --admin-%s-timeout '%s' is not a duration from 100ms to 24h\n",
+			        dur_flags[i], admin_durs[i]);
+			return 2;
+		}
+	}
+	if (max_conns) {
+		char *end;
+		unsigned long n = strtoul(max_conns, &end, 10);
+		if (end == max_conns || *end || max_conns[0] == '-' || n < 1 || n > 100000) {
+			fprintf(stderr, "canaryd: --admin-max-connections '%s' is not a number from 1 to 100000\n",
+			        max_conns);
+			return 2;
+		}
+		aopts.max_conns = (unsigned)n;
+	}
+	char err[512];
+	if (!check && admin_check_addr(admin_addr, token_file != NULL, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		return 2;
+	}
 
 	cfg *conf = NULL;
 	cfg_errors errs = { 0 };
@@ -182,7 +244,6 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	char err[512];
 	daemon_ctx d;
 	memset(&d, 0, sizeof d);
 	d.config_path = config;
@@ -199,7 +260,7 @@ int main(int argc, char **argv)
 		store_close(d.db);
 		return 1;
 	}
-	if (admin_start(d.loop, admin_addr, d.c, d.db, token_file, &d.adm, err, sizeof err) < 0) {
+	if (admin_start(d.loop, &aopts, d.c, d.db, &d.adm, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		ctl_close(d.c);
 		uv_run(d.loop, UV_RUN_DEFAULT);
