@@ -145,8 +145,11 @@ def _list(value):
 
 
 def _check_value(name, value, v, where="field"):
+    """RFC 9110 5.5: CR, LF and NUL in a value are dangerous, a recipient
+    must refuse or replace them; other control characters are invalid too,
+    but a recipient MAY keep them, so forwarding them is no violation."""
     for ch in value:
-        if not (0x21 <= ch <= 0x7e or ch >= 0x80 or ch in (0x20, 0x09)):
+        if ch in (0x00, 0x0a, 0x0d):
             v.append("control character 0x%02x in %s %r" % (ch, where, _d(name)))
             return
 

@@ -234,6 +234,10 @@ row("chunk_size_trailing_whitespace",
 row("chunk_size_upper_case_and_leading_zeros",
     post([b"Transfer-Encoding: chunked"], b"0000A\r\nhellohello\r\n000\r\n\r\n") + SECOND,
     fwd(b"hellohello"))
+row("chunk_extension_long",
+    post([b"Transfer-Encoding: chunked"], b"5;a=" + b"b" * 5000 + b"\r\nhello\r\n0\r\n\r\n") + SECOND,
+    aborted(400, 413) + [fwd(label="forwarded")],
+    why="valid but long: a bound is allowed, a desync is not")
 row("chunk_size_line_bare_lf",
     post([b"Transfer-Encoding: chunked"], b"5\nhello\r\n0\r\n\r\n") + SECOND, aborted(400) + [REFRAMED])
 row("chunk_data_bare_lf_after",

@@ -155,6 +155,11 @@ for status, extra in [(204, b"Content-Length: 5\r\n"), (204, b"Transfer-Encoding
              check=lambda o: _eq(o.finals[1].body, b"ok /second")),
          Exp("no body, closed", resp=[{status}], closed=True)] + bad_gateway(),
         why="RFC 9112 6.3: no body after 204/304; RFC 9110 8.6: no CL/TE in a 204")
+row("status_304_with_chunked_and_no_body",
+    b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+    [Exp("no body awaited", resp=[{304}, {200}],
+         check=lambda o: _eq(o.finals[1].body, b"ok /second"))] + bad_gateway(),
+    why="a 304 ends with its head whatever its framing fields say")
 row("head_answer_with_body_bytes", OK_HEAD + b"Content-Length: 5\r\n\r\nhello",
     [Exp("no body, /second served", resp=[{200}, {200}],
          check=lambda o: _eq(o.finals[1].body, b"ok /second")),
