@@ -502,8 +502,8 @@ def _fmt_resp(resp):
 
 
 def refused(*codes, label=None):
-    """Answered by the proxy with one of <codes>, the connection closed, the
-    upstream never sent a byte (so nothing pipelined behind it is served)."""
+    """Answered by the proxy with one of <codes>, the connection closed, and
+    not one byte sent upstream (so nothing pipelined behind it is served)."""
     codes = codes or (400,)
     return Exp(label or "refused %s" % "/".join(map(str, codes)), resp=[set(codes)],
                closed=True, up=0, up_bytes=0)
@@ -533,9 +533,11 @@ class Row:
     a final response), ("shut",) (half-close).
     up: a list of scripts, one per upstream connection in order of accept
     (connections past the list are served by the default script); a script
-    is a list of steps: ("req",) (read one whole request), ("head",) (read
-    one request head), ("send", bytes), ("sleep", s), ("close",), ("serve",)
-    (answer every further request with 200 'ok TARGET').
+    is a list of steps: ("req",) (read one whole request), ("head",) (wait
+    until the next request's head is whole; a later ("req",) reads it with
+    its body), ("send", bytes), ("sleep", s), ("close",), ("serve",) (answer
+    every further request with 200 'ok TARGET'). A script that ends keeps
+    the connection open and records what arrives.
     expect: an Exp or a list of allowed Exps.
     methods: the client's request methods in order (for HEAD framing).
     client10: the client speaks HTTP/1.0.
@@ -841,11 +843,13 @@ def _generic(row, o):
 
 
 def _describe(o):
-    lines = ["    client sent, got: %s%s%s" % (
+    lines = ["    client got: %s%s%s" % (
         [m.short() for m in o.client_msgs] or "nothing",
         ", closed" if o.closed else ", open", " (reset)" if o.reset else "")]
     if o.client_tail:
         lines.append("    client stream tail: %s" % o.client_tail)
+    if o.send_error:
+        lines.append("    client could not send everything: %s" % o.send_error)
     lines.append("    client bytes: %r" % o.client_raw[:600])
     if not o.up:
         lines.append("    upstream: no connection")
