@@ -218,6 +218,8 @@ struct cconn {
 	bool resp_started;            /* any byte came back */
 	bool resp_head_sent;          /* the final head went to the client */
 	bool up_eof;
+	bool up_err;                  /* the upstream's end was an error (a reset),
+	                                 not a close */
 	bool up_dirty;                /* bytes after the response: do not reuse */
 	http_body rbody;
 	uint64_t rleft;
@@ -236,6 +238,7 @@ static void route_configure(proxy *p);
 static void c_close(cconn *c);
 static void up_close(upconn *up);
 static void fail_request(cconn *c, int status);
+static void cut_response(cconn *c, const char *what);
 static void worker_poll(worker *w);
 
 /* ---- routes and endpoints ---------------------------------------------- */
@@ -788,6 +791,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			ut_set(c, c->p->t.response_ms);
 	} else {
 		c->up_eof = true;
+		c->up_err = nread != UV_EOF;
 		if (up->reading) {
 			uv_read_stop(s);
 			up->reading = false;
@@ -868,6 +872,16 @@ static inline __attribute__((always_inline)) bool name_is(const http_header *h,
 	return http_ieq(h->name, h->name_len, name);
 }
 
+/* Appends "Content-Length: <n>\r\n". */
+static void out_content_length(hbuf *o, uint64_t n)
+{
+	char num[24];
+	int k = snprintf(num, sizeof num, "%" PRIu64, n);
+	out_str(o, "Content-Length: ");
+	out_put(o, num, (size_t)k);
+	out_str(o, "\r\n");
+}
+
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
 
 /* Builds the upstream head of the parsed request. Returns false when it
@@ -884,6 +898,10 @@ static bool build_request_head(cconn *c)
 	for (size_t i = 0; i < q->n_headers; i++) {
 		const http_header *h = &q->headers[i];
 		if (http_is_hop_by_hop(h, q->headers, q->conn_names ? q->n_headers : 0))
+			continue;
+		/* a repeated Content-Length goes as one field: the next hop
+		 * may refuse a list or take another element */
+		if (q->cl_rewrite && name_is(h, "content-length"))
 			continue;
 		if (name_is(h, "x-forwarded-for")) {
 			xff = true;
@@ -908,6 +926,8 @@ static bool build_request_head(cconn *c)
 	}
 	out_put(&o, c->ip, c->ip_len);
 	out_str(&o, "\r\n");
+	if (q->cl_rewrite)
+		out_content_length(&o, q->content_length);
 	if (!xfp)
 		out_str(&o, "X-Forwarded-Proto: http\r\n");
 	if (q->upgrade) {
@@ -947,11 +967,19 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 		bool up = keep_upgrade && name_is(h, "upgrade");
 		if (!up && http_is_hop_by_hop(h, s->headers, s->conn_names ? s->n_headers : 0))
 			continue;
+		/* RFC 9112 6.3: a Content-Length that Transfer-Encoding
+		 * overrides is removed before forwarding (with both, a next
+		 * hop that goes by the length would read the body's tail as
+		 * another response); a repeated one goes as one field */
+		if (s->cl_drop && name_is(h, "content-length"))
+			continue;
 		out_put(&o, h->name, h->name_len);
 		out_str(&o, ": ");
 		out_put(&o, h->value, h->value_len);
 		out_str(&o, "\r\n");
 	}
+	if (s->cl_emit)
+		out_content_length(&o, s->content_length);
 	if (conn) {
 		out_str(&o, "Connection: ");
 		out_str(&o, conn);
@@ -1120,13 +1148,13 @@ static void upstream_failed(cconn *c)
 		return;
 	}
 	if (c->resp_head_sent || c->rs != RS_HEAD) {
-		c_close(c);   /* the client sees a truncated response */
+		cut_response(c, "failed mid-response");
 		return;
 	}
 	bool no_reply = !c->resp_started;
 	if (c->up)
 		up_close(c->up);
-	c->up_eof = false;
+	c->up_eof = c->up_err = false;
 	c->roff = c->rlen = 0;
 	/* the keep-alive race: the upstream closed a pooled connection as
 	 * the request went out; nothing was consumed, so send it again */
@@ -1157,8 +1185,12 @@ static void up_timer_cb(uv_timer_t *t)
 		ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
 		          "response timed out");
 		fail_request(c, 504);
-	} else {
+	} else if (c->cw_pending) {
+		/* the client does not read what came (back-pressure stopped
+		 * reading the upstream): its fault, not the endpoint's */
 		c_close(c);
+	} else {
+		cut_response(c, "timed out mid-response");
 	}
 }
 
@@ -1216,16 +1248,25 @@ static void req_release(cconn *c)
 	c->r = NULL;
 }
 
+/* Closes the client connection. When a response is in progress (its head
+ * went out, its end did not), the close is a reset (RST): a clean close
+ * would end a close-delimited body as if it were complete, and a client
+ * or a cache in front would keep the truncated response; a reset is an
+ * error to every client. */
 static void c_close(cconn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	bool cut = c->state == C_REQ && c->resp_head_sent && c->rs != RS_DONE;
 	if (c->up)
 		up_close(c->up);
 	req_release(c);
 	CNT_ADD(c->p->n_clients, -1);
-	uv_close((uv_handle_t *)&c->tcp, c_closed);
+	/* uv_tcp_close_reset refuses a handle being shut down (lingering:
+	 * its response was complete) */
+	if (!cut || uv_tcp_close_reset(&c->tcp, c_closed) < 0)
+		uv_close((uv_handle_t *)&c->tcp, c_closed);
 	uv_close((uv_handle_t *)&c->ctimer, c_closed);
 	uv_close((uv_handle_t *)&c->utimer, c_closed);
 }
@@ -1361,7 +1402,7 @@ static void start_request(cconn *c, size_t head_len)
 	c->reused = c->retried = c->tried_next = false;
 	c->rs = RS_HEAD;
 	c->resp_started = c->resp_head_sent = false;
-	c->up_eof = c->up_dirty = false;
+	c->up_eof = c->up_err = c->up_dirty = false;
 	c->roff = c->rlen = 0;
 	c->body_done = c->io->req.body == HTTP_BODY_NONE;
 	c->body_left = c->io->req.content_length;
@@ -1535,6 +1576,27 @@ static ssize_t resp_body_take(cconn *c)
 	return (ssize_t)k;
 }
 
+/* The upstream sent <what>, which cannot be forwarded: counted against
+ * the endpoint, and the client gets a 502 (before any byte of the final
+ * response went to it). */
+static void bad_response(cconn *c, const char *what)
+{
+	log_msg(LOG_WARN, c->r->name, "upstream '%s' sent %s", c->ep->name, what);
+	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
+	fail_request(c, 502);
+}
+
+/* A response whose head went to the client cannot go on (<what>): the
+ * client's connection is reset (c_close), so that a response without a
+ * length of its own does not look complete. */
+static void cut_response(cconn *c, const char *what)
+{
+	log_msg(LOG_WARN, c->r->name, "upstream '%s' %s: response cut",
+	        c->ep ? c->ep->name : "?", what);
+	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
+	c_close(c);
+}
+
 /* Handles a complete response head at rbuf[roff..] of <len> bytes. */
 static void on_response_head(cconn *c, size_t len)
 {
@@ -1570,6 +1632,13 @@ static void on_response_head(cconn *c, size_t len)
 		c_write(c, b, k ? 2 : 1, k);
 		return;
 	}
+	/* RFC 9112 6.1: no Transfer-Encoding in an answer to HTTP/1.0 (the
+	 * proxy forwards a 1.0 request as 1.0): the client could not decode
+	 * the body, nor tell where a chunked one ends */
+	if (s->has_te && s->body != HTTP_BODY_NONE && c->io->req.minor == 0) {
+		bad_response(c, "a Transfer-Encoding in an answer to HTTP/1.0");
+		return;
+	}
 	c->status = s->status;
 	if (s->status >= 500) {
 		char why[32];
@@ -1592,13 +1661,13 @@ static void on_response_head(cconn *c, size_t len)
 		fail_request(c, 502);
 		return;
 	}
-	c->resp_head_sent = true;
 	c->rs = RS_BODY;
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		c_close(c);
+		bad_response(c, "an invalid chunked body");
 		return;
 	}
+	c->resp_head_sent = true;
 	uv_buf_t b[2];
 	/* a small body goes out in the head's buffer: one plain send(), no
 	 * iovec array for the kernel to import (the body's bytes count as
@@ -1643,11 +1712,7 @@ static bool resp_pump(cconn *c)
 			return false;
 		}
 		if (rc < 0) {
-			log_msg(LOG_WARN, c->r->name, "upstream '%s' sent an invalid "
-			        "response head", c->ep->name);
-			ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
-			          "invalid response head");
-			fail_request(c, 502);
+			bad_response(c, "an invalid response head");
 			return true;
 		}
 		on_response_head(c, (size_t)rc);
@@ -1655,7 +1720,7 @@ static bool resp_pump(cconn *c)
 	}
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		c_close(c);
+		cut_response(c, "sent an invalid chunked body");
 		return false;
 	}
 	if (k > 0) {
@@ -1666,11 +1731,13 @@ static bool resp_pump(cconn *c)
 	if (c->rs == RS_DONE)
 		return true;
 	if (c->up_eof) {
-		if (c->rbody == HTTP_BODY_UNTIL_CLOSE) {
+		/* a close ends a close-delimited body; a reset cuts it */
+		if (c->rbody == HTTP_BODY_UNTIL_CLOSE && !c->up_err) {
 			c->rs = RS_DONE;
 			return true;
 		}
-		c_close(c);   /* truncated body */
+		cut_response(c, c->up_err ? "reset the connection mid-response"
+		                          : "closed the connection mid-response");
 	}
 	return false;
 }

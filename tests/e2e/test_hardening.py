@@ -201,5 +201,23 @@ def test_expect_100_continue():
     assert r.returncode == 0 and r.stdout.endswith("\n200") and r.stdout.startswith("v1"), r
 
 
+def test_client_that_stops_reading_does_not_count_against_the_endpoint():
+    # the response stalls because the client does not read it (back-pressure
+    # stops reading the upstream): at the response timeout the client's
+    # connection goes, and the endpoint is not blamed (not ejected)
+    up = Upstream("big", extra=["--body-size", str(32 << 20)])
+    port, d = _proxy([up.addr], "  timeouts: {response: 1s}\n"
+                                "  outlierDetection: {consecutiveErrors: 1, ejectionTime: 30s}\n")
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(3 * SLOW)   # never read: the proxy's write to it stalls
+    s.close()
+    st, hdr, body = get(port)
+    assert st == 200 and len(body) == 32 << 20, st
+    out = d.output()
+    assert "ejected" not in out and "mid-response" not in out, out[-2000:]
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
