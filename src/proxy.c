@@ -1377,6 +1377,10 @@ static void c_timer_cb(uv_timer_t *t)
 	cconn *c = t->data;
 	if (c->closing || c->state != C_IDLE || c->cw_pending || c->lingering)
 		return;
+	if (c->close_after) {
+		c_close(c);   /* answered already: no unsolicited 408 */
+		return;
+	}
 	if (c->tm == TM_HEAD) {
 		send_error(c, 408, true);
 		return;
@@ -1794,10 +1798,15 @@ static bool try_head(cconn *c)
 		return false;
 	}
 	if (rc < 0) {
+		/* nothing after a malformed head can be trusted to start a
+		 * request: the answer says Connection: close, the input is
+		 * dropped, and the next turn (at once, or once the answer is
+		 * written) closes (c_linger) */
 		int status = rc == HTTP_E_TOO_LARGE ? 431
 		           : rc == HTTP_E_VERSION ? 505 : 400;
+		c->coff = c->clen;
 		send_error(c, status, true);
-		return false;
+		return true;
 	}
 	start_request(c, (size_t)rc);
 	return true;

@@ -547,6 +547,38 @@ def test_close_delimited_response_is_never_made_to_look_complete():
     up.stop()
 
 
+def test_error_answers_close_the_connection_at_once():
+    # after an error answer to a malformed request the proxy says
+    # Connection: close and closes: no later 408, and the bytes that
+    # follow are never read as a request (nothing reaches the upstream)
+    up = Scripted(_answer_all({}))
+    port, d = _proxy(up.addr, timeouts="  timeouts:\n    clientHead: 1s\n")
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    cases = [
+        (b"GET / HTTP/1.1\r\n\r\n", b"400"),                        # no Host
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", b"400"),   # two, equal
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: a, b\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: user@a\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.1\r\nHost: a\x01\r\n\r\n", b"400"),
+        (b"GET / HTTP/1.0\r\nHost: a/b\r\n\r\n", b"400"),
+        (b"GARBAGE\r\n\r\n", b"400"),
+        (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", b"505"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+    ]
+    for payload, code in cases:
+        out, how = raw_client(port, payload + smuggled, timeout=4)
+        assert out.startswith(b"HTTP/1.1 " + code + b" "), (payload[:50], out)
+        assert out.count(b"HTTP/1.1 ") == 1, (payload[:50], out)
+        assert (b"connection", b"close") in head_of(out), (payload[:50], out)
+        assert how == "eof", (payload[:50], how, out)
+    assert up.received() == b"", up.received()
+    # HTTP/1.0 may go without Host
+    out, how = raw_client(port, b"GET /ten HTTP/1.0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"ok"), out
+    assert b"GET /ten HTTP/1.0\r\n" in up.received()
+    up.stop()
 
 
 def test_bad_chunked_request_bodies_are_refused_and_not_forwarded():
