@@ -1136,6 +1136,20 @@ static void up_connected(uv_connect_t *req, int status)
 	c_advance(c);
 }
 
+/* Whether the request's method is idempotent (RFC 9110 9.2.2): sending
+ * it twice has the effect of sending it once. Methods are case-sensitive. */
+static bool req_idempotent(const http_request *q)
+{
+	static const char *const idem[] = {
+		"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE",
+	};
+	for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
+		if (q->method_len == strlen(idem[i]) &&
+		    memcmp(q->method, idem[i], q->method_len) == 0)
+			return true;
+	return false;
+}
+
 /* The upstream connection failed or closed before the response was
  * complete. */
 static void upstream_failed(cconn *c)
@@ -1157,8 +1171,16 @@ static void upstream_failed(cconn *c)
 	c->up_eof = c->up_err = false;
 	c->roff = c->rlen = 0;
 	/* the keep-alive race: the upstream closed a pooled connection as
-	 * the request went out; nothing was consumed, so send it again */
-	if (c->reused && no_reply && c->body_sent == 0 && !c->retried) {
+	 * the request went out. It is sent again, on a new connection, only
+	 * when that is safe: when no byte of it was written (the upstream
+	 * provably never read it), or when its method is idempotent and no
+	 * body byte was consumed (they could not be sent again). Otherwise
+	 * the upstream may have acted on it, and a second copy could, say,
+	 * place an order twice: 502, as nginx does for a non-idempotent
+	 * request (proxy_next_upstream). */
+	bool unread = !c->head_sent;
+	if (c->reused && no_reply && !c->retried &&
+	    (unread || (c->body_sent == 0 && req_idempotent(&c->io->req)))) {
 		c->retried = true;
 		c->head_sent = false;
 		connect_new(c);
@@ -1490,6 +1512,11 @@ static bool req_pump(cconn *c)
 	if (c->state == C_REQ && !c->head_sent)
 		b[n++] = uv_buf_init(c->io->reqhead, (unsigned)c->reqhead_len);
 	size_t k = 0;
+	/* the body framing state before this write: a write that fails at
+	 * once consumed nothing, and a retry must find the body as it was */
+	uint64_t body_left = c->body_left;
+	bool body_done = c->body_done;
+	http_chunked body_ck = c->body_ck;
 	if (c->state == C_TUNNEL) {
 		k = c->clen - c->coff;
 	} else if (c->head_sent || n) {
@@ -1528,10 +1555,19 @@ static bool req_pump(cconn *c)
 	int rc = left < 0 ? (int)left
 	       : uv_write(&up->wreq, (uv_stream_t *)&up->tcp, rest, m, up_write_cb);
 	if (rc < 0) {
-		if (c->state == C_TUNNEL)
+		if (c->state == C_TUNNEL) {
 			c_close(c);
-		else
+		} else if (left >= 0 && (size_t)left < b[0].len + (n > 1 ? b[1].len : 0)) {
+			/* part of it went out: the upstream may have read it */
+			c->head_sent = true;
+			c->body_sent += k;
 			upstream_failed(c);
+		} else {
+			c->body_left = body_left;
+			c->body_done = body_done;
+			c->body_ck = body_ck;
+			upstream_failed(c);
+		}
 		return true;
 	}
 	up->w_pending = true;
