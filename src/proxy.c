@@ -137,6 +137,8 @@ struct proxy {
 	uint64_t limit_logged_ms;
 	cconn *clients;
 	upconn *ups;
+	uv_idle_t resume;             /* runs the connections that yielded */
+	cconn *yielded;               /* those connections (c->yield_next) */
 	iobuf *free_io;               /* free list of request blocks */
 	size_t n_free_io;
 	size_t free_low;              /* fewest free blocks since the last trim */
@@ -193,6 +195,8 @@ struct cconn {
 	bool c_eof;                   /* the client finished sending */
 	bool cw_pending;
 	bool close_after;             /* close once the current response is out */
+	bool yielded;                 /* in p->yielded: c_advance to go on */
+	cconn *yield_next;
 	size_t cw_body;               /* rbuf bytes in the client write */
 	size_t uw_body;               /* cbuf bytes in the upstream write */
 	char ip[64];
@@ -1245,6 +1249,12 @@ static void c_closed(uv_handle_t *h)
 	if (--c->open > 0)
 		return;
 	proxy *p = c->p;
+	for (cconn **y = &p->yielded; c->yielded && *y; y = &(*y)->yield_next) {
+		if (*y == c) {
+			*y = c->yield_next;
+			break;
+		}
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1957,10 +1967,52 @@ static void c_advance(cconn *c)
 		c->advancing = false;
 }
 
+/* Runs the connections that yielded in c_advance_loop, once per loop turn
+ * while there are any (an idle handle makes the loop poll without
+ * waiting meanwhile). */
+static void resume_cb(uv_idle_t *h)
+{
+	proxy *p = h->data;
+	cconn *c = p->yielded;
+	p->yielded = NULL;
+	uv_idle_stop(h);
+	/* none of them can be freed meanwhile: memory is freed only in
+	 * close callbacks, which do not run inside this one */
+	while (c) {
+		cconn *next = c->yield_next;
+		c->yielded = false;
+		c->yield_next = NULL;
+		if (!c->closing)
+			c_advance(c);
+		c = next;
+	}
+}
+
+/* Queues <c> to go on at the next loop turn. */
+static void c_yield(cconn *c)
+{
+	proxy *p = c->p;
+	if (c->yielded || p->closing)
+		return;
+	c->yielded = true;
+	c->yield_next = p->yielded;
+	p->yielded = c;
+	uv_idle_start(&p->resume, resume_cb);
+}
+
+/* Each turn of the loop consumes input or changes the state; the bound
+ * keeps one connection from holding the event loop for long (say, an
+ * upstream's 16 KB of 1xx heads to forward one by one, or pipelined
+ * requests answered by the proxy itself). A connection that reaches it
+ * still making progress yields (c_yield) and goes on at the next loop
+ * turn: it must never wait for an event that already came. */
+#define ADVANCE_TURNS 64
+
 static void c_advance_loop(cconn *c)
 {
-	for (int guard = 0; guard < 64 && !c->closing; guard++) {
-		bool progress = false;
+	bool progress = false;
+	for (int turn = 0; turn < ADVANCE_TURNS && !c->closing; turn++) {
+		progress = false;
 		switch (c->state) {
 		case C_IDLE:
 			progress = try_head(c);
@@ -1999,6 +2051,8 @@ static void c_advance_loop(cconn *c)
 		if (!progress)
 			break;
 	}
+	if (progress && !c->closing)
+		c_yield(c);
 	c_update_io(c);
 }
 
@@ -2116,7 +2170,9 @@ static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 	p->trim.data = p;
 	uv_timer_start(&p->trim, trim_cb, IO_TRIM_MS, IO_TRIM_MS);
 	uv_unref((uv_handle_t *)&p->trim);
-	p->nobj = 2;
+	uv_idle_init(loop, &p->resume);
+	p->resume.data = p;
+	p->nobj = 3;
 	int rc;
 	if (fd >= 0) {
 		rc = uv_tcp_open(&p->listener, fd);
@@ -2129,7 +2185,8 @@ static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 		rc = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
 	if (rc < 0) {
 		p->closing = true;
-		stop_listening(p);   /* frees p in the close callback */
+		stop_listening(p);   /* frees p in the close callbacks */
+		uv_close((uv_handle_t *)&p->resume, listener_closed);
 		return rc;
 	}
 	route_ref(r);
@@ -2594,6 +2651,8 @@ void proxy_close(proxy *p)
 	p->closing = true;
 	p->draining = true;
 	stop_listening(p);
+	if (!uv_is_closing((uv_handle_t *)&p->resume))
+		uv_close((uv_handle_t *)&p->resume, listener_closed);
 	for (cconn *c = p->clients; c; c = c->next)
 		c_close(c);
 	for (upconn *up = p->ups; up; up = up->next)

@@ -672,6 +672,24 @@ def test_bad_chunked_responses_are_never_made_complete():
     up.stop()
 
 
+def test_interim_responses_never_stall_the_final_one():
+    # any number of 1xx: forwarded as they come to HTTP/1.1 clients, never
+    # to HTTP/1.0 ones, and the final response follows at once
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    up = Scripted(_answer_all({b"/hints": hint * 300 + final,
+                               b"/trickle": hint * 70}))
+    port, d = _proxy(up.addr, timeouts="  timeouts:\n    response: 3s\n")
+    out, how = raw_client(port, b"GET /hints HTTP/1.1\r\nHost: x\r\n\r\n", until=b"\r\n\r\nok")
+    assert out.count(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n") == 300, out[-300:]
+    assert out.endswith(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), out[-300:]
+    out, how = raw_client(port, b"GET /hints HTTP/1.0\r\n\r\n")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", out
+    # interim answers alone, no final one: a 504 at the response timeout
+    out, how = raw_client(port, b"GET /trickle HTTP/1.1\r\nHost: x\r\n\r\n", timeout=10,
+                          until=b"504 Gateway Timeout\n")
+    assert out.count(b" 103 ") == 70 and b"HTTP/1.1 504 " in out, out[-300:]
+    up.stop()
 
 
 def test_chunked_response_to_an_http10_client_is_a_502():
