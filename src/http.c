@@ -458,7 +458,7 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 	resp->n_headers = 0;
 	resp->body = HTTP_BODY_NONE;
 	resp->content_length = 0;
-	resp->has_te = resp->cl_drop = resp->cl_emit = false;
+	resp->has_te = resp->cl_drop = resp->cl_emit = resp->te_drop = false;
 	resp->keep_alive = false;
 	resp->head_len = 0;
 
@@ -526,6 +526,14 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 	} else if (f.has_cl) {
 		resp->content_length = f.cl;
 		resp->cl_drop = resp->cl_emit = f.cl_many;
+	}
+	/* RFC 9110 8.6, RFC 9112 6.1: a 1xx or 204 has no Content-Length or
+	 * Transfer-Encoding; one that came with them goes without, lest a
+	 * next hop that believes them read the next response as a body
+	 * (to HEAD and in a 304 they describe the resource: kept) */
+	if (status < 200 || status == 204) {
+		resp->cl_drop = resp->te_drop = true;
+		resp->cl_emit = false;
 	}
 	if (req_is_head || status < 200 || status == 204 || status == 304) {
 		resp->body = HTTP_BODY_NONE;

@@ -111,6 +111,8 @@ typedef struct http_response {
 	                              Transfer-Encoding: RFC 9112 6.3) */
 	bool cl_emit;              /* with cl_drop: forward one "Content-Length:
 	                              <content_length>" in their place */
+	bool te_drop;              /* forward no Transfer-Encoding field (a 1xx
+	                              or 204 must have none: RFC 9112 6.1) */
 	bool keep_alive;
 	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
 	size_t head_len;

@@ -974,8 +974,12 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 		/* RFC 9112 6.3: a Content-Length that Transfer-Encoding
 		 * overrides is removed before forwarding (with both, a next
 		 * hop that goes by the length would read the body's tail as
-		 * another response); a repeated one goes as one field */
-		if (s->cl_drop && name_is(h, "content-length"))
+		 * another response); a repeated one goes as one field; a
+		 * 1xx or 204 has neither (the flags are rarely set: the
+		 * names are compared only then) */
+		if ((s->cl_drop || s->te_drop) &&
+		    ((s->cl_drop && name_is(h, "content-length")) ||
+		     (s->te_drop && name_is(h, "transfer-encoding"))))
 			continue;
 		out_put(&o, h->name, h->name_len);
 		out_str(&o, ": ");

@@ -473,6 +473,26 @@ def test_response_te_other_than_chunked_is_read_until_close():
     up.stop()
 
 
+def test_1xx_and_204_go_without_framing_fields():
+    # RFC 9110 8.6, RFC 9112 6.1: none in a 1xx or 204; a next hop that
+    # believed them would read the next response as a body
+    up = Scripted(_answer_all({
+        b"/204te": b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"/204cl": b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\nX-A: 1\r\n\r\n",
+        b"/103": b"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\nLink: </a>\r\n\r\n"
+                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"/304": b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n"}))
+    port, d = _proxy(up.addr)
+    req = b"".join(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % p for p in (b"/204te", b"/204cl", b"/103"))
+    out, how = raw_client(port, req + b"GET /304 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out == (b"HTTP/1.1 204 No Content\r\n\r\n"
+                   b"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n"
+                   b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                   b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                   b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"), out
+    up.stop()
+
+
 def test_response_with_differing_cls_is_a_502():
     up = Scripted(_answer_all({
         b"/two": b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",

@@ -544,6 +544,32 @@ static void test_response_te_overrides_cl(void **state)
 	                       "Content-Length: 1, 2\r\n\r\n", false), HTTP_E_SMUGGLE);
 }
 
+/* RFC 9110 8.6, RFC 9112 6.1: a 1xx or 204 goes without Content-Length
+ * and Transfer-Encoding; to HEAD and in a 304 they stay. */
+static void test_no_framing_fields_in_1xx_and_204(void **state)
+{
+	static const char *const none[] = {
+		"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n"
+		"Transfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\n",
+		"HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		assert_true(presp(none[i], false) > 0);
+		assert_int_equal(resp.body, HTTP_BODY_NONE);
+		assert_true(resp.cl_drop);
+		assert_false(resp.cl_emit);
+		assert_true(resp.te_drop);
+	}
+	assert_true(presp("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+	                  false) > 0);
+	assert_false(resp.cl_drop || resp.te_drop);
+	assert_true(presp("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+	                  true) > 0);
+	assert_int_equal(resp.body, HTTP_BODY_NONE);
+	assert_false(resp.cl_drop || resp.te_drop);
+}
+
 /* RFC 9112 7.1: chunk-size [chunk-ext] CRLF, and nothing else. */
 static void test_chunk_size_line_grammar(void **state)
 {
@@ -758,6 +784,7 @@ int main(void)
 		cmocka_unit_test(test_host_rules),
 		cmocka_unit_test(test_repeated_content_length_is_rewritten),
 		cmocka_unit_test(test_response_te_overrides_cl),
+		cmocka_unit_test(test_no_framing_fields_in_1xx_and_204),
 		cmocka_unit_test(test_chunk_size_line_grammar),
 		cmocka_unit_test(test_trailers_are_field_lines),
 		cmocka_unit_test(test_hop_by_hop_headers),
