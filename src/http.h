@@ -152,9 +152,14 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n);
  * HAProxy does), anything else ("5 6", "0x5", "5;") is refused. A size
  * must be below 2^60, so that every next hop reads the same size (nginx
  * and HAProxy refuse larger ones too). A trailer line must be a valid
- * field line (token ":" field-value, no obs-fold); trailers are forwarded
- * as received, the framing being decided before them. Lines are bounded
- * (4096 bytes) and so are all trailers together (HTTP_MAX_HEAD). */
+ * field line (token ":" field-value, no obs-fold), or the body is refused
+ * (the proxy answers 400 to a request, cuts a response). Refused rather
+ * than dropped: bodies stream through byte for byte, without a copy, and
+ * dropping lines would mean rewriting the body's tail; a valid sender
+ * never produces a bad trailer, so the refusal costs no real traffic.
+ * Valid trailers go through as received: the framing was decided before
+ * them. Lines are bounded (4096 bytes) and so are all trailers together
+ * (HTTP_MAX_HEAD). */
 typedef struct http_chunked {
 	int state;
 	uint64_t remaining;   /* bytes left in the current chunk's data; in the
