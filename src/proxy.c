@@ -242,7 +242,7 @@ static void route_configure(proxy *p);
 static void c_close(cconn *c);
 static void up_close(upconn *up);
 static void fail_request(cconn *c, int status);
-static void cut_response(cconn *c, const char *what);
+static void cut_response(cconn *c, const char *what, int status);
 static void worker_poll(worker *w);
 
 /* ---- routes and endpoints ---------------------------------------------- */
@@ -1170,7 +1170,7 @@ static void upstream_failed(cconn *c)
 		return;
 	}
 	if (c->resp_head_sent || c->rs != RS_HEAD) {
-		cut_response(c, "failed mid-response");
+		cut_response(c, "failed mid-response", 502);
 		return;
 	}
 	bool no_reply = !c->resp_started;
@@ -1220,7 +1220,7 @@ static void up_timer_cb(uv_timer_t *t)
 		 * reading the upstream): its fault, not the endpoint's */
 		c_close(c);
 	} else {
-		cut_response(c, "timed out mid-response");
+		cut_response(c, "timed out mid-response", 504);
 	}
 }
 
@@ -1642,12 +1642,16 @@ static void bad_response(cconn *c, const char *what)
 
 /* A response whose head went to the client cannot go on (<what>): the
  * client's connection is reset (c_close), so that a response without a
- * length of its own does not look complete. */
-static void cut_response(cconn *c, const char *what)
+ * length of its own does not look complete. The request counts as the
+ * failure it is, <status> (502, or 504 for a timeout), whatever status
+ * its head said: the analysis must see a target that dies mid-response. */
+static void cut_response(cconn *c, const char *what, int status)
 {
 	log_msg(LOG_WARN, c->r->name, "upstream '%s' %s: response cut",
 	        c->ep ? c->ep->name : "?", what);
 	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
+	c->status = status;
+	record(c);
 	c_close(c);
 }
 
@@ -1774,7 +1778,7 @@ static bool resp_pump(cconn *c)
 	}
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		cut_response(c, "sent an invalid chunked body");
+		cut_response(c, "sent an invalid chunked body", 502);
 		return false;
 	}
 	if (k > 0) {
@@ -1791,7 +1795,7 @@ static bool resp_pump(cconn *c)
 			return true;
 		}
 		cut_response(c, c->up_err ? "reset the connection mid-response"
-		                          : "closed the connection mid-response");
+		                          : "closed the connection mid-response", 502);
 	}
 	return false;
 }

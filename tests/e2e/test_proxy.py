@@ -8,6 +8,7 @@ import sys
 import struct
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -564,6 +565,40 @@ def test_close_delimited_response_is_never_made_to_look_complete():
         s.close()
         assert how == want, (i, how, out)
         assert b"Connection: close" in out, out
+    up.stop()
+
+
+def test_cut_responses_count_as_failures():
+    # a response cut after its head went out is a failed request in the
+    # stats the analysis reads, whatever its head said
+    def script(c, i):
+        if c.request() is None:
+            return
+        if i == 0:
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            time.sleep(0.2)
+            c.reset()
+        elif i == 1:
+            c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            time.sleep(0.2)
+            c.send(b"5 6\r\n")
+            c.closed_by_peer()
+        elif i == 2:
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+            c.closed_by_peer()   # silent: the response timeout
+        else:
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            c.closed_by_peer()
+    up = Scripted(script)
+    port, d = _proxy(up.addr, timeouts="  timeouts:\n    response: 1s\n")
+    for i in range(4):
+        out, how = raw_client(port, b"GET /%d HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i)
+        assert how == ("eof" if i == 3 else "reset"), (i, how, out)
+    with urllib.request.urlopen(d.server + "/metrics", timeout=5) as r:
+        m = r.read().decode()
+    counts = {l.split('code="')[1].split('"')[0]: l.split()[-1]
+              for l in m.splitlines() if l.startswith("canaryd_requests_total{")}
+    assert counts == {"502": "2", "504": "1", "200": "1"}, counts
     up.stop()
 
 
