@@ -422,9 +422,9 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	if (f.has_te && (f.has_cl || !f.te_chunked || minor == 0))
 		return HTTP_E_SMUGGLE;
 	/* RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, for more
-	 * than one Host (even equal ones: the next hop may take either) and
-	 * for an invalid one; the proxy would otherwise route on one Host and
-	 * the upstream on another */
+	 * than one Host (even equal ones) and for an invalid one: a hop in
+	 * front and the upstream could each take another Host from it (for
+	 * virtual hosts, caches, access rules) */
 	if (f.n_host > 1 || (f.n_host == 0 && minor == 1) ||
 	    (f.host && !valid_host(f.host->value, f.host->value_len)))
 		return HTTP_E_BAD;
