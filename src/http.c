@@ -144,11 +144,18 @@ static const char *parse_headers(const char *p, const char *end,
 typedef struct framing {
 	bool has_cl, has_te, te_chunked, conn_close, conn_keep_alive, conn_upgrade;
 	bool conn_names;   /* Connection lists more than keep-alive/upgrade */
+	bool cl_many;      /* Content-Length given more than once (same value) */
 	uint64_t cl;
+	size_t n_host;     /* Host field lines */
+	const http_header *host;
 } framing;
 
-/* Reads Content-Length, Transfer-Encoding and Connection. Returns 0 or an
- * HTTP_E_* code. */
+/* The largest Content-Length taken: INT64_MAX, so that a next hop that
+ * reads it into a signed 64-bit number (an off_t) sees the same length. */
+#define HTTP_MAX_CL ((uint64_t)INT64_MAX)
+
+/* Reads Content-Length, Transfer-Encoding, Connection and Host. Returns 0
+ * or an HTTP_E_* code. */
 static int read_framing(const http_header *hs, size_t n, framing *f)
 {
 	memset(f, 0, sizeof *f);
@@ -165,12 +172,13 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 					unsigned char ch = (unsigned char)e[k];
 					if (!is_digit(ch))
 						return HTTP_E_BAD;
-					if (v > (UINT64_MAX - (ch - '0')) / 10)
+					if (v > (HTTP_MAX_CL - (ch - '0')) / 10)
 						return HTTP_E_BAD;
 					v = v * 10 + (ch - '0');
 				}
 				if (f->has_cl && v != f->cl)
 					return HTTP_E_SMUGGLE;
+				f->cl_many = f->has_cl;
 				f->has_cl = true;
 				f->cl = v;
 				any = true;
@@ -205,12 +213,111 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 						f->conn_close = true;
 				}
 			}
+		} else if (http_ieq(h->name, h->name_len, "host")) {
+			f->n_host++;
+			f->host = h;
 		}
 	}
 	/* chunked applied twice, or not last, is ambiguous framing */
 	if (f->has_te && (n_chunked > 1 || (n_chunked == 1 && !f->te_chunked)))
 		return HTTP_E_SMUGGLE;
 	return 0;
+}
+
+static int hexval(unsigned char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* The characters of a reg-name (RFC 3986 3.2.2): unreserved and
+ * sub-delims, but for the comma (see valid_host); '%' is checked apart. */
+static const bool regname_char[256] = {
+	['0' ... '9'] = 1, ['A' ... 'Z'] = 1, ['a' ... 'z'] = 1,
+	['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1,
+	['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1, ['('] = 1, [')'] = 1,
+	['*'] = 1, ['+'] = 1, [';'] = 1, ['='] = 1,
+};
+
+/* Whether p[0..n) is reg-name characters and pct-encodings; with <colon>,
+ * ':' too (in an IPvFuture). */
+static bool regname_chars(const char *p, size_t n, bool colon)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)p[i];
+		if (ch == '%') {
+			if (n - i < 3 || hexval((unsigned char)p[i + 1]) < 0 ||
+			    hexval((unsigned char)p[i + 2]) < 0)
+				return false;
+			i += 2;
+		} else if (!regname_char[ch] && !(colon && ch == ':')) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Whether v[0..n) is a valid Host value, uri-host [":" port] (RFC 9110
+ * 7.2, RFC 3986 3.2.2), where uri-host is an IP-literal in brackets, or a
+ * reg-name (an IPv4 address is one too). Empty is valid: RFC 9110 7.2 asks
+ * for an empty Host when the target has no authority. Refused although
+ * RFC 3986 allows it in a reg-name: the comma, since Host is a singleton
+ * and "a, b" or "a,b" is what two Host lines folded into one look like,
+ * which the next hop may split or not. Inside the brackets, an IPv6
+ * address is checked for its characters (HEXDIG, ':', '.'), not its
+ * shape; an IPvFuture for its syntax. */
+static bool valid_host(const char *v, size_t n)
+{
+	size_t i = 0;
+	if (n > 0 && v[0] == '[') {
+		const char *close = memchr(v, ']', n);
+		if (!close)
+			return false;
+		const char *a = v + 1;
+		size_t alen = (size_t)(close - a);
+		if (alen > 0 && (a[0] == 'v' || a[0] == 'V')) {
+			/* IPvFuture = "v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" ) */
+			size_t k = 1;
+			while (k < alen && hexval((unsigned char)a[k]) >= 0)
+				k++;
+			if (k == 1 || k >= alen || a[k] != '.' || k + 1 == alen ||
+			    !regname_chars(a + k + 1, alen - k - 1, true))
+				return false;
+			for (size_t j = k + 1; j < alen; j++)
+				if (a[j] == '%')
+					return false;   /* not in IPvFuture */
+		} else {
+			bool colon = false;
+			for (size_t k = 0; k < alen; k++) {
+				unsigned char ch = (unsigned char)a[k];
+				if (ch == ':')
+					colon = true;
+				else if (ch != '.' && hexval(ch) < 0)
+					return false;
+			}
+			if (!colon)
+				return false;
+		}
+		i = (size_t)(close - v) + 1;
+	} else {
+		while (i < n && v[i] != ':')
+			i++;
+		if (!regname_chars(v, i, false))
+			return false;
+	}
+	if (i == n)
+		return true;
+	if (v[i] != ':')
+		return false;
+	for (i++; i < n; i++)   /* port = *DIGIT */
+		if (!is_digit((unsigned char)v[i]))
+			return false;
+	return true;
 }
 
 /* Parses "HTTP/d.d" at p[0..8). Returns the minor version (0 or 1),
@@ -257,6 +364,7 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	req->body = HTTP_BODY_NONE;
 	req->content_length = 0;
 	req->keep_alive = req->upgrade = req->expect_continue = req->is_head = false;
+	req->cl_rewrite = false;
 	req->head_len = 0;
 
 	size_t lim = len < HTTP_MAX_HEAD ? len : HTTP_MAX_HEAD;
@@ -313,12 +421,20 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 		return rc;
 	if (f.has_te && (f.has_cl || !f.te_chunked || minor == 0))
 		return HTTP_E_SMUGGLE;
+	/* RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, for more
+	 * than one Host (even equal ones) and for an invalid one: a hop in
+	 * front and the upstream could each take another Host from it (for
+	 * virtual hosts, caches, access rules) */
+	if (f.n_host > 1 || (f.n_host == 0 && minor == 1) ||
+	    (f.host && !valid_host(f.host->value, f.host->value_len)))
+		return HTTP_E_BAD;
 	if (f.has_te) {
 		req->body = HTTP_BODY_CHUNKED;
 	} else if (f.has_cl && f.cl > 0) {
 		req->body = HTTP_BODY_LENGTH;
 		req->content_length = f.cl;
 	}
+	req->cl_rewrite = f.cl_many;
 	req->keep_alive = minor == 1 ? !f.conn_close
 	                             : (f.conn_keep_alive && !f.conn_close);
 	req->conn_names = f.conn_names;
@@ -342,6 +458,7 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 	resp->n_headers = 0;
 	resp->body = HTTP_BODY_NONE;
 	resp->content_length = 0;
+	resp->has_te = resp->cl_drop = resp->cl_emit = resp->te_drop = false;
 	resp->keep_alive = false;
 	resp->head_len = 0;
 
@@ -398,21 +515,33 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 	resp->keep_alive = minor == 1 ? !f.conn_close
 	                              : (f.conn_keep_alive && !f.conn_close);
 	resp->conn_names = f.conn_names;
+	resp->has_te = f.has_te;
+	/* RFC 9112 6.3: Transfer-Encoding overrides Content-Length; an
+	 * intermediary that forwards such a message removes Content-Length
+	 * first, and the connection is not to be trusted afterwards (the
+	 * sender and we may disagree on where the message ended) */
+	if (f.has_te && f.has_cl) {
+		resp->cl_drop = true;
+		resp->keep_alive = false;
+	} else if (f.has_cl) {
+		resp->content_length = f.cl;
+		resp->cl_drop = resp->cl_emit = f.cl_many;
+	}
+	/* RFC 9110 8.6, RFC 9112 6.1: a 1xx or 204 has no Content-Length or
+	 * Transfer-Encoding; one that came with them goes without, lest a
+	 * next hop that believes them read the next response as a body
+	 * (to HEAD and in a 304 they describe the resource: kept) */
+	if (status < 200 || status == 204) {
+		resp->cl_drop = resp->te_drop = true;
+		resp->cl_emit = false;
+	}
 	if (req_is_head || status < 200 || status == 204 || status == 304) {
 		resp->body = HTTP_BODY_NONE;
 	} else if (f.has_te) {
-		if (f.te_chunked) {
-			resp->body = HTTP_BODY_CHUNKED;
-			/* RFC 9112 6.3: TE overrides CL, but the connection is
-			 * not to be trusted afterwards */
-			if (f.has_cl)
-				resp->keep_alive = false;
-		} else {
-			resp->body = HTTP_BODY_UNTIL_CLOSE;
-		}
+		/* rule 4: a coding other than chunked last is read until close */
+		resp->body = f.te_chunked ? HTTP_BODY_CHUNKED : HTTP_BODY_UNTIL_CLOSE;
 	} else if (f.has_cl) {
 		resp->body = f.cl > 0 ? HTTP_BODY_LENGTH : HTTP_BODY_NONE;
-		resp->content_length = f.cl;
 	} else {
 		resp->body = HTTP_BODY_UNTIL_CLOSE;
 	}
@@ -486,20 +615,28 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 enum {
 	CK_SIZE0,      /* first hex digit of a chunk-size */
 	CK_SIZE,       /* more hex digits */
-	CK_EXT,        /* after the size: blanks and extensions up to CR */
+	CK_SIZE_BWS,   /* blanks after the size: ';' or the CR must follow */
+	CK_EXT_NAME0,  /* after ';': BWS, then the first tchar of a name */
+	CK_EXT_NAME,   /* in an extension's name */
+	CK_EXT_AFTER_NAME, /* blanks after a name: '=', ';' or CR */
+	CK_EXT_VAL0,   /* after '=': BWS, then a token or a quoted-string */
+	CK_EXT_VAL,    /* in a token value */
+	CK_EXT_QUOTED, /* in a quoted-string value */
+	CK_EXT_QPAIR,  /* after a backslash in a quoted-string */
+	CK_EXT_AFTER_VAL, /* after a value: blanks, then ';' or CR */
 	CK_SIZE_LF,    /* LF ending the size line */
 	CK_DATA,       /* chunk data, <remaining> bytes */
 	CK_DATA_CR,    /* CR after the data */
 	CK_DATA_LF,    /* LF after the data */
 	CK_TRAILER,    /* start of a trailer line (or the final CRLF) */
-	CK_TRAILER_LINE, /* inside a trailer line */
+	CK_TR_NAME,    /* in a trailer field's name */
+	CK_TR_VALUE,   /* in a trailer field's value, up to its CR */
 	CK_TRAILER_LF, /* LF ending a trailer line */
 	CK_END_LF,     /* LF of the final empty line */
 	CK_DONE,
 };
 
 #define CK_MAX_LINE 4096          /* bound on a chunk-size or trailer line */
-#define CK_MAX_DIGITS 16          /* 16 hex digits fill 64 bits exactly */
 #define CK_MAX_TRAILERS HTTP_MAX_HEAD /* bound on all trailer bytes */
 
 void http_chunked_init(http_chunked *c)
@@ -509,15 +646,113 @@ void http_chunked_init(http_chunked *c)
 	c->line_len = 0;
 }
 
-static int hexval(unsigned char ch)
+/* qdtext and the second byte of a quoted-pair (RFC 9110 5.6.4): HTAB, SP,
+ * VCHAR, obs-text; qdtext excludes '"' and '\\', the caller's business. */
+static bool is_qchar(unsigned char ch)
 {
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
+	return ch == '\t' || (ch >= 0x20 && ch != 0x7f);
+}
+
+/* One byte of a chunk-size line, from CK_SIZE0 up to its CR. Returns the
+ * next state, or -1 when the line cannot be a chunk-size [chunk-ext]. */
+static int size_line_byte(http_chunked *c, unsigned char ch)
+{
+	int st = c->state;
+	if (++c->line_len > CK_MAX_LINE)
+		return -1;
+	if (st == CK_SIZE0 || st == CK_SIZE) {
+		int v = hexval(ch);
+		if (v >= 0) {
+			/* below 2^60 after the shift; leading zeros are free */
+			if (c->remaining >> 56)
+				return -1;
+			c->remaining = (c->remaining << 4) | (uint64_t)v;
+			return CK_SIZE;
+		}
+		if (st == CK_SIZE0)
+			return -1;
+	}
+	if (ch == '\r' && st != CK_EXT_NAME0 && st != CK_EXT_VAL0 &&
+	    st != CK_EXT_QUOTED && st != CK_EXT_QPAIR)
+		return CK_SIZE_LF;
+	switch (st) {
+	case CK_SIZE:
+	case CK_SIZE_BWS:
+		if (is_blank(ch))
+			return CK_SIZE_BWS;
+		return ch == ';' ? CK_EXT_NAME0 : -1;
+	case CK_EXT_NAME0:
+		if (is_blank(ch))
+			return CK_EXT_NAME0;
+		return is_tchar(ch) ? CK_EXT_NAME : -1;
+	case CK_EXT_NAME:
+	case CK_EXT_AFTER_NAME:
+		if (st == CK_EXT_NAME && is_tchar(ch))
+			return CK_EXT_NAME;
+		if (is_blank(ch))
+			return CK_EXT_AFTER_NAME;
+		if (ch == '=')
+			return CK_EXT_VAL0;
+		return ch == ';' ? CK_EXT_NAME0 : -1;
+	case CK_EXT_VAL0:
+		if (is_blank(ch))
+			return CK_EXT_VAL0;
+		if (ch == '"')
+			return CK_EXT_QUOTED;
+		return is_tchar(ch) ? CK_EXT_VAL : -1;
+	case CK_EXT_VAL:
+	case CK_EXT_AFTER_VAL:
+		if (st == CK_EXT_VAL && is_tchar(ch))
+			return CK_EXT_VAL;
+		if (is_blank(ch))
+			return CK_EXT_AFTER_VAL;
+		return ch == ';' ? CK_EXT_NAME0 : -1;
+	case CK_EXT_QUOTED:
+		if (ch == '"')
+			return CK_EXT_AFTER_VAL;
+		if (ch == '\\')
+			return CK_EXT_QPAIR;
+		return is_qchar(ch) ? CK_EXT_QUOTED : -1;
+	case CK_EXT_QPAIR:
+		return is_qchar(ch) ? CK_EXT_QUOTED : -1;
+	default:
+		return -1;
+	}
+}
+
+/* One byte of the trailer section, from CK_TRAILER up to CK_DONE. Returns
+ * the next state, or -1 when it is not a field line or the final CRLF. */
+static int trailer_byte(http_chunked *c, unsigned char ch)
+{
+	int st = c->state;
+	if (++c->remaining > CK_MAX_TRAILERS)
+		return -1;
+	if (st != CK_TRAILER && ++c->line_len > CK_MAX_LINE)
+		return -1;
+	switch (st) {
+	case CK_TRAILER:
+		c->line_len = 1;
+		if (ch == '\r')
+			return CK_END_LF;
+		/* a blank first is obs-fold, a bare LF or any non-tchar is no
+		 * field line */
+		return is_tchar(ch) ? CK_TR_NAME : -1;
+	case CK_TR_NAME:
+		if (is_tchar(ch))
+			return CK_TR_NAME;
+		return ch == ':' ? CK_TR_VALUE : -1;
+	case CK_TR_VALUE:
+		if (ch == '\r')
+			return CK_TRAILER_LF;
+		/* field-value: VCHAR, obs-text, SP, HTAB */
+		return (ch < 0x20 && ch != '\t') || ch == 0x7f ? -1 : CK_TR_VALUE;
+	case CK_TRAILER_LF:
+		return ch == '\n' ? CK_TRAILER : -1;
+	case CK_END_LF:
+		return ch == '\n' ? CK_DONE : -1;
+	default:
+		return -1;
+	}
 }
 
 ssize_t http_chunked_scan(http_chunked *c, const char *p, size_t n, bool *done)
@@ -526,44 +761,16 @@ ssize_t http_chunked_scan(http_chunked *c, const char *p, size_t n, bool *done)
 	*done = c->state == CK_DONE;
 	while (i < n && c->state != CK_DONE) {
 		unsigned char ch = (unsigned char)p[i];
+		int next;
 		switch (c->state) {
-		case CK_SIZE0:
-		case CK_SIZE: {
-			int v = hexval(ch);
-			if (v >= 0) {
-				if (++c->line_len > CK_MAX_DIGITS)
-					return -1;
-				c->remaining = (c->remaining << 4) | (uint64_t)v;
-				c->state = CK_SIZE;
-			} else if (c->state == CK_SIZE0) {
-				return -1;
-			} else if (ch == '\r') {
-				c->state = CK_SIZE_LF;
-			} else if (ch == ';' || is_blank(ch)) {
-				c->state = CK_EXT;
-			} else {
-				return -1;
-			}
-			i++;
-			break;
-		}
-		case CK_EXT:
-			if (ch == '\r')
-				c->state = CK_SIZE_LF;
-			else if (ch == '\n' || ch == 0 || ++c->line_len > CK_MAX_LINE)
-				return -1;
-			i++;
-			break;
 		case CK_SIZE_LF:
 			if (ch != '\n')
 				return -1;
 			i++;
 			c->line_len = 0;
-			if (c->remaining == 0) {
-				c->state = CK_TRAILER;   /* last-chunk */
-			} else {
-				c->state = CK_DATA;
-			}
+			/* the last-chunk starts the trailers, which <remaining>
+			 * then counts */
+			c->state = c->remaining == 0 ? CK_TRAILER : CK_DATA;
 			break;
 		case CK_DATA: {
 			size_t take = n - i;
@@ -590,44 +797,25 @@ ssize_t http_chunked_scan(http_chunked *c, const char *p, size_t n, bool *done)
 			i++;
 			break;
 		case CK_TRAILER:
-			/* <remaining> counts all trailer bytes from here on */
-			if (ch == '\r') {
-				c->state = CK_END_LF;
-			} else if (ch == '\n' || is_blank(ch) || ch == 0) {
-				return -1;   /* bare LF, obs-fold */
-			} else {
-				c->state = CK_TRAILER_LINE;
-				c->line_len = 1;
-			}
-			if (++c->remaining > CK_MAX_TRAILERS)
-				return -1;
-			i++;
-			break;
-		case CK_TRAILER_LINE:
-			if (ch == '\r')
-				c->state = CK_TRAILER_LF;
-			else if (ch == '\n' || ch == 0 || ++c->line_len > CK_MAX_LINE)
-				return -1;
-			if (++c->remaining > CK_MAX_TRAILERS)
-				return -1;
-			i++;
-			break;
+		case CK_TR_NAME:
+		case CK_TR_VALUE:
 		case CK_TRAILER_LF:
-			if (ch != '\n')
-				return -1;
-			c->state = CK_TRAILER;
-			c->line_len = 0;
-			i++;
-			break;
 		case CK_END_LF:
-			if (ch != '\n')
+			next = trailer_byte(c, ch);
+			if (next < 0)
 				return -1;
-			c->state = CK_DONE;
-			c->remaining = 0;
+			c->state = next;
+			if (next == CK_DONE)
+				c->remaining = 0;
 			i++;
 			break;
 		default:
-			return -1;
+			next = size_line_byte(c, ch);
+			if (next < 0)
+				return -1;
+			c->state = next;
+			i++;
+			break;
 		}
 	}
 	*done = c->state == CK_DONE;

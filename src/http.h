@@ -24,7 +24,8 @@
 /* Results of the head parsers (negative: the message is refused). */
 enum {
 	HTTP_INCOMPLETE = 0,    /* more bytes needed */
-	HTTP_E_BAD = -1,        /* malformed: 400 (or 502 for a response) */
+	HTTP_E_BAD = -1,        /* malformed (a Host missing, repeated or
+	                           invalid too): 400 (or 502 for a response) */
 	HTTP_E_TOO_LARGE = -2,  /* head over HTTP_MAX_HEAD or too many headers: 431 */
 	HTTP_E_SMUGGLE = -3,    /* CL+TE, differing CLs, bad TE: 400 */
 	HTTP_E_VERSION = -4,    /* not HTTP/1.x: 505 */
@@ -83,6 +84,9 @@ typedef struct http_request {
 	size_t n_headers;
 	http_body body;
 	uint64_t content_length;   /* when body == HTTP_BODY_LENGTH */
+	bool cl_rewrite;           /* Content-Length was repeated ("5, 5"):
+	                              forward one "Content-Length: <content_length>"
+	                              in place of the received fields */
 	bool keep_alive;           /* per version and Connection */
 	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
 	bool upgrade;              /* Connection: upgrade + Upgrade header */
@@ -99,7 +103,16 @@ typedef struct http_response {
 	http_header headers[HTTP_MAX_HEADERS];
 	size_t n_headers;
 	http_body body;
-	uint64_t content_length;
+	uint64_t content_length;   /* the Content-Length when there is one and
+	                              no Transfer-Encoding */
+	bool has_te;               /* Transfer-Encoding is present */
+	bool cl_drop;              /* forward none of the received Content-Length
+	                              fields (they are repeated, or overridden by
+	                              Transfer-Encoding: RFC 9112 6.3) */
+	bool cl_emit;              /* with cl_drop: forward one "Content-Length:
+	                              <content_length>" in their place */
+	bool te_drop;              /* forward no Transfer-Encoding field (a 1xx
+	                              or 204 must have none: RFC 9112 6.1) */
 	bool keep_alive;
 	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
 	size_t head_len;
@@ -107,7 +120,12 @@ typedef struct http_response {
 
 /* Parses a request head from buf[0..len). Returns head_len (> 0) when the
  * head is complete, HTTP_INCOMPLETE when more bytes are needed (and len <
- * HTTP_MAX_HEAD), or a negative HTTP_E_* code. */
+ * HTTP_MAX_HEAD), or a negative HTTP_E_* code. Besides framing, it refuses
+ * (HTTP_E_BAD) what RFC 9112 3.2 makes a 400: an HTTP/1.1 request without
+ * Host, any request with more than one Host field line, and a Host whose
+ * value is not uri-host [":" port] (RFC 9110 7.2); an HTTP/1.0 request may
+ * have no Host. A Content-Length must fit a signed 64-bit number, so that
+ * no next hop that reads it as one sees another length. */
 int http_parse_request(const char *buf, size_t len, http_request *req);
 
 /* Parses a response head. <req_is_head> and the status decide framing: a
@@ -127,10 +145,25 @@ const http_header *http_find_header(const http_header *h, size_t n,
 bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n);
 
 /* Incremental scanner of a chunked body (including trailers): it consumes
- * bytes without copying and tells when the body ends. */
+ * bytes without copying and tells when the body ends. It accepts exactly
+ * RFC 9112 7.1: a chunk-size line is 1*HEXDIG, then chunk-ext (BWS ";"
+ * BWS token [BWS "=" BWS (token / quoted-string)], any number of them),
+ * then CRLF; blanks alone between the size and the CRLF are tolerated (as
+ * HAProxy does), anything else ("5 6", "0x5", "5;") is refused. A size
+ * must be below 2^60, so that every next hop reads the same size (nginx
+ * and HAProxy refuse larger ones too). A trailer line must be a valid
+ * field line (token ":" field-value, no obs-fold), or the body is refused
+ * (the proxy answers 400 to a request, cuts a response). Refused rather
+ * than dropped: bodies stream through byte for byte, without a copy, and
+ * dropping lines would mean rewriting the body's tail; a valid sender
+ * never produces a bad trailer, so the refusal costs no real traffic.
+ * Valid trailers go through as received: the framing was decided before
+ * them. Lines are bounded (4096 bytes) and so are all trailers together
+ * (HTTP_MAX_HEAD). */
 typedef struct http_chunked {
 	int state;
-	uint64_t remaining;   /* bytes left in the current chunk's data */
+	uint64_t remaining;   /* bytes left in the current chunk's data; in the
+	                         trailers, their bytes so far */
 	size_t line_len;      /* guards chunk-size and trailer line lengths */
 } http_chunked;
 

@@ -137,6 +137,8 @@ struct proxy {
 	uint64_t limit_logged_ms;
 	cconn *clients;
 	upconn *ups;
+	uv_idle_t resume;             /* runs the connections that yielded */
+	cconn *yielded;               /* those connections (c->yield_next) */
 	iobuf *free_io;               /* free list of request blocks */
 	size_t n_free_io;
 	size_t free_low;              /* fewest free blocks since the last trim */
@@ -193,6 +195,8 @@ struct cconn {
 	bool c_eof;                   /* the client finished sending */
 	bool cw_pending;
 	bool close_after;             /* close once the current response is out */
+	bool yielded;                 /* in p->yielded: c_advance to go on */
+	cconn *yield_next;
 	size_t cw_body;               /* rbuf bytes in the client write */
 	size_t uw_body;               /* cbuf bytes in the upstream write */
 	char ip[64];
@@ -218,6 +222,8 @@ struct cconn {
 	bool resp_started;            /* any byte came back */
 	bool resp_head_sent;          /* the final head went to the client */
 	bool up_eof;
+	bool up_err;                  /* the upstream's end was an error (a reset),
+	                                 not a close */
 	bool up_dirty;                /* bytes after the response: do not reuse */
 	http_body rbody;
 	uint64_t rleft;
@@ -236,6 +242,7 @@ static void route_configure(proxy *p);
 static void c_close(cconn *c);
 static void up_close(upconn *up);
 static void fail_request(cconn *c, int status);
+static void cut_response(cconn *c, const char *what, int status);
 static void worker_poll(worker *w);
 
 /* ---- routes and endpoints ---------------------------------------------- */
@@ -788,6 +795,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			ut_set(c, c->p->t.response_ms);
 	} else {
 		c->up_eof = true;
+		c->up_err = nread != UV_EOF;
 		if (up->reading) {
 			uv_read_stop(s);
 			up->reading = false;
@@ -868,6 +876,16 @@ static inline __attribute__((always_inline)) bool name_is(const http_header *h,
 	return http_ieq(h->name, h->name_len, name);
 }
 
+/* Appends "Content-Length: <n>\r\n". */
+static void out_content_length(hbuf *o, uint64_t n)
+{
+	char num[24];
+	int k = snprintf(num, sizeof num, "%" PRIu64, n);
+	out_str(o, "Content-Length: ");
+	out_put(o, num, (size_t)k);
+	out_str(o, "\r\n");
+}
+
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
 
 /* Builds the upstream head of the parsed request. Returns false when it
@@ -884,6 +902,10 @@ static bool build_request_head(cconn *c)
 	for (size_t i = 0; i < q->n_headers; i++) {
 		const http_header *h = &q->headers[i];
 		if (http_is_hop_by_hop(h, q->headers, q->conn_names ? q->n_headers : 0))
+			continue;
+		/* a repeated Content-Length goes as one field: the next hop
+		 * may refuse a list or take another element */
+		if (q->cl_rewrite && name_is(h, "content-length"))
 			continue;
 		if (name_is(h, "x-forwarded-for")) {
 			xff = true;
@@ -908,6 +930,8 @@ static bool build_request_head(cconn *c)
 	}
 	out_put(&o, c->ip, c->ip_len);
 	out_str(&o, "\r\n");
+	if (q->cl_rewrite)
+		out_content_length(&o, q->content_length);
 	if (!xfp)
 		out_str(&o, "X-Forwarded-Proto: http\r\n");
 	if (q->upgrade) {
@@ -947,11 +971,23 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 		bool up = keep_upgrade && name_is(h, "upgrade");
 		if (!up && http_is_hop_by_hop(h, s->headers, s->conn_names ? s->n_headers : 0))
 			continue;
+		/* RFC 9112 6.3: a Content-Length that Transfer-Encoding
+		 * overrides is removed before forwarding (with both, a next
+		 * hop that goes by the length would read the body's tail as
+		 * another response); a repeated one goes as one field; a
+		 * 1xx or 204 has neither (the flags are rarely set: the
+		 * names are compared only then) */
+		if ((s->cl_drop || s->te_drop) &&
+		    ((s->cl_drop && name_is(h, "content-length")) ||
+		     (s->te_drop && name_is(h, "transfer-encoding"))))
+			continue;
 		out_put(&o, h->name, h->name_len);
 		out_str(&o, ": ");
 		out_put(&o, h->value, h->value_len);
 		out_str(&o, "\r\n");
 	}
+	if (s->cl_emit)
+		out_content_length(&o, s->content_length);
 	if (conn) {
 		out_str(&o, "Connection: ");
 		out_str(&o, conn);
@@ -1108,6 +1144,20 @@ static void up_connected(uv_connect_t *req, int status)
 	c_advance(c);
 }
 
+/* Whether the request's method is idempotent (RFC 9110 9.2.2): sending
+ * it twice has the effect of sending it once. Methods are case-sensitive. */
+static bool req_idempotent(const http_request *q)
+{
+	static const char *const idem[] = {
+		"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE",
+	};
+	for (size_t i = 0; i < sizeof idem / sizeof idem[0]; i++)
+		if (q->method_len == strlen(idem[i]) &&
+		    memcmp(q->method, idem[i], q->method_len) == 0)
+			return true;
+	return false;
+}
+
 /* The upstream connection failed or closed before the response was
  * complete. */
 static void upstream_failed(cconn *c)
@@ -1120,17 +1170,25 @@ static void upstream_failed(cconn *c)
 		return;
 	}
 	if (c->resp_head_sent || c->rs != RS_HEAD) {
-		c_close(c);   /* the client sees a truncated response */
+		cut_response(c, "failed mid-response", 502);
 		return;
 	}
 	bool no_reply = !c->resp_started;
 	if (c->up)
 		up_close(c->up);
-	c->up_eof = false;
+	c->up_eof = c->up_err = false;
 	c->roff = c->rlen = 0;
 	/* the keep-alive race: the upstream closed a pooled connection as
-	 * the request went out; nothing was consumed, so send it again */
-	if (c->reused && no_reply && c->body_sent == 0 && !c->retried) {
+	 * the request went out. It is sent again, on a new connection, only
+	 * when that is safe: when no byte of it was written (the upstream
+	 * provably never read it), or when its method is idempotent and no
+	 * body byte was consumed (they could not be sent again). Otherwise
+	 * the upstream may have acted on it, and a second copy could, say,
+	 * place an order twice: 502, as nginx does for a non-idempotent
+	 * request (proxy_next_upstream). */
+	bool unread = !c->head_sent;
+	if (c->reused && no_reply && !c->retried &&
+	    (unread || (c->body_sent == 0 && req_idempotent(&c->io->req)))) {
 		c->retried = true;
 		c->head_sent = false;
 		connect_new(c);
@@ -1157,8 +1215,12 @@ static void up_timer_cb(uv_timer_t *t)
 		ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
 		          "response timed out");
 		fail_request(c, 504);
-	} else {
+	} else if (c->cw_pending) {
+		/* the client does not read what came (back-pressure stopped
+		 * reading the upstream): its fault, not the endpoint's */
 		c_close(c);
+	} else {
+		cut_response(c, "timed out mid-response", 504);
 	}
 }
 
@@ -1191,6 +1253,12 @@ static void c_closed(uv_handle_t *h)
 	if (--c->open > 0)
 		return;
 	proxy *p = c->p;
+	for (cconn **y = &p->yielded; c->yielded && *y; y = &(*y)->yield_next) {
+		if (*y == c) {
+			*y = c->yield_next;
+			break;
+		}
+	}
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -1216,16 +1284,25 @@ static void req_release(cconn *c)
 	c->r = NULL;
 }
 
+/* Closes the client connection. When a response is in progress (its head
+ * went out, its end did not), the close is a reset (RST): a clean close
+ * would end a close-delimited body as if it were complete, and a client
+ * or a cache in front would keep the truncated response; a reset is an
+ * error to every client. */
 static void c_close(cconn *c)
 {
 	if (c->closing)
 		return;
 	c->closing = true;
+	bool cut = c->state == C_REQ && c->resp_head_sent && c->rs != RS_DONE;
 	if (c->up)
 		up_close(c->up);
 	req_release(c);
 	CNT_ADD(c->p->n_clients, -1);
-	uv_close((uv_handle_t *)&c->tcp, c_closed);
+	/* uv_tcp_close_reset refuses a handle being shut down (lingering:
+	 * its response was complete) */
+	if (!cut || uv_tcp_close_reset(&c->tcp, c_closed) < 0)
+		uv_close((uv_handle_t *)&c->tcp, c_closed);
 	uv_close((uv_handle_t *)&c->ctimer, c_closed);
 	uv_close((uv_handle_t *)&c->utimer, c_closed);
 }
@@ -1336,6 +1413,10 @@ static void c_timer_cb(uv_timer_t *t)
 	cconn *c = t->data;
 	if (c->closing || c->state != C_IDLE || c->cw_pending || c->lingering)
 		return;
+	if (c->close_after) {
+		c_close(c);   /* answered already: no unsolicited 408 */
+		return;
+	}
 	if (c->tm == TM_HEAD) {
 		send_error(c, 408, true);
 		return;
@@ -1361,7 +1442,7 @@ static void start_request(cconn *c, size_t head_len)
 	c->reused = c->retried = c->tried_next = false;
 	c->rs = RS_HEAD;
 	c->resp_started = c->resp_head_sent = false;
-	c->up_eof = c->up_dirty = false;
+	c->up_eof = c->up_err = c->up_dirty = false;
 	c->roff = c->rlen = 0;
 	c->body_done = c->io->req.body == HTTP_BODY_NONE;
 	c->body_left = c->io->req.content_length;
@@ -1445,6 +1526,11 @@ static bool req_pump(cconn *c)
 	if (c->state == C_REQ && !c->head_sent)
 		b[n++] = uv_buf_init(c->io->reqhead, (unsigned)c->reqhead_len);
 	size_t k = 0;
+	/* the body framing state before this write: a write that fails at
+	 * once consumed nothing, and a retry must find the body as it was */
+	uint64_t body_left = c->body_left;
+	bool body_done = c->body_done;
+	http_chunked body_ck = c->body_ck;
 	if (c->state == C_TUNNEL) {
 		k = c->clen - c->coff;
 	} else if (c->head_sent || n) {
@@ -1483,10 +1569,19 @@ static bool req_pump(cconn *c)
 	int rc = left < 0 ? (int)left
 	       : uv_write(&up->wreq, (uv_stream_t *)&up->tcp, rest, m, up_write_cb);
 	if (rc < 0) {
-		if (c->state == C_TUNNEL)
+		if (c->state == C_TUNNEL) {
 			c_close(c);
-		else
+		} else if (left >= 0 && (size_t)left < b[0].len + (n > 1 ? b[1].len : 0)) {
+			/* part of it went out: the upstream may have read it */
+			c->head_sent = true;
+			c->body_sent += k;
 			upstream_failed(c);
+		} else {
+			c->body_left = body_left;
+			c->body_done = body_done;
+			c->body_ck = body_ck;
+			upstream_failed(c);
+		}
 		return true;
 	}
 	up->w_pending = true;
@@ -1535,6 +1630,31 @@ static ssize_t resp_body_take(cconn *c)
 	return (ssize_t)k;
 }
 
+/* The upstream sent <what>, which cannot be forwarded: counted against
+ * the endpoint, and the client gets a 502 (before any byte of the final
+ * response went to it). */
+static void bad_response(cconn *c, const char *what)
+{
+	log_msg(LOG_WARN, c->r->name, "upstream '%s' sent %s", c->ep->name, what);
+	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
+	fail_request(c, 502);
+}
+
+/* A response whose head went to the client cannot go on (<what>): the
+ * client's connection is reset (c_close), so that a response without a
+ * length of its own does not look complete. The request counts as the
+ * failure it is, <status> (502, or 504 for a timeout), whatever status
+ * its head said: the analysis must see a target that dies mid-response. */
+static void cut_response(cconn *c, const char *what, int status)
+{
+	log_msg(LOG_WARN, c->r->name, "upstream '%s' %s: response cut",
+	        c->ep ? c->ep->name : "?", what);
+	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
+	c->status = status;
+	record(c);
+	c_close(c);
+}
+
 /* Handles a complete response head at rbuf[roff..] of <len> bytes. */
 static void on_response_head(cconn *c, size_t len)
 {
@@ -1570,6 +1690,13 @@ static void on_response_head(cconn *c, size_t len)
 		c_write(c, b, k ? 2 : 1, k);
 		return;
 	}
+	/* RFC 9112 6.1: no Transfer-Encoding in an answer to HTTP/1.0 (the
+	 * proxy forwards a 1.0 request as 1.0): the client could not decode
+	 * the body, nor tell where a chunked one ends */
+	if (s->has_te && s->body != HTTP_BODY_NONE && c->io->req.minor == 0) {
+		bad_response(c, "a Transfer-Encoding in an answer to HTTP/1.0");
+		return;
+	}
 	c->status = s->status;
 	if (s->status >= 500) {
 		char why[32];
@@ -1592,13 +1719,13 @@ static void on_response_head(cconn *c, size_t len)
 		fail_request(c, 502);
 		return;
 	}
-	c->resp_head_sent = true;
 	c->rs = RS_BODY;
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		c_close(c);
+		bad_response(c, "an invalid chunked body");
 		return;
 	}
+	c->resp_head_sent = true;
 	uv_buf_t b[2];
 	/* a small body goes out in the head's buffer: one plain send(), no
 	 * iovec array for the kernel to import (the body's bytes count as
@@ -1643,11 +1770,7 @@ static bool resp_pump(cconn *c)
 			return false;
 		}
 		if (rc < 0) {
-			log_msg(LOG_WARN, c->r->name, "upstream '%s' sent an invalid "
-			        "response head", c->ep->name);
-			ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
-			          "invalid response head");
-			fail_request(c, 502);
+			bad_response(c, "an invalid response head");
 			return true;
 		}
 		on_response_head(c, (size_t)rc);
@@ -1655,7 +1778,7 @@ static bool resp_pump(cconn *c)
 	}
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		c_close(c);
+		cut_response(c, "sent an invalid chunked body", 502);
 		return false;
 	}
 	if (k > 0) {
@@ -1666,11 +1789,13 @@ static bool resp_pump(cconn *c)
 	if (c->rs == RS_DONE)
 		return true;
 	if (c->up_eof) {
-		if (c->rbody == HTTP_BODY_UNTIL_CLOSE) {
+		/* a close ends a close-delimited body; a reset cuts it */
+		if (c->rbody == HTTP_BODY_UNTIL_CLOSE && !c->up_err) {
 			c->rs = RS_DONE;
 			return true;
 		}
-		c_close(c);   /* truncated body */
+		cut_response(c, c->up_err ? "reset the connection mid-response"
+		                          : "closed the connection mid-response", 502);
 	}
 	return false;
 }
@@ -1727,10 +1852,15 @@ static bool try_head(cconn *c)
 		return false;
 	}
 	if (rc < 0) {
+		/* nothing after a malformed head can be trusted to start a
+		 * request: the answer says Connection: close, the input is
+		 * dropped, and the next turn (at once, or once the answer is
+		 * written) closes (c_linger) */
 		int status = rc == HTTP_E_TOO_LARGE ? 431
 		           : rc == HTTP_E_VERSION ? 505 : 400;
+		c->coff = c->clen;
 		send_error(c, status, true);
-		return false;
+		return true;
 	}
 	start_request(c, (size_t)rc);
 	return true;
@@ -1845,10 +1975,52 @@ static void c_advance(cconn *c)
 		c->advancing = false;
 }
 
+/* Runs the connections that yielded in c_advance_loop, once per loop turn
+ * while there are any (an idle handle makes the loop poll without
+ * waiting meanwhile). */
+static void resume_cb(uv_idle_t *h)
+{
+	proxy *p = h->data;
+	cconn *c = p->yielded;
+	p->yielded = NULL;
+	uv_idle_stop(h);
+	/* none of them can be freed meanwhile: memory is freed only in
+	 * close callbacks, which do not run inside this one */
+	while (c) {
+		cconn *next = c->yield_next;
+		c->yielded = false;
+		c->yield_next = NULL;
+		if (!c->closing)
+			c_advance(c);
+		c = next;
+	}
+}
+
+/* Queues <c> to go on at the next loop turn. */
+static void c_yield(cconn *c)
+{
+	proxy *p = c->p;
+	if (c->yielded || p->closing)
+		return;
+	c->yielded = true;
+	c->yield_next = p->yielded;
+	p->yielded = c;
+	uv_idle_start(&p->resume, resume_cb);
+}
+
+/* Each turn of the loop consumes input or changes the state; the bound
+ * keeps one connection from holding the event loop for long (say, an
+ * upstream's 16 KB of 1xx heads to forward one by one, or pipelined
+ * requests answered by the proxy itself). A connection that reaches it
+ * still making progress yields (c_yield) and goes on at the next loop
+ * turn: it must never wait for an event that already came. */
+#define ADVANCE_TURNS 64
+
 static void c_advance_loop(cconn *c)
 {
-	for (int guard = 0; guard < 64 && !c->closing; guard++) {
-		bool progress = false;
+	bool progress = false;
+	for (int turn = 0; turn < ADVANCE_TURNS && !c->closing; turn++) {
+		progress = false;
 		switch (c->state) {
 		case C_IDLE:
 			progress = try_head(c);
@@ -1887,6 +2059,8 @@ static void c_advance_loop(cconn *c)
 		if (!progress)
 			break;
 	}
+	if (progress && !c->closing)
+		c_yield(c);
 	c_update_io(c);
 }
 
@@ -2004,7 +2178,9 @@ static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 	p->trim.data = p;
 	uv_timer_start(&p->trim, trim_cb, IO_TRIM_MS, IO_TRIM_MS);
 	uv_unref((uv_handle_t *)&p->trim);
-	p->nobj = 2;
+	uv_idle_init(loop, &p->resume);
+	p->resume.data = p;
+	p->nobj = 3;
 	int rc;
 	if (fd >= 0) {
 		rc = uv_tcp_open(&p->listener, fd);
@@ -2017,7 +2193,8 @@ static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 		rc = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
 	if (rc < 0) {
 		p->closing = true;
-		stop_listening(p);   /* frees p in the close callback */
+		stop_listening(p);   /* frees p in the close callbacks */
+		uv_close((uv_handle_t *)&p->resume, listener_closed);
 		return rc;
 	}
 	route_ref(r);
@@ -2482,6 +2659,8 @@ void proxy_close(proxy *p)
 	p->closing = true;
 	p->draining = true;
 	stop_listening(p);
+	if (!uv_is_closing((uv_handle_t *)&p->resume))
+		uv_close((uv_handle_t *)&p->resume, listener_closed);
 	for (cconn *c = p->clients; c; c = c->next)
 		c_close(c);
 	for (upconn *up = p->ups; up; up = up->next)

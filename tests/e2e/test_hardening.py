@@ -11,6 +11,7 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from harness import (SLOW, Canaryd, Proc, Upstream, canary_yaml, free_port, get,  # noqa: E402
                      run, tmpdir, wait_port)
+from test_proxy import Scripted, raw_client  # noqa: E402
 
 BIG = int(os.environ.get("CANARYD_BIG_BODY", str(1 << 30 if SLOW == 1 else 256 << 20)))
 
@@ -201,6 +202,124 @@ def test_expect_100_continue():
                         "--data-binary", "@" + path, "http://127.0.0.1:%d/" % port],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode == 0 and r.stdout.endswith("\n200") and r.stdout.startswith("v1"), r
+
+
+def test_client_that_stops_reading_does_not_count_against_the_endpoint():
+    # the response stalls because the client does not read it (back-pressure
+    # stops reading the upstream): at the response timeout the client's
+    # connection goes, and the endpoint is not blamed (not ejected)
+    up = Upstream("big", extra=["--body-size", str(32 << 20)])
+    port, d = _proxy([up.addr], "  timeouts: {response: 1s}\n"
+                                "  outlierDetection: {consecutiveErrors: 1, ejectionTime: 30s}\n")
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(3 * SLOW)   # never read: the proxy's write to it stalls
+    s.close()
+    st, hdr, body = get(port)
+    assert st == 200 and len(body) == 32 << 20, st
+    out = d.output()
+    assert "ejected" not in out and "mid-response" not in out, out[-2000:]
+
+
+# ---- resending a request: only when it is safe (issue 8 item 5) ---------
+
+def _race_upstream():
+    """An upstream that answers the first request of its first connection
+    (keep-alive), then reads the next request on it and closes without an
+    answer, as a server closing an idle connection just as a request
+    comes; every later connection is answered. Counts what it received
+    (Scripted.received)."""
+    def script(c, i):
+        while True:
+            req = c.request()
+            if req is None:
+                return
+            if i == 0 and b"/warm " not in req:
+                c.close()
+                return
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    return Scripted(script)
+
+
+def _warm_then(port, req):
+    """On one client connection (so that, with workers too, both go
+    through the same pool): a GET /warm, which leaves its upstream
+    connection pooled, then <req> (which closes). Returns what <req> got."""
+    s = socket.create_connection(("127.0.0.1", port), 5)
+    s.settimeout(5 * SLOW)
+    s.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while not out.endswith(b"\r\n\r\nok"):
+        d_ = s.recv(4096)
+        assert d_, out
+        out += d_
+    s.sendall(req)
+    out = b""
+    try:
+        while True:
+            d_ = s.recv(4096)
+            if not d_:
+                break
+            out += d_
+    except socket.timeout:
+        pass
+    s.close()
+    return out
+
+
+def test_non_idempotent_request_is_not_resent_after_keepalive_race():
+    for req, what in ((b"POST /order HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"POST /order "),
+                      (b"POST /order HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                       b"POST /order "),
+                      (b"PATCH /item HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"PATCH /item "),
+                      # idempotent, but its body was sent and is gone
+                      (b"PUT /item HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc",
+                       b"PUT /item ")):
+        up = _race_upstream()
+        port, d = _proxy([up.addr])
+        out = _warm_then(port, req)
+        assert out.startswith(b"HTTP/1.1 502 "), (req, out)
+        assert up.received().count(what) == 1, (req, up.received())
+        assert len(up.conns) == 1, (req, len(up.conns))
+        d.stop()
+        up.stop()
+
+
+def test_idempotent_request_is_resent_on_a_new_connection_after_keepalive_race():
+    for req, what in ((b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"GET /page "),
+                      (b"DELETE /item HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", b"DELETE /item ")):
+        up = _race_upstream()
+        port, d = _proxy([up.addr])
+        out = _warm_then(port, req)
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"ok"), (req, out)
+        assert up.received().count(what) == 2, (req, up.received())
+        assert len(up.conns) == 2 and what in up.conns[1].got, (req, len(up.conns))
+        d.stop()
+        up.stop()
+
+
+def test_post_whose_connect_failed_goes_to_another_endpoint():
+    # nothing was sent: the request goes once to another endpoint
+    def script(c, i):
+        while True:
+            req = c.request()
+            if req is None:
+                return
+            c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    up = Scripted(script)
+    dead = "127.0.0.1:%d" % free_port()
+    port, d = _proxy([dead, up.addr])
+    for i in range(4):
+        out, how = raw_client(port, b"POST /pay/%d HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+                                    b"Connection: close\r\n\r\nabc" % i)
+        assert out.startswith(b"HTTP/1.1 200 "), (i, out)
+    assert "cannot connect to upstream '%s'" % dead in d.output(), d.output()
+    got = up.received()
+    for i in range(4):
+        assert got.count(b"POST /pay/%d " % i) == 1, got
+    assert got.count(b"\r\n\r\nabc") == 4, got
+    up.stop()
 
 
 if __name__ == "__main__":
