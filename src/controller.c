@@ -367,7 +367,7 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	}
 	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
 	char dberr[256];
-	int rc = store_commit(rt->owner->db, rt->name, &rec, out->events,
+	int rc = store_commit(rt->owner->db, rt->name, &rec, out->events, NULL,
 	                      out->n_events, util_wall_ms(), dberr, sizeof dberr);
 	free(rec.stable_eps);
 	free(rec.canary_eps);
@@ -842,7 +842,10 @@ static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
 		return;
 	if (eng_active(&rt->st) && strcmp(cc->canary_rev, rt->st.canary_rev) == 0)
 		return;
-	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev);
+	char rerr[512];
+	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev, rerr, sizeof rerr);
+	if (ended < 0)
+		log_msg(LOG_ERROR, rt->name, "%s", rerr);
 	if (ended != 0) {
 		if (ended > 0)
 			log_msg(LOG_INFO, rt->name,

@@ -182,7 +182,7 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
-	char err[512];
+	char err[1024];
 	daemon_ctx d;
 	memset(&d, 0, sizeof d);
 	d.config_path = config;
