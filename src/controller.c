@@ -93,6 +93,8 @@ typedef struct canary_rt {
 	uint64_t *unsaved_ms;       /* when each happened (wall clock) */
 	int n_unsaved;
 	uint64_t unsaved_dropped;   /* events dropped from the full queue */
+	int config_rollout_waits;   /* the configured rollout could not be saved:
+	                             * started once the database takes writes */
 } canary_rt;
 
 typedef struct retired {
@@ -285,6 +287,8 @@ typedef struct hook_call {
 } hook_call;
 
 static void do_check(canary_rt *rt);
+static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
+                                      size_t errlen);
 
 /* Records a notification's result as an audit event (state unchanged). */
 static void audit_hook(canary_rt *rt, const hook_call *hc, int status, const char *error,
@@ -1026,8 +1030,14 @@ static void on_tick(uv_timer_t *t)
 	ctl *c = t->data;
 	uint64_t now = util_wall_ms(), now_mono = uv_now(c->loop);
 	flush_unsaved(c, 0);
-	for (size_t i = 0; i < c->n; i++)
-		tick_one(c, c->rt[i], now, now_mono);
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		char err[512];
+		if (rt->config_rollout_waits && c->dbh.state == DB_OK &&
+		    maybe_start_config_rollout(c, rt, now, err, sizeof err) < 0)
+			log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+		tick_one(c, rt, now, now_mono);
+	}
 	retire_sweep(c, now_mono, 0);
 	uint64_t delay = TICK_MS;
 	now = util_wall_ms();
@@ -1116,11 +1126,16 @@ static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char 
 		rt->rollout_gen++;
 		rt->pre_rollout_ok = 0;
 		rt->gate_pending = 0;
-		if (commit(rt, &prev, out, NULL, 0) < 0) {
+		if (commit(rt, &prev, out, why, sizeof why) < 0) {
 			epset_free(&rt->eps[TARGET_CANARY]);
 			rt->eps[TARGET_CANARY] = old;
 			apply_traffic(rt);
+			if (!rt->config_rollout_waits)
+				log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits "
+				        "until the database takes writes (%s)", cc->canary_rev, why);
+			rt->config_rollout_waits = 1;
 		} else {
+			rt->config_rollout_waits = 0;
 			epset_free(&old);
 		}
 	}
@@ -1264,6 +1279,9 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 	c->loop = loop;
 	c->db = db;
 	c->conf = conf;
+	const char *why;
+	if (store_failing(db, &why))
+		db_failed(c, STORE_RETRY, why); /* opened on a full disk */
 	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);
@@ -1326,6 +1344,9 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < c->n; i++)
 		if (!cfg_find(conf, c->rt[i]->name)) {
 			log_msg(LOG_INFO, c->rt[i]->name, "removed by the new configuration");
+			if (c->rt[i]->unsaved)
+				log_msg(LOG_ERROR, c->rt[i]->name, "%llu unsaved events are lost with it",
+				        (unsigned long long)unsaved_events(c->rt[i]));
 			rt_free(c, c->rt[i]);
 			c->rt[i] = NULL;
 		}

@@ -108,6 +108,8 @@ struct store {
 	uint64_t errors;         /* failed SQLite calls since open */
 	int damaged;             /* nothing more is written: see store.h */
 	char damage[320];        /* what was found, with the path */
+	int failing;             /* the last write failed and may work later */
+	char failing_why[320];
 };
 
 /* ---- faults ---- */
@@ -312,10 +314,11 @@ static int migrate(store *s, int fresh, int version, char *err, size_t errlen)
 	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
 	    (version < 2 && exec(s, schema_v2, err, errlen) < 0) ||
 	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
-		int code = sqlite3_extended_errcode(s->db) & 0xff;
+		note_fault(s); /* before ROLLBACK resets the connection's error */
+		int code = s->last_rc & 0xff;
 		if (!fresh && (code == SQLITE_READONLY || code == SQLITE_IOERR ||
 		               code == SQLITE_CANTOPEN || code == SQLITE_PERM))
-			readonly_error(s, sqlite3_errmsg(s->db), err, errlen);
+			readonly_error(s, s->last_err, err, errlen);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
@@ -452,6 +455,10 @@ static int check_db(store *s, char *err, size_t errlen)
 		note_fault(s);
 		if ((s->last_rc & 0xff) == SQLITE_CORRUPT || (s->last_rc & 0xff) == SQLITE_NOTADB)
 			damaged_error(s, s->last_err, err, errlen);
+		else if (s->last_errno)
+			/* e.g. no room for the WAL's index on a full disk */
+			snprintf(err, errlen, "cannot read database '%s': %s (%s)", s->path,
+			         s->last_err, strerror(s->last_errno));
 		else
 			snprintf(err, errlen, "cannot read database '%s': %s", s->path, s->last_err);
 		ret = -1;
@@ -540,8 +547,18 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	sqlite3_finalize(st);
 	if (exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0)
 		goto fail;
-	if (migrate(s, 0, version, err, errlen) < 0)
-		goto fail;
+	if (migrate(s, 0, version, err, errlen) < 0) {
+		/* a full disk may empty again: on a current schema canaryd can
+		 * serve traffic on the state the file holds and retry its writes
+		 * (store_failing), rather than take the proxy down with it */
+		if (version != SCHEMA_VERSION || (s->last_rc & 0xff) != SQLITE_FULL)
+			goto fail;
+		s->failing = 1;
+		snprintf(s->failing_why, sizeof s->failing_why, "cannot write to '%s': %s",
+		         s->path, s->last_err);
+		log_msg(LOG_WARN, NULL, "%s: starting on the state it holds; changes wait until "
+		        "it takes writes", s->failing_why);
+	}
 	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
 	for (int i = 0; i < Q_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -720,10 +737,14 @@ int store_commit(store *s, const char *name, const store_record *rec,
 		ok = write_event(s, name, &events[i], event_ms ? event_ms[i] : now_ms) == 0;
 	ok = ok && write_rollout_end(s, name, &rec->st, now_ms) == 0;
 	ok = ok && step_done(s, s->q[Q_COMMIT]) == 0;
-	if (ok)
+	if (ok) {
+		s->failing = 0;
 		return 0;
+	}
 	snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name, s->path,
 	         s->last_err);
+	s->failing = 1;
+	snprintf(s->failing_why, sizeof s->failing_why, "%s", err);
 	/* the rollback's own failure must not hide the first one, nor count */
 	if (!sqlite3_get_autocommit(s->db)) {
 		sqlite3_step(s->q[Q_ROLLBACK]);
@@ -866,6 +887,13 @@ int store_damaged(const store *s, const char **why)
 	if (why)
 		*why = s->damaged ? s->damage : "";
 	return s->damaged;
+}
+
+int store_failing(const store *s, const char **why)
+{
+	if (why)
+		*why = s->failing ? s->failing_why : "";
+	return s->failing && !s->damaged;
 }
 
 uint64_t store_errors(const store *s)

@@ -51,10 +51,12 @@ enum {
 
 /* Opens DIR/canaryd.db, creating <dir> and a new database when there is
  * none. An existing file is checked (PRAGMA quick_check) and must take a
- * write. Returns 0, or -1 with <err> filled: what is wrong, with the file's
- * path, and for damage what to do ("database './canaryd-data/canaryd.db'
- * is damaged (...): canaryd will not start on it ..."). A refused file is
- * left byte for byte as it was. */
+ * write, except for lack of space: on a full disk the store opens on what
+ * the file holds with store_failing() true, so that canaryd serves on it.
+ * Returns 0, or -1 with <err> filled: what is wrong, with the file's path,
+ * and for damage what to do ("database './canaryd-data/canaryd.db' is
+ * damaged (...); refusing to start ..."). A refused file is left byte for
+ * byte as it was. */
 int store_open(const char *dir, store **out, char *err, size_t errlen);
 void store_close(store *s);  /* NULL is a no-op */
 
@@ -90,6 +92,10 @@ json_t *store_events(store *s, const char *name, int64_t after_id);
  * (see the head comment); *why (when <why> is not NULL) is then what was
  * found, e.g. "database '/var/lib/canaryd/canaryd.db': disk I/O error". */
 int store_damaged(const store *s, const char **why);
+
+/* Non-zero while the last write failed with STORE_RETRY (or the disk was
+ * full at open) and none has worked since; *why is the failure. */
+int store_failing(const store *s, const char **why);
 
 /* SQLite calls of this store that failed since it was opened (reads and
  * writes; a commit counts once). */

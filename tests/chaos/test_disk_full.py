@@ -123,5 +123,47 @@ def test_disk_full_backs_off_keeps_traffic_and_recovers():
         assert d.events(name) == histories[name]
 
 
+def test_restart_on_a_full_disk_serves_and_the_configured_rollout_waits():
+    v1, v2 = Upstream("v1"), Upstream("v2")
+    port = free_port()
+    data = os.path.join(tmpdir(), "data")
+    os.mkdir(data)
+    ns = Namespace("mount -t tmpfs -o size=4m tmpfs %s" % data)
+    stable_only = canary_yaml("shop", "127.0.0.1:%d" % port, [v1.addr])
+    new_revision = canary_yaml("shop", "127.0.0.1:%d" % port, [v1.addr], [v2.addr],
+                               interval="300ms", threshold=100, max_weight=50, step_weight=10)
+    fill, free = ("dd if=/dev/zero of=%s/fill bs=64k 2>/dev/null || true" % data,
+                  "rm %s/fill" % data)
+    d = Canaryd(stable_only, data_dir=data, ns=ns)
+    assert d.stop() == 0
+    # after a clean stop SQLite has no room left even to read (its WAL
+    # index): refused, saying why
+    ns.sh(fill)
+    d = Canaryd(stable_only, data_dir=data, ns=ns, wait=False)
+    assert d.exit_code() == 1, d.output()
+    assert "No space left on device" in d.output(), d.output()
+    ns.sh(free)
+    # after a crash (the WAL and its index still there) it serves on the
+    # state it holds, and the configured rollout waits for space
+    d = Canaryd(stable_only, data_dir=data, ns=ns)
+    d.stop(signal.SIGKILL)
+    ns.sh(fill)
+    d = Canaryd(new_revision, data_dir=data, ns=ns)
+    load = Load(port, threads=2, rps_per_thread=40)
+    st, body = d.readyz()
+    assert st == 503 and "full" in body, (st, body)
+    assert d.log_lines("rollout of v2 from the configuration waits"), d.output()
+    time.sleep(1.0)
+    s = d.status("shop")
+    assert s["phase"] == "Initialized" and s["canaryWeight"] == 0, s
+    ns.sh(free)
+    d.wait_phase("shop", "Progressing", timeout=8)
+    wait_until(lambda: _readyz_is(d, 200), 8, "readyz 200")
+    load.stop()
+    assert load.non2xx() == 0 and not load.errors, (load.by_status, load.errors[:3])
+    assert set(load.by_upstream) <= {"v1", "v2"}, load.by_upstream
+    assert [e["type"] for e in d.events("shop")].count("rollout-started") == 1
+
+
 if __name__ == "__main__":
     raise SystemExit(run(globals()))

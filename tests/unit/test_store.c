@@ -924,12 +924,17 @@ static int fv_time(sqlite3_vfs *v, double *t) { return fv.real->xCurrentTime(fv.
 static int fv_lasterr(sqlite3_vfs *v, int n, char *b) { return fv.real->xGetLastError(fv.real, n, b); }
 static int fv_time64(sqlite3_vfs *v, sqlite3_int64 *t) { return fv.real->xCurrentTimeInt64(fv.real, t); }
 
-/* Makes the fault VFS the default (for the store opened next). */
-static void fault_vfs_install(void)
+/* The fixture with the fault VFS as the default (for the stores opened in
+ * the test); removed again after the store is closed, even when the test
+ * fails half-way. */
+static int setup_fault(void **state)
 {
+	if (setup(state) < 0)
+		return -1;
 	memset(&fv, 0, sizeof fv);
 	fv.real = sqlite3_vfs_find(NULL);
-	assert_non_null(fv.real);
+	if (!fv.real)
+		return -1;
 	fv.vfs.iVersion = 2;
 	fv.vfs.szOsFile = (int)sizeof(fv_file) + fv.real->szOsFile;
 	fv.vfs.mxPathname = fv.real->mxPathname;
@@ -943,18 +948,21 @@ static void fault_vfs_install(void)
 	fv.vfs.xCurrentTime = fv_time;
 	fv.vfs.xGetLastError = fv_lasterr;
 	fv.vfs.xCurrentTimeInt64 = fv_time64;
-	assert_int_equal(sqlite3_vfs_register(&fv.vfs, 1), SQLITE_OK);
+	return sqlite3_vfs_register(&fv.vfs, 1) == SQLITE_OK ? 0 : -1;
 }
 
-static void fault_vfs_remove(void)
+static int teardown_fault(void **state)
 {
+	fixture *f = *state;
+	store_close(f->st);
+	f->st = NULL;
 	sqlite3_vfs_unregister(&fv.vfs);
+	return teardown(state);
 }
 
 static void test_full_disk_is_retried_and_not_latched(void **state)
 {
 	fixture *f = *state;
-	fault_vfs_install();
 	store *s = open_ok(f);
 	store_record rec;
 	sample_record(&rec, ENG_PROGRESSING);
@@ -987,15 +995,11 @@ static void test_full_disk_is_retried_and_not_latched(void **state)
 	json_t *arr = store_events(s, "podinfo", 0);
 	assert_int_equal(json_array_size(arr), 1);
 	json_decref(arr);
-	store_close(s);
-	f->st = NULL;
-	fault_vfs_remove();
 }
 
 static void test_io_error_latches_and_nothing_more_is_written(void **state)
 {
 	fixture *f = *state;
-	fault_vfs_install();
 	store *s = open_ok(f);
 	store_record rec;
 	sample_record(&rec, ENG_PROGRESSING);
@@ -1024,7 +1028,40 @@ static void test_io_error_latches_and_nothing_more_is_written(void **state)
 	store_close(s); /* no checkpoint either */
 	f->st = NULL;
 	assert_int_equal(fv.writes, 0);
-	fault_vfs_remove();
+}
+
+/* A restart while the disk is full: the file is sound and holds the state,
+ * only the write at open fails. The store opens on it, says it is failing,
+ * and works again once a write goes through; an I/O error is refused. */
+static void test_open_on_a_full_disk_serves_what_it_holds(void **state)
+{
+	fixture *f = *state;
+	make_rollout_db(f);
+	fv.fault = SQLITE_FULL;
+	store *s = open_ok(f);
+	const char *why = NULL;
+	assert_true(store_failing(s, &why));
+	assert_non_null(strstr(why, "full"));
+	assert_false(store_damaged(s, NULL));
+	store_record out;
+	char err[512] = "";
+	assert_int_equal(store_load(s, "podinfo", &out, err, sizeof err), 1);
+	assert_int_equal(out.st.weight, 40);
+	assert_int_equal(store_commit(s, "podinfo", &out, NULL, NULL, 0, 9, err, sizeof err),
+	                 STORE_RETRY);
+	fv.fault = 0;
+	commit_ok(s, "podinfo", &out, NULL, 0, 10);
+	assert_false(store_failing(s, NULL));
+	store_record_release(&out);
+	store_close(s);
+	f->st = NULL;
+
+	fv.fault = SQLITE_IOERR_WRITE;
+	s = NULL;
+	assert_int_equal(store_open(f->data, &s, err, sizeof err), -1);
+	assert_null(s);
+	assert_non_null(strstr(err, "cannot write to database"));
+	fv.fault = 0;
 }
 
 /* Pages garbled under a running store, found by the next write that reads
@@ -1135,6 +1172,7 @@ static void test_events_keep_their_own_times(void **state)
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define TF(fn) cmocka_unit_test_setup_teardown(fn, setup_fault, teardown_fault)
 
 int main(void)
 {
@@ -1160,8 +1198,9 @@ int main(void)
 		T(test_open_refuses_a_log_without_its_database),
 		T(test_new_database_is_made_whole_then_named),
 		T(test_open_after_a_kill_checks_and_keeps_the_wal),
-		T(test_full_disk_is_retried_and_not_latched),
-		T(test_io_error_latches_and_nothing_more_is_written),
+		TF(test_full_disk_is_retried_and_not_latched),
+		TF(test_io_error_latches_and_nothing_more_is_written),
+		TF(test_open_on_a_full_disk_serves_what_it_holds),
 		T(test_corruption_found_while_running_latches),
 		T(test_moved_database_latches_and_is_left_alone),
 		T(test_events_keep_their_own_times),
