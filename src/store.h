@@ -11,9 +11,12 @@
  * and renames it into place once its schema is written, so an existing file
  * that is empty, holds no canaryd schema, fails PRAGMA quick_check or cannot
  * be written is refused, naming the file and what to do, and is left as it
- * was. quick_check reads the whole file once: 0.3 s for a database of one
- * million events (198 MB) in the page cache, 3.8 s from a cold virtual disk
- * (tests/chaos/quick_check_cost.py).
+ * was. quick_check reads the whole file once, so its cost follows the
+ * history's size: for one million events (198 MB), 0.3 s with the file in
+ * the page cache and 3.8 s from a cold virtual disk (52 MB/s) on an idle
+ * 2-core machine, about four times that with the machine loaded
+ * (tests/chaos/quick_check_cost.py). A start is rare; starting on a damaged
+ * file is what the check prevents.
  *
  * Failures while running come in two kinds. STORE_RETRY: the write did not
  * happen but may later (disk full, quota, the file locked by another
