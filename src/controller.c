@@ -94,7 +94,9 @@ typedef struct canary_rt {
 	int n_unsaved;
 	uint64_t unsaved_dropped;   /* events dropped from the full queue */
 	int config_rollout_waits;   /* the configured rollout could not be saved:
-	                             * started once the database takes writes */
+	                             * started once the database takes writes,
+	                             * unless another rollout started meanwhile */
+	uint64_t config_rollout_over; /* rollout_started_ms it would replace */
 } canary_rt;
 
 typedef struct retired {
@@ -465,12 +467,15 @@ static int db_may_write(ctl *c)
 }
 
 /* Writes rt->st and the endpoint sets with the unsaved events of <rt> and
- * then <events> (stamped now), unless the database may not be tried now.
- * Returns 0 when written (rt is then saved), -1 with <dberr> filled. */
-static int save(canary_rt *rt, const eng_event *events, int n_events, char *dberr,
-                size_t errlen)
+ * then <events> (stamped now), unless the database may not be tried now
+ * (with <now_anyway>, a failing one is tried whatever the backoff). Returns
+ * 0 when written (rt is then saved), -1 with <dberr> filled. */
+static int save(canary_rt *rt, const eng_event *events, int n_events, int now_anyway,
+                char *dberr, size_t errlen)
 {
 	ctl *c = rt->owner;
+	if (now_anyway && c->dbh.state == DB_FAILING)
+		c->dbh.retry_at = 0;
 	if (!db_may_write(c)) {
 		snprintf(dberr, errlen, "%s", c->dbh.why);
 		return -1;
@@ -569,12 +574,12 @@ static void flush_unsaved(ctl *c, int force)
 		if (!rt || !rt->unsaved || !db_may_write(c))
 			continue;
 		char dberr[320];
-		save(rt, NULL, 0, dberr, sizeof dberr);
+		save(rt, NULL, 0, 0, dberr, sizeof dberr);
 		tried = 1;
 	}
 	if (!tried && c->dbh.state == DB_FAILING && c->n && c->rt[0] && db_may_write(c)) {
 		char dberr[320];
-		save(c->rt[0], NULL, 0, dberr, sizeof dberr);
+		save(c->rt[0], NULL, 0, 0, dberr, sizeof dberr);
 	}
 }
 
@@ -582,7 +587,9 @@ static void flush_unsaved(ctl *c, int force)
  * events, then applies it to traffic. When the database refuses the write,
  * a change that protects users is applied unsaved (0 is returned), any
  * other is undone, state and endpoint sets, and -1 returned with <err>
- * (when not NULL) filled. */
+ * (when not NULL) filled. A caller that waits for the answer (<err> given:
+ * an operator's command, a new canary) gets a real attempt even while the
+ * database is backing off; the tick's own changes wait for the backoff. */
 static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
                   char *err, size_t errlen)
 {
@@ -598,7 +605,7 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	}
 	char dberr[320];
 	int was_unsaved = rt->unsaved;
-	if (save(rt, out->events, out->n_events, dberr, sizeof dberr) < 0) {
+	if (save(rt, out->events, out->n_events, err != NULL, dberr, sizeof dberr) < 0) {
 		if (!protects(prev, &rt->st, out)) {
 			if (out->promote) {
 				epset_free(&rt->eps[TARGET_STABLE]);
@@ -1033,9 +1040,13 @@ static void on_tick(uv_timer_t *t)
 	for (size_t i = 0; i < c->n; i++) {
 		canary_rt *rt = c->rt[i];
 		char err[512];
-		if (rt->config_rollout_waits && c->dbh.state == DB_OK &&
-		    maybe_start_config_rollout(c, rt, now, err, sizeof err) < 0)
-			log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+		if (rt->config_rollout_waits && c->dbh.state == DB_OK) {
+			/* an operator's rollout since then has the last word */
+			rt->config_rollout_waits = 0;
+			if (rt->st.rollout_started_ms == rt->config_rollout_over &&
+			    maybe_start_config_rollout(c, rt, now, err, sizeof err) < 0)
+				log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+		}
 		tick_one(c, rt, now, now_mono);
 	}
 	retire_sweep(c, now_mono, 0);
@@ -1134,6 +1145,7 @@ static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char 
 				log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits "
 				        "until the database takes writes (%s)", cc->canary_rev, why);
 			rt->config_rollout_waits = 1;
+			rt->config_rollout_over = rt->st.rollout_started_ms;
 		} else {
 			rt->config_rollout_waits = 0;
 			epset_free(&old);

@@ -165,5 +165,34 @@ def test_restart_on_a_full_disk_serves_and_the_configured_rollout_waits():
     assert [e["type"] for e in d.events("shop")].count("rollout-started") == 1
 
 
+def test_an_operator_is_answered_at_once_when_space_is_back():
+    v1, v2 = Upstream("v1"), Upstream("v2")
+    port = free_port()
+    data = os.path.join(tmpdir(), "data")
+    os.mkdir(data)
+    ns = Namespace("mount -t tmpfs -o size=4m tmpfs %s" % data)
+    d = Canaryd(canary_yaml("shop", "127.0.0.1:%d" % port, [v1.addr]), data_dir=data, ns=ns)
+    d.stop(signal.SIGKILL)  # the WAL and its index stay: see above
+    ns.sh("dd if=/dev/zero of=%s/fill bs=64k 2>/dev/null || true" % data)
+    text = canary_yaml("shop", "127.0.0.1:%d" % port, [v1.addr], [v2.addr], interval="300ms",
+                       threshold=100, max_weight=50, step_weight=10)
+    d = Canaryd(text, data_dir=data, ns=ns)
+    # while full, a rollout is refused: it would send traffic to new code
+    rollout = {"revision": "v3", "endpoints": [v2.addr]}
+    st, body = d.api("POST", "/api/v1/canaries/shop/rollout", rollout)
+    assert st >= 500 and "full" in body["error"], (st, body)
+    time.sleep(3.0)  # the backoff grows past a second
+    ns.sh("rm %s/fill" % data)
+    # the operator's call tries the disk now, not at the next retry
+    st, body = d.api("POST", "/api/v1/canaries/shop/rollout", rollout)
+    assert st == 200 and body["canaryRevision"] == "v3" and body["stateSaved"], (st, body)
+    # and the configured rollout that waited does not replace it
+    time.sleep(1.0)
+    s = d.status("shop")
+    assert s["canaryRevision"] == "v3", s
+    starts = [e for e in d.events("shop") if e["type"] == "rollout-started"]
+    assert len(starts) == 1 and "v3" in starts[0]["message"], starts
+
+
 if __name__ == "__main__":
     raise SystemExit(run(globals()))
