@@ -104,7 +104,8 @@ struct store {
 	sqlite3_stmt *q[Q_COUNT];
 	char last_err[256];      /* SQLite's message of the last failed step */
 	int last_rc;             /* and its extended result code */
-	int last_errno;          /* and the system's errno behind it, or 0 */
+	int last_errno;          /* the system's last errno, meaningful for
+	                          * I/O, open and full-disk failures */
 	uint64_t errors;         /* failed SQLite calls since open */
 	int damaged;             /* nothing more is written: see store.h */
 	char damage[320];        /* what was found, with the path */
@@ -453,10 +454,13 @@ static int check_db(store *s, char *err, size_t errlen)
 	int ret = 0;
 	if (rc != SQLITE_DONE) {
 		note_fault(s);
-		if ((s->last_rc & 0xff) == SQLITE_CORRUPT || (s->last_rc & 0xff) == SQLITE_NOTADB)
+		int code = s->last_rc & 0xff;
+		if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
 			damaged_error(s, s->last_err, err, errlen);
-		else if (s->last_errno)
-			/* e.g. no room for the WAL's index on a full disk */
+		else if (s->last_errno && (code == SQLITE_IOERR || code == SQLITE_CANTOPEN ||
+		                           code == SQLITE_FULL))
+			/* e.g. no room for the WAL's index on a full disk (the errno
+			 * of other failures may be an older call's) */
 			snprintf(err, errlen, "cannot read database '%s': %s (%s)", s->path,
 			         s->last_err, strerror(s->last_errno));
 		else
