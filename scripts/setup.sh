@@ -14,7 +14,7 @@ build="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlit
 case "$what" in
 build) pkgs="$build" ;;
 demo) pkgs="$build curl python3" ;;
-test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux" ;;
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
 *) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;

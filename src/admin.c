@@ -456,12 +456,20 @@ static void h_healthz(req *r, const char *name, const char *action)
 	respond(r->conn, 200, "text/plain", "ok\n", 3);
 }
 
+/* Not ready while draining, or while the database cannot be written: the
+ * proxies still serve, but rollouts hold and changes go unsaved. */
 static void h_readyz(req *r, const char *name, const char *action)
 {
-	if (r->a->ready)
-		respond(r->conn, 200, "text/plain", "ready\n", 6);
-	else
+	char why[512];
+	if (!r->a->ready) {
 		respond(r->conn, 503, "text/plain", "draining\n", 9);
+	} else if (ctl_store_health(r->a->c, why, sizeof why - 1)) {
+		size_t n = strlen(why);
+		why[n++] = '\n';
+		respond(r->conn, 503, "text/plain", why, n);
+	} else {
+		respond(r->conn, 200, "text/plain", "ready\n", 6);
+	}
 }
 
 extern const char admin_dashboard_html[];

@@ -3,8 +3,34 @@
  * The engine decides; this file carries the decisions out. Every engine
  * call follows one pattern (commit()): keep the previous state, let the
  * engine move, persist the new state and its events in one transaction, and
- * only then touch traffic. When the database refuses the write, the state is
- * put back as it was and traffic is left alone: the next tick decides again. */
+ * only then touch traffic.
+ *
+ * When the database refuses the write (disk full, a damaged file), what
+ * happens to the change depends on which way it moves users:
+ * - A change that sends no more traffic to the canary than now (a rollback,
+ *   an abort, a lower manual weight, a failed check, a pause, an audit-only
+ *   event) takes effect at once anyway: users are protected first. The
+ *   state stays in memory marked unsaved, its events wait in a bounded
+ *   queue per canary (UNSAVED_MAX, the oldest dropped and counted beyond),
+ *   and both are written, with the events' own times, as soon as the
+ *   database takes writes again. A restart before that resumes from the
+ *   last saved state: canaryd says so at shutdown.
+ * - A change that would raise the canary's weight, promote it, or start a
+ *   rollout waits until it is saved: the state is put back (a check that
+ *   was made still counts as made, so the next one is an interval away),
+ *   and the engine decides again once the database works.
+ * So the state in memory, which status shows, is always what traffic does,
+ * and "stateSaved" says whether the database has it yet.
+ *
+ * A failing database is retried with backoff, from STORE_RETRY_FIRST_MS
+ * doubling to STORE_RETRY_MAX_MS, by writing what is unsaved (or, when
+ * nothing is, one canary's state as it stands, to learn whether writes work
+ * again); between attempts nothing touches the disk. A damaged one
+ * (store.h: STORE_DAMAGED) is never written again until canaryd restarts.
+ * Each change of condition (failing, damaged, saved again with the count of
+ * failed attempts) is logged once, /readyz answers 503 with the reason, and
+ * /metrics has canaryd_store_ok, canaryd_store_errors_total and
+ * canaryd_store_unsaved_events. */
 #include "controller.h"
 
 #include <math.h>
@@ -22,6 +48,9 @@
 #define PROBE_EVERY_MS 1000  /* readiness probe period while a rollout runs */
 #define PROBE_TIMEOUT_MS 1000
 #define RETIRE_MAX_MS 30000  /* a retired proxy is closed after this at most */
+#define STORE_RETRY_FIRST_MS 100  /* first retry of a database that failed a write */
+#define STORE_RETRY_MAX_MS 5000   /* the backoff doubles up to this */
+#define UNSAVED_MAX 64            /* events kept per canary while unsaved */
 
 typedef struct epset {
 	char **ep;   /* "HOST:PORT", owned */
@@ -58,6 +87,16 @@ typedef struct canary_rt {
 	} gates[ENG_MAX_METRICS];
 	/* counters for /metrics */
 	uint64_t checks_pass, checks_fail, rollbacks;
+	/* applied to traffic but not in the database yet (head comment) */
+	int unsaved;                /* st differs from the saved state */
+	eng_event *unsaved_ev;      /* UNSAVED_MAX slots, oldest first */
+	uint64_t *unsaved_ms;       /* when each happened (wall clock) */
+	int n_unsaved;
+	uint64_t unsaved_dropped;   /* events dropped from the full queue */
+	int config_rollout_waits;   /* the configured rollout could not be saved:
+	                             * started once the database takes writes,
+	                             * unless another rollout started meanwhile */
+	uint64_t config_rollout_over; /* rollout_started_ms it would replace */
 } canary_rt;
 
 typedef struct retired {
@@ -78,6 +117,15 @@ struct ctl {
 	stats **graveyard;        /* stats of removed canaries (routes may still record) */
 	size_t n_grave;
 	int draining;
+	/* whether the database takes writes (head comment) */
+	struct store_health {
+		enum { DB_OK = 0, DB_FAILING, DB_DAMAGED } state;
+		uint64_t since_ms;    /* monotonic: when the failing began */
+		uint64_t retry_at;    /* monotonic: the next attempt */
+		uint64_t backoff_ms;
+		uint64_t attempts;    /* failed attempts since the failing began */
+		char why[320];        /* the first failure */
+	} dbh;
 };
 
 /* ---- endpoint sets ---- */
@@ -241,6 +289,8 @@ typedef struct hook_call {
 } hook_call;
 
 static void do_check(canary_rt *rt);
+static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
+                                      size_t errlen);
 
 /* Records a notification's result as an audit event (state unchanged). */
 static void audit_hook(canary_rt *rt, const hook_call *hc, int status, const char *error,
@@ -349,9 +399,197 @@ static void apply_traffic(canary_rt *rt)
 	route_set_weight(rt->route, rt->st.weight);
 }
 
+/* ---- the database's health ---- */
+
+static uint64_t unsaved_events(const canary_rt *rt)
+{
+	return (uint64_t)rt->n_unsaved + rt->unsaved_dropped;
+}
+
+/* Enters (or stays in) the failing or damaged condition after a write
+ * returned <rc> (STORE_RETRY or STORE_DAMAGED) with <dberr>; logs only a
+ * change of condition, and schedules the next attempt. */
+static void db_failed(ctl *c, int rc, const char *dberr)
+{
+	struct store_health *h = &c->dbh;
+	uint64_t now = uv_now(c->loop);
+	if (rc == STORE_DAMAGED) {
+		if (h->state == DB_DAMAGED)
+			return;
+		const char *why;
+		store_damaged(c->db, &why);
+		snprintf(h->why, sizeof h->why, "%s", why);
+		h->state = DB_DAMAGED;
+		log_msg(LOG_ERROR, NULL, "%s: the database is damaged or cannot be written any "
+		        "more, nothing more is written to it; traffic stays where it is (rollbacks "
+		        "and aborts still take effect, unsaved); stop canaryd, move '%s' aside and "
+		        "restore a backup or recover it (sqlite3 FILE .recover)",
+		        why, store_path(c->db));
+		return;
+	}
+	if (h->state == DB_OK) {
+		h->state = DB_FAILING;
+		h->since_ms = now;
+		h->attempts = 0;
+		h->backoff_ms = STORE_RETRY_FIRST_MS;
+		snprintf(h->why, sizeof h->why, "%s", dberr);
+		log_msg(LOG_ERROR, NULL, "state not saved: %s; retrying from %dms up to every %ds; "
+		        "meanwhile traffic stays at its split, rollbacks and aborts still take "
+		        "effect (kept in memory until saved), weight increases and promotions wait",
+		        dberr, STORE_RETRY_FIRST_MS, STORE_RETRY_MAX_MS / 1000);
+	} else if (h->attempts > 0) {
+		h->backoff_ms = h->backoff_ms * 2 > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS
+		                                                      : h->backoff_ms * 2;
+	}
+	h->attempts++;
+	h->retry_at = now + h->backoff_ms;
+}
+
+static void db_saved(ctl *c)
+{
+	struct store_health *h = &c->dbh;
+	if (h->state != DB_FAILING)
+		return;
+	log_msg(LOG_WARN, NULL, "state saved again after %llu failed attempt%s over %.1fs",
+	        (unsigned long long)h->attempts, h->attempts == 1 ? "" : "s",
+	        (double)(uv_now(c->loop) - h->since_ms) / 1000.0);
+	memset(h, 0, sizeof *h);
+}
+
+/* May a write be tried now? Not while backing off, never once damaged (a
+ * read elsewhere, e.g. the history, may have found the damage). */
+static int db_may_write(ctl *c)
+{
+	if (c->dbh.state != DB_DAMAGED && store_damaged(c->db, NULL))
+		db_failed(c, STORE_DAMAGED, "");
+	return c->dbh.state == DB_OK ||
+	       (c->dbh.state == DB_FAILING && uv_now(c->loop) >= c->dbh.retry_at);
+}
+
+/* Writes rt->st and the endpoint sets with the unsaved events of <rt> and
+ * then <events> (stamped now), unless the database may not be tried now
+ * (with <now_anyway>, a failing one is tried whatever the backoff). Returns
+ * 0 when written (rt is then saved), -1 with <dberr> filled. */
+static int save(canary_rt *rt, const eng_event *events, int n_events, int now_anyway,
+                char *dberr, size_t errlen)
+{
+	ctl *c = rt->owner;
+	if (now_anyway && c->dbh.state == DB_FAILING)
+		c->dbh.retry_at = 0;
+	if (!db_may_write(c)) {
+		snprintf(dberr, errlen, "%s", c->dbh.why);
+		return -1;
+	}
+	uint64_t now = util_wall_ms();
+	int n = rt->n_unsaved + (rt->unsaved_dropped ? 1 : 0) + n_events;
+	const eng_event *all = events;
+	eng_event *joined = NULL;
+	uint64_t *times = NULL;
+	if (n > n_events) {
+		all = joined = xcalloc((size_t)n, sizeof *joined);
+		times = xcalloc((size_t)n, sizeof *times);
+		int k = 0;
+		if (rt->unsaved_dropped) {
+			/* said first: the events kept are the latest ones */
+			eng_event *ev = &joined[k];
+			snprintf(ev->type, sizeof ev->type, "store");
+			ev->phase = rt->st.phase;
+			ev->weight = rt->st.weight;
+			snprintf(ev->actor, sizeof ev->actor, "canaryd");
+			snprintf(ev->message, sizeof ev->message,
+			         "%llu events were lost while the database could not be written (%.120s)",
+			         (unsigned long long)rt->unsaved_dropped, c->dbh.why);
+			times[k++] = rt->unsaved_ms[0];
+		}
+		for (int i = 0; i < rt->n_unsaved; i++, k++) {
+			joined[k] = rt->unsaved_ev[i];
+			times[k] = rt->unsaved_ms[i];
+		}
+		for (int i = 0; i < n_events; i++, k++) {
+			joined[k] = events[i];
+			times[k] = now;
+		}
+	}
+	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
+	int rc = store_commit(c->db, rt->name, &rec, all, times, n, now, dberr, errlen);
+	free(rec.stable_eps);
+	free(rec.canary_eps);
+	free(joined);
+	free(times);
+	if (rc < 0) {
+		db_failed(c, rc, dberr);
+		return -1;
+	}
+	rt->unsaved = 0;
+	rt->n_unsaved = 0;
+	rt->unsaved_dropped = 0;
+	db_saved(c);
+	return 0;
+}
+
+/* Keeps <out>'s events of a change applied but not saved, the oldest
+ * dropped (and counted) when the queue is full. The caller logs. */
+static void keep_unsaved(canary_rt *rt, const eng_output *out)
+{
+	if (!rt->unsaved_ev) {
+		rt->unsaved_ev = xcalloc(UNSAVED_MAX, sizeof *rt->unsaved_ev);
+		rt->unsaved_ms = xcalloc(UNSAVED_MAX, sizeof *rt->unsaved_ms);
+	}
+	rt->unsaved = 1;
+	uint64_t now = util_wall_ms();
+	for (int i = 0; i < out->n_events; i++) {
+		if (rt->n_unsaved == UNSAVED_MAX) {
+			memmove(rt->unsaved_ev, rt->unsaved_ev + 1, (UNSAVED_MAX - 1) * sizeof *rt->unsaved_ev);
+			memmove(rt->unsaved_ms, rt->unsaved_ms + 1, (UNSAVED_MAX - 1) * sizeof *rt->unsaved_ms);
+			rt->n_unsaved--;
+			rt->unsaved_dropped++;
+		}
+		rt->unsaved_ev[rt->n_unsaved] = out->events[i];
+		rt->unsaved_ms[rt->n_unsaved++] = now;
+	}
+}
+
+/* May a change from <prev> to <next> take effect before it is saved? Only
+ * one that sends no more traffic to new code: no promotion, no higher
+ * weight, no new rollout (see the head comment). */
+static int protects(const eng_state *prev, const eng_state *next, const eng_output *out)
+{
+	return !out->promote && next->weight <= prev->weight &&
+	       strcmp(next->canary_rev, prev->canary_rev) == 0 &&
+	       next->rollout_started_ms == prev->rollout_started_ms;
+}
+
+/* Writes what is unsaved, when the database may be tried (or, with
+ * <force>, at shutdown, whatever the backoff). While failing with nothing
+ * unsaved, the retry writes the first canary's state as it stands. */
+static void flush_unsaved(ctl *c, int force)
+{
+	if (c->dbh.state == DB_DAMAGED || store_damaged(c->db, NULL))
+		return;
+	if (force && c->dbh.state == DB_FAILING)
+		c->dbh.retry_at = 0;
+	int tried = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		if (!rt || !rt->unsaved || !db_may_write(c))
+			continue;
+		char dberr[320];
+		save(rt, NULL, 0, 0, dberr, sizeof dberr);
+		tried = 1;
+	}
+	if (!tried && c->dbh.state == DB_FAILING && c->n && c->rt[0] && db_may_write(c)) {
+		char dberr[320];
+		save(c->rt[0], NULL, 0, 0, dberr, sizeof dberr);
+	}
+}
+
 /* Persists what the engine just did to rt->st (from <prev>) with <out>'s
- * events, then applies it to traffic. On a database error the state (and,
- * for a promotion, the endpoint sets) is restored and -1 returned. */
+ * events, then applies it to traffic. When the database refuses the write,
+ * a change that protects users is applied unsaved (0 is returned), any
+ * other is undone, state and endpoint sets, and -1 returned with <err>
+ * (when not NULL) filled. A caller that waits for the answer (<err> given:
+ * an operator's command, a new canary) gets a real attempt even while the
+ * database is backing off; the tick's own changes wait for the backoff. */
 static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
                   char *err, size_t errlen)
 {
@@ -365,23 +603,27 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		rt->eps[TARGET_CANARY].ep = NULL;
 		rt->eps[TARGET_CANARY].n = 0;
 	}
-	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
-	char dberr[256];
-	int rc = store_commit(rt->owner->db, rt->name, &rec, out->events,
-	                      out->n_events, util_wall_ms(), dberr, sizeof dberr);
-	free(rec.stable_eps);
-	free(rec.canary_eps);
-	if (rc < 0) {
-		if (out->promote) {
-			epset_free(&rt->eps[TARGET_STABLE]);
-			rt->eps[0] = saved[0];
-			rt->eps[1] = saved[1];
+	char dberr[320];
+	int was_unsaved = rt->unsaved;
+	if (save(rt, out->events, out->n_events, err != NULL, dberr, sizeof dberr) < 0) {
+		if (!protects(prev, &rt->st, out)) {
+			if (out->promote) {
+				epset_free(&rt->eps[TARGET_STABLE]);
+				rt->eps[0] = saved[0];
+				rt->eps[1] = saved[1];
+			}
+			uint64_t next_check = rt->st.next_check_ms;
+			rt->st = *prev;
+			/* a check made is made: the next one is an interval away, not
+			 * on the next tick (which would post the gates and query the
+			 * providers again every tick) */
+			if (prev->phase == ENG_PROGRESSING && next_check > prev->next_check_ms)
+				rt->st.next_check_ms = next_check;
+			if (err)
+				snprintf(err, errlen, "state not saved: %s", dberr);
+			return -1;
 		}
-		rt->st = *prev;
-		log_msg(LOG_ERROR, rt->name, "state not saved, change not applied: %s", dberr);
-		if (err)
-			snprintf(err, errlen, "state not saved: %s", dberr);
-		return -1;
+		keep_unsaved(rt, out);
 	}
 	if (out->promote) {
 		epset_free(&saved[TARGET_STABLE]);
@@ -403,6 +645,10 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		}
 		log_event(rt, ev);
 	}
+	if (rt->unsaved && !was_unsaved)
+		log_msg(LOG_WARN, rt->name, "not saved yet: phase %s, weight %d; status shows what "
+		        "traffic does, events wait in memory until the database takes writes",
+		        eng_phase_name(rt->st.phase), rt->st.weight);
 	run_hooks(rt, out);
 	return 0;
 }
@@ -781,14 +1027,28 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	}
 }
 
-/* The tick runs at least every TICK_MS (deadlines, probes, promotions) and
- * exactly when the next check is due, so that checks do not drift. */
+/* The tick runs at least every TICK_MS (deadlines, probes, promotions),
+ * exactly when the next check is due, so that checks do not drift, and when
+ * a failing database is to be tried again. A check that is due but waits
+ * for its gates and provider reads is run by their callback: it needs no
+ * tick (re-arming at 1 ms for it would spin the loop until they answer). */
 static void on_tick(uv_timer_t *t)
 {
 	ctl *c = t->data;
 	uint64_t now = util_wall_ms(), now_mono = uv_now(c->loop);
-	for (size_t i = 0; i < c->n; i++)
-		tick_one(c, c->rt[i], now, now_mono);
+	flush_unsaved(c, 0);
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		char err[512];
+		if (rt->config_rollout_waits && c->dbh.state == DB_OK) {
+			/* an operator's rollout since then has the last word */
+			rt->config_rollout_waits = 0;
+			if (rt->st.rollout_started_ms == rt->config_rollout_over &&
+			    maybe_start_config_rollout(c, rt, now, err, sizeof err) < 0)
+				log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+		}
+		tick_one(c, rt, now, now_mono);
+	}
 	retire_sweep(c, now_mono, 0);
 	uint64_t delay = TICK_MS;
 	now = util_wall_ms();
@@ -796,7 +1056,13 @@ static void on_tick(uv_timer_t *t)
 		const eng_state *st = &c->rt[i]->st;
 		if (st->phase != ENG_PROGRESSING)
 			continue;
-		uint64_t due = st->next_check_ms > now ? st->next_check_ms - now : 1;
+		uint64_t due = st->next_check_ms > now ? st->next_check_ms - now
+		                                       : c->rt[i]->gate_pending ? TICK_MS : 1;
+		if (due < delay)
+			delay = due;
+	}
+	if (c->dbh.state == DB_FAILING) {
+		uint64_t due = c->dbh.retry_at > now_mono ? c->dbh.retry_at - now_mono : 1;
 		if (due < delay)
 			delay = due;
 	}
@@ -826,38 +1092,43 @@ static void rt_free(ctl *c, canary_rt *rt)
 	c->graveyard[c->n_grave++] = rt->stats;
 	for (int t = 0; t < TARGET_COUNT; t++)
 		epset_free(&rt->eps[t]);
+	free(rt->unsaved_ev);
+	free(rt->unsaved_ms);
 	free(rt->listen);
 	free(rt->name);
 	free(rt);
 }
 
 /* Starts a rollout of the configuration's canary section when it names a
- * revision that is neither running nor already ended. */
-static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
+ * revision that is neither running nor already ended. Returns 0, or -1
+ * with <err> filled when the database cannot say whether it ended (then
+ * nothing is started: an unreadable answer is not "no"). */
+static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
+                                      size_t errlen)
 {
 	const cfg_canary *cc = rt->conf;
 	if (!cc->canary_rev || cc->n_canary_eps == 0)
-		return;
+		return 0;
 	if (strcmp(cc->canary_rev, rt->st.stable_rev) == 0)
-		return;
+		return 0;
 	if (eng_active(&rt->st) && strcmp(cc->canary_rev, rt->st.canary_rev) == 0)
-		return;
-	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev);
+		return 0;
+	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev, err, errlen);
 	if (ended != 0) {
 		if (ended > 0)
 			log_msg(LOG_INFO, rt->name,
 			        "revision %s from the configuration already ended, not rolling it out again",
 			        cc->canary_rev);
-		return;
+		return ended < 0 ? -1 : 0;
 	}
 	eng_output *out = xcalloc(1, sizeof *out);
 	eng_state prev = rt->st;
 	epset old = rt->eps[TARGET_CANARY];
 	epset_from(&rt->eps[TARGET_CANARY], cc->canary_eps, cc->n_canary_eps);
 	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = cc->canary_rev, .actor = "config" };
-	char err[256];
-	if (eng_command(&rt->st, &cc->policy, now, &cmd, out, err, sizeof err) < 0) {
-		log_msg(LOG_ERROR, rt->name, "cannot start rollout of %s: %s", cc->canary_rev, err);
+	char why[256];
+	if (eng_command(&rt->st, &cc->policy, now, &cmd, out, why, sizeof why) < 0) {
+		log_msg(LOG_ERROR, rt->name, "cannot start rollout of %s: %s", cc->canary_rev, why);
 		epset_free(&rt->eps[TARGET_CANARY]);
 		rt->eps[TARGET_CANARY] = old;
 	} else {
@@ -866,15 +1137,22 @@ static void maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now)
 		rt->rollout_gen++;
 		rt->pre_rollout_ok = 0;
 		rt->gate_pending = 0;
-		if (commit(rt, &prev, out, NULL, 0) < 0) {
+		if (commit(rt, &prev, out, why, sizeof why) < 0) {
 			epset_free(&rt->eps[TARGET_CANARY]);
 			rt->eps[TARGET_CANARY] = old;
 			apply_traffic(rt);
+			if (!rt->config_rollout_waits)
+				log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits "
+				        "until the database takes writes (%s)", cc->canary_rev, why);
+			rt->config_rollout_waits = 1;
+			rt->config_rollout_over = rt->st.rollout_started_ms;
 		} else {
+			rt->config_rollout_waits = 0;
 			epset_free(&old);
 		}
 	}
 	free(out);
+	return 0;
 }
 
 /* Passive outlier detection reports: an audit event per ejection and per
@@ -1013,10 +1291,15 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 	c->loop = loop;
 	c->db = db;
 	c->conf = conf;
+	const char *why;
+	if (store_failing(db, &why))
+		db_failed(c, STORE_RETRY, why); /* opened on a full disk */
 	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);
-		if (!rt) {
+		if (rt)
+			c->rt[c->n++] = rt;
+		if (!rt || maybe_start_config_rollout(c, rt, util_wall_ms(), err, errlen) < 0) {
 			for (size_t j = 0; j < c->n; j++)
 				rt_free(c, c->rt[j]);
 			c->n = 0;
@@ -1030,11 +1313,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 			free(c);
 			return -1;
 		}
-		c->rt[c->n++] = rt;
 	}
-	uint64_t now = util_wall_ms();
-	for (size_t i = 0; i < c->n; i++)
-		maybe_start_config_rollout(c, c->rt[i], now);
 	c->hk = hooks_new(loop);
 	if (!c->hk)
 		log_msg(LOG_ERROR, NULL, "libcurl could not be initialised: webhooks will fail");
@@ -1077,6 +1356,9 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < c->n; i++)
 		if (!cfg_find(conf, c->rt[i]->name)) {
 			log_msg(LOG_INFO, c->rt[i]->name, "removed by the new configuration");
+			if (c->rt[i]->unsaved)
+				log_msg(LOG_ERROR, c->rt[i]->name, "%llu unsaved events are lost with it",
+				        (unsigned long long)unsaved_events(c->rt[i]));
 			rt_free(c, c->rt[i]);
 			c->rt[i] = NULL;
 		}
@@ -1121,8 +1403,11 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 	c->n = nn;
 	cfg_free(c->conf);
 	c->conf = conf;
-	for (size_t i = 0; i < c->n; i++)
-		maybe_start_config_rollout(c, c->rt[i], now);
+	for (size_t i = 0; i < c->n; i++) {
+		char e2[512];
+		if (maybe_start_config_rollout(c, c->rt[i], now, e2, sizeof e2) < 0)
+			log_msg(LOG_ERROR, c->rt[i]->name, "configured rollout not started: %s", e2);
+	}
 	free(fresh);
 	return 0;
 }
@@ -1151,6 +1436,9 @@ static json_t *status_json(const canary_rt *rt)
 	json_object_set_new(o, "stableEndpoints", epset_json(&rt->eps[TARGET_STABLE]));
 	json_object_set_new(o, "canaryEndpoints", epset_json(&rt->eps[TARGET_CANARY]));
 	json_object_set_new(o, "canaryReady", json_boolean(rt->ready));
+	/* status is what traffic does; this says whether the database has it */
+	json_object_set_new(o, "stateSaved", json_boolean(!rt->unsaved));
+	json_object_set_new(o, "unsavedEvents", json_integer((json_int_t)unsaved_events(rt)));
 	json_t *a = json_object();
 	util_format_duration(p->interval_ms, dur, sizeof dur);
 	json_object_set_new(a, "interval", json_string(dur));
@@ -1404,6 +1692,39 @@ void ctl_metrics(ctl *c, buf *out)
 	for (size_t i = 0; i < c->n; i++)
 		buf_printf(out, "canaryd_rollbacks_total{canary=\"%s\"} %llu\n", c->rt[i]->name,
 		           (unsigned long long)c->rt[i]->rollbacks);
+	buf_printf(out, "# HELP canaryd_store_ok 1 while the database takes writes, 0 while "
+	                "they fail (disk full, a damaged file).\n"
+	                "# TYPE canaryd_store_ok gauge\n"
+	                "canaryd_store_ok %d\n"
+	                "# HELP canaryd_store_errors_total Database reads and writes that failed.\n"
+	                "# TYPE canaryd_store_errors_total counter\n"
+	                "canaryd_store_errors_total %llu\n"
+	                "# HELP canaryd_store_unsaved_events Audit events applied to traffic but "
+	                "not yet written to the database.\n"
+	                "# TYPE canaryd_store_unsaved_events gauge\n",
+	           c->dbh.state == DB_OK && !store_damaged(c->db, NULL),
+	           (unsigned long long)store_errors(c->db));
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_store_unsaved_events{canary=\"%s\"} %llu\n", c->rt[i]->name,
+		           (unsigned long long)unsaved_events(c->rt[i]));
+}
+
+int ctl_store_health(ctl *c, char *why, size_t n)
+{
+	const char *damage;
+	if (store_damaged(c->db, &damage)) {
+		snprintf(why, n, "database damaged, nothing is saved: %s", damage);
+		return 1;
+	}
+	if (c->dbh.state != DB_FAILING)
+		return 0;
+	uint64_t unsaved = 0;
+	for (size_t i = 0; i < c->n; i++)
+		unsaved += unsaved_events(c->rt[i]);
+	snprintf(why, n, "state not saved for %.1fs (%llu failed attempts, %llu events unsaved): %s",
+	         (double)(uv_now(c->loop) - c->dbh.since_ms) / 1000.0,
+	         (unsigned long long)c->dbh.attempts, (unsigned long long)unsaved, c->dbh.why);
+	return 1;
 }
 
 /* ---- shutdown ---- */
@@ -1436,8 +1757,24 @@ static void tick_closed(uv_handle_t *h)
 	free(c);
 }
 
+/* At shutdown: a last try to save what is unsaved, and a word about what
+ * is lost when that fails too. */
+static void save_at_exit(ctl *c)
+{
+	flush_unsaved(c, 1);
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		if (rt->unsaved)
+			log_msg(LOG_ERROR, rt->name, "exiting with unsaved state (phase %s, weight %d, "
+			        "%llu events): lost; the next start resumes from the last saved state",
+			        eng_phase_name(rt->st.phase), rt->st.weight,
+			        (unsigned long long)unsaved_events(rt));
+	}
+}
+
 void ctl_close(ctl *c)
 {
+	save_at_exit(c);
 	uv_timer_stop(&c->tick);
 	hooks_free(c->hk, free);
 	c->hk = NULL;

@@ -53,6 +53,10 @@ int ctl_has(ctl *c, const char *name);
 /* Appends the Prometheus exposition of every canary to <out>. */
 void ctl_metrics(ctl *c, buf *out);
 
+/* 0 while the database takes writes; 1 while writes fail (backing off) or
+ * after it was found damaged, with <why> filled for /readyz. */
+int ctl_store_health(ctl *c, char *why, size_t n);
+
 /* Stops accepting new proxy connections (SIGTERM). */
 void ctl_drain(ctl *c);
 /* Requests in flight over all proxies. */

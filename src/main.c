@@ -223,7 +223,7 @@ int main(int argc, char **argv)
 		}
 		aopts.max_conns = (unsigned)n;
 	}
-	char err[512];
+	char err[1024];
 	if (!check && admin_check_addr(admin_addr, token_file != NULL, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		return 2;

@@ -6,6 +6,8 @@
 #include "store.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -13,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "util.h"
@@ -100,7 +103,89 @@ struct store {
 	char *path;              /* DIR/canaryd.db, for messages */
 	sqlite3_stmt *q[Q_COUNT];
 	char last_err[256];      /* SQLite's message of the last failed step */
+	int last_rc;             /* and its extended result code */
+	int last_errno;          /* the system's last errno, meaningful for
+	                          * I/O, open and full-disk failures */
+	uint64_t errors;         /* failed SQLite calls since open */
+	int damaged;             /* nothing more is written: see store.h */
+	char damage[320];        /* what was found, with the path */
+	int failing;             /* the last write failed and may work later */
+	char failing_why[320];
 };
+
+/* ---- faults ---- */
+
+/* What to tell an operator whose database is damaged. The sqlite3 shell's
+ * .recover needs a build with the dbpage table (Debian 12's has none: its
+ * .dump then shows what is readable). */
+#define DAMAGE_ADVICE \
+	"refusing to start rather than take it for no state: move it aside (with " \
+	"any -wal and -shm file beside it), then restore a backup or recover what " \
+	"is readable with 'sqlite3 OLD .recover | sqlite3 %s' (or .dump)"
+
+/* Is <rc> (extended) with system errno <e> damage rather than a write that
+ * may work later? A full disk or quota may empty again and a lock is let go;
+ * a corrupt page, an I/O error (a read-only remount, a failing disk) or a
+ * file that became read-only, was moved or cannot be reopened stays. */
+static int is_damage(int rc, int e)
+{
+	switch (rc & 0xff) {
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+	case SQLITE_READONLY:
+	case SQLITE_CANTOPEN:
+	case SQLITE_PERM:
+		return 1;
+	case SQLITE_IOERR:
+		/* a full file system sometimes surfaces as an I/O error */
+		return rc != SQLITE_IOERR_NOMEM && e != ENOSPC && e != EDQUOT;
+	default:
+		return 0;
+	}
+}
+
+/* From now on nothing is written into the file, because of <what>. */
+static void latch_damage(store *s, const char *what)
+{
+	if (s->damaged)
+		return;
+	s->damaged = 1;
+	snprintf(s->damage, sizeof s->damage, "database '%s': %s", s->path, what);
+	/* the last connection checkpoints the WAL into the file when it
+	 * closes: a damaged file must not be written, not even then */
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+}
+
+/* Keeps the last failure of the connection (after a failed call, before
+ * anything else touches it), counts it, and latches damage. Returns
+ * STORE_DAMAGED or STORE_RETRY. */
+static int note_fault(store *s)
+{
+	s->last_rc = sqlite3_extended_errcode(s->db);
+	s->last_errno = sqlite3_system_errno(s->db);
+	snprintf(s->last_err, sizeof s->last_err, "%s", sqlite3_errmsg(s->db));
+	s->errors++;
+	if (is_damage(s->last_rc, s->last_errno))
+		latch_damage(s, s->last_err);
+	return s->damaged ? STORE_DAMAGED : STORE_RETRY;
+}
+
+/* SQLite goes on writing into a database file that was deleted or renamed
+ * while open (and its WAL with it): every later commit would be lost at the
+ * next start without a word. One stat per commit finds it. */
+static int file_moved(store *s)
+{
+	int moved = 0;
+	if (sqlite3_file_control(s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK)
+		return 0;
+	if (moved) {
+		s->errors++;
+		snprintf(s->last_err, sizeof s->last_err,
+		         "the file was moved or deleted while canaryd ran");
+		latch_damage(s, s->last_err);
+	}
+	return moved;
+}
 
 /* ---- opening ---- */
 
@@ -167,42 +252,227 @@ static int exec(store *s, const char *sql, char *err, size_t errlen)
 	return 0;
 }
 
-/* Brings the schema to SCHEMA_VERSION, in one transaction. */
-static int migrate(store *s, char *err, size_t errlen)
+/* Fills <err> for a database that cannot be written, with the reason the
+ * system gives for the file when it gives one. */
+static void readonly_error(store *s, const char *sqlite_msg, char *err, size_t errlen)
+{
+	const char *why = sqlite_msg;
+	if (access(s->path, W_OK) < 0)
+		why = strerror(errno);
+	snprintf(err, errlen, "cannot write to database '%s': %s; canaryd writes its state "
+	         "before it changes traffic and will not start on a database it cannot write",
+	         s->path, why);
+}
+
+/* Reads the schema version into *version, and refuses one that is newer
+ * than ours, or none in an existing (not <fresh>) file. Reads only. */
+static int read_version(store *s, int fresh, int *version, char *err, size_t errlen)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
 		return -1;
 	}
-	int version = 0;
+	*version = 0;
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
-		version = sqlite3_column_int(st, 0);
+		*version = sqlite3_column_int(st, 0);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_ROW) {
 		snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
 		return -1;
 	}
-	if (version > SCHEMA_VERSION) {
+	if (*version > SCHEMA_VERSION) {
 		snprintf(err, errlen,
 		         "database '%s' has schema version %d, newer than this canaryd's %d",
-		         s->path, version, SCHEMA_VERSION);
+		         s->path, *version, SCHEMA_VERSION);
 		return -1;
 	}
-	if (version == SCHEMA_VERSION)
-		return 0;
-	if (exec(s, "BEGIN IMMEDIATE", err, errlen) < 0)
+	if (*version == 0 && !fresh) {
+		/* create_db writes the schema before the file gets its name */
+		snprintf(err, errlen, "database '%s' holds no canaryd schema (user_version 0): "
+		         "it is another program's, or lost its content; canaryd will not "
+		         "start on it; move it aside (a new one is then created)", s->path);
 		return -1;
+	}
+	return 0;
+}
+
+/* Brings the schema from <version> to SCHEMA_VERSION in one transaction,
+ * in a <fresh> database (create_db) or an existing one. An existing file
+ * takes a write here even when its schema is current (the version is
+ * written again): a database that cannot be written is refused at start,
+ * not at the first change of traffic. */
+static int migrate(store *s, int fresh, int version, char *err, size_t errlen)
+{
+	if (exec(s, "BEGIN IMMEDIATE", err, errlen) < 0) {
+		if (!fresh && (sqlite3_extended_errcode(s->db) & 0xff) == SQLITE_READONLY)
+			readonly_error(s, sqlite3_errmsg(s->db), err, errlen);
+		return -1;
+	}
 	char setv[64];
 	snprintf(setv, sizeof setv, "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
 	    (version < 2 && exec(s, schema_v2, err, errlen) < 0) ||
 	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
+		note_fault(s); /* before ROLLBACK resets the connection's error */
+		int code = s->last_rc & 0xff;
+		if (!fresh && (code == SQLITE_READONLY || code == SQLITE_IOERR ||
+		               code == SQLITE_CANTOPEN || code == SQLITE_PERM))
+			readonly_error(s, s->last_err, err, errlen);
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 		return -1;
 	}
 	return 0;
+}
+
+/* Removes <path>; a file that is not there is fine. */
+static int remove_file(const char *path)
+{
+	return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* fsync of <path> (a file or a directory), so that a rename is durable. */
+static int sync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int rc = fsync(fd);
+	close(fd);
+	return rc;
+}
+
+static int open_db(const char *path, int flags, sqlite3 **db, char *err, size_t errlen,
+                   const char *what)
+{
+	int rc = sqlite3_open_v2(path, db, flags, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "%s '%s': %s", what, path,
+		         *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+		sqlite3_close(*db);
+		*db = NULL;
+		return -1;
+	}
+	sqlite3_busy_timeout(*db, 5000);
+	return 0;
+}
+
+/* Creates the database at s->path: built whole as PATH.new (schema, WAL
+ * mode), synced, then renamed into place. A canaryd killed meanwhile leaves
+ * no database, or a complete one, never an empty file that the next start
+ * could not tell from a truncated one. <dir> is the directory. */
+static int create_db(store *s, const char *dir, char *err, size_t errlen)
+{
+	size_t n = strlen(s->path) + 16;
+	char *tmp = xmalloc(n), *side = xmalloc(n);
+	snprintf(tmp, n, "%s.new", s->path);
+	int rc = -1;
+	/* what a killed creation left */
+	static const char *const sides[] = { "", "-journal", "-wal", "-shm" };
+	for (size_t i = 0; i < sizeof sides / sizeof sides[0]; i++) {
+		snprintf(side, n, "%s%s", tmp, sides[i]);
+		if (remove_file(side) < 0) {
+			snprintf(err, errlen, "cannot create database '%s': cannot remove '%s': %s",
+			         s->path, side, strerror(errno));
+			goto out;
+		}
+	}
+	if (open_db(tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->db, err, errlen,
+	            "cannot create database") < 0) {
+		/* SQLite's "unable to open database file" does not say why */
+		if (access(dir, W_OK) < 0)
+			snprintf(err, errlen, "cannot create database '%s': directory '%s': %s",
+			         s->path, dir, strerror(errno));
+		goto out;
+	}
+	char *mode = NULL;
+	if (migrate(s, 1, 0, err, errlen) < 0 ||
+	    sqlite3_exec(s->db, "PRAGMA journal_mode = WAL", NULL, NULL, &mode) != SQLITE_OK) {
+		if (mode)
+			snprintf(err, errlen, "cannot create database '%s': %s", tmp, mode);
+		sqlite3_free(mode);
+		sqlite3_close(s->db);
+		s->db = NULL;
+		remove_file(tmp);
+		goto out;
+	}
+	/* closing the only connection checkpoints the WAL into the file and
+	 * removes the WAL: the file alone is the database */
+	if (sqlite3_close(s->db) != SQLITE_OK) {
+		snprintf(err, errlen, "cannot create database '%s': %s", tmp, sqlite3_errmsg(s->db));
+		sqlite3_close_v2(s->db);
+		s->db = NULL;
+		goto out;
+	}
+	s->db = NULL;
+	if (sync_path(tmp) < 0 || rename(tmp, s->path) < 0 || sync_path(dir) < 0) {
+		snprintf(err, errlen, "cannot create database '%s': %s", s->path, strerror(errno));
+		remove_file(tmp);
+		goto out;
+	}
+	rc = 0;
+out:
+	free(tmp);
+	free(side);
+	return rc;
+}
+
+/* Fills <err> for a database whose reading found damage. */
+static void damaged_error(store *s, const char *found, char *err, size_t errlen)
+{
+	snprintf(err, errlen, "database '%s' is damaged (%.300s); " DAMAGE_ADVICE,
+	         s->path, found, s->path);
+}
+
+/* Appends to <found> the problems of one quick_check answer (lines; the
+ * "*** in database main ***" heading left out), up to three in all. */
+static void add_problems(buf *found, int *n, const char *answer)
+{
+	while (answer && *answer && *n < 3) {
+		size_t len = strcspn(answer, "\n");
+		if (len && strncmp(answer, "***", 3) != 0 && strncmp(answer, "ok", len) != 0) {
+			buf_printf(found, "%s%.*s", *n ? "; " : "", (int)len, answer);
+			(*n)++;
+		}
+		answer += len + (answer[len] == '\n');
+	}
+}
+
+/* PRAGMA quick_check over the whole file (see store.h for its cost).
+ * Returns 0 when the file is sound, or -1 with <err> saying what is wrong. */
+static int check_db(store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *st = NULL;
+	int rc = sqlite3_prepare_v2(s->db, "PRAGMA quick_check(3)", -1, &st, NULL);
+	buf found = BUF_INIT;
+	buf_puts(&found, "");
+	int problems = 0;
+	if (rc == SQLITE_OK)
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+			add_problems(&found, &problems, (const char *)sqlite3_column_text(st, 0));
+	int ret = 0;
+	if (rc != SQLITE_DONE) {
+		note_fault(s);
+		int code = s->last_rc & 0xff;
+		if (code == SQLITE_CORRUPT || code == SQLITE_NOTADB)
+			damaged_error(s, s->last_err, err, errlen);
+		else if (s->last_errno && (code == SQLITE_IOERR || code == SQLITE_CANTOPEN ||
+		                           code == SQLITE_FULL))
+			/* e.g. no room for the WAL's index on a full disk (the errno
+			 * of other failures may be an older call's) */
+			snprintf(err, errlen, "cannot read database '%s': %s (%s)", s->path,
+			         s->last_err, strerror(s->last_errno));
+		else
+			snprintf(err, errlen, "cannot read database '%s': %s", s->path, s->last_err);
+		ret = -1;
+	} else if (problems) {
+		damaged_error(s, found.p, err, errlen);
+		ret = -1;
+	}
+	sqlite3_finalize(st);
+	buf_release(&found);
+	return ret;
 }
 
 int store_open(const char *dir, store **out, char *err, size_t errlen)
@@ -217,14 +487,50 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	s->path = xmalloc(n);
 	snprintf(s->path, n, "%s/%s", dir, DB_FILE);
 
-	int rc = sqlite3_open_v2(s->path, &s->db,
-	                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-	if (rc != SQLITE_OK) {
-		snprintf(err, errlen, "cannot open database '%s': %s", s->path,
-		         s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+	struct stat sb;
+	if (stat(s->path, &sb) < 0) {
+		if (errno != ENOENT) {
+			snprintf(err, errlen, "cannot open database '%s': %s", s->path, strerror(errno));
+			goto fail;
+		}
+		/* the state may be in a log whose database was moved away */
+		char wal[PATH_MAX];
+		snprintf(wal, sizeof wal, "%s-wal", s->path);
+		if (stat(wal, &sb) == 0 && sb.st_size > 0) {
+			snprintf(err, errlen, "database '%s' is missing but its write-ahead log '%s' "
+			         "is not: the database was moved or deleted without it; put the "
+			         "database back, or move the log aside to start with no state",
+			         s->path, wal);
+			goto fail;
+		}
+		if (create_db(s, dir, err, errlen) < 0)
+			goto fail;
+	} else if (!S_ISREG(sb.st_mode)) {
+		snprintf(err, errlen, "cannot open database '%s': not a regular file", s->path);
+		goto fail;
+	} else if (sb.st_size == 0) {
+		/* create_db never leaves an empty file: this one lost its content */
+		snprintf(err, errlen, "database '%s' is empty (0 bytes), which a database made "
+		         "by canaryd never is: it was truncated; " DAMAGE_ADVICE,
+		         s->path, s->path);
 		goto fail;
 	}
-	sqlite3_busy_timeout(s->db, 5000);
+
+	/* never SQLITE_OPEN_CREATE here: a file removed since the stat must
+	 * not come back empty */
+	if (open_db(s->path, SQLITE_OPEN_READWRITE, &s->db, err, errlen,
+	            "cannot open database") < 0)
+		goto fail;
+	/* until the file is known to be sound, closing must not write into it */
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, (int *)NULL);
+	if (sqlite3_db_readonly(s->db, "main") == 1) {
+		/* SQLite falls back to reading a file it may not write */
+		readonly_error(s, "opened read-only", err, errlen);
+		goto fail;
+	}
+	int version;
+	if (check_db(s, err, errlen) < 0 || read_version(s, 0, &version, err, errlen) < 0)
+		goto fail;
 
 	/* journal_mode answers with the mode in force: a database that cannot
 	 * use WAL (some network file systems) says so instead of failing */
@@ -234,7 +540,7 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 		         sqlite3_errmsg(s->db));
 		goto fail;
 	}
-	rc = sqlite3_step(st);
+	int rc = sqlite3_step(st);
 	const char *mode = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : NULL;
 	if (!mode || strcmp(mode, "wal") != 0) {
 		snprintf(err, errlen, "cannot open database '%s': %s", s->path,
@@ -245,8 +551,19 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 	sqlite3_finalize(st);
 	if (exec(s, "PRAGMA synchronous = NORMAL", err, errlen) < 0)
 		goto fail;
-	if (migrate(s, err, errlen) < 0)
-		goto fail;
+	if (migrate(s, 0, version, err, errlen) < 0) {
+		/* a full disk may empty again: on a current schema canaryd can
+		 * serve traffic on the state the file holds and retry its writes
+		 * (store_failing), rather than take the proxy down with it */
+		if (version != SCHEMA_VERSION || (s->last_rc & 0xff) != SQLITE_FULL)
+			goto fail;
+		s->failing = 1;
+		snprintf(s->failing_why, sizeof s->failing_why, "cannot write to '%s': %s",
+		         s->path, s->last_err);
+		log_msg(LOG_WARN, NULL, "%s: starting on the state it holds; changes wait until "
+		        "it takes writes", s->failing_why);
+	}
+	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
 	for (int i = 0; i < Q_COUNT; i++) {
 		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
 		                       &s->q[i], NULL) != SQLITE_OK) {
@@ -284,14 +601,14 @@ void store_record_release(store_record *r)
 
 /* ---- writing ---- */
 
-/* Steps <st> once, which must finish (SQLITE_DONE), and resets it. On
- * failure SQLite's message is kept in s->last_err, as resetting and rolling
- * back may replace it. */
+/* Steps <st> once, which must finish (SQLITE_DONE), and resets it. A
+ * failure is noted (note_fault) before resetting and rolling back may
+ * replace SQLite's message. */
 static int step_done(store *s, sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 	if (rc != SQLITE_DONE)
-		snprintf(s->last_err, sizeof s->last_err, "%s", sqlite3_errmsg(s->db));
+		note_fault(s);
 	sqlite3_reset(st);
 	sqlite3_clear_bindings(st);
 	return rc == SQLITE_DONE ? 0 : -1;
@@ -410,27 +727,34 @@ static int write_rollout_end(store *s, const char *name, const eng_state *st,
 }
 
 int store_commit(store *s, const char *name, const store_record *rec,
-                 const eng_event *events, int n_events, uint64_t now_ms,
-                 char *err, size_t errlen)
+                 const eng_event *events, const uint64_t *event_ms, int n_events,
+                 uint64_t now_ms, char *err, size_t errlen)
 {
-	if (step_done(s, s->q[Q_BEGIN]) < 0) {
-		snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name,
-		         s->path, s->last_err);
-		return -1;
+	if (s->damaged || file_moved(s)) {
+		snprintf(err, errlen, "cannot write canary '%s': %s (nothing more is written "
+		         "to it)", name, s->damage);
+		return STORE_DAMAGED;
 	}
-	int ok = write_state(s, name, rec, now_ms) == 0;
+	int ok = step_done(s, s->q[Q_BEGIN]) == 0;
+	ok = ok && write_state(s, name, rec, now_ms) == 0;
 	for (int i = 0; ok && i < n_events; i++)
-		ok = write_event(s, name, &events[i], now_ms) == 0;
+		ok = write_event(s, name, &events[i], event_ms ? event_ms[i] : now_ms) == 0;
 	ok = ok && write_rollout_end(s, name, &rec->st, now_ms) == 0;
 	ok = ok && step_done(s, s->q[Q_COMMIT]) == 0;
-	if (!ok) {
-		snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name,
-		         s->path, s->last_err);
-		if (!sqlite3_get_autocommit(s->db))
-			step_done(s, s->q[Q_ROLLBACK]);
-		return -1;
+	if (ok) {
+		s->failing = 0;
+		return 0;
 	}
-	return 0;
+	snprintf(err, errlen, "cannot write canary '%s' to '%s': %s", name, s->path,
+	         s->last_err);
+	s->failing = 1;
+	snprintf(s->failing_why, sizeof s->failing_why, "%s", err);
+	/* the rollback's own failure must not hide the first one, nor count */
+	if (!sqlite3_get_autocommit(s->db)) {
+		sqlite3_step(s->q[Q_ROLLBACK]);
+		sqlite3_reset(s->q[Q_ROLLBACK]);
+	}
+	return s->damaged ? STORE_DAMAGED : STORE_RETRY;
 }
 
 /* ---- reading ---- */
@@ -486,8 +810,9 @@ int store_load(store *s, const char *name, store_record *rec,
 			ret = 1;
 		}
 	} else if (rc != SQLITE_DONE) {
+		note_fault(s);
 		snprintf(err, errlen, "cannot read canary '%s' from '%s': %s", name,
-		         s->path, sqlite3_errmsg(s->db));
+		         s->path, s->last_err);
 		ret = -1;
 	}
 	sqlite3_reset(q);
@@ -495,16 +820,19 @@ int store_load(store *s, const char *name, store_record *rec,
 	return ret;
 }
 
-int store_rollout_ended(store *s, const char *name, const char *revision)
+int store_rollout_ended(store *s, const char *name, const char *revision,
+                        char *err, size_t errlen)
 {
 	sqlite3_stmt *q = s->q[Q_ROLLOUT_ENDED];
 	bind_text(q, 1, name);
 	bind_text(q, 2, revision);
 	int rc = sqlite3_step(q);
 	int ret = rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
-	if (ret < 0)
-		log_msg(LOG_ERROR, name, "cannot read rollouts from '%s': %s", s->path,
-		        sqlite3_errmsg(s->db));
+	if (ret < 0) {
+		note_fault(s);
+		snprintf(err, errlen, "cannot read the rollouts of canary '%s' from '%s': %s",
+		         name, s->path, s->last_err);
+	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return ret;
@@ -548,12 +876,36 @@ json_t *store_events(store *s, const char *name, int64_t after_id)
 		json_array_append_new(arr, o);
 	}
 	if (rc != SQLITE_DONE) {
-		log_msg(LOG_ERROR, name, "cannot read events from '%s': %s", s->path,
-		        sqlite3_errmsg(s->db));
+		note_fault(s);
+		log_msg(LOG_ERROR, name, "cannot read events from '%s': %s", s->path, s->last_err);
 		json_decref(arr);
 		arr = NULL;
 	}
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return arr;
+}
+
+int store_damaged(const store *s, const char **why)
+{
+	if (why)
+		*why = s->damaged ? s->damage : "";
+	return s->damaged;
+}
+
+int store_failing(const store *s, const char **why)
+{
+	if (why)
+		*why = s->failing ? s->failing_why : "";
+	return s->failing && !s->damaged;
+}
+
+uint64_t store_errors(const store *s)
+{
+	return s->errors;
+}
+
+const char *store_path(const store *s)
+{
+	return s->path;
 }
