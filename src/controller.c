@@ -1088,8 +1088,9 @@ static void sync_config_stable(canary_rt *rt)
 	free(o);
 }
 
-/* A host name's addresses changed, or it resolved for the first time: the
- * route follows, and what the configuration waited for may be applied. */
+/* A host name's addresses or condition changed (its first lookup ended,
+ * it started or stopped failing): the route follows, and what the
+ * configuration waited for may be applied now, or is logged as waiting. */
 static void on_names_changed(void *arg)
 {
 	canary_rt *rt = arg;

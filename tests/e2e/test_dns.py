@@ -277,14 +277,13 @@ def test_a_name_that_never_resolved_is_retried_sooner():
     port = free_port()
     d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port,
                                [v1.addr, "late.internal:%d" % up_port], refresh="1h"))
-    _wait_for(lambda: "does not resolve" in d.output(), "the failure logged")
+    time.sleep(0.5)   # the first lookup has failed by now
     assert _split(port, 4) == {"v1": 4}
-    s = d.status("web")
-    assert s["hosts"][0]["addresses"] == [] and s["hosts"][0]["error"], s
     hosts.write(["127.0.0.8 late.internal"])
     # retried after 1s, 2s, 4s...: well before the hour of spec.dns.refresh
     _wait_for(lambda: "late" in _split(port, 4), "the name in use", 15)
     assert d.output().count("does not resolve") == 1, d.output()
+    assert d.status("web")["hosts"][0]["addresses"] == ["127.0.0.8"]
 
 
 def test_check_says_what_will_happen_to_host_names():
@@ -332,10 +331,10 @@ def test_the_configurations_rollout_starts_once_its_names_resolve():
     port = free_port()
     d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port, [v1.addr],
                                canary=["v2.internal:%d" % up_port], interval="1h"))
-    _wait_for(lambda: "rollout of v2 from the configuration waits" in d.output(), "the wait")
-    time.sleep(0.5)
+    time.sleep(1.0)   # the first lookup has failed by now
     s = d.status("web")
     assert s["phase"] == "Initialized" and s["canaryEndpoints"] == [], s
+    assert "rollout of v2 from the configuration waits" in d.output(), d.output()
     assert _split(port, 10) == {"v1": 10}
     hosts.write(["127.0.0.7 v2.internal"])
     s = d.wait_phase("web", "Progressing", timeout=15)
@@ -450,6 +449,35 @@ def test_restart_resumes_a_host_name_canary():
     assert s["hosts"][0]["addresses"] == ["127.0.0.7"], s
 
 
+def test_after_a_restart_an_unresolvable_canary_gets_no_more_traffic_by_command():
+    v1 = Upstream("v1")
+    up_port = free_port()
+    IpUpstream("v2", "127.0.0.7", up_port)
+    hosts = Hosts(["127.0.0.7 v2.internal"])
+    port = free_port()
+    d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="1h"))
+    _rollout_v2(d, port, "v2.internal:%d" % up_port, weight=10)
+    d.stop(signal.SIGKILL)
+    hosts.write([])
+    d2 = NsCanaryd(hosts, config_path=d.config_path, data_dir=d.data_dir,
+                   admin_port=d.admin_port)
+    time.sleep(1.0)   # the first lookup has failed by now
+    before = d2.status("web")
+    for args in (("set-weight", "web", "50"), ("promote", "web", "--full")):
+        rc, out, err = d2.ctl(*args)
+        assert rc == 1, (args, rc, out, err)   # 409: the state is fine, DNS is not
+        assert "v2.internal:%d" % up_port in err and "does not resolve" in err, err
+    after = d2.status("web")
+    assert after["canaryWeight"] == 10 and after["phase"] == before["phase"], after
+    assert after["hosts"][0]["addresses"] == [] and after["hosts"][0]["error"], after
+    # what the status says traffic does, it does: nothing reaches v2, and
+    # the canary is not ready (its deadline would roll it back)
+    assert _split(port, 10) == {"v1": 10}
+    _wait_for(lambda: d2.status("web")["canaryReady"] is False, "the canary unready", 5)
+    rc, out, err = d2.ctl("abort", "web")   # rolling back is never refused
+    assert rc == 0, (rc, out, err)
+
+
 def test_reload_to_a_host_name_applies_once_it_resolves_and_fails_nothing():
     v1 = Upstream("v1")
     up_port, a, b, hosts = _two_addresses()
@@ -460,10 +488,10 @@ def test_reload_to_a_host_name_applies_once_it_resolves_and_fails_nothing():
     with open(d.config_path, "w") as f:
         f.write(_yaml("web", "127.0.0.1:%d" % port, ["app.internal:%d" % up_port]))
     d.kill(signal.SIGHUP)
-    _wait_for(lambda: "stable endpoints wait" in d.output(), "the wait logged")
-    # the name does not resolve: traffic and status both stay on v1
     time.sleep(1.0)
+    # the name does not resolve: traffic and status both stay on v1
     assert d.status("web")["stableEndpoints"] == [v1.addr]
+    assert "stable endpoints wait" in d.output(), d.output()
     assert set(load.by_upstream) == {"v1"}, load.by_upstream
     hosts.write(["127.0.0.5 app.internal", "127.0.0.6 app.internal"])
     _wait_for(lambda: d.status("web")["stableEndpoints"] == ["app.internal:%d" % up_port],
