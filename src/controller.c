@@ -43,6 +43,7 @@ typedef struct canary_rt {
 	bool stable_wait_logged;    /* the configuration's stable endpoints wait
 	                             * for host names (logged once) */
 	bool rollout_wait_logged;   /* so does the configuration's rollout */
+	bool promote_wait_logged;   /* and the end of a promotion */
 	stats *stats;
 	route *route;
 	proxy *px;
@@ -717,6 +718,32 @@ static void probe_round(ctl *c, canary_rt *rt, uint64_t now_mono)
 
 /* ---- the tick ---- */
 
+/* The end of a promotion makes the canary's endpoints the stable set. An
+ * endpoint without an address there would leave every request without an
+ * upstream, which can happen only after a restart whose canary names do
+ * not resolve (a running canary keeps its last answer): the promotion then
+ * waits, requests keep going to stable (a target without members gets
+ * none), and it completes once they resolve. Returns whether it waits. */
+static bool promotion_waits(canary_rt *rt)
+{
+	char why[512];
+	bool first;
+	const epset *s = &rt->eps[TARGET_CANARY];
+	if (eps_ready(rt, s->ep, s->n, "canary endpoint", why, sizeof why, &first) < 0) {
+		if (!rt->promote_wait_logged && !first) {
+			log_msg(LOG_WARN, rt->name, "promotion of %s waits: %s; requests keep going to "
+			        "%s meanwhile", rt->st.canary_rev, why, rt->st.stable_rev);
+			rt->promote_wait_logged = true;
+		}
+		return true;
+	}
+	if (rt->promote_wait_logged)
+		log_msg(LOG_INFO, rt->name, "promotion of %s: its endpoints resolve now",
+		        rt->st.canary_rev);
+	rt->promote_wait_logged = false;
+	return false;
+}
+
 static void retire_sweep(ctl *c, uint64_t now_mono, int force)
 {
 	size_t j = 0;
@@ -913,7 +940,10 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	probe_round(c, rt, now_mono);
 	eng_state prev = rt->st;
 	eng_tick(&rt->st, p, now, rt->ready, out);
-	commit(rt, &prev, out, NULL, 0);
+	if (out->promote && promotion_waits(rt))
+		rt->st = prev;   /* held: asked again on the next tick */
+	else
+		commit(rt, &prev, out, NULL, 0);
 	free(out);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
 		observe(rt, now);

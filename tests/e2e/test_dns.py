@@ -478,6 +478,36 @@ def test_after_a_restart_an_unresolvable_canary_gets_no_more_traffic_by_command(
     assert rc == 0, (rc, out, err)
 
 
+def test_a_promotion_waits_for_names_that_do_not_resolve_after_a_restart():
+    v1 = Upstream("v1")
+    up_port = free_port()
+    IpUpstream("v2", "127.0.0.7", up_port)
+    hosts = Hosts(["127.0.0.7 v2.internal"])
+    port = free_port()
+    d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="2s",
+                               threshold=10))
+    rc, out, err = d.ctl("rollout", "web", "--revision", "v2", "--endpoints",
+                         "v2.internal:%d" % up_port)
+    assert rc == 0, (rc, out, err)
+    rc, out, err = d.ctl("promote", "web", "--full")
+    assert rc == 0, (rc, out, err)
+    d.stop(signal.SIGKILL)   # in Promoting: it ends an interval (2s) later
+    hosts.write([])
+    d2 = NsCanaryd(hosts, config_path=d.config_path, data_dir=d.data_dir,
+                   admin_port=d.admin_port)
+    time.sleep(3.0 * SLOW)
+    # the promotion would make stable a name without an address: it waits,
+    # and requests keep being answered by the stable revision
+    s = d2.status("web")
+    assert s["phase"] == "Promoting" and s["stableRevision"] == "v1", s
+    assert _split(port, 6) == {"v1": 6}
+    assert "promotion of v2 waits" in d2.output(), d2.output()
+    hosts.write(["127.0.0.7 v2.internal"])
+    s = d2.wait_phase("web", "Succeeded", timeout=20)
+    assert s["stableRevision"] == "v2", s
+    assert _split(port, 6) == {"v2": 6}
+
+
 def test_reload_to_a_host_name_applies_once_it_resolves_and_fails_nothing():
     v1 = Upstream("v1")
     up_port, a, b, hosts = _two_addresses()
