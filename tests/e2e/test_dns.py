@@ -484,18 +484,18 @@ def test_a_promotion_waits_for_names_that_do_not_resolve_after_a_restart():
     IpUpstream("v2", "127.0.0.7", up_port)
     hosts = Hosts(["127.0.0.7 v2.internal"])
     port = free_port()
-    d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="2s",
+    d = NsCanaryd(hosts, _yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="3s",
                                threshold=10))
     rc, out, err = d.ctl("rollout", "web", "--revision", "v2", "--endpoints",
                          "v2.internal:%d" % up_port)
     assert rc == 0, (rc, out, err)
     rc, out, err = d.ctl("promote", "web", "--full")
     assert rc == 0, (rc, out, err)
-    d.stop(signal.SIGKILL)   # in Promoting: it ends an interval (2s) later
+    d.stop(signal.SIGKILL)   # in Promoting: it ends an interval (3s) later
     hosts.write([])
     d2 = NsCanaryd(hosts, config_path=d.config_path, data_dir=d.data_dir,
                    admin_port=d.admin_port)
-    time.sleep(3.0 * SLOW)
+    time.sleep(3.5 * SLOW)
     # the promotion would make stable a name without an address: it waits,
     # and requests keep being answered by the stable revision
     s = d2.status("web")
