@@ -321,6 +321,12 @@ def test_check_refuses_what_is_neither_address_nor_name():
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
     assert path + ":10:17: spec.stable.endpoints[0]: 'app..internal:9001'" in r.stderr, r.stderr
     assert path + ":10:37: spec.stable.endpoints[1]: '10.0.0.256:80'" in r.stderr, r.stderr
+    with open(path, "w") as f:
+        f.write(_yaml("web", "127.0.0.1:18080", ["app.internal:9001"], refresh="100ms"))
+    r = subprocess.run([CANARYD, "--check", "-c", path], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "spec.dns.refresh: must be a duration from 1s to 24h" in r.stderr, r.stderr
 
 
 def test_the_configurations_rollout_starts_once_its_names_resolve():
