@@ -1270,7 +1270,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 	c->loop = loop;
 	c->db = db;
 	c->conf = conf;
-	c->rsv = rsv_new(loop);
+	c->rsv = rsv_new(loop, RSV_MAX_INFLIGHT);
 	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);

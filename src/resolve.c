@@ -200,12 +200,14 @@ struct rsv {
 	rsv_query *queued, *queued_tail;
 	rsv_query *running;
 	int n_running;
+	int max_running;
 };
 
-rsv *rsv_new(uv_loop_t *loop)
+rsv *rsv_new(uv_loop_t *loop, int max_inflight)
 {
 	rsv *r = xcalloc(1, sizeof *r);
 	r->loop = loop;
+	r->max_running = max_inflight > 0 ? max_inflight : 1;
 	return r;
 }
 
@@ -252,7 +254,7 @@ static int start(rsv *r, rsv_query *q)
  * never in the caller of rsv_lookup. */
 static void pump(rsv *r)
 {
-	while (r->queued && r->n_running < RSV_MAX_INFLIGHT) {
+	while (r->queued && r->n_running < r->max_running) {
 		rsv_query *q = r->queued;
 		r->queued = q->next;
 		if (!r->queued)
@@ -302,7 +304,7 @@ rsv_query *rsv_lookup(rsv *r, const char *host, rsv_done_fn done, void *arg,
 	q->done = done;
 	q->arg = arg;
 	snprintf(q->host, sizeof q->host, "%s", host);
-	if (r->n_running < RSV_MAX_INFLIGHT) {
+	if (r->n_running < r->max_running) {
 		int rc = start(r, q);
 		if (rc < 0) {
 			free(q);

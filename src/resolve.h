@@ -30,7 +30,7 @@
 #define RSV_HOST_LEN 256         /* a host name is at most 253 characters */
 #define RSV_ADDR_LEN 48          /* an address as text, INET6_ADDRSTRLEN + 2 */
 #define RSV_MAX_ADDRS 64         /* addresses kept of one answer */
-#define RSV_MAX_INFLIGHT 2       /* lookups running at once, per resolver */
+#define RSV_MAX_INFLIGHT 2       /* lookups running at once in the daemon */
 #define RSV_RETRY_FIRST_MS 1000  /* first retry of a name that never resolved */
 
 /* ---- endpoints ---- */
@@ -88,8 +88,10 @@ typedef struct rsv_query rsv_query;
  * ...; uv_strerror names it) and <addrs> NULL. */
 typedef void (*rsv_done_fn)(void *arg, int status, const rsv_addrs *addrs);
 
-/* The lookup queue of <loop> (which must outlive it). */
-rsv *rsv_new(uv_loop_t *loop);
+/* The lookup queue of <loop> (which must outlive it): at most <max_inflight>
+ * lookups run at once (RSV_MAX_INFLIGHT in the daemon, where libuv's pool
+ * is shared; more where nothing else needs it). */
+rsv *rsv_new(uv_loop_t *loop, int max_inflight);
 
 /* Frees <r>. Queued lookups are dropped and running ones abandoned: no
  * callback of either is called. NULL is a no-op. */

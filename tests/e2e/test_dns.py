@@ -311,6 +311,28 @@ def test_check_says_what_will_happen_to_host_names():
     assert lines[-1] == path + ": ok (1 canary, 2 host names, 1 not resolving now)", lines
 
 
+def test_check_waits_at_most_5s_for_a_dns_server():
+    dns = Dns({"slow.internal": "127.0.0.7", "quick.internal": "127.0.0.8"}, delay=8.0)
+    try:
+        hosts = Hosts(["127.0.0.9 local.internal"], dns=dns)
+        text = _yaml("web", "127.0.0.1:18080", ["slow.internal:80", "local.internal:80"])
+        path = os.path.join(tmpdir(), "c.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        t0 = time.time()
+        r = subprocess.run(hosts.prefix() + [CANARYD, "--check", "-c", path],
+                           capture_output=True, text=True, timeout=30 * SLOW)
+        took = time.time() - t0
+        assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+        assert took < 5 + 2 * SLOW, took   # not the resolver's 9s timeout
+        assert "'slow.internal:80' is a host name that does not resolve now (no answer " \
+               "within 5000ms)" in r.stdout, r.stdout
+        assert "resolves now to 127.0.0.9" in r.stdout, r.stdout
+        assert not r.stderr, r.stderr   # no sanitizer report either
+    finally:
+        _stop_all_then(dns)
+
+
 def test_check_refuses_what_is_neither_address_nor_name():
     text = canary_yaml("web", "127.0.0.1:18080", ["app..internal:9001", "10.0.0.256:80"])
     path = os.path.join(tmpdir(), "c.yaml")

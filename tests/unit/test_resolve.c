@@ -142,7 +142,7 @@ static void test_lookup_answers_on_the_loop(void **state)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	rsv *r = rsv_new(&loop);
+	rsv *r = rsv_new(&loop, RSV_MAX_INFLIGHT);
 	answers = 0;
 	int st = 0;
 	assert_non_null(rsv_lookup(r, "127.0.0.9", on_done, NULL, &st));
@@ -162,7 +162,7 @@ static void test_queue_runs_everything_and_cancel_silences(void **state)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	rsv *r = rsv_new(&loop);
+	rsv *r = rsv_new(&loop, RSV_MAX_INFLIGHT);
 	answers = 0;
 	int st = 0;
 	enum { N = RSV_MAX_INFLIGHT * 3 };
@@ -188,7 +188,7 @@ static void test_free_abandons_lookups(void **state)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	rsv *r = rsv_new(&loop);
+	rsv *r = rsv_new(&loop, RSV_MAX_INFLIGHT);
 	answers = 0;
 	int st = 0;
 	for (int i = 0; i < RSV_MAX_INFLIGHT + 2; i++)
@@ -210,7 +210,7 @@ static void test_table_resolves_wanted_names(void **state)
 {
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	rsv *r = rsv_new(&loop);
+	rsv *r = rsv_new(&loop, RSV_MAX_INFLIGHT);
 	rsv_table *t = rsv_table_new(r, "demo", 60000, on_change, NULL);
 	changes = 0;
 	rsv_name nm;
