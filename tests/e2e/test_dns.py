@@ -1,11 +1,13 @@
 """Host names in endpoints, and a status that never says what traffic does
 not do.
 
-canaryd runs in a private mount namespace with its own /etc/hosts and an
-nsswitch.conf that says "hosts: files" (unshare -m, then bind mounts: the
-machine's files and mounts are never touched), so that each test decides
-what a name resolves to and changes it while canaryd runs. Upstreams listen
-on 127.0.0.x addresses, all on one port, and name themselves."""
+canaryd runs in a private mount namespace with its own /etc/hosts,
+nsswitch.conf ("hosts: files") and resolv.conf (unshare -m, then bind
+mounts: the machine's files and mounts are never touched), so that each
+test decides what a name resolves to and changes it while canaryd runs.
+Tests that need slow answers add "dns" to nsswitch.conf and run a small
+DNS server of their own on a 127.0.53.x address. Upstreams listen on
+127.0.0.x addresses, all on one port, and name themselves."""
 import json
 import os
 import signal
@@ -25,8 +27,9 @@ CANARYD = os.path.join(BUILD, "canaryd")
 
 
 class Hosts:
-    """A private /etc/hosts (and nsswitch.conf) for canaryd's namespace.
-    Rewritten in place: the bind mount follows the file, not its name."""
+    """A private /etc/hosts (with nsswitch.conf and resolv.conf) for
+    canaryd's namespace. Rewritten in place: the bind mount follows the
+    file, not its name."""
 
     def __init__(self, lines, dns=None):
         d = tmpdir()
