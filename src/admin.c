@@ -78,6 +78,7 @@ typedef struct aconn {
 	int keep;          /* keep the connection after this response */
 	int is_head;       /* the request is HEAD: headers only */
 	size_t consumed;   /* bytes of <in> that the current request used */
+	ctl_call *pending; /* a command waiting for host names: answered later */
 	struct aconn *prev, *next;
 } aconn;
 
@@ -114,6 +115,8 @@ static void conn_close(aconn *cn)
 	if (uv_is_closing((uv_handle_t *)&cn->tcp))
 		return;
 	admin *a = cn->a;
+	ctl_call_cancel(cn->pending);   /* its answer must not reach freed memory */
+	cn->pending = NULL;
 	if (cn->prev)
 		cn->prev->next = cn->next;
 	else
@@ -381,6 +384,17 @@ static void h_events(req *r, const char *name, const char *action)
 	respond_json(r->conn, 200, ev);
 }
 
+/* The end of a command that waited (ctl_command returned 0). */
+static void action_done(void *arg, int status, json_t *res, const char *err)
+{
+	aconn *cn = arg;
+	cn->pending = NULL;
+	if (status == 200)
+		respond_json(cn, 200, res);
+	else
+		respond_error(cn, status, err);
+}
+
 static void h_action(req *r, const char *name, const char *action)
 {
 	const char *actor = authorize(r, 1);
@@ -412,8 +426,18 @@ static void h_action(req *r, const char *name, const char *action)
 	}
 	char err[512] = "";
 	json_t *res = NULL;
-	int st = ctl_command(r->a->c, name, action, body, actor, &res, err, sizeof err);
+	ctl_call *pending = NULL;
+	int st = ctl_command(r->a->c, name, action, body, actor, &res, err, sizeof err,
+	                     action_done, r->conn, &pending);
 	json_decref(body);
+	if (st == 0) {
+		/* the command waits for host name lookups: action_done answers.
+		 * Nothing more is read meanwhile (a pipelined request would be
+		 * parsed again before this one is consumed); a close cancels. */
+		r->conn->pending = pending;
+		uv_read_stop((uv_stream_t *)&r->conn->tcp);
+		return;
+	}
 	if (st == 200)
 		respond_json(r->conn, 200, res);
 	else

@@ -7,6 +7,7 @@
  * templateRefs resolved once the whole stream is read, so that a template may
  * come after the canaries that use it. */
 #include "config.h"
+#include "resolve.h"
 #include "template.h"
 #include "util.h"
 
@@ -828,6 +829,7 @@ static void h_metadata(doc *d, const field *f, const char *path, yaml_node_t *k,
 typedef struct target_in {
 	char *rev;
 	char **eps;
+	cfg_pos *pos;
 	size_t n;
 	yaml_node_t *rev_val;
 } target_in;
@@ -861,6 +863,7 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 	}
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 	t->eps = xcalloc(n, sizeof *t->eps);
+	t->pos = xcalloc(n, sizeof *t->pos);
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
 		char p[PATH_LEN];
@@ -868,6 +871,15 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 		char *s;
 		if (!e || read_hostport(d, p, e, "127.0.0.1:9001", &s) < 0)
 			continue;
+		/* the host is an address or a name getaddrinfo may be asked about */
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(s, host, sizeof host, &port, NULL, why, sizeof why) == RSV_INVALID) {
+			err_at(d->x, e, "%s: %s (an IP address, localhost or a host name such as "
+			       "app.internal:9001)", p, why);
+			free(s);
+			continue;
+		}
 		bool dup = false;
 		for (size_t j = 0; j < t->n && !dup; j++)
 			dup = !strcmp(t->eps[j], s);
@@ -876,6 +888,8 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 			free(s);
 			continue;
 		}
+		t->pos[t->n].line = (int)e->start_mark.line + 1;
+		t->pos[t->n].col = (int)e->start_mark.column + 1;
 		t->eps[t->n++] = s;
 	}
 }
@@ -903,6 +917,7 @@ static void h_stable(doc *d, const field *f, const char *path, yaml_node_t *k,
 	read_target(d, path, k, v, &t);
 	d->c->stable_rev = t.rev;
 	d->c->stable_eps = t.eps;
+	d->c->stable_eps_pos = t.pos;
 	d->c->n_stable_eps = t.n;
 	d->stable_rev_val = t.rev_val;
 }
@@ -914,6 +929,7 @@ static void h_canary(doc *d, const field *f, const char *path, yaml_node_t *k,
 	read_target(d, path, k, v, &t);
 	d->c->canary_rev = t.rev;
 	d->c->canary_eps = t.eps;
+	d->c->canary_eps_pos = t.pos;
 	d->c->n_canary_eps = t.n;
 	d->canary_rev_val = t.rev_val;
 }
@@ -1854,6 +1870,20 @@ static void h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
 	walk_map(d, path, v, alert_fields, N_OF(alert_fields), d->c, seen);
 }
 
+/* spec.dns: how host names in endpoints are kept resolved (resolve.h).
+ * At least 1s: every canary refreshes each of its names on this period,
+ * and a DNS server should not see a query storm from a typo'd interval. */
+static const field dns_fields[] = {
+	{ "refresh", h_duration, F_NATIVE, offsetof(cfg_canary, dns_refresh_ms), 1000, 86400000 },
+};
+
+static void h_dns(doc *d, const field *f, const char *path, yaml_node_t *k,
+                  yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(dns_fields)];
+	walk_map(d, path, v, dns_fields, N_OF(dns_fields), d->c, seen);
+}
+
 static const field spec_fields[] = {
 	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
 	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
@@ -1867,6 +1897,7 @@ static const field spec_fields[] = {
 	{ "limits", h_limits, F_NATIVE, NOSTORE, 0, 0 },
 	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
 	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
+	{ "dns", h_dns, F_NATIVE, NOSTORE, 0, 0 },
 };
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS };
@@ -1938,10 +1969,12 @@ static void canary_release(cfg_canary *c)
 	for (size_t i = 0; i < c->n_stable_eps; i++)
 		free(c->stable_eps[i]);
 	free(c->stable_eps);
+	free(c->stable_eps_pos);
 	free(c->canary_rev);
 	for (size_t i = 0; i < c->n_canary_eps; i++)
 		free(c->canary_eps[i]);
 	free(c->canary_eps);
+	free(c->canary_eps_pos);
 	for (size_t i = 0; i < c->n_webhooks; i++) {
 		free(c->webhooks[i].name);
 		free(c->webhooks[i].type);
@@ -2166,6 +2199,7 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	c.proxy.max_connections = 10000;
 	c.proxy.outlier_errors = 5;
 	c.proxy.outlier_ejection_ms = 30000;
+	c.dns_refresh_ms = 30000;
 	doc d = { .x = x, .c = &c };
 	slot seen[N_OF(top_fields)];
 	walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);

@@ -56,6 +56,11 @@ typedef struct cfg_metric_source {
 	char *template_name;/* the MetricTemplate it came from, or NULL */
 } cfg_metric_source;
 
+/* Where a value is in its file (1-based). */
+typedef struct cfg_pos {
+	int line, col;
+} cfg_pos;
+
 typedef struct cfg_canary {
 	char *name;
 	char *namespace_;      /* Flagger metadata.namespace or NULL */
@@ -63,11 +68,16 @@ typedef struct cfg_canary {
 	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
 	char *listen;          /* builtin router: "HOST:PORT", or NULL */
 	char *stable_rev;      /* may be NULL for Flagger documents */
-	char **stable_eps;     /* "HOST:PORT" strings */
+	char **stable_eps;     /* "HOST:PORT" strings: an IP address, localhost
+	                        * or a host name (resolve.h) */
+	cfg_pos *stable_eps_pos; /* where each is, for --check's notes */
 	size_t n_stable_eps;
 	char *canary_rev;      /* NULL when there is no canary section */
 	char **canary_eps;
+	cfg_pos *canary_eps_pos;
 	size_t n_canary_eps;
+	uint64_t dns_refresh_ms; /* spec.dns.refresh: host names are looked up
+	                          * again this often, 30s */
 	eng_policy policy;     /* spec.analysis + progressDeadlineSeconds */
 	cfg_webhook *webhooks;
 	size_t n_webhooks;

@@ -42,6 +42,7 @@
 #include "log.h"
 #include "provider.h"
 #include "proxy.h"
+#include "resolve.h"
 #include "stats.h"
 
 #define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
@@ -51,6 +52,9 @@
 #define STORE_RETRY_FIRST_MS 100  /* first retry of a database that failed a write */
 #define STORE_RETRY_MAX_MS 5000   /* the backoff doubles up to this */
 #define UNSAVED_MAX 64            /* events kept per canary while unsaved */
+#define CALL_RESOLVE_MS 5000 /* a command waits this long for its host names:
+                              * canaryctl gives up after 10 s, and a command
+                              * it reported as failed must not happen later */
 
 typedef struct epset {
 	char **ep;   /* "HOST:PORT", owned */
@@ -63,6 +67,12 @@ typedef struct canary_rt {
 	const cfg_canary *conf;     /* points into owner->conf */
 	eng_state st;
 	epset eps[TARGET_COUNT];    /* current endpoint sets (persisted) */
+	rsv_table *names;           /* their host names (and the configuration's),
+	                             * kept resolved; the route gets every address */
+	bool stable_wait_logged;    /* the configuration's stable endpoints wait
+	                             * for host names (logged once) */
+	bool rollout_wait_logged;   /* so does the configuration's rollout */
+	bool promote_wait_logged;   /* and the end of a promotion */
 	stats *stats;
 	route *route;
 	proxy *px;
@@ -126,6 +136,8 @@ struct ctl {
 		uint64_t attempts;    /* failed attempts since the failing began */
 		char why[320];        /* the first failure */
 	} dbh;
+	rsv *rsv;                 /* host name lookups */
+	ctl_call *calls;          /* commands waiting for their host names */
 };
 
 /* ---- endpoint sets ---- */
@@ -191,12 +203,151 @@ static void epset_split(epset *s, const char *csv)
 	}
 }
 
+/* Drops from set <target> of <rt> (read from the database) what is not an
+ * endpoint, saying so: the status must not show what traffic cannot use. */
+static void epset_drop_invalid(canary_rt *rt, int target)
+{
+	epset *s = &rt->eps[target];
+	size_t j = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(s->ep[i], host, sizeof host, &port, NULL, why, sizeof why) != RSV_INVALID) {
+			s->ep[j++] = s->ep[i];
+			continue;
+		}
+		log_msg(LOG_ERROR, rt->name, "%s endpoint from the database dropped: %s",
+		        stats_target_name(target), why);
+		free(s->ep[i]);
+	}
+	s->n = j;
+}
+
 static json_t *epset_json(const epset *s)
 {
 	json_t *a = json_array();
 	for (size_t i = 0; i < s->n; i++)
 		json_array_append_new(a, json_string(s->ep[i]));
 	return a;
+}
+
+/* ---- endpoints and their addresses ----
+ *
+ * The endpoint sets (rt->eps) are what the operator wrote: they are what is
+ * persisted, shown and audited. The route gets their members: a numeric
+ * endpoint is one member; a host name is one member per address of its last
+ * good answer (rt->names), and none while it has never resolved. Every
+ * change of a set is checked with eps_ready wherever it can still be refused
+ * or held back (an operator's command, the configuration), so that what is
+ * committed is what the route carries out; apply_traffic cannot fail. */
+
+/* 0 when every endpoint of eps[0..n) can get requests now (numeric, or a
+ * host name with addresses), else -1 with <err> naming the first one that
+ * cannot, <what> first ("canary endpoint"), and *first_lookup (may be NULL)
+ * true when that one is only waiting for its first answer. */
+static int eps_ready(canary_rt *rt, char *const *eps, size_t n, const char *what,
+                     char *err, size_t errlen, bool *first_lookup)
+{
+	if (first_lookup)
+		*first_lookup = false;
+	for (size_t i = 0; i < n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		rsv_kind k = rsv_parse(eps[i], host, sizeof host, &port, NULL, why, sizeof why);
+		if (k == RSV_NUMERIC)
+			continue;
+		if (k == RSV_INVALID) {
+			snprintf(err, errlen, "%s %s", what, why);
+			return -1;
+		}
+		rsv_name nm;
+		int known = rsv_table_find(rt->names, host, &nm);
+		if (known && nm.addrs->n)
+			continue;
+		if (known && nm.error)
+			snprintf(err, errlen, "%s '%s': host name '%s' does not resolve: %s", what,
+			         eps[i], host, nm.error);
+		else
+			snprintf(err, errlen, "%s '%s': host name '%s' has not resolved yet", what,
+			         eps[i], host);
+		if (first_lookup)
+			*first_lookup = !known || !nm.looked_up;
+		return -1;
+	}
+	return 0;
+}
+
+/* The route members of <s> (see above); *n_out of them, to free. */
+static route_member *members_of(canary_rt *rt, const epset *s, size_t *n_out)
+{
+	route_member *m = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		struct sockaddr_storage ss;
+		rsv_kind k = rsv_parse(s->ep[i], host, sizeof host, &port, &ss, why, sizeof why);
+		rsv_name nm;
+		size_t add = k == RSV_NUMERIC ? 1
+		           : k == RSV_NAME && rsv_table_find(rt->names, host, &nm) ? nm.addrs->n : 0;
+		if (n + add > cap) {
+			cap = (n + add) * 2;
+			m = xrealloc(m, cap * sizeof *m);
+		}
+		if (k == RSV_NUMERIC) {
+			memset(&m[n], 0, sizeof m[n]);
+			snprintf(m[n].name, sizeof m[n].name, "%s", s->ep[i]);
+			m[n++].addr = ss;
+			continue;
+		}
+		for (size_t a = 0; a < add; a++) {
+			char ip[RSV_ADDR_LEN];
+			memset(&m[n], 0, sizeof m[n]);
+			m[n].addr = nm.addrs->v[a];
+			rsv_addr_set_port(&m[n].addr, port);
+			rsv_addr_text(&m[n].addr, ip, sizeof ip);
+			/* the operator's name first: logs and the audit say which
+			 * endpoint, the address which of its members */
+			snprintf(m[n].name, sizeof m[n].name, "%s (%s)", s->ep[i], ip);
+			n++;
+		}
+	}
+	*n_out = n;
+	return m;
+}
+
+/* Does the route member named <member> belong to endpoint <ep>? */
+static bool member_of(const char *member, const char *ep)
+{
+	size_t l = strlen(ep);
+	return strncmp(member, ep, l) == 0 && (member[l] == '\0' || strncmp(member + l, " (", 2) == 0);
+}
+
+static void want_hosts(canary_rt *rt, char *const *eps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(eps[i], host, sizeof host, &port, NULL, why, sizeof why) == RSV_NAME)
+			rsv_table_want(rt->names, host);
+	}
+}
+
+/* Keeps resolved the host names of both sets, and those of the
+ * configuration's sets that may yet be applied (a stable set that differs
+ * from the running one, a rollout not started yet); forgets the rest. */
+static void want_names(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	rsv_table_unmark(rt->names);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		want_hosts(rt, rt->eps[t].ep, rt->eps[t].n);
+	if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0)
+		want_hosts(rt, cc->stable_eps, cc->n_stable_eps);
+	if (cc->canary_rev && strcmp(cc->canary_rev, rt->st.stable_rev) != 0 &&
+	    strcmp(cc->canary_rev, rt->st.canary_rev) != 0)
+		want_hosts(rt, cc->canary_eps, cc->n_canary_eps);
+	rsv_table_sweep(rt->names);
 }
 
 /* ---- lookup ---- */
@@ -387,15 +538,22 @@ static void run_hooks(canary_rt *rt, const eng_output *out)
 
 /* ---- persistence, then traffic ---- */
 
+/* Gives the route the members of both endpoint sets, then the weight. It
+ * cannot fail: what could be refused was refused before the commit
+ * (eps_ready), a host name that stops resolving keeps its last answer, and
+ * one that has not resolved yet (after a restart) has no member until it
+ * does, which the status shows ("hosts"). */
 static void apply_traffic(canary_rt *rt)
 {
-	char err[256];
+	want_names(rt);
 	if (!rt->route)
 		return;
-	for (int t = 0; t < TARGET_COUNT; t++)
-		if (route_set_endpoints(rt->route, t, rt->eps[t].ep, rt->eps[t].n,
-		                        err, sizeof err) < 0)
-			log_msg(LOG_ERROR, rt->name, "%s", err);
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		size_t n;
+		route_member *m = members_of(rt, &rt->eps[t], &n);
+		route_set_members(rt->route, t, m, n);
+		free(m);
+	}
 	route_set_weight(rt->route, rt->st.weight);
 }
 
@@ -758,18 +916,10 @@ static void probe_timeout(uv_timer_t *t)
 	probe_finish(t->data, 0);
 }
 
-static int probe_one(ctl *c, canary_rt *rt, const char *ep)
+/* Probes one address of the canary: the route's, so that readiness is
+ * judged on what requests are sent to (every address of a host name). */
+static int probe_one(ctl *c, canary_rt *rt, const struct sockaddr_storage *ss)
 {
-	char host[256];
-	int port;
-	struct sockaddr_storage ss;
-	if (util_parse_hostport(ep, host, sizeof host, &port) < 0)
-		return -1;
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof host, "127.0.0.1");
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) != 0 &&
-	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) != 0)
-		return -1;
 	probe *p = xcalloc(1, sizeof *p);
 	p->c = c;
 	snprintf(p->name, sizeof p->name, "%s", rt->name);
@@ -778,7 +928,7 @@ static int probe_one(ctl *c, canary_rt *rt, const char *ep)
 	uv_timer_init(c->loop, &p->timer);
 	p->closes = 2;
 	p->tcp.data = p->timer.data = p->req.data = p;
-	if (uv_tcp_connect(&p->req, &p->tcp, (struct sockaddr *)&ss, probe_connected) != 0) {
+	if (uv_tcp_connect(&p->req, &p->tcp, (const struct sockaddr *)ss, probe_connected) != 0) {
 		p->done = 1;
 		uv_close((uv_handle_t *)&p->tcp, probe_closed);
 		uv_close((uv_handle_t *)&p->timer, probe_closed);
@@ -800,19 +950,45 @@ static void probe_round(ctl *c, canary_rt *rt, uint64_t now_mono)
 	rt->round_started_ms = now_mono;
 	rt->round_ok = 0;
 	rt->round_pending = 0;
-	const epset *s = &rt->eps[TARGET_CANARY];
-	if (s->n == 0) {
-		rt->ready = 0;
-		return;
-	}
-	for (size_t i = 0; i < s->n; i++)
-		if (probe_one(c, rt, s->ep[i]) == 0)
+	/* a canary whose host names have not resolved has no member: unready */
+	size_t n = route_members(rt->route, TARGET_CANARY, NULL, 0);
+	route_member *m = xcalloc(n ? n : 1, sizeof *m);
+	n = route_members(rt->route, TARGET_CANARY, m, n);
+	for (size_t i = 0; i < n; i++)
+		if (probe_one(c, rt, &m[i].addr) == 0)
 			rt->round_pending++;
+	free(m);
 	if (rt->round_pending == 0)
 		rt->ready = 0;
 }
 
 /* ---- the tick ---- */
+
+/* The end of a promotion makes the canary's endpoints the stable set. An
+ * endpoint without an address there would leave every request without an
+ * upstream, which can happen only after a restart whose canary names do
+ * not resolve (a running canary keeps its last answer): the promotion then
+ * waits, requests keep going to stable (a target without members gets
+ * none), and it completes once they resolve. Returns whether it waits. */
+static bool promotion_waits(canary_rt *rt)
+{
+	char why[512];
+	bool first;
+	const epset *s = &rt->eps[TARGET_CANARY];
+	if (eps_ready(rt, s->ep, s->n, "canary endpoint", why, sizeof why, &first) < 0) {
+		if (!rt->promote_wait_logged && !first) {
+			log_msg(LOG_WARN, rt->name, "promotion of %s waits: %s; requests keep going to "
+			        "%s meanwhile", rt->st.canary_rev, why, rt->st.stable_rev);
+			rt->promote_wait_logged = true;
+		}
+		return true;
+	}
+	if (rt->promote_wait_logged)
+		log_msg(LOG_INFO, rt->name, "promotion of %s: its endpoints resolve now",
+		        rt->st.canary_rev);
+	rt->promote_wait_logged = false;
+	return false;
+}
 
 static void retire_sweep(ctl *c, uint64_t now_mono, int force)
 {
@@ -1010,7 +1186,10 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	probe_round(c, rt, now_mono);
 	eng_state prev = rt->st;
 	eng_tick(&rt->st, p, now, rt->ready, out);
-	commit(rt, &prev, out, NULL, 0);
+	if (out->promote && promotion_waits(rt))
+		rt->st = prev;   /* held: asked again on the next tick */
+	else
+		commit(rt, &prev, out, NULL, 0);
 	free(out);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
 		observe(rt, now);
@@ -1090,6 +1269,7 @@ static void rt_free(ctl *c, canary_rt *rt)
 	/* a retired proxy may still record into the stats: keep them */
 	c->graveyard = xrealloc(c->graveyard, (c->n_grave + 1) * sizeof *c->graveyard);
 	c->graveyard[c->n_grave++] = rt->stats;
+	rsv_table_free(rt->names);
 	for (int t = 0; t < TARGET_COUNT; t++)
 		epset_free(&rt->eps[t]);
 	free(rt->unsaved_ev);
@@ -1121,6 +1301,25 @@ static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char 
 			        cc->canary_rev);
 		return ended < 0 ? -1 : 0;
 	}
+	/* a rollout starts only on endpoints requests can reach: it waits for
+	 * its host names (on_names_changed calls again) */
+	char wait[512];
+	bool first;
+	if (eps_ready(rt, cc->canary_eps, cc->n_canary_eps, "canary endpoint", wait,
+	              sizeof wait, &first) < 0) {
+		want_names(rt);
+		/* the first lookup is not news: its failure would be */
+		if (!rt->rollout_wait_logged && !first) {
+			log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits: %s",
+			        cc->canary_rev, wait);
+			rt->rollout_wait_logged = true;
+		}
+		return 0;
+	}
+	if (rt->rollout_wait_logged)
+		log_msg(LOG_INFO, rt->name, "rollout of %s from the configuration: its endpoints "
+		        "resolve now", cc->canary_rev);
+	rt->rollout_wait_logged = false;
 	eng_output *out = xcalloc(1, sizeof *out);
 	eng_state prev = rt->st;
 	epset old = rt->eps[TARGET_CANARY];
@@ -1155,6 +1354,61 @@ static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char 
 	return 0;
 }
 
+/* Applies the configuration's stable endpoints when they differ from the
+ * running ones and the configuration still describes the stable revision.
+ * They are applied once every endpoint can get requests: until then the
+ * running set stays, in traffic and in the status alike. */
+static void sync_config_stable(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	if (!cc->stable_rev || strcmp(cc->stable_rev, rt->st.stable_rev) != 0 ||
+	    epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
+		rt->stable_wait_logged = false;
+		return;
+	}
+	char why[512];
+	bool first;
+	if (eps_ready(rt, cc->stable_eps, cc->n_stable_eps, "stable endpoint", why,
+	              sizeof why, &first) < 0) {
+		want_names(rt);
+		if (!rt->stable_wait_logged && !first) {
+			char *now = epset_join(&rt->eps[TARGET_STABLE]);
+			log_msg(LOG_WARN, rt->name, "the configuration's stable endpoints wait: %s; "
+			        "requests keep going to %s", why, now);
+			free(now);
+			rt->stable_wait_logged = true;
+		}
+		return;
+	}
+	rt->stable_wait_logged = false;
+	epset old = rt->eps[TARGET_STABLE];
+	epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+	eng_output *o = xcalloc(1, sizeof *o);
+	o->changed = true;
+	eng_state prev = rt->st;
+	if (commit(rt, &prev, o, NULL, 0) < 0) {
+		/* not saved: not applied either (commit logged it) */
+		epset_free(&rt->eps[TARGET_STABLE]);
+		rt->eps[TARGET_STABLE] = old;
+	} else {
+		epset_free(&old);
+	}
+	free(o);
+}
+
+/* A host name's addresses or condition changed (its first lookup ended,
+ * it started or stopped failing): the route follows, and what the
+ * configuration waited for may be applied now, or is logged as waiting. */
+static void on_names_changed(void *arg)
+{
+	canary_rt *rt = arg;
+	apply_traffic(rt);
+	sync_config_stable(rt);
+	char err[512];
+	if (maybe_start_config_rollout(rt->owner, rt, util_wall_ms(), err, sizeof err) < 0)
+		log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+}
+
 /* Passive outlier detection reports: an audit event per ejection and per
  * return. The observer's argument is the controller and the canary is
  * found by the endpoint, so a runtime freed by a reload is never touched. */
@@ -1168,7 +1422,7 @@ static void on_outlier(void *arg, int target, const char *endpoint, int ejected,
 			continue;
 		int mine = 0;
 		for (size_t e = 0; e < rt->eps[target].n && !mine; e++)
-			mine = strcmp(rt->eps[target].ep[e], endpoint) == 0;
+			mine = member_of(endpoint, rt->eps[target].ep[e]);
 		if (!mine)
 			continue;
 		eng_output *out = xcalloc(1, sizeof *out);
@@ -1197,12 +1451,14 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 	rt->conf = cc;
 	rt->ready = 1;
 	rt->data_from_sec = uv_now(c->loop) / 1000;
+	rt->names = rsv_table_new(c->rsv, cc->name, cc->dns_refresh_ms, on_names_changed, rt);
 	store_record rec;
 	memset(&rec, 0, sizeof rec);
 	char dberr[256];
 	int found = store_load(c->db, cc->name, &rec, dberr, sizeof dberr);
 	if (found < 0) {
 		snprintf(err, errlen, "canary '%s': %s", cc->name, dberr);
+		rsv_table_free(rt->names);
 		free(rt->name);
 		free(rt);
 		return NULL;
@@ -1211,6 +1467,8 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 		rt->st = rec.st;
 		epset_split(&rt->eps[TARGET_STABLE], rec.stable_eps);
 		epset_split(&rt->eps[TARGET_CANARY], rec.canary_eps);
+		for (int t = 0; t < TARGET_COUNT; t++)
+			epset_drop_invalid(rt, t);
 		/* the configuration may move the stable revision's endpoints */
 		if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
 		    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
@@ -1257,6 +1515,7 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 fail:
 	if (rt->route)
 		route_release(rt->route);
+	rsv_table_free(rt->names);
 	stats_free(rt->stats);
 	for (int t = 0; t < TARGET_COUNT; t++)
 		epset_free(&rt->eps[t]);
@@ -1294,6 +1553,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 	const char *why;
 	if (store_failing(db, &why))
 		db_failed(c, STORE_RETRY, why); /* opened on a full disk */
+	c->rsv = rsv_new(loop, RSV_MAX_INFLIGHT);
 	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);
@@ -1309,6 +1569,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 			free(c->graveyard);
 			free(c->ret);
 			free(c->rt);
+			rsv_free(c->rsv);
 			cfg_free(conf);
 			free(c);
 			return -1;
@@ -1377,16 +1638,9 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 			} else if (rt->px) {
 				proxy_set_config(rt->px, &cc->proxy);
 			}
-			if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
-			    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
-				epset_free(&rt->eps[TARGET_STABLE]);
-				epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
-				eng_output *o = xcalloc(1, sizeof *o);
-				o->changed = true;
-				eng_state prev = rt->st;
-				commit(rt, &prev, o, NULL, 0);
-				free(o);
-			}
+			rsv_table_set_refresh(rt->names, cc->dns_refresh_ms);
+			/* new host names are resolved before they get requests */
+			sync_config_stable(rt);
 		} else {
 			char e2[512];
 			rt = rt_new(c, cc, e2, sizeof e2);
@@ -1405,6 +1659,7 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 	c->conf = conf;
 	for (size_t i = 0; i < c->n; i++) {
 		char e2[512];
+		want_names(c->rt[i]);   /* the configuration's names may have changed */
 		if (maybe_start_config_rollout(c, c->rt[i], now, e2, sizeof e2) < 0)
 			log_msg(LOG_ERROR, c->rt[i]->name, "configured rollout not started: %s", e2);
 	}
@@ -1413,6 +1668,48 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 }
 
 /* ---- status ---- */
+
+/* The host names of the endpoint sets and what they resolve to (the
+ * addresses requests go to), or NULL when there are none. */
+static json_t *hosts_json(const canary_rt *rt)
+{
+	json_t *arr = NULL;
+	rsv_name nm;
+	for (size_t i = 0; rsv_table_at(rt->names, i, &nm); i++) {
+		bool in_set = false;
+		for (int t = 0; t < TARGET_COUNT && !in_set; t++)
+			for (size_t e = 0; e < rt->eps[t].n && !in_set; e++) {
+				char host[RSV_HOST_LEN], why[400];
+				int port;
+				in_set = rsv_parse(rt->eps[t].ep[e], host, sizeof host, &port, NULL, why,
+				                   sizeof why) == RSV_NAME && strcmp(host, nm.host) == 0;
+			}
+		if (!in_set)
+			continue;   /* only wanted by the configuration, not in use */
+		json_t *h = json_object();
+		json_object_set_new(h, "name", json_string(nm.host));
+		json_t *addrs = json_array();
+		for (size_t a = 0; a < nm.addrs->n; a++) {
+			char ip[RSV_ADDR_LEN];
+			rsv_addr_text(&nm.addrs->v[a], ip, sizeof ip);
+			json_array_append_new(addrs, json_string(ip));
+		}
+		json_object_set_new(h, "addresses", addrs);
+		if (nm.resolved_ms) {
+			char ts[40];
+			util_rfc3339(nm.resolved_ms, ts, sizeof ts);
+			json_object_set_new(h, "resolvedAt", json_string(ts));
+		}
+		if (nm.error)
+			json_object_set_new(h, "error", json_string(nm.error));
+		else if (!nm.looked_up)
+			json_object_set_new(h, "error", json_string("not resolved yet"));
+		if (!arr)
+			arr = json_array();
+		json_array_append_new(arr, h);
+	}
+	return arr;
+}
 
 static json_t *status_json(const canary_rt *rt)
 {
@@ -1435,6 +1732,9 @@ static json_t *status_json(const canary_rt *rt)
 		json_object_set_new(o, "listen", json_string(rt->listen));
 	json_object_set_new(o, "stableEndpoints", epset_json(&rt->eps[TARGET_STABLE]));
 	json_object_set_new(o, "canaryEndpoints", epset_json(&rt->eps[TARGET_CANARY]));
+	json_t *hosts = hosts_json(rt);
+	if (hosts)
+		json_object_set_new(o, "hosts", hosts);
 	json_object_set_new(o, "canaryReady", json_boolean(rt->ready));
 	/* status is what traffic does; this says whether the database has it */
 	json_object_set_new(o, "stateSaved", json_boolean(!rt->unsaved));
@@ -1470,6 +1770,8 @@ json_t *ctl_status(ctl *c, const char *name)
 
 /* ---- commands ---- */
 
+/* The rollout's "endpoints": each a valid endpoint (rsv_parse), none twice.
+ * Returns 0 with <out> filled, or -1 with <err>. */
 static int parse_endpoints(const json_t *arr, epset *out, char *err, size_t errlen)
 {
 	if (!json_is_array(arr) || json_array_size(arr) == 0) {
@@ -1481,23 +1783,283 @@ static int parse_endpoints(const json_t *arr, epset *out, char *err, size_t errl
 	out->n = 0;
 	for (size_t i = 0; i < n; i++) {
 		const char *s = json_string_value(json_array_get(arr, i));
-		char host[256];
+		char host[RSV_HOST_LEN], why[400];
 		int port;
-		if (!s || util_parse_hostport(s, host, sizeof host, &port) < 0) {
-			snprintf(err, errlen, "endpoint %zu: '%s' is not HOST:PORT", i + 1, s ? s : "(not a string)");
+		if (!s) {
+			snprintf(err, errlen, "endpoint %zu: not a string", i + 1);
 			epset_free(out);
 			return -1;
 		}
+		if (rsv_parse(s, host, sizeof host, &port, NULL, why, sizeof why) == RSV_INVALID) {
+			snprintf(err, errlen, "endpoint %zu: %s", i + 1, why);
+			epset_free(out);
+			return -1;
+		}
+		for (size_t j = 0; j < out->n; j++)
+			if (strcmp(out->ep[j], s) == 0) {
+				snprintf(err, errlen, "endpoint %zu: '%s' is given twice", i + 1, s);
+				epset_free(out);
+				return -1;
+			}
 		out->ep[out->n++] = xstrdup(s);
 	}
 	return 0;
 }
 
+/* Runs <cmd> on <rt>; for a rollout, <neweps> (taken, or NULL to keep the
+ * canary's set) becomes the canary's endpoint set. The new state is
+ * committed only when the route can carry it out: a command that gives the
+ * canary more traffic, or makes it stable, needs every canary endpoint to
+ * have an address now. Returns the HTTP status, with *result or <err>. */
+static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t **result,
+                       char *err, size_t errlen)
+{
+	ctl *c = rt->owner;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	epset old = rt->eps[TARGET_CANARY];
+	if (neweps)
+		rt->eps[TARGET_CANARY] = *neweps;
+	int status = 200;
+	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), cmd, out, err, errlen) < 0) {
+		status = 409;
+	} else if ((cmd->kind == ENG_CMD_ROLLOUT || rt->st.weight > prev.weight || out->promote ||
+	            rt->st.phase == ENG_PROMOTING) &&
+	           eps_ready(rt, rt->eps[TARGET_CANARY].ep, rt->eps[TARGET_CANARY].n,
+	                     "canary endpoint", err, errlen, NULL) < 0) {
+		/* refused before anything is saved: the state stays as it was */
+		rt->st = prev;
+		status = 409;
+	} else {
+		if (cmd->kind == ENG_CMD_ROLLOUT) {
+			rt->data_from_sec = uv_now(c->loop) / 1000;
+			stats_forget(rt->stats, TARGET_CANARY);
+			rt->rollout_gen++;
+			rt->pre_rollout_ok = 0;
+			rt->gate_pending = 0;
+		}
+		if (commit(rt, &prev, out, err, errlen) < 0)
+			status = 500;
+	}
+	if (neweps) {
+		if (status == 200) {
+			epset_free(&old);
+		} else {
+			epset_free(&rt->eps[TARGET_CANARY]);
+			rt->eps[TARGET_CANARY] = old;
+		}
+		neweps->ep = NULL;
+		neweps->n = 0;
+	}
+	free(out);
+	if (status == 200)
+		*result = status_json(rt);
+	return status;
+}
+
+/* ---- commands that wait for host names ----
+ *
+ * A rollout to host names is run once each name has resolved, with those
+ * answers (put into the canary's table first, so that the route gets
+ * exactly the addresses that were checked), or refused with 422 naming the
+ * endpoint and the resolver's error. The admin connection that asked may
+ * close meanwhile: it cancels its callback (ctl_call_cancel) and the
+ * command completes all the same; a command still waiting when canaryd
+ * stops is answered 503 and not run. */
+
+struct ctl_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	char *revision, *actor;
+	epset eps;                    /* the rollout's endpoints, as given */
+	struct call_name {
+		struct ctl_call *call;
+		char host[RSV_HOST_LEN];
+		rsv_query *q;             /* in flight, or NULL */
+		int status;               /* the lookup's: 0 or a libuv error */
+		rsv_addrs addrs;
+	} *names;
+	size_t n_names, pending;
+	uv_timer_t timer;             /* gives up after CALL_RESOLVE_MS */
+	ctl_done_fn done;             /* NULL once cancelled */
+	void *arg;
+	struct ctl_call *prev, *next; /* in c->calls */
+};
+
+static void call_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Ends <call>: tells its caller (unless cancelled), then frees it. */
+static void call_finish(ctl_call *call, int status, json_t *result, const char *err)
+{
+	ctl *c = call->c;
+	if (call->prev)
+		call->prev->next = call->next;
+	else
+		c->calls = call->next;
+	if (call->next)
+		call->next->prev = call->prev;
+	for (size_t i = 0; i < call->n_names; i++) {
+		rsv_cancel(call->names[i].q);
+		rsv_addrs_release(&call->names[i].addrs);
+	}
+	free(call->names);
+	epset_free(&call->eps);
+	free(call->revision);
+	free(call->actor);
+	uv_timer_stop(&call->timer);
+	uv_close((uv_handle_t *)&call->timer, call_closed);
+	ctl_done_fn done = call->done;
+	call->done = NULL;
+	if (done)
+		done(call->arg, status, result, err);
+	else
+		json_decref(result);
+}
+
+/* The endpoint of the call that names <host>, for messages. */
+static const char *call_endpoint(const ctl_call *call, const char *host)
+{
+	for (size_t i = 0; i < call->eps.n; i++) {
+		char h[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(call->eps.ep[i], h, sizeof h, &port, NULL, why, sizeof why) == RSV_NAME &&
+		    strcmp(h, host) == 0)
+			return call->eps.ep[i];
+	}
+	return host;
+}
+
+/* Every name of <call> has its answer: refuse, or run the command. */
+static void call_complete(ctl_call *call)
+{
+	char err[512] = "";
+	for (size_t i = 0; i < call->n_names; i++) {
+		const struct call_name *nm = &call->names[i];
+		if (nm->status < 0) {
+			snprintf(err, sizeof err, "cannot resolve endpoint '%s': %s; the rollout was not "
+			         "started", call_endpoint(call, nm->host), uv_strerror(nm->status));
+			call_finish(call, 422, NULL, err);
+			return;
+		}
+	}
+	canary_rt *rt = find_rt(call->c, call->canary);
+	if (!rt) {
+		snprintf(err, sizeof err, "no canary named '%s' (removed while its endpoints were "
+		         "being resolved)", call->canary);
+		call_finish(call, 404, NULL, err);
+		return;
+	}
+	bool changed = false;
+	for (size_t i = 0; i < call->n_names; i++)
+		changed |= rsv_table_put(rt->names, call->names[i].host, &call->names[i].addrs);
+	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = call->revision, .actor = call->actor };
+	json_t *res = NULL;
+	int st = run_command(rt, &cmd, &call->eps, &res, err, sizeof err);
+	if (st != 200 && changed)
+		apply_traffic(rt);   /* a name the running sets share has new addresses */
+	call_finish(call, st, res, err);
+}
+
+static void call_name_done(void *arg, int status, const rsv_addrs *addrs)
+{
+	struct call_name *nm = arg;
+	ctl_call *call = nm->call;
+	nm->q = NULL;
+	nm->status = status;
+	if (status == 0)
+		rsv_addrs_copy(&nm->addrs, addrs);
+	if (--call->pending == 0)
+		call_complete(call);
+}
+
+static void call_timeout(uv_timer_t *t)
+{
+	ctl_call *call = t->data;
+	for (size_t i = 0; i < call->n_names; i++) {
+		if (!call->names[i].q)
+			continue;
+		char err[512];
+		snprintf(err, sizeof err, "cannot resolve endpoint '%s': no answer within %dms; the "
+		         "rollout was not started", call_endpoint(call, call->names[i].host),
+		         CALL_RESOLVE_MS);
+		call_finish(call, 422, NULL, err);
+		return;
+	}
+}
+
+/* Starts the lookups of the host names in <eps> for a rollout of <rt>.
+ * Returns 0 with *out (pending), or an HTTP status with <err> when every
+ * lookup failed to start (nothing is then pending). <eps> is taken. */
+static int call_start(canary_rt *rt, const char *revision, const char *actor, epset *eps,
+                      ctl_done_fn done, void *arg, ctl_call **out, char *err, size_t errlen)
+{
+	ctl *c = rt->owner;
+	ctl_call *call = xcalloc(1, sizeof *call);
+	call->c = c;
+	snprintf(call->canary, sizeof call->canary, "%s", rt->name);
+	call->revision = xstrdup(revision);
+	call->actor = xstrdup(actor);
+	call->eps = *eps;
+	eps->ep = NULL;
+	eps->n = 0;
+	call->done = done;
+	call->arg = arg;
+	call->names = xcalloc(call->eps.n, sizeof *call->names);
+	for (size_t i = 0; i < call->eps.n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(call->eps.ep[i], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < call->n_names && !dup; j++)
+			dup = strcmp(call->names[j].host, host) == 0;
+		if (!dup) {
+			call->names[call->n_names].call = call;
+			snprintf(call->names[call->n_names].host, RSV_HOST_LEN, "%s", host);
+			call->n_names++;
+		}
+	}
+	uv_timer_init(c->loop, &call->timer);
+	call->timer.data = call;
+	call->next = c->calls;
+	if (c->calls)
+		c->calls->prev = call;
+	c->calls = call;
+	for (size_t i = 0; i < call->n_names; i++) {
+		struct call_name *nm = &call->names[i];
+		nm->q = rsv_lookup(c->rsv, nm->host, call_name_done, nm, &nm->status);
+		if (nm->q)
+			call->pending++;
+	}
+	if (call->pending == 0) {
+		/* nothing started: answer now, not through <done> */
+		call->done = NULL;
+		snprintf(err, errlen, "cannot resolve endpoint '%s': %s; the rollout was not started",
+		         call_endpoint(call, call->names[0].host), uv_strerror(call->names[0].status));
+		call_finish(call, 422, NULL, err);
+		return 422;
+	}
+	uv_timer_start(&call->timer, call_timeout, CALL_RESOLVE_MS, 0);
+	*out = call;
+	return 0;
+}
+
+void ctl_call_cancel(ctl_call *call)
+{
+	if (call)
+		call->done = NULL;
+}
+
 int ctl_command(ctl *c, const char *name, const char *action,
                 const json_t *body, const char *actor, json_t **result,
-                char *err, size_t errlen)
+                char *err, size_t errlen, ctl_done_fn done, void *arg,
+                ctl_call **pending)
 {
 	*result = NULL;
+	*pending = NULL;
 	canary_rt *rt = find_rt(c, name);
 	if (!rt) {
 		snprintf(err, errlen, "no canary named '%s'", name);
@@ -1554,37 +2116,17 @@ int ctl_command(ctl *c, const char *name, const char *action,
 		snprintf(err, errlen, "unknown action '%s' (rollout, promote, abort, pause, resume, approve, weight)", action);
 		return 404;
 	}
-	eng_output *out = xcalloc(1, sizeof *out);
-	eng_state prev = rt->st;
-	epset old = rt->eps[TARGET_CANARY];
-	if (have_eps)
-		rt->eps[TARGET_CANARY] = neweps;
-	int status = 200;
-	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, err, errlen) < 0) {
-		status = 409;
-	} else {
-		if (cmd.kind == ENG_CMD_ROLLOUT) {
-			rt->data_from_sec = uv_now(c->loop) / 1000;
-			stats_forget(rt->stats, TARGET_CANARY);
-			rt->rollout_gen++;
-			rt->pre_rollout_ok = 0;
-			rt->gate_pending = 0;
-		}
-		if (commit(rt, &prev, out, err, errlen) < 0)
-			status = 500;
-	}
 	if (have_eps) {
-		if (status == 200) {
-			epset_free(&old);
-		} else {
-			epset_free(&rt->eps[TARGET_CANARY]);
-			rt->eps[TARGET_CANARY] = old;
+		for (size_t i = 0; i < neweps.n; i++) {
+			char host[RSV_HOST_LEN], why[400];
+			int port;
+			if (rsv_parse(neweps.ep[i], host, sizeof host, &port, NULL, why, sizeof why) == RSV_NAME)
+				return call_start(rt, cmd.revision, actor, &neweps, done, arg, pending, err,
+				                  errlen);
 		}
 	}
-	free(out);
-	if (status == 200)
-		*result = status_json(rt);
-	return status;
+	/* numeric endpoints only: no resolver on this path */
+	return run_command(rt, &cmd, have_eps ? &neweps : NULL, result, err, errlen);
 }
 
 /* ---- alerts ---- */
@@ -1745,6 +2287,9 @@ size_t ctl_inflight(ctl *c)
 			n += proxy_inflight(c->rt[i]->px);
 	for (size_t i = 0; i < c->n_ret; i++)
 		n += proxy_inflight(c->ret[i].px);
+	/* a command waiting for its host names is answered before the exit */
+	for (const ctl_call *call = c->calls; call; call = call->next)
+		n++;
 	return n;
 }
 
@@ -1778,9 +2323,13 @@ void ctl_close(ctl *c)
 	uv_timer_stop(&c->tick);
 	hooks_free(c->hk, free);
 	c->hk = NULL;
+	while (c->calls)
+		call_finish(c->calls, 503, NULL, "canaryd is shutting down; the command was not run");
 	for (size_t i = 0; i < c->n; i++)
 		rt_free(c, c->rt[i]);
 	c->n = 0;
+	rsv_free(c->rsv);   /* after the tables, which cancel their lookups */
+	c->rsv = NULL;
 	retire_sweep(c, 0, 1);
 	free(c->ret);
 	c->ret = NULL;

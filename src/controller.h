@@ -27,13 +27,34 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
  * running configuration is then kept and <conf> freed). */
 int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen);
 
+/* A command that waits for host name lookups (see ctl_command). */
+typedef struct ctl_call ctl_call;
+
+/* The end of a command that waited: <status> and, for 200, <result> (the
+ * canary's status, owned by the callee) or, otherwise, <err>, as
+ * ctl_command would have returned them. */
+typedef void (*ctl_done_fn)(void *arg, int status, json_t *result, const char *err);
+
 /* An operator command from the API. <action> is one of rollout, promote,
  * abort, pause, resume, approve, weight; <body> its JSON arguments (may be
  * NULL); <actor> who asked. Returns an HTTP status: 200 with *result the
- * canary's status, or 4xx with <err> filled. */
+ * canary's status, or 4xx/5xx with <err> filled.
+ *
+ * A rollout whose endpoints include host names is applied only once they
+ * have resolved (a command that was accepted is a command traffic follows):
+ * ctl_command then returns 0 and sets *pending, and <done>(<arg>, ...) is
+ * called once, later, on the loop, with 200, or 422 naming the endpoint
+ * that did not resolve (within 5 s) and the resolver's error. Until then
+ * <body> and <actor> may go (they are copied). */
 int ctl_command(ctl *c, const char *name, const char *action,
                 const json_t *body, const char *actor, json_t **result,
-                char *err, size_t errlen);
+                char *err, size_t errlen, ctl_done_fn done, void *arg,
+                ctl_call **pending);
+
+/* The caller of a pending command goes away (its connection closed): <done>
+ * will not be called. The command itself still completes as it would have.
+ * NULL is a no-op. */
+void ctl_call_cancel(ctl_call *call);
 
 /* Alertmanager's webhook payload: every firing alert whose labels match a
  * canary (canary=NAME, or all of the canary's spec.alerts.matchers) fails
@@ -59,7 +80,8 @@ int ctl_store_health(ctl *c, char *why, size_t n);
 
 /* Stops accepting new proxy connections (SIGTERM). */
 void ctl_drain(ctl *c);
-/* Requests in flight over all proxies. */
+/* Requests in flight over all proxies, and commands waiting for host
+ * name lookups (answered within 5 s). */
 size_t ctl_inflight(ctl *c);
 
 /* Stops timers and closes every proxy and handle; frees <c> once closed

@@ -3,15 +3,18 @@
  * on one libuv loop until SIGTERM. Only this file exits. */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "admin.h"
 #include "config.h"
 #include "controller.h"
 #include "log.h"
+#include "resolve.h"
 #include "store.h"
 #include "util.h"
 
@@ -64,6 +67,145 @@ static void print_errors(const cfg_errors *e, FILE *f)
 {
 	for (size_t i = 0; i < e->n; i++)
 		fprintf(f, "%s\n", e->msg[i]);
+}
+
+/* ---- --check: what will happen to host names ---- */
+
+#define CHECK_RESOLVE_MS 5000     /* --check waits this long for all its names */
+#define CHECK_NO_ANSWER 1         /* check_name.status: none yet */
+
+typedef struct check_name {
+	char host[RSV_HOST_LEN];
+	int status;                   /* 0, a libuv error, or CHECK_NO_ANSWER */
+	rsv_addrs addrs;
+} check_name;
+
+/* Static: a lookup still running when --check gives up stays reachable
+ * (the process exits without waiting for it). */
+static uv_loop_t check_loop;
+static uv_timer_t check_timer;
+
+static void check_deadline(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+static void check_done(void *arg, int status, const rsv_addrs *addrs)
+{
+	check_name *cn = arg;
+	cn->status = status;
+	if (status == 0)
+		rsv_addrs_copy(&cn->addrs, addrs);
+}
+
+/* Prints, for each endpoint of <conf> that is a host name, when it is
+ * resolved, what happens when that fails, and what it resolves to now
+ * (a warning when it does not). Resolving is what the daemon will do, on
+ * a loop of our own so that the names are looked up together, within
+ * CHECK_RESOLVE_MS in all (a DNS server that does not answer would hold
+ * each for the resolver's timeout). Returns how many do not resolve now. */
+static size_t check_host_names(const char *path, const cfg *conf, size_t *n_names,
+                               bool *abandoned)
+{
+	*abandoned = false;
+	check_name *names = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		for (int t = 0; t < 2; t++) {
+			char **eps = t ? cc->canary_eps : cc->stable_eps;
+			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
+			for (size_t e = 0; e < ne; e++) {
+				char host[RSV_HOST_LEN], why[400];
+				int port;
+				if (rsv_parse(eps[e], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+					continue;
+				bool seen = false;
+				for (size_t k = 0; k < n && !seen; k++)
+					seen = strcmp(names[k].host, host) == 0;
+				if (seen)
+					continue;
+				names = xrealloc(names, (n + 1) * sizeof *names);
+				memset(&names[n], 0, sizeof names[n]);
+				snprintf(names[n].host, sizeof names[n].host, "%s", host);
+				n++;
+			}
+		}
+	}
+	*n_names = n;
+	if (n == 0)
+		return 0;
+	uv_loop_init(&check_loop);
+	rsv *r = rsv_new(&check_loop, 4);   /* libuv's pool: nothing else uses it here */
+	for (size_t k = 0; k < n; k++) {
+		names[k].status = CHECK_NO_ANSWER;
+		rsv_lookup(r, names[k].host, check_done, &names[k], &names[k].status);
+	}
+	uv_timer_init(&check_loop, &check_timer);
+	uv_timer_start(&check_timer, check_deadline, CHECK_RESOLVE_MS, 0);
+	uv_unref((uv_handle_t *)&check_timer);   /* the lookups keep the loop running */
+	uv_run(&check_loop, UV_RUN_DEFAULT);     /* every answer, or the deadline */
+	bool unanswered = false;
+	for (size_t k = 0; k < n; k++)
+		unanswered |= names[k].status == CHECK_NO_ANSWER;
+	rsv_free(r);
+	*abandoned = unanswered;
+	if (!unanswered) {
+		uv_close((uv_handle_t *)&check_timer, NULL);
+		uv_run(&check_loop, UV_RUN_DEFAULT);
+		uv_loop_close(&check_loop);
+	}   /* else lookups still run in the pool: the exit ends them */
+	size_t failing = 0;
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		char every[32], first[32];
+		util_format_duration(cc->dns_refresh_ms, every, sizeof every);
+		util_format_duration(RSV_RETRY_FIRST_MS, first, sizeof first);
+		for (int t = 0; t < 2; t++) {
+			char **eps = t ? cc->canary_eps : cc->stable_eps;
+			const cfg_pos *pos = t ? cc->canary_eps_pos : cc->stable_eps_pos;
+			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
+			for (size_t e = 0; e < ne; e++) {
+				char host[RSV_HOST_LEN], why[400];
+				int port;
+				if (rsv_parse(eps[e], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+					continue;
+				const check_name *nm = NULL;
+				for (size_t k = 0; k < n && !nm; k++)
+					if (strcmp(names[k].host, host) == 0)
+						nm = &names[k];
+				printf("%s:%d:%d: ", path, pos[e].line, pos[e].col);
+				if (nm->status == 0) {
+					char list[1024] = "";
+					rsv_addrs_list(&nm->addrs, 16, list, sizeof list);
+					printf("note: canary '%s': %s endpoint '%s' is a host name: it is looked "
+					       "up when canaryd starts and every %s (spec.dns.refresh), every "
+					       "address it resolves to gets requests, and when a lookup fails "
+					       "requests keep going to the addresses of the last answer; it "
+					       "resolves now to %s\n", cc->name, t ? "canary" : "stable", eps[e],
+					       every, list);
+					continue;
+				}
+				failing++;
+				char cause[128];
+				if (nm->status == CHECK_NO_ANSWER)
+					snprintf(cause, sizeof cause, "no answer within %dms", CHECK_RESOLVE_MS);
+				else
+					snprintf(cause, sizeof cause, "%s", uv_strerror(nm->status));
+				printf("warning: canary '%s': %s endpoint '%s' is a host name that does not "
+				       "resolve now (%s): canaryd will start, look it up again after %s, "
+				       "doubling up to every %s (spec.dns.refresh), and %s until it resolves\n",
+				       cc->name, t ? "canary" : "stable", eps[e], cause,
+				       first, every,
+				       t ? "not start the configuration's rollout"
+				         : "send it no requests");
+			}
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		rsv_addrs_release(&names[k].addrs);
+	free(names);
+	return failing;
 }
 
 static void shutdown_all(daemon_ctx *d)
@@ -238,8 +380,24 @@ int main(int argc, char **argv)
 	}
 	cfg_errors_release(&errs);
 	if (check) {
-		printf("%s: ok (%zu canar%s)\n", config, conf->n_canaries, conf->n_canaries == 1 ? "y" : "ies");
+		size_t n_names = 0;
+		bool abandoned;
+		size_t failing = check_host_names(config, conf, &n_names, &abandoned);
+		if (n_names)
+			printf("%s: ok (%zu canar%s, %zu host name%s, %zu not resolving now)\n", config,
+			       conf->n_canaries, conf->n_canaries == 1 ? "y" : "ies", n_names,
+			       n_names == 1 ? "" : "s", failing);
+		else
+			printf("%s: ok (%zu canar%s)\n", config, conf->n_canaries,
+			       conf->n_canaries == 1 ? "y" : "ies");
 		cfg_free(conf);
+		if (abandoned) {
+			/* a lookup still waits for a DNS server in libuv's pool, and
+			 * libuv's destructor would join that thread at exit(): the
+			 * answer is given, so leave without waiting for it */
+			fflush(stdout);
+			_exit(0);
+		}
 		return 0;
 	}
 

@@ -28,13 +28,14 @@
 
 #include "http.h"
 #include "log.h"
+#include "resolve.h"
 #include "util.h"
 
 #define CBUF HTTP_MAX_HEAD         /* client input: a whole head must fit */
 #define RBUF 16384                 /* upstream input */
 #define HEADBUF (HTTP_MAX_HEAD + 1024) /* a rewritten head: room for added fields */
 #define POOL_MAX 1024              /* idle connections kept per endpoint */
-#define EP_NAME 300
+#define EP_NAME ROUTE_NAME_LEN     /* an endpoint's name in logs */
 #define IO_TRIM_MS 5000            /* period of the free request block trim */
 
 typedef struct upconn upconn;
@@ -69,7 +70,7 @@ typedef struct iobuf {
 typedef struct endpoint {
 	int refs;
 	bool removed;                 /* in no set any more: pool nothing */
-	char name[EP_NAME];           /* "HOST:PORT" as configured */
+	char name[EP_NAME];           /* route_member.name */
 	struct sockaddr_storage addr;
 	upconn *idle[POOL_MAX];       /* keep-alive pool, a LIFO stack */
 	size_t n_idle;
@@ -311,35 +312,32 @@ static void route_unref(route *r)
 
 void route_release(route *r) { route_unref(r); }
 
-static endpoint *route_find_ep(route *r, const char *name)
+/* Same member: same name and same address. The name alone would do today
+ * (a host name's members carry their address in it), but a pooled
+ * connection must never be handed to a member whose address differs. */
+static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	for (int t = 0; t < TARGET_COUNT; t++)
-		for (size_t i = 0; i < r->set[t].n; i++)
-			if (strcmp(r->set[t].v[i]->name, name) == 0)
-				return r->set[t].v[i];
-	return NULL;
+	if (a->ss_family != b->ss_family)
+		return false;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+	return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
 }
 
-/* Resolves "HOST:PORT" (numeric or localhost) into <ss>. */
-static int resolve(const char *hp, struct sockaddr_storage *ss, char *err,
-                   size_t errlen)
+static endpoint *route_find_ep(route *r, const char *name,
+                               const struct sockaddr_storage *addr)
 {
-	char host[256];
-	int port;
-	if (util_parse_hostport(hp, host, sizeof host, &port) < 0) {
-		snprintf(err, errlen, "invalid address '%s': expected HOST:PORT", hp);
-		return -1;
-	}
-	if (strcmp(host, "localhost") == 0)
-		strcpy(host, "127.0.0.1");
-	memset(ss, 0, sizeof *ss);
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	snprintf(err, errlen, "invalid address '%s': host is not a numeric address",
-	         hp);
-	return -1;
+	for (int t = 0; t < TARGET_COUNT; t++)
+		for (size_t i = 0; i < r->set[t].n; i++) {
+			endpoint *ep = r->set[t].v[i];
+			if (strcmp(ep->name, name) == 0 && same_addr(&ep->addr, addr))
+				return ep;
+		}
+	return NULL;
 }
 
 /* Replaces the set of <target> by v[0..n). An endpoint that stays keeps
@@ -350,7 +348,7 @@ static void route_replace(route *r, int target, const epinfo *in, size_t n)
 {
 	endpoint **v = xcalloc(n ? n : 1, sizeof *v);
 	for (size_t i = 0; i < n; i++) {
-		endpoint *ep = route_find_ep(r, in[i].name);
+		endpoint *ep = route_find_ep(r, in[i].name, &in[i].addr);
 		if (!ep) {
 			ep = xcalloc(1, sizeof *ep);
 			snprintf(ep->name, sizeof ep->name, "%s", in[i].name);
@@ -370,14 +368,61 @@ static void route_replace(route *r, int target, const epinfo *in, size_t n)
 	r->set[target].n = n;
 	r->set[target].rr = 0;
 	for (size_t i = 0; i < old.n; i++) {
-		if (!route_find_ep(r, old.v[i]->name))
+		/* gone from both sets: its pooled connections close now, those
+		 * in use once their request is done */
+		if (!route_find_ep(r, old.v[i]->name, &old.v[i]->addr))
 			ep_retire(old.v[i]);
 		ep_unref(old.v[i]);
 	}
 	free(old.v);
 }
 
+/* Parses a numeric "HOST:PORT" (an IP address or localhost: what a
+ * listener binds to) into <ss>. */
+static int resolve(const char *hp, struct sockaddr_storage *ss, char *err,
+                   size_t errlen)
+{
+	char host[RSV_HOST_LEN];
+	int port;
+	rsv_kind k = rsv_parse(hp, host, sizeof host, &port, ss, err, errlen);
+	if (k == RSV_NUMERIC)
+		return 0;
+	if (k == RSV_NAME)
+		snprintf(err, errlen, "invalid address '%s': host is not a numeric address", hp);
+	return -1;
+}
+
 static void hub_publish(struct proxy *hub);
+
+void route_set_members(route *r, int target, const route_member *m, size_t n)
+{
+	if (target < 0 || target >= TARGET_COUNT) {
+		fprintf(stderr, "canaryd: route_set_members: invalid target %d\n", target);
+		abort();
+	}
+	epinfo *in = xcalloc(n ? n : 1, sizeof *in);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(in[i].name, m[i].name, sizeof in[i].name);
+		in[i].name[sizeof in[i].name - 1] = '\0';
+		in[i].addr = m[i].addr;
+	}
+	route_replace(r, target, in, n);
+	free(in);
+	for (size_t i = 0; i < r->n_hubs; i++)
+		hub_publish(r->hubs[i]);
+}
+
+size_t route_members(const route *r, int target, route_member *out, size_t max)
+{
+	if (target < 0 || target >= TARGET_COUNT)
+		return 0;
+	const epset *s = &r->set[target];
+	for (size_t i = 0; i < s->n && i < max; i++) {
+		memcpy(out[i].name, s->v[i]->name, sizeof out[i].name);
+		out[i].addr = s->v[i]->addr;
+	}
+	return s->n;
+}
 
 int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
                         char *err, size_t errlen)
@@ -386,23 +431,24 @@ int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
 		snprintf(err, errlen, "invalid target %d", target);
 		return -1;
 	}
-	epinfo *in = xcalloc(n ? n : 1, sizeof *in);
+	route_member *m = xcalloc(n ? n : 1, sizeof *m);
 	for (size_t i = 0; i < n; i++) {
-		if (strlen(eps[i]) >= EP_NAME) {
-			snprintf(err, errlen, "invalid address '%.40s...': too long", eps[i]);
-			free(in);
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		rsv_kind k = strlen(eps[i]) >= sizeof m[i].name
+		             ? RSV_INVALID
+		             : rsv_parse(eps[i], host, sizeof host, &port, &m[i].addr, why, sizeof why);
+		if (k != RSV_NUMERIC) {
+			snprintf(err, errlen, "invalid address '%.200s': %s", eps[i],
+			         k == RSV_NAME ? "a host name (resolve it first)"
+			                       : "expected HOST:PORT with a numeric host");
+			free(m);
 			return -1;
 		}
-		if (resolve(eps[i], &in[i].addr, err, errlen) < 0) {
-			free(in);
-			return -1;
-		}
-		snprintf(in[i].name, sizeof in[i].name, "%s", eps[i]);
+		snprintf(m[i].name, sizeof m[i].name, "%s", eps[i]);
 	}
-	route_replace(r, target, in, n);
-	free(in);
-	for (size_t i = 0; i < r->n_hubs; i++)
-		hub_publish(r->hubs[i]);
+	route_set_members(r, target, m, n);
+	free(m);
 	return 0;
 }
 

@@ -23,9 +23,33 @@ typedef struct route route;
  * endpoints. */
 route *route_new(const char *name, stats *st);
 
-/* Replaces the endpoints ("HOST:PORT", numeric IPv4/IPv6 or "localhost") of
- * <target> (TARGET_STABLE/TARGET_CANARY). Returns 0, or -1 with <err> filled
- * when an address does not parse (the route is then unchanged). */
+/* One member of an endpoint set: an address requests are sent to, and the
+ * name logs and the observer give it. */
+#define ROUTE_NAME_LEN 320
+typedef struct route_member {
+	char name[ROUTE_NAME_LEN];    /* "HOST:PORT" as configured; for one address
+	                               * of a host name "NAME:PORT (ADDRESS)" */
+	struct sockaddr_storage addr; /* port included */
+} route_member;
+
+/* Replaces the members of <target> (TARGET_STABLE/TARGET_CANARY) by
+ * m[0..n) (copied). A member that stays (same name and address) keeps its
+ * pooled connections and outlier state, also when it moves from one target
+ * to the other (a promotion). It cannot fail: whoever builds the members
+ * (the controller, from its endpoint sets and their host names' answers)
+ * has already checked them, so that a change that was accepted is a change
+ * that is applied. An out-of-range <target> is a programming error and
+ * aborts. */
+void route_set_members(route *r, int target, const route_member *m, size_t n);
+
+/* The members of <target> as requests see them now: copies up to <max>
+ * into <out> and returns how many there are. */
+size_t route_members(const route *r, int target, route_member *out, size_t max);
+
+/* Replaces the endpoints of <target> by <eps>, which must all be numeric
+ * ("HOST:PORT" with an IPv4 or IPv6 address, or "localhost"): a shorthand
+ * for callers that have no host names to resolve. Returns 0, or -1 with
+ * <err> filled when one is not numeric (the route is then unchanged). */
 int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
                         char *err, size_t errlen);
 

@@ -138,6 +138,84 @@ static void test_route_refuses_a_bad_endpoint_and_stays_unchanged(void **state)
 	stats_free(s);
 }
 
+/* ---- the route's members (host names: tests/e2e/test_dns.py) ---- */
+
+static route_member member(const char *name, const char *ip, int port)
+{
+	route_member m;
+	memset(&m, 0, sizeof m);
+	snprintf(m.name, sizeof m.name, "%s", name);
+	uv_ip4_addr(ip, port, (struct sockaddr_in *)&m.addr);
+	return m;
+}
+
+/* Every address of a host name is a member of its own, and what the route
+ * reports is exactly what it was given: the status and the readiness
+ * probes read it. */
+static void test_route_members_are_what_was_set(void **state)
+{
+	stats *s = stats_new();
+	route *r = route_new("demo", s);
+	route_member in[3] = {
+		member("app.internal:9001 (127.0.0.5)", "127.0.0.5", 9001),
+		member("app.internal:9001 (127.0.0.6)", "127.0.0.6", 9001),
+		member("127.0.0.1:9002", "127.0.0.1", 9002),
+	};
+	route_set_members(r, TARGET_CANARY, in, 3);
+	route_member out[4];
+	assert_int_equal(route_members(r, TARGET_CANARY, out, 4), 3);
+	for (int i = 0; i < 3; i++) {
+		assert_string_equal(out[i].name, in[i].name);
+		assert_memory_equal(&out[i].addr, &in[i].addr, sizeof(struct sockaddr_in));
+	}
+	assert_int_equal(route_members(r, TARGET_STABLE, out, 4), 0);
+	/* fewer than there are: the count is still the whole */
+	assert_int_equal(route_members(r, TARGET_CANARY, out, 1), 3);
+	/* promotion: the canary's members become stable's, canary none */
+	route_set_members(r, TARGET_STABLE, in, 3);
+	route_set_members(r, TARGET_CANARY, NULL, 0);
+	assert_int_equal(route_members(r, TARGET_STABLE, out, 4), 3);
+	assert_int_equal(route_members(r, TARGET_CANARY, out, 4), 0);
+	route_release(r);
+	stats_free(s);
+}
+
+/* The same name with another address is another member (a name that moved
+ * must not inherit the pooled connections to its old address). */
+static void test_route_member_is_name_and_address(void **state)
+{
+	stats *s = stats_new();
+	route *r = route_new("demo", s);
+	route_member a = member("svc:80", "127.0.0.5", 80);
+	route_member b = member("svc:80", "127.0.0.6", 80);
+	route_member both[2] = { a, b };
+	route_set_members(r, TARGET_STABLE, both, 2);
+	route_member out[2];
+	assert_int_equal(route_members(r, TARGET_STABLE, out, 2), 2);
+	assert_memory_equal(&out[1].addr, &b.addr, sizeof(struct sockaddr_in));
+	route_release(r);
+	stats_free(s);
+}
+
+/* route_set_endpoints takes numeric endpoints only: a host name must be
+ * resolved first, and is refused with the route left as it was. */
+static void test_route_set_endpoints_refuses_a_host_name(void **state)
+{
+	stats *s = stats_new();
+	route *r = route_new("demo", s);
+	char err[200];
+	char *good[] = { "127.0.0.1:9001", "[::1]:9001", "localhost:9002" };
+	char *name[] = { "127.0.0.1:9003", "app.internal:9001" };
+	assert_int_equal(route_set_endpoints(r, TARGET_STABLE, good, 3, err, sizeof err), 0);
+	assert_int_equal(route_set_endpoints(r, TARGET_STABLE, name, 2, err, sizeof err), -1);
+	assert_non_null(strstr(err, "app.internal:9001"));
+	route_member out[3];
+	assert_int_equal(route_members(r, TARGET_STABLE, out, 3), 3);
+	assert_string_equal(out[2].name, "localhost:9002");
+	route_release(r);
+	stats_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -148,6 +226,9 @@ int main(void)
 		cmocka_unit_test(test_shards_written_by_threads_while_read),
 		cmocka_unit_test(test_route_weight_is_clamped),
 		cmocka_unit_test(test_route_refuses_a_bad_endpoint_and_stays_unchanged),
+		cmocka_unit_test(test_route_members_are_what_was_set),
+		cmocka_unit_test(test_route_member_is_name_and_address),
+		cmocka_unit_test(test_route_set_endpoints_refuses_a_host_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
