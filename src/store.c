@@ -378,6 +378,11 @@ static int create_db(store *s, const char *dir, char *err, size_t errlen)
 			goto out;
 		}
 	}
+	/* the audit is for the operator's eyes only: the file is made 0600
+	 * here, and SQLite gives its -wal and -shm files the database's mode */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
 	if (open_db(tmp, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &s->db, err, errlen,
 	            "cannot create database") < 0) {
 		/* SQLite's "unable to open database file" does not say why */

@@ -799,6 +799,18 @@ static void test_new_database_is_made_whole_then_named(void **state)
 	char db[256];
 	db_path(f, db, sizeof db);
 	assert_true(file_size(db) > 0);
+	/* readable by canaryd's user only, whatever the umask, and so are the
+	 * WAL and shared-memory files SQLite makes beside it */
+	assert_int_equal(stat(db, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	store_record rec;
+	sample_record(&rec, ENG_PROGRESSING);
+	char err[256];
+	assert_int_equal(store_commit(f->st, "app", &rec, NULL, NULL, 0, 1000, err, sizeof err), 0);
+	char wal[300];
+	snprintf(wal, sizeof wal, "%s-wal", db);
+	assert_int_equal(stat(wal, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
 	/* and the new file is a canaryd database at once: open again */
 	reopen(f);
 }
