@@ -143,6 +143,7 @@ static const char *parse_headers(const char *p, const char *end,
 /* Framing facts shared by requests and responses. */
 typedef struct framing {
 	bool has_cl, has_te, te_chunked, conn_close, conn_keep_alive, conn_upgrade;
+	bool te_unknown;   /* a transfer coding not in known_coding() */
 	bool conn_names;   /* Connection lists more than keep-alive/upgrade */
 	bool cl_many;      /* Content-Length given more than once (same value) */
 	uint64_t cl;
@@ -153,6 +154,18 @@ typedef struct framing {
 /* The largest Content-Length taken: INT64_MAX, so that a next hop that
  * reads it into a signed 64-bit number (an off_t) sees the same length. */
 #define HTTP_MAX_CL ((uint64_t)INT64_MAX)
+
+/* Whether the transfer coding c[0..n) is one RFC 9112 7 registers (with
+ * the x- aliases of 7.2), other than chunked. Not "identity": RFC 7230
+ * removed it, and next hops read it their own ways (as no coding at all,
+ * or the list by its first member), so a body we frame as chunked is not
+ * always one to them. */
+static bool known_coding(const char *c, size_t n)
+{
+	return http_ieq(c, n, "gzip") || http_ieq(c, n, "deflate") ||
+	       http_ieq(c, n, "compress") || http_ieq(c, n, "x-gzip") ||
+	       http_ieq(c, n, "x-compress");
+}
 
 /* Reads Content-Length, Transfer-Encoding, Connection and Host. Returns 0
  * or an HTTP_E_* code. */
@@ -197,6 +210,8 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 				f->te_chunked = http_ieq(e, tl, "chunked") && tl == elen;
 				if (f->te_chunked)
 					n_chunked++;
+				else if (!known_coding(e, tl))
+					f->te_unknown = true;
 			}
 			if (!any)
 				return HTTP_E_BAD;
@@ -421,6 +436,8 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 		return rc;
 	if (f.has_te && (f.has_cl || !f.te_chunked || minor == 0))
 		return HTTP_E_SMUGGLE;
+	if (f.te_unknown)
+		return HTTP_E_CODING;
 	/* RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, for more
 	 * than one Host (even equal ones) and for an invalid one: a hop in
 	 * front and the upstream could each take another Host from it (for

@@ -29,6 +29,7 @@ enum {
 	HTTP_E_TOO_LARGE = -2,  /* head over HTTP_MAX_HEAD or too many headers: 431 */
 	HTTP_E_SMUGGLE = -3,    /* CL+TE, differing CLs, bad TE: 400 */
 	HTTP_E_VERSION = -4,    /* not HTTP/1.x: 505 */
+	HTTP_E_CODING = -5,     /* a transfer coding we do not know: 501 */
 };
 
 /* Whether a[0..alen) and b[0..blen) are equal but for ASCII case. */
@@ -125,7 +126,13 @@ typedef struct http_response {
  * Host, any request with more than one Host field line, and a Host whose
  * value is not uri-host [":" port] (RFC 9110 7.2); an HTTP/1.0 request may
  * have no Host. A Content-Length must fit a signed 64-bit number, so that
- * no next hop that reads it as one sees another length. */
+ * no next hop that reads it as one sees another length.
+ *
+ * Transfer-Encoding must have chunked last and once (else HTTP_E_SMUGGLE);
+ * a coding before it other than gzip, deflate, compress (x-gzip,
+ * x-compress) is HTTP_E_CODING, a 501 (RFC 9112 6.1): "identity" (no
+ * longer a coding) or an unknown one may be skipped by a next hop, which
+ * then reads the body as if it had no Transfer-Encoding at all. */
 int http_parse_request(const char *buf, size_t len, http_request *req);
 
 /* Parses a response head. <req_is_head> and the status decide framing: a

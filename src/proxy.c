@@ -1857,7 +1857,8 @@ static bool try_head(cconn *c)
 		 * dropped, and the next turn (at once, or once the answer is
 		 * written) closes (c_linger) */
 		int status = rc == HTTP_E_TOO_LARGE ? 431
-		           : rc == HTTP_E_VERSION ? 505 : 400;
+		           : rc == HTTP_E_VERSION ? 505
+		           : rc == HTTP_E_CODING ? 501 : 400;
 		c->coff = c->clen;
 		send_error(c, status, true);
 		return true;

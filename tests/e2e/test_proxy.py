@@ -727,6 +727,37 @@ def test_bad_chunked_responses_are_never_made_complete():
     up.stop()
 
 
+def test_requests_a_next_hop_could_read_otherwise_are_refused():
+    # each of these is framed or routed one way by us and may be another
+    # way by the upstream: refused with Connection: close, nothing of it
+    # (nor of what follows) sent upstream
+    up = Scripted(_answer_all({}))
+    port, d = _proxy(up.addr)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"5\r\nhello\r\n0\r\n\r\n"
+
+    def post(field, body):
+        return b"POST / HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\n" + body
+    cases = [
+        # RFC 9112 6.1: a coding a next hop may skip, then chunked
+        (post(b"Transfer-Encoding: identity, chunked", chunked), b"501"),
+        (post(b"Transfer-Encoding: foo, chunked", chunked), b"501"),
+        (post(b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked", chunked), b"501"),
+    ]
+    for payload, code in cases:
+        out, how = raw_client(port, payload + smuggled, timeout=4)
+        assert out.startswith(b"HTTP/1.1 " + code + b" "), (payload[:60], out)
+        assert out.count(b"HTTP/1.1 ") == 1, (payload[:60], out)
+        assert (b"connection", b"close") in head_of(out) and how == "eof", (payload[:60], how, out)
+    assert up.received() == b"", up.received()
+    # known codings before chunked go through as they are
+    out, how = raw_client(port, post(b"Transfer-Encoding: gzip, chunked\r\nConnection: close",
+                                     chunked))
+    assert out.startswith(b"HTTP/1.1 200 "), out
+    assert b"Transfer-Encoding: gzip, chunked\r\n" in up.received(), up.received()
+    up.stop()
+
+
 def test_interim_responses_never_stall_the_final_one():
     # any number of 1xx: forwarded as they come to HTTP/1.1 clients, never
     # to HTTP/1.0 ones, and the final response follows at once

@@ -655,6 +655,41 @@ static void test_trailers_are_field_lines(void **state)
 	assert_int_equal(scan_pieces(big, k, 512, &done), -1);
 }
 
+/* RFC 9112 6.1: a request's codings before chunked must be ones a next
+ * hop reads as we do; "identity" and unknown ones are a 501 (after the
+ * smuggling checks: chunked not last is still a 400). A response's go
+ * through, framed as chunked when it is last. */
+static void test_unknown_transfer_codings_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"identity, chunked", "foo, chunked", "gzip, identity, chunked",
+		"gzip2, chunked", "trailers, chunked", "\"gzip\", chunked",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Transfer-Encoding: %s\r\n\r\n", bad[i]);
+		assert_int_equal(preq(s), HTTP_E_CODING);
+	}
+	assert_int_equal(preq("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n"
+	                      "Transfer-Encoding: chunked\r\n\r\n"), HTTP_E_CODING);
+	assert_int_equal(preq("POST / HTTP/1.1\r\nHost: h\r\n"
+	                      "Transfer-Encoding: foo\r\n\r\n"), HTTP_E_SMUGGLE);
+	static const char *const good[] = {
+		"gzip, chunked", "x-gzip, deflate, chunked", "COMPRESS, X-Compress, chunked",
+		"gzip;level=1, chunked", ", chunked", "chunked",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Transfer-Encoding: %s\r\n\r\n", good[i]);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.body, HTTP_BODY_CHUNKED);
+	}
+	assert_true(presp("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+	                  false) > 0);
+	assert_int_equal(resp.body, HTTP_BODY_CHUNKED);
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -787,6 +822,7 @@ int main(void)
 		cmocka_unit_test(test_no_framing_fields_in_1xx_and_204),
 		cmocka_unit_test(test_chunk_size_line_grammar),
 		cmocka_unit_test(test_trailers_are_field_lines),
+		cmocka_unit_test(test_unknown_transfer_codings_are_refused),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
