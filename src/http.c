@@ -167,6 +167,40 @@ static bool known_coding(const char *c, size_t n)
 	       http_ieq(c, n, "x-compress");
 }
 
+/* Reads the Content-Length value [p, end): one length or a list of them,
+ * "1*DIGIT *(OWS "," OWS 1*DIGIT)" (RFC 9110 8.6 lets a recipient take a
+ * list of equal lengths: two fields folded into one); an empty member is
+ * refused, since next hops disagree on it (one skips it, one takes the
+ * field as invalid, one as 0). Returns 0 or an HTTP_E_* code. */
+static int read_content_length(const char *p, const char *end, framing *f)
+{
+	for (;;) {
+		while (p < end && is_blank((unsigned char)*p))
+			p++;
+		const char *d = p;
+		uint64_t v = 0;
+		for (; p < end && is_digit((unsigned char)*p); p++) {
+			unsigned ch = (unsigned char)*p - '0';
+			if (v > (HTTP_MAX_CL - ch) / 10)
+				return HTTP_E_BAD;
+			v = v * 10 + ch;
+		}
+		if (p == d)
+			return HTTP_E_BAD;   /* empty, or not a digit */
+		if (f->has_cl && v != f->cl)
+			return HTTP_E_SMUGGLE;
+		f->cl_many = f->has_cl;
+		f->has_cl = true;
+		f->cl = v;
+		while (p < end && is_blank((unsigned char)*p))
+			p++;
+		if (p == end)
+			return 0;
+		if (*p++ != ',')
+			return HTTP_E_BAD;
+	}
+}
+
 /* Reads Content-Length, Transfer-Encoding, Connection and Host. Returns 0
  * or an HTTP_E_* code. */
 static int read_framing(const http_header *hs, size_t n, framing *f)
@@ -178,26 +212,9 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 		const char *pos = h->value, *end = h->value + h->value_len, *e;
 		size_t elen;
 		if (http_ieq(h->name, h->name_len, "content-length")) {
-			bool any = false;
-			while (next_elem(&pos, end, &e, &elen)) {
-				uint64_t v = 0;
-				for (size_t k = 0; k < elen; k++) {
-					unsigned char ch = (unsigned char)e[k];
-					if (!is_digit(ch))
-						return HTTP_E_BAD;
-					if (v > (HTTP_MAX_CL - (ch - '0')) / 10)
-						return HTTP_E_BAD;
-					v = v * 10 + (ch - '0');
-				}
-				if (f->has_cl && v != f->cl)
-					return HTTP_E_SMUGGLE;
-				f->cl_many = f->has_cl;
-				f->has_cl = true;
-				f->cl = v;
-				any = true;
-			}
-			if (!any)
-				return HTTP_E_BAD;
+			int rc = read_content_length(pos, end, f);
+			if (rc < 0)
+				return rc;
 		} else if (http_ieq(h->name, h->name_len, "transfer-encoding")) {
 			bool any = false;
 			while (next_elem(&pos, end, &e, &elen)) {

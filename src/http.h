@@ -126,7 +126,10 @@ typedef struct http_response {
  * Host, any request with more than one Host field line, and a Host whose
  * value is not uri-host [":" port] (RFC 9110 7.2); an HTTP/1.0 request may
  * have no Host. A Content-Length must fit a signed 64-bit number, so that
- * no next hop that reads it as one sees another length.
+ * no next hop that reads it as one sees another length, and be one number
+ * or a list of equal ones ("5, 5", RFC 9110 8.6) without empty members
+ * (",5" and "5," are not what folded fields look like, and next hops read
+ * them differently).
  *
  * Transfer-Encoding must have chunked last and once (else HTTP_E_SMUGGLE);
  * a coding before it other than gzip, deflate, compress (x-gzip,

@@ -743,6 +743,9 @@ def test_requests_a_next_hop_could_read_otherwise_are_refused():
         (post(b"Transfer-Encoding: identity, chunked", chunked), b"501"),
         (post(b"Transfer-Encoding: foo, chunked", chunked), b"501"),
         (post(b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked", chunked), b"501"),
+        # RFC 9110 8.6: empty members of a Content-Length list
+        (post(b"Content-Length: ,5", b"hello"), b"400"),
+        (post(b"Content-Length: 5,", b"hello"), b"400"),
     ]
     for payload, code in cases:
         out, how = raw_client(port, payload + smuggled, timeout=4)

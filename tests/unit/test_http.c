@@ -690,6 +690,31 @@ static void test_unknown_transfer_codings_are_refused(void **state)
 	assert_int_equal(resp.body, HTTP_BODY_CHUNKED);
 }
 
+/* A Content-Length list may repeat one length, never hold an empty
+ * member: next hops skip it, refuse it or read it as 0. */
+static void test_content_length_empty_members_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		",5", "5,", ", 5", "5 ,", "5,,5", "5, ,5", ",", " , ", "5, 5,",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Content-Length: %s\r\n\r\n", bad[i]);
+		assert_int_equal(preq(s), HTTP_E_BAD);
+		snprintf(s, sizeof s, "HTTP/1.1 200 OK\r\nContent-Length: %s\r\n\r\n", bad[i]);
+		assert_int_equal(presp(s, false), HTTP_E_BAD);
+	}
+	static const char *const good[] = { "5", "5,5", "5 , 5", "\t5\t,\t5", "005, 5" };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Content-Length: %s\r\n\r\n", good[i]);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.content_length, 5);
+		assert_int_equal(req.cl_rewrite, strchr(good[i], ',') != NULL);
+	}
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -823,6 +848,7 @@ int main(void)
 		cmocka_unit_test(test_chunk_size_line_grammar),
 		cmocka_unit_test(test_trailers_are_field_lines),
 		cmocka_unit_test(test_unknown_transfer_codings_are_refused),
+		cmocka_unit_test(test_content_length_empty_members_are_refused),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
