@@ -673,9 +673,45 @@ enum {
 #define CK_MAX_LINE 4096          /* bound on a chunk-size or trailer line */
 #define CK_MAX_TRAILERS HTTP_MAX_HEAD /* bound on all trailer bytes */
 
+/* Fields refused in trailers (see http.h), lower case; tr_names has a bit
+ * for each. */
+static const char *const tr_forbidden[] = {
+	"content-length", "transfer-encoding", "trailer", "host", "connection",
+	"keep-alive", "proxy-connection", "te", "upgrade", "content-encoding",
+	"content-type", "content-range",
+};
+#define TR_FORBIDDEN (sizeof tr_forbidden / sizeof tr_forbidden[0])
+_Static_assert(TR_FORBIDDEN <= 16, "tr_names has 16 bits");
+
+static unsigned char lower(unsigned char ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + 32) : ch;
+}
+
+/* Narrows c->tr_names to the forbidden names whose byte <i> is <ch>. A name
+ * is matched a byte at a time, as it arrives: a trailer line may be split
+ * across reads, and nothing of it is kept. */
+static void tr_names_step(http_chunked *c, size_t i, unsigned char ch)
+{
+	ch = lower(ch);
+	for (unsigned k = 0; c->tr_names >> k; k++)
+		if (((c->tr_names >> k) & 1) && tr_forbidden[k][i] != (char)ch)
+			c->tr_names &= (uint16_t)~(1u << k);
+}
+
+/* Whether the name that ended at its <len>-th byte is a forbidden one. */
+static bool tr_names_hit(const http_chunked *c, size_t len)
+{
+	for (unsigned k = 0; c->tr_names >> k; k++)
+		if (((c->tr_names >> k) & 1) && tr_forbidden[k][len] == '\0')
+			return true;
+	return false;
+}
+
 void http_chunked_init(http_chunked *c)
 {
 	c->state = CK_SIZE0;
+	c->tr_names = 0;
 	c->remaining = 0;
 	c->line_len = 0;
 }
@@ -770,11 +806,21 @@ static int trailer_byte(http_chunked *c, unsigned char ch)
 			return CK_END_LF;
 		/* a blank first is obs-fold, a bare LF or any non-tchar is no
 		 * field line */
-		return is_tchar(ch) ? CK_TR_NAME : -1;
+		if (!is_tchar(ch))
+			return -1;
+		c->tr_names = (uint16_t)((1u << TR_FORBIDDEN) - 1);
+		tr_names_step(c, 0, ch);
+		return CK_TR_NAME;
 	case CK_TR_NAME:
-		if (is_tchar(ch))
+		/* line_len counts this byte: the name has line_len - 1 */
+		if (is_tchar(ch)) {
+			if (c->tr_names)
+				tr_names_step(c, c->line_len - 1, ch);
 			return CK_TR_NAME;
-		return ch == ':' ? CK_TR_VALUE : -1;
+		}
+		if (ch != ':' || (c->tr_names && tr_names_hit(c, c->line_len - 1)))
+			return -1;
+		return CK_TR_VALUE;
 	case CK_TR_VALUE:
 		if (ch == '\r')
 			return CK_TRAILER_LF;

@@ -163,15 +163,23 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n);
  * must be below 2^60, so that every next hop reads the same size (nginx
  * and HAProxy refuse larger ones too). A trailer line must be a valid
  * field line (token ":" field-value, no obs-fold), or the body is refused
- * (the proxy answers 400 to a request, cuts a response). Refused rather
- * than dropped: bodies stream through byte for byte, without a copy, and
- * dropping lines would mean rewriting the body's tail; a valid sender
- * never produces a bad trailer, so the refusal costs no real traffic.
+ * (the proxy answers 400 to a request, cuts a response); so is a trailer
+ * field that RFC 9110 6.5.1 keeps out of trailers and that a next hop
+ * merging trailers into the header section would act on: framing
+ * (Content-Length, Transfer-Encoding, Trailer), routing (Host), the
+ * connection (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) and
+ * the content's format (Content-Encoding, Content-Type, Content-Range).
+ * Refused rather than dropped: bodies stream through byte for byte,
+ * without a copy, and dropping lines would mean rewriting the body's
+ * tail; a valid sender never produces such a trailer, so the refusal
+ * costs no real traffic.
  * Valid trailers go through as received: the framing was decided before
  * them. Lines are bounded (4096 bytes) and so are all trailers together
  * (HTTP_MAX_HEAD). */
 typedef struct http_chunked {
 	int state;
+	uint16_t tr_names;    /* in a trailer's name: the forbidden names it
+	                         may still be (a bit each) */
 	uint64_t remaining;   /* bytes left in the current chunk's data; in the
 	                         trailers, their bytes so far */
 	size_t line_len;      /* guards chunk-size and trailer line lengths */

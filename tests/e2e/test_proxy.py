@@ -645,7 +645,11 @@ def test_bad_chunked_request_bodies_are_refused_and_not_forwarded():
                  b"5;\r\nhello\r\n0\r\n\r\n",                 # an empty extension
                  b"1000000000000000\r\nhello\r\n0\r\n\r\n",   # 2^60
                  b"5\r\nhello\r\n0\r\nBad Trailer: 1\r\n\r\n",
-                 b"5\r\nhello\r\n0\r\nX: a\x01b\r\n\r\n"):
+                 b"5\r\nhello\r\n0\r\nX: a\x01b\r\n\r\n",
+                 # RFC 9110 6.5.1: framing and routing fields, never in trailers
+                 b"5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n",
+                 b"5\r\nhello\r\n0\r\nX-Ok: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+                 b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n"):
         n = len(up.conns)
         out, how = raw_client(port, head + body + smuggled, timeout=4)
         assert out.startswith(b"HTTP/1.1 400 ") and out.count(b"HTTP/1.1 ") == 1, (body, out)
@@ -655,6 +659,8 @@ def test_bad_chunked_request_bodies_are_refused_and_not_forwarded():
         assert _wait(lambda: all(c.eof for c in up.conns[n:])), body
         got = up.received()
         assert b"/smuggled" not in got and b"Bad Trailer" not in got and b"\x01" not in got, got
+        assert b"Content-Length: 50" not in got and b"evil" not in got, got
+        assert b"transfer-encoding: chunked" not in got, got
     # a valid trailer goes through as it is
     body = b"5;ext=\"a b\"\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"
     out, how = raw_client(port, head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + body)
@@ -671,7 +677,8 @@ def test_bad_chunked_responses_are_never_made_complete():
     bad = [b"5 6\r\nworld\r\n0\r\n\r\n",
            b"5;a=\r\nworld\r\n0\r\n\r\n",
            b"0\r\nNo Colon\r\n\r\n",
-           b"0\r\nX: a\x7f\r\n\r\n"]
+           b"0\r\nX: a\x7f\r\n\r\n",
+           b"0\r\nContent-Length: 50\r\n\r\n"]   # RFC 9110 6.5.1
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     go = threading.Event()
 
@@ -720,6 +727,7 @@ def test_bad_chunked_responses_are_never_made_complete():
         # one send on loopback arrives as one read: a 502; split, a reset
         assert (out.startswith(b"HTTP/1.1 502 ") or how == "reset") and b"world" not in out, (b_, how, out)
         assert b"No Colon" not in out and b"\x7f" not in out, (b_, out)
+        assert b"Content-Length: 50" not in out, (b_, out)
     assert _wait(lambda: len(up.conns) == 2 * len(bad) and all(c.eof for c in up.conns)), \
         [c.eof for c in up.conns]
     out, how = raw_client(port, b"GET /good HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

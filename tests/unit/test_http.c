@@ -715,6 +715,40 @@ static void test_content_length_empty_members_are_refused(void **state)
 	}
 }
 
+/* RFC 9110 6.5.1: framing, routing, connection and content-format fields
+ * are refused in trailers, however the name is cased or split. */
+static void test_framing_fields_in_trailers_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"Content-Length: 50", "content-length:5", "Transfer-Encoding: chunked",
+		"Trailer: X", "HOST: evil", "Connection: close", "Keep-Alive: 5",
+		"Proxy-Connection: x", "TE: trailers", "te:x", "Upgrade: h2c",
+		"Content-Encoding: gzip", "Content-Type: text/plain",
+		"Content-Range: bytes 0-1/2", "X-Ok: 1\r\nHost: evil",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int n = snprintf(s, sizeof s, "5\r\nhello\r\n0\r\n%s\r\n\r\n", bad[i]);
+		bool done;
+		assert_int_equal(scan_pieces(s, (size_t)n, 64, &done), -1);
+		assert_int_equal(scan_pieces(s, (size_t)n, 1, &done), -1);
+	}
+	/* names that begin or end like a forbidden one are other fields */
+	static const char *const good[] = {
+		"Content-Lengthy: 1", "Content: 1", "Hosts: a", "Hos: a", "X-Host: a",
+		"T: 1", "TEX: 1", "Trailers: 1", "Trailer-One: a", "Content-MD5: x",
+		"Upgrade-Insecure-Requests: 1", "Connection-Id: 3", "grpc-status: 0",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		int n = snprintf(s, sizeof s, "5\r\nhello\r\n0\r\n%s\r\n\r\n", good[i]);
+		bool done;
+		assert_int_equal(scan_pieces(s, (size_t)n, 64, &done), n);
+		assert_true(done);
+		assert_int_equal(scan_pieces(s, (size_t)n, 1, &done), n);
+		assert_true(done);
+	}
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -849,6 +883,7 @@ int main(void)
 		cmocka_unit_test(test_trailers_are_field_lines),
 		cmocka_unit_test(test_unknown_transfer_codings_are_refused),
 		cmocka_unit_test(test_content_length_empty_members_are_refused),
+		cmocka_unit_test(test_framing_fields_in_trailers_are_refused),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
