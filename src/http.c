@@ -382,6 +382,55 @@ static int odd_version(const char *p, const char *end)
 	return (p == d || p != end) ? HTTP_E_BAD : HTTP_E_VERSION;
 }
 
+/* Reads the form of a request-target that is not plainly origin-form
+ * (it does not start with '/', or the method is CONNECT): RFC 9112 3.2.
+ * Another form where the method does not take it is a 400: a next hop
+ * could route "x:80" or "*" as a path, or as a host, where we do not. Of
+ * absolute-forms only http and https are taken (a reverse proxy serves
+ * nothing else), their authority without userinfo (RFC 9110 4.2.4: an
+ * error) and not empty (4.2.1). Returns 0 or HTTP_E_BAD. */
+static int read_target(http_request *req)
+{
+	const char *t = req->target;
+	size_t n = req->target_len;
+	if (req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0) {
+		/* authority-form = uri-host ":" port; reg-name has no ':' */
+		const char *c = t[0] == '[' ? memchr(t, ']', n) : t;
+		c = c ? memchr(c, ':', n - (size_t)(c - t)) : NULL;
+		if (!c || c + 1 == t + n || !valid_host(t, n))
+			return HTTP_E_BAD;
+		req->form = HTTP_FORM_AUTHORITY;
+		return 0;
+	}
+	if (n == 1 && t[0] == '*') {
+		if (req->method_len != 7 || memcmp(req->method, "OPTIONS", 7) != 0)
+			return HTTP_E_BAD;
+		req->form = HTTP_FORM_ASTERISK;
+		return 0;
+	}
+	if (t[0] == '/')
+		return 0;
+	size_t s;
+	if (n > 7 && http_ieq(t, 7, "http://"))
+		s = 7;
+	else if (n > 8 && http_ieq(t, 8, "https://"))
+		s = 8;
+	else
+		return HTTP_E_BAD;
+	const char *a = t + s, *end = t + n, *q = a;
+	while (q < end && *q != '/' && *q != '?' && *q != '#')
+		q++;
+	if (q == a || memchr(a, '@', (size_t)(q - a)) ||
+	    !valid_host(a, (size_t)(q - a)))
+		return HTTP_E_BAD;
+	req->form = HTTP_FORM_ABSOLUTE;
+	req->authority = a;
+	req->authority_len = (size_t)(q - a);
+	req->path = q;
+	req->path_len = (size_t)(end - q);
+	return 0;
+}
+
 /* Common tail: a head that is not complete yet is an error once it cannot
  * fit. */
 static int incomplete(size_t len)
@@ -440,6 +489,12 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	if (minor < 0)
 		return minor;
 	req->minor = minor;
+	/* origin-form is the common case: one byte and a length tell it */
+	if (t[0] != '/' || req->method_len == 7) {
+		int rc = read_target(req);
+		if (rc < 0)
+			return rc;
+	}
 
 	int rc = 0;
 	const char *after = parse_headers(cr + 2, end, req->headers,

@@ -32,6 +32,17 @@ enum {
 	HTTP_E_CODING = -5,     /* a transfer coding we do not know: 501 */
 };
 
+/* The form of a request-target (RFC 9112 3.2), each allowed only where the
+ * RFC has it: a target of another form, or of a form the method does not
+ * take, is refused (HTTP_E_BAD). */
+typedef enum {
+	HTTP_FORM_ORIGIN = 0,  /* "/path?query": any method but CONNECT */
+	HTTP_FORM_ABSOLUTE,    /* "http://authority/path": any method but
+	                          CONNECT; http or https only */
+	HTTP_FORM_AUTHORITY,   /* "host:port": CONNECT, and only it */
+	HTTP_FORM_ASTERISK,    /* "*": OPTIONS, and only it */
+} http_form;
+
 /* Whether a[0..alen) and b[0..blen) are equal but for ASCII case. */
 static inline bool http_ieqn(const char *a, size_t alen, const char *b,
                              size_t blen)
@@ -81,6 +92,12 @@ typedef struct http_request {
 	const char *target;
 	size_t target_len;
 	int minor;                 /* HTTP/1.<minor>: 0 or 1 */
+	http_form form;
+	const char *authority;     /* absolute-form: the target's host[:port] */
+	size_t authority_len;
+	const char *path;          /* absolute-form: what follows the authority
+	                              ("/p?q", "?q" or empty) */
+	size_t path_len;
 	http_header headers[HTTP_MAX_HEADERS];
 	size_t n_headers;
 	http_body body;
@@ -135,7 +152,13 @@ typedef struct http_response {
  * a coding before it other than gzip, deflate, compress (x-gzip,
  * x-compress) is HTTP_E_CODING, a 501 (RFC 9112 6.1): "identity" (no
  * longer a coding) or an unknown one may be skipped by a next hop, which
- * then reads the body as if it had no Transfer-Encoding at all. */
+ * then reads the body as if it had no Transfer-Encoding at all.
+ *
+ * The target must have a form its method takes (see http_form), else
+ * HTTP_E_BAD. An absolute-form target sets <authority> and <path>: its
+ * authority must be a valid Host, not empty (RFC 9110 4.2.1) and without
+ * userinfo (an error in an http URI, 4.2.4); it wins over the Host field
+ * (RFC 9112 3.2.2), which must still be valid. */
 int http_parse_request(const char *buf, size_t len, http_request *req);
 
 /* Parses a response head. <req_is_head> and the status decide framing: a

@@ -754,6 +754,14 @@ def test_requests_a_next_hop_could_read_otherwise_are_refused():
         # RFC 9110 8.6: empty members of a Content-Length list
         (post(b"Content-Length: ,5", b"hello"), b"400"),
         (post(b"Content-Length: 5,", b"hello"), b"400"),
+        # RFC 9112 3.2.3, 3.2.4: authority- and asterisk-form only for
+        # CONNECT and OPTIONS; CONNECT opens no tunnel here
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", b"501"),
+        # RFC 9110 4.2.4, 4.2.1: userinfo or no host in an http URI
+        (b"GET http://u:p@x/abs HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET http:///abs HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
     ]
     for payload, code in cases:
         out, how = raw_client(port, payload + smuggled, timeout=4)
@@ -766,6 +774,29 @@ def test_requests_a_next_hop_could_read_otherwise_are_refused():
                                      chunked))
     assert out.startswith(b"HTTP/1.1 200 "), out
     assert b"Transfer-Encoding: gzip, chunked\r\n" in up.received(), up.received()
+    up.stop()
+
+
+def test_absolute_form_goes_upstream_in_origin_form_with_its_authority():
+    # RFC 9112 3.2.2: the target's authority wins over Host; the upstream
+    # gets the path in origin-form and Host set from the target, so that
+    # it cannot pick the other one
+    up = Scripted(_answer_all({}))
+    port, d = _proxy(up.addr)
+    cases = [
+        (b"GET http://evil:81/abs?q=1 HTTP/1.1\r\nHost: x\r\n",
+         b"GET /abs?q=1 HTTP/1.1\r\nHost: evil:81\r\n"),
+        (b"GET HTTPS://x?q HTTP/1.1\r\nHost: x\r\n", b"GET /?q HTTP/1.1\r\nHost: x\r\n"),
+        (b"OPTIONS http://x HTTP/1.1\r\nHost: x\r\n", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n"),
+        (b"GET http://[::1]:8/ HTTP/1.0\r\n", b"GET / HTTP/1.0\r\nHost: [::1]:8\r\n"),
+    ]
+    for head, want in cases:
+        n = len(up.received())
+        out, how = raw_client(port, head + b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"ok"), (head, out)
+        got = up.received()[n:]
+        assert got.startswith(want), (head, got)
+        assert got.lower().count(b"\r\nhost:") == 1, (head, got)
     up.stop()
 
 

@@ -749,6 +749,63 @@ static void test_framing_fields_in_trailers_are_refused(void **state)
 	}
 }
 
+/* RFC 9112 3.2: each target form only with the methods that take it; an
+ * absolute-form's authority (valid, no userinfo, not empty) wins over
+ * Host and is handed out with what follows it. */
+static void test_request_target_forms(void **state)
+{
+	static const struct { const char *line; int form; } cases[] = {
+		{ "GET /a?b", HTTP_FORM_ORIGIN },
+		{ "OPTIONS /a", HTTP_FORM_ORIGIN },
+		{ "OPTIONS *", HTTP_FORM_ASTERISK },
+		{ "CONNECT x:443", HTTP_FORM_AUTHORITY },
+		{ "CONNECT [::1]:443", HTTP_FORM_AUTHORITY },
+		{ "GET http://x/abs", HTTP_FORM_ABSOLUTE },
+		{ "GET HTTPS://x", HTTP_FORM_ABSOLUTE },
+		{ "GET *", -1 }, { "POST *", -1 }, { "OPTIONS **", -1 },
+		{ "GET x:80", -1 }, { "GET x", -1 }, { "PUT localhost:80/a", -1 },
+		{ "CONNECT /", -1 }, { "CONNECT x", -1 }, { "CONNECT x:", -1 },
+		{ "CONNECT u@x:443", -1 }, { "CONNECT http://x/", -1 },
+		{ "CONNECT [::1]", -1 }, { "CONNECT *", -1 },
+		{ "GET http://u:p@x/abs", -1 }, { "GET http://@x/", -1 },
+		{ "GET http:///abs", -1 }, { "GET http://", -1 }, { "GET http:/x/", -1 },
+		{ "GET http://a,b/", -1 }, { "GET ftp://x/", -1 }, { "GET ws://x/", -1 },
+		{ "GET urn:x", -1 }, { "get x:80", -1 },
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(s, sizeof s, "%s HTTP/1.1\r\nHost: h\r\n\r\n", cases[i].line);
+		int rc = preq(s);
+		if (cases[i].form < 0) {
+			assert_int_equal(rc, HTTP_E_BAD);
+			continue;
+		}
+		assert_int_equal(rc, (int)strlen(s));
+		assert_int_equal(req.form, cases[i].form);
+	}
+	static const struct { const char *target, *auth, *path; } abs[] = {
+		{ "http://evil/abs", "evil", "/abs" },
+		{ "Http://X:8080?q=1", "X:8080", "?q=1" },
+		{ "https://[::1]:80/a/b?c", "[::1]:80", "/a/b?c" },
+		{ "http://x#f", "x", "#f" },
+		{ "http://x", "x", "" },
+	};
+	for (size_t i = 0; i < sizeof abs / sizeof abs[0]; i++) {
+		snprintf(s, sizeof s, "GET %s HTTP/1.1\r\nHost: other\r\n\r\n", abs[i].target);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.form, HTTP_FORM_ABSOLUTE);
+		assert_true(span_is(req.authority, req.authority_len, abs[i].auth));
+		assert_true(span_is(req.path, req.path_len, abs[i].path));
+		assert_true(span_is(req.target, req.target_len, abs[i].target));
+	}
+	/* the Host field is still checked, and needed in HTTP/1.1 */
+	assert_int_equal(preq("GET http://x/ HTTP/1.1\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET http://x/ HTTP/1.1\r\nHost: a b\r\n\r\n"), HTTP_E_BAD);
+	assert_true(preq("GET http://x/ HTTP/1.0\r\n\r\n") > 0);
+	/* the version is judged before the target */
+	assert_int_equal(preq("GET * HTTP/2.0\r\n\r\n"), HTTP_E_VERSION);
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -884,6 +941,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_transfer_codings_are_refused),
 		cmocka_unit_test(test_content_length_empty_members_are_refused),
 		cmocka_unit_test(test_framing_fields_in_trailers_are_refused),
+		cmocka_unit_test(test_request_target_forms),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
