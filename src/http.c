@@ -47,10 +47,8 @@ static const char *line_end(const char *p, const char *end, bool *bad)
 	return NULL;
 }
 
-/* Iterates over the comma-separated elements of a list value, trimmed of
- * blanks; empty elements are skipped. Returns false at the end. */
-static bool next_elem(const char **pos, const char *end, const char **e,
-                      size_t *elen)
+bool http_list_next(const char **pos, const char *end, const char **e,
+                    size_t *elen)
 {
 	const char *p = *pos;
 	while (p < end) {
@@ -217,7 +215,7 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 				return rc;
 		} else if (http_ieq(h->name, h->name_len, "transfer-encoding")) {
 			bool any = false;
-			while (next_elem(&pos, end, &e, &elen)) {
+			while (http_list_next(&pos, end, &e, &elen)) {
 				any = true;
 				/* a coding may carry parameters: "gzip;q=1" */
 				size_t tl = 0;
@@ -234,7 +232,7 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 				return HTTP_E_BAD;
 			f->has_te = true;
 		} else if (http_ieq(h->name, h->name_len, "connection")) {
-			while (next_elem(&pos, end, &e, &elen)) {
+			while (http_list_next(&pos, end, &e, &elen)) {
 				if (http_ieq(e, elen, "keep-alive")) {
 					f->conn_keep_alive = true;
 				} else if (http_ieq(e, elen, "upgrade")) {
@@ -693,7 +691,7 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 		const char *pos = all[i].value, *end = all[i].value + all[i].value_len;
 		const char *e;
 		size_t elen;
-		while (next_elem(&pos, end, &e, &elen))
+		while (http_list_next(&pos, end, &e, &elen))
 			if (http_ieqn(e, elen, h->name, h->name_len))
 				return true;
 	}

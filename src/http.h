@@ -170,6 +170,12 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 const http_header *http_find_header(const http_header *h, size_t n,
                                     const char *name);
 
+/* Iterates over the comma-separated elements of a list value [*pos, end),
+ * each trimmed of blanks; empty elements are skipped. Sets *e and *elen and
+ * advances *pos; returns false at the end. */
+bool http_list_next(const char **pos, const char *end, const char **e,
+                    size_t *elen);
+
 /* True for hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection,
  * TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization) and for
  * any header named in the message's Connection header. Transfer-Encoding is
