@@ -429,6 +429,35 @@ static int read_target(http_request *req)
 	return 0;
 }
 
+bool http_upgrade_is_h2(const char *e, size_t elen)
+{
+	const char *slash = memchr(e, '/', elen);
+	size_t n = slash ? (size_t)(slash - e) : elen;
+	return http_ieq(e, n, "h2c") || http_ieq(e, n, "h2");
+}
+
+/* Whether the Upgrade fields of <req> offer a protocol other than HTTP/2;
+ * sets req->upgrade_h2 when they offer HTTP/2. Run only for a request
+ * whose Connection has "upgrade". */
+static bool upgrade_offered(http_request *req)
+{
+	bool other = false;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const http_header *h = &req->headers[i];
+		if (!http_ieq(h->name, h->name_len, "upgrade"))
+			continue;
+		const char *pos = h->value, *e;
+		size_t elen;
+		while (http_list_next(&pos, h->value + h->value_len, &e, &elen)) {
+			if (http_upgrade_is_h2(e, elen))
+				req->upgrade_h2 = true;
+			else
+				other = true;
+		}
+	}
+	return other;
+}
+
 /* Common tail: a head that is not complete yet is an error once it cannot
  * fit. */
 static int incomplete(size_t len)
@@ -525,8 +554,7 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	req->keep_alive = minor == 1 ? !f.conn_close
 	                             : (f.conn_keep_alive && !f.conn_close);
 	req->conn_names = f.conn_names;
-	req->upgrade = f.conn_upgrade &&
-	               http_find_header(req->headers, req->n_headers, "upgrade");
+	req->upgrade = f.conn_upgrade && upgrade_offered(req);
 	const http_header *ex = http_find_header(req->headers, req->n_headers,
 	                                         "expect");
 	req->expect_continue = ex && http_ieq(ex->value, ex->value_len, "100-continue");

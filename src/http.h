@@ -98,6 +98,7 @@ typedef struct http_request {
 	const char *path;          /* absolute-form: what follows the authority
 	                              ("/p?q", "?q" or empty) */
 	size_t path_len;
+	bool upgrade_h2;           /* Upgrade offered h2c or h2: not forwarded */
 	http_header headers[HTTP_MAX_HEADERS];
 	size_t n_headers;
 	http_body body;
@@ -107,7 +108,8 @@ typedef struct http_request {
 	                              in place of the received fields */
 	bool keep_alive;           /* per version and Connection */
 	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
-	bool upgrade;              /* Connection: upgrade + Upgrade header */
+	bool upgrade;              /* Connection: upgrade + an Upgrade header
+	                              offering a protocol other than HTTP/2 */
 	bool expect_continue;      /* Expect: 100-continue */
 	bool is_head;              /* method HEAD */
 	size_t head_len;           /* bytes of the head including the blank line */
@@ -158,7 +160,12 @@ typedef struct http_response {
  * HTTP_E_BAD. An absolute-form target sets <authority> and <path>: its
  * authority must be a valid Host, not empty (RFC 9110 4.2.1) and without
  * userinfo (an error in an http URI, 4.2.4); it wins over the Host field
- * (RFC 9112 3.2.2), which must still be valid. */
+ * (RFC 9112 3.2.2), which must still be valid.
+ *
+ * Upgrade: an "h2c" or "h2" token (any version) is taken as absent, so
+ * that no HTTP/2 connection is ever tunnelled past us (h2c smuggling);
+ * <upgrade_h2> says one was there, and <upgrade> is set only when another
+ * protocol is offered: with none, the request is plain HTTP/1.1. */
 int http_parse_request(const char *buf, size_t len, http_request *req);
 
 /* Parses a response head. <req_is_head> and the status decide framing: a
@@ -175,6 +182,10 @@ const http_header *http_find_header(const http_header *h, size_t n,
  * advances *pos; returns false at the end. */
 bool http_list_next(const char **pos, const char *end, const char **e,
                     size_t *elen);
+
+/* Whether the Upgrade element e[0..elen) offers HTTP/2 ("h2c", "h2", with
+ * any "/version"): such an offer is never forwarded. */
+bool http_upgrade_is_h2(const char *e, size_t elen);
 
 /* True for hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection,
  * TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization) and for

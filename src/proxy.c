@@ -908,6 +908,29 @@ static void out_origin_form(hbuf *o, const http_request *q)
 	out_put(o, q->path, q->path_len);
 }
 
+/* Appends the protocols the Upgrade fields of <q> offer, but HTTP/2 (see
+ * http_parse_request), as one list: nothing that would open an h2c
+ * tunnel past us reaches the upstream. */
+static void out_upgrade(hbuf *o, const http_request *q)
+{
+	bool first = true;
+	for (size_t i = 0; i < q->n_headers; i++) {
+		const http_header *h = &q->headers[i];
+		if (!name_is(h, "upgrade"))
+			continue;
+		const char *pos = h->value, *e;
+		size_t elen;
+		while (http_list_next(&pos, h->value + h->value_len, &e, &elen)) {
+			if (http_upgrade_is_h2(e, elen))
+				continue;
+			if (!first)
+				out_str(o, ", ");
+			out_put(o, e, elen);
+			first = false;
+		}
+	}
+}
+
 /* Builds the upstream head of the parsed request. Returns false when it
  * does not fit. */
 static bool build_request_head(cconn *c)
@@ -966,10 +989,8 @@ static bool build_request_head(cconn *c)
 	if (!xfp)
 		out_str(&o, "X-Forwarded-Proto: http\r\n");
 	if (q->upgrade) {
-		const http_header *u = http_find_header(q->headers, q->n_headers,
-		                                        "upgrade");
 		out_str(&o, "Connection: Upgrade\r\nUpgrade: ");
-		out_put(&o, u->value, u->value_len);
+		out_upgrade(&o, q);
 		out_str(&o, "\r\n");
 	} else if (q->minor == 0) {
 		/* a 1.0 request goes upstream as 1.0 so that the answer is one

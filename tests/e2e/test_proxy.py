@@ -800,6 +800,34 @@ def test_absolute_form_goes_upstream_in_origin_form_with_its_authority():
     up.stop()
 
 
+def test_h2c_upgrade_is_served_as_http11():
+    # h2c smuggling: an HTTP/2 upgrade would hand the client a channel
+    # past the proxy. h2c is taken out of Upgrade (and the request served
+    # as plain HTTP/1.1 when nothing else is offered); a 101 the upstream
+    # sends anyway is a 502, never a tunnel
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    up = Scripted(_answer_all({b"/switch": switch}))
+    port, d = _proxy(up.addr)
+    h2c = (b"Host: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n")
+    out, how = raw_client(port, b"GET /plain HTTP/1.1\r\n" + h2c + b"\r\n", until=b"ok")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", out
+    got = up.received()
+    assert b"GET /plain HTTP/1.1\r\n" in got, got
+    for field in (b"upgrade", b"http2-settings"):
+        assert field not in got.lower(), (field, got)
+    out, how = raw_client(port, b"GET /switch HTTP/1.1\r\n" + h2c + b"\r\n",
+                          until=b"Bad Gateway\n")
+    assert out.startswith(b"HTTP/1.1 502 ") and b" 101 " not in out, out
+    # another protocol offered with h2c goes on alone
+    n = len(up.received())
+    out, how = raw_client(port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                                b"Upgrade: h2c, websocket\r\n\r\n", until=b"ok")
+    got = up.received()[n:]
+    assert b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" in got, got
+    up.stop()
+
+
 def test_interim_responses_never_stall_the_final_one():
     # any number of 1xx: forwarded as they come to HTTP/1.1 clients, never
     # to HTTP/1.0 ones, and the final response follows at once

@@ -806,6 +806,48 @@ static void test_request_target_forms(void **state)
 	assert_int_equal(preq("GET * HTTP/2.0\r\n\r\n"), HTTP_E_VERSION);
 }
 
+/* h2c smuggling: an HTTP/2 offer in Upgrade is taken as absent; with no
+ * other protocol offered the request is no upgrade at all. */
+static void test_h2_upgrade_is_not_offered(void **state)
+{
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+	                 "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n") > 0);
+	assert_false(req.upgrade);
+	assert_true(req.upgrade_h2);
+	assert_true(req.keep_alive);
+	static const char *const none[] = { "h2c", "H2C/1.0", "h2", "h2c, h2", " , h2c" };
+	static const char *const other[] = { "websocket, h2c", "h2c, websocket",
+	                                     "h2c/2, foo/1" };
+	char s[256];
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		snprintf(s, sizeof s, "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+		         "Upgrade: %s\r\n\r\n", none[i]);
+		assert_true(preq(s) > 0);
+		assert_false(req.upgrade);
+		assert_true(req.upgrade_h2);
+	}
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+		snprintf(s, sizeof s, "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+		         "Upgrade: %s\r\n\r\n", other[i]);
+		assert_true(preq(s) > 0);
+		assert_true(req.upgrade);
+		assert_true(req.upgrade_h2);
+	}
+	/* a second Upgrade line counts too */
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+	                 "Upgrade: h2c\r\nUpgrade: websocket\r\n\r\n") > 0);
+	assert_true(req.upgrade);
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+	                 "Upgrade: websocket\r\n\r\n") > 0);
+	assert_true(req.upgrade);
+	assert_false(req.upgrade_h2);
+	assert_true(http_upgrade_is_h2("h2c/1", 5));
+	assert_true(http_upgrade_is_h2("H2", 2));
+	assert_false(http_upgrade_is_h2("h2cx", 4));
+	assert_false(http_upgrade_is_h2("h", 1));
+	assert_false(http_upgrade_is_h2("websocket", 9));
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -942,6 +984,7 @@ int main(void)
 		cmocka_unit_test(test_content_length_empty_members_are_refused),
 		cmocka_unit_test(test_framing_fields_in_trailers_are_refused),
 		cmocka_unit_test(test_request_target_forms),
+		cmocka_unit_test(test_h2_upgrade_is_not_offered),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
