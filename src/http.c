@@ -47,10 +47,8 @@ static const char *line_end(const char *p, const char *end, bool *bad)
 	return NULL;
 }
 
-/* Iterates over the comma-separated elements of a list value, trimmed of
- * blanks; empty elements are skipped. Returns false at the end. */
-static bool next_elem(const char **pos, const char *end, const char **e,
-                      size_t *elen)
+bool http_list_next(const char **pos, const char *end, const char **e,
+                    size_t *elen)
 {
 	const char *p = *pos;
 	while (p < end) {
@@ -143,6 +141,7 @@ static const char *parse_headers(const char *p, const char *end,
 /* Framing facts shared by requests and responses. */
 typedef struct framing {
 	bool has_cl, has_te, te_chunked, conn_close, conn_keep_alive, conn_upgrade;
+	bool te_unknown;   /* a transfer coding not in known_coding() */
 	bool conn_names;   /* Connection lists more than keep-alive/upgrade */
 	bool cl_many;      /* Content-Length given more than once (same value) */
 	uint64_t cl;
@@ -153,6 +152,52 @@ typedef struct framing {
 /* The largest Content-Length taken: INT64_MAX, so that a next hop that
  * reads it into a signed 64-bit number (an off_t) sees the same length. */
 #define HTTP_MAX_CL ((uint64_t)INT64_MAX)
+
+/* Whether the transfer coding c[0..n) is one RFC 9112 7 registers (with
+ * the x- aliases of 7.2), other than chunked. Not "identity": RFC 7230
+ * removed it, and next hops read it their own ways (as no coding at all,
+ * or the list by its first member), so a body we frame as chunked is not
+ * always one to them. */
+static bool known_coding(const char *c, size_t n)
+{
+	return http_ieq(c, n, "gzip") || http_ieq(c, n, "deflate") ||
+	       http_ieq(c, n, "compress") || http_ieq(c, n, "x-gzip") ||
+	       http_ieq(c, n, "x-compress");
+}
+
+/* Reads the Content-Length value [p, end): one length or a list of them,
+ * "1*DIGIT *(OWS "," OWS 1*DIGIT)" (RFC 9110 8.6 lets a recipient take a
+ * list of equal lengths: two fields folded into one); an empty member is
+ * refused, since next hops disagree on it (one skips it, one takes the
+ * field as invalid, one as 0). Returns 0 or an HTTP_E_* code. */
+static int read_content_length(const char *p, const char *end, framing *f)
+{
+	for (;;) {
+		while (p < end && is_blank((unsigned char)*p))
+			p++;
+		const char *d = p;
+		uint64_t v = 0;
+		for (; p < end && is_digit((unsigned char)*p); p++) {
+			unsigned ch = (unsigned char)*p - '0';
+			if (v > (HTTP_MAX_CL - ch) / 10)
+				return HTTP_E_BAD;
+			v = v * 10 + ch;
+		}
+		if (p == d)
+			return HTTP_E_BAD;   /* empty, or not a digit */
+		if (f->has_cl && v != f->cl)
+			return HTTP_E_SMUGGLE;
+		f->cl_many = f->has_cl;
+		f->has_cl = true;
+		f->cl = v;
+		while (p < end && is_blank((unsigned char)*p))
+			p++;
+		if (p == end)
+			return 0;
+		if (*p++ != ',')
+			return HTTP_E_BAD;
+	}
+}
 
 /* Reads Content-Length, Transfer-Encoding, Connection and Host. Returns 0
  * or an HTTP_E_* code. */
@@ -165,29 +210,12 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 		const char *pos = h->value, *end = h->value + h->value_len, *e;
 		size_t elen;
 		if (http_ieq(h->name, h->name_len, "content-length")) {
-			bool any = false;
-			while (next_elem(&pos, end, &e, &elen)) {
-				uint64_t v = 0;
-				for (size_t k = 0; k < elen; k++) {
-					unsigned char ch = (unsigned char)e[k];
-					if (!is_digit(ch))
-						return HTTP_E_BAD;
-					if (v > (HTTP_MAX_CL - (ch - '0')) / 10)
-						return HTTP_E_BAD;
-					v = v * 10 + (ch - '0');
-				}
-				if (f->has_cl && v != f->cl)
-					return HTTP_E_SMUGGLE;
-				f->cl_many = f->has_cl;
-				f->has_cl = true;
-				f->cl = v;
-				any = true;
-			}
-			if (!any)
-				return HTTP_E_BAD;
+			int rc = read_content_length(pos, end, f);
+			if (rc < 0)
+				return rc;
 		} else if (http_ieq(h->name, h->name_len, "transfer-encoding")) {
 			bool any = false;
-			while (next_elem(&pos, end, &e, &elen)) {
+			while (http_list_next(&pos, end, &e, &elen)) {
 				any = true;
 				/* a coding may carry parameters: "gzip;q=1" */
 				size_t tl = 0;
@@ -197,12 +225,14 @@ static int read_framing(const http_header *hs, size_t n, framing *f)
 				f->te_chunked = http_ieq(e, tl, "chunked") && tl == elen;
 				if (f->te_chunked)
 					n_chunked++;
+				else if (!known_coding(e, tl))
+					f->te_unknown = true;
 			}
 			if (!any)
 				return HTTP_E_BAD;
 			f->has_te = true;
 		} else if (http_ieq(h->name, h->name_len, "connection")) {
-			while (next_elem(&pos, end, &e, &elen)) {
+			while (http_list_next(&pos, end, &e, &elen)) {
 				if (http_ieq(e, elen, "keep-alive")) {
 					f->conn_keep_alive = true;
 				} else if (http_ieq(e, elen, "upgrade")) {
@@ -350,6 +380,84 @@ static int odd_version(const char *p, const char *end)
 	return (p == d || p != end) ? HTTP_E_BAD : HTTP_E_VERSION;
 }
 
+/* Reads the form of a request-target that is not plainly origin-form
+ * (it does not start with '/', or the method is CONNECT): RFC 9112 3.2.
+ * Another form where the method does not take it is a 400: a next hop
+ * could route "x:80" or "*" as a path, or as a host, where we do not. Of
+ * absolute-forms only http and https are taken (a reverse proxy serves
+ * nothing else), their authority without userinfo (RFC 9110 4.2.4: an
+ * error) and not empty (4.2.1). Returns 0 or HTTP_E_BAD. */
+static int read_target(http_request *req)
+{
+	const char *t = req->target;
+	size_t n = req->target_len;
+	if (req->method_len == 7 && memcmp(req->method, "CONNECT", 7) == 0) {
+		/* authority-form = uri-host ":" port; reg-name has no ':' */
+		const char *c = t[0] == '[' ? memchr(t, ']', n) : t;
+		c = c ? memchr(c, ':', n - (size_t)(c - t)) : NULL;
+		if (!c || c + 1 == t + n || !valid_host(t, n))
+			return HTTP_E_BAD;
+		req->form = HTTP_FORM_AUTHORITY;
+		return 0;
+	}
+	if (n == 1 && t[0] == '*') {
+		if (req->method_len != 7 || memcmp(req->method, "OPTIONS", 7) != 0)
+			return HTTP_E_BAD;
+		req->form = HTTP_FORM_ASTERISK;
+		return 0;
+	}
+	if (t[0] == '/')
+		return 0;
+	size_t s;
+	if (n > 7 && http_ieq(t, 7, "http://"))
+		s = 7;
+	else if (n > 8 && http_ieq(t, 8, "https://"))
+		s = 8;
+	else
+		return HTTP_E_BAD;
+	const char *a = t + s, *end = t + n, *q = a;
+	while (q < end && *q != '/' && *q != '?' && *q != '#')
+		q++;
+	if (q == a || memchr(a, '@', (size_t)(q - a)) ||
+	    !valid_host(a, (size_t)(q - a)))
+		return HTTP_E_BAD;
+	req->form = HTTP_FORM_ABSOLUTE;
+	req->authority = a;
+	req->authority_len = (size_t)(q - a);
+	req->path = q;
+	req->path_len = (size_t)(end - q);
+	return 0;
+}
+
+bool http_upgrade_is_h2(const char *e, size_t elen)
+{
+	const char *slash = memchr(e, '/', elen);
+	size_t n = slash ? (size_t)(slash - e) : elen;
+	return http_ieq(e, n, "h2c") || http_ieq(e, n, "h2");
+}
+
+/* Whether the Upgrade fields of <req> offer a protocol other than HTTP/2;
+ * sets req->upgrade_h2 when they offer HTTP/2. Run only for a request
+ * whose Connection has "upgrade". */
+static bool upgrade_offered(http_request *req)
+{
+	bool other = false;
+	for (size_t i = 0; i < req->n_headers; i++) {
+		const http_header *h = &req->headers[i];
+		if (!http_ieq(h->name, h->name_len, "upgrade"))
+			continue;
+		const char *pos = h->value, *e;
+		size_t elen;
+		while (http_list_next(&pos, h->value + h->value_len, &e, &elen)) {
+			if (http_upgrade_is_h2(e, elen))
+				req->upgrade_h2 = true;
+			else
+				other = true;
+		}
+	}
+	return other;
+}
+
 /* Common tail: a head that is not complete yet is an error once it cannot
  * fit. */
 static int incomplete(size_t len)
@@ -408,6 +516,12 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	if (minor < 0)
 		return minor;
 	req->minor = minor;
+	/* origin-form is the common case: one byte and a length tell it */
+	if (t[0] != '/' || req->method_len == 7) {
+		int rc = read_target(req);
+		if (rc < 0)
+			return rc;
+	}
 
 	int rc = 0;
 	const char *after = parse_headers(cr + 2, end, req->headers,
@@ -421,6 +535,8 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 		return rc;
 	if (f.has_te && (f.has_cl || !f.te_chunked || minor == 0))
 		return HTTP_E_SMUGGLE;
+	if (f.te_unknown)
+		return HTTP_E_CODING;
 	/* RFC 9112 3.2: a 400 for an HTTP/1.1 request without Host, for more
 	 * than one Host (even equal ones) and for an invalid one: a hop in
 	 * front and the upstream could each take another Host from it (for
@@ -438,8 +554,7 @@ int http_parse_request(const char *buf, size_t len, http_request *req)
 	req->keep_alive = minor == 1 ? !f.conn_close
 	                             : (f.conn_keep_alive && !f.conn_close);
 	req->conn_names = f.conn_names;
-	req->upgrade = f.conn_upgrade &&
-	               http_find_header(req->headers, req->n_headers, "upgrade");
+	req->upgrade = f.conn_upgrade && upgrade_offered(req);
 	const http_header *ex = http_find_header(req->headers, req->n_headers,
 	                                         "expect");
 	req->expect_continue = ex && http_ieq(ex->value, ex->value_len, "100-continue");
@@ -604,7 +719,7 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n)
 		const char *pos = all[i].value, *end = all[i].value + all[i].value_len;
 		const char *e;
 		size_t elen;
-		while (next_elem(&pos, end, &e, &elen))
+		while (http_list_next(&pos, end, &e, &elen))
 			if (http_ieqn(e, elen, h->name, h->name_len))
 				return true;
 	}
@@ -639,9 +754,45 @@ enum {
 #define CK_MAX_LINE 4096          /* bound on a chunk-size or trailer line */
 #define CK_MAX_TRAILERS HTTP_MAX_HEAD /* bound on all trailer bytes */
 
+/* Fields refused in trailers (see http.h), lower case; tr_names has a bit
+ * for each. */
+static const char *const tr_forbidden[] = {
+	"content-length", "transfer-encoding", "trailer", "host", "connection",
+	"keep-alive", "proxy-connection", "te", "upgrade", "content-encoding",
+	"content-type", "content-range",
+};
+#define TR_FORBIDDEN (sizeof tr_forbidden / sizeof tr_forbidden[0])
+_Static_assert(TR_FORBIDDEN <= 16, "tr_names has 16 bits");
+
+static unsigned char lower(unsigned char ch)
+{
+	return ch >= 'A' && ch <= 'Z' ? (unsigned char)(ch + 32) : ch;
+}
+
+/* Narrows c->tr_names to the forbidden names whose byte <i> is <ch>. A name
+ * is matched a byte at a time, as it arrives: a trailer line may be split
+ * across reads, and nothing of it is kept. */
+static void tr_names_step(http_chunked *c, size_t i, unsigned char ch)
+{
+	ch = lower(ch);
+	for (unsigned k = 0; c->tr_names >> k; k++)
+		if (((c->tr_names >> k) & 1) && tr_forbidden[k][i] != (char)ch)
+			c->tr_names &= (uint16_t)~(1u << k);
+}
+
+/* Whether the name that ended at its <len>-th byte is a forbidden one. */
+static bool tr_names_hit(const http_chunked *c, size_t len)
+{
+	for (unsigned k = 0; c->tr_names >> k; k++)
+		if (((c->tr_names >> k) & 1) && tr_forbidden[k][len] == '\0')
+			return true;
+	return false;
+}
+
 void http_chunked_init(http_chunked *c)
 {
 	c->state = CK_SIZE0;
+	c->tr_names = 0;
 	c->remaining = 0;
 	c->line_len = 0;
 }
@@ -736,11 +887,21 @@ static int trailer_byte(http_chunked *c, unsigned char ch)
 			return CK_END_LF;
 		/* a blank first is obs-fold, a bare LF or any non-tchar is no
 		 * field line */
-		return is_tchar(ch) ? CK_TR_NAME : -1;
+		if (!is_tchar(ch))
+			return -1;
+		c->tr_names = (uint16_t)((1u << TR_FORBIDDEN) - 1);
+		tr_names_step(c, 0, ch);
+		return CK_TR_NAME;
 	case CK_TR_NAME:
-		if (is_tchar(ch))
+		/* line_len counts this byte: the name has line_len - 1 */
+		if (is_tchar(ch)) {
+			if (c->tr_names)
+				tr_names_step(c, c->line_len - 1, ch);
 			return CK_TR_NAME;
-		return ch == ':' ? CK_TR_VALUE : -1;
+		}
+		if (ch != ':' || (c->tr_names && tr_names_hit(c, c->line_len - 1)))
+			return -1;
+		return CK_TR_VALUE;
 	case CK_TR_VALUE:
 		if (ch == '\r')
 			return CK_TRAILER_LF;

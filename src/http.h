@@ -29,7 +29,19 @@ enum {
 	HTTP_E_TOO_LARGE = -2,  /* head over HTTP_MAX_HEAD or too many headers: 431 */
 	HTTP_E_SMUGGLE = -3,    /* CL+TE, differing CLs, bad TE: 400 */
 	HTTP_E_VERSION = -4,    /* not HTTP/1.x: 505 */
+	HTTP_E_CODING = -5,     /* a transfer coding we do not know: 501 */
 };
+
+/* The form of a request-target (RFC 9112 3.2), each allowed only where the
+ * RFC has it: a target of another form, or of a form the method does not
+ * take, is refused (HTTP_E_BAD). */
+typedef enum {
+	HTTP_FORM_ORIGIN = 0,  /* "/path?query": any method but CONNECT */
+	HTTP_FORM_ABSOLUTE,    /* "http://authority/path": any method but
+	                          CONNECT; http or https only */
+	HTTP_FORM_AUTHORITY,   /* "host:port": CONNECT, and only it */
+	HTTP_FORM_ASTERISK,    /* "*": OPTIONS, and only it */
+} http_form;
 
 /* Whether a[0..alen) and b[0..blen) are equal but for ASCII case. */
 static inline bool http_ieqn(const char *a, size_t alen, const char *b,
@@ -80,6 +92,13 @@ typedef struct http_request {
 	const char *target;
 	size_t target_len;
 	int minor;                 /* HTTP/1.<minor>: 0 or 1 */
+	http_form form;
+	const char *authority;     /* absolute-form: the target's host[:port] */
+	size_t authority_len;
+	const char *path;          /* absolute-form: what follows the authority
+	                              ("/p?q", "?q" or empty) */
+	size_t path_len;
+	bool upgrade_h2;           /* Upgrade offered h2c or h2: not forwarded */
 	http_header headers[HTTP_MAX_HEADERS];
 	size_t n_headers;
 	http_body body;
@@ -89,7 +108,8 @@ typedef struct http_request {
 	                              in place of the received fields */
 	bool keep_alive;           /* per version and Connection */
 	bool conn_names;           /* Connection names fields beyond keep-alive/upgrade */
-	bool upgrade;              /* Connection: upgrade + Upgrade header */
+	bool upgrade;              /* Connection: upgrade + an Upgrade header
+	                              offering a protocol other than HTTP/2 */
 	bool expect_continue;      /* Expect: 100-continue */
 	bool is_head;              /* method HEAD */
 	size_t head_len;           /* bytes of the head including the blank line */
@@ -125,7 +145,27 @@ typedef struct http_response {
  * Host, any request with more than one Host field line, and a Host whose
  * value is not uri-host [":" port] (RFC 9110 7.2); an HTTP/1.0 request may
  * have no Host. A Content-Length must fit a signed 64-bit number, so that
- * no next hop that reads it as one sees another length. */
+ * no next hop that reads it as one sees another length, and be one number
+ * or a list of equal ones ("5, 5", RFC 9110 8.6) without empty members
+ * (",5" and "5," are not what folded fields look like, and next hops read
+ * them differently).
+ *
+ * Transfer-Encoding must have chunked last and once (else HTTP_E_SMUGGLE);
+ * a coding before it other than gzip, deflate, compress (x-gzip,
+ * x-compress) is HTTP_E_CODING, a 501 (RFC 9112 6.1): "identity" (no
+ * longer a coding) or an unknown one may be skipped by a next hop, which
+ * then reads the body as if it had no Transfer-Encoding at all.
+ *
+ * The target must have a form its method takes (see http_form), else
+ * HTTP_E_BAD. An absolute-form target sets <authority> and <path>: its
+ * authority must be a valid Host, not empty (RFC 9110 4.2.1) and without
+ * userinfo (an error in an http URI, 4.2.4); it wins over the Host field
+ * (RFC 9112 3.2.2), which must still be valid.
+ *
+ * Upgrade: an "h2c" or "h2" token (any version) is taken as absent, so
+ * that no HTTP/2 connection is ever tunnelled past us (h2c smuggling);
+ * <upgrade_h2> says one was there, and <upgrade> is set only when another
+ * protocol is offered: with none, the request is plain HTTP/1.1. */
 int http_parse_request(const char *buf, size_t len, http_request *req);
 
 /* Parses a response head. <req_is_head> and the status decide framing: a
@@ -136,6 +176,16 @@ int http_parse_response(const char *buf, size_t len, bool req_is_head,
 /* Case-insensitive header lookup; NULL when absent (the first one). */
 const http_header *http_find_header(const http_header *h, size_t n,
                                     const char *name);
+
+/* Iterates over the comma-separated elements of a list value [*pos, end),
+ * each trimmed of blanks; empty elements are skipped. Sets *e and *elen and
+ * advances *pos; returns false at the end. */
+bool http_list_next(const char **pos, const char *end, const char **e,
+                    size_t *elen);
+
+/* Whether the Upgrade element e[0..elen) offers HTTP/2 ("h2c", "h2", with
+ * any "/version"): such an offer is never forwarded. */
+bool http_upgrade_is_h2(const char *e, size_t elen);
 
 /* True for hop-by-hop headers (Connection, Keep-Alive, Proxy-Connection,
  * TE, Trailer, Upgrade, Proxy-Authenticate, Proxy-Authorization) and for
@@ -153,15 +203,23 @@ bool http_is_hop_by_hop(const http_header *h, const http_header *all, size_t n);
  * must be below 2^60, so that every next hop reads the same size (nginx
  * and HAProxy refuse larger ones too). A trailer line must be a valid
  * field line (token ":" field-value, no obs-fold), or the body is refused
- * (the proxy answers 400 to a request, cuts a response). Refused rather
- * than dropped: bodies stream through byte for byte, without a copy, and
- * dropping lines would mean rewriting the body's tail; a valid sender
- * never produces a bad trailer, so the refusal costs no real traffic.
+ * (the proxy answers 400 to a request, cuts a response); so is a trailer
+ * field that RFC 9110 6.5.1 keeps out of trailers and that a next hop
+ * merging trailers into the header section would act on: framing
+ * (Content-Length, Transfer-Encoding, Trailer), routing (Host), the
+ * connection (Connection, Keep-Alive, Proxy-Connection, TE, Upgrade) and
+ * the content's format (Content-Encoding, Content-Type, Content-Range).
+ * Refused rather than dropped: bodies stream through byte for byte,
+ * without a copy, and dropping lines would mean rewriting the body's
+ * tail; a valid sender never produces such a trailer, so the refusal
+ * costs no real traffic.
  * Valid trailers go through as received: the framing was decided before
  * them. Lines are bounded (4096 bytes) and so are all trailers together
  * (HTTP_MAX_HEAD). */
 typedef struct http_chunked {
 	int state;
+	uint16_t tr_names;    /* in a trailer's name: the forbidden names it
+	                         may still be (a bit each) */
 	uint64_t remaining;   /* bytes left in the current chunk's data; in the
 	                         trailers, their bytes so far */
 	size_t line_len;      /* guards chunk-size and trailer line lengths */

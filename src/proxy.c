@@ -934,16 +934,68 @@ static void out_content_length(hbuf *o, uint64_t n)
 
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body);
 
+/* Appends the absolute-form target of <q> in origin-form: RFC 9112 3.2.2
+ * has the authority replace the Host field (the caller writes it), and
+ * the next hop then sees one authority only, the one we took, where with
+ * both it could pick the other. An empty path is "/" (3.2.1), or "*" in
+ * an OPTIONS (3.2.4). */
+static void out_origin_form(hbuf *o, const http_request *q)
+{
+	if (q->path_len > 0 && q->path[0] == '/') {
+		out_put(o, q->path, q->path_len);
+		return;
+	}
+	if (q->path_len == 0 && q->method_len == 7 &&
+	    memcmp(q->method, "OPTIONS", 7) == 0) {
+		out_str(o, "*");
+		return;
+	}
+	out_str(o, "/");
+	out_put(o, q->path, q->path_len);
+}
+
+/* Appends the protocols the Upgrade fields of <q> offer, but HTTP/2 (see
+ * http_parse_request), as one list: nothing that would open an h2c
+ * tunnel past us reaches the upstream. */
+static void out_upgrade(hbuf *o, const http_request *q)
+{
+	bool first = true;
+	for (size_t i = 0; i < q->n_headers; i++) {
+		const http_header *h = &q->headers[i];
+		if (!name_is(h, "upgrade"))
+			continue;
+		const char *pos = h->value, *e;
+		size_t elen;
+		while (http_list_next(&pos, h->value + h->value_len, &e, &elen)) {
+			if (http_upgrade_is_h2(e, elen))
+				continue;
+			if (!first)
+				out_str(o, ", ");
+			out_put(o, e, elen);
+			first = false;
+		}
+	}
+}
+
 /* Builds the upstream head of the parsed request. Returns false when it
  * does not fit. */
 static bool build_request_head(cconn *c)
 {
 	const http_request *q = &c->io->req;
 	hbuf o = { c->io->reqhead, 0, sizeof c->io->reqhead, false };
+	bool absolute = q->form == HTTP_FORM_ABSOLUTE;
 	out_put(&o, q->method, q->method_len);
 	out_str(&o, " ");
-	out_put(&o, q->target, q->target_len);
+	if (absolute)
+		out_origin_form(&o, q);
+	else
+		out_put(&o, q->target, q->target_len);
 	out_str(&o, q->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+	if (absolute) {
+		out_str(&o, "Host: ");
+		out_put(&o, q->authority, q->authority_len);
+		out_str(&o, "\r\n");
+	}
 	bool xff = false, xfp = false;
 	for (size_t i = 0; i < q->n_headers; i++) {
 		const http_header *h = &q->headers[i];
@@ -953,6 +1005,8 @@ static bool build_request_head(cconn *c)
 		 * may refuse a list or take another element */
 		if (q->cl_rewrite && name_is(h, "content-length"))
 			continue;
+		if (absolute && name_is(h, "host"))
+			continue;   /* the target's authority went instead */
 		if (name_is(h, "x-forwarded-for")) {
 			xff = true;
 			continue;
@@ -981,10 +1035,8 @@ static bool build_request_head(cconn *c)
 	if (!xfp)
 		out_str(&o, "X-Forwarded-Proto: http\r\n");
 	if (q->upgrade) {
-		const http_header *u = http_find_header(q->headers, q->n_headers,
-		                                        "upgrade");
 		out_str(&o, "Connection: Upgrade\r\nUpgrade: ");
-		out_put(&o, u->value, u->value_len);
+		out_upgrade(&o, q);
 		out_str(&o, "\r\n");
 	} else if (q->minor == 0) {
 		/* a 1.0 request goes upstream as 1.0 so that the answer is one
@@ -1903,9 +1955,18 @@ static bool try_head(cconn *c)
 		 * dropped, and the next turn (at once, or once the answer is
 		 * written) closes (c_linger) */
 		int status = rc == HTTP_E_TOO_LARGE ? 431
-		           : rc == HTTP_E_VERSION ? 505 : 400;
+		           : rc == HTTP_E_VERSION ? 505
+		           : rc == HTTP_E_CODING ? 501 : 400;
 		c->coff = c->clen;
 		send_error(c, status, true);
+		return true;
+	}
+	if (c->io->req.form == HTTP_FORM_AUTHORITY) {
+		/* CONNECT: a reverse proxy opens no tunnels (RFC 9110 15.6.2:
+		 * a method no resource here supports); what the client sends
+		 * next is the tunnel's, never a request */
+		c->coff = c->clen;
+		send_error(c, 501, true);
 		return true;
 	}
 	start_request(c, (size_t)rc);

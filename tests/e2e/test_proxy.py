@@ -645,7 +645,11 @@ def test_bad_chunked_request_bodies_are_refused_and_not_forwarded():
                  b"5;\r\nhello\r\n0\r\n\r\n",                 # an empty extension
                  b"1000000000000000\r\nhello\r\n0\r\n\r\n",   # 2^60
                  b"5\r\nhello\r\n0\r\nBad Trailer: 1\r\n\r\n",
-                 b"5\r\nhello\r\n0\r\nX: a\x01b\r\n\r\n"):
+                 b"5\r\nhello\r\n0\r\nX: a\x01b\r\n\r\n",
+                 # RFC 9110 6.5.1: framing and routing fields, never in trailers
+                 b"5\r\nhello\r\n0\r\nContent-Length: 50\r\n\r\n",
+                 b"5\r\nhello\r\n0\r\nX-Ok: 1\r\ntransfer-encoding: chunked\r\n\r\n",
+                 b"5\r\nhello\r\n0\r\nHost: evil\r\n\r\n"):
         n = len(up.conns)
         out, how = raw_client(port, head + body + smuggled, timeout=4)
         assert out.startswith(b"HTTP/1.1 400 ") and out.count(b"HTTP/1.1 ") == 1, (body, out)
@@ -655,6 +659,8 @@ def test_bad_chunked_request_bodies_are_refused_and_not_forwarded():
         assert _wait(lambda: all(c.eof for c in up.conns[n:])), body
         got = up.received()
         assert b"/smuggled" not in got and b"Bad Trailer" not in got and b"\x01" not in got, got
+        assert b"Content-Length: 50" not in got and b"evil" not in got, got
+        assert b"transfer-encoding: chunked" not in got, got
     # a valid trailer goes through as it is
     body = b"5;ext=\"a b\"\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n"
     out, how = raw_client(port, head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n") + body)
@@ -671,7 +677,8 @@ def test_bad_chunked_responses_are_never_made_complete():
     bad = [b"5 6\r\nworld\r\n0\r\n\r\n",
            b"5;a=\r\nworld\r\n0\r\n\r\n",
            b"0\r\nNo Colon\r\n\r\n",
-           b"0\r\nX: a\x7f\r\n\r\n"]
+           b"0\r\nX: a\x7f\r\n\r\n",
+           b"0\r\nContent-Length: 50\r\n\r\n"]   # RFC 9110 6.5.1
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     go = threading.Event()
 
@@ -720,10 +727,104 @@ def test_bad_chunked_responses_are_never_made_complete():
         # one send on loopback arrives as one read: a 502; split, a reset
         assert (out.startswith(b"HTTP/1.1 502 ") or how == "reset") and b"world" not in out, (b_, how, out)
         assert b"No Colon" not in out and b"\x7f" not in out, (b_, out)
+        assert b"Content-Length: 50" not in out, (b_, out)
     assert _wait(lambda: len(up.conns) == 2 * len(bad) and all(c.eof for c in up.conns)), \
         [c.eof for c in up.conns]
     out, how = raw_client(port, b"GET /good HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert out.endswith(b"\r\n\r\n5\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n") and how == "eof", out
+    up.stop()
+
+
+def test_requests_a_next_hop_could_read_otherwise_are_refused():
+    # each of these is framed or routed one way by us and may be another
+    # way by the upstream: refused with Connection: close, nothing of it
+    # (nor of what follows) sent upstream
+    up = Scripted(_answer_all({}))
+    port, d = _proxy(up.addr)
+    smuggled = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+    chunked = b"5\r\nhello\r\n0\r\n\r\n"
+
+    def post(field, body):
+        return b"POST / HTTP/1.1\r\nHost: x\r\n" + field + b"\r\n\r\n" + body
+    cases = [
+        # RFC 9112 6.1: a coding a next hop may skip, then chunked
+        (post(b"Transfer-Encoding: identity, chunked", chunked), b"501"),
+        (post(b"Transfer-Encoding: foo, chunked", chunked), b"501"),
+        (post(b"Transfer-Encoding: identity\r\nTransfer-Encoding: chunked", chunked), b"501"),
+        # RFC 9110 8.6: empty members of a Content-Length list
+        (post(b"Content-Length: ,5", b"hello"), b"400"),
+        (post(b"Content-Length: 5,", b"hello"), b"400"),
+        # RFC 9112 3.2.3, 3.2.4: authority- and asterisk-form only for
+        # CONNECT and OPTIONS; CONNECT opens no tunnel here
+        (b"GET * HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET x:80 HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", b"501"),
+        # RFC 9110 4.2.4, 4.2.1: userinfo or no host in an http URI
+        (b"GET http://u:p@x/abs HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+        (b"GET http:///abs HTTP/1.1\r\nHost: x\r\n\r\n", b"400"),
+    ]
+    for payload, code in cases:
+        out, how = raw_client(port, payload + smuggled, timeout=4)
+        assert out.startswith(b"HTTP/1.1 " + code + b" "), (payload[:60], out)
+        assert out.count(b"HTTP/1.1 ") == 1, (payload[:60], out)
+        assert (b"connection", b"close") in head_of(out) and how == "eof", (payload[:60], how, out)
+    assert up.received() == b"", up.received()
+    # known codings before chunked go through as they are
+    out, how = raw_client(port, post(b"Transfer-Encoding: gzip, chunked\r\nConnection: close",
+                                     chunked))
+    assert out.startswith(b"HTTP/1.1 200 "), out
+    assert b"Transfer-Encoding: gzip, chunked\r\n" in up.received(), up.received()
+    up.stop()
+
+
+def test_absolute_form_goes_upstream_in_origin_form_with_its_authority():
+    # RFC 9112 3.2.2: the target's authority wins over Host; the upstream
+    # gets the path in origin-form and Host set from the target, so that
+    # it cannot pick the other one
+    up = Scripted(_answer_all({}))
+    port, d = _proxy(up.addr)
+    cases = [
+        (b"GET http://evil:81/abs?q=1 HTTP/1.1\r\nHost: x\r\n",
+         b"GET /abs?q=1 HTTP/1.1\r\nHost: evil:81\r\n"),
+        (b"GET HTTPS://x?q HTTP/1.1\r\nHost: x\r\n", b"GET /?q HTTP/1.1\r\nHost: x\r\n"),
+        (b"OPTIONS http://x HTTP/1.1\r\nHost: x\r\n", b"OPTIONS * HTTP/1.1\r\nHost: x\r\n"),
+        (b"GET http://[::1]:8/ HTTP/1.0\r\n", b"GET / HTTP/1.0\r\nHost: [::1]:8\r\n"),
+    ]
+    for head, want in cases:
+        n = len(up.received())
+        out, how = raw_client(port, head + b"Connection: close\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 ") and out.endswith(b"ok"), (head, out)
+        got = up.received()[n:]
+        assert got.startswith(want), (head, got)
+        assert got.lower().count(b"\r\nhost:") == 1, (head, got)
+    up.stop()
+
+
+def test_h2c_upgrade_is_served_as_http11():
+    # h2c smuggling: an HTTP/2 upgrade would hand the client a channel
+    # past the proxy. h2c is taken out of Upgrade (and the request served
+    # as plain HTTP/1.1 when nothing else is offered); a 101 the upstream
+    # sends anyway is a 502, never a tunnel
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n"
+    up = Scripted(_answer_all({b"/switch": switch}))
+    port, d = _proxy(up.addr)
+    h2c = (b"Host: x\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n")
+    out, how = raw_client(port, b"GET /plain HTTP/1.1\r\n" + h2c + b"\r\n", until=b"ok")
+    assert out == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", out
+    got = up.received()
+    assert b"GET /plain HTTP/1.1\r\n" in got, got
+    for field in (b"upgrade", b"http2-settings"):
+        assert field not in got.lower(), (field, got)
+    out, how = raw_client(port, b"GET /switch HTTP/1.1\r\n" + h2c + b"\r\n",
+                          until=b"Bad Gateway\n")
+    assert out.startswith(b"HTTP/1.1 502 ") and b" 101 " not in out, out
+    # another protocol offered with h2c goes on alone
+    n = len(up.received())
+    out, how = raw_client(port, b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                                b"Upgrade: h2c, websocket\r\n\r\n", until=b"ok")
+    got = up.received()[n:]
+    assert b"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n" in got, got
     up.stop()
 
 

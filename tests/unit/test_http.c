@@ -655,6 +655,199 @@ static void test_trailers_are_field_lines(void **state)
 	assert_int_equal(scan_pieces(big, k, 512, &done), -1);
 }
 
+/* RFC 9112 6.1: a request's codings before chunked must be ones a next
+ * hop reads as we do; "identity" and unknown ones are a 501 (after the
+ * smuggling checks: chunked not last is still a 400). A response's go
+ * through, framed as chunked when it is last. */
+static void test_unknown_transfer_codings_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"identity, chunked", "foo, chunked", "gzip, identity, chunked",
+		"gzip2, chunked", "trailers, chunked", "\"gzip\", chunked",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Transfer-Encoding: %s\r\n\r\n", bad[i]);
+		assert_int_equal(preq(s), HTTP_E_CODING);
+	}
+	assert_int_equal(preq("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n"
+	                      "Transfer-Encoding: chunked\r\n\r\n"), HTTP_E_CODING);
+	assert_int_equal(preq("POST / HTTP/1.1\r\nHost: h\r\n"
+	                      "Transfer-Encoding: foo\r\n\r\n"), HTTP_E_SMUGGLE);
+	static const char *const good[] = {
+		"gzip, chunked", "x-gzip, deflate, chunked", "COMPRESS, X-Compress, chunked",
+		"gzip;level=1, chunked", ", chunked", "chunked",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Transfer-Encoding: %s\r\n\r\n", good[i]);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.body, HTTP_BODY_CHUNKED);
+	}
+	assert_true(presp("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n",
+	                  false) > 0);
+	assert_int_equal(resp.body, HTTP_BODY_CHUNKED);
+}
+
+/* A Content-Length list may repeat one length, never hold an empty
+ * member: next hops skip it, refuse it or read it as 0. */
+static void test_content_length_empty_members_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		",5", "5,", ", 5", "5 ,", "5,,5", "5, ,5", ",", " , ", "5, 5,",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Content-Length: %s\r\n\r\n", bad[i]);
+		assert_int_equal(preq(s), HTTP_E_BAD);
+		snprintf(s, sizeof s, "HTTP/1.1 200 OK\r\nContent-Length: %s\r\n\r\n", bad[i]);
+		assert_int_equal(presp(s, false), HTTP_E_BAD);
+	}
+	static const char *const good[] = { "5", "5,5", "5 , 5", "\t5\t,\t5", "005, 5" };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		snprintf(s, sizeof s, "POST / HTTP/1.1\r\nHost: h\r\n"
+		         "Content-Length: %s\r\n\r\n", good[i]);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.content_length, 5);
+		assert_int_equal(req.cl_rewrite, strchr(good[i], ',') != NULL);
+	}
+}
+
+/* RFC 9110 6.5.1: framing, routing, connection and content-format fields
+ * are refused in trailers, however the name is cased or split. */
+static void test_framing_fields_in_trailers_are_refused(void **state)
+{
+	static const char *const bad[] = {
+		"Content-Length: 50", "content-length:5", "Transfer-Encoding: chunked",
+		"Trailer: X", "HOST: evil", "Connection: close", "Keep-Alive: 5",
+		"Proxy-Connection: x", "TE: trailers", "te:x", "Upgrade: h2c",
+		"Content-Encoding: gzip", "Content-Type: text/plain",
+		"Content-Range: bytes 0-1/2", "X-Ok: 1\r\nHost: evil",
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		int n = snprintf(s, sizeof s, "5\r\nhello\r\n0\r\n%s\r\n\r\n", bad[i]);
+		bool done;
+		assert_int_equal(scan_pieces(s, (size_t)n, 64, &done), -1);
+		assert_int_equal(scan_pieces(s, (size_t)n, 1, &done), -1);
+	}
+	/* names that begin or end like a forbidden one are other fields */
+	static const char *const good[] = {
+		"Content-Lengthy: 1", "Content: 1", "Hosts: a", "Hos: a", "X-Host: a",
+		"T: 1", "TEX: 1", "Trailers: 1", "Trailer-One: a", "Content-MD5: x",
+		"Upgrade-Insecure-Requests: 1", "Connection-Id: 3", "grpc-status: 0",
+	};
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+		int n = snprintf(s, sizeof s, "5\r\nhello\r\n0\r\n%s\r\n\r\n", good[i]);
+		bool done;
+		assert_int_equal(scan_pieces(s, (size_t)n, 64, &done), n);
+		assert_true(done);
+		assert_int_equal(scan_pieces(s, (size_t)n, 1, &done), n);
+		assert_true(done);
+	}
+}
+
+/* RFC 9112 3.2: each target form only with the methods that take it; an
+ * absolute-form's authority (valid, no userinfo, not empty) wins over
+ * Host and is handed out with what follows it. */
+static void test_request_target_forms(void **state)
+{
+	static const struct { const char *line; int form; } cases[] = {
+		{ "GET /a?b", HTTP_FORM_ORIGIN },
+		{ "OPTIONS /a", HTTP_FORM_ORIGIN },
+		{ "OPTIONS *", HTTP_FORM_ASTERISK },
+		{ "CONNECT x:443", HTTP_FORM_AUTHORITY },
+		{ "CONNECT [::1]:443", HTTP_FORM_AUTHORITY },
+		{ "GET http://x/abs", HTTP_FORM_ABSOLUTE },
+		{ "GET HTTPS://x", HTTP_FORM_ABSOLUTE },
+		{ "GET *", -1 }, { "POST *", -1 }, { "OPTIONS **", -1 },
+		{ "GET x:80", -1 }, { "GET x", -1 }, { "PUT localhost:80/a", -1 },
+		{ "CONNECT /", -1 }, { "CONNECT x", -1 }, { "CONNECT x:", -1 },
+		{ "CONNECT u@x:443", -1 }, { "CONNECT http://x/", -1 },
+		{ "CONNECT [::1]", -1 }, { "CONNECT *", -1 },
+		{ "GET http://u:p@x/abs", -1 }, { "GET http://@x/", -1 },
+		{ "GET http:///abs", -1 }, { "GET http://", -1 }, { "GET http:/x/", -1 },
+		{ "GET http://a,b/", -1 }, { "GET ftp://x/", -1 }, { "GET ws://x/", -1 },
+		{ "GET urn:x", -1 }, { "get x:80", -1 },
+	};
+	char s[256];
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		snprintf(s, sizeof s, "%s HTTP/1.1\r\nHost: h\r\n\r\n", cases[i].line);
+		int rc = preq(s);
+		if (cases[i].form < 0) {
+			assert_int_equal(rc, HTTP_E_BAD);
+			continue;
+		}
+		assert_int_equal(rc, (int)strlen(s));
+		assert_int_equal(req.form, cases[i].form);
+	}
+	static const struct { const char *target, *auth, *path; } abs[] = {
+		{ "http://evil/abs", "evil", "/abs" },
+		{ "Http://X:8080?q=1", "X:8080", "?q=1" },
+		{ "https://[::1]:80/a/b?c", "[::1]:80", "/a/b?c" },
+		{ "http://x#f", "x", "#f" },
+		{ "http://x", "x", "" },
+	};
+	for (size_t i = 0; i < sizeof abs / sizeof abs[0]; i++) {
+		snprintf(s, sizeof s, "GET %s HTTP/1.1\r\nHost: other\r\n\r\n", abs[i].target);
+		assert_int_equal(preq(s), (int)strlen(s));
+		assert_int_equal(req.form, HTTP_FORM_ABSOLUTE);
+		assert_true(span_is(req.authority, req.authority_len, abs[i].auth));
+		assert_true(span_is(req.path, req.path_len, abs[i].path));
+		assert_true(span_is(req.target, req.target_len, abs[i].target));
+	}
+	/* the Host field is still checked, and needed in HTTP/1.1 */
+	assert_int_equal(preq("GET http://x/ HTTP/1.1\r\n\r\n"), HTTP_E_BAD);
+	assert_int_equal(preq("GET http://x/ HTTP/1.1\r\nHost: a b\r\n\r\n"), HTTP_E_BAD);
+	assert_true(preq("GET http://x/ HTTP/1.0\r\n\r\n") > 0);
+	/* the version is judged before the target */
+	assert_int_equal(preq("GET * HTTP/2.0\r\n\r\n"), HTTP_E_VERSION);
+}
+
+/* h2c smuggling: an HTTP/2 offer in Upgrade is taken as absent; with no
+ * other protocol offered the request is no upgrade at all. */
+static void test_h2_upgrade_is_not_offered(void **state)
+{
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+	                 "Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n") > 0);
+	assert_false(req.upgrade);
+	assert_true(req.upgrade_h2);
+	assert_true(req.keep_alive);
+	static const char *const none[] = { "h2c", "H2C/1.0", "h2", "h2c, h2", " , h2c" };
+	static const char *const other[] = { "websocket, h2c", "h2c, websocket",
+	                                     "h2c/2, foo/1" };
+	char s[256];
+	for (size_t i = 0; i < sizeof none / sizeof none[0]; i++) {
+		snprintf(s, sizeof s, "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+		         "Upgrade: %s\r\n\r\n", none[i]);
+		assert_true(preq(s) > 0);
+		assert_false(req.upgrade);
+		assert_true(req.upgrade_h2);
+	}
+	for (size_t i = 0; i < sizeof other / sizeof other[0]; i++) {
+		snprintf(s, sizeof s, "GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+		         "Upgrade: %s\r\n\r\n", other[i]);
+		assert_true(preq(s) > 0);
+		assert_true(req.upgrade);
+		assert_true(req.upgrade_h2);
+	}
+	/* a second Upgrade line counts too */
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+	                 "Upgrade: h2c\r\nUpgrade: websocket\r\n\r\n") > 0);
+	assert_true(req.upgrade);
+	assert_true(preq("GET / HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\n"
+	                 "Upgrade: websocket\r\n\r\n") > 0);
+	assert_true(req.upgrade);
+	assert_false(req.upgrade_h2);
+	assert_true(http_upgrade_is_h2("h2c/1", 5));
+	assert_true(http_upgrade_is_h2("H2", 2));
+	assert_false(http_upgrade_is_h2("h2cx", 4));
+	assert_false(http_upgrade_is_h2("h", 1));
+	assert_false(http_upgrade_is_h2("websocket", 9));
+}
+
 static void test_hop_by_hop_headers(void **state)
 {
 	assert_true(preq("GET / HTTP/1.1\r\nConnection: X-Secret, keep-alive\r\n"
@@ -787,6 +980,11 @@ int main(void)
 		cmocka_unit_test(test_no_framing_fields_in_1xx_and_204),
 		cmocka_unit_test(test_chunk_size_line_grammar),
 		cmocka_unit_test(test_trailers_are_field_lines),
+		cmocka_unit_test(test_unknown_transfer_codings_are_refused),
+		cmocka_unit_test(test_content_length_empty_members_are_refused),
+		cmocka_unit_test(test_framing_fields_in_trailers_are_refused),
+		cmocka_unit_test(test_request_target_forms),
+		cmocka_unit_test(test_h2_upgrade_is_not_offered),
 		cmocka_unit_test(test_hop_by_hop_headers),
 		cmocka_unit_test(test_connection_names_flag),
 		cmocka_unit_test(test_header_line_ends),
