@@ -2484,12 +2484,14 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 		tmpl_ref *r = &x->refs[i];
 		const tmpl_def *t = find_template(x, r);
 		if (!t && complete) {
-			buf b = BUF_INIT;
-			for (size_t j = 0; j < x->n_defs; j++) {
+			buf b = BUF_INIT; /* the first ten: a message stays a line */
+			for (size_t j = 0; j < x->n_defs && j < 10; j++) {
 				buf_printf(&b, "%s%s", j ? ", " : "", x->defs[j].name);
 				if (r->namespace_ && x->defs[j].namespace_)
-					buf_printf(&b, " (namespace %s)", x->defs[j].namespace_);
+					buf_printf(&b, " (namespace %.64s)", x->defs[j].namespace_);
 			}
+			if (x->n_defs > 10)
+				buf_printf(&b, " and %zu more", x->n_defs - 10);
 			char ns[128] = "";
 			if (r->namespace_)
 				snprintf(ns, sizeof ns, " in namespace '%.64s'", r->namespace_);

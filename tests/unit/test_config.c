@@ -1015,6 +1015,23 @@ static void test_unknown_template_ref_names_the_templates_there_are(void **state
 	             "MetricTemplate named 'x' in this file; there are: a, b");
 	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
+	/* with 900 templates, the message names ten: it stays one short line */
+	buf b = BUF_INIT;
+	buf_puts(&b, METRICS "      - name: x\n        thresholdRange: {max: 1}\n"
+	         "        templateRef: {name: x, namespace: n}\n");
+	for (int i = 0; i < 900; i++)
+		buf_printf(&b, "---\napiVersion: canaryd/v1\nkind: MetricTemplate\n"
+		           "metadata: {name: t%d, namespace: n%d}\n"
+		           "spec: {provider: {type: prometheus, address: 'http://h:1'}, query: up}\n",
+		           i, i);
+	e = must_fail(b.p);
+	assert_error(&e, "c.yaml:15:9: ", "no MetricTemplate named 'x' in namespace 'n' in this "
+	             "file; there are: t0 (namespace n0), t1 (namespace n1), t2 (namespace n2), ");
+	assert_error(&e, "c.yaml:15:9: ", ", t9 (namespace n9) and 890 more");
+	assert_int_equal(e.n, 1);
+	assert_true(strlen(e.msg[0]) < 512);
+	cfg_errors_release(&e);
+	buf_release(&b);
 }
 
 static void test_unsupported_provider_types_are_errors(void **state)
