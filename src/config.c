@@ -2588,14 +2588,21 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	if (!seen[T_SPEC].key)
 		err_at(x, root, "spec: required");
 
+	/* each clash named once, with the first document it clashes with: n
+	 * copies of a document would otherwise give n * n / 2 messages */
+	bool name_dup = false, listen_dup = false;
 	for (size_t i = 0; i < out->n_canaries; i++) {
 		const cfg_canary *o = &out->canaries[i];
-		if (c.name && o->name && !strcmp(c.name, o->name))
+		if (!name_dup && c.name && o->name && !strcmp(c.name, o->name)) {
 			err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
 			       "document at line %d)", c.name, o->line);
-		if (c.listen && o->listen && same_listen(c.listen, o->listen))
+			name_dup = true;
+		}
+		if (!listen_dup && c.listen && o->listen && same_listen(c.listen, o->listen)) {
 			err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
 			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
+			listen_dup = true;
+		}
 	}
 	out->canaries = xrealloc(out->canaries, (out->n_canaries + 1) * sizeof *out->canaries);
 	out->canaries[out->n_canaries++] = c;

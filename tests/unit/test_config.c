@@ -600,6 +600,15 @@ static void test_duplicate_names_and_listen_addresses(void **state)
 	             "by canary 'web' (line 1)");
 	assert_int_equal(e.n, 2);
 	cfg_errors_release(&e);
+	/* a third copy clashes with two: named once, with the first */
+	snprintf(text, sizeof text, "%s%s%s", a, a, a);
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:20:18: ", "metadata.name: duplicate canary name 'web' (also the "
+	             "document at line 1)");
+	assert_error(&e, "c.yaml:22:11: ", "spec.listen: address '127.0.0.1:8080' is already used "
+	             "by canary 'web' (line 1)");
+	assert_int_equal(e.n, 4);
+	cfg_errors_release(&e);
 }
 
 static void test_duplicate_keys_are_errors(void **state)
