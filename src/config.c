@@ -66,7 +66,7 @@ typedef struct ctx {
 	/* where each message added by this load points (1-based), to sort them
 	 * by position at the end; past CFG_MAX_ERRORS they are counted only */
 	struct errpos { size_t line, col, seq; char *msg; } *pos;
-	size_t n_pos;
+	size_t n_pos, pos_cap;
 	size_t dropped;        /* messages past CFG_MAX_ERRORS */
 	size_t drop_line, drop_col; /* where the first of them was */
 	bool stopping;         /* the message being added ends the reading: never
@@ -74,10 +74,23 @@ typedef struct ctx {
 	bool in_template;      /* reading a MetricTemplate, not a Canary */
 	size_t canary;         /* index the canary being read will have */
 	tmpl_def *defs;
-	size_t n_defs;
+	size_t n_defs, defs_cap;
 	tmpl_ref *refs;
-	size_t n_refs;
+	size_t n_refs, refs_cap;
+	size_t canaries_cap;   /* of cfg.canaries */
 } ctx;
+
+/* Makes room for one more element in array *<p> of <n> elements of <size>
+ * bytes, *<cap> allocated, doubling: a file has up to CFG_MAX_DOCUMENTS
+ * canaries of some KB each, which growing one at a time would copy over
+ * and over. */
+static void grow(void *p, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return;
+	*cap = *cap ? *cap * 2 : 8;
+	*(void **)p = xrealloc(*(void **)p, *cap * size);
+}
 
 /* Appends <msg> (taken) about LINE:COL (1-based). */
 static void errs_push(ctx *x, size_t line, size_t col, char *msg)
@@ -88,7 +101,7 @@ static void errs_push(ctx *x, size_t line, size_t col, char *msg)
 		e->msg = xrealloc(e->msg, e->cap * sizeof *e->msg);
 	}
 	e->msg[e->n++] = msg;
-	x->pos = xrealloc(x->pos, (x->n_pos + 1) * sizeof *x->pos);
+	grow(&x->pos, x->n_pos, &x->pos_cap, sizeof *x->pos);
 	x->pos[x->n_pos] = (struct errpos){ line, col, x->n_pos, msg };
 	x->n_pos++;
 }
@@ -122,7 +135,7 @@ static void errs_sort(ctx *x)
 		x->errs->msg[first + i] = x->pos[i].msg;
 	free(x->pos);
 	x->pos = NULL;
-	x->n_pos = 0;
+	x->n_pos = x->pos_cap = 0;
 }
 
 /* Returns <s> (taken) with each control character (C0, DEL, and C1 as
@@ -1928,7 +1941,7 @@ static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 		if (mi.ref_name && mi.ref_key) {
 			/* resolved when every document is read */
 			ctx *x = d->x;
-			x->refs = xrealloc(x->refs, (x->n_refs + 1) * sizeof *x->refs);
+			grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
 			tmpl_ref *r = &x->refs[x->n_refs++];
 			memset(r, 0, sizeof *r);
 			r->canary = x->canary;
@@ -2457,7 +2470,7 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 			break;
 		}
 	}
-	x->defs = xrealloc(x->defs, (x->n_defs + 1) * sizeof *x->defs);
+	grow(&x->defs, x->n_defs, &x->defs_cap, sizeof *x->defs);
 	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
 	                                   .src = si.s, .ok = x->errs->n == e0, .line = line };
 }
@@ -2510,7 +2523,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 	}
 	free(x->refs);
 	x->refs = NULL;
-	x->n_refs = 0;
+	x->n_refs = x->refs_cap = 0;
 	for (size_t i = 0; i < x->n_defs; i++) {
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);
@@ -2518,7 +2531,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 	}
 	free(x->defs);
 	x->defs = NULL;
-	x->n_defs = 0;
+	x->n_defs = x->defs_cap = 0;
 }
 
 /* Validates one document (root <root>, not empty) and appends it to <out>,
@@ -2604,7 +2617,7 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 			listen_dup = true;
 		}
 	}
-	out->canaries = xrealloc(out->canaries, (out->n_canaries + 1) * sizeof *out->canaries);
+	grow(&out->canaries, out->n_canaries, &x->canaries_cap, sizeof *out->canaries);
 	out->canaries[out->n_canaries++] = c;
 	return true;
 }
