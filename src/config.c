@@ -1,6 +1,7 @@
-/* config.c - see config.h. Each YAML document is first converted to JSON
- * (cfg_canary.raw; this pass also bounds depth and alias expansion, and
- * reports duplicate keys), then validated by walking tables of known keys,
+/* config.c - see config.h. Each YAML document is composed from libyaml's
+ * events under the CFG_MAX_ bounds, converted to JSON (cfg_canary.raw; this
+ * pass also bounds what aliases repeat, and reports duplicate keys), then
+ * validated by walking tables of known keys,
  * one table per mapping, each row naming its handler. A handler reports every
  * problem it finds and carries on, so that one run shows every error.
  * MetricTemplate documents are read into the load's context and the metrics'
@@ -13,6 +14,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -21,15 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #define API_NATIVE "canaryd/v1"
 #define API_FLAGGER "flagger.app/v1beta1"
-
-/* A Canary is a few hundred nodes; these bound what aliases ("billion
- * laughs") and deep nesting can make us allocate or recurse. */
-#define MAX_DEPTH 64
-#define MAX_NODES 50000
 
 #define NOSTORE ((size_t)-1)
 #define PATH_LEN 256
@@ -59,21 +58,42 @@ typedef struct ctx {
 	cfg_errors *errs;
 	yaml_document_t *doc;
 	bool flagger;          /* the document being read is Flagger's */
-	size_t nodes;          /* JSON conversion budget used by this document */
-	bool too_big;          /* the budget or depth limit was hit */
-	/* where each message added by this load points (1-based; 0 for none),
-	 * to sort them by position at the end */
+	/* the CFG_MAX_ budgets, for the whole file */
+	size_t documents;      /* documents begun */
+	size_t composed;       /* node and alias events composed */
+	size_t values, text;   /* JSON values made and bytes of their keys and
+	                        * scalars, each use of an alias counted again */
+	bool too_big;          /* a bound was crossed (reported): stop reading */
+	/* where each message added by this load points (1-based), to sort them
+	 * by position at the end; past CFG_MAX_ERRORS they are counted only */
 	struct errpos { size_t line, col, seq; char *msg; } *pos;
-	size_t n_pos;
+	size_t n_pos, pos_cap;
+	size_t dropped;        /* messages past CFG_MAX_ERRORS */
+	size_t drop_line, drop_col; /* where the first of them was */
+	bool stopping;         /* the message being added ends the reading: never
+	                        * left out */
 	bool in_template;      /* reading a MetricTemplate, not a Canary */
 	size_t canary;         /* index the canary being read will have */
 	tmpl_def *defs;
-	size_t n_defs;
+	size_t n_defs, defs_cap;
 	tmpl_ref *refs;
-	size_t n_refs;
+	size_t n_refs, refs_cap;
+	size_t canaries_cap;   /* of cfg.canaries */
 } ctx;
 
-/* Appends <msg> (taken) about LINE:COL (1-based, 0 when none). */
+/* Makes room for one more element in array *<p> of <n> elements of <size>
+ * bytes, *<cap> allocated, doubling: a file has up to CFG_MAX_DOCUMENTS
+ * canaries of some KB each, which growing one at a time would copy over
+ * and over. */
+static void grow(void *p, size_t n, size_t *cap, size_t size)
+{
+	if (n < *cap)
+		return;
+	*cap = *cap ? *cap * 2 : 8;
+	*(void **)p = xrealloc(*(void **)p, *cap * size);
+}
+
+/* Appends <msg> (taken) about LINE:COL (1-based). */
 static void errs_push(ctx *x, size_t line, size_t col, char *msg)
 {
 	cfg_errors *e = x->errs;
@@ -82,9 +102,16 @@ static void errs_push(ctx *x, size_t line, size_t col, char *msg)
 		e->msg = xrealloc(e->msg, e->cap * sizeof *e->msg);
 	}
 	e->msg[e->n++] = msg;
-	x->pos = xrealloc(x->pos, (x->n_pos + 1) * sizeof *x->pos);
+	grow(&x->pos, x->n_pos, &x->pos_cap, sizeof *x->pos);
 	x->pos[x->n_pos] = (struct errpos){ line, col, x->n_pos, msg };
 	x->n_pos++;
+}
+
+/* True once messages are being left out: work done only to word a message
+ * (finding a "did you mean") can then be skipped. */
+static bool errs_full(const ctx *x)
+{
+	return x->n_pos >= CFG_MAX_ERRORS;
 }
 
 static int errpos_cmp(const void *a, const void *b)
@@ -109,28 +136,92 @@ static void errs_sort(ctx *x)
 		x->errs->msg[first + i] = x->pos[i].msg;
 	free(x->pos);
 	x->pos = NULL;
-	x->n_pos = 0;
+	x->n_pos = x->pos_cap = 0;
 }
 
+/* Returns <s> (taken) with each control character (C0, DEL, and C1 as
+ * UTF-8) written as \xNN: a message is one line on a terminal or in a log,
+ * whatever the file's keys and values hold. */
+static char *escape_controls(char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	size_t n = 0;
+	for (; *p; p++)
+		n += *p < 0x20 || *p == 0x7f || (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f);
+	if (!n)
+		return s;
+	buf b = BUF_INIT;
+	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p < 0x20 || *p == 0x7f)
+			buf_printf(&b, "\\x%02x", *p);
+		else if (*p == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f)
+			buf_printf(&b, "\\x%02x", *++p);
+		else
+			buf_append(&b, p, 1);
+	}
+	free(s);
+	return b.p;
+}
+
+/* Appends "NAME:LINE:COL: message". <line> 0 (no position: what is about
+ * the whole file) is reported at 1:1, so that every message has the same
+ * form for an editor or a script to read. Past CFG_MAX_ERRORS messages in
+ * this load, the message is only counted (cfg_load_string says how many
+ * were left out): a file made of one mistake repeated would otherwise give
+ * a message per value, which nobody reads and a reload would log. */
 static void err_vpos(ctx *x, size_t line, size_t col, const char *fmt, va_list ap)
 {
+	if (!line)
+		line = col = 1;
+	if (errs_full(x) && !x->stopping) {
+		if (!x->dropped++) {
+			x->drop_line = line;
+			x->drop_col = col;
+		}
+		return;
+	}
 	buf b = BUF_INIT;
-	if (line)
-		buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
-	else
-		buf_printf(&b, "%s: ", x->name);
+	buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
 	buf_vprintf(&b, fmt, ap);
-	errs_push(x, line, col, b.p);
+	errs_push(x, line, col, escape_controls(b.p));
 }
 
-/* Appends "NAME:LINE:COL: message" for node <n>, or "NAME: message". */
+/* Appends "NAME:LINE:COL: message" for node <n>; without a node, at the
+ * start of the document being read, or at 1:1. */
 static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 {
+	const yaml_mark_t *m = n ? &n->start_mark : x->doc ? &x->doc->start_mark : NULL;
 	va_list ap;
 	va_start(ap, fmt);
-	err_vpos(x, n ? n->start_mark.line + 1 : 0, n ? n->start_mark.column + 1 : 0, fmt, ap);
+	err_vpos(x, m ? m->line + 1 : 0, m ? m->column + 1 : 0, fmt, ap);
+	va_end(ap);
+}
+
+/* As err_pos, for what ends the reading of the file (YAML syntax, a bound
+ * crossed): shown even past CFG_MAX_ERRORS, since it says why the rest of
+ * the file was not checked. */
+static void err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	x->stopping = true;
+	err_vpos(x, line, col, fmt, ap);
+	x->stopping = false;
+	va_end(ap);
+}
+
+/* As err_at, at libyaml mark <m>. */
+static void err_mark(ctx *x, yaml_mark_t m, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void err_mark(ctx *x, yaml_mark_t m, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	err_vpos(x, m.line + 1, m.column + 1, fmt, ap);
 	va_end(ap);
 }
 
@@ -326,25 +417,52 @@ static json_t *scalar_json(const yaml_node_t *n)
 	return json_stringn(s, len);
 }
 
-/* Converts <n> and what is below it. Returns NULL only when the document is
- * too deep or too big (reported once, x->too_big set). Pairs with a
+/* The messages about crossing a bound, shared by the composer and to_json. */
+#define TOO_DEEP "nested more than %d levels deep (a configuration needs about 10)"
+#define TOO_MANY_VALUES "more than %d values in the file, counting each use of an alias"
+#define TOO_MUCH_TEXT "more than %u MiB of keys and values in the file, counting each " \
+	"use of an alias"
+
+/* <path> for a message: "(root)" when empty, cut to PATH_LEN - 1 bytes
+ * (keys can be as long as the file). */
+static const char *path_for(const buf *path, char *out)
+{
+	if (!path->len)
+		return "(root)";
+	snprintf(out, PATH_LEN, "%s", path->p);
+	return out;
+}
+
+/* Converts <n> and what is below it, at <depth> (the root is 0). Returns
+ * NULL only when a CFG_MAX_ bound is crossed (reported once, x->too_big
+ * set): aliases repeat nodes, so the JSON can be much bigger than the file
+ * ("billion laughs"), and a node can contain itself. Pairs with a
  * non-scalar or duplicate key are reported and left out. */
 static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 {
+	char cut[PATH_LEN];
 	if (x->too_big)
 		return NULL;
-	if (depth > MAX_DEPTH || ++x->nodes > MAX_NODES) {
+	size_t len = n->type == YAML_SCALAR_NODE ? n->data.scalar.length : 0;
+	if (depth > CFG_MAX_DEPTH || ++x->values > CFG_MAX_VALUES ||
+	    (x->text += len) > CFG_MAX_TEXT) {
 		x->too_big = true;
-		err_at(x, n, "%s: document too deep or too large (more than %d levels or %d "
-		       "values, counting what aliases repeat)", path->len ? path->p : "(root)",
-		       MAX_DEPTH, MAX_NODES);
+		size_t line = n->start_mark.line + 1, col = n->start_mark.column + 1;
+		if (depth > CFG_MAX_DEPTH)
+			err_stop(x, line, col, "%s: " TOO_DEEP, path_for(path, cut), CFG_MAX_DEPTH);
+		else if (x->values > CFG_MAX_VALUES)
+			err_stop(x, line, col, "%s: " TOO_MANY_VALUES, path_for(path, cut),
+			         CFG_MAX_VALUES);
+		else
+			err_stop(x, line, col, "%s: " TOO_MUCH_TEXT, path_for(path, cut),
+			         CFG_MAX_TEXT >> 20);
 		return NULL;
 	}
 	size_t mark = path->len;
 	if (n->type == YAML_SCALAR_NODE) {
 		json_t *j = scalar_json(n);
 		if (!j) {
-			err_at(x, n, "%s: string is not valid UTF-8", path->len ? path->p : "(root)");
+			err_at(x, n, "%s: string is not valid UTF-8", path_for(path, cut));
 			j = json_null();
 		}
 		return j;
@@ -376,16 +494,22 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 		if (!k || !v)
 			continue;
 		if (!is_scalar(k)) {
-			err_at(x, k, "%s: mapping keys must be strings, got %s",
-			       path->len ? path->p : "(root)",
+			err_at(x, k, "%s: mapping keys must be strings, got %s", path_for(path, cut),
 			       k->type == YAML_MAPPING_NODE ? "a mapping" : "a list");
 			continue;
 		}
 		const char *key = sval(k);
 		size_t klen = k->data.scalar.length;
+		if ((x->text += klen) > CFG_MAX_TEXT) {
+			x->too_big = true;
+			err_stop(x, k->start_mark.line + 1, k->start_mark.column + 1, "%s: " TOO_MUCH_TEXT,
+			         path_for(path, cut), CFG_MAX_TEXT >> 20);
+			json_decref(obj);
+			return NULL;
+		}
 		buf_printf(path, "%s%s", path->len ? "." : "", key);
 		if (json_object_getn(obj, key, klen)) {
-			err_at(x, k, "%s: duplicate key", path->p);
+			err_at(x, k, "%s: duplicate key", path_for(path, cut));
 		} else {
 			json_t *j = to_json(x, v, path, depth + 1);
 			if (!j) {
@@ -393,12 +517,227 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 				return NULL;
 			}
 			if (json_object_setn_new(obj, key, klen, j) < 0)
-				err_at(x, k, "%s: key is not valid UTF-8", path->p);
+				err_at(x, k, "%s: key is not valid UTF-8", path_for(path, cut));
 		}
 		path->len = mark;
 		path->p[mark] = '\0';
 	}
 	return obj;
+}
+
+/* ---- composing documents from events, bounded ---- */
+
+/* Why not yaml_parser_load: libyaml's loader keeps a document's anchors in a
+ * list that it searches at every anchor and alias (100,000 anchors: 14 s),
+ * and bounds nothing; and libyaml's scanner spends, on every token, time in
+ * proportion to the flow nesting around it (100,000 '[': 13 s), all before
+ * the loader returns a document to check. Composing from the parser's
+ * events lets each CFG_MAX_ bound stop the parser at the event that crosses
+ * it, while the scanner is at most a line ahead, and report it there. The
+ * documents made are the loader's: the same nodes, marks, and aliases as
+ * references to the anchored node (which may contain itself). */
+
+/* A collection being composed: its node, and in a mapping the key read
+ * that waits for its value (0 when none). */
+typedef struct frame {
+	int node, key;
+} frame;
+
+/* The 0-based line and column (in characters) of byte <off> of <text>. */
+static void offset_pos(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+{
+	*line = *col = 0;
+	for (size_t i = 0; i < off && i < len; i++) {
+		if (text[i] == '\n')
+			++*line, *col = 0;
+		else if (((unsigned char)text[i] & 0xc0) != 0x80) /* not a UTF-8 continuation */
+			++*col;
+	}
+}
+
+static void syntax_error(ctx *x, yaml_parser_t *p, const char *text, size_t len)
+{
+	size_t line = p->problem_mark.line, col = p->problem_mark.column;
+	if (p->error == YAML_READER_ERROR) /* the reader gives an offset, not a mark */
+		offset_pos(text, len, p->problem_offset, &line, &col);
+	char ctx_[128] = "";
+	if (p->context)
+		snprintf(ctx_, sizeof ctx_, " (%s at line %zu)", p->context, p->context_mark.line + 1);
+	err_stop(x, line + 1, col + 1, "YAML syntax error: %s%s",
+	         p->problem ? p->problem : "cannot parse", ctx_);
+}
+
+/* Adds node <idx> to the collection on top of <st> (<depth> frames), or
+ * leaves it as the root when there is none (a document's first node is its
+ * root). Returns libyaml's 1, or 0 out of memory. */
+static int attach(yaml_document_t *doc, frame *st, int depth, int idx)
+{
+	if (!depth)
+		return 1;
+	frame *f = &st[depth - 1];
+	if (yaml_document_get_node(doc, f->node)->type == YAML_SEQUENCE_NODE)
+		return yaml_document_append_sequence_item(doc, f->node, idx);
+	if (!f->key) {
+		f->key = idx;
+		return 1;
+	}
+	int key = f->key;
+	f->key = 0;
+	return yaml_document_append_mapping_pair(doc, f->node, key, idx);
+}
+
+/* Remembers that <anchor> (from the event, may be NULL) names node <idx>
+ * in <anchors> (name -> index). Returns false when reported: YAML wants an
+ * anchor defined once in a document, as libyaml's loader does. */
+static bool anchor_set(ctx *x, yaml_document_t *doc, json_t *anchors, const yaml_char_t *anchor,
+                       int idx, yaml_mark_t m)
+{
+	if (!anchor)
+		return true;
+	const char *a = (const char *)anchor;
+	json_t *old = json_object_get(anchors, a);
+	if (old) {
+		yaml_node_t *first = yaml_document_get_node(doc, (int)json_integer_value(old));
+		err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found duplicate anchor "
+		         "'%.64s' (first at line %zu)", a, first ? first->start_mark.line + 1 : 0);
+		return false;
+	}
+	json_object_set_new(anchors, a, json_integer(idx));
+	return true;
+}
+
+/* Reads the next document of the stream into <doc> (initialised; release it
+ * with yaml_document_delete). Returns 1 for a document, 0 at the end of the
+ * stream (<doc> untouched), -1 when reading must stop (reported: YAML syntax,
+ * a bound, an undefined alias; <doc> untouched). */
+static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *text,
+                   size_t len)
+{
+	yaml_event_t ev;
+	for (;;) { /* to the document's start */
+		if (!yaml_parser_parse(p, &ev)) {
+			syntax_error(x, p, text, len);
+			return -1;
+		}
+		if (ev.type == YAML_STREAM_END_EVENT) {
+			yaml_event_delete(&ev);
+			return 0;
+		}
+		if (ev.type == YAML_DOCUMENT_START_EVENT)
+			break;
+		yaml_event_delete(&ev); /* the stream's start */
+	}
+	if (++x->documents > CFG_MAX_DOCUMENTS) {
+		err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
+		         "more than %d documents in the file", CFG_MAX_DOCUMENTS);
+		yaml_event_delete(&ev);
+		x->too_big = true;
+		return -1;
+	}
+	if (!yaml_document_initialize(doc, NULL, NULL, NULL, ev.data.document_start.implicit, 1)) {
+		err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
+		         "cannot read: out of memory");
+		yaml_event_delete(&ev);
+		return -1;
+	}
+	doc->start_mark = ev.start_mark;
+	yaml_event_delete(&ev);
+	frame st[CFG_MAX_DEPTH];
+	int depth = 0;
+	json_t *anchors = json_object();
+	for (;;) {
+		if (!yaml_parser_parse(p, &ev)) {
+			syntax_error(x, p, text, len);
+			goto fail;
+		}
+		yaml_mark_t m = ev.start_mark;
+		int idx = 0;
+		const yaml_char_t *anchor = NULL;
+		switch (ev.type) {
+		case YAML_DOCUMENT_END_EVENT:
+			doc->end_mark = ev.end_mark;
+			doc->end_implicit = ev.data.document_end.implicit;
+			yaml_event_delete(&ev);
+			json_decref(anchors);
+			return 1;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			yaml_document_get_node(doc, st[--depth].node)->end_mark = ev.end_mark;
+			yaml_event_delete(&ev);
+			continue;
+		case YAML_ALIAS_EVENT: {
+			const char *a = (const char *)ev.data.alias.anchor;
+			json_t *to = json_object_get(anchors, a);
+			if (!to) {
+				err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found undefined "
+				         "alias '%.64s'", a);
+				goto fail_event;
+			}
+			idx = (int)json_integer_value(to);
+			break;
+		}
+		case YAML_SCALAR_EVENT:
+			/* only a "\0" escape makes one; every reader below sees C
+			 * strings, which would quietly end there */
+			if (memchr(ev.data.scalar.value, 0, ev.data.scalar.length))
+				err_mark(x, m, "value contains a NUL character (\\0), which no "
+				         "configuration value may");
+			anchor = ev.data.scalar.anchor;
+			idx = yaml_document_add_scalar(doc, NULL, ev.data.scalar.value,
+			                               (int)ev.data.scalar.length, ev.data.scalar.style);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+			anchor = ev.data.sequence_start.anchor;
+			idx = depth < CFG_MAX_DEPTH ? yaml_document_add_sequence(doc, NULL,
+			                                  ev.data.sequence_start.style) : -1;
+			break;
+		case YAML_MAPPING_START_EVENT:
+			anchor = ev.data.mapping_start.anchor;
+			idx = depth < CFG_MAX_DEPTH ? yaml_document_add_mapping(doc, NULL,
+			                                  ev.data.mapping_start.style) : -1;
+			break;
+		default: /* none other comes inside a document */
+			err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: unexpected event %d",
+			         (int)ev.type);
+			goto fail_event;
+		}
+		if (idx < 0) {
+			err_stop(x, m.line + 1, m.column + 1, TOO_DEEP, CFG_MAX_DEPTH);
+			x->too_big = true;
+			goto fail_event;
+		}
+		if (++x->composed > CFG_MAX_VALUES) {
+			err_stop(x, m.line + 1, m.column + 1, TOO_MANY_VALUES, CFG_MAX_VALUES);
+			x->too_big = true;
+			goto fail_event;
+		}
+		if (!idx) {
+			err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
+			goto fail_event;
+		}
+		if (ev.type != YAML_ALIAS_EVENT) {
+			yaml_node_t *n = yaml_document_get_node(doc, idx);
+			n->start_mark = ev.start_mark;
+			n->end_mark = ev.end_mark;
+			/* registered before the collection's items, as the loader
+			 * does: an alias inside may name the collection itself */
+			if (!anchor_set(x, doc, anchors, anchor, idx, m))
+				goto fail_event;
+		}
+		if (!attach(doc, st, depth, idx)) {
+			err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
+			goto fail_event;
+		}
+		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+			st[depth++] = (frame){ idx, 0 };
+		yaml_event_delete(&ev);
+	}
+fail_event:
+	yaml_event_delete(&ev);
+fail:
+	json_decref(anchors);
+	yaml_document_delete(doc);
+	return -1;
 }
 
 /* ---- tables of known keys ---- */
@@ -509,12 +848,20 @@ static void unknown_field(doc *d, const char *path, yaml_node_t *key, const fiel
 	const char *k = sval(key);
 	const char *best = NULL;
 	size_t bestd = SIZE_MAX;
+	if (errs_full(d->x)) { /* the message will not be shown */
+		err_at(d->x, key, "unknown field");
+		return;
+	}
+	size_t klen = strlen(k);
 	for (size_t i = 0; i < n; i++) {
 		if (!(t[i].docs & mask))
 			continue;
-		size_t dist = edit_distance(k, t[i].key);
 		size_t len = strlen(t[i].key);
 		size_t allowed = len >= 5 ? 2 : len >= 3 ? 1 : 0;
+		/* the distance is at least the difference in length */
+		if (klen > len + allowed || len > klen + allowed)
+			continue;
+		size_t dist = edit_distance(k, t[i].key);
 		if (dist <= allowed && dist < bestd) {
 			best = t[i].key;
 			bestd = dist;
@@ -580,6 +927,39 @@ static void *at(void *obj, const field *f)
 
 /* ---- value readers: 0, or -1 when reported ---- */
 
+/* Why no control characters: names, revisions, URLs, header values and
+ * the like end up in log lines, the audit, `canaryctl` output and the
+ * dashboard, where a line break forges a log line and an escape sequence
+ * drives the reader's terminal. So every string that is one line by nature
+ * refuses C0, DEL and C1 (U+0080..U+009F); text that may span lines (a
+ * query, a body, an annotation) may also have tabs and line breaks. NUL is
+ * refused for every scalar while composing. */
+
+/* Returns true when scalar <v> at <path> has no control character beyond
+ * what <text> allows, or reports the first one and its place. */
+static bool controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
+{
+	const unsigned char *s = (const unsigned char *)sval(v);
+	size_t chars = 0;
+	for (size_t i = 0; s[i]; i++) {
+		unsigned c = s[i];
+		if ((c & 0xc0) != 0x80)
+			chars++;
+		if (c == 0xc2 && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
+			c = s[i + 1]; /* C1, as UTF-8 */
+		else if (c >= 0x20 && c != 0x7f)
+			continue;
+		if (text && (c == '\t' || c == '\n' || c == '\r'))
+			continue;
+		err_at(d->x, v, "%s: must not contain control characters%s, found \\x%02x at "
+		       "character %zu", path, text ? " other than tabs and line breaks" : "", c,
+		       chars);
+		return false;
+	}
+	return true;
+}
+
+/* A string of one line, taken from <v> into *out. */
 static int read_string(doc *d, const char *path, yaml_node_t *v, char **out)
 {
 	char got_[64];
@@ -587,10 +967,22 @@ static int read_string(doc *d, const char *path, yaml_node_t *v, char **out)
 		err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
 		return -1;
 	}
-	if (strlen(sval(v)) != v->data.scalar.length) {
-		err_at(d->x, v, "%s: must not contain NUL characters", path);
+	if (!controls_ok(d, path, v, false))
+		return -1;
+	*out = xstrdup(sval(v));
+	return 0;
+}
+
+/* As read_string, for text that may have tabs and line breaks. */
+static int read_text(doc *d, const char *path, yaml_node_t *v, char **out)
+{
+	char got_[64];
+	if (!is_scalar(v) || is_null(v)) {
+		err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
 		return -1;
 	}
+	if (!controls_ok(d, path, v, true))
+		return -1;
 	*out = xstrdup(sval(v));
 	return 0;
 }
@@ -659,6 +1051,8 @@ static int read_hostport(doc *d, const char *path, yaml_node_t *v, const char *e
 	char got_[64];
 	char host[256];
 	int port;
+	if (is_scalar(v) && !controls_ok(d, path, v, false))
+		return -1;
 	if (is_scalar(v) && !is_null(v) &&
 	    util_parse_hostport(sval(v), host, sizeof host, &port) == 0) {
 		*out = xstrdup(sval(v));
@@ -716,6 +1110,18 @@ static void h_string(doc *d, const field *f, const char *path, yaml_node_t *k,
 		*(char **)at(obj, f) = s;
 }
 
+static void h_text(doc *d, const field *f, const char *path, yaml_node_t *k,
+                   yaml_node_t *v, void *obj)
+{
+	char *s;
+	if (read_text(d, path, v, &s) < 0)
+		return;
+	if (f->off == NOSTORE)
+		free(s);
+	else
+		*(char **)at(obj, f) = s;
+}
+
 static void h_bool(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                    void *obj)
 {
@@ -742,10 +1148,10 @@ static void h_map(doc *d, const field *f, const char *path, yaml_node_t *k, yaml
 		err_at(d->x, v, "%s: must be a mapping, got %s", path, GOT(v));
 }
 
-/* A mapping of strings (labels, annotations, webhook metadata). Stored as a
- * JSON object of strings when <off> says where. */
-static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *k,
-                         yaml_node_t *v, void *obj)
+/* A mapping of strings, of one line or of <text>. Stored as a JSON object
+ * of strings when <off> says where. */
+static void string_map(doc *d, const field *f, const char *path, yaml_node_t *v, void *obj,
+                       bool text)
 {
 	char got_[64];
 	if (v->type != YAML_MAPPING_NODE) {
@@ -758,12 +1164,16 @@ static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *
 		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
 		if (!is_scalar(pk) || !pv)
 			continue;
+		char p[PATH_LEN];
+		join(p, path, sval(pk));
+		if (!controls_ok(d, p, pk, false))
+			continue;
 		if (!is_scalar(pv)) {
-			char p[PATH_LEN];
-			join(p, path, sval(pk));
 			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
 			continue;
 		}
+		if (!controls_ok(d, p, pv, text))
+			continue;
 		json_t *s = is_null(pv) ? json_string("")
 		                        : json_stringn(sval(pv), pv->data.scalar.length);
 		if (s)
@@ -773,6 +1183,20 @@ static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *
 		*(json_t **)at(obj, f) = o;
 	else
 		json_decref(o);
+}
+
+/* Labels: values of one line. */
+static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *k,
+                         yaml_node_t *v, void *obj)
+{
+	string_map(d, f, path, v, obj, false);
+}
+
+/* Annotations and webhook metadata: values may span lines. */
+static void h_text_map(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	string_map(d, f, path, v, obj, true);
 }
 
 /* ---- metadata ---- */
@@ -810,7 +1234,7 @@ static const field metadata_fields[] = {
 	{ "name", h_name, F_BOTH, NOSTORE, 0, 0 },
 	{ "namespace", h_string, F_BOTH, offsetof(cfg_canary, namespace_), 0, 0 },
 	{ "labels", h_string_map, F_BOTH, NOSTORE, 0, 0 },
-	{ "annotations", h_string_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "annotations", h_text_map, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { M_NAME = 0 };
 
@@ -864,6 +1288,7 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 	t->eps = xcalloc(n, sizeof *t->eps);
 	t->pos = xcalloc(n, sizeof *t->pos);
+	json_t *seen = json_object(); /* a set: lists can be as long as the file */
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
 		char p[PATH_LEN];
@@ -880,18 +1305,17 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 			free(s);
 			continue;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < t->n && !dup; j++)
-			dup = !strcmp(t->eps[j], s);
-		if (dup) {
+		if (json_object_get(seen, s)) {
 			err_at(d->x, e, "%s: duplicate endpoint '%s'", p, s);
 			free(s);
 			continue;
 		}
+		json_object_set_new(seen, s, json_null());
 		t->pos[t->n].line = (int)e->start_mark.line + 1;
 		t->pos[t->n].col = (int)e->start_mark.column + 1;
 		t->eps[t->n++] = s;
 	}
+	json_decref(seen);
 }
 
 static const field target_fields[] = {
@@ -1097,12 +1521,13 @@ static json_t *read_string_map(doc *d, const char *path, yaml_node_t *v, const c
 /* A header value: one line, and a template that renders. */
 static bool header_value_ok(doc *d, const char *p, yaml_node_t *pv)
 {
-	const char *s = sval(pv);
-	if (strlen(s) != pv->data.scalar.length || strpbrk(s, "\r\n")) {
-		err_at(d->x, pv, "%s: must not contain line breaks or NUL characters", p);
-		return false;
-	}
-	return check_template(d, p, pv, s);
+	return controls_ok(d, p, pv, false) && check_template(d, p, pv, sval(pv));
+}
+
+/* A value of one line. */
+static bool line_value_ok(doc *d, const char *p, yaml_node_t *pv)
+{
+	return controls_ok(d, p, pv, false);
 }
 
 /* A web metric's headers: name -> value template. In a Flagger
@@ -1130,7 +1555,7 @@ static const field provider_fields[] = {
 	{ "url", h_string, F_BOTH, offsetof(src_in, s.url), 0, 0 },
 	{ "method", h_method, F_BOTH, NOSTORE, 0, 0 },
 	{ "headers", h_headers, F_BOTH, NOSTORE, 0, 0 },
-	{ "body", h_string, F_BOTH, offsetof(src_in, s.body), 0, 0 },
+	{ "body", h_text, F_BOTH, offsetof(src_in, s.body), 0, 0 },
 	{ "jsonPath", h_string, F_BOTH, offsetof(src_in, s.json_path), 0, 0 },
 	/* Flagger's, accepted and ignored (canaryd reads no Kubernetes secrets;
 	 * TLS is always verified) */
@@ -1255,7 +1680,11 @@ static void h_metric_name(doc *d, const field *f, const char *path, yaml_node_t 
 	char *s;
 	if (read_string(d, path, v, &s) < 0)
 		return;
-	snprintf(mi->m.name, sizeof mi->m.name, "%s", s);
+	if (strlen(s) >= sizeof mi->m.name) /* cut, it would be another name */
+		err_at(d->x, v, "%s: must be at most %zu characters, got %zu", path,
+		       sizeof mi->m.name - 1, strlen(s));
+	else
+		snprintf(mi->m.name, sizeof mi->m.name, "%s", s);
 	free(s);
 }
 
@@ -1307,7 +1736,7 @@ static const field metric_fields[] = {
 	{ "thresholdRange", NULL, F_BOTH, NOSTORE, 0, 0 },   /* read by read_metric */
 	{ "threshold", h_number, F_BOTH, offsetof(metric_in, thr), 0, 0 },
 	{ "interval", h_duration, F_BOTH, offsetof(metric_in, m.window_ms), 1000, 30 * 60000 },
-	{ "query", h_string, F_BOTH, offsetof(metric_in, query), 0, 0 },
+	{ "query", h_text, F_BOTH, offsetof(metric_in, query), 0, 0 },
 	{ "templateRef", NULL, F_BOTH, NOSTORE, 0, 0 },      /* read by read_source */
 	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_source */
 	{ "baseline", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_metric */
@@ -1528,7 +1957,7 @@ static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 		if (mi.ref_name && mi.ref_key) {
 			/* resolved when every document is read */
 			ctx *x = d->x;
-			x->refs = xrealloc(x->refs, (x->n_refs + 1) * sizeof *x->refs);
+			grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
 			tmpl_ref *r = &x->refs[x->n_refs++];
 			memset(r, 0, sizeof *r);
 			r->canary = x->canary;
@@ -1558,13 +1987,11 @@ static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	char got_[64];
 	cfg_webhook *w = obj;
-	if (is_scalar(v) && strlen(sval(v)) == v->data.scalar.length) {
-		const char *s = sval(v);
-		size_t scheme = !strncmp(s, "http://", 7) ? 7 : !strncmp(s, "https://", 8) ? 8 : 0;
-		if (scheme && s[scheme] && s[scheme] != '/') {
-			w->url = xstrdup(s);
-			return;
-		}
+	if (is_scalar(v) && !controls_ok(d, path, v, false))
+		return;
+	if (is_scalar(v) && address_ok(sval(v))) {
+		w->url = xstrdup(sval(v));
+		return;
 	}
 	err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
 }
@@ -1574,7 +2001,7 @@ static const field hook_fields[] = {
 	{ "type", h_hook_type, F_BOTH, NOSTORE, 0, 0 },
 	{ "url", h_hook_url, F_BOTH, NOSTORE, 0, 0 },
 	{ "timeout", h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
-	{ "metadata", h_string_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
+	{ "metadata", h_text_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
 };
 enum { W_NAME, W_TYPE, W_URL };
 
@@ -1849,7 +2276,7 @@ static void h_matchers(doc *d, const field *f, const char *path, yaml_node_t *k,
 	size_t e0 = d->x->errs->n;
 	json_t *o = read_string_map(d, path, v, "label names", label_name_ok,
 	                            "not a label name (letters, digits and _, not starting "
-	                            "with a digit)", NULL);
+	                            "with a digit)", line_value_ok);
 	if (!o)
 		return;
 	if (!json_object_size(o) && d->x->errs->n == e0)
@@ -2014,7 +2441,7 @@ static const field tmpl_top_fields[] = {
 
 static const field tmpl_spec_fields[] = {
 	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },
-	{ "query", h_string, F_BOTH, 0, 0, 0 }, /* into a char * */
+	{ "query", h_text, F_BOTH, 0, 0, 0 }, /* into a char * */
 };
 
 /* Reads MetricTemplate document <root> (starting at line <line>) into
@@ -2076,7 +2503,7 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 			break;
 		}
 	}
-	x->defs = xrealloc(x->defs, (x->n_defs + 1) * sizeof *x->defs);
+	grow(&x->defs, x->n_defs, &x->defs_cap, sizeof *x->defs);
 	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
 	                                   .src = si.s, .ok = x->errs->n == e0, .line = line };
 }
@@ -2103,12 +2530,14 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 		tmpl_ref *r = &x->refs[i];
 		const tmpl_def *t = find_template(x, r);
 		if (!t && complete) {
-			buf b = BUF_INIT;
-			for (size_t j = 0; j < x->n_defs; j++) {
+			buf b = BUF_INIT; /* the first ten: a message stays a line */
+			for (size_t j = 0; j < x->n_defs && j < 10; j++) {
 				buf_printf(&b, "%s%s", j ? ", " : "", x->defs[j].name);
 				if (r->namespace_ && x->defs[j].namespace_)
-					buf_printf(&b, " (namespace %s)", x->defs[j].namespace_);
+					buf_printf(&b, " (namespace %.64s)", x->defs[j].namespace_);
 			}
+			if (x->n_defs > 10)
+				buf_printf(&b, " and %zu more", x->n_defs - 10);
 			char ns[128] = "";
 			if (r->namespace_)
 				snprintf(ns, sizeof ns, " in namespace '%.64s'", r->namespace_);
@@ -2127,7 +2556,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 	}
 	free(x->refs);
 	x->refs = NULL;
-	x->n_refs = 0;
+	x->n_refs = x->refs_cap = 0;
 	for (size_t i = 0; i < x->n_defs; i++) {
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);
@@ -2135,7 +2564,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 	}
 	free(x->defs);
 	x->defs = NULL;
-	x->n_defs = 0;
+	x->n_defs = x->defs_cap = 0;
 }
 
 /* Validates one document (root <root>, not empty) and appends it to <out>,
@@ -2148,8 +2577,6 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	memset(&c, 0, sizeof c);
 	c.line = (int)ydoc->start_mark.line + 1;
 	x->doc = ydoc;
-	x->nodes = 0;
-	x->too_big = false;
 	buf path = BUF_INIT;
 	buf_puts(&path, "");
 	c.raw = to_json(x, root, &path, 0);
@@ -2208,39 +2635,25 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	if (!seen[T_SPEC].key)
 		err_at(x, root, "spec: required");
 
+	/* each clash named once, with the first document it clashes with: n
+	 * copies of a document would otherwise give n * n / 2 messages */
+	bool name_dup = false, listen_dup = false;
 	for (size_t i = 0; i < out->n_canaries; i++) {
 		const cfg_canary *o = &out->canaries[i];
-		if (c.name && o->name && !strcmp(c.name, o->name))
+		if (!name_dup && c.name && o->name && !strcmp(c.name, o->name)) {
 			err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
 			       "document at line %d)", c.name, o->line);
-		if (c.listen && o->listen && same_listen(c.listen, o->listen))
+			name_dup = true;
+		}
+		if (!listen_dup && c.listen && o->listen && same_listen(c.listen, o->listen)) {
 			err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
 			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
-	}
-	out->canaries = xrealloc(out->canaries, (out->n_canaries + 1) * sizeof *out->canaries);
-	out->canaries[out->n_canaries++] = c;
-	return true;
-}
-
-static void syntax_error(ctx *x, yaml_parser_t *p, const char *text, size_t len)
-{
-	size_t line = p->problem_mark.line, col = p->problem_mark.column;
-	if (p->error == YAML_READER_ERROR) {
-		/* the reader gives an offset, not a mark */
-		line = col = 0;
-		for (size_t i = 0; i < p->problem_offset && i < len; i++) {
-			if (text[i] == '\n')
-				line++, col = 0;
-			else
-				col++;
+			listen_dup = true;
 		}
 	}
-	buf b = BUF_INIT;
-	buf_printf(&b, "%s:%zu:%zu: YAML syntax error: %s", x->name, line + 1, col + 1,
-	           p->problem ? p->problem : "cannot parse");
-	if (p->context)
-		buf_printf(&b, " (%s at line %zu)", p->context, p->context_mark.line + 1);
-	errs_push(x, line + 1, col + 1, b.p);
+	grow(&out->canaries, out->n_canaries, &x->canaries_cap, sizeof *out->canaries);
+	out->canaries[out->n_canaries++] = c;
+	return true;
 }
 
 int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
@@ -2249,6 +2662,14 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 	*out = NULL;
 	ctx x = { .name = name, .errs = errs };
 	size_t errs0 = errs->n;
+	if (len > CFG_MAX_BYTES) {
+		size_t line, col;
+		offset_pos(text, len, CFG_MAX_BYTES, &line, &col);
+		err_stop(&x, line + 1, col + 1, "file too large: more than %u MiB (a configuration "
+		         "is a few KB)", CFG_MAX_BYTES >> 20);
+		errs_sort(&x);
+		return -1;
+	}
 	cfg *c = xcalloc(1, sizeof *c);
 	c->path = xstrdup(name);
 
@@ -2261,27 +2682,34 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 	}
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	size_t docs = 0;
-	bool syntax = false;
+	bool complete = false; /* read to the end, without a syntax error or a bound */
 	for (;;) {
 		yaml_document_t ydoc;
-		if (!yaml_parser_load(&parser, &ydoc)) {
-			syntax_error(&x, &parser, text, len);
-			syntax = true;
+		int rc = compose(&x, &parser, &ydoc, text, len);
+		if (rc <= 0) {
+			complete = rc == 0;
 			break;
 		}
+		x.doc = &ydoc;
 		yaml_node_t *root = yaml_document_get_root_node(&ydoc);
-		if (!root) { /* end of the stream */
-			yaml_document_delete(&ydoc);
-			break;
-		}
-		if (!is_null(root) && load_document(&x, &ydoc, root, c))
+		if (root && !is_null(root) && load_document(&x, &ydoc, root, c))
 			docs++; /* empty documents and MetricTemplates do not count */
+		x.doc = NULL;
 		yaml_document_delete(&ydoc);
+		if (x.too_big)
+			break; /* crossed in to_json: reported */
 	}
 	yaml_parser_delete(&parser);
-	resolve_templates(&x, c, !syntax);
-	if (!docs && !syntax)
-		err_at(&x, NULL, "no Canary documents");
+	resolve_templates(&x, c, complete);
+	if (!docs && complete)
+		err_at(&x, NULL, "no Canary documents (a configuration has at least one document "
+		       "with kind: Canary)");
+	if (x.dropped) {
+		buf b = BUF_INIT;
+		buf_printf(&b, "%s:%zu:%zu: too many errors: %zu more not shown (fix these "
+		           "first)", name, x.drop_line, x.drop_col, x.dropped);
+		errs_push(&x, x.drop_line, x.drop_col, escape_controls(b.p));
+	}
 	errs_sort(&x);
 	if (errs->n > errs0) {
 		cfg_free(c);
@@ -2291,26 +2719,54 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 	return 0;
 }
 
+/* Reads at most CFG_MAX_BYTES + 1 bytes of <path> into <b> (enough for
+ * cfg_load_string to see a file too large). Returns 0, or -1 with <why>
+ * filled. Only a regular file is read: a FIFO would block, a device like
+ * /dev/zero never ends, and the daemon's reload runs this on a worker thread
+ * that SIGTERM waits for. O_NONBLOCK keeps open from waiting for a FIFO's
+ * writer; strerror_r, not strerror, because of that thread. */
+static int read_file(const char *path, buf *b, char *why, size_t whylen)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) < 0)
+		goto fail;
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	char chunk[16384];
+	while (b->len <= CFG_MAX_BYTES) {
+		size_t want = CFG_MAX_BYTES + 1 - b->len;
+		ssize_t n = read(fd, chunk, want < sizeof chunk ? want : sizeof chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		buf_append(b, chunk, (size_t)n);
+	}
+	close(fd);
+	return 0;
+fail:;
+	int e = errno;
+	char tmp[128];
+	snprintf(why, whylen, "%s", strerror_r(e, tmp, sizeof tmp));
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
 int cfg_load(const char *path, cfg **out, cfg_errors *errs)
 {
 	*out = NULL;
-	FILE *f = fopen(path, "rb");
 	buf b = BUF_INIT;
-	int err = 0;
-	if (f) {
-		char chunk[8192];
-		size_t n;
-		while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
-			buf_append(&b, chunk, n);
-		if (ferror(f))
-			err = errno ? errno : EIO;
-		fclose(f);
-	} else {
-		err = errno;
-	}
-	if (err) {
+	char why[160];
+	if (read_file(path, &b, why, sizeof why) < 0) {
 		ctx x = { .name = path, .errs = errs };
-		err_at(&x, NULL, "cannot read: %s", strerror(err));
+		err_at(&x, NULL, "cannot read: %s", why);
 		errs_sort(&x);
 		buf_release(&b);
 		return -1;

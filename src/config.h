@@ -96,7 +96,19 @@ typedef struct cfg {
 	size_t n_canaries;
 } cfg;
 
-/* Error messages, each "FILE:LINE:COL: message" (or "FILE: message"). */
+/* What one load reads at most, far beyond any real configuration (a Canary
+ * is a few hundred values in a few KB, nested about 8 deep), so that no file,
+ * however it was made, makes a load slow or big: crossing one is an error at
+ * the position where it happens, and reading stops there. */
+#define CFG_MAX_BYTES     (4u << 20)  /* the file: 4 MiB */
+#define CFG_MAX_DEPTH     64          /* mappings and lists nested in each other */
+#define CFG_MAX_DOCUMENTS 1000        /* documents in the file, empty ones too */
+#define CFG_MAX_VALUES    100000      /* values in the file, counting each use of an alias */
+#define CFG_MAX_TEXT      (16u << 20) /* bytes of keys and scalars, likewise: 16 MiB */
+#define CFG_MAX_ERRORS    1000        /* messages a load reports; one more says so */
+
+/* Error messages, each "FILE:LINE:COL: message" (LINE:COL 1:1 for what is
+ * about the whole file), with control characters shown as \xNN. */
 typedef struct cfg_errors {
 	char **msg;
 	size_t n, cap;
@@ -104,8 +116,13 @@ typedef struct cfg_errors {
 
 /* Loads and validates <path>. On success returns 0 and *out (free with
  * cfg_free). On failure returns -1, *out is NULL, and every problem found is
- * appended to <errs> (an unreadable file, YAML syntax, unknown or mistyped
- * fields, values out of range, duplicate canary names or listen addresses). */
+ * appended to <errs> (an unreadable file or one that is not a regular file,
+ * YAML syntax, a CFG_MAX_ bound crossed, unknown or mistyped fields, values
+ * out of range, control characters in a string, duplicate canary names or
+ * listen addresses).
+ * cfg_load and cfg_load_string touch no global state and log nothing, so
+ * they may run on another thread (the daemon loads a reload on the libuv
+ * thread pool); what they return shares nothing with an earlier load. */
 int cfg_load(const char *path, cfg **out, cfg_errors *errs);
 
 /* As cfg_load, from a string (<name> is used in messages). */

@@ -50,6 +50,8 @@ static const char usage[] =
 	"\n"
 	"signals: SIGHUP reloads the configuration, SIGTERM drains and exits 0\n";
 
+typedef struct reload reload;
+
 typedef struct daemon_ctx {
 	uv_loop_t *loop;
 	const char *config_path;
@@ -61,7 +63,23 @@ typedef struct daemon_ctx {
 	uint64_t drain_deadline;
 	uint64_t drain_timeout_ms;
 	int stopping;
+	reload *loading;   /* the reload being read on the thread pool, or NULL */
+	int reload_again;  /* a SIGHUP came during it: read the file once more after */
 } daemon_ctx;
+
+/* A reload in progress. Why off the loop: reading and checking a file is
+ * bounded (config.h's CFG_MAX_) but can take a good part of a second for a
+ * big one, and every proxied request would wait that long; so the file is
+ * read and validated on libuv's thread pool (reload_read, which touches
+ * only this struct: cfg_load shares no state and logs nothing), and the
+ * result applied on the loop (reload_done), where everything else runs. */
+struct reload {
+	uv_work_t work;
+	daemon_ctx *d;
+	const char *path;
+	cfg *conf;         /* what reload_read loaded, or NULL */
+	cfg_errors errs;   /* or why not */
+};
 
 static void print_errors(const cfg_errors *e, FILE *f)
 {
@@ -238,6 +256,11 @@ static void on_stop_signal(uv_signal_t *s, int signum)
 	if (d->stopping)
 		return;
 	d->stopping = 1;
+	/* a reload not started yet is dropped; one being read finishes on its
+	 * thread (it is bounded) and is then discarded by reload_done */
+	d->reload_again = 0;
+	if (d->loading)
+		uv_cancel((uv_req_t *)&d->loading->work);
 	log_msg(LOG_INFO, NULL, "%s: draining (up to %llums)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
 	        (unsigned long long)d->drain_timeout_ms);
 	admin_set_ready(d->adm, 0);
@@ -246,27 +269,82 @@ static void on_stop_signal(uv_signal_t *s, int signum)
 	uv_timer_start(&d->drain_timer, on_drain_timer, 0, 50);
 }
 
+/* On the thread pool: reads and validates the file, nothing else. */
+static void reload_read(uv_work_t *w)
+{
+	reload *r = w->data;
+	cfg_load(r->path, &r->conf, &r->errs);
+}
+
+/* At most this many of a failed reload's errors are logged; --check shows
+ * them all. */
+#define RELOAD_LOG_ERRORS 20
+
+static void reload_start(daemon_ctx *d);
+
+/* On the loop: applies what reload_read loaded, or logs why not, then
+ * starts the one more reload that SIGHUPs during this one asked for. */
+static void reload_done(uv_work_t *w, int status)
+{
+	reload *r = w->data;
+	daemon_ctx *d = r->d;
+	d->loading = NULL;
+	if (status < 0 || d->stopping) {
+		cfg_free(r->conf);
+	} else if (!r->conf) {
+		for (size_t i = 0; i < r->errs.n && i < RELOAD_LOG_ERRORS; i++)
+			log_msg(LOG_ERROR, NULL, "reload: %s", r->errs.msg[i]);
+		if (r->errs.n > RELOAD_LOG_ERRORS)
+			log_msg(LOG_ERROR, NULL, "reload: %zu more errors (canaryd --check -c %s shows "
+			        "them all)", r->errs.n - RELOAD_LOG_ERRORS, r->path);
+		log_msg(LOG_ERROR, NULL, "reload failed: %zu errors, keeping the running configuration",
+		        r->errs.n);
+	} else {
+		char err[512];
+		if (ctl_reload(d->c, r->conf, err, sizeof err) < 0) /* takes r->conf */
+			log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration",
+			        err);
+		else
+			log_msg(LOG_INFO, NULL, "configuration reloaded from %s", r->path);
+	}
+	cfg_errors_release(&r->errs);
+	free(r);
+	if (d->reload_again && !d->stopping) {
+		d->reload_again = 0;
+		reload_start(d);
+	}
+}
+
+static void reload_start(daemon_ctx *d)
+{
+	reload *r = xcalloc(1, sizeof *r);
+	r->d = d;
+	r->path = d->config_path;
+	r->work.data = r;
+	int rc = uv_queue_work(d->loop, &r->work, reload_read, reload_done);
+	if (rc < 0) {
+		log_msg(LOG_ERROR, NULL, "reload failed: cannot start reading '%s': %s", r->path,
+		        uv_strerror(rc));
+		free(r);
+		return;
+	}
+	d->loading = r;
+}
+
+/* SIGHUP: reads the configuration again, off the loop. Signals that come
+ * while a reload is being read make one more reload after it, so the file
+ * as it is after the last signal is always read, and a storm of signals
+ * costs two reads, not one each. */
 static void on_hup(uv_signal_t *s, int signum)
 {
 	daemon_ctx *d = s->data;
 	if (d->stopping)
 		return;
-	cfg *conf = NULL;
-	cfg_errors errs = { 0 };
-	if (cfg_load(d->config_path, &conf, &errs) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			log_msg(LOG_ERROR, NULL, "reload: %s", errs.msg[i]);
-		log_msg(LOG_ERROR, NULL, "reload failed: %zu errors, keeping the running configuration", errs.n);
-		cfg_errors_release(&errs);
+	if (d->loading) {
+		d->reload_again = 1;
 		return;
 	}
-	cfg_errors_release(&errs);
-	char err[512];
-	if (ctl_reload(d->c, conf, err, sizeof err) < 0) {
-		log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration", err);
-		return;
-	}
-	log_msg(LOG_INFO, NULL, "configuration reloaded from %s", d->config_path);
+	reload_start(d);
 }
 
 int main(int argc, char **argv)

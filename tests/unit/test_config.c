@@ -11,7 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "config.h"
+#include "util.h"
 
 /* ---- helpers ---- */
 
@@ -595,6 +600,15 @@ static void test_duplicate_names_and_listen_addresses(void **state)
 	             "by canary 'web' (line 1)");
 	assert_int_equal(e.n, 2);
 	cfg_errors_release(&e);
+	/* a third copy clashes with two: named once, with the first */
+	snprintf(text, sizeof text, "%s%s%s", a, a, a);
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:20:18: ", "metadata.name: duplicate canary name 'web' (also the "
+	             "document at line 1)");
+	assert_error(&e, "c.yaml:22:11: ", "spec.listen: address '127.0.0.1:8080' is already used "
+	             "by canary 'web' (line 1)");
+	assert_int_equal(e.n, 4);
+	cfg_errors_release(&e);
 }
 
 static void test_duplicate_keys_are_errors(void **state)
@@ -631,12 +645,13 @@ static void test_errors_before_a_syntax_error_are_kept(void **state)
 
 static void test_no_canary_in_the_file(void **state)
 {
+	/* like every message, with a position (1:1: about the whole file) */
 	cfg_errors e = must_fail("# nothing here\n---\n...\n");
-	assert_error(&e, "c.yaml: ", "no Canary documents");
+	assert_error(&e, "c.yaml:1:1: ", "no Canary documents");
 	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
 	e = must_fail("");
-	assert_error(&e, "c.yaml: ", "no Canary documents");
+	assert_error(&e, "c.yaml:1:1: ", "no Canary documents");
 	cfg_errors_release(&e);
 }
 
@@ -647,7 +662,8 @@ static void test_missing_file_cannot_be_read(void **state)
 	assert_int_equal(cfg_load("no/such/canary.yaml", &c, &e), -1);
 	assert_null(c);
 	assert_int_equal(e.n, 1);
-	assert_string_equal(e.msg[0], "no/such/canary.yaml: cannot read: No such file or directory");
+	assert_string_equal(e.msg[0], "no/such/canary.yaml:1:1: cannot read: No such file or "
+	                    "directory");
 	cfg_errors_release(&e);
 	assert_int_equal(e.n, 0);
 	assert_null(e.msg);
@@ -680,12 +696,14 @@ static void test_alias_expansion_is_bounded(void **state)
 	                         "      - &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
 	                         "      - &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
 	                         "      - &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n");
-	assert_error(&e, "c.yaml:", "document too deep or too large");
+	assert_error(&e, "c.yaml:", "more than 100000 values in the file, counting each use of "
+	             "an alias");
 	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
 	/* a node that contains itself */
 	e = must_fail(MINIMAL "    stepWeight: 5\n    match: &x [*x]\n");
-	assert_error(&e, "c.yaml:", "document too deep or too large");
+	assert_error(&e, "c.yaml:12:12: ", "nested more than 64 levels deep");
+	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
 }
 
@@ -1006,6 +1024,23 @@ static void test_unknown_template_ref_names_the_templates_there_are(void **state
 	             "MetricTemplate named 'x' in this file; there are: a, b");
 	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
+	/* with 900 templates, the message names ten: it stays one short line */
+	buf b = BUF_INIT;
+	buf_puts(&b, METRICS "      - name: x\n        thresholdRange: {max: 1}\n"
+	         "        templateRef: {name: x, namespace: n}\n");
+	for (int i = 0; i < 900; i++)
+		buf_printf(&b, "---\napiVersion: canaryd/v1\nkind: MetricTemplate\n"
+		           "metadata: {name: t%d, namespace: n%d}\n"
+		           "spec: {provider: {type: prometheus, address: 'http://h:1'}, query: up}\n",
+		           i, i);
+	e = must_fail(b.p);
+	assert_error(&e, "c.yaml:15:9: ", "no MetricTemplate named 'x' in namespace 'n' in this "
+	             "file; there are: t0 (namespace n0), t1 (namespace n1), t2 (namespace n2), ");
+	assert_error(&e, "c.yaml:15:9: ", ", t9 (namespace n9) and 890 more");
+	assert_int_equal(e.n, 1);
+	assert_true(strlen(e.msg[0]) < 512);
+	cfg_errors_release(&e);
+	buf_release(&b);
 }
 
 static void test_unsupported_provider_types_are_errors(void **state)
@@ -1016,7 +1051,7 @@ static void test_unsupported_provider_types_are_errors(void **state)
 		"  query: avg:x{*}\n");
 	assert_error(&e, "c.yaml:5:20: ", "spec.provider.type: provider type 'datadog' is not "
 	             "supported; use prometheus, or a web metric");
-	assert_error(&e, "c.yaml: ", "no Canary documents"); /* a template is not a canary */
+	assert_error(&e, "c.yaml:1:1: ", "no Canary documents"); /* a template is not a canary */
 	assert_int_equal(e.n, 2);
 	cfg_errors_release(&e);
 
@@ -1288,6 +1323,358 @@ static void test_alert_matchers_are_checked(void **state)
 	cfg_errors_release(&e);
 }
 
+/* ---- bounds: no file makes a load slow or big (issue 8) ---- */
+
+/* <n> copies of <s> after <head>, then <tail> (free the result). */
+static char *repeat(const char *head, const char *s, size_t n, const char *tail)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, head);
+	for (size_t i = 0; i < n; i++)
+		buf_puts(&b, s);
+	buf_puts(&b, tail);
+	return b.p;
+}
+
+/* Asserts that no message is longer than <max> bytes or holds a control
+ * character: each is one short line, whatever the file held. */
+static void assert_messages_are_lines(const cfg_errors *e, size_t max)
+{
+	for (size_t i = 0; i < e->n; i++) {
+		assert_true(strlen(e->msg[i]) <= max);
+		for (const unsigned char *p = (const unsigned char *)e->msg[i]; *p; p++)
+			assert_true(*p >= 0x20 && *p != 0x7f);
+	}
+}
+
+static void test_deep_nesting_stops_reading_where_it_crosses_the_bound(void **state)
+{
+	/* the report: a valid canary then 100,000 '[' took 13 s; reading now
+	 * stops at the 65th, at line 13 column 65, without a syntax error from
+	 * what comes after */
+	char *text = repeat(MINIMAL "    stepWeight: 5\n---\n", "[", 100000, "\n");
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:13:65: ", "nested more than 64 levels deep");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+	/* flow mappings, and block nesting likewise */
+	text = repeat(MINIMAL "    stepWeight: 5\n---\n", "{a: ", 100000, "\n");
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:13:257: ", "nested more than 64 levels deep");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+	text = repeat(MINIMAL "    stepWeight: 5\n---\n", "- ", 100000, "x\n");
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:13:129: ", "nested more than 64 levels deep");
+	cfg_errors_release(&e);
+	free(text);
+	/* 64 levels are read: root, spec, analysis and 61 lists in match */
+	char *open = repeat("", "[", 61, ""), *close = repeat("", "]", 61, "\n");
+	char *ok = repeat(MINIMAL "    stepWeight: 5\n    match: ", open, 1, close);
+	cfg *c = must_load(ok);
+	cfg_free(c);
+	free(ok);
+	ok = repeat(MINIMAL "    stepWeight: 5\n    match: [", open, 1, "]");
+	char *bad = repeat(ok, close, 1, "");
+	e = must_fail(bad);
+	assert_error(&e, "c.yaml:12:73: ", "nested more than 64 levels deep");
+	cfg_errors_release(&e);
+	free(bad);
+	free(ok);
+	free(open);
+	free(close);
+}
+
+static void test_file_size_is_bounded(void **state)
+{
+	/* a valid file of exactly CFG_MAX_BYTES is read; one byte more is not,
+	 * reported where the bound is crossed */
+	const char *doc = MINIMAL "    stepWeight: 5\n";
+	size_t pad = CFG_MAX_BYTES - strlen(doc) - 1;
+	char *text = xmalloc(CFG_MAX_BYTES + 2);
+	memcpy(text, doc, strlen(doc));
+	memset(text + strlen(doc), '#', pad);
+	text[CFG_MAX_BYTES - 1] = '\n';
+	text[CFG_MAX_BYTES] = '\0';
+	cfg *c = must_load(text);
+	cfg_free(c);
+	text[CFG_MAX_BYTES] = '#';
+	text[CFG_MAX_BYTES + 1] = '\0';
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:13:1: ", "file too large: more than 4 MiB");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+}
+
+static void test_documents_are_bounded(void **state)
+{
+	char *text = repeat(MINIMAL "    stepWeight: 5\n", "---\n", CFG_MAX_DOCUMENTS - 1, "");
+	cfg *c = must_load(text);
+	cfg_free(c);
+	free(text);
+	text = repeat(MINIMAL "    stepWeight: 5\n", "---\n", 100000, "");
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:1011:1: ", "more than 1000 documents in the file");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+}
+
+static void test_values_are_bounded_with_or_without_aliases(void **state)
+{
+	/* 100,001 values in one list: composing stops at the one too many */
+	char *text = repeat(MINIMAL "    stepWeight: 5\n    match: [", "1,", CFG_MAX_VALUES, "1]\n");
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:12:", "more than 100000 values in the file");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+	/* the bound is the file's, not each document's */
+	text = repeat("", "---\nk: [" "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+	              "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,"
+	              "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]\n", 1000, "");
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:", "more than 100000 values in the file");
+	cfg_errors_release(&e);
+	free(text);
+	/* a 1 MiB string used 17 times is 17 MiB of text */
+	char *big = xmalloc((1u << 20) + 1);
+	memset(big, 'x', 1u << 20);
+	big[1u << 20] = '\0';
+	char *head = repeat(MINIMAL "    stepWeight: 5\n    mirror: false\n    match:\n      - &s ",
+	                    big, 1, "\n");
+	text = repeat(head, "      - *s\n", 16, "");
+	e = must_fail(text);
+	assert_error(&e, "c.yaml:", "more than 16 MiB of keys and values in the file");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	free(text);
+	text = repeat(head, "      - *s\n", 14, ""); /* 15 MiB */
+	cfg *c = must_load(text);
+	cfg_free(c);
+	free(text);
+	free(head);
+	free(big);
+}
+
+static void test_anchors_and_aliases_are_composed_as_yaml_says(void **state)
+{
+	/* an alias is the anchored node again, wherever it is used */
+	cfg *c = must_load(HEAD "spec:\n  listen: 127.0.0.1:8080\n"
+	                   "  stable: {revision: v1,\n"
+	                   "           endpoints: &eps [127.0.0.1:9001, 127.0.0.1:9011]}\n"
+	                   "  canary: {revision: v2, endpoints: *eps}\n"
+	                   "  analysis: {stepWeight: &w 7, maxWeight: *w}\n");
+	assert_int_equal(c->canaries[0].n_canary_eps, 2);
+	assert_string_equal(c->canaries[0].canary_eps[1], "127.0.0.1:9011");
+	assert_int_equal(c->canaries[0].policy.step_weight, 7);
+	assert_int_equal(c->canaries[0].policy.max_weight, 7);
+	cfg_free(c);
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: *nowhere\n");
+	assert_error(&e, "c.yaml:11:17: ", "YAML syntax error: found undefined alias 'nowhere'");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: &a 5\n    maxWeight: &a 6\n");
+	assert_error(&e, "c.yaml:12:16: ", "YAML syntax error: found duplicate anchor 'a' (first "
+	             "at line 11)");
+	cfg_errors_release(&e);
+	/* anchors are a document's own */
+	e = must_fail(MINIMAL "    stepWeight: &a 5\n---\n" MINIMAL "    stepWeight: *a\n");
+	assert_error(&e, "c.yaml:23:17: ", "found undefined alias 'a'");
+	cfg_errors_release(&e);
+	/* many anchors are read (libyaml's loader searched a list for each) */
+	char *text = repeat(MINIMAL "    stepWeight: 5\n    sessionAffinity:\n", "", 0, "");
+	buf b = BUF_INIT;
+	buf_puts(&b, text);
+	for (int i = 0; i < 20000; i++)
+		buf_printf(&b, "      k%d: &a%d [*a%d]\n", i, i, i ? i - 1 : 0);
+	free(text);
+	e = must_fail(b.p); /* a0 contains itself: found by the depth bound */
+	assert_error(&e, "c.yaml:13:", "nested more than 64 levels deep");
+	cfg_errors_release(&e);
+	buf_release(&b);
+}
+
+static void test_too_many_errors_are_cut_with_a_count(void **state)
+{
+	char *text = repeat(MINIMAL "    stepWeight: 5\n    webhooks:\n", "      - {}\n", 1500, "");
+	cfg_errors e = must_fail(text);
+	/* 3000 errors (name and url required): the first 1000, and a count */
+	assert_int_equal(e.n, CFG_MAX_ERRORS + 1);
+	assert_error(&e, "c.yaml:513:9: ", "too many errors: 2000 more not shown (fix these "
+	             "first)");
+	cfg_errors_release(&e);
+	free(text);
+}
+
+static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
+{
+	/* a 1 MiB key above a duplicate key: the path in the message is cut */
+	char *key = repeat("", "k", 1u << 20, "");
+	char *text = repeat(MINIMAL "    stepWeight: 5\n    sessionAffinity:\n      ? ", key, 1,
+	                    "\n      : {a: 1, a: 2}\n");
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:14:16: ", "spec.analysis.sessionAffinity.kkkk");
+	assert_error(&e, "c.yaml:14:16: ", "duplicate key");
+	assert_messages_are_lines(&e, 512);
+	cfg_errors_release(&e);
+	free(text);
+	free(key);
+	/* control characters in keys and in the file name are escaped */
+	e = (cfg_errors){ 0 };
+	cfg *c = NULL;
+	const char *bad = MINIMAL "    stepWeight: 5\n    \"a\\e[31mb\\nc\\u0085\": 1\n";
+	assert_int_equal(cfg_load_string("x\x1b.yaml", bad, strlen(bad), &c, &e), -1);
+	assert_int_equal(e.n, 1);
+	assert_string_equal(e.msg[0], "x\\x1b.yaml:12:5: spec.analysis.a\\x1b[31mb\\x0ac\\x85: "
+	                    "unknown field; known fields here: interval, threshold, maxWeight, "
+	                    "stepWeight, stepWeights, iterations, metrics, webhooks, match, mirror, "
+	                    "mirrorWeight, primaryReadyThreshold, canaryReadyThreshold, alerts, "
+	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
+	                    "errorMargin, latencyRatio");
+	assert_messages_are_lines(&e, 1024);
+	cfg_errors_release(&e);
+}
+
+/* ---- files that are not configurations ---- */
+
+static void test_only_regular_files_are_read(void **state)
+{
+	/* a FIFO blocked open(2) for ever and /dev/zero never ended: the
+	 * daemon's reload thread, and SIGTERM with it, would wait. The alarm
+	 * turns a hang into a failure. */
+	char fifo[] = "/tmp/canaryd-test-fifo-XXXXXX";
+	int fd = mkstemp(fifo);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(fifo);
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	alarm(10);
+	static const char *const paths[] = { NULL, "/dev/zero", "/dev/null", "." };
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		const char *p = paths[i] ? paths[i] : fifo;
+		cfg_errors e = { 0 };
+		cfg *c = (cfg *)1;
+		assert_int_equal(cfg_load(p, &c, &e), -1);
+		assert_null(c);
+		assert_int_equal(e.n, 1);
+		char want[128];
+		snprintf(want, sizeof want, "%s:1:1: cannot read: not a regular file", p);
+		assert_string_equal(e.msg[0], want);
+		cfg_errors_release(&e);
+	}
+	alarm(0);
+	unlink(fifo);
+}
+
+/* ---- control characters (issue 8, log injection) ---- */
+
+static void test_control_characters_are_refused_in_one_line_strings(void **state)
+{
+	cfg_errors e = must_fail(HEAD "  namespace: \"a\\rb\"\n"
+		"  labels: {\"t\\tier\": x, app: \"\\x7f\"}\n"
+		"spec:\n  listen: \"127.0.0.1:8080\"\n"
+		"  stable: {revision: \"v1\\n2026 info web: promoted\", endpoints: [\"\\x01h:9001\"]}\n"
+		"  analysis:\n    stepWeight: 5\n"
+		"    metrics:\n"
+		"      - name: \"rate\\u009b31m\"\n"
+		"        provider: {type: web, url: \"http://x/\\t\", jsonPath: \"$.a\\e\",\n"
+		"                   headers: {X-A: \"a\\tb\"}}\n"
+		"        thresholdRange: {min: 1}\n"
+		"    webhooks:\n"
+		"      - {name: \"hook\\e[2J\", url: \"http://h/\\x0b\", type: event}\n"
+		"  alerts: {matchers: {team: \"a\\nb\"}}\n");
+	assert_error(&e, "c.yaml:5:14: ", "metadata.namespace: must not contain control "
+	             "characters, found \\x0d at character 2");
+	assert_error(&e, "c.yaml:6:12: ", "metadata.labels.t\\x09ier: must not contain control "
+	             "characters, found \\x09 at character 2");
+	assert_error(&e, "c.yaml:6:30: ", "metadata.labels.app: must not contain control "
+	             "characters, found \\x7f at character 1");
+	assert_error(&e, "c.yaml:9:22: ", "spec.stable.revision: must not contain control "
+	             "characters, found \\x0a at character 3");
+	assert_error(&e, "c.yaml:9:65: ", "spec.stable.endpoints[0]: must not contain control "
+	             "characters, found \\x01 at character 1");
+	assert_error(&e, "c.yaml:13:15: ", "spec.analysis.metrics[0].name: must not contain "
+	             "control characters, found \\x9b at character 5");
+	assert_error(&e, "c.yaml:14:36: ", "spec.analysis.metrics[0].provider.url: must not "
+	             "contain control characters, found \\x09 at character 10");
+	assert_error(&e, "c.yaml:14:61: ", "spec.analysis.metrics[0].provider.jsonPath: must not "
+	             "contain control characters, found \\x1b at character 4");
+	assert_error(&e, "c.yaml:15:35: ", "spec.analysis.metrics[0].provider.headers.X-A: must "
+	             "not contain control characters, found \\x09 at character 2");
+	assert_error(&e, "c.yaml:18:16: ", "spec.analysis.webhooks[0].name: must not contain "
+	             "control characters, found \\x1b at character 5");
+	assert_error(&e, "c.yaml:18:34: ", "spec.analysis.webhooks[0].url: must not contain "
+	             "control characters, found \\x0b at character 10");
+	assert_error(&e, "c.yaml:19:29: ", "spec.alerts.matchers.team: must not contain control "
+	             "characters, found \\x0a at character 2");
+	assert_int_equal(e.n, 12);
+	assert_messages_are_lines(&e, 512);
+	cfg_errors_release(&e);
+	/* a webhook URL is a URL: no blanks either */
+	e = must_fail(MINIMAL "    stepWeight: 5\n    webhooks: [{name: a, url: 'http://h/a b'}]\n");
+	assert_error(&e, "c.yaml:12:31: ", "spec.analysis.webhooks[0].url: must be an http:// or "
+	             "https:// URL, got 'http://h/a b'");
+	cfg_errors_release(&e);
+}
+
+static void test_text_may_span_lines_but_has_no_other_controls(void **state)
+{
+	cfg *c = must_load("apiVersion: canaryd/v1\nkind: Canary\nmetadata:\n  name: web\n"
+		"  annotations: {note: \"line one\\n\\tline two\\r\\n\"}\n"
+		"spec:\n  listen: 127.0.0.1:8080\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis:\n    stepWeight: 5\n"
+		"    metrics:\n"
+		"      - name: q\n"
+		"        query: |\n          sum(rate(x[1m]))\n          /\tsum(rate(y[1m]))\n"
+		"        provider: {type: prometheus, address: 'http://127.0.0.1:9090'}\n"
+		"        thresholdRange: {min: 1}\n"
+		"      - name: w\n"
+		"        provider: {type: web, url: 'http://x/', jsonPath: $.a, method: POST,\n"
+		"                   body: \"{\\n  \\\"a\\\": 1\\n}\"}\n"
+		"        thresholdRange: {min: 1}\n"
+		"    webhooks: [{name: h, url: 'http://h/', metadata: {cmd: \"a\\nb\"}}]\n");
+	assert_string_equal(c->canaries[0].sources[0].query,
+	                    "sum(rate(x[1m]))\n/\tsum(rate(y[1m]))\n");
+	assert_string_equal(c->canaries[0].sources[1].body, "{\n  \"a\": 1\n}");
+	cfg_free(c);
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    metrics:\n"
+		"      - name: q\n        query: \"a\\eb\"\n"
+		"        provider: {type: prometheus, address: 'http://127.0.0.1:9090'}\n"
+		"        thresholdRange: {min: 1}\n");
+	assert_error(&e, "c.yaml:14:16: ", "spec.analysis.metrics[0].query: must not contain "
+	             "control characters other than tabs and line breaks, found \\x1b at "
+	             "character 2");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+}
+
+static void test_nul_is_refused_in_every_value(void **state)
+{
+	/* C strings end at NUL: "1s\0 whatever" was read as 1s, a name with a
+	 * NUL as what came before it */
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    interval: \"1s\\0 whatever\"\n"
+	                         "    \"judge\\0x\": threshold\n");
+	assert_error(&e, "c.yaml:12:15: ", "value contains a NUL character (\\0)");
+	assert_error(&e, "c.yaml:13:5: ", "value contains a NUL character");
+	cfg_errors_release(&e);
+}
+
+static void test_metric_names_are_not_cut(void **state)
+{
+	char *text = repeat(METRICS "      - name: ", "x", 64, "\n"
+	                    "        provider: {type: web, url: 'http://x/', jsonPath: $.a}\n"
+	                    "        thresholdRange: {min: 1}\n");
+	cfg_errors e = must_fail(text);
+	assert_error(&e, "c.yaml:13:15: ", "spec.analysis.metrics[0].name: must be at most 63 "
+	             "characters, got 64");
+	cfg_errors_release(&e);
+	free(text);
+}
+
 static void test_release_and_free_accept_empty_values(void **state)
 {
 	cfg_errors e = { 0 };
@@ -1352,6 +1739,18 @@ int main(void)
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_checked),
 		cmocka_unit_test(test_alert_matchers_are_read),
 		cmocka_unit_test(test_alert_matchers_are_checked),
+		cmocka_unit_test(test_deep_nesting_stops_reading_where_it_crosses_the_bound),
+		cmocka_unit_test(test_file_size_is_bounded),
+		cmocka_unit_test(test_documents_are_bounded),
+		cmocka_unit_test(test_values_are_bounded_with_or_without_aliases),
+		cmocka_unit_test(test_anchors_and_aliases_are_composed_as_yaml_says),
+		cmocka_unit_test(test_too_many_errors_are_cut_with_a_count),
+		cmocka_unit_test(test_messages_are_short_lines_whatever_the_file_holds),
+		cmocka_unit_test(test_only_regular_files_are_read),
+		cmocka_unit_test(test_control_characters_are_refused_in_one_line_strings),
+		cmocka_unit_test(test_text_may_span_lines_but_has_no_other_controls),
+		cmocka_unit_test(test_nul_is_refused_in_every_value),
+		cmocka_unit_test(test_metric_names_are_not_cut),
 		cmocka_unit_test(test_release_and_free_accept_empty_values),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
