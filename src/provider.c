@@ -135,6 +135,20 @@ int provider_json_path(const json_t *root, const char *path, double *value,
 	return number_from(cur, value, reason, rlen);
 }
 
+int provider_parse_web(const char *body, size_t len, const char *path, double *value,
+                       char *reason, size_t rlen)
+{
+	json_error_t jerr;
+	json_t *root = json_loadb(body, len, 0, &jerr);
+	if (!root) {
+		snprintf(reason, rlen, "answer is not JSON: %.60s", jerr.text);
+		return 0;
+	}
+	int ok = provider_json_path(root, path, value, reason, rlen);
+	json_decref(root);
+	return ok;
+}
+
 static void on_answer(void *arg, int status, const char *error, const char *body,
                       size_t body_len, uint64_t elapsed_ms)
 {
@@ -149,14 +163,7 @@ static void on_answer(void *arg, int status, const char *error, const char *body
 	} else if (!r->web) {
 		ok = provider_parse_prometheus(body, body_len, &value, reason, sizeof reason);
 	} else {
-		json_error_t jerr;
-		json_t *root = json_loadb(body, body_len, 0, &jerr);
-		if (!root) {
-			snprintf(reason, sizeof reason, "%.100s: answer is not JSON: %.60s", r->what, jerr.text);
-		} else {
-			ok = provider_json_path(root, r->json_path, &value, reason, sizeof reason);
-			json_decref(root);
-		}
+		ok = provider_parse_web(body, body_len, r->json_path, &value, reason, sizeof reason);
 	}
 	r->done(r->arg, ok, value, ok ? "" : reason);
 	free(r->json_path);

@@ -29,6 +29,11 @@ int provider_read(hooks *h, const cfg_metric_source *src, const tmpl_vars *vars,
 int provider_parse_prometheus(const char *body, size_t len, double *value,
                               char *reason, size_t rlen);
 
+/* Parses a web metric's answer and finds the number at <path> in it.
+ * Returns 1 with *value, or 0 with <reason>. Pure, for tests. */
+int provider_parse_web(const char *body, size_t len, const char *path, double *value,
+                       char *reason, size_t rlen);
+
 /* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]"; a numeric
  * string counts) in <root>. Returns 1 with *value or 0 with <reason>. */
 int provider_json_path(const json_t *root, const char *path, double *value,
