@@ -108,6 +108,14 @@ void buf_release(buf *b)
 	b->len = b->cap = 0;
 }
 
+char *util_ascii_line(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return s;
+}
+
 /* Go's time.ParseDuration grammar: [0-9]+(\.[0-9]*)?unit, repeated. */
 int util_parse_duration(const char *s, uint64_t *ms)
 {

@@ -24,6 +24,13 @@ void buf_vprintf(buf *b, const char *fmt, va_list ap);
 void buf_reset(buf *b);   /* len = 0, keeps memory */
 void buf_release(buf *b); /* frees memory, back to BUF_INIT */
 
+/* Replaces every byte of <s> that is not printable ASCII (control
+ * characters, DEL, and bytes of multi-byte characters, which a cut may
+ * have split) with '?', so that text from outside, such as a receiver's
+ * error message, stays one line of plain text wherever it goes: the audit,
+ * logs, terminals. Returns <s>. */
+char *util_ascii_line(char *s);
+
 /* Parses a Go/Prometheus duration ("500ms", "2s", "1m", "1h30m", "1.5s",
  * "0") into milliseconds. Units: ns us µs ms s m h d (Prometheus' "d" = 24h).
  * Returns 0, or -1 when <s> is not a duration or is not a whole number of
