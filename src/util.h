@@ -37,11 +37,15 @@ char *util_ascii_line(char *s);
  * milliseconds larger than zero ("0" is accepted and gives 0). */
 int util_parse_duration(const char *s, uint64_t *ms);
 
-/* Formats <ms> back into the shortest Go-style duration ("1m30s", "250ms"). */
+/* Formats <ms> back into a Go-style duration of whole units ("1m30s",
+ * "250ms", "1s500ms"), which util_parse_duration, Go and PromQL all read
+ * back as exactly <ms>. */
 void util_format_duration(uint64_t ms, char *out, size_t outlen);
 
 /* Splits "HOST:PORT" ("127.0.0.1:8080", "[::1]:8080", "localhost:80") into
- * <host> (without brackets) and <port> (1..65535). Returns 0 or -1. */
+ * <host> (without brackets) and <port> (1..65535). HOST is a name or an
+ * IPv4 address (letters, digits, '.', '-', '_') or an IPv6 address in
+ * brackets (with an optional %zone). Returns 0 or -1. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* Milliseconds on a monotonic clock (for timers and rings). */
