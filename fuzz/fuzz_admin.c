@@ -51,9 +51,15 @@ static char token_path[96];
 static int admin_port, proxy_port, dead_port;
 static char config_text[2048];
 
+/* stderr as it was at start: run.sh sends fd 2 (the daemon's log) to
+ * /dev/null with -close_fd_mask=2, and why an input failed must still
+ * show */
+static int report_fd = 2;
+
 static void die(const char *what, const char *detail)
 {
-	fprintf(stderr, "fuzz_admin: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+	dprintf(report_fd, "fuzz_admin: %s%s%.2000s\n", what, detail ? ": " : "",
+	        detail ? detail : "");
 	abort();
 }
 
@@ -79,6 +85,7 @@ static int hold_port(int listening, int *fd_out)
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
+	report_fd = dup(2);
 	signal(SIGPIPE, SIG_IGN);
 	log_setup(NULL, "debug"); /* run the log formatting too (run.sh sends it to /dev/null) */
 	loop = uv_default_loop();
@@ -193,7 +200,16 @@ static int daemon_start(daemon_ *d, const char *tokens, size_t tokens_len)
 	char addr[32];
 	snprintf(addr, sizeof addr, "127.0.0.1:%d", admin_port);
 	err[0] = '\0';
-	if (admin_start(loop, addr, d->c, d->db, tf, &d->adm, err, sizeof err) < 0) {
+#ifdef ADMIN_MAX_BUFFERED /* admin_opts, from issue 8's admin hardening */
+	admin_opts o;
+	admin_opts_init(&o);
+	o.addr = addr;
+	o.token_file = tf;
+	int rc = admin_start(loop, &o, d->c, d->db, &d->adm, err, sizeof err);
+#else /* before it; drop this branch once both are merged */
+	int rc = admin_start(loop, addr, d->c, d->db, tf, &d->adm, err, sizeof err);
+#endif
+	if (rc < 0) {
 		/* only the token file may be refused, and with a message */
 		if (!tf || !err[0] || strchr(err, '\n'))
 			die("admin_start failed", err);
