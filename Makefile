@@ -35,7 +35,7 @@ TEST_SRC = $(wildcard tests/unit/test_*.c)
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
 
-.PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz clean check-deps
+.PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz fuzz-long clean check-deps
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -96,9 +96,16 @@ bench:
 	@$(MAKE) -s all
 	@sh bench/run.sh $(BUILD)
 
+# every libFuzzer target for FUZZ_SECONDS each (the CI run)
 fuzz:
 	@sh scripts/setup.sh fuzz
 	@sh fuzz/run.sh $${FUZZ_SECONDS:-30}
+
+# >= 10 million executions over all targets, slow inputs reported, figures
+# per target at the end (see fuzz/run.sh)
+fuzz-long:
+	@sh scripts/setup.sh fuzz
+	@sh fuzz/run.sh --long
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz

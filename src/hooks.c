@@ -6,9 +6,23 @@
  * with its TLS, LDAP, Kerberos and SSH dependencies it maps about 7 MB of
  * shared libraries into the process, more than the rest of canaryd's idle
  * footprint, and a daemon whose canaries use no webhook and no provider
- * never needs it. It is still Debian's libcurl, called through its API. */
+ * never needs it. It is still Debian's libcurl, called through its API.
+ *
+ * A receiver that hangs must cost a bounded amount. Without a bound, an
+ * event webhook whose receiver never answers held one socket per audit
+ * event until its timeout (up to an hour): 77 sockets after 4 s at a 100
+ * ms interval, and in time every descriptor the proxy needs to accept
+ * clients. So, per receiver (scheme, host and port of the URL):
+ * - at most HOOKS_CONNS_PER_HOST connections (curl queues the rest);
+ * - at most HOOKS_QUEUE_PER_HOST requests running or queued; one more is
+ *   not sent, and its callback says so ("not sent: ..."), on the next
+ *   turn of the loop like any other end;
+ * - every request ends by its own timeout counted from when it was asked
+ *   for, queued or not (curl counts only from the connect): the sweep
+ *   timer ends the late ones. */
 #include "hooks.h"
 
+#include <ctype.h>
 #include <curl/curl.h>
 #include <dlfcn.h>
 #include <stdio.h>
@@ -76,8 +90,17 @@ static int curl_load(void)
 	return 0;
 }
 
+#define HOOKS_CONNS_PER_HOST 8
+#define HOOKS_QUEUE_PER_HOST 64 /* above what one check asks of one host:
+                                 * 16 metrics, 3 reads each */
+
 typedef struct hook_req {
 	CURL *easy;
+	char host[128];          /* "scheme://host:port", what the bounds count */
+	uint64_t deadline;       /* loop time by which it ends, answered or not */
+	uint64_t timeout_ms;
+	int in_curl;             /* added to the multi handle (else refused) */
+	char refused[192];       /* why it was not sent, when !in_curl */
 	struct curl_slist *headers;
 	char *body;
 	hooks_done_fn done;      /* one of done and resp is set */
@@ -100,12 +123,52 @@ typedef struct sock_ctx {
 struct hooks {
 	uv_loop_t *loop;
 	CURLM *multi;
-	uv_timer_t timer;
+	uv_timer_t timer;        /* curl's timeouts */
+	uv_timer_t sweep;        /* our deadlines, and refusals' callbacks */
+	int open_timers;         /* closed in hooks_free; h is freed after both */
 	hook_req *reqs;
 	int running;
 	int closing;
 	int load_error_logged;
 };
+
+static void arm_sweep(hooks *h);
+
+/* Ends <r>, already unlinked from h->reqs: calls its callback with
+ * <status> or <err>, then frees it. */
+static void finish(hooks *h, hook_req *r, int status, const char *err)
+{
+	h->running--;
+	uint64_t elapsed = uv_now(h->loop) - r->started;
+	char msg[CURL_ERROR_SIZE + 64];
+	if (r->too_large)
+		snprintf(msg, sizeof msg, "response larger than %zu bytes", r->max_body);
+	else
+		snprintf(msg, sizeof msg, "%s", err ? err : "");
+	/* curl's messages may quote the peer: one line of plain text */
+	util_ascii_line(msg);
+	err = err || r->too_large ? msg : NULL;
+	if (r->done)
+		r->done(r->arg, err ? 0 : status, err, elapsed);
+	else
+		r->resp(r->arg, err ? 0 : status, err, err ? "" : (r->in.p ? r->in.p : ""),
+		        err ? 0 : r->in.len, elapsed);
+	if (r->easy)
+		C.easy_cleanup(r->easy);
+	C.slist_free_all(r->headers);
+	buf_release(&r->in);
+	free(r->body);
+	free(r);
+}
+
+static void unlink_req(hooks *h, hook_req *r)
+{
+	for (hook_req **pp = &h->reqs; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			break;
+		}
+}
 
 static void check_done(hooks *h)
 {
@@ -124,37 +187,64 @@ static void check_done(hooks *h)
 			err = r->errbuf[0] ? r->errbuf : C.easy_strerror(msg->data.result);
 		C.multi_remove_handle(h->multi, e);
 		/* unlink before the callback: it may post again */
-		for (hook_req **pp = &h->reqs; *pp; pp = &(*pp)->next)
-			if (*pp == r) {
-				*pp = r->next;
-				break;
-			}
-		h->running--;
-		uint64_t elapsed = uv_now(h->loop) - r->started;
-		char toolarge[64];
-		if (r->too_large) {
-			snprintf(toolarge, sizeof toolarge, "response larger than %zu bytes", r->max_body);
-			err = toolarge;
-		}
-		if (r->done)
-			r->done(r->arg, err ? 0 : (int)code, err, elapsed);
-		else
-			r->resp(r->arg, err ? 0 : (int)code, err, err ? "" : (r->in.p ? r->in.p : ""),
-			        err ? 0 : r->in.len, elapsed);
-		C.easy_cleanup(e);
-		C.slist_free_all(r->headers);
-		buf_release(&r->in);
-		free(r->body);
-		free(r);
+		unlink_req(h, r);
+		finish(h, r, (int)code, err);
 	}
+	arm_sweep(h);
+}
+
+/* Ends every request past its deadline, and every refused one. One at a
+ * time, from the head of the list again after each: a callback may post. */
+static void on_sweep(uv_timer_t *t)
+{
+	hooks *h = t->data;
+	for (;;) {
+		uint64_t now = uv_now(h->loop);
+		hook_req *r = h->reqs;
+		while (r && r->deadline > now)
+			r = r->next;
+		if (!r)
+			break;
+		unlink_req(h, r);
+		char err[256];
+		if (!r->in_curl) {
+			snprintf(err, sizeof err, "%s", r->refused);
+		} else {
+			/* removing the handle closes its connection (CURL_POLL_REMOVE) */
+			C.multi_remove_handle(h->multi, r->easy);
+			snprintf(err, sizeof err, "timed out after %llu ms",
+			         (unsigned long long)r->timeout_ms);
+		}
+		finish(h, r, 0, err);
+	}
+	arm_sweep(h);
+}
+
+/* Sets the sweep timer to the earliest deadline (the list is short: it
+ * is bounded per receiver). */
+static void arm_sweep(hooks *h)
+{
+	if (h->closing)
+		return;
+	uint64_t first = UINT64_MAX, now = uv_now(h->loop);
+	for (hook_req *r = h->reqs; r; r = r->next)
+		if (r->deadline < first)
+			first = r->deadline;
+	if (first == UINT64_MAX)
+		uv_timer_stop(&h->sweep);
+	else
+		uv_timer_start(&h->sweep, on_sweep, first > now ? first - now : 0, 0);
 }
 
 static void on_poll(uv_poll_t *p, int status, int events)
 {
 	sock_ctx *s = p->data;
 	int flags = 0;
+	/* on an error (libuv stops the handle), let curl read and write too:
+	 * it then finds and names what happened ("Connection reset by
+	 * peer") instead of "select/poll returned error" */
 	if (status < 0)
-		flags = CURL_CSELECT_ERR;
+		flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
 	if (events & UV_READABLE)
 		flags |= CURL_CSELECT_IN;
 	if (events & UV_WRITABLE)
@@ -238,6 +328,9 @@ hooks *hooks_new(uv_loop_t *loop)
 	h->loop = loop;
 	uv_timer_init(loop, &h->timer);
 	h->timer.data = h;
+	uv_timer_init(loop, &h->sweep);
+	h->sweep.data = h;
+	h->open_timers = 2;
 	return h;
 }
 
@@ -260,7 +353,26 @@ static int ensure_multi(hooks *h)
 	C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
+	C.multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HOOKS_CONNS_PER_HOST);
 	return 0;
+}
+
+/* "scheme://host:port" of <url> (its authority without user info), lower
+ * case, for counting requests per receiver. */
+static void host_key(const char *url, char *out, size_t outlen)
+{
+	const char *p = strstr(url, "://");
+	p = p ? p + 3 : url;
+	size_t n = strcspn(p, "/?#");
+	const char *at = memchr(p, '@', n);
+	size_t start = at ? (size_t)(at + 1 - url) : (size_t)(p - url);
+	size_t end = (size_t)(p - url) + n;
+	size_t k = 0;
+	for (size_t i = 0; i < (size_t)(p - url) && k + 1 < outlen; i++)
+		out[k++] = (char)tolower((unsigned char)url[i]);
+	for (size_t i = start; i < end && k + 1 < outlen; i++)
+		out[k++] = (char)tolower((unsigned char)url[i]);
+	out[k] = '\0';
 }
 
 static int start(hooks *h, hook_req *r, const char *method, const char *url,
@@ -271,12 +383,28 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 		free(r);
 		return -1;
 	}
+	r->started = uv_now(h->loop);
+	r->timeout_ms = timeout_ms ? timeout_ms : 60000;
+	host_key(url, r->host, sizeof r->host);
+	int same = 0;
+	for (hook_req *o = h->reqs; o; o = o->next)
+		same += o->in_curl && strcmp(o->host, r->host) == 0;
+	if (same >= HOOKS_QUEUE_PER_HOST) {
+		/* refused, but ended like any other request: on the sweep */
+		snprintf(r->refused, sizeof r->refused, "not sent: %d requests to '%.100s' are "
+		         "already waiting for an answer", same, r->host);
+		r->deadline = r->started;
+		r->next = h->reqs;
+		h->reqs = r;
+		h->running++;
+		arm_sweep(h);
+		return 0;
+	}
 	r->easy = C.easy_init();
 	if (!r->easy) {
 		free(r);
 		return -1;
 	}
-	r->started = uv_now(h->loop);
 	for (size_t i = 0; i < n_headers; i++)
 		r->headers = C.slist_append(r->headers, headers[i]);
 	CURL *e = r->easy;
@@ -288,7 +416,7 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 		C.easy_setopt(e, CURLOPT_HTTPGET, 1L);
 	}
 	C.easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(timeout_ms ? timeout_ms : 60000));
+	C.easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	C.easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
 	C.easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	C.easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -304,9 +432,12 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 		free(r);
 		return -1;
 	}
+	r->in_curl = 1;
+	r->deadline = r->started + r->timeout_ms;
 	r->next = h->reqs;
 	h->reqs = r;
 	h->running++;
+	arm_sweep(h);
 	return 0;
 }
 
@@ -344,7 +475,9 @@ int hooks_running(const hooks *h)
 
 static void timer_closed(uv_handle_t *hd)
 {
-	free(hd->data);
+	hooks *h = hd->data;
+	if (--h->open_timers == 0)
+		free(h);
 }
 
 void hooks_free(hooks *h, void (*drop)(void *arg))
@@ -356,8 +489,10 @@ void hooks_free(hooks *h, void (*drop)(void *arg))
 		hook_req *r = h->reqs;
 		h->reqs = r->next;
 		/* removing the handle makes curl close its socket (CURL_POLL_REMOVE) */
-		C.multi_remove_handle(h->multi, r->easy);
-		C.easy_cleanup(r->easy);
+		if (r->in_curl) {
+			C.multi_remove_handle(h->multi, r->easy);
+			C.easy_cleanup(r->easy);
+		}
 		C.slist_free_all(r->headers);
 		buf_release(&r->in);
 		free(r->body);
@@ -369,4 +504,6 @@ void hooks_free(hooks *h, void (*drop)(void *arg))
 		C.multi_cleanup(h->multi);
 	uv_timer_stop(&h->timer);
 	uv_close((uv_handle_t *)&h->timer, timer_closed);
+	uv_timer_stop(&h->sweep);
+	uv_close((uv_handle_t *)&h->sweep, timer_closed);
 }

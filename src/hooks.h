@@ -20,9 +20,14 @@ typedef void (*hooks_done_fn)(void *arg, int status, const char *error,
 hooks *hooks_new(uv_loop_t *loop);
 
 /* Starts a POST of <json> (copied) to <url> with Content-Type
- * application/json, failing after <timeout_ms>. Redirects are not followed.
- * Returns 0, or -1 when the request cannot be started (<done> is then not
- * called). */
+ * application/json, failing <timeout_ms> after this call whether it got a
+ * connection or not ("timed out after N ms"). Redirects are not followed.
+ * Per receiver (scheme, host and port) at most 8 connections are open and
+ * 64 requests running or waiting; one more is not sent and ends, like any
+ * other, through <done> with an error ("not sent: 64 requests to
+ * 'http://host:port' are already waiting for an answer"). Errors are one
+ * line of printable ASCII. Returns 0, or -1 when the request cannot be
+ * started (<done> is then not called). */
 int hooks_post(hooks *h, const char *url, const char *json,
                uint64_t timeout_ms, hooks_done_fn done, void *arg);
 

@@ -3,9 +3,12 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "util.h"
 
@@ -19,38 +22,99 @@ typedef struct prov_read {
 	char what[160];    /* "Prometheus at 'URL'" / "web metric 'URL'" for messages */
 } prov_read;
 
+/* Writes a reason and returns 0 (no value). Reasons quote what a receiver
+ * sent (its error message, the parser's view of its bytes), so they are
+ * made one line of plain text here, before the audit, the log or a
+ * terminal sees them. */
+static int no_value(char *reason, size_t rlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static int no_value(char *reason, size_t rlen, const char *fmt, ...)
+{
+	if (!rlen)
+		return 0;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(reason, rlen, fmt, ap);
+	va_end(ap);
+	util_ascii_line(reason);
+	return 0;
+}
+
+/* A plain decimal number as JSON writes it and as Prometheus formats
+ * sample values: -?DIGITS(.DIGITS)?([eE][+-]?DIGITS)?. Only such text goes
+ * to strtod, which alone would also take "0x10", " 5", "infinity" and
+ * "nan(1)": from a provider those are garbage, not values. */
+static bool plain_decimal(const char *s)
+{
+	if (*s == '-')
+		s++;
+	if (!isdigit((unsigned char)*s))
+		return false;
+	while (isdigit((unsigned char)*s))
+		s++;
+	if (*s == '.') {
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	if (*s == 'e' || *s == 'E') {
+		s++;
+		if (*s == '+' || *s == '-')
+			s++;
+		if (!isdigit((unsigned char)*s))
+			return false;
+		while (isdigit((unsigned char)*s))
+			s++;
+	}
+	return *s == '\0';
+}
+
+/* The value of a sample or of the number a web metric points at: a JSON
+ * number, or a string holding a plain decimal number (Prometheus writes
+ * every value as a string). NaN and the infinities, which Prometheus
+ * writes as "NaN", "+Inf" and "-Inf" (a division by zero, a quantile in
+ * the +Inf bucket), measure nothing: with thresholdRange {min: 99} +Inf
+ * would pass. They are no data, so the check fails. */
 static int number_from(const json_t *j, double *value, char *reason, size_t rlen)
 {
+	double v;
 	if (json_is_number(j)) {
-		*value = json_number_value(j);
+		v = json_number_value(j);
 	} else if (json_is_string(j)) {
 		const char *s = json_string_value(j);
-		char *end;
-		*value = strtod(s, &end);
-		if (end == s || *end) {
-			snprintf(reason, rlen, "value '%.40s' is not a number", s);
-			return 0;
-		}
+		if (strcasecmp(s, "NaN") == 0)
+			return no_value(reason, rlen, "value is NaN");
+		if (strcasecmp(s, "+Inf") == 0 || strcasecmp(s, "Inf") == 0)
+			return no_value(reason, rlen, "value is +Inf");
+		if (strcasecmp(s, "-Inf") == 0)
+			return no_value(reason, rlen, "value is -Inf");
+		if (!plain_decimal(s))
+			return no_value(reason, rlen, "value '%.40s' is not a number", s);
+		v = strtod(s, NULL);
 	} else {
-		snprintf(reason, rlen, "value is not a number");
-		return 0;
+		return no_value(reason, rlen, "value is not a number");
 	}
-	if (isnan(*value)) {
-		snprintf(reason, rlen, "value is NaN");
-		return 0;
-	}
+	if (!isfinite(v)) /* strtod's answer to 1e999 */
+		return no_value(reason, rlen, "value '%.40s' is out of range",
+		                json_is_string(j) ? json_string_value(j) : "?");
+	*value = v;
 	return 1;
 }
+
+/* Answers are read with duplicated keys refused: {"status": "error", ...,
+ * "status": "success"} means one thing to one JSON reader and another to
+ * the next; such an answer is refused rather than guessed at. */
+#define ANSWER_FLAGS JSON_REJECT_DUPLICATES
 
 int provider_parse_prometheus(const char *body, size_t len, double *value,
                               char *reason, size_t rlen)
 {
 	json_error_t jerr;
-	json_t *root = json_loadb(body, len, 0, &jerr);
-	if (!root) {
-		snprintf(reason, rlen, "answer is not JSON: %s", jerr.text);
-		return 0;
-	}
+	json_t *root = json_loadb(body, len, ANSWER_FLAGS, &jerr);
+	if (!root)
+		return no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
 	int ok = 0;
 	const char *status = json_string_value(json_object_get(root, "status"));
 	const json_t *data = json_object_get(root, "data");
@@ -58,22 +122,23 @@ int provider_parse_prometheus(const char *body, size_t len, double *value,
 	const json_t *result = json_object_get(data, "result");
 	if (!status || strcmp(status, "success") != 0) {
 		const char *e = json_string_value(json_object_get(root, "error"));
-		snprintf(reason, rlen, "query failed: %.150s", e ? e : "no status 'success'");
+		no_value(reason, rlen, "query failed: %.150s", e ? e : "no status 'success'");
 	} else if (!rtype) {
-		snprintf(reason, rlen, "answer has no data.resultType");
+		no_value(reason, rlen, "answer has no data.resultType");
 	} else if (strcmp(rtype, "scalar") == 0) {
 		ok = number_from(json_array_get(result, 1), value, reason, rlen);
 	} else if (strcmp(rtype, "vector") == 0) {
 		size_t n = json_array_size(result);
 		if (n == 0)
-			snprintf(reason, rlen, "query returned no sample");
+			no_value(reason, rlen, "query returned no sample");
 		else if (n > 1)
-			snprintf(reason, rlen, "query returned %zu samples; it must return one (aggregate it, e.g. sum(...))", n);
+			no_value(reason, rlen, "query returned %zu samples; it must return one "
+			         "(aggregate it, e.g. sum(...))", n);
 		else
 			ok = number_from(json_array_get(json_object_get(json_array_get(result, 0), "value"), 1),
 			                 value, reason, rlen);
 	} else {
-		snprintf(reason, rlen, "query returned a %s; it must return one sample", rtype);
+		no_value(reason, rlen, "query returned a %.40s; it must return one sample", rtype);
 	}
 	json_decref(root);
 	return ok;
@@ -94,10 +159,8 @@ int provider_json_path(const json_t *root, const char *path, double *value,
 			while (*p && *p != '.' && *p != '[' && n + 1 < sizeof key)
 				key[n++] = *p++;
 			key[n] = '\0';
-			if (!n) {
-				snprintf(reason, rlen, "bad jsonPath '%s'", path);
-				return 0;
-			}
+			if (!n)
+				return no_value(reason, rlen, "bad jsonPath '%s'", path);
 			cur = json_object_get(cur, key);
 		} else if (*p == '[') {
 			p++;
@@ -107,32 +170,38 @@ int provider_json_path(const json_t *root, const char *path, double *value,
 				while (*p && *p != q && n + 1 < sizeof key)
 					key[n++] = *p++;
 				key[n] = '\0';
-				if (*p != q || p[1] != ']') {
-					snprintf(reason, rlen, "bad jsonPath '%s'", path);
-					return 0;
-				}
+				if (*p != q || p[1] != ']')
+					return no_value(reason, rlen, "bad jsonPath '%s'", path);
 				p += 2;
 				cur = json_object_get(cur, key);
 			} else {
 				char *end;
 				long idx = strtol(p, &end, 10);
-				if (end == p || *end != ']' || idx < 0) {
-					snprintf(reason, rlen, "bad jsonPath '%s'", path);
-					return 0;
-				}
+				if (end == p || *end != ']' || idx < 0)
+					return no_value(reason, rlen, "bad jsonPath '%s'", path);
 				p = end + 1;
 				cur = json_array_get(cur, (size_t)idx);
 			}
 		} else {
-			snprintf(reason, rlen, "bad jsonPath '%s'", path);
-			return 0;
+			return no_value(reason, rlen, "bad jsonPath '%s'", path);
 		}
-		if (!cur) {
-			snprintf(reason, rlen, "nothing at %s in the answer", path);
-			return 0;
-		}
+		if (!cur)
+			return no_value(reason, rlen, "nothing at %s in the answer", path);
 	}
 	return number_from(cur, value, reason, rlen);
+}
+
+int provider_parse_web(const char *body, size_t len, const char *path, double *value,
+                       char *reason, size_t rlen)
+{
+	/* any JSON text: with the default path "$" the answer may be a bare number */
+	json_error_t jerr;
+	json_t *root = json_loadb(body, len, ANSWER_FLAGS | JSON_DECODE_ANY, &jerr);
+	if (!root)
+		return no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
+	int ok = provider_json_path(root, path, value, reason, rlen);
+	json_decref(root);
+	return ok;
 }
 
 static void on_answer(void *arg, int status, const char *error, const char *body,
@@ -143,20 +212,13 @@ static void on_answer(void *arg, int status, const char *error, const char *body
 	double value = 0;
 	int ok = 0;
 	if (error) {
-		snprintf(reason, sizeof reason, "%s did not answer: %s", r->what, error);
+		no_value(reason, sizeof reason, "%s did not answer: %s", r->what, error);
 	} else if (status < 200 || status >= 300) {
-		snprintf(reason, sizeof reason, "%s answered HTTP %d", r->what, status);
+		no_value(reason, sizeof reason, "%s answered HTTP %d", r->what, status);
 	} else if (!r->web) {
 		ok = provider_parse_prometheus(body, body_len, &value, reason, sizeof reason);
 	} else {
-		json_error_t jerr;
-		json_t *root = json_loadb(body, body_len, 0, &jerr);
-		if (!root) {
-			snprintf(reason, sizeof reason, "%.100s: answer is not JSON: %.60s", r->what, jerr.text);
-		} else {
-			ok = provider_json_path(root, r->json_path, &value, reason, sizeof reason);
-			json_decref(root);
-		}
+		ok = provider_parse_web(body, body_len, r->json_path, &value, reason, sizeof reason);
 	}
 	r->done(r->arg, ok, value, ok ? "" : reason);
 	free(r->json_path);

@@ -24,13 +24,23 @@ int provider_read(hooks *h, const cfg_metric_source *src, const tmpl_vars *vars,
                   provider_fn done, void *arg, char *err, size_t errlen);
 
 /* Parses a Prometheus /api/v1/query answer. Returns 1 with *value, or 0
- * with <reason> (no sample, several samples, NaN, an error answer, not
- * JSON). Pure, for tests. */
+ * with <reason> (no sample, several samples, NaN or an infinity, a value
+ * that is not a plain decimal number, an error answer, not JSON or JSON
+ * with a duplicated key). A value is always finite; a reason is one line
+ * of printable ASCII. Pure, for tests. */
 int provider_parse_prometheus(const char *body, size_t len, double *value,
                               char *reason, size_t rlen);
 
-/* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]"; a numeric
- * string counts) in <root>. Returns 1 with *value or 0 with <reason>. */
+/* Parses a web metric's answer (any JSON text: with <path> "$" a bare
+ * number) and finds the number at <path> in it, read as
+ * provider_parse_prometheus reads a sample. Returns 1 with *value, or 0
+ * with <reason>. Pure, for tests. */
+int provider_parse_web(const char *body, size_t len, const char *path, double *value,
+                       char *reason, size_t rlen);
+
+/* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]") in <root>:
+ * a JSON number, or a string holding a plain decimal number. Returns 1
+ * with *value or 0 with <reason>. */
 int provider_json_path(const json_t *root, const char *path, double *value,
                        char *reason, size_t rlen);
 

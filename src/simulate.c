@@ -705,12 +705,17 @@ static int csv_double(const char **p, const char *end, double *v)
 	tmp[l] = '\0';
 	if (q < end && *q != ',')
 		return -1;
+	/* a decimal number: strtod alone also reads "0x10", "+5" and "nan" */
+	if (strspn(tmp, " \t0123456789.eE+-") != l || !isdigit((unsigned char)tmp[strspn(tmp, " \t")]))
+		return -1;
 	char *e;
 	errno = 0;
 	double x = strtod(tmp, &e);
+	if (e == tmp) /* no number, before the blanks after it are skipped */
+		return -1;
 	while (*e == ' ' || *e == '\t')
 		e++;
-	if (e == tmp || *e || errno || !(x >= 0) || isinf(x))
+	if (*e || errno || !(x >= 0) || isinf(x))
 		return -1;
 	*p = q < end ? q + 1 : q;
 	*v = x;

@@ -11,15 +11,17 @@ static const char *const var_names[] = { "name", "namespace", "target", "interva
 #define KNOWN "name, namespace, target, interval, revision"
 
 /* Copies at most 40 bytes of s[0..n) into <out> (>= 48 bytes) for a
- * message, control characters replaced so that a message stays one line. */
+ * message, as one line of printable ASCII (util_ascii_line): messages go
+ * to the audit and the log, and the cut may split a multi-byte character. */
 static void cut(const char *s, size_t n, char *out)
 {
 	size_t i = 0;
-	for (; i < n && i < 40; i++)
-		out[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	for (; i < n && i < 40 && s[i]; i++)
+		out[i] = s[i];
 	if (i < n)
 		memcpy(out + i, "...", 3), i += 3;
 	out[i] = '\0';
+	util_ascii_line(out);
 }
 
 static const char *value_of(const tmpl_vars *v, size_t var)
@@ -68,6 +70,39 @@ static void put_url(buf *out, const char *s)
 			buf_append(out, e, 3);
 		}
 	}
+}
+
+/* Whether <s> is well-formed UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), as JSON text must be. */
+static bool utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	while (*p) {
+		unsigned char c = *p;
+		int more;
+		unsigned min, cp;
+		if (c < 0x80) {
+			p++;
+			continue;
+		} else if (c >= 0xc2 && c <= 0xdf) {
+			more = 1, min = 0x80, cp = c & 0x1f;
+		} else if (c >= 0xe0 && c <= 0xef) {
+			more = 2, min = 0x800, cp = c & 0x0f;
+		} else if (c >= 0xf0 && c <= 0xf4) {
+			more = 3, min = 0x10000, cp = c & 0x07;
+		} else {
+			return false;
+		}
+		for (int k = 1; k <= more; k++) {
+			if ((p[k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[k] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += more + 1;
+	}
+	return true;
 }
 
 static void put_json(buf *out, const char *s)
@@ -148,6 +183,11 @@ static int render(const char *tmpl, const tmpl_vars *v, tmpl_escape mode, buf *o
 				put_url(out, val);
 				break;
 			case TMPL_JSON:
+				if (!utf8_ok(val)) {
+					snprintf(err, errlen, "value for {{ %s }} is not UTF-8, which a JSON "
+					         "body must be", var_names[var]);
+					goto fail;
+				}
 				put_json(out, val);
 				break;
 			default:

@@ -18,7 +18,8 @@ typedef enum {
 	TMPL_PROMQL = 0, /* as is, but only values made of [A-Za-z0-9_.:/-] are
 	                  * accepted (see template.c for why not escaping) */
 	TMPL_URL,        /* percent-encoded: all but A-Z a-z 0-9 - . _ ~ */
-	TMPL_JSON,       /* escaped for inside a JSON string (no quotes added) */
+	TMPL_JSON,       /* escaped for inside a JSON string (no quotes added);
+	                  * only UTF-8 values are accepted, as JSON text is UTF-8 */
 	TMPL_RAW,        /* as is */
 } tmpl_escape;
 
@@ -37,8 +38,9 @@ typedef struct tmpl_vars {
  * call and a message in <err> (always NUL-terminated when errlen > 0): an
  * unclosed "{{", an empty or unknown variable ("unknown variable
  * {{ nmae }} at character 12; known: name, namespace, target, interval,
- * revision"), or in TMPL_PROMQL mode a value outside the safe set ("unsafe
- * value for {{ revision }}: 'x\"} or vector(1)'"). */
+ * revision"), in TMPL_PROMQL mode a value outside the safe set ("unsafe
+ * value for {{ revision }}: 'x\"} or vector(1)'"), in TMPL_JSON mode a value
+ * that is not UTF-8. Messages are one line of printable ASCII. */
 int tmpl_render(const char *tmpl, const tmpl_vars *v, tmpl_escape mode, buf *out,
                 char *err, size_t errlen);
 

@@ -2,6 +2,7 @@
 #include "util.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -108,6 +109,14 @@ void buf_release(buf *b)
 	b->len = b->cap = 0;
 }
 
+char *util_ascii_line(char *s)
+{
+	for (char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+			*p = '?';
+	return s;
+}
+
 /* Go's time.ParseDuration grammar: [0-9]+(\.[0-9]*)?unit, repeated. */
 int util_parse_duration(const char *s, uint64_t *ms)
 {
@@ -120,12 +129,20 @@ int util_parse_duration(const char *s, uint64_t *ms)
 	double total_ns = 0;
 	const char *p = s;
 	while (*p) {
-		if (!isdigit((unsigned char)*p) && *p != '.')
+		/* DIGITS[.DIGITS], one digit at least: strtod alone would also
+		 * take "0x10" and "1e3", which are no durations */
+		size_t k = strspn(p, "0123456789"), digits = k;
+		if (p[k] == '.') {
+			size_t f = strspn(p + k + 1, "0123456789");
+			digits += f;
+			k += 1 + f;
+		}
+		if (!digits)
 			return -1;
 		char *end;
 		errno = 0;
 		double v = strtod(p, &end);
-		if (end == p || errno || v < 0 || *p == '+' || *p == '-')
+		if (end != p + k || errno || v < 0)
 			return -1;
 		p = end;
 		static const struct { const char *u; double ns; } units[] = {
@@ -160,24 +177,19 @@ void util_format_duration(uint64_t ms, char *out, size_t outlen)
 		snprintf(out, outlen, "0s");
 		return;
 	}
-	if (ms % 1000) {
-		if (ms < 1000) {
-			snprintf(out, outlen, "%llums", (unsigned long long)ms);
-			return;
-		}
-		snprintf(out, outlen, "%.3gs", (double)ms / 1000.0);
-		return;
-	}
-	uint64_t s = ms / 1000, h = s / 3600, m = (s % 3600) / 60;
-	s %= 60;
+	/* whole hours, minutes, seconds and milliseconds: exact, and what both
+	 * Go and PromQL (no fractions there) read back as the same duration */
+	uint64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60, r = ms % 1000;
 	size_t n = 0;
 	out[0] = '\0';
-	if (h)
+	if (h && n < outlen)
 		n += (size_t)snprintf(out + n, outlen - n, "%lluh", (unsigned long long)h);
 	if (m && n < outlen)
 		n += (size_t)snprintf(out + n, outlen - n, "%llum", (unsigned long long)m);
 	if (s && n < outlen)
-		snprintf(out + n, outlen - n, "%llus", (unsigned long long)s);
+		n += (size_t)snprintf(out + n, outlen - n, "%llus", (unsigned long long)s);
+	if (r && n < outlen)
+		snprintf(out + n, outlen - n, "%llums", (unsigned long long)r);
 }
 
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
@@ -202,6 +214,15 @@ int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
 	}
 	if (hl == 0 || hl >= hostlen)
 		return -1;
+	/* a name or an address, nothing else: the host goes on to logs,
+	 * status and Host headers (in brackets: IPv6, with a zone after '%') */
+	const char *ok = *s == '[' ? "0123456789abcdefABCDEF:.%" : NULL;
+	for (size_t i = 0; i < hl; i++) {
+		unsigned char c = (unsigned char)h[i];
+		bool name = isalnum(c) || c == '.' || c == '-' || c == '_';
+		if (ok ? !(strchr(ok, c) || (name && memchr(h, '%', i))) : !name)
+			return -1;
+	}
 	const char *ps = colon + 1;
 	if (!*ps || strlen(ps) > 5)
 		return -1;

@@ -24,17 +24,28 @@ void buf_vprintf(buf *b, const char *fmt, va_list ap);
 void buf_reset(buf *b);   /* len = 0, keeps memory */
 void buf_release(buf *b); /* frees memory, back to BUF_INIT */
 
+/* Replaces every byte of <s> that is not printable ASCII (control
+ * characters, DEL, and bytes of multi-byte characters, which a cut may
+ * have split) with '?', so that text from outside, such as a receiver's
+ * error message, stays one line of plain text wherever it goes: the audit,
+ * logs, terminals. Returns <s>. */
+char *util_ascii_line(char *s);
+
 /* Parses a Go/Prometheus duration ("500ms", "2s", "1m", "1h30m", "1.5s",
  * "0") into milliseconds. Units: ns us µs ms s m h d (Prometheus' "d" = 24h).
  * Returns 0, or -1 when <s> is not a duration or is not a whole number of
  * milliseconds larger than zero ("0" is accepted and gives 0). */
 int util_parse_duration(const char *s, uint64_t *ms);
 
-/* Formats <ms> back into the shortest Go-style duration ("1m30s", "250ms"). */
+/* Formats <ms> back into a Go-style duration of whole units ("1m30s",
+ * "250ms", "1s500ms"), which util_parse_duration, Go and PromQL all read
+ * back as exactly <ms>. */
 void util_format_duration(uint64_t ms, char *out, size_t outlen);
 
 /* Splits "HOST:PORT" ("127.0.0.1:8080", "[::1]:8080", "localhost:80") into
- * <host> (without brackets) and <port> (1..65535). Returns 0 or -1. */
+ * <host> (without brackets) and <port> (1..65535). HOST is a name or an
+ * IPv4 address (letters, digits, '.', '-', '_') or an IPv6 address in
+ * brackets (with an optional %zone). Returns 0 or -1. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 /* Milliseconds on a monotonic clock (for timers and rings). */

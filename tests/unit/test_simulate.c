@@ -315,6 +315,14 @@ static void test_csv_errors_name_the_line(void **state)
 	static const char bad5[] = "0,10,1,1,0,fast\n";
 	assert_int_equal(sim_parse_csv("a.csv", bad5, sizeof bad5 - 1, &d, err, sizeof err), -1);
 	assert_non_null(strstr(err, "a.csv:1: canary_p99_ms"));
+	/* strtod alone would read these as 16 and 16 ms */
+	static const char *const bad6[] = { "0,10,1,1,0,0x10\n", "0,10,1,1,0,0x1p4\n",
+	                                    "0,10,1,1,0, \n" /* was read as 0 ms */,
+	                                    "0,10,1,1,0,+5\n" };
+	for (size_t i = 0; i < 4; i++) {
+		assert_int_equal(sim_parse_csv("a.csv", bad6[i], strlen(bad6[i]), &d, err, sizeof err), -1);
+		assert_non_null(strstr(err, "a.csv:1: canary_p99_ms"));
+	}
 	static const char empty[] = "second,stable_requests\n# nothing\n";
 	assert_int_equal(sim_parse_csv("a.csv", empty, sizeof empty - 1, &d, err, sizeof err), -1);
 	assert_string_equal(err, "a.csv: no data rows");

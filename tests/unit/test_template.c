@@ -104,6 +104,35 @@ static void test_json_mode_escapes_inside_a_string(void **state)
 	               "{\"app\": \"a\\\"b\\\\c\\nd\\te\\u0001\"}");
 }
 
+/* JSON text is UTF-8 (RFC 8259): a value that is not would make the
+ * whole body unreadable to the receiver, or be read as something else. */
+static void test_json_mode_refuses_a_value_that_is_not_utf8(void **state)
+{
+	tmpl_vars v = VARS;
+	v.revision = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xa4";
+	assert_renders("\"{{ revision }}\"", &v, TMPL_JSON,
+	               "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x90\xa4\"");
+	static const char *const bad[] = {
+		"\xff", "a\xc3", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+		"\x80", "\xc3\x28",
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		v.revision = bad[i];
+		assert_refused("{\"rev\": \"{{ revision }}\"}", &v, TMPL_JSON,
+		               "value for {{ revision }} is not UTF-8");
+	}
+}
+
+/* Messages quote the template and values: they must stay one line of
+ * plain text, whatever bytes were quoted. */
+static void test_messages_are_one_line_of_plain_text(void **state)
+{
+	tmpl_vars v = VARS;
+	v.name = "\xc3\xa9\x1b[2J\n";
+	assert_refused("{{ name }}", &v, TMPL_PROMQL, "unsafe value for {{ name }}: '???[2J?'");
+	assert_refused("{{ n\xc3\xa9 }}", &v, TMPL_RAW, "unknown variable {{ n?? }}");
+}
+
 static void test_raw_mode_copies_values(void **state)
 {
 	tmpl_vars v = VARS;
@@ -200,6 +229,8 @@ int main(void)
 		cmocka_unit_test(test_unused_unsafe_value_does_not_matter),
 		cmocka_unit_test(test_url_mode_percent_encodes_values_only),
 		cmocka_unit_test(test_json_mode_escapes_inside_a_string),
+		cmocka_unit_test(test_json_mode_refuses_a_value_that_is_not_utf8),
+		cmocka_unit_test(test_messages_are_one_line_of_plain_text),
 		cmocka_unit_test(test_raw_mode_copies_values),
 		cmocka_unit_test(test_null_values_render_empty),
 		cmocka_unit_test(test_spaces_inside_braces_are_optional),
