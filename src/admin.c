@@ -222,10 +222,19 @@ static void respond_json(aconn *cn, int status, json_t *j)
 	free(s);
 }
 
+/* <msg> may quote what a client sent (a Host, an Origin), which need not
+ * be UTF-8, and JSON strings must be: such a message goes out with every
+ * byte that is not printable ASCII as '?', never as an empty object. */
 static void respond_error(aconn *cn, int status, const char *msg)
 {
 	json_t *j = json_object();
-	json_object_set_new(j, "error", json_string(msg));
+	json_t *s = json_string(msg);
+	if (!s) {
+		char *copy = xstrdup(msg);
+		s = json_string(util_ascii_line(copy));
+		free(copy);
+	}
+	json_object_set_new(j, "error", s);
 	respond_json(cn, status, j);
 }
 

@@ -286,6 +286,16 @@ def test_foreign_origin_is_403_own_origin_passes():
     assert st == 200 and json.loads(out)["phase"] == "Paused", (st, out)
 
 
+def test_errors_quoting_bytes_that_are_not_utf8_keep_their_message():
+    # an Origin may hold obs-text; the 403 quotes it, and JSON must be UTF-8
+    d = _daemon(rollout=False)
+    st, _, out = _post(d, "/api/v1/canaries/web/pause", {},
+                       extra=b"Origin: http://\xffevil.example\xfe\r\n")
+    assert st == 403, (st, out)
+    msg = json.loads(out)["error"]
+    assert "evil.example" in msg and msg.isprintable(), msg
+
+
 def _get_with(d, host_lines, version=b"1.1"):
     return _raw(d, b"GET /api/v1/canaries HTTP/" + version + b"\r\n" + host_lines +
                 b"Connection: close\r\n\r\n")[0]
