@@ -72,22 +72,8 @@ class Canaryd(harness.Canaryd):
 
     def __init__(self, config_text=None, config_path=None, data_dir=None, admin_port=None,
                  extra=(), wait=True, ns=None):
-        d = tmpdir()
-        if config_path is None:
-            config_path = os.path.join(d, "canary.yaml")
-            with open(config_path, "w") as f:
-                f.write(config_text)
-        self.config_path = config_path
-        self.data_dir = data_dir or os.path.join(d, "data")
-        self.admin_port = admin_port or free_port()
-        self.server = "http://127.0.0.1:%d" % self.admin_port
-        args = (ns.enter() if ns else []) + [
-            os.path.join(BUILD, "canaryd"), "-c", config_path,
-            "--admin", "127.0.0.1:%d" % self.admin_port, "--data-dir", self.data_dir]
-        args += list(extra)
-        Proc.__init__(self, args, "canaryd")
-        if wait:
-            self.wait_ready()
+        super().__init__(config_text, config_path, data_dir, admin_port, extra, wait,
+                         prefix=ns.enter() if ns else ())
 
     def exit_code(self, timeout=15):
         """Waits for canaryd to exit on its own; returns its exit code."""

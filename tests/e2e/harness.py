@@ -152,8 +152,12 @@ def canary_yaml(name, listen, stable, canary=None, interval="1s", threshold=3,
 
 
 class Canaryd(Proc):
+    """canaryd on <config_text> (or the file <config_path>), its admin API on a
+    free loopback port. <prefix> is a command that execs canaryd in another
+    setting (a mount namespace: tests/e2e/test_dns.py, tests/chaos/)."""
+
     def __init__(self, config_text=None, config_path=None, data_dir=None, admin_port=None,
-                 extra=(), wait=True):
+                 extra=(), wait=True, prefix=()):
         d = tmpdir()
         if config_path is None:
             config_path = os.path.join(d, "canary.yaml")
@@ -163,8 +167,9 @@ class Canaryd(Proc):
         self.data_dir = data_dir or os.path.join(d, "data")
         self.admin_port = admin_port or free_port()
         self.server = "http://127.0.0.1:%d" % self.admin_port
-        args = [os.path.join(BUILD, "canaryd"), "-c", config_path,
-                "--admin", "127.0.0.1:%d" % self.admin_port, "--data-dir", self.data_dir]
+        args = list(prefix) + [os.path.join(BUILD, "canaryd"), "-c", config_path,
+                               "--admin", "127.0.0.1:%d" % self.admin_port,
+                               "--data-dir", self.data_dir]
         args += list(extra)
         super().__init__(args, "canaryd")
         if wait:

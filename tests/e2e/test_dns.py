@@ -122,20 +122,8 @@ class NsCanaryd(Canaryd):
 
     def __init__(self, hosts, config_text=None, config_path=None, data_dir=None,
                  admin_port=None, wait=True):
-        d = tmpdir()
-        if config_path is None:
-            config_path = os.path.join(d, "canary.yaml")
-            with open(config_path, "w") as f:
-                f.write(config_text)
-        self.config_path = config_path
-        self.data_dir = data_dir or os.path.join(d, "data")
-        self.admin_port = admin_port or free_port()
-        self.server = "http://127.0.0.1:%d" % self.admin_port
-        args = hosts.prefix() + [CANARYD, "-c", config_path, "--admin",
-                                 "127.0.0.1:%d" % self.admin_port, "--data-dir", self.data_dir]
-        Proc.__init__(self, args, "canaryd")
-        if wait:
-            self.wait_ready()
+        super().__init__(config_text, config_path, data_dir, admin_port, wait=wait,
+                         prefix=hosts.prefix())
 
 
 class IpUpstream(Proc):
