@@ -5,7 +5,7 @@
 #include <stddef.h>
 
 #include "engine.h"
-#include "stats.h"
+#include "hist.h"
 
 #include <math.h>
 #include <stdarg.h>

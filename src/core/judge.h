@@ -27,7 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "stats.h"
+#include "hist.h"
 
 #define JUDGE_GRID 12      /* effect sizes mixed over, per test */
 #define JUDGE_STARTS 4     /* evidence components kept: rollout start + 3

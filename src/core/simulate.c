@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "stats.h"
+#include "hist.h"
 #include "util.h"
 
 #define T0_MS 1000000000ULL  /* the simulated wall clock at the rollout's start */

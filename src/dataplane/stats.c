@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUB_COUNT (1u << STATS_SUB_BITS)
 #define SLOT_EMPTY 0            /* sec1 of a slot never written */
 #define MAX_SHARDS 65
 
@@ -25,12 +24,6 @@
 #define PROM_BOUNDS 11          /* finite le bounds; +Inf is the count */
 #define CODE_MIN 100
 #define CODE_MAX 599
-
-/* The exponent of the last bucket must leave room to shift. */
-_Static_assert(STATS_BUCKETS / (1 << STATS_SUB_BITS) + STATS_SUB_BITS < 63,
-               "STATS_BUCKETS too large for 64-bit latencies");
-_Static_assert(STATS_BUCKETS > (1 << STATS_SUB_BITS),
-               "STATS_BUCKETS must exceed the exact range");
 
 /* One second of one target. */
 typedef struct slot {
@@ -63,11 +56,6 @@ static const char *const prom_bound_text[PROM_BOUNDS] = {
 	"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5",
 	"1", "2.5", "5", "10",
 };
-
-const char *stats_target_name(int target)
-{
-	return target == TARGET_CANARY ? "canary" : "stable";
-}
 
 stats *stats_new(void)
 {
@@ -112,46 +100,6 @@ void stats_forget(stats *s, int target)
 	for (int i = 1; i < MAX_SHARDS; i++)
 		if (s->shard[i])
 			forget_one(s->shard[i], target);
-}
-
-int stats_bucket_of(uint64_t latency_us)
-{
-	if (latency_us < SUB_COUNT)
-		return (int)latency_us;
-	int e = 63 - __builtin_clzll(latency_us); /* 2^e <= v < 2^(e+1) */
-	int shift = e - STATS_SUB_BITS;
-	/* v >> shift lies in [SUB_COUNT, 2*SUB_COUNT): its low bits pick the
-	 * sub-bucket, and each exponent above the exact range adds SUB_COUNT. */
-	uint64_t b = (uint64_t)shift * SUB_COUNT + (latency_us >> shift);
-	if (b >= STATS_BUCKETS)
-		return STATS_BUCKETS - 1;
-	return (int)b;
-}
-
-/* Bounds of <bucket> as if the scale went on: the last bucket's nominal
- * width, used to interpolate inside it. */
-static void nominal_bounds(int bucket, uint64_t *lo, uint64_t *hi)
-{
-	if (bucket < (int)SUB_COUNT) {
-		*lo = (uint64_t)bucket;
-		*hi = (uint64_t)bucket + 1;
-		return;
-	}
-	int shift = bucket / (int)SUB_COUNT - 1;
-	uint64_t m = (uint64_t)(bucket % (int)SUB_COUNT) + SUB_COUNT;
-	*lo = m << shift;
-	*hi = (m + 1) << shift;
-}
-
-void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us)
-{
-	if (bucket < 0)
-		bucket = 0;
-	if (bucket >= STATS_BUCKETS)
-		bucket = STATS_BUCKETS - 1;
-	nominal_bounds(bucket, lo_us, hi_us);
-	if (bucket == STATS_BUCKETS - 1)
-		*hi_us = UINT64_MAX; /* catches everything larger */
 }
 
 void stats_record(stats *s, int target, int status, uint64_t latency_us,
@@ -229,44 +177,6 @@ void stats_query(const stats *s, int target, uint64_t from_sec,
 	for (int i = 1; i < MAX_SHARDS; i++)
 		if (s->shard[i])
 			query_one(s->shard[i], target, from_sec, to_sec, out);
-}
-
-double stats_quantile_ms(const stats_summary *sum, double q)
-{
-	uint64_t n = 0;
-	for (int b = 0; b < STATS_BUCKETS; b++)
-		n += sum->hist[b];
-	if (n == 0)
-		return -1;
-	if (!(q > 0)) /* also NaN */
-		q = 0;
-	if (q > 1)
-		q = 1;
-	double r = q * (double)n;
-	uint64_t rank = (uint64_t)r;
-	if ((double)rank < r)
-		rank++;
-	if (rank < 1)
-		rank = 1;
-	if (rank > n)
-		rank = n;
-
-	uint64_t below = 0;
-	int b = 0;
-	for (; b < STATS_BUCKETS - 1; b++) {
-		if (below + sum->hist[b] >= rank)
-			break;
-		below += sum->hist[b];
-	}
-	uint64_t lo, hi;
-	nominal_bounds(b, &lo, &hi);
-	if (hi - lo == 1)
-		return (double)lo / 1000.0; /* exact bucket */
-	/* the rank-th of the bucket's k values, spread evenly over [lo, hi):
-	 * the midpoint of its share, so one lone value reads mid-bucket */
-	double k = (double)sum->hist[b];
-	double frac = ((double)(rank - below) - 0.5) / k;
-	return ((double)lo + frac * (double)(hi - lo)) / 1000.0;
 }
 
 /* ---- Prometheus text exposition ---- */

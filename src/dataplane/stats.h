@@ -9,19 +9,10 @@
 #define CANARYD_STATS_H
 
 #include <stdint.h>
+#include "hist.h"
 #include "util.h"
 
 #define STATS_SLOTS 2048       /* ring length in seconds (> 30 minutes) */
-/* 4 linear sub-buckets per power of two (bucket width <= 25% of its value):
- * 8 sub-buckets would need 208 buckets to reach 2^28 us, 3.4 MB of ring per
- * canary; 4 need 108 (4 exact + 26 powers x 4) and keep it at 1.9 MB. */
-#define STATS_SUB_BITS 2
-#define STATS_BUCKETS 108      /* log-linear buckets, microseconds up to 2^28 us */
-
-typedef enum { TARGET_STABLE = 0, TARGET_CANARY = 1, TARGET_COUNT = 2 } stats_target;
-
-/* "stable" / "canary" */
-const char *stats_target_name(int target);
 
 typedef struct stats stats;
 
@@ -48,25 +39,10 @@ void stats_forget(stats *s, int target);
 void stats_record(stats *s, int target, int status, uint64_t latency_us,
                   uint64_t now_sec);
 
-/* Sum over a window of whole seconds. */
-typedef struct stats_summary {
-	uint64_t total;
-	uint64_t by_class[6];         /* [1]=1xx .. [5]=5xx, [0] unused */
-	uint64_t hist[STATS_BUCKETS]; /* latency buckets */
-} stats_summary;
-
 /* Sums the slots of <target> for seconds in [from_sec, to_sec] inclusive
  * (clamped to what the ring still holds) into <out>. */
 void stats_query(const stats *s, int target, uint64_t from_sec,
                  uint64_t to_sec, stats_summary *out);
-
-/* The <q> quantile (0..1) of the summary's latency in milliseconds, linearly
- * interpolated inside its bucket; -1 when the summary is empty. */
-double stats_quantile_ms(const stats_summary *sum, double q);
-
-/* Bucket index for a latency, and a bucket's bounds [lo, hi) in us. */
-int stats_bucket_of(uint64_t latency_us);
-void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us);
 
 /* Appends the Prometheus text exposition of <s> for canary <name>:
  * canaryd_requests_total{canary,target,code} and
