@@ -191,12 +191,12 @@ struct cconn {
 	tmode tm;
 	bool closing;
 	bool lingering;               /* closing after an answer: input discarded */
-	bool advancing;               /* inside c_advance */
+	bool advancing;               /* inside h1_advance */
 	bool reading;
 	bool c_eof;                   /* the client finished sending */
 	bool cw_pending;
 	bool close_after;             /* close once the current response is out */
-	bool yielded;                 /* in p->yielded: c_advance to go on */
+	bool yielded;                 /* in p->yielded: h1_advance to go on */
 	cconn *yield_next;
 	size_t cw_body;               /* rbuf bytes in the client write */
 	size_t uw_body;               /* cbuf bytes in the upstream write */
@@ -236,14 +236,14 @@ struct cconn {
 	iobuf *io;                    /* only while a request is active */
 };
 
-static void c_advance(cconn *c);
+static void h1_advance(cconn *c);
 static void c_advance_loop(cconn *c);
-static void resume_accepting(proxy *p);
+static void h1_resume_accepting(proxy *p);
 static void route_configure(proxy *p);
-static void c_close(cconn *c);
+static void h1_close(cconn *c);
 static void up_close(upconn *up);
-static void fail_request(cconn *c, int status);
-static void cut_response(cconn *c, const char *what, int status);
+static void h1_fail(cconn *c, int status);
+static void h1_cut(cconn *c, const char *what, int status);
 static void worker_poll(worker *w);
 
 /* ---- routes and endpoints ---------------------------------------------- */
@@ -605,7 +605,7 @@ static void ep_succeeded(route *r, int target, endpoint *ep)
 
 static void io_unmap(iobuf *io) { munmap(io, sizeof *io); }
 
-static void maybe_free(proxy *p)
+static void proxy_maybe_free(proxy *p)
 {
 	if (!p->closing || p->nobj > 0)
 		return;
@@ -622,7 +622,7 @@ static void listener_closed(uv_handle_t *h)
 {
 	proxy *p = h->data;
 	p->nobj--;
-	maybe_free(p);
+	proxy_maybe_free(p);
 }
 
 static void stop_listening(proxy *p)
@@ -635,7 +635,7 @@ static void stop_listening(proxy *p)
 }
 
 /* Gives <c> a request block (it has none). */
-static void io_take(cconn *c)
+static void proxy_io_take(cconn *c)
 {
 	proxy *p = c->p;
 	iobuf *io = p->free_io;
@@ -657,7 +657,7 @@ static void io_take(cconn *c)
 }
 
 /* Returns <c>'s request block (if any) to the free list. */
-static void io_give(cconn *c)
+static void proxy_io_give(cconn *c)
 {
 	iobuf *io = c->io;
 	if (!io)
@@ -728,14 +728,14 @@ static bool lt_due(uv_timer_t *t, uv_timer_cb fire, uint64_t *due,
 	return true;
 }
 
-static void up_timer_cb(uv_timer_t *t);
+static void up_timeout(uv_timer_t *t);
 static void c_timer_cb(uv_timer_t *t);
 
 static void ut_fire(uv_timer_t *t)
 {
 	cconn *c = t->data;
 	if (lt_due(t, ut_fire, &c->u_due, &c->u_armed))
-		up_timer_cb(t);
+		up_timeout(t);
 }
 
 /* The client timer: head or idle, or the end of a lingering close. */
@@ -745,13 +745,13 @@ static void ct_fire(uv_timer_t *t)
 	if (!lt_due(t, ct_fire, &c->c_due, &c->c_armed))
 		return;
 	if (c->lingering)
-		c_close(c);
+		h1_close(c);
 	else
 		c_timer_cb(t);
 }
 
 /* Sets the upstream (connect/response) deadline <ms> from now; 0: none. */
-static void ut_set(cconn *c, uint64_t ms)
+static void h1_up_deadline(cconn *c, uint64_t ms)
 {
 	lt_set(&c->utimer, ut_fire, &c->u_due, &c->u_armed, ms);
 }
@@ -777,7 +777,7 @@ static void up_closed(uv_handle_t *h)
 	ep_unref(up->ep);
 	free(up);
 	p->nobj--;
-	maybe_free(p);
+	proxy_maybe_free(p);
 }
 
 static void pool_remove(upconn *up)
@@ -821,7 +821,7 @@ static void up_alloc(uv_handle_t *h, size_t hint, uv_buf_t *b)
 	*b = uv_buf_init(c->io->rbuf + c->rlen, (unsigned)(RBUF - c->rlen));
 }
 
-static void up_timer_cb(uv_timer_t *t);
+static void up_timeout(uv_timer_t *t);
 
 static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 {
@@ -838,7 +838,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		c->rlen += (size_t)nread;
 		c->resp_started = true;
 		if (c->state == C_REQ && c->rs != RS_DONE)
-			ut_set(c, c->p->t.response_ms);
+			h1_up_deadline(c, c->p->t.response_ms);
 	} else {
 		c->up_eof = true;
 		c->up_err = nread != UV_EOF;
@@ -847,7 +847,7 @@ static void up_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 			up->reading = false;
 		}
 	}
-	c_advance(c);
+	h1_advance(c);
 }
 
 static void up_start_reading(upconn *up)
@@ -1130,7 +1130,7 @@ static void record(cconn *c)
 }
 
 /* Ends the request with a response of the proxy's own (502, 504, ...). */
-static void fail_request(cconn *c, int status)
+static void h1_fail(cconn *c, int status)
 {
 	if (c->up)
 		up_close(c->up);
@@ -1143,7 +1143,7 @@ static void fail_request(cconn *c, int status)
 		/* an interim (1xx) head is still being written: the error
 		 * follows it */
 		c->close_after = true;
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	send_error(c, status, false);
@@ -1181,7 +1181,7 @@ static void connect_new(cconn *c)
 		connect_failed(c, uv_strerror(rc));
 		return;
 	}
-	ut_set(c, p->t.connect_ms);
+	h1_up_deadline(c, p->t.connect_ms);
 }
 
 /* The connection to c->ep could not be established (<why>): counted
@@ -1207,11 +1207,11 @@ static void connect_failed(cconn *c, const char *why)
 		connect_new(c);
 		return;
 	}
-	fail_request(c, 502);
+	h1_fail(c, 502);
 }
 
 /* Takes a pooled connection to c->ep or connects a new one. */
-static void acquire_upstream(cconn *c)
+static void up_acquire(cconn *c)
 {
 	upconn *up = pool_take(c->ep, c->p);
 	if (!up) {
@@ -1239,7 +1239,7 @@ static void up_connected(uv_connect_t *req, int status)
 	uv_tcp_nodelay(&up->tcp, 1);
 	c->u_due = 0;
 	up_start_reading(up);
-	c_advance(c);
+	h1_advance(c);
 }
 
 /* Whether the request's method is idempotent (RFC 9110 9.2.2): sending
@@ -1258,7 +1258,7 @@ static bool req_idempotent(const http_request *q)
 
 /* The upstream connection failed or closed before the response was
  * complete. */
-static void upstream_failed(cconn *c)
+static void up_failed(cconn *c)
 {
 	if (c->rs == RS_DONE) {
 		/* answered already (say, early, before the whole body) */
@@ -1268,7 +1268,7 @@ static void upstream_failed(cconn *c)
 		return;
 	}
 	if (c->resp_head_sent || c->rs != RS_HEAD) {
-		cut_response(c, "failed mid-response", 502);
+		h1_cut(c, "failed mid-response", 502);
 		return;
 	}
 	bool no_reply = !c->resp_started;
@@ -1296,10 +1296,10 @@ static void upstream_failed(cconn *c)
 	        c->ep->name);
 	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
 	          "closed before responding");
-	fail_request(c, 502);
+	h1_fail(c, 502);
 }
 
-static void up_timer_cb(uv_timer_t *t)
+static void up_timeout(uv_timer_t *t)
 {
 	cconn *c = t->data;
 	if (c->closing || c->state != C_REQ)
@@ -1312,13 +1312,13 @@ static void up_timer_cb(uv_timer_t *t)
 		        c->ep ? c->ep->name : "?");
 		ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop),
 		          "response timed out");
-		fail_request(c, 504);
+		h1_fail(c, 504);
 	} else if (c->cw_pending) {
 		/* the client does not read what came (back-pressure stopped
 		 * reading the upstream): its fault, not the endpoint's */
-		c_close(c);
+		h1_close(c);
 	} else {
-		cut_response(c, "timed out mid-response", 504);
+		h1_cut(c, "timed out mid-response", 504);
 	}
 }
 
@@ -1331,16 +1331,16 @@ static void up_write_cb(uv_write_t *w, int status)
 		return;
 	if (status < 0) {
 		if (c->state == C_TUNNEL)
-			c_close(c);
+			h1_close(c);
 		else
-			upstream_failed(c);
+			up_failed(c);
 		return;
 	}
 	c->coff += c->uw_body;
 	c->uw_body = 0;
 	if (c->state == C_REQ && c->rs != RS_DONE)
-		ut_set(c, c->p->t.response_ms);
-	c_advance(c);
+		h1_up_deadline(c, c->p->t.response_ms);
+	h1_advance(c);
 }
 
 /* ---- the client connection ---------------------------------------------- */
@@ -1363,11 +1363,11 @@ static void c_closed(uv_handle_t *h)
 		p->clients = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	io_give(c);
+	proxy_io_give(c);
 	free(c);
 	p->nobj--;
-	resume_accepting(p);
-	maybe_free(p);
+	h1_resume_accepting(p);
+	proxy_maybe_free(p);
 }
 
 /* Releases what the current request holds. */
@@ -1387,7 +1387,7 @@ static void req_release(cconn *c)
  * would end a close-delimited body as if it were complete, and a client
  * or a cache in front would keep the truncated response; a reset is an
  * error to every client. */
-static void c_close(cconn *c)
+static void h1_close(cconn *c)
 {
 	if (c->closing)
 		return;
@@ -1412,15 +1412,15 @@ static void c_write_cb(uv_write_t *w, int status)
 	if (c->closing)
 		return;
 	if (status < 0) {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	c->roff += c->cw_body;
 	c->cw_body = 0;
 	/* a slow client is not an idle upstream */
 	if (c->state == C_REQ && c->rs != RS_DONE && c->up && c->up->connected)
-		ut_set(c, c->p->t.response_ms);
-	c_advance(c);
+		h1_up_deadline(c, c->p->t.response_ms);
+	h1_advance(c);
 }
 
 /* Writes what it can of b[0..n) at once and returns how many bytes are
@@ -1476,7 +1476,7 @@ static ssize_t try_write(uv_stream_t *s, const uv_buf_t *b, unsigned n,
 }
 
 /* Writes to the client; <body> bytes of them are rbuf[roff..], consumed
- * when written. Outside c_advance, a write done at once advances the
+ * when written. Outside h1_advance, a write done at once advances the
  * connection, as its callback would. */
 static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body)
 {
@@ -1484,22 +1484,22 @@ static void c_write(cconn *c, uv_buf_t *b, unsigned n, size_t body)
 	unsigned m;
 	ssize_t left = try_write((uv_stream_t *)&c->tcp, b, n, rest, &m);
 	if (left < 0) {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	if (left == 0) {
 		c->roff += body;
 		if (c->state == C_REQ && c->rs != RS_DONE && c->up &&
 		    c->up->connected)
-			ut_set(c, c->p->t.response_ms);
+			h1_up_deadline(c, c->p->t.response_ms);
 		if (!c->advancing)
-			c_advance(c);
+			h1_advance(c);
 		return;
 	}
 	c->cw.data = c;
 	int rc = uv_write(&c->cw, (uv_stream_t *)&c->tcp, rest, m, c_write_cb);
 	if (rc < 0) {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	c->cw_pending = true;
@@ -1512,14 +1512,14 @@ static void c_timer_cb(uv_timer_t *t)
 	if (c->closing || c->state != C_IDLE || c->cw_pending || c->lingering)
 		return;
 	if (c->close_after) {
-		c_close(c);   /* answered already: no unsolicited 408 */
+		h1_close(c);   /* answered already: no unsolicited 408 */
 		return;
 	}
 	if (c->tm == TM_HEAD) {
 		send_error(c, 408, true);
 		return;
 	}
-	c_close(c);
+	h1_close(c);
 }
 
 /* Starts a request whose head of <head_len> bytes is at cbuf[coff]. */
@@ -1562,10 +1562,10 @@ static void start_request(cconn *c, size_t head_len)
 	}
 	if (!c->ep) {
 		log_msg(LOG_WARN, c->r->name, "no upstream endpoint to route to");
-		fail_request(c, 502);
+		h1_fail(c, 502);
 		return;
 	}
-	acquire_upstream(c);
+	up_acquire(c);
 }
 
 /* Ends the current request after its response was written whole. */
@@ -1643,7 +1643,7 @@ static bool req_pump(cconn *c)
 				up_close(up);
 				send_error(c, 400, true);
 			} else {
-				c_close(c);
+				h1_close(c);
 			}
 			return false;
 		}
@@ -1661,24 +1661,24 @@ static bool req_pump(cconn *c)
 		c->head_sent = true;
 		c->body_sent += k;
 		if (c->state == C_REQ && c->rs != RS_DONE)
-			ut_set(c, c->p->t.response_ms);
+			h1_up_deadline(c, c->p->t.response_ms);
 		return true;
 	}
 	int rc = left < 0 ? (int)left
 	       : uv_write(&up->wreq, (uv_stream_t *)&up->tcp, rest, m, up_write_cb);
 	if (rc < 0) {
 		if (c->state == C_TUNNEL) {
-			c_close(c);
+			h1_close(c);
 		} else if (left >= 0 && (size_t)left < b[0].len + (n > 1 ? b[1].len : 0)) {
 			/* part of it went out: the upstream may have read it */
 			c->head_sent = true;
 			c->body_sent += k;
-			upstream_failed(c);
+			up_failed(c);
 		} else {
 			c->body_left = body_left;
 			c->body_done = body_done;
 			c->body_ck = body_ck;
-			upstream_failed(c);
+			up_failed(c);
 		}
 		return true;
 	}
@@ -1687,7 +1687,7 @@ static bool req_pump(cconn *c)
 	c->head_sent = true;
 	c->body_sent += k;
 	if (c->state == C_REQ && c->rs != RS_DONE)
-		ut_set(c, c->p->t.response_ms);
+		h1_up_deadline(c, c->p->t.response_ms);
 	return true;
 }
 
@@ -1735,22 +1735,22 @@ static void bad_response(cconn *c, const char *what)
 {
 	log_msg(LOG_WARN, c->r->name, "upstream '%s' sent %s", c->ep->name, what);
 	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
-	fail_request(c, 502);
+	h1_fail(c, 502);
 }
 
 /* A response whose head went to the client cannot go on (<what>): the
- * client's connection is reset (c_close), so that a response without a
+ * client's connection is reset (h1_close), so that a response without a
  * length of its own does not look complete. The request counts as the
  * failure it is, <status> (502, or 504 for a timeout), whatever status
  * its head said: the analysis must see a target that dies mid-response. */
-static void cut_response(cconn *c, const char *what, int status)
+static void h1_cut(cconn *c, const char *what, int status)
 {
 	log_msg(LOG_WARN, c->r->name, "upstream '%s' %s: response cut",
 	        c->ep ? c->ep->name : "?", what);
 	ep_failed(c->r, c->target, c->ep, uv_now(c->p->loop), what);
 	c->status = status;
 	record(c);
-	c_close(c);
+	h1_close(c);
 }
 
 /* Handles a complete response head at rbuf[roff..] of <len> bytes. */
@@ -1763,7 +1763,7 @@ static void on_response_head(cconn *c, size_t len)
 		if (c->io->req.minor == 0)
 			return;
 		if (!build_response_head(c, NULL, false)) {
-			fail_request(c, 502);
+			h1_fail(c, 502);
 			return;
 		}
 		uv_buf_t b = uv_buf_init(c->io->resphead, (unsigned)c->resphead_len);
@@ -1772,7 +1772,7 @@ static void on_response_head(cconn *c, size_t len)
 	}
 	if (s->status == 101) {
 		if (!c->io->req.upgrade || !build_response_head(c, "Upgrade", true)) {
-			fail_request(c, 502);
+			h1_fail(c, 502);
 			return;
 		}
 		c->status = 101;
@@ -1814,7 +1814,7 @@ static void on_response_head(cconn *c, size_t len)
 	if (!keep)
 		c->close_after = true;
 	if (!build_response_head(c, conn, false)) {
-		fail_request(c, 502);
+		h1_fail(c, 502);
 		return;
 	}
 	c->rs = RS_BODY;
@@ -1851,7 +1851,7 @@ static bool resp_pump(cconn *c)
 	if (c->rs == RS_HEAD) {
 		if (avail == 0) {
 			if (c->up_eof) {
-				upstream_failed(c);
+				up_failed(c);
 				return true;
 			}
 			return false;
@@ -1862,7 +1862,7 @@ static bool resp_pump(cconn *c)
 			if (c->up_eof) {
 				log_msg(LOG_WARN, c->r->name, "upstream '%s' sent a "
 				        "truncated response head", c->ep->name);
-				fail_request(c, 502);
+				h1_fail(c, 502);
 				return true;
 			}
 			return false;
@@ -1876,7 +1876,7 @@ static bool resp_pump(cconn *c)
 	}
 	ssize_t k = resp_body_take(c);
 	if (k < 0) {
-		cut_response(c, "sent an invalid chunked body", 502);
+		h1_cut(c, "sent an invalid chunked body", 502);
 		return false;
 	}
 	if (k > 0) {
@@ -1892,7 +1892,7 @@ static bool resp_pump(cconn *c)
 			c->rs = RS_DONE;
 			return true;
 		}
-		cut_response(c, c->up_err ? "reset the connection mid-response"
+		h1_cut(c, c->up_err ? "reset the connection mid-response"
 		                          : "closed the connection mid-response", 502);
 	}
 	return false;
@@ -1914,15 +1914,15 @@ static void c_linger(cconn *c)
 {
 	if (c->c_eof || c->lingering) {
 		if (c->c_eof)
-			c_close(c);
+			h1_close(c);
 		return;
 	}
 	c->lingering = true;
 	c->tm = TM_NONE;
 	c->coff = c->clen = 0;
-	io_give(c);
+	proxy_io_give(c);
 	if (uv_shutdown(&c->shut, (uv_stream_t *)&c->tcp, shutdown_cb) < 0) {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	ct_set(c, LINGER_MS);
@@ -1940,13 +1940,13 @@ static bool try_head(cconn *c)
 	size_t avail = c->clen - c->coff;
 	if (avail == 0) {
 		if (c->c_eof || c->p->draining)
-			c_close(c);
+			h1_close(c);
 		return false;
 	}
 	int rc = http_parse_request(c->io->cbuf + c->coff, avail, &c->io->req);
 	if (rc == HTTP_INCOMPLETE) {
 		if (c->c_eof)
-			c_close(c);
+			h1_close(c);
 		return false;
 	}
 	if (rc < 0) {
@@ -1989,13 +1989,13 @@ static void c_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		return;
 	if (c->lingering) {
 		if (nread < 0)
-			c_close(c);
+			h1_close(c);
 		return;
 	}
 	if (nread > 0) {
 		if (b->base == c->p->scratch) {
 			/* the first bytes after an idle time (clen is 0) */
-			io_take(c);
+			proxy_io_take(c);
 			memcpy(c->io->cbuf, b->base, (size_t)nread);
 		}
 		c->clen += (size_t)nread;
@@ -2005,14 +2005,14 @@ static void c_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		c->reading = false;
 		if (c->state == C_TUNNEL || (c->state == C_REQ && !c->body_done &&
 		                             c->clen == c->coff)) {
-			c_close(c);
+			h1_close(c);
 			return;
 		}
 	} else {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
-	c_advance(c);
+	h1_advance(c);
 }
 
 /* Sets reading and timers from the state: reading stops when a buffer is
@@ -2035,7 +2035,7 @@ static void c_update_io(cconn *c)
 	}
 	if (c->io && c->state == C_IDLE && !c->cw_pending && c->clen == 0 &&
 	    !c->up)
-		io_give(c);   /* idle: the connection keeps no buffers */
+		proxy_io_give(c);   /* idle: the connection keeps no buffers */
 	bool want = !c->c_eof && c->clen < CBUF;
 	if (want && !c->reading) {
 		if (uv_read_start((uv_stream_t *)&c->tcp, c_alloc, c_read) == 0)
@@ -2073,7 +2073,7 @@ static void c_update_io(cconn *c)
 }
 
 /* Runs the connection's state machine until it waits for an event. */
-static void c_advance(cconn *c)
+static void h1_advance(cconn *c)
 {
 	bool outer = !c->advancing;
 	c->advancing = true;
@@ -2098,7 +2098,7 @@ static void resume_cb(uv_idle_t *h)
 		c->yielded = false;
 		c->yield_next = NULL;
 		if (!c->closing)
-			c_advance(c);
+			h1_advance(c);
 		c = next;
 	}
 }
@@ -2135,7 +2135,7 @@ static void c_advance_loop(cconn *c)
 		case C_REQ:
 			if (c->c_eof && !c->body_done && c->coff == c->clen &&
 			    c->uw_body == 0) {
-				c_close(c);   /* the client gave up mid-body */
+				h1_close(c);   /* the client gave up mid-body */
 				break;
 			}
 			progress = req_pump(c);
@@ -2157,9 +2157,9 @@ static void c_advance_loop(cconn *c)
 			}
 			if (!c->closing && c->up_eof && !c->cw_pending &&
 			    c->rlen == c->roff) {
-				c_close(c);
+				h1_close(c);
 			} else if (!c->closing && !c->up) {
-				c_close(c);
+				h1_close(c);
 			}
 			break;
 		}
@@ -2189,7 +2189,7 @@ static void accept_one(proxy *p)
 	p->nobj++;
 	CNT_ADD(p->n_clients, 1);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
-		c_close(c);
+		h1_close(c);
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
@@ -2203,7 +2203,7 @@ static void accept_one(proxy *p)
 			uv_ip6_name((struct sockaddr_in6 *)&ss, c->ip, sizeof c->ip);
 	}
 	c->ip_len = strlen(c->ip);
-	c_advance(c);
+	h1_advance(c);
 }
 
 static bool at_limit(const proxy *p)
@@ -2213,9 +2213,9 @@ static bool at_limit(const proxy *p)
 
 /* At the connection limit the connection is left unaccepted: libuv then
  * stops polling the listener (the kernel's backlog keeps the rest waiting)
- * until uv_accept is called, which resume_accepting does once a client
+ * until uv_accept is called, which h1_resume_accepting does once a client
  * connection has closed. */
-static void on_connection(uv_stream_t *server, int status)
+static void h1_on_connection(uv_stream_t *server, int status)
 {
 	proxy *p = server->data;
 	if (status < 0 || p->closing || !p->listening)
@@ -2233,7 +2233,7 @@ static void on_connection(uv_stream_t *server, int status)
 	accept_one(p);
 }
 
-static void resume_accepting(proxy *p)
+static void h1_resume_accepting(proxy *p)
 {
 	if (p->accept_paused && p->listening && !p->closing && !at_limit(p)) {
 		p->accept_paused = false;
@@ -2297,7 +2297,7 @@ static int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 		rc = uv_tcp_bind(&p->listener, (const struct sockaddr *)ss, 0);
 	}
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&p->listener, 1024, on_connection);
+		rc = uv_listen((uv_stream_t *)&p->listener, 1024, h1_on_connection);
 	if (rc < 0) {
 		p->closing = true;
 		stop_listening(p);   /* frees p in the close callbacks */
@@ -2712,7 +2712,7 @@ void proxy_set_config(proxy *p, const cfg_proxy *pc)
 	p->outlier_errors = pc->outlier_errors;
 	p->ejection_ms = pc->outlier_ejection_ms;
 	route_configure(p);
-	resume_accepting(p);
+	h1_resume_accepting(p);
 }
 
 void proxy_drain(proxy *p)
@@ -2727,7 +2727,7 @@ void proxy_drain(proxy *p)
 	for (cconn *c = p->clients, *next; c; c = next) {
 		next = c->next;
 		if (c->state == C_IDLE && !c->cw_pending && c->clen == c->coff)
-			c_close(c);
+			h1_close(c);
 	}
 	/* idle upstream connections are not needed any more */
 	for (upconn *up = p->ups, *next; up; up = next) {
@@ -2769,8 +2769,8 @@ void proxy_close(proxy *p)
 	if (!uv_is_closing((uv_handle_t *)&p->resume))
 		uv_close((uv_handle_t *)&p->resume, listener_closed);
 	for (cconn *c = p->clients; c; c = c->next)
-		c_close(c);
+		h1_close(c);
 	for (upconn *up = p->ups; up; up = up->next)
 		up_close(up);
-	maybe_free(p);
+	proxy_maybe_free(p);
 }
