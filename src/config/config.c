@@ -85,7 +85,7 @@ typedef struct ctx {
  * bytes, *<cap> allocated, doubling: a file has up to CFG_MAX_DOCUMENTS
  * canaries of some KB each, which growing one at a time would copy over
  * and over. */
-static void grow(void *p, size_t n, size_t *cap, size_t size)
+static void cfg_grow(void *p, size_t n, size_t *cap, size_t size)
 {
 	if (n < *cap)
 		return;
@@ -94,7 +94,7 @@ static void grow(void *p, size_t n, size_t *cap, size_t size)
 }
 
 /* Appends <msg> (taken) about LINE:COL (1-based). */
-static void errs_push(ctx *x, size_t line, size_t col, char *msg)
+static void cfg_errs_push(ctx *x, size_t line, size_t col, char *msg)
 {
 	cfg_errors *e = x->errs;
 	if (e->n == e->cap) {
@@ -102,14 +102,14 @@ static void errs_push(ctx *x, size_t line, size_t col, char *msg)
 		e->msg = xrealloc(e->msg, e->cap * sizeof *e->msg);
 	}
 	e->msg[e->n++] = msg;
-	grow(&x->pos, x->n_pos, &x->pos_cap, sizeof *x->pos);
+	cfg_grow(&x->pos, x->n_pos, &x->pos_cap, sizeof *x->pos);
 	x->pos[x->n_pos] = (struct errpos){ line, col, x->n_pos, msg };
 	x->n_pos++;
 }
 
 /* True once messages are being left out: work done only to word a message
  * (finding a "did you mean") can then be skipped. */
-static bool errs_full(const ctx *x)
+static bool cfg_errs_full(const ctx *x)
 {
 	return x->n_pos >= CFG_MAX_ERRORS;
 }
@@ -126,7 +126,7 @@ static int errpos_cmp(const void *a, const void *b)
 
 /* Puts the messages of this load in file order (a reader fixes a file top
  * to bottom); those at one position keep the order they were found in. */
-static void errs_sort(ctx *x)
+static void cfg_errs_sort(ctx *x)
 {
 	if (!x->n_pos)
 		return;
@@ -142,7 +142,7 @@ static void errs_sort(ctx *x)
 /* Returns <s> (taken) with each control character (C0, DEL, and C1 as
  * UTF-8) written as \xNN: a message is one line on a terminal or in a log,
  * whatever the file's keys and values hold. */
-static char *escape_controls(char *s)
+static char *cfg_escape_controls(char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
 	size_t n = 0;
@@ -173,7 +173,7 @@ static void err_vpos(ctx *x, size_t line, size_t col, const char *fmt, va_list a
 {
 	if (!line)
 		line = col = 1;
-	if (errs_full(x) && !x->stopping) {
+	if (cfg_errs_full(x) && !x->stopping) {
 		if (!x->dropped++) {
 			x->drop_line = line;
 			x->drop_col = col;
@@ -183,14 +183,14 @@ static void err_vpos(ctx *x, size_t line, size_t col, const char *fmt, va_list a
 	buf b = BUF_INIT;
 	buf_printf(&b, "%s:%zu:%zu: ", x->name, line, col);
 	buf_vprintf(&b, fmt, ap);
-	errs_push(x, line, col, escape_controls(b.p));
+	cfg_errs_push(x, line, col, cfg_escape_controls(b.p));
 }
 
 /* Appends "NAME:LINE:COL: message" for node <n>; without a node, at the
  * start of the document being read, or at 1:1. */
-static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
+static void cfg_err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
+static void cfg_err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 {
 	const yaml_mark_t *m = n ? &n->start_mark : x->doc ? &x->doc->start_mark : NULL;
 	va_list ap;
@@ -199,12 +199,12 @@ static void err_at(ctx *x, const yaml_node_t *n, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* As err_pos, for what ends the reading of the file (YAML syntax, a bound
+/* As cfg_err_pos, for what ends the reading of the file (YAML syntax, a bound
  * crossed): shown even past CFG_MAX_ERRORS, since it says why the rest of
  * the file was not checked. */
-static void err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
+static void cfg_err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-static void err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
+static void cfg_err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -214,7 +214,7 @@ static void err_stop(ctx *x, size_t line, size_t col, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* As err_at, at libyaml mark <m>. */
+/* As cfg_err_at, at libyaml mark <m>. */
 static void err_mark(ctx *x, yaml_mark_t m, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 static void err_mark(ctx *x, yaml_mark_t m, const char *fmt, ...)
@@ -225,11 +225,11 @@ static void err_mark(ctx *x, yaml_mark_t m, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* As err_at, at LINE:COL (1-based): for what is reported once the
+/* As cfg_err_at, at LINE:COL (1-based): for what is reported once the
  * document's nodes are gone (template references, resolved at the end). */
-static void err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
+static void cfg_err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-static void err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
+static void cfg_err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -239,31 +239,31 @@ static void err_pos(ctx *x, size_t line, size_t col, const char *fmt, ...)
 
 /* ---- scalars ---- */
 
-static bool is_scalar(const yaml_node_t *n)
+static bool cfg_is_scalar(const yaml_node_t *n)
 {
 	return n && n->type == YAML_SCALAR_NODE;
 }
 
-static bool is_plain(const yaml_node_t *n)
+static bool cfg_is_plain(const yaml_node_t *n)
 {
-	return is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+	return cfg_is_scalar(n) && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
 }
 
-static const char *sval(const yaml_node_t *n)
+static const char *cfg_sval(const yaml_node_t *n)
 {
 	return (const char *)n->data.scalar.value;
 }
 
-static bool is_null(const yaml_node_t *n)
+static bool cfg_is_null(const yaml_node_t *n)
 {
-	if (!is_plain(n))
+	if (!cfg_is_plain(n))
 		return false;
-	const char *s = sval(n);
+	const char *s = cfg_sval(n);
 	return !*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
 	       !strcmp(s, "NULL");
 }
 
-static int bool_value(const char *s)
+static int cfg_bool_value(const char *s)
 {
 	if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
 		return 1;
@@ -273,7 +273,7 @@ static int bool_value(const char *s)
 }
 
 /* Decimal integer: [-+]?[0-9]+ */
-static bool looks_decimal(const char *s)
+static bool cfg_looks_decimal(const char *s)
 {
 	if (*s == '-' || *s == '+')
 		s++;
@@ -287,7 +287,7 @@ static bool looks_decimal(const char *s)
 /* YAML 1.2 core schema integers: decimal, 0x hex, 0o octal. */
 static bool looks_int(const char *s)
 {
-	if (looks_decimal(s))
+	if (cfg_looks_decimal(s))
 		return true;
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'o') && s[2]) {
 		for (const char *p = s + 2; *p; p++)
@@ -299,7 +299,7 @@ static bool looks_int(const char *s)
 }
 
 /* Core schema floats: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
-static bool looks_float(const char *s)
+static bool cfg_looks_float(const char *s)
 {
 	if (*s == '-' || *s == '+')
 		s++;
@@ -329,7 +329,7 @@ static bool looks_float(const char *s)
  * control characters replaced, so that one message stays one line), or the
  * kind of node. Strings that would be numbers unquoted say so, because that
  * is the usual surprise. */
-static const char *describe(const yaml_node_t *n, char *out, size_t len)
+static const char *cfg_describe(const yaml_node_t *n, char *out, size_t len)
 {
 	if (!n) {
 		snprintf(out, len, "nothing");
@@ -343,35 +343,35 @@ static const char *describe(const yaml_node_t *n, char *out, size_t len)
 		snprintf(out, len, "a list");
 		return out;
 	}
-	if (is_null(n)) {
+	if (cfg_is_null(n)) {
 		snprintf(out, len, "nothing (null)");
 		return out;
 	}
-	const char *s = sval(n);
+	const char *s = cfg_sval(n);
 	char cut[44];
 	size_t i = 0;
 	for (; s[i] && i < 40; i++)
 		cut[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
 	cut[i] = '\0';
 	const char *more = s[i] ? "..." : "";
-	bool numberish = looks_float(s) || looks_int(s) || bool_value(s) >= 0;
-	if (!is_plain(n) && numberish)
+	bool numberish = cfg_looks_float(s) || looks_int(s) || cfg_bool_value(s) >= 0;
+	if (!cfg_is_plain(n) && numberish)
 		snprintf(out, len, "the string '%s%s'", cut, more);
 	else
 		snprintf(out, len, "'%s%s'", cut, more);
 	return out;
 }
 
-#define GOT(n) describe((n), got_, sizeof got_)
+#define GOT(n) cfg_describe((n), got_, sizeof got_)
 
 /* Paths longer than PATH_LEN are cut: they only appear in messages. */
-static void join(char *out, const char *path, const char *key)
+static void cfg_join(char *out, const char *path, const char *key)
 {
 	if (snprintf(out, PATH_LEN, "%s%s%s", path, *path ? "." : "", key) >= PATH_LEN)
 		out[PATH_LEN - 1] = '\0';
 }
 
-static void join_index(char *out, const char *path, size_t i)
+static void cfg_join_index(char *out, const char *path, size_t i)
 {
 	if (snprintf(out, PATH_LEN, "%s[%zu]", path, i) >= PATH_LEN)
 		out[PATH_LEN - 1] = '\0';
@@ -379,19 +379,19 @@ static void join_index(char *out, const char *path, size_t i)
 
 /* ---- YAML to JSON ---- */
 
-static yaml_node_t *node_at(ctx *x, int i)
+static yaml_node_t *cfg_node_at(ctx *x, int i)
 {
 	return yaml_document_get_node(x->doc, i);
 }
 
 static json_t *scalar_json(const yaml_node_t *n)
 {
-	const char *s = sval(n);
+	const char *s = cfg_sval(n);
 	size_t len = n->data.scalar.length;
-	if (is_plain(n)) {
-		if (is_null(n))
+	if (cfg_is_plain(n)) {
+		if (cfg_is_null(n))
 			return json_null();
-		int b = bool_value(s);
+		int b = cfg_bool_value(s);
 		if (b >= 0)
 			return json_boolean(b);
 		if (looks_int(s)) {
@@ -408,7 +408,7 @@ static json_t *scalar_json(const yaml_node_t *n)
 			double d = strtod(s, NULL); /* too big for an integer */
 			if (base == 10 && isfinite(d))
 				return json_real(d);
-		} else if (looks_float(s)) {
+		} else if (cfg_looks_float(s)) {
 			double d = strtod(s, NULL);
 			if (isfinite(d))
 				return json_real(d);
@@ -417,7 +417,7 @@ static json_t *scalar_json(const yaml_node_t *n)
 	return json_stringn(s, len);
 }
 
-/* The messages about crossing a bound, shared by the composer and to_json. */
+/* The messages about crossing a bound, shared by the composer and cfg_to_json. */
 #define TOO_DEEP "nested more than %d levels deep (a configuration needs about 10)"
 #define TOO_MANY_VALUES "more than %d values in the file, counting each use of an alias"
 #define TOO_MUCH_TEXT "more than %u MiB of keys and values in the file, counting each " \
@@ -438,7 +438,7 @@ static const char *path_for(const buf *path, char *out)
  * set): aliases repeat nodes, so the JSON can be much bigger than the file
  * ("billion laughs"), and a node can contain itself. Pairs with a
  * non-scalar or duplicate key are reported and left out. */
-static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
+static json_t *cfg_to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 {
 	char cut[PATH_LEN];
 	if (x->too_big)
@@ -449,12 +449,12 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 		x->too_big = true;
 		size_t line = n->start_mark.line + 1, col = n->start_mark.column + 1;
 		if (depth > CFG_MAX_DEPTH)
-			err_stop(x, line, col, "%s: " TOO_DEEP, path_for(path, cut), CFG_MAX_DEPTH);
+			cfg_err_stop(x, line, col, "%s: " TOO_DEEP, path_for(path, cut), CFG_MAX_DEPTH);
 		else if (x->values > CFG_MAX_VALUES)
-			err_stop(x, line, col, "%s: " TOO_MANY_VALUES, path_for(path, cut),
+			cfg_err_stop(x, line, col, "%s: " TOO_MANY_VALUES, path_for(path, cut),
 			         CFG_MAX_VALUES);
 		else
-			err_stop(x, line, col, "%s: " TOO_MUCH_TEXT, path_for(path, cut),
+			cfg_err_stop(x, line, col, "%s: " TOO_MUCH_TEXT, path_for(path, cut),
 			         CFG_MAX_TEXT >> 20);
 		return NULL;
 	}
@@ -462,7 +462,7 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 	if (n->type == YAML_SCALAR_NODE) {
 		json_t *j = scalar_json(n);
 		if (!j) {
-			err_at(x, n, "%s: string is not valid UTF-8", path_for(path, cut));
+			cfg_err_at(x, n, "%s: string is not valid UTF-8", path_for(path, cut));
 			j = json_null();
 		}
 		return j;
@@ -472,11 +472,11 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 		size_t i = 0;
 		for (yaml_node_item_t *it = n->data.sequence.items.start;
 		     it < n->data.sequence.items.top; it++, i++) {
-			yaml_node_t *c = node_at(x, *it);
+			yaml_node_t *c = cfg_node_at(x, *it);
 			if (!c)
 				continue;
 			buf_printf(path, "[%zu]", i);
-			json_t *j = to_json(x, c, path, depth + 1);
+			json_t *j = cfg_to_json(x, c, path, depth + 1);
 			path->len = mark;
 			path->p[mark] = '\0';
 			if (!j) {
@@ -490,34 +490,34 @@ static json_t *to_json(ctx *x, yaml_node_t *n, buf *path, int depth)
 	json_t *obj = json_object();
 	for (yaml_node_pair_t *pr = n->data.mapping.pairs.start;
 	     pr < n->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = node_at(x, pr->key), *v = node_at(x, pr->value);
+		yaml_node_t *k = cfg_node_at(x, pr->key), *v = cfg_node_at(x, pr->value);
 		if (!k || !v)
 			continue;
-		if (!is_scalar(k)) {
-			err_at(x, k, "%s: mapping keys must be strings, got %s", path_for(path, cut),
+		if (!cfg_is_scalar(k)) {
+			cfg_err_at(x, k, "%s: mapping keys must be strings, got %s", path_for(path, cut),
 			       k->type == YAML_MAPPING_NODE ? "a mapping" : "a list");
 			continue;
 		}
-		const char *key = sval(k);
+		const char *key = cfg_sval(k);
 		size_t klen = k->data.scalar.length;
 		if ((x->text += klen) > CFG_MAX_TEXT) {
 			x->too_big = true;
-			err_stop(x, k->start_mark.line + 1, k->start_mark.column + 1, "%s: " TOO_MUCH_TEXT,
+			cfg_err_stop(x, k->start_mark.line + 1, k->start_mark.column + 1, "%s: " TOO_MUCH_TEXT,
 			         path_for(path, cut), CFG_MAX_TEXT >> 20);
 			json_decref(obj);
 			return NULL;
 		}
 		buf_printf(path, "%s%s", path->len ? "." : "", key);
 		if (json_object_getn(obj, key, klen)) {
-			err_at(x, k, "%s: duplicate key", path_for(path, cut));
+			cfg_err_at(x, k, "%s: duplicate key", path_for(path, cut));
 		} else {
-			json_t *j = to_json(x, v, path, depth + 1);
+			json_t *j = cfg_to_json(x, v, path, depth + 1);
 			if (!j) {
 				json_decref(obj);
 				return NULL;
 			}
 			if (json_object_setn_new(obj, key, klen, j) < 0)
-				err_at(x, k, "%s: key is not valid UTF-8", path_for(path, cut));
+				cfg_err_at(x, k, "%s: key is not valid UTF-8", path_for(path, cut));
 		}
 		path->len = mark;
 		path->p[mark] = '\0';
@@ -544,7 +544,7 @@ typedef struct frame {
 } frame;
 
 /* The 0-based line and column (in characters) of byte <off> of <text>. */
-static void offset_pos(const char *text, size_t len, size_t off, size_t *line, size_t *col)
+static void cfg_offset_pos(const char *text, size_t len, size_t off, size_t *line, size_t *col)
 {
 	*line = *col = 0;
 	for (size_t i = 0; i < off && i < len; i++) {
@@ -559,11 +559,11 @@ static void syntax_error(ctx *x, yaml_parser_t *p, const char *text, size_t len)
 {
 	size_t line = p->problem_mark.line, col = p->problem_mark.column;
 	if (p->error == YAML_READER_ERROR) /* the reader gives an offset, not a mark */
-		offset_pos(text, len, p->problem_offset, &line, &col);
+		cfg_offset_pos(text, len, p->problem_offset, &line, &col);
 	char ctx_[128] = "";
 	if (p->context)
 		snprintf(ctx_, sizeof ctx_, " (%s at line %zu)", p->context, p->context_mark.line + 1);
-	err_stop(x, line + 1, col + 1, "YAML syntax error: %s%s",
+	cfg_err_stop(x, line + 1, col + 1, "YAML syntax error: %s%s",
 	         p->problem ? p->problem : "cannot parse", ctx_);
 }
 
@@ -598,7 +598,7 @@ static bool anchor_set(ctx *x, yaml_document_t *doc, json_t *anchors, const yaml
 	json_t *old = json_object_get(anchors, a);
 	if (old) {
 		yaml_node_t *first = yaml_document_get_node(doc, (int)json_integer_value(old));
-		err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found duplicate anchor "
+		cfg_err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found duplicate anchor "
 		         "'%.64s' (first at line %zu)", a, first ? first->start_mark.line + 1 : 0);
 		return false;
 	}
@@ -610,7 +610,7 @@ static bool anchor_set(ctx *x, yaml_document_t *doc, json_t *anchors, const yaml
  * with yaml_document_delete). Returns 1 for a document, 0 at the end of the
  * stream (<doc> untouched), -1 when reading must stop (reported: YAML syntax,
  * a bound, an undefined alias; <doc> untouched). */
-static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *text,
+static int cfg_compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *text,
                    size_t len)
 {
 	yaml_event_t ev;
@@ -628,14 +628,14 @@ static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *t
 		yaml_event_delete(&ev); /* the stream's start */
 	}
 	if (++x->documents > CFG_MAX_DOCUMENTS) {
-		err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
+		cfg_err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
 		         "more than %d documents in the file", CFG_MAX_DOCUMENTS);
 		yaml_event_delete(&ev);
 		x->too_big = true;
 		return -1;
 	}
 	if (!yaml_document_initialize(doc, NULL, NULL, NULL, ev.data.document_start.implicit, 1)) {
-		err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
+		cfg_err_stop(x, ev.start_mark.line + 1, ev.start_mark.column + 1,
 		         "cannot read: out of memory");
 		yaml_event_delete(&ev);
 		return -1;
@@ -669,7 +669,7 @@ static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *t
 			const char *a = (const char *)ev.data.alias.anchor;
 			json_t *to = json_object_get(anchors, a);
 			if (!to) {
-				err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found undefined "
+				cfg_err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: found undefined "
 				         "alias '%.64s'", a);
 				goto fail_event;
 			}
@@ -697,22 +697,22 @@ static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *t
 			                                  ev.data.mapping_start.style) : -1;
 			break;
 		default: /* none other comes inside a document */
-			err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: unexpected event %d",
+			cfg_err_stop(x, m.line + 1, m.column + 1, "YAML syntax error: unexpected event %d",
 			         (int)ev.type);
 			goto fail_event;
 		}
 		if (idx < 0) {
-			err_stop(x, m.line + 1, m.column + 1, TOO_DEEP, CFG_MAX_DEPTH);
+			cfg_err_stop(x, m.line + 1, m.column + 1, TOO_DEEP, CFG_MAX_DEPTH);
 			x->too_big = true;
 			goto fail_event;
 		}
 		if (++x->composed > CFG_MAX_VALUES) {
-			err_stop(x, m.line + 1, m.column + 1, TOO_MANY_VALUES, CFG_MAX_VALUES);
+			cfg_err_stop(x, m.line + 1, m.column + 1, TOO_MANY_VALUES, CFG_MAX_VALUES);
 			x->too_big = true;
 			goto fail_event;
 		}
 		if (!idx) {
-			err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
+			cfg_err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
 			goto fail_event;
 		}
 		if (ev.type != YAML_ALIAS_EVENT) {
@@ -725,7 +725,7 @@ static int compose(ctx *x, yaml_parser_t *p, yaml_document_t *doc, const char *t
 				goto fail_event;
 		}
 		if (!attach(doc, st, depth, idx)) {
-			err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
+			cfg_err_stop(x, m.line + 1, m.column + 1, "cannot read: out of memory");
 			goto fail_event;
 		}
 		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
@@ -845,11 +845,11 @@ static void unknown_field(doc *d, const char *path, yaml_node_t *key, const fiel
                           size_t n)
 {
 	int mask = d->x->flagger ? F_FLAGGER : F_NATIVE;
-	const char *k = sval(key);
+	const char *k = cfg_sval(key);
 	const char *best = NULL;
 	size_t bestd = SIZE_MAX;
-	if (errs_full(d->x)) { /* the message will not be shown */
-		err_at(d->x, key, "unknown field");
+	if (cfg_errs_full(d->x)) { /* the message will not be shown */
+		cfg_err_at(d->x, key, "unknown field");
 		return;
 	}
 	size_t klen = strlen(k);
@@ -868,16 +868,16 @@ static void unknown_field(doc *d, const char *path, yaml_node_t *key, const fiel
 		}
 	}
 	char p[PATH_LEN];
-	join(p, path, k);
+	cfg_join(p, path, k);
 	if (best) {
-		err_at(d->x, key, "%s: unknown field; did you mean '%s'?", p, best);
+		cfg_err_at(d->x, key, "%s: unknown field; did you mean '%s'?", p, best);
 		return;
 	}
 	buf b = BUF_INIT;
 	for (size_t i = 0; i < n; i++)
 		if (t[i].docs & mask)
 			buf_printf(&b, "%s%s", b.len ? ", " : "", t[i].key);
-	err_at(d->x, key, "%s: unknown field; known fields here: %s", p, b.p ? b.p : "none");
+	cfg_err_at(d->x, key, "%s: unknown field; known fields here: %s", p, b.p ? b.p : "none");
 	buf_release(&b);
 }
 
@@ -885,23 +885,23 @@ static void unknown_field(doc *d, const char *path, yaml_node_t *key, const fiel
  * gets the nodes of row i's key when present. Unknown keys are errors in
  * native documents and ignored in Flagger's (Kubernetes prunes them). Returns
  * false (reported) when <map> is not a mapping. */
-static bool walk_map(doc *d, const char *path, yaml_node_t *map, const field *t, size_t n,
+static bool cfg_walk_map(doc *d, const char *path, yaml_node_t *map, const field *t, size_t n,
                      void *obj, slot *seen)
 {
 	char got_[64];
 	memset(seen, 0, n * sizeof *seen);
 	if (!map || map->type != YAML_MAPPING_NODE) {
-		err_at(d->x, map, "%s: must be a mapping, got %s", path, GOT(map));
+		cfg_err_at(d->x, map, "%s: must be a mapping, got %s", path, GOT(map));
 		return false;
 	}
 	int mask = d->x->flagger ? F_FLAGGER : F_NATIVE;
 	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
 	     pr < map->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = node_at(d->x, pr->key), *v = node_at(d->x, pr->value);
-		if (!is_scalar(k) || !v)
-			continue; /* reported by to_json */
+		yaml_node_t *k = cfg_node_at(d->x, pr->key), *v = cfg_node_at(d->x, pr->value);
+		if (!cfg_is_scalar(k) || !v)
+			continue; /* reported by cfg_to_json */
 		size_t i = 0;
-		while (i < n && !((t[i].docs & mask) && !strcmp(t[i].key, sval(k))))
+		while (i < n && !((t[i].docs & mask) && !strcmp(t[i].key, cfg_sval(k))))
 			i++;
 		if (i == n) {
 			if (!d->x->flagger)
@@ -909,18 +909,18 @@ static bool walk_map(doc *d, const char *path, yaml_node_t *map, const field *t,
 			continue;
 		}
 		if (seen[i].key)
-			continue; /* duplicate key, reported by to_json */
+			continue; /* duplicate key, reported by cfg_to_json */
 		seen[i].key = k;
 		seen[i].val = v;
 		char p[PATH_LEN];
-		join(p, path, t[i].key);
+		cfg_join(p, path, t[i].key);
 		if (t[i].fn)
 			t[i].fn(d, &t[i], p, k, v, obj);
 	}
 	return true;
 }
 
-static void *at(void *obj, const field *f)
+static void *cfg_at(void *obj, const field *f)
 {
 	return (char *)obj + f->off;
 }
@@ -937,9 +937,9 @@ static void *at(void *obj, const field *f)
 
 /* Returns true when scalar <v> at <path> has no control character beyond
  * what <text> allows, or reports the first one and its place. */
-static bool controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
+static bool cfg_controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
 {
-	const unsigned char *s = (const unsigned char *)sval(v);
+	const unsigned char *s = (const unsigned char *)cfg_sval(v);
 	size_t chars = 0;
 	for (size_t i = 0; s[i]; i++) {
 		unsigned c = s[i];
@@ -951,7 +951,7 @@ static bool controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
 			continue;
 		if (text && (c == '\t' || c == '\n' || c == '\r'))
 			continue;
-		err_at(d->x, v, "%s: must not contain control characters%s, found \\x%02x at "
+		cfg_err_at(d->x, v, "%s: must not contain control characters%s, found \\x%02x at "
 		       "character %zu", path, text ? " other than tabs and line breaks" : "", c,
 		       chars);
 		return false;
@@ -960,69 +960,69 @@ static bool controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
 }
 
 /* A string of one line, taken from <v> into *out. */
-static int read_string(doc *d, const char *path, yaml_node_t *v, char **out)
+static int cfg_read_string(doc *d, const char *path, yaml_node_t *v, char **out)
 {
 	char got_[64];
-	if (!is_scalar(v) || is_null(v)) {
-		err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
+	if (!cfg_is_scalar(v) || cfg_is_null(v)) {
+		cfg_err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
 		return -1;
 	}
-	if (!controls_ok(d, path, v, false))
+	if (!cfg_controls_ok(d, path, v, false))
 		return -1;
-	*out = xstrdup(sval(v));
+	*out = xstrdup(cfg_sval(v));
 	return 0;
 }
 
-/* As read_string, for text that may have tabs and line breaks. */
+/* As cfg_read_string, for text that may have tabs and line breaks. */
 static int read_text(doc *d, const char *path, yaml_node_t *v, char **out)
 {
 	char got_[64];
-	if (!is_scalar(v) || is_null(v)) {
-		err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
+	if (!cfg_is_scalar(v) || cfg_is_null(v)) {
+		cfg_err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
 		return -1;
 	}
-	if (!controls_ok(d, path, v, true))
+	if (!cfg_controls_ok(d, path, v, true))
 		return -1;
-	*out = xstrdup(sval(v));
+	*out = xstrdup(cfg_sval(v));
 	return 0;
 }
 
-static int read_int(doc *d, const char *path, yaml_node_t *v, long long lo, long long hi,
+static int cfg_read_int(doc *d, const char *path, yaml_node_t *v, long long lo, long long hi,
                     int *out)
 {
 	char got_[64];
-	if (is_plain(v) && looks_decimal(sval(v))) {
+	if (cfg_is_plain(v) && cfg_looks_decimal(cfg_sval(v))) {
 		errno = 0;
-		long long n = strtoll(sval(v), NULL, 10);
+		long long n = strtoll(cfg_sval(v), NULL, 10);
 		if (!errno && n >= lo && n <= hi) {
 			*out = (int)n;
 			return 0;
 		}
 	}
 	if (hi >= INT_MAX)
-		err_at(d->x, v, "%s: must be an integer >= %lld, got %s", path, lo, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be an integer >= %lld, got %s", path, lo, GOT(v));
 	else
-		err_at(d->x, v, "%s: must be an integer from %lld to %lld, got %s", path, lo, hi,
+		cfg_err_at(d->x, v, "%s: must be an integer from %lld to %lld, got %s", path, lo, hi,
 		       GOT(v));
 	return -1;
 }
 
 /* A number in [lo, hi]; <what> completes "must be a number from LO to HI". */
-static int read_number(doc *d, const char *path, yaml_node_t *v, double lo, double hi,
+static int cfg_read_number(doc *d, const char *path, yaml_node_t *v, double lo, double hi,
                        const char *what, double *out)
 {
 	char got_[64];
-	if (is_plain(v) && (looks_float(sval(v)) || looks_decimal(sval(v)))) {
-		double n = strtod(sval(v), NULL);
+	if (cfg_is_plain(v) && (cfg_looks_float(cfg_sval(v)) || cfg_looks_decimal(cfg_sval(v)))) {
+		double n = strtod(cfg_sval(v), NULL);
 		if (isfinite(n) && n >= lo && n <= hi) {
 			*out = n;
 			return 0;
 		}
 	}
 	if (isinf(hi))
-		err_at(d->x, v, "%s: must be a number >= %g%s, got %s", path, lo, what, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a number >= %g%s, got %s", path, lo, what, GOT(v));
 	else
-		err_at(d->x, v, "%s: must be a number from %g to %g%s, got %s", path, lo, hi, what,
+		cfg_err_at(d->x, v, "%s: must be a number from %g to %g%s, got %s", path, lo, hi, what,
 		       GOT(v));
 	return -1;
 }
@@ -1032,7 +1032,7 @@ static int read_duration(doc *d, const char *path, yaml_node_t *v, long long lo,
 {
 	char got_[64];
 	uint64_t ms;
-	if (is_scalar(v) && !is_null(v) && util_parse_duration(sval(v), &ms) == 0 &&
+	if (cfg_is_scalar(v) && !cfg_is_null(v) && util_parse_duration(cfg_sval(v), &ms) == 0 &&
 	    ms >= (uint64_t)lo && ms <= (uint64_t)hi) {
 		*out = ms;
 		return 0;
@@ -1040,77 +1040,77 @@ static int read_duration(doc *d, const char *path, yaml_node_t *v, long long lo,
 	char a[32], b[32];
 	util_format_duration((uint64_t)lo, a, sizeof a);
 	util_format_duration((uint64_t)hi, b, sizeof b);
-	err_at(d->x, v, "%s: must be a duration from %s to %s (like 500ms, 30s, 1m or 1h30m), "
+	cfg_err_at(d->x, v, "%s: must be a duration from %s to %s (like 500ms, 30s, 1m or 1h30m), "
 	       "got %s", path, a, b, GOT(v));
 	return -1;
 }
 
-static int read_hostport(doc *d, const char *path, yaml_node_t *v, const char *example,
+static int cfg_read_hostport(doc *d, const char *path, yaml_node_t *v, const char *example,
                          char **out)
 {
 	char got_[64];
 	char host[256];
 	int port;
-	if (is_scalar(v) && !controls_ok(d, path, v, false))
+	if (cfg_is_scalar(v) && !cfg_controls_ok(d, path, v, false))
 		return -1;
-	if (is_scalar(v) && !is_null(v) &&
-	    util_parse_hostport(sval(v), host, sizeof host, &port) == 0) {
-		*out = xstrdup(sval(v));
+	if (cfg_is_scalar(v) && !cfg_is_null(v) &&
+	    util_parse_hostport(cfg_sval(v), host, sizeof host, &port) == 0) {
+		*out = xstrdup(cfg_sval(v));
 		return 0;
 	}
-	err_at(d->x, v, "%s: must be HOST:PORT with a port from 1 to 65535, such as %s, got %s",
+	cfg_err_at(d->x, v, "%s: must be HOST:PORT with a port from 1 to 65535, such as %s, got %s",
 	       path, example, GOT(v));
 	return -1;
 }
 
-static int read_one_of(doc *d, const char *path, yaml_node_t *v, const char *const *w,
+static int cfg_read_one_of(doc *d, const char *path, yaml_node_t *v, const char *const *w,
                        size_t n, char **out)
 {
 	char got_[64];
-	if (is_scalar(v))
+	if (cfg_is_scalar(v))
 		for (size_t i = 0; i < n; i++)
-			if (!strcmp(sval(v), w[i])) {
+			if (!strcmp(cfg_sval(v), w[i])) {
 				*out = xstrdup(w[i]);
 				return 0;
 			}
 	buf b = BUF_INIT;
 	list_words(&b, w, n);
-	err_at(d->x, v, "%s: must be one of %s, got %s", path, b.p, GOT(v));
+	cfg_err_at(d->x, v, "%s: must be one of %s, got %s", path, b.p, GOT(v));
 	buf_release(&b);
 	return -1;
 }
 
 /* ---- generic handlers (the <off> of the row says where the value goes) ---- */
 
-static void h_int(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+static void cfg_h_int(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                   void *obj)
 {
 	int n;
-	if (read_int(d, path, v, f->lo, f->hi, &n) == 0 && f->off != NOSTORE)
-		*(int *)at(obj, f) = n;
+	if (cfg_read_int(d, path, v, f->lo, f->hi, &n) == 0 && f->off != NOSTORE)
+		*(int *)cfg_at(obj, f) = n;
 }
 
-static void h_duration(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_duration(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	uint64_t ms;
 	if (read_duration(d, path, v, f->lo, f->hi, &ms) == 0 && f->off != NOSTORE)
-		*(uint64_t *)at(obj, f) = ms;
+		*(uint64_t *)cfg_at(obj, f) = ms;
 }
 
-static void h_string(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_string(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
 	char *s;
-	if (read_string(d, path, v, &s) < 0)
+	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
 	if (f->off == NOSTORE)
 		free(s);
 	else
-		*(char **)at(obj, f) = s;
+		*(char **)cfg_at(obj, f) = s;
 }
 
-static void h_text(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_text(doc *d, const field *f, const char *path, yaml_node_t *k,
                    yaml_node_t *v, void *obj)
 {
 	char *s;
@@ -1119,33 +1119,33 @@ static void h_text(doc *d, const field *f, const char *path, yaml_node_t *k,
 	if (f->off == NOSTORE)
 		free(s);
 	else
-		*(char **)at(obj, f) = s;
+		*(char **)cfg_at(obj, f) = s;
 }
 
-static void h_bool(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+static void cfg_h_bool(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                    void *obj)
 {
 	char got_[64];
-	if (!is_plain(v) || bool_value(sval(v)) < 0)
-		err_at(d->x, v, "%s: must be true or false, got %s", path, GOT(v));
+	if (!cfg_is_plain(v) || cfg_bool_value(cfg_sval(v)) < 0)
+		cfg_err_at(d->x, v, "%s: must be true or false, got %s", path, GOT(v));
 	else if (f->off != NOSTORE)
-		*(bool *)at(obj, f) = bool_value(sval(v));
+		*(bool *)cfg_at(obj, f) = cfg_bool_value(cfg_sval(v));
 }
 
-static void h_list(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+static void cfg_h_list(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                    void *obj)
 {
 	char got_[64];
 	if (v->type != YAML_SEQUENCE_NODE)
-		err_at(d->x, v, "%s: must be a list, got %s", path, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a list, got %s", path, GOT(v));
 }
 
-static void h_map(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+static void cfg_h_map(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                   void *obj)
 {
 	char got_[64];
 	if (v->type != YAML_MAPPING_NODE)
-		err_at(d->x, v, "%s: must be a mapping, got %s", path, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a mapping, got %s", path, GOT(v));
 }
 
 /* A mapping of strings, of one line or of <text>. Stored as a JSON object
@@ -1155,45 +1155,45 @@ static void string_map(doc *d, const field *f, const char *path, yaml_node_t *v,
 {
 	char got_[64];
 	if (v->type != YAML_MAPPING_NODE) {
-		err_at(d->x, v, "%s: must be a mapping of strings, got %s", path, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a mapping of strings, got %s", path, GOT(v));
 		return;
 	}
 	json_t *o = json_object();
 	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
 	     pr < v->data.mapping.pairs.top; pr++) {
-		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
-		if (!is_scalar(pk) || !pv)
+		yaml_node_t *pk = cfg_node_at(d->x, pr->key), *pv = cfg_node_at(d->x, pr->value);
+		if (!cfg_is_scalar(pk) || !pv)
 			continue;
 		char p[PATH_LEN];
-		join(p, path, sval(pk));
-		if (!controls_ok(d, p, pk, false))
+		cfg_join(p, path, cfg_sval(pk));
+		if (!cfg_controls_ok(d, p, pk, false))
 			continue;
-		if (!is_scalar(pv)) {
-			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
+		if (!cfg_is_scalar(pv)) {
+			cfg_err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
 			continue;
 		}
-		if (!controls_ok(d, p, pv, text))
+		if (!cfg_controls_ok(d, p, pv, text))
 			continue;
-		json_t *s = is_null(pv) ? json_string("")
-		                        : json_stringn(sval(pv), pv->data.scalar.length);
+		json_t *s = cfg_is_null(pv) ? json_string("")
+		                        : json_stringn(cfg_sval(pv), pv->data.scalar.length);
 		if (s)
-			json_object_setn_new(o, sval(pk), pk->data.scalar.length, s);
+			json_object_setn_new(o, cfg_sval(pk), pk->data.scalar.length, s);
 	}
 	if (f->off != NOSTORE)
-		*(json_t **)at(obj, f) = o;
+		*(json_t **)cfg_at(obj, f) = o;
 	else
 		json_decref(o);
 }
 
 /* Labels: values of one line. */
-static void h_string_map(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_string_map(doc *d, const field *f, const char *path, yaml_node_t *k,
                          yaml_node_t *v, void *obj)
 {
 	string_map(d, f, path, v, obj, false);
 }
 
 /* Annotations and webhook metadata: values may span lines. */
-static void h_text_map(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_text_map(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	string_map(d, f, path, v, obj, true);
@@ -1202,7 +1202,7 @@ static void h_text_map(doc *d, const field *f, const char *path, yaml_node_t *k,
 /* ---- metadata ---- */
 
 /* Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
-static bool valid_name(const char *s)
+static bool cfg_valid_name(const char *s)
 {
 	size_t n = strlen(s);
 	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
@@ -1218,10 +1218,10 @@ static void h_name(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 {
 	char got_[64];
 	char *s;
-	if (read_string(d, path, v, &s) < 0)
+	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
-	if (!valid_name(s)) {
-		err_at(d->x, v, "%s: must be 1 to 63 lower case letters, digits or '-', starting "
+	if (!cfg_valid_name(s)) {
+		cfg_err_at(d->x, v, "%s: must be 1 to 63 lower case letters, digits or '-', starting "
 		       "and ending with a letter or digit, got %s", path, GOT(v));
 		free(s);
 		return;
@@ -1230,22 +1230,22 @@ static void h_name(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	d->name_val = v;
 }
 
-static const field metadata_fields[] = {
+static const field cfg_metadata_fields[] = {
 	{ "name", h_name, F_BOTH, NOSTORE, 0, 0 },
-	{ "namespace", h_string, F_BOTH, offsetof(cfg_canary, namespace_), 0, 0 },
-	{ "labels", h_string_map, F_BOTH, NOSTORE, 0, 0 },
-	{ "annotations", h_text_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "namespace", cfg_h_string, F_BOTH, offsetof(cfg_canary, namespace_), 0, 0 },
+	{ "labels", cfg_h_string_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "annotations", cfg_h_text_map, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { M_NAME = 0 };
 
 static void h_metadata(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
-	slot seen[N_OF(metadata_fields)];
-	if (!walk_map(d, path, v, metadata_fields, N_OF(metadata_fields), d->c, seen))
+	slot seen[N_OF(cfg_metadata_fields)];
+	if (!cfg_walk_map(d, path, v, cfg_metadata_fields, N_OF(cfg_metadata_fields), d->c, seen))
 		return;
 	if (!seen[M_NAME].key)
-		err_at(d->x, k, "metadata.name: required (the canary's name)");
+		cfg_err_at(d->x, k, "metadata.name: required (the canary's name)");
 }
 
 /* ---- stable and canary targets ---- */
@@ -1263,10 +1263,10 @@ static void h_revision(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	target_in *t = obj;
 	char *s;
-	if (read_string(d, path, v, &s) < 0)
+	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
 	if (strlen(s) >= ENG_REV_LEN) {
-		err_at(d->x, v, "%s: must be at most %d characters, got %zu", path,
+		cfg_err_at(d->x, v, "%s: must be at most %d characters, got %zu", path,
 		       ENG_REV_LEN - 1, strlen(s));
 		free(s);
 		return;
@@ -1281,7 +1281,7 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 	char got_[64];
 	target_in *t = obj;
 	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
-		err_at(d->x, v, "%s: must be a non-empty list of HOST:PORT, got %s", path,
+		cfg_err_at(d->x, v, "%s: must be a non-empty list of HOST:PORT, got %s", path,
 		       v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
 		return;
 	}
@@ -1290,23 +1290,23 @@ static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k
 	t->pos = xcalloc(n, sizeof *t->pos);
 	json_t *seen = json_object(); /* a set: lists can be as long as the file */
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
 		char p[PATH_LEN];
-		join_index(p, path, i);
+		cfg_join_index(p, path, i);
 		char *s;
-		if (!e || read_hostport(d, p, e, "127.0.0.1:9001", &s) < 0)
+		if (!e || cfg_read_hostport(d, p, e, "127.0.0.1:9001", &s) < 0)
 			continue;
 		/* the host is an address or a name getaddrinfo may be asked about */
 		char host[RSV_HOST_LEN], why[400];
 		int port;
 		if (rsv_parse(s, host, sizeof host, &port, NULL, why, sizeof why) == RSV_INVALID) {
-			err_at(d->x, e, "%s: %s (an IP address, localhost or a host name such as "
+			cfg_err_at(d->x, e, "%s: %s (an IP address, localhost or a host name such as "
 			       "app.internal:9001)", p, why);
 			free(s);
 			continue;
 		}
 		if (json_object_get(seen, s)) {
-			err_at(d->x, e, "%s: duplicate endpoint '%s'", p, s);
+			cfg_err_at(d->x, e, "%s: duplicate endpoint '%s'", p, s);
 			free(s);
 			continue;
 		}
@@ -1327,11 +1327,11 @@ static void read_target(doc *d, const char *path, yaml_node_t *k, yaml_node_t *v
                         target_in *t)
 {
 	slot seen[N_OF(target_fields)];
-	if (!walk_map(d, path, v, target_fields, N_OF(target_fields), t, seen))
+	if (!cfg_walk_map(d, path, v, target_fields, N_OF(target_fields), t, seen))
 		return;
 	for (size_t i = 0; i < N_OF(target_fields); i++)
 		if (!seen[i].key)
-			err_at(d->x, k, "%s.%s: required", path, target_fields[i].key);
+			cfg_err_at(d->x, k, "%s.%s: required", path, target_fields[i].key);
 }
 
 static void h_stable(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -1360,7 +1360,7 @@ static void h_canary(doc *d, const field *f, const char *path, yaml_node_t *k,
 
 /* ---- metric sources: provider, query, templateRef ---- */
 
-static void src_release(cfg_metric_source *s)
+static void cfg_src_release(cfg_metric_source *s)
 {
 	free(s->address);
 	free(s->query);
@@ -1400,7 +1400,7 @@ static bool url_ok(const char *s)
 }
 
 /* A fixed URL (no template): url_ok, and no blanks or control characters. */
-static bool address_ok(const char *s)
+static bool cfg_address_ok(const char *s)
 {
 	for (const char *p = s; *p; p++)
 		if ((unsigned char)*p <= 0x20 || *p == 0x7f)
@@ -1456,7 +1456,7 @@ static bool check_template(doc *d, const char *path, yaml_node_t *v, const char 
 	char msg[256];
 	if (tmpl_check(s, msg, sizeof msg) == 0)
 		return true;
-	err_at(d->x, v, "%s: %s", path, msg);
+	cfg_err_at(d->x, v, "%s: %s", path, msg);
 	return false;
 }
 
@@ -1465,7 +1465,7 @@ static void h_method(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	static const char *const methods[] = { "GET", "POST" };
 	src_in *si = obj;
-	read_one_of(d, path, v, methods, N_OF(methods), &si->s.method);
+	cfg_read_one_of(d, path, v, methods, N_OF(methods), &si->s.method);
 }
 
 /* RFC 9110 token characters. */
@@ -1483,37 +1483,37 @@ static bool header_name_ok(const char *s, size_t len)
  * <v> is not a mapping). A name that <name_ok> refuses is reported as
  * "<bad_name>"; a value that is not a string, or that <value_ok> (may be
  * NULL; it reports its own error) refuses, is left out. */
-static json_t *read_string_map(doc *d, const char *path, yaml_node_t *v, const char *names,
+static json_t *cfg_read_string_map(doc *d, const char *path, yaml_node_t *v, const char *names,
                                bool (*name_ok)(const char *, size_t), const char *bad_name,
                                bool (*value_ok)(doc *, const char *, yaml_node_t *))
 {
 	char got_[64];
 	if (v->type != YAML_MAPPING_NODE) {
-		err_at(d->x, v, "%s: must be a mapping of %s to strings, got %s", path, names,
+		cfg_err_at(d->x, v, "%s: must be a mapping of %s to strings, got %s", path, names,
 		       GOT(v));
 		return NULL;
 	}
 	json_t *o = json_object();
 	for (yaml_node_pair_t *pr = v->data.mapping.pairs.start;
 	     pr < v->data.mapping.pairs.top; pr++) {
-		yaml_node_t *pk = node_at(d->x, pr->key), *pv = node_at(d->x, pr->value);
-		if (!is_scalar(pk) || !pv)
+		yaml_node_t *pk = cfg_node_at(d->x, pr->key), *pv = cfg_node_at(d->x, pr->value);
+		if (!cfg_is_scalar(pk) || !pv)
 			continue;
 		char p[PATH_LEN];
-		join(p, path, sval(pk));
-		if (!name_ok(sval(pk), pk->data.scalar.length)) {
-			err_at(d->x, pk, "%s: %s, got %s", p, bad_name, GOT(pk));
+		cfg_join(p, path, cfg_sval(pk));
+		if (!name_ok(cfg_sval(pk), pk->data.scalar.length)) {
+			cfg_err_at(d->x, pk, "%s: %s, got %s", p, bad_name, GOT(pk));
 			continue;
 		}
-		if (!is_scalar(pv) || is_null(pv)) {
-			err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
+		if (!cfg_is_scalar(pv) || cfg_is_null(pv)) {
+			cfg_err_at(d->x, pv, "%s: must be a string, got %s", p, GOT(pv));
 			continue;
 		}
 		if (value_ok && !value_ok(d, p, pv))
 			continue;
-		json_t *js = json_stringn(sval(pv), pv->data.scalar.length);
-		if (js) /* else not UTF-8: reported by to_json */
-			json_object_set_new(o, sval(pk), js);
+		json_t *js = json_stringn(cfg_sval(pv), pv->data.scalar.length);
+		if (js) /* else not UTF-8: reported by cfg_to_json */
+			json_object_set_new(o, cfg_sval(pk), js);
 	}
 	return o;
 }
@@ -1521,13 +1521,13 @@ static json_t *read_string_map(doc *d, const char *path, yaml_node_t *v, const c
 /* A header value: one line, and a template that renders. */
 static bool header_value_ok(doc *d, const char *p, yaml_node_t *pv)
 {
-	return controls_ok(d, p, pv, false) && check_template(d, p, pv, sval(pv));
+	return cfg_controls_ok(d, p, pv, false) && check_template(d, p, pv, cfg_sval(pv));
 }
 
 /* A value of one line. */
-static bool line_value_ok(doc *d, const char *p, yaml_node_t *pv)
+static bool cfg_line_value_ok(doc *d, const char *p, yaml_node_t *pv)
 {
-	return controls_ok(d, p, pv, false);
+	return cfg_controls_ok(d, p, pv, false);
 }
 
 /* A web metric's headers: name -> value template. In a Flagger
@@ -1539,7 +1539,7 @@ static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
 	src_in *si = obj;
 	if (d->x->flagger && d->x->in_template && v->type == YAML_MAPPING_NODE)
 		return;
-	json_t *o = read_string_map(d, path, v, "header names", header_name_ok,
+	json_t *o = cfg_read_string_map(d, path, v, "header names", header_name_ok,
 	                            "not a valid header name", header_value_ok);
 	if (!o)
 		return;
@@ -1549,18 +1549,18 @@ static void h_headers(doc *d, const field *f, const char *path, yaml_node_t *k,
 
 /* Rows in the order of the P_ enum below. */
 static const field provider_fields[] = {
-	{ "type", h_string, F_BOTH, offsetof(src_in, type), 0, 0 },
-	{ "address", h_string, F_BOTH, offsetof(src_in, s.address), 0, 0 },
-	{ "timeout", h_duration, F_BOTH, offsetof(src_in, s.timeout_ms), 100, 300000 },
-	{ "url", h_string, F_BOTH, offsetof(src_in, s.url), 0, 0 },
+	{ "type", cfg_h_string, F_BOTH, offsetof(src_in, type), 0, 0 },
+	{ "address", cfg_h_string, F_BOTH, offsetof(src_in, s.address), 0, 0 },
+	{ "timeout", cfg_h_duration, F_BOTH, offsetof(src_in, s.timeout_ms), 100, 300000 },
+	{ "url", cfg_h_string, F_BOTH, offsetof(src_in, s.url), 0, 0 },
 	{ "method", h_method, F_BOTH, NOSTORE, 0, 0 },
 	{ "headers", h_headers, F_BOTH, NOSTORE, 0, 0 },
-	{ "body", h_text, F_BOTH, offsetof(src_in, s.body), 0, 0 },
-	{ "jsonPath", h_string, F_BOTH, offsetof(src_in, s.json_path), 0, 0 },
+	{ "body", cfg_h_text, F_BOTH, offsetof(src_in, s.body), 0, 0 },
+	{ "jsonPath", cfg_h_string, F_BOTH, offsetof(src_in, s.json_path), 0, 0 },
 	/* Flagger's, accepted and ignored (canaryd reads no Kubernetes secrets;
 	 * TLS is always verified) */
-	{ "secretRef", h_map, F_BOTH, NOSTORE, 0, 0 },
-	{ "insecureSkipVerify", h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "secretRef", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "insecureSkipVerify", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
 	{ "region", NULL, F_FLAGGER, NOSTORE, 0, 0 },
 };
 enum { P_TYPE, P_ADDRESS, P_TIMEOUT, P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH };
@@ -1584,27 +1584,27 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 	size_t e0 = d->x->errs->n;
 	si->s.query = query;
 	if (!ps[P_TYPE].key) {
-		err_at(d->x, pk, "%s.type: required (prometheus or web)", ppath);
+		cfg_err_at(d->x, pk, "%s.type: required (prometheus or web)", ppath);
 		return false;
 	}
 	if (!si->type)
-		return false; /* reported by read_string */
-	join(p, ppath, "type");
+		return false; /* reported by cfg_read_string */
+	cfg_join(p, ppath, "type");
 	bool prom = !strcmp(si->type, "prometheus"), web = !strcmp(si->type, "web");
 	if (!prom && !web) {
 		size_t i = 0;
 		while (i < N_OF(flagger_providers) && strcmp(flagger_providers[i], si->type))
 			i++;
 		if (i < N_OF(flagger_providers))
-			err_at(d->x, ps[P_TYPE].val, "%s: provider type '%s' is not supported; use "
+			cfg_err_at(d->x, ps[P_TYPE].val, "%s: provider type '%s' is not supported; use "
 			       "prometheus, or a web metric", p, si->type);
 		else
-			err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web, got %s", p,
+			cfg_err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web, got %s", p,
 			       GOT(ps[P_TYPE].val));
 		return false;
 	}
 	if (web && d->x->flagger && d->x->in_template) {
-		err_at(d->x, ps[P_TYPE].val, "%s: provider type 'web' is canaryd's: use apiVersion "
+		cfg_err_at(d->x, ps[P_TYPE].val, "%s: provider type 'web' is canaryd's: use apiVersion "
 		       API_NATIVE " for this MetricTemplate", p);
 		return false;
 	}
@@ -1615,18 +1615,18 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 			int r = web_only[i];
 			if (!ps[r].key || (r == P_HEADERS && d->x->flagger && d->x->in_template))
 				continue;
-			join(p, ppath, provider_fields[r].key);
-			err_at(d->x, ps[r].key, "%s: only for provider type web", p);
+			cfg_join(p, ppath, provider_fields[r].key);
+			cfg_err_at(d->x, ps[r].key, "%s: only for provider type web", p);
 		}
 		if (!ps[P_ADDRESS].key)
-			err_at(d->x, pk, "%s.address: required (the Prometheus server, such as "
+			cfg_err_at(d->x, pk, "%s.address: required (the Prometheus server, such as "
 			       "http://127.0.0.1:9090)", ppath);
-		else if (si->s.address && !address_ok(si->s.address))
-			err_at(d->x, ps[P_ADDRESS].val, "%s.address: must be an http:// or https:// "
+		else if (si->s.address && !cfg_address_ok(si->s.address))
+			cfg_err_at(d->x, ps[P_ADDRESS].val, "%s.address: must be an http:// or https:// "
 			       "URL such as http://127.0.0.1:9090, got %s", ppath,
 			       GOT(ps[P_ADDRESS].val));
 		if (!qk)
-			err_at(d->x, qwhere, "%s: required with provider type prometheus (the PromQL "
+			cfg_err_at(d->x, qwhere, "%s: required with provider type prometheus (the PromQL "
 			       "query)", qpath);
 		else if (query)
 			check_template(d, qpath, qv, query);
@@ -1634,37 +1634,37 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 	}
 	si->s.type = CFG_PROVIDER_WEB;
 	if (ps[P_ADDRESS].key) {
-		join(p, ppath, "address");
-		err_at(d->x, ps[P_ADDRESS].key, "%s: only for provider type prometheus (a web "
+		cfg_join(p, ppath, "address");
+		cfg_err_at(d->x, ps[P_ADDRESS].key, "%s: only for provider type prometheus (a web "
 		       "metric has url)", p);
 	}
 	if (qk)
-		err_at(d->x, qk, "%s: cannot be used with provider type web (url and jsonPath say "
+		cfg_err_at(d->x, qk, "%s: cannot be used with provider type web (url and jsonPath say "
 		       "where the value is)", qpath);
 	if (!ps[P_URL].key)
-		err_at(d->x, pk, "%s.url: required (where the value is fetched from)", ppath);
+		cfg_err_at(d->x, pk, "%s.url: required (where the value is fetched from)", ppath);
 	else if (si->s.url) {
-		join(p, ppath, "url");
+		cfg_join(p, ppath, "url");
 		if (!url_ok(si->s.url) || strpbrk(si->s.url, "\r\n"))
-			err_at(d->x, ps[P_URL].val, "%s: must be an http:// or https:// URL, got %s", p,
+			cfg_err_at(d->x, ps[P_URL].val, "%s: must be an http:// or https:// URL, got %s", p,
 			       GOT(ps[P_URL].val));
 		else
 			check_template(d, p, ps[P_URL].val, si->s.url);
 	}
 	if (!ps[P_JSONPATH].key)
-		err_at(d->x, pk, "%s.jsonPath: required (where the number is in the response, "
+		cfg_err_at(d->x, pk, "%s.jsonPath: required (where the number is in the response, "
 		       "such as $.data.value)", ppath);
 	else if (si->s.json_path && !json_path_ok(si->s.json_path)) {
-		join(p, ppath, "jsonPath");
-		err_at(d->x, ps[P_JSONPATH].val, "%s: must be a path like $.data.value, "
+		cfg_join(p, ppath, "jsonPath");
+		cfg_err_at(d->x, ps[P_JSONPATH].val, "%s: must be a path like $.data.value, "
 		       "$.result[0].value or $.x[\"y\"], got %s", p, GOT(ps[P_JSONPATH].val));
 	}
 	if (!ps[P_METHOD].key)
 		si->s.method = xstrdup("GET");
 	if (si->s.body) {
-		join(p, ppath, "body");
+		cfg_join(p, ppath, "body");
 		if (si->s.method && !strcmp(si->s.method, "GET"))
-			err_at(d->x, ps[P_BODY].key, "%s: needs method POST", p);
+			cfg_err_at(d->x, ps[P_BODY].key, "%s: needs method POST", p);
 		else
 			check_template(d, p, ps[P_BODY].val, si->s.body);
 	}
@@ -1678,10 +1678,10 @@ static void h_metric_name(doc *d, const field *f, const char *path, yaml_node_t 
 {
 	metric_in *mi = obj;
 	char *s;
-	if (read_string(d, path, v, &s) < 0)
+	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
 	if (strlen(s) >= sizeof mi->m.name) /* cut, it would be another name */
-		err_at(d->x, v, "%s: must be at most %zu characters, got %zu", path,
+		cfg_err_at(d->x, v, "%s: must be at most %zu characters, got %zu", path,
 		       sizeof mi->m.name - 1, strlen(s));
 	else
 		snprintf(mi->m.name, sizeof mi->m.name, "%s", s);
@@ -1693,8 +1693,8 @@ static void h_number(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	double n;
 	/* bounds depend on the metric's kind: checked once it is known */
-	if (read_number(d, path, v, -INFINITY, INFINITY, "", &n) == 0)
-		*(double *)at(obj, f) = n;
+	if (cfg_read_number(d, path, v, -INFINITY, INFINITY, "", &n) == 0)
+		*(double *)cfg_at(obj, f) = n;
 }
 
 static void h_ref_name(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -1703,10 +1703,10 @@ static void h_ref_name(doc *d, const field *f, const char *path, yaml_node_t *k,
 	char got_[64];
 	metric_in *mi = obj;
 	char *s;
-	if (read_string(d, path, v, &s) < 0)
+	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
-	if (!valid_name(s)) {
-		err_at(d->x, v, "%s: must be a MetricTemplate's name (lower case letters, digits "
+	if (!cfg_valid_name(s)) {
+		cfg_err_at(d->x, v, "%s: must be a MetricTemplate's name (lower case letters, digits "
 		       "or '-'), got %s", path, GOT(v));
 		free(s);
 		return;
@@ -1716,18 +1716,18 @@ static void h_ref_name(doc *d, const field *f, const char *path, yaml_node_t *k,
 
 static const field ref_fields[] = {
 	{ "name", h_ref_name, F_BOTH, NOSTORE, 0, 0 },
-	{ "namespace", h_string, F_BOTH, offsetof(metric_in, ref_ns), 0, 0 },
+	{ "namespace", cfg_h_string, F_BOTH, offsetof(metric_in, ref_ns), 0, 0 },
 };
 
 static const field range_fields[] = {
 	{ "min", h_number, F_BOTH, offsetof(metric_in, rmin), 0, 0 },
 	{ "max", h_number, F_BOTH, offsetof(metric_in, rmax), 0, 0 },
-	{ "relative", h_bool, F_BOTH, offsetof(metric_in, m.relative), 0, 0 },
+	{ "relative", cfg_h_bool, F_BOTH, offsetof(metric_in, m.relative), 0, 0 },
 };
 enum { R_MIN, R_MAX };
 
 static const field baseline_fields[] = {
-	{ "window", h_duration, F_BOTH, offsetof(metric_in, m.baseline_window_ms), 60000,
+	{ "window", cfg_h_duration, F_BOTH, offsetof(metric_in, m.baseline_window_ms), 60000,
 	  86400000 },
 };
 
@@ -1735,14 +1735,14 @@ static const field metric_fields[] = {
 	{ "name", h_metric_name, F_BOTH, NOSTORE, 0, 0 },
 	{ "thresholdRange", NULL, F_BOTH, NOSTORE, 0, 0 },   /* read by read_metric */
 	{ "threshold", h_number, F_BOTH, offsetof(metric_in, thr), 0, 0 },
-	{ "interval", h_duration, F_BOTH, offsetof(metric_in, m.window_ms), 1000, 30 * 60000 },
-	{ "query", h_text, F_BOTH, offsetof(metric_in, query), 0, 0 },
+	{ "interval", cfg_h_duration, F_BOTH, offsetof(metric_in, m.window_ms), 1000, 30 * 60000 },
+	{ "query", cfg_h_text, F_BOTH, offsetof(metric_in, query), 0, 0 },
 	{ "templateRef", NULL, F_BOTH, NOSTORE, 0, 0 },      /* read by read_source */
 	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_source */
 	{ "baseline", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_metric */
-	{ "failureDuration", h_duration, F_BOTH, offsetof(metric_in, m.failure_duration_ms),
+	{ "failureDuration", cfg_h_duration, F_BOTH, offsetof(metric_in, m.failure_duration_ms),
 	  1000, 3600000 },
-	{ "templateVariables", h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "templateVariables", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { MT_NAME, MT_RANGE, MT_THRESHOLD, MT_INTERVAL, MT_QUERY, MT_TEMPLATE, MT_PROVIDER,
        MT_BASELINE };
@@ -1758,20 +1758,20 @@ static bool bound_ok(doc *d, const char *path, yaml_node_t *n, eng_metric_kind k
 	if (kind == ENG_M_DURATION) {
 		if (val >= 0)
 			return true;
-		err_at(d->x, n, "%s: must be a number >= 0 (%s), got %s", path,
+		cfg_err_at(d->x, n, "%s: must be a number >= 0 (%s), got %s", path,
 		       relative ? "a ratio to stable's" : "milliseconds", GOT(n));
 		return false;
 	}
 	if (relative) {
 		if (val >= -100 && val <= 100)
 			return true;
-		err_at(d->x, n, "%s: must be a number from -100 to 100 (a difference in "
+		cfg_err_at(d->x, n, "%s: must be a number from -100 to 100 (a difference in "
 		       "percentage points from stable's), got %s", path, GOT(n));
 		return false;
 	}
 	if (val >= 0 && val <= 100)
 		return true;
-	err_at(d->x, n, "%s: must be a number from 0 to 100 (a percentage), got %s", path,
+	cfg_err_at(d->x, n, "%s: must be a number from 0 to 100 (a percentage), got %s", path,
 	       GOT(n));
 	return false;
 }
@@ -1784,24 +1784,24 @@ static bool read_source(doc *d, const char *path, yaml_node_t *v, const slot *se
 {
 	char p[PATH_LEN], qp[PATH_LEN];
 	const slot *q = &seen[MT_QUERY], *pr = &seen[MT_PROVIDER], *t = &seen[MT_TEMPLATE];
-	join(qp, path, "query");
+	cfg_join(qp, path, "query");
 	if (t->key) {
-		join(p, path, "templateRef");
+		cfg_join(p, path, "templateRef");
 		if (q->key || pr->key)
-			err_at(d->x, t->key, "%s: cannot be used with query or provider (the "
+			cfg_err_at(d->x, t->key, "%s: cannot be used with query or provider (the "
 			       "MetricTemplate has them)", p);
 		slot rs[N_OF(ref_fields)];
-		if (walk_map(d, p, t->val, ref_fields, N_OF(ref_fields), mi, rs) && !rs[0].key)
-			err_at(d->x, t->key, "%s.name: required (the MetricTemplate's metadata.name)",
+		if (cfg_walk_map(d, p, t->val, ref_fields, N_OF(ref_fields), mi, rs) && !rs[0].key)
+			cfg_err_at(d->x, t->key, "%s.name: required (the MetricTemplate's metadata.name)",
 			       p);
 		mi->ref_key = t->key;
 		return true;
 	}
 	if (pr->key) {
-		join(p, path, "provider");
+		cfg_join(p, path, "provider");
 		slot ps[N_OF(provider_fields)];
 		mi->src.s.timeout_ms = 10000;
-		if (walk_map(d, p, pr->val, provider_fields, N_OF(provider_fields), &mi->src, ps)) {
+		if (cfg_walk_map(d, p, pr->val, provider_fields, N_OF(provider_fields), &mi->src, ps)) {
 			char *query = mi->query;
 			mi->query = NULL;
 			finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v);
@@ -1809,7 +1809,7 @@ static bool read_source(doc *d, const char *path, yaml_node_t *v, const slot *se
 		return true;
 	}
 	if (q->key) {
-		err_at(d->x, q->key, "%s: query needs provider.address (canaryd has no mesh "
+		cfg_err_at(d->x, q->key, "%s: query needs provider.address (canaryd has no mesh "
 		       "Prometheus to default to): add provider: {type: prometheus, address: "
 		       "http://HOST:PORT}, or use a templateRef", path);
 		return true;
@@ -1826,27 +1826,27 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 	size_t errs0 = d->x->errs->n;
 	memset(mi, 0, sizeof *mi);
 	mi->m.window_ms = 60000;
-	if (!walk_map(d, path, v, metric_fields, N_OF(metric_fields), mi, seen))
+	if (!cfg_walk_map(d, path, v, metric_fields, N_OF(metric_fields), mi, seen))
 		return false;
 	char p[PATH_LEN], rp[PATH_LEN];
-	join(rp, path, "thresholdRange");
+	cfg_join(rp, path, "thresholdRange");
 	if (seen[MT_RANGE].key)
-		walk_map(d, rp, seen[MT_RANGE].val, range_fields, N_OF(range_fields), mi, rseen);
+		cfg_walk_map(d, rp, seen[MT_RANGE].val, range_fields, N_OF(range_fields), mi, rseen);
 	if (seen[MT_BASELINE].key) {
 		slot bseen[N_OF(baseline_fields)];
 		char bp[PATH_LEN];
-		join(bp, path, "baseline");
-		join(p, bp, "window");
-		if (walk_map(d, bp, seen[MT_BASELINE].val, baseline_fields, N_OF(baseline_fields),
+		cfg_join(bp, path, "baseline");
+		cfg_join(p, bp, "window");
+		if (cfg_walk_map(d, bp, seen[MT_BASELINE].val, baseline_fields, N_OF(baseline_fields),
 		             mi, bseen)) {
 			if (!bseen[0].key) {
-				err_at(d->x, seen[MT_BASELINE].key, "%s: required (how far back stable's "
+				cfg_err_at(d->x, seen[MT_BASELINE].key, "%s: required (how far back stable's "
 				       "history is read, such as 1h)", p);
 			} else if (mi->m.baseline_window_ms &&
 			           mi->m.baseline_window_ms <= mi->m.window_ms) {
 				char a[32];
 				util_format_duration(mi->m.window_ms, a, sizeof a);
-				err_at(d->x, bseen[0].val, "%s: must be longer than the metric's "
+				cfg_err_at(d->x, bseen[0].val, "%s: must be longer than the metric's "
 				       "interval (%s)", p, a);
 			}
 		}
@@ -1854,9 +1854,9 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 	bool custom = read_source(d, path, v, seen, mi);
 	if (!seen[MT_NAME].key) {
 		if (custom)
-			err_at(d->x, v, "%s.name: required (the metric's name)", path);
+			cfg_err_at(d->x, v, "%s.name: required (the metric's name)", path);
 		else
-			err_at(d->x, v, "%s.name: required (one of request-success-rate, "
+			cfg_err_at(d->x, v, "%s.name: required (one of request-success-rate, "
 			       "request-duration, error-rate)", path);
 		return false;
 	}
@@ -1868,8 +1868,8 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 			kind++;
 		if (kind == N_OF(builtin_metrics)) {
 			if (mi->m.name[0]) {
-				join(p, path, "name");
-				err_at(d->x, seen[MT_NAME].val, "%s: unknown metric '%s'; built in: "
+				cfg_join(p, path, "name");
+				cfg_err_at(d->x, seen[MT_NAME].val, "%s: unknown metric '%s'; built in: "
 				       "request-success-rate, request-duration, error-rate (any other "
 				       "needs a provider and query, or a templateRef)", p, mi->m.name);
 			}
@@ -1880,28 +1880,28 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 	bool rel = mi->m.relative;
 	bool has_range = seen[MT_RANGE].key && seen[MT_RANGE].val->type == YAML_MAPPING_NODE;
 	if (seen[MT_RANGE].key && seen[MT_THRESHOLD].key && !d->x->flagger) {
-		join(p, path, "threshold");
-		err_at(d->x, seen[MT_THRESHOLD].key, "%s: cannot be used with thresholdRange "
+		cfg_join(p, path, "threshold");
+		cfg_err_at(d->x, seen[MT_THRESHOLD].key, "%s: cannot be used with thresholdRange "
 		       "(threshold is Flagger's deprecated form of it)", p);
 	} else if (has_range) {
 		if (!rseen[R_MIN].key && !rseen[R_MAX].key)
-			err_at(d->x, seen[MT_RANGE].key, "%s: needs min, max or both", rp);
+			cfg_err_at(d->x, seen[MT_RANGE].key, "%s: needs min, max or both", rp);
 		if (rseen[R_MIN].key) {
-			join(p, rp, "min");
+			cfg_join(p, rp, "min");
 			mi->m.has_min = bound_ok(d, p, rseen[R_MIN].val, mi->m.kind, rel, mi->rmin);
 			mi->m.min = mi->rmin;
 		}
 		if (rseen[R_MAX].key) {
-			join(p, rp, "max");
+			cfg_join(p, rp, "max");
 			mi->m.has_max = bound_ok(d, p, rseen[R_MAX].val, mi->m.kind, rel, mi->rmax);
 			mi->m.max = mi->rmax;
 		}
 		if (mi->m.has_min && mi->m.has_max && mi->m.min > mi->m.max)
-			err_at(d->x, seen[MT_RANGE].key, "%s: min (%g) must not be greater than "
+			cfg_err_at(d->x, seen[MT_RANGE].key, "%s: min (%g) must not be greater than "
 			       "max (%g)", rp, mi->m.min, mi->m.max);
 	} else if (seen[MT_THRESHOLD].key) {
 		/* Flagger: a minimum for the success rate, a maximum otherwise */
-		join(p, path, "threshold");
+		cfg_join(p, path, "threshold");
 		bool ok = bound_ok(d, p, seen[MT_THRESHOLD].val, mi->m.kind, false, mi->thr);
 		if (mi->m.kind == ENG_M_SUCCESS_RATE) {
 			mi->m.has_min = ok;
@@ -1911,14 +1911,14 @@ static bool read_metric(doc *d, const char *path, yaml_node_t *v, metric_in *mi)
 			mi->m.max = mi->thr;
 		}
 	} else if (!seen[MT_RANGE].key) {
-		err_at(d->x, v, "%s: needs thresholdRange (min, max or both) or threshold", path);
+		cfg_err_at(d->x, v, "%s: needs thresholdRange (min, max or both) or threshold", path);
 	}
 	return d->x->errs->n == errs0;
 }
 
 static void metric_in_release(metric_in *mi)
 {
-	src_release(&mi->src.s);
+	cfg_src_release(&mi->src.s);
 	free(mi->src.type);
 	free(mi->query);
 	free(mi->ref_name);
@@ -1926,26 +1926,26 @@ static void metric_in_release(metric_in *mi)
 	memset(mi, 0, sizeof *mi);
 }
 
-static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
+static void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
                       yaml_node_t *v, void *obj)
 {
 	char got_[64];
 	eng_policy *p = obj;
 	if (v->type != YAML_SEQUENCE_NODE) {
-		err_at(d->x, v, "%s: must be a list of metrics, got %s", path, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a list of metrics, got %s", path, GOT(v));
 		return;
 	}
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 	if (n > ENG_MAX_METRICS) {
-		err_at(d->x, k, "%s: at most %d metrics, got %zu", path, ENG_MAX_METRICS, n);
+		cfg_err_at(d->x, k, "%s: at most %d metrics, got %zu", path, ENG_MAX_METRICS, n);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
 		if (!e)
 			continue;
 		char ip[PATH_LEN];
-		join_index(ip, path, i);
+		cfg_join_index(ip, path, i);
 		metric_in mi;
 		int idx = -1;
 		if (read_metric(d, ip, e, &mi)) {
@@ -1957,7 +1957,7 @@ static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 		if (mi.ref_name && mi.ref_key) {
 			/* resolved when every document is read */
 			ctx *x = d->x;
-			grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
+			cfg_grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
 			tmpl_ref *r = &x->refs[x->n_refs++];
 			memset(r, 0, sizeof *r);
 			r->canary = x->canary;
@@ -1967,7 +1967,7 @@ static void h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 			mi.ref_name = mi.ref_ns = NULL;
 			r->line = mi.ref_key->start_mark.line + 1;
 			r->col = mi.ref_key->start_mark.column + 1;
-			join(r->path, ip, "templateRef");
+			cfg_join(r->path, ip, "templateRef");
 		}
 		metric_in_release(&mi);
 	}
@@ -1979,7 +1979,7 @@ static void h_hook_type(doc *d, const field *f, const char *path, yaml_node_t *k
                         yaml_node_t *v, void *obj)
 {
 	cfg_webhook *w = obj;
-	read_one_of(d, path, v, hook_types, N_OF(hook_types), &w->type);
+	cfg_read_one_of(d, path, v, hook_types, N_OF(hook_types), &w->type);
 }
 
 static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -1987,21 +1987,21 @@ static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	char got_[64];
 	cfg_webhook *w = obj;
-	if (is_scalar(v) && !controls_ok(d, path, v, false))
+	if (cfg_is_scalar(v) && !cfg_controls_ok(d, path, v, false))
 		return;
-	if (is_scalar(v) && address_ok(sval(v))) {
-		w->url = xstrdup(sval(v));
+	if (cfg_is_scalar(v) && cfg_address_ok(cfg_sval(v))) {
+		w->url = xstrdup(cfg_sval(v));
 		return;
 	}
-	err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
+	cfg_err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
 }
 
 static const field hook_fields[] = {
-	{ "name", h_string, F_BOTH, offsetof(cfg_webhook, name), 0, 0 },
+	{ "name", cfg_h_string, F_BOTH, offsetof(cfg_webhook, name), 0, 0 },
 	{ "type", h_hook_type, F_BOTH, NOSTORE, 0, 0 },
 	{ "url", h_hook_url, F_BOTH, NOSTORE, 0, 0 },
-	{ "timeout", h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
-	{ "metadata", h_text_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
+	{ "timeout", cfg_h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
+	{ "metadata", cfg_h_text_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
 };
 enum { W_NAME, W_TYPE, W_URL };
 
@@ -2011,26 +2011,26 @@ static void h_webhooks(doc *d, const field *f, const char *path, yaml_node_t *k,
 	char got_[64];
 	cfg_canary *c = d->c;
 	if (v->type != YAML_SEQUENCE_NODE) {
-		err_at(d->x, v, "%s: must be a list of webhooks, got %s", path, GOT(v));
+		cfg_err_at(d->x, v, "%s: must be a list of webhooks, got %s", path, GOT(v));
 		return;
 	}
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 	c->webhooks = xcalloc(n, sizeof *c->webhooks);
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
 		if (!e)
 			continue;
 		char ip[PATH_LEN];
-		join_index(ip, path, i);
+		cfg_join_index(ip, path, i);
 		cfg_webhook *w = &c->webhooks[c->n_webhooks++];
 		w->timeout_ms = 60000;
 		slot seen[N_OF(hook_fields)];
-		if (!walk_map(d, ip, e, hook_fields, N_OF(hook_fields), w, seen))
+		if (!cfg_walk_map(d, ip, e, hook_fields, N_OF(hook_fields), w, seen))
 			continue;
 		if (!seen[W_NAME].key)
-			err_at(d->x, e, "%s.name: required", ip);
+			cfg_err_at(d->x, e, "%s.name: required", ip);
 		if (!seen[W_URL].key)
-			err_at(d->x, e, "%s.url: required (where the webhook is posted)", ip);
+			cfg_err_at(d->x, e, "%s.url: required (where the webhook is posted)", ip);
 		if (!seen[W_TYPE].key)
 			w->type = xstrdup("rollout"); /* Flagger's default */
 	}
@@ -2044,28 +2044,28 @@ static void h_step_weights(doc *d, const field *f, const char *path, yaml_node_t
 	char got_[64];
 	eng_policy *p = obj;
 	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
-		err_at(d->x, v, "%s: must be a non-empty list of integers from 1 to 100, got %s",
+		cfg_err_at(d->x, v, "%s: must be a non-empty list of integers from 1 to 100, got %s",
 		       path, v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
 		return;
 	}
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 	if (n > ENG_MAX_STEPS) {
-		err_at(d->x, v, "%s: at most %d steps, got %zu", path, ENG_MAX_STEPS, n);
+		cfg_err_at(d->x, v, "%s: at most %d steps, got %zu", path, ENG_MAX_STEPS, n);
 		return;
 	}
 	int prev = 0;
 	bool ok = true;
 	for (size_t i = 0; i < n; i++) {
-		yaml_node_t *e = node_at(d->x, v->data.sequence.items.start[i]);
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
 		char ip[PATH_LEN];
-		join_index(ip, path, i);
+		cfg_join_index(ip, path, i);
 		int w;
-		if (!e || read_int(d, ip, e, 1, 100, &w) < 0) {
+		if (!e || cfg_read_int(d, ip, e, 1, 100, &w) < 0) {
 			ok = false;
 			continue;
 		}
 		if (w <= prev) {
-			err_at(d->x, e, "%s: steps must be strictly ascending: %d is not greater than "
+			cfg_err_at(d->x, e, "%s: steps must be strictly ascending: %d is not greater than "
 			       "the step before it (%d)", ip, w, prev);
 			ok = false;
 		}
@@ -2082,7 +2082,7 @@ static void h_judge(doc *d, const field *f, const char *path, yaml_node_t *k,
 	static const char *const judges[] = { "threshold", "sequential" };
 	eng_policy *p = obj;
 	char *s;
-	if (read_one_of(d, path, v, judges, N_OF(judges), &s) < 0)
+	if (cfg_read_one_of(d, path, v, judges, N_OF(judges), &s) < 0)
 		return;
 	p->judge = strcmp(s, "sequential") ? ENG_JUDGE_THRESHOLD : ENG_JUDGE_SEQUENTIAL;
 	free(s);
@@ -2095,14 +2095,14 @@ static void h_alpha(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	char got_[64];
 	eng_policy *p = obj;
-	if (is_plain(v) && (looks_float(sval(v)) || looks_decimal(sval(v)))) {
-		double a = strtod(sval(v), NULL);
+	if (cfg_is_plain(v) && (cfg_looks_float(cfg_sval(v)) || cfg_looks_decimal(cfg_sval(v)))) {
+		double a = strtod(cfg_sval(v), NULL);
 		if (isfinite(a) && a > 0 && a < 0.5) {
 			p->alpha = a;
 			return;
 		}
 	}
-	err_at(d->x, v, "%s: must be a number greater than 0 and less than 0.5 (the chance of "
+	cfg_err_at(d->x, v, "%s: must be a number greater than 0 and less than 0.5 (the chance of "
 	       "rolling back a canary as good as stable, such as 0.01), got %s", path, GOT(v));
 }
 
@@ -2111,7 +2111,7 @@ static void h_min_samples(doc *d, const field *f, const char *path, yaml_node_t 
 {
 	eng_policy *p = obj;
 	int n;
-	if (read_int(d, path, v, 1, INT_MAX, &n) == 0)
+	if (cfg_read_int(d, path, v, 1, INT_MAX, &n) == 0)
 		p->min_samples = (uint64_t)n;
 }
 
@@ -2122,7 +2122,7 @@ static void h_error_margin(doc *d, const field *f, const char *path, yaml_node_t
 {
 	eng_policy *p = obj;
 	double m;
-	if (read_number(d, path, v, 0.01, 50, " (percentage points)", &m) == 0)
+	if (cfg_read_number(d, path, v, 0.01, 50, " (percentage points)", &m) == 0)
 		p->judge_margin = m / 100.0;
 }
 
@@ -2133,32 +2133,32 @@ static void h_latency_ratio(doc *d, const field *f, const char *path, yaml_node_
 {
 	eng_policy *p = obj;
 	double r;
-	if (read_number(d, path, v, 0, 100, " (1 or more, or 0 for off)", &r) == 0) {
+	if (cfg_read_number(d, path, v, 0, 100, " (1 or more, or 0 for off)", &r) == 0) {
 		if (r != 0 && r < 1)
-			err_at(d->x, v, "%s: must be 0 (off) or at least 1, got %g", path, r);
+			cfg_err_at(d->x, v, "%s: must be 0 (off) or at least 1, got %g", path, r);
 		else
 			p->judge_latency_ratio = r;
 	}
 }
 
 static const field analysis_fields[] = {
-	{ "interval", h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
-	{ "threshold", h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
-	{ "maxWeight", h_int, F_BOTH, offsetof(eng_policy, max_weight), 1, 100 },
-	{ "stepWeight", h_int, F_BOTH, offsetof(eng_policy, step_weight), 1, 100 },
+	{ "interval", cfg_h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
+	{ "threshold", cfg_h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
+	{ "maxWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, max_weight), 1, 100 },
+	{ "stepWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, step_weight), 1, 100 },
 	{ "stepWeights", h_step_weights, F_BOTH, NOSTORE, 0, 0 },
-	{ "iterations", h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
-	{ "metrics", h_metrics, F_BOTH, NOSTORE, 0, 0 },
+	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
+	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
 	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
-	{ "match", h_list, F_BOTH, NOSTORE, 0, 0 },
-	{ "mirror", h_bool, F_BOTH, NOSTORE, 0, 0 },
-	{ "mirrorWeight", h_int, F_BOTH, NOSTORE, 0, 100 },
-	{ "primaryReadyThreshold", h_int, F_BOTH, NOSTORE, 0, 100 },
-	{ "canaryReadyThreshold", h_int, F_BOTH, NOSTORE, 0, 100 },
-	{ "alerts", h_list, F_BOTH, NOSTORE, 0, 0 },
-	{ "sessionAffinity", h_map, F_BOTH, NOSTORE, 0, 0 },
-	{ "stepWeightPromotion", h_int, F_BOTH, NOSTORE, 1, 100 },
+	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "alerts", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "sessionAffinity", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
 	/* canaryd's */
 	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
 	{ "alpha", h_alpha, F_BOTH, NOSTORE, 0, 0 },
@@ -2173,17 +2173,17 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	eng_policy *p = &d->c->policy;
 	slot seen[N_OF(analysis_fields)];
-	if (!walk_map(d, path, v, analysis_fields, N_OF(analysis_fields), p, seen))
+	if (!cfg_walk_map(d, path, v, analysis_fields, N_OF(analysis_fields), p, seen))
 		return;
 	bool steps = seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key;
 	if (seen[A_STEP_WEIGHT].key && seen[A_STEP_WEIGHTS].key)
-		err_at(d->x, seen[A_STEP_WEIGHTS].key, "%s: stepWeight and stepWeights cannot be "
+		cfg_err_at(d->x, seen[A_STEP_WEIGHTS].key, "%s: stepWeight and stepWeights cannot be "
 		       "used together; use one", path);
 	if (!steps && !seen[A_ITERATIONS].key)
 		d->no_strategy = k; /* decided in h_spec, which knows the provider */
 	if (steps && seen[A_ITERATIONS].key) {
 		if (!d->x->flagger)
-			err_at(d->x, seen[A_ITERATIONS].key, "%s.iterations: cannot be used with "
+			cfg_err_at(d->x, seen[A_ITERATIONS].key, "%s.iterations: cannot be used with "
 			       "stepWeight or stepWeights (iterations means blue/green or A/B "
 			       "testing, which has no steps)", path);
 		/* Flagger runs blue/green or A/B when iterations is set, whatever
@@ -2201,13 +2201,13 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 static void h_router(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
-	read_one_of(d, path, v, native_routers, N_OF(native_routers), &d->c->router);
+	cfg_read_one_of(d, path, v, native_routers, N_OF(native_routers), &d->c->router);
 }
 
 static void h_listen(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
-	if (read_hostport(d, path, v, "127.0.0.1:8080", &d->c->listen) == 0)
+	if (cfg_read_hostport(d, path, v, "127.0.0.1:8080", &d->c->listen) == 0)
 		d->listen_val = v;
 }
 
@@ -2215,45 +2215,45 @@ static void h_deadline(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	int s;
-	if (read_int(d, path, v, 1, INT_MAX, &s) == 0)
+	if (cfg_read_int(d, path, v, 1, INT_MAX, &s) == 0)
 		d->c->policy.progress_deadline_ms = (uint64_t)s * 1000;
 }
 
 static const field timeout_fields[] = {
-	{ "connect", h_duration, F_NATIVE, offsetof(cfg_timeouts, connect_ms), 1, 86400000 },
-	{ "response", h_duration, F_NATIVE, offsetof(cfg_timeouts, response_ms), 1, 86400000 },
-	{ "clientHead", h_duration, F_NATIVE, offsetof(cfg_timeouts, client_head_ms), 1, 86400000 },
-	{ "clientIdle", h_duration, F_NATIVE, offsetof(cfg_timeouts, client_idle_ms), 1, 86400000 },
+	{ "connect", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, connect_ms), 1, 86400000 },
+	{ "response", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, response_ms), 1, 86400000 },
+	{ "clientHead", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, client_head_ms), 1, 86400000 },
+	{ "clientIdle", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, client_idle_ms), 1, 86400000 },
 };
 
 static void h_timeouts(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(timeout_fields)];
-	walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->proxy.timeouts, seen);
+	cfg_walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->proxy.timeouts, seen);
 }
 
 static const field limit_fields[] = {
-	{ "maxConnections", h_int, F_NATIVE, offsetof(cfg_proxy, max_connections), 1, 1000000 },
+	{ "maxConnections", cfg_h_int, F_NATIVE, offsetof(cfg_proxy, max_connections), 1, 1000000 },
 };
 
 static void h_limits(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(limit_fields)];
-	walk_map(d, path, v, limit_fields, N_OF(limit_fields), &d->c->proxy, seen);
+	cfg_walk_map(d, path, v, limit_fields, N_OF(limit_fields), &d->c->proxy, seen);
 }
 
 static const field outlier_fields[] = {
-	{ "consecutiveErrors", h_int, F_NATIVE, offsetof(cfg_proxy, outlier_errors), 0, 1000 },
-	{ "ejectionTime", h_duration, F_NATIVE, offsetof(cfg_proxy, outlier_ejection_ms), 1, 86400000 },
+	{ "consecutiveErrors", cfg_h_int, F_NATIVE, offsetof(cfg_proxy, outlier_errors), 0, 1000 },
+	{ "ejectionTime", cfg_h_duration, F_NATIVE, offsetof(cfg_proxy, outlier_ejection_ms), 1, 86400000 },
 };
 
 static void h_outliers(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(outlier_fields)];
-	walk_map(d, path, v, outlier_fields, N_OF(outlier_fields), &d->c->proxy, seen);
+	cfg_walk_map(d, path, v, outlier_fields, N_OF(outlier_fields), &d->c->proxy, seen);
 }
 
 /* Prometheus' label names. */
@@ -2274,13 +2274,13 @@ static void h_matchers(doc *d, const field *f, const char *path, yaml_node_t *k,
 {
 	cfg_canary *c = obj;
 	size_t e0 = d->x->errs->n;
-	json_t *o = read_string_map(d, path, v, "label names", label_name_ok,
+	json_t *o = cfg_read_string_map(d, path, v, "label names", label_name_ok,
 	                            "not a label name (letters, digits and _, not starting "
-	                            "with a digit)", line_value_ok);
+	                            "with a digit)", cfg_line_value_ok);
 	if (!o)
 		return;
 	if (!json_object_size(o) && d->x->errs->n == e0)
-		err_at(d->x, v, "%s: needs at least one label (no labels would match every "
+		cfg_err_at(d->x, v, "%s: needs at least one label (no labels would match every "
 		       "alert)", path);
 	json_decref(c->alert_matchers);
 	c->alert_matchers = o;
@@ -2294,21 +2294,21 @@ static void h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
                      yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(alert_fields)];
-	walk_map(d, path, v, alert_fields, N_OF(alert_fields), d->c, seen);
+	cfg_walk_map(d, path, v, alert_fields, N_OF(alert_fields), d->c, seen);
 }
 
 /* spec.dns: how host names in endpoints are kept resolved (resolve.h).
  * At least 1s: every canary refreshes each of its names on this period,
  * and a DNS server should not see a query storm from a typo'd interval. */
 static const field dns_fields[] = {
-	{ "refresh", h_duration, F_NATIVE, offsetof(cfg_canary, dns_refresh_ms), 1000, 86400000 },
+	{ "refresh", cfg_h_duration, F_NATIVE, offsetof(cfg_canary, dns_refresh_ms), 1000, 86400000 },
 };
 
 static void h_dns(doc *d, const field *f, const char *path, yaml_node_t *k,
                   yaml_node_t *v, void *obj)
 {
 	slot seen[N_OF(dns_fields)];
-	walk_map(d, path, v, dns_fields, N_OF(dns_fields), d->c, seen);
+	cfg_walk_map(d, path, v, dns_fields, N_OF(dns_fields), d->c, seen);
 }
 
 static const field spec_fields[] = {
@@ -2317,10 +2317,10 @@ static const field spec_fields[] = {
 	{ "stable", h_stable, F_NATIVE, NOSTORE, 0, 0 },
 	{ "canary", h_canary, F_NATIVE, NOSTORE, 0, 0 },
 	{ "timeouts", h_timeouts, F_NATIVE, NOSTORE, 0, 0 },
-	{ "provider", h_string, F_FLAGGER, offsetof(cfg_canary, router), 0, 0 },
+	{ "provider", cfg_h_string, F_FLAGGER, offsetof(cfg_canary, router), 0, 0 },
 	{ "progressDeadlineSeconds", h_deadline, F_BOTH, NOSTORE, 0, 0 },
 	{ "analysis", h_analysis, F_BOTH, NOSTORE, 0, 0 },
-	{ "workers", h_int, F_NATIVE, offsetof(cfg_canary, proxy.workers), 1, 64 },
+	{ "workers", cfg_h_int, F_NATIVE, offsetof(cfg_canary, proxy.workers), 1, 64 },
 	{ "limits", h_limits, F_NATIVE, NOSTORE, 0, 0 },
 	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
 	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
@@ -2334,10 +2334,10 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 {
 	cfg_canary *c = d->c;
 	slot seen[N_OF(spec_fields)];
-	if (!walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
+	if (!cfg_walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
 		return;
 	if (!seen[S_ANALYSIS].key)
-		err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
+		cfg_err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
 		       "threshold, stepWeight, metrics...)");
 	if (d->x->flagger && !c->router)
 		c->router = xstrdup("istio"); /* Flagger's default mesh provider */
@@ -2347,7 +2347,7 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 		if (d->x->flagger && !strcmp(c->router, "kubernetes"))
 			c->policy.iterations = 10;
 		else
-			err_at(d->x, d->no_strategy, "spec.analysis: one of stepWeight, stepWeights "
+			cfg_err_at(d->x, d->no_strategy, "spec.analysis: one of stepWeight, stepWeights "
 			       "or iterations is required");
 	}
 	if (d->x->flagger)
@@ -2355,13 +2355,13 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	if (!c->router && !seen[S_ROUTER].key)
 		c->router = xstrdup("builtin");
 	if (!seen[S_STABLE].key)
-		err_at(d->x, k, "spec.stable: required (the revision and endpoints that get "
+		cfg_err_at(d->x, k, "spec.stable: required (the revision and endpoints that get "
 		       "traffic by default)");
 	if (c->router && !strcmp(c->router, "builtin") && !seen[S_LISTEN].key)
-		err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
+		cfg_err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
 		       "clients connect, such as 127.0.0.1:8080)");
 	if (c->stable_rev && c->canary_rev && !strcmp(c->stable_rev, c->canary_rev))
-		err_at(d->x, d->canary_rev_val, "spec.canary.revision: must differ from "
+		cfg_err_at(d->x, d->canary_rev_val, "spec.canary.revision: must differ from "
 		       "spec.stable.revision ('%s')", c->stable_rev);
 }
 
@@ -2379,14 +2379,14 @@ static yaml_node_t *map_get(ctx *x, yaml_node_t *map, const char *key)
 {
 	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
 	     pr < map->data.mapping.pairs.top; pr++) {
-		yaml_node_t *k = node_at(x, pr->key);
-		if (is_scalar(k) && !strcmp(sval(k), key))
-			return node_at(x, pr->value);
+		yaml_node_t *k = cfg_node_at(x, pr->key);
+		if (cfg_is_scalar(k) && !strcmp(cfg_sval(k), key))
+			return cfg_node_at(x, pr->value);
 	}
 	return NULL;
 }
 
-static void canary_release(cfg_canary *c)
+static void cfg_canary_release(cfg_canary *c)
 {
 	free(c->name);
 	free(c->namespace_);
@@ -2410,7 +2410,7 @@ static void canary_release(cfg_canary *c)
 	}
 	free(c->webhooks);
 	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
-		src_release(&c->sources[i]);
+		cfg_src_release(&c->sources[i]);
 	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);
@@ -2441,12 +2441,12 @@ static const field tmpl_top_fields[] = {
 
 static const field tmpl_spec_fields[] = {
 	{ "provider", NULL, F_BOTH, NOSTORE, 0, 0 },
-	{ "query", h_text, F_BOTH, 0, 0, 0 }, /* into a char * */
+	{ "query", cfg_h_text, F_BOTH, 0, 0, 0 }, /* into a char * */
 };
 
 /* Reads MetricTemplate document <root> (starting at line <line>) into
  * x->defs, for the templateRefs resolved at the end. */
-static void load_template(ctx *x, yaml_node_t *root, int line)
+static void cfg_load_template(ctx *x, yaml_node_t *root, int line)
 {
 	cfg_canary meta;
 	memset(&meta, 0, sizeof meta);
@@ -2454,14 +2454,14 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 	size_t e0 = x->errs->n;
 	x->in_template = true;
 	slot seen[N_OF(tmpl_top_fields)];
-	walk_map(&d, "", root, tmpl_top_fields, N_OF(tmpl_top_fields), NULL, seen);
+	cfg_walk_map(&d, "", root, tmpl_top_fields, N_OF(tmpl_top_fields), NULL, seen);
 	if (!seen[T_METADATA].key) {
-		err_at(x, root, "metadata: required (with the MetricTemplate's name)");
+		cfg_err_at(x, root, "metadata: required (with the MetricTemplate's name)");
 	} else {
-		slot ms[N_OF(metadata_fields)];
-		if (walk_map(&d, "metadata", seen[T_METADATA].val, metadata_fields,
-		             N_OF(metadata_fields), &meta, ms) && !ms[M_NAME].key)
-			err_at(x, seen[T_METADATA].key, "metadata.name: required (what a metric's "
+		slot ms[N_OF(cfg_metadata_fields)];
+		if (cfg_walk_map(&d, "metadata", seen[T_METADATA].val, cfg_metadata_fields,
+		             N_OF(cfg_metadata_fields), &meta, ms) && !ms[M_NAME].key)
+			cfg_err_at(x, seen[T_METADATA].key, "metadata.name: required (what a metric's "
 			       "templateRef.name names)");
 	}
 	src_in si;
@@ -2469,15 +2469,15 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 	si.s.timeout_ms = 10000;
 	char *query = NULL;
 	if (!seen[T_SPEC].key) {
-		err_at(x, root, "spec: required (provider and query)");
+		cfg_err_at(x, root, "spec: required (provider and query)");
 	} else {
 		slot ss[N_OF(tmpl_spec_fields)];
-		if (walk_map(&d, "spec", seen[T_SPEC].val, tmpl_spec_fields, N_OF(tmpl_spec_fields),
+		if (cfg_walk_map(&d, "spec", seen[T_SPEC].val, tmpl_spec_fields, N_OF(tmpl_spec_fields),
 		             &query, ss)) {
 			slot ps[N_OF(provider_fields)];
 			if (!ss[0].key)
-				err_at(x, seen[T_SPEC].key, "spec.provider: required (type and address)");
-			else if (walk_map(&d, "spec.provider", ss[0].val, provider_fields,
+				cfg_err_at(x, seen[T_SPEC].key, "spec.provider: required (type and address)");
+			else if (cfg_walk_map(&d, "spec.provider", ss[0].val, provider_fields,
 			                  N_OF(provider_fields), &si, ps)) {
 				finish_source(&d, "spec.provider", ss[0].key, ps, &si, query, "spec.query",
 				              ss[1].key, ss[1].val, seen[T_SPEC].key);
@@ -2489,7 +2489,7 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 	free(si.type);
 	x->in_template = false;
 	if (!meta.name) {
-		src_release(&si.s);
+		cfg_src_release(&si.s);
 		free(meta.namespace_);
 		return;
 	}
@@ -2498,12 +2498,12 @@ static void load_template(ctx *x, yaml_node_t *root, int line)
 		bool same_ns = !o->namespace_ == !meta.namespace_ &&
 		               (!o->namespace_ || !strcmp(o->namespace_, meta.namespace_));
 		if (!strcmp(o->name, meta.name) && same_ns) {
-			err_at(x, d.name_val, "metadata.name: duplicate MetricTemplate name '%s' (also "
+			cfg_err_at(x, d.name_val, "metadata.name: duplicate MetricTemplate name '%s' (also "
 			       "the document at line %d)", meta.name, o->line);
 			break;
 		}
 	}
-	grow(&x->defs, x->n_defs, &x->defs_cap, sizeof *x->defs);
+	cfg_grow(&x->defs, x->n_defs, &x->defs_cap, sizeof *x->defs);
 	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
 	                                   .src = si.s, .ok = x->errs->n == e0, .line = line };
 }
@@ -2524,7 +2524,7 @@ static const tmpl_def *find_template(const ctx *x, const tmpl_ref *r)
 /* Gives each templateRef its template's source, or reports it (unless the
  * file could not be read to its end: the template may be past the syntax
  * error). Frees x->refs and x->defs. */
-static void resolve_templates(ctx *x, cfg *c, bool complete)
+static void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 {
 	for (size_t i = 0; i < x->n_refs; i++) {
 		tmpl_ref *r = &x->refs[i];
@@ -2541,13 +2541,13 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 			char ns[128] = "";
 			if (r->namespace_)
 				snprintf(ns, sizeof ns, " in namespace '%.64s'", r->namespace_);
-			err_pos(x, r->line, r->col, "%s: no MetricTemplate named '%s'%s in this file; "
+			cfg_err_pos(x, r->line, r->col, "%s: no MetricTemplate named '%s'%s in this file; "
 			        "%s%s", r->path, r->name, ns, b.len ? "there are: " : "there are none",
 			        b.len ? b.p : "");
 			buf_release(&b);
 		} else if (t && t->ok && r->metric >= 0 && r->canary < c->n_canaries) {
 			cfg_metric_source *s = &c->canaries[r->canary].sources[r->metric];
-			src_release(s);
+			cfg_src_release(s);
 			src_copy(s, &t->src);
 			s->template_name = xstrdup(t->name);
 		}
@@ -2560,7 +2560,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 	for (size_t i = 0; i < x->n_defs; i++) {
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);
-		src_release(&x->defs[i].src);
+		cfg_src_release(&x->defs[i].src);
 	}
 	free(x->defs);
 	x->defs = NULL;
@@ -2570,7 +2570,7 @@ static void resolve_templates(ctx *x, cfg *c, bool complete)
 /* Validates one document (root <root>, not empty) and appends it to <out>,
  * or keeps it in x->defs when it is a MetricTemplate. Returns false for a
  * MetricTemplate (not counted as a Canary), true otherwise. */
-static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
+static bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
 {
 	char got_[64];
 	cfg_canary c;
@@ -2579,36 +2579,36 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	x->doc = ydoc;
 	buf path = BUF_INIT;
 	buf_puts(&path, "");
-	c.raw = to_json(x, root, &path, 0);
+	c.raw = cfg_to_json(x, root, &path, 0);
 	buf_release(&path);
 	if (!c.raw)
 		return true;
 	if (root->type != YAML_MAPPING_NODE) {
-		err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
-		canary_release(&c);
+		cfg_err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
+		cfg_canary_release(&c);
 		return true;
 	}
 	yaml_node_t *kind = map_get(x, root, "kind");
 	yaml_node_t *api = map_get(x, root, "apiVersion");
 	bool ok = true;
-	bool is_template = kind && is_scalar(kind) && !strcmp(sval(kind), "MetricTemplate");
-	if (!is_template && (!kind || !is_scalar(kind) || strcmp(sval(kind), "Canary"))) {
-		err_at(x, kind ? kind : root, "kind must be Canary or MetricTemplate, got %s",
+	bool is_template = kind && cfg_is_scalar(kind) && !strcmp(cfg_sval(kind), "MetricTemplate");
+	if (!is_template && (!kind || !cfg_is_scalar(kind) || strcmp(cfg_sval(kind), "Canary"))) {
+		cfg_err_at(x, kind ? kind : root, "kind must be Canary or MetricTemplate, got %s",
 		       GOT(kind));
 		ok = false;
 	}
-	bool native = api && is_scalar(api) && !strcmp(sval(api), API_NATIVE);
-	bool flagger = api && is_scalar(api) && !strcmp(sval(api), API_FLAGGER);
+	bool native = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_NATIVE);
+	bool flagger = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_FLAGGER);
 	if (!native && !flagger) {
-		err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
+		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
 		       ", got %s", GOT(api));
 		ok = false;
 	}
 	if (!ok || is_template) {
 		x->flagger = flagger;
 		if (ok)
-			load_template(x, root, c.line);
-		canary_release(&c);
+			cfg_load_template(x, root, c.line);
+		cfg_canary_release(&c);
 		return !is_template;
 	}
 	x->flagger = flagger;
@@ -2629,11 +2629,11 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	c.dns_refresh_ms = 30000;
 	doc d = { .x = x, .c = &c };
 	slot seen[N_OF(top_fields)];
-	walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);
+	cfg_walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);
 	if (!seen[T_METADATA].key)
-		err_at(x, root, "metadata: required (with the canary's name)");
+		cfg_err_at(x, root, "metadata: required (with the canary's name)");
 	if (!seen[T_SPEC].key)
-		err_at(x, root, "spec: required");
+		cfg_err_at(x, root, "spec: required");
 
 	/* each clash named once, with the first document it clashes with: n
 	 * copies of a document would otherwise give n * n / 2 messages */
@@ -2641,17 +2641,17 @@ static bool load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg 
 	for (size_t i = 0; i < out->n_canaries; i++) {
 		const cfg_canary *o = &out->canaries[i];
 		if (!name_dup && c.name && o->name && !strcmp(c.name, o->name)) {
-			err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
+			cfg_err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
 			       "document at line %d)", c.name, o->line);
 			name_dup = true;
 		}
 		if (!listen_dup && c.listen && o->listen && same_listen(c.listen, o->listen)) {
-			err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
+			cfg_err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
 			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
 			listen_dup = true;
 		}
 	}
-	grow(&out->canaries, out->n_canaries, &x->canaries_cap, sizeof *out->canaries);
+	cfg_grow(&out->canaries, out->n_canaries, &x->canaries_cap, sizeof *out->canaries);
 	out->canaries[out->n_canaries++] = c;
 	return true;
 }
@@ -2664,10 +2664,10 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 	size_t errs0 = errs->n;
 	if (len > CFG_MAX_BYTES) {
 		size_t line, col;
-		offset_pos(text, len, CFG_MAX_BYTES, &line, &col);
-		err_stop(&x, line + 1, col + 1, "file too large: more than %u MiB (a configuration "
+		cfg_offset_pos(text, len, CFG_MAX_BYTES, &line, &col);
+		cfg_err_stop(&x, line + 1, col + 1, "file too large: more than %u MiB (a configuration "
 		         "is a few KB)", CFG_MAX_BYTES >> 20);
-		errs_sort(&x);
+		cfg_errs_sort(&x);
 		return -1;
 	}
 	cfg *c = xcalloc(1, sizeof *c);
@@ -2675,8 +2675,8 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 
 	yaml_parser_t parser;
 	if (!yaml_parser_initialize(&parser)) {
-		err_at(&x, NULL, "cannot parse: out of memory");
-		errs_sort(&x);
+		cfg_err_at(&x, NULL, "cannot parse: out of memory");
+		cfg_errs_sort(&x);
 		cfg_free(c);
 		return -1;
 	}
@@ -2685,32 +2685,32 @@ int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
 	bool complete = false; /* read to the end, without a syntax error or a bound */
 	for (;;) {
 		yaml_document_t ydoc;
-		int rc = compose(&x, &parser, &ydoc, text, len);
+		int rc = cfg_compose(&x, &parser, &ydoc, text, len);
 		if (rc <= 0) {
 			complete = rc == 0;
 			break;
 		}
 		x.doc = &ydoc;
 		yaml_node_t *root = yaml_document_get_root_node(&ydoc);
-		if (root && !is_null(root) && load_document(&x, &ydoc, root, c))
+		if (root && !cfg_is_null(root) && cfg_load_document(&x, &ydoc, root, c))
 			docs++; /* empty documents and MetricTemplates do not count */
 		x.doc = NULL;
 		yaml_document_delete(&ydoc);
 		if (x.too_big)
-			break; /* crossed in to_json: reported */
+			break; /* crossed in cfg_to_json: reported */
 	}
 	yaml_parser_delete(&parser);
-	resolve_templates(&x, c, complete);
+	cfg_resolve_templates(&x, c, complete);
 	if (!docs && complete)
-		err_at(&x, NULL, "no Canary documents (a configuration has at least one document "
+		cfg_err_at(&x, NULL, "no Canary documents (a configuration has at least one document "
 		       "with kind: Canary)");
 	if (x.dropped) {
 		buf b = BUF_INIT;
 		buf_printf(&b, "%s:%zu:%zu: too many errors: %zu more not shown (fix these "
 		           "first)", name, x.drop_line, x.drop_col, x.dropped);
-		errs_push(&x, x.drop_line, x.drop_col, escape_controls(b.p));
+		cfg_errs_push(&x, x.drop_line, x.drop_col, cfg_escape_controls(b.p));
 	}
-	errs_sort(&x);
+	cfg_errs_sort(&x);
 	if (errs->n > errs0) {
 		cfg_free(c);
 		return -1;
@@ -2766,8 +2766,8 @@ int cfg_load(const char *path, cfg **out, cfg_errors *errs)
 	char why[160];
 	if (read_file(path, &b, why, sizeof why) < 0) {
 		ctx x = { .name = path, .errs = errs };
-		err_at(&x, NULL, "cannot read: %s", why);
-		errs_sort(&x);
+		cfg_err_at(&x, NULL, "cannot read: %s", why);
+		cfg_errs_sort(&x);
 		buf_release(&b);
 		return -1;
 	}
@@ -2781,7 +2781,7 @@ void cfg_free(cfg *c)
 	if (!c)
 		return;
 	for (size_t i = 0; i < c->n_canaries; i++)
-		canary_release(&c->canaries[i]);
+		cfg_canary_release(&c->canaries[i]);
 	free(c->canaries);
 	free(c->path);
 	free(c);
