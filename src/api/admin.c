@@ -29,6 +29,7 @@
 #include <openssl/evp.h>
 
 #include "http.h"
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -117,12 +118,7 @@ static void conn_close(aconn *cn)
 	admin *a = cn->a;
 	ctl_call_cancel(cn->pending);   /* its answer must not reach freed memory */
 	cn->pending = NULL;
-	if (cn->prev)
-		cn->prev->next = cn->next;
-	else
-		a->conns = cn->next;
-	if (cn->next)
-		cn->next->prev = cn->prev;
+	LIST_UNLINK(a->conns, cn);
 	a->n_conns--;
 	a->buffered -= cn->in.len;
 	if (a->n_conns < a->max_conns)
@@ -907,10 +903,7 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_timer_init(a->loop, &cn->timer);
 	cn->tcp.data = cn->timer.data = cn;
 	cn->handles = 2;
-	cn->next = a->conns;
-	if (a->conns)
-		a->conns->prev = cn;
-	a->conns = cn;
+	LIST_PUSH(a->conns, cn);
 	a->n_conns++;
 	if (uv_accept(server, (uv_stream_t *)&cn->tcp) != 0) {
 		conn_close(cn);

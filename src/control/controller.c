@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "hooks.h"
+#include "list.h"
 #include "log.h"
 #include "provider.h"
 #include "proxy.h"
@@ -1895,12 +1896,7 @@ static void call_closed(uv_handle_t *h)
 static void call_finish(ctl_call *call, int status, json_t *result, const char *err)
 {
 	ctl *c = call->c;
-	if (call->prev)
-		call->prev->next = call->next;
-	else
-		c->calls = call->next;
-	if (call->next)
-		call->next->prev = call->prev;
+	LIST_UNLINK(c->calls, call);
 	for (size_t i = 0; i < call->n_names; i++) {
 		rsv_cancel(call->names[i].q);
 		rsv_addrs_release(&call->names[i].addrs);
@@ -2024,10 +2020,7 @@ static int call_start(canary_rt *rt, const char *revision, const char *actor, ep
 	}
 	uv_timer_init(c->loop, &call->timer);
 	call->timer.data = call;
-	call->next = c->calls;
-	if (c->calls)
-		c->calls->prev = call;
-	c->calls = call;
+	LIST_PUSH(c->calls, call);
 	for (size_t i = 0; i < call->n_names; i++) {
 		struct call_name *nm = &call->names[i];
 		nm->q = rsv_lookup(c->rsv, nm->host, call_name_done, nm, &nm->status);

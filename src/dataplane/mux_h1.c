@@ -13,6 +13,7 @@
 #include <sys/uio.h>
 
 #include "dataplane.h"
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -362,12 +363,7 @@ static void c_closed(uv_handle_t *h)
 			break;
 		}
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		p->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_UNLINK(p->clients, c);
 	proxy_io_give(c);
 	free(c);
 	p->nobj--;
@@ -1187,10 +1183,7 @@ static void accept_one(proxy *p)
 	uv_timer_init(p->loop, &c->utimer);
 	c->tcp.data = c->ctimer.data = c->utimer.data = c;
 	c->open = 3;
-	c->next = p->clients;
-	if (p->clients)
-		p->clients->prev = c;
-	p->clients = c;
+	LIST_PUSH(p->clients, c);
 	p->nobj++;
 	CNT_ADD(p->n_clients, 1);
 	if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {

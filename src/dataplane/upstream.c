@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "dataplane.h"
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -17,12 +18,7 @@ static void up_closed(uv_handle_t *h)
 {
 	upconn *up = h->data;
 	proxy *p = up->p;
-	if (up->prev)
-		up->prev->next = up->next;
-	else
-		p->ups = up->next;
-	if (up->next)
-		up->next->prev = up->prev;
+	LIST_UNLINK(p->ups, up);
 	ep_unref(up->ep);
 	free(up);
 	p->nobj--;
@@ -154,10 +150,7 @@ static void connect_new(cconn *c)
 	up->tcp.data = up;
 	up->creq.data = up;
 	up->wreq.data = up;
-	up->next = p->ups;
-	if (p->ups)
-		p->ups->prev = up;
-	p->ups = up;
+	LIST_PUSH(p->ups, up);
 	p->nobj++;
 	up->c = c;
 	c->up = up;

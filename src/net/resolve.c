@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "list.h"
 #include "log.h"
 #include "util.h"
 
@@ -211,17 +212,6 @@ rsv *rsv_new(uv_loop_t *loop, int max_inflight)
 	return r;
 }
 
-static void unlink_running(rsv *r, rsv_query *q)
-{
-	if (q->prev)
-		q->prev->next = q->next;
-	else
-		r->running = q->next;
-	if (q->next)
-		q->next->prev = q->prev;
-	q->prev = q->next = NULL;
-}
-
 static void on_answer(uv_getaddrinfo_t *req, int status, struct addrinfo *ai);
 
 /* Starts <q> on the pool. Returns 0, or a negative libuv error (<q> is
@@ -240,11 +230,7 @@ static int start(rsv *r, rsv_query *q)
 		return rc;
 	q->state = Q_RUNNING;
 	q->r = r;
-	q->prev = NULL;
-	q->next = r->running;
-	if (r->running)
-		r->running->prev = q;
-	r->running = q;
+	LIST_PUSH(r->running, q);
 	r->n_running++;
 	return 0;
 }
@@ -274,7 +260,7 @@ static void on_answer(uv_getaddrinfo_t *req, int status, struct addrinfo *ai)
 	rsv_query *q = req->data;
 	rsv *r = q->r;
 	if (r) {
-		unlink_running(r, q);
+		LIST_UNLINK(r->running, q);
 		r->n_running--;
 	}
 	if (q->done && status != UV_EAI_CANCELED) {
@@ -360,7 +346,7 @@ void rsv_free(rsv *r)
 	 * their own, and on_answer frees them */
 	while (r->running) {
 		rsv_query *q = r->running;
-		unlink_running(r, q);
+		LIST_UNLINK(r->running, q);
 		q->r = NULL;
 		q->done = NULL;
 		uv_cancel((uv_req_t *)&q->req);
