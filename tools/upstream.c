@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "http.h"
+#include "resolve.h"
 #include "util.h"
 
 #define IN_INITIAL 4096
@@ -671,12 +672,8 @@ int main(int argc, char **argv)
 		return bad_usage("%s", "--listen HOST:PORT is required");
 	s.rate_ppm = (uint64_t)llround(rate * (double)PPM);
 
-	char host[256];
-	int port;
 	struct sockaddr_storage sa;
-	if (util_parse_hostport(s.listen, host, sizeof host, &port) < 0 ||
-	    (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-	     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0))
+	if (rsv_numeric(s.listen, &sa) < 0)
 		return bad_usage("listen address '%s' is not a numeric HOST:PORT", s.listen);
 
 	signal(SIGPIPE, SIG_IGN);

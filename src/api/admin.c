@@ -31,6 +31,7 @@
 #include "http.h"
 #include "list.h"
 #include "log.h"
+#include "resolve.h"
 #include "util.h"
 
 #define ADMIN_MAX_BODY (1 << 20)
@@ -48,6 +49,7 @@ struct admin {
 	store *db;
 	token *tokens;
 	size_t n_tokens;
+	const char *token_path;  /* while the token file is read, for messages */
 	int ready;
 	int closing;
 	int port;              /* the listener's port, for Host */
@@ -258,16 +260,6 @@ static void on_timeout(uv_timer_t *t)
 }
 
 /* ---- handlers ---- */
-
-static int valid_name(const char *s)
-{
-	if (!*s || strlen(s) > 63)
-		return 0;
-	for (; *s; s++)
-		if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '-'))
-			return 0;
-	return 1;
-}
 
 /* SHA-256 of s[0..len) into <out>. */
 static void token_digest(const char *s, size_t len, unsigned char out[TOKEN_DIGEST])
@@ -739,7 +731,7 @@ static void dispatch(req *r)
 			if (!(h->is_head && strcmp(routes[i].method, "GET") == 0))
 				continue;
 		}
-		if (name[0] && !valid_name(name)) {
+		if (name[0] && !util_valid_name(name)) {
 			respond_error(r->conn, 404, "canary names are lower-case letters, digits and '-'");
 			return;
 		}
@@ -935,57 +927,30 @@ static void free_tokens(admin *a)
 	a->n_tokens = 0;
 }
 
+/* One token of the file: only the secret's digest is kept. */
+static int add_token(void *arg, const char *name, const char *secret, int line, char *err,
+                     size_t errlen)
+{
+	admin *a = arg;
+	/* the name is the actor in the audit and the logs */
+	if (log_unsafe_at(name, strlen(name), NULL) < strlen(name)) {
+		snprintf(err, errlen, "%s:%d: the token's name holds a control character",
+		         a->token_path, line);
+		return -1;
+	}
+	a->tokens = xrealloc(a->tokens, (a->n_tokens + 1) * sizeof *a->tokens);
+	token *t = &a->tokens[a->n_tokens++];
+	t->name = xstrdup(name);
+	token_digest(secret, strlen(secret), t->digest);
+	return 0;
+}
+
 /* Reads the token file (admin.h); keeps only each secret's digest. */
 static int load_tokens(admin *a, const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		snprintf(err, errlen, "cannot read token file '%s': %m", path);
-		return -1;
-	}
-	char line[1024];
-	int lineno = 0, rc = 0;
-	while (rc == 0 && fgets(line, sizeof line, f)) {
-		lineno++;
-		char *p = line;
-		while (isspace((unsigned char)*p))
-			p++;
-		size_t l = strlen(p);
-		while (l && isspace((unsigned char)p[l - 1]))
-			p[--l] = '\0';
-		if (!*p || *p == '#')
-			continue;
-		char *sp = strpbrk(p, " \t");
-		const char *nm = "token", *sec = p;
-		if (sp) {
-			*sp = '\0';
-			nm = p;
-			sec = sp + 1;
-			while (isspace((unsigned char)*sec))
-				sec++;
-			if (strpbrk(sec, " \t")) {
-				snprintf(err, errlen, "%s:%d: expected 'NAME TOKEN' or 'TOKEN'", path, lineno);
-				rc = -1;
-				break;
-			}
-		}
-		/* the name is the actor in the audit and the logs */
-		if (log_unsafe_at(nm, strlen(nm), NULL) < strlen(nm)) {
-			snprintf(err, errlen, "%s:%d: the token's name holds a control character", path, lineno);
-			rc = -1;
-			break;
-		}
-		a->tokens = xrealloc(a->tokens, (a->n_tokens + 1) * sizeof *a->tokens);
-		token *t = &a->tokens[a->n_tokens++];
-		t->name = xstrdup(nm);
-		token_digest(sec, strlen(sec), t->digest);
-	}
-	OPENSSL_cleanse(line, sizeof line);
-	fclose(f);
-	if (rc == 0 && a->n_tokens == 0) {
-		snprintf(err, errlen, "token file '%s' holds no token", path);
-		rc = -1;
-	}
+	a->token_path = path;
+	int rc = util_read_tokens(path, add_token, a, err, errlen);
+	a->token_path = NULL;
 	return rc;
 }
 
@@ -1017,20 +982,17 @@ static int parse_addr(const char *addr, struct sockaddr_storage *ss, int *port, 
 		snprintf(err, errlen, "admin address '%s' is not HOST:PORT", addr);
 		return -1;
 	}
-	if (strcasecmp(host, "localhost") == 0)
-		snprintf(host, sizeof host, "127.0.0.1");
-	memset(ss, 0, sizeof *ss);
-	struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-	if (uv_ip4_addr(host, *port, v4) == 0) {
-		*loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
-	} else if (uv_ip6_addr(host, *port, v6) == 0) {
-		*loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr) ||
-		            (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127);
-	} else {
+	if (rsv_numeric(addr, ss) < 0) {
 		snprintf(err, errlen, "admin address '%s': not a numeric IP address", addr);
 		return -1;
 	}
+	const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+	if (ss->ss_family == AF_INET)
+		*loopback = (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+	else
+		*loopback = IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr) ||
+		            (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr) && v6->sin6_addr.s6_addr[12] == 127);
 	return 0;
 }
 

@@ -238,6 +238,82 @@ int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port)
 	return 0;
 }
 
+int util_valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return 0;
+	return 1;
+}
+
+void buf_url_escape(buf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_' || c == '~') {
+			buf_append(b, s, 1);
+		} else {
+			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
+			buf_append(b, e, 3);
+		}
+	}
+}
+
+int util_read_tokens(const char *path,
+                     int (*fn)(void *arg, const char *name, const char *secret, int line,
+                               char *err, size_t errlen),
+                     void *arg, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		char why[128];
+		snprintf(err, errlen, "cannot read token file '%s': %s", path,
+		         strerror_r(errno, why, sizeof why));
+		return -1;
+	}
+	char line[1024];
+	int lineno = 0, rc = 0, tokens = 0;
+	while (rc == 0 && fgets(line, sizeof line, f)) {
+		lineno++;
+		char *p = line;
+		while (isspace((unsigned char)*p))
+			p++;
+		size_t l = strlen(p);
+		while (l && isspace((unsigned char)p[l - 1]))
+			p[--l] = '\0';
+		if (!*p || *p == '#')
+			continue;
+		char *sp = strpbrk(p, " \t");
+		const char *name = "token", *secret = p;
+		if (sp) {
+			*sp = '\0';
+			name = p;
+			secret = sp + 1;
+			while (isspace((unsigned char)*secret))
+				secret++;
+			if (strpbrk(secret, " \t")) {
+				snprintf(err, errlen, "%s:%d: expected 'NAME TOKEN' or 'TOKEN'", path, lineno);
+				rc = -1;
+				break;
+			}
+		}
+		tokens++;
+		rc = fn(arg, name, secret, lineno, err, errlen);
+	}
+	explicit_bzero(line, sizeof line);   /* it held a secret */
+	fclose(f);
+	if (rc == 0 && tokens == 0) {
+		snprintf(err, errlen, "token file '%s' holds no token", path);
+		rc = -1;
+	}
+	return rc;
+}
+
 uint64_t util_mono_ms(void)
 {
 	struct timespec ts;

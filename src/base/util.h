@@ -48,6 +48,33 @@ void util_format_duration(uint64_t ms, char *out, size_t outlen);
  * brackets (with an optional %zone). Returns 0 or -1. */
 int util_parse_hostport(const char *s, char *host, size_t hostlen, int *port);
 
+/* Whether <s> is a canary's (or a MetricTemplate's) name: Kubernetes' DNS
+ * label, [a-z0-9]([-a-z0-9]*[a-z0-9])?, 1 to 63 characters. Names go into
+ * API paths, PromQL and log lines, and these need no escaping anywhere. */
+int util_valid_name(const char *s);
+
+/* Appends <s> percent-encoded for a URL's path segment or query component:
+ * every byte but the unreserved A-Z a-z 0-9 - . _ ~ (RFC 3986 2.3) as %XX
+ * with upper-case hex digits. */
+void buf_url_escape(buf *b, const char *s);
+
+/* Reads the token file <path>: one token a line, "NAME TOKEN" or "TOKEN"
+ * (whose name is "token"), blanks around them trimmed, blank lines and
+ * lines starting with '#' skipped. Calls <fn>(<arg>, name, secret, line)
+ * for each token in order until it returns nonzero (<fn> may fill <err>
+ * and return -1 to refuse the file, or return 1 to stop reading: that is
+ * then the return value). Returns 0 once every line is read; -1 with
+ * <err> filled when the file cannot be read ("cannot read token file
+ * 'F': why"), when a line has more than a name and a token
+ * ("F:LINE: expected 'NAME TOKEN' or 'TOKEN'"), or when it holds no token
+ * ("token file 'F' holds no token"). The buffer that held the secrets is
+ * wiped before the call returns. Used by canaryd (every token, each with
+ * its name) and canaryctl (the first one). */
+int util_read_tokens(const char *path,
+                     int (*fn)(void *arg, const char *name, const char *secret, int line,
+                               char *err, size_t errlen),
+                     void *arg, char *err, size_t errlen);
+
 /* Milliseconds on a monotonic clock (for timers and rings). */
 uint64_t util_mono_ms(void);
 /* Milliseconds since the Unix epoch (for persisted times and the audit). */

@@ -265,10 +265,12 @@ static int api_json(client *cl, const char *method, const char *path,
 static void canary_path(client *cl, const char *name, const char *suffix,
                         char *out, size_t outlen)
 {
-	char *esc = curl_easy_escape(cl->curl, name, 0);
-	snprintf(out, outlen, "/api/v1/canaries/%s%s%s", esc ? esc : name,
-	         suffix ? "/" : "", suffix ? suffix : "");
-	curl_free(esc);
+	buf esc = BUF_INIT;
+	buf_puts(&esc, "");
+	buf_url_escape(&esc, name);
+	snprintf(out, outlen, "/api/v1/canaries/%s%s%s", esc.p, suffix ? "/" : "",
+	         suffix ? suffix : "");
+	buf_release(&esc);
 }
 
 /* ---- argument parsing -------------------------------------------------- */
@@ -1039,38 +1041,21 @@ static const command commands[] = {
 
 /* ---- main -------------------------------------------------------------- */
 
-/* Reads the token from <path>: the first line that is neither blank nor a
- * '#' comment, trimmed; of a "NAME TOKEN" line (the daemon's token file
- * format) the TOKEN. Returns a malloc'd token, or NULL with <err> filled. */
+static int first_token(void *arg, const char *name, const char *secret, int line,
+                       char *err, size_t errlen)
+{
+	*(char **)arg = xstrdup(secret);
+	return 1;   /* the first one is enough */
+}
+
+/* Reads the token from <path>: the first of the file (the daemon's token
+ * file format, util_read_tokens). Returns a malloc'd token, or NULL with
+ * <err> filled. */
 static char *read_token(const char *path, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		snprintf(err, errlen, "cannot read token file '%s': %s", path, strerror(errno));
-		return NULL;
-	}
-	char line[1024];
 	char *tok = NULL;
-	while (!tok && fgets(line, sizeof line, f)) {
-		char *p = line;
-		while (isspace((unsigned char)*p))
-			p++;
-		size_t l = strlen(p);
-		while (l > 0 && isspace((unsigned char)p[l - 1]))
-			p[--l] = '\0';
-		if (!l || *p == '#')
-			continue;
-		char *sp = strpbrk(p, " \t");
-		if (sp) {
-			while (isspace((unsigned char)*sp))
-				sp++;
-			p = sp;
-		}
-		tok = xstrdup(p);
-	}
-	fclose(f);
-	if (!tok)
-		snprintf(err, errlen, "token file '%s' holds no token", path);
+	if (util_read_tokens(path, first_token, &tok, err, errlen) < 0)
+		return NULL;
 	return tok;
 }
 

@@ -134,9 +134,8 @@ static size_t check_host_names(const char *path, const cfg *conf, size_t *n_name
 			char **eps = t ? cc->canary_eps : cc->stable_eps;
 			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
 			for (size_t e = 0; e < ne; e++) {
-				char host[RSV_HOST_LEN], why[400];
-				int port;
-				if (rsv_parse(eps[e], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+				char host[RSV_HOST_LEN];
+				if (!rsv_host_of(eps[e], host, sizeof host))
 					continue;
 				bool seen = false;
 				for (size_t k = 0; k < n && !seen; k++)
@@ -184,9 +183,8 @@ static size_t check_host_names(const char *path, const cfg *conf, size_t *n_name
 			const cfg_pos *pos = t ? cc->canary_eps_pos : cc->stable_eps_pos;
 			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
 			for (size_t e = 0; e < ne; e++) {
-				char host[RSV_HOST_LEN], why[400];
-				int port;
-				if (rsv_parse(eps[e], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+				char host[RSV_HOST_LEN];
+				if (!rsv_host_of(eps[e], host, sizeof host))
 					continue;
 				const check_name *nm = NULL;
 				for (size_t k = 0; k < n && !nm; k++)

@@ -32,7 +32,7 @@ static void h_name(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	char *s;
 	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
-	if (!cfg_valid_name(s)) {
+	if (!util_valid_name(s)) {
 		cfg_err_at(d->x, v, "%s: must be 1 to 63 lower case letters, digits or '-', starting "
 		       "and ending with a letter or digit, got %s", path, GOT(v));
 		free(s);

@@ -26,7 +26,6 @@ static const struct {
 	{ "error-rate", ENG_M_ERROR_RATE },
 };
 
-
 /* ---- metric sources: provider, query, templateRef ---- */
 
 void cfg_src_release(cfg_metric_source *s)
@@ -147,8 +146,6 @@ static bool header_name_ok(const char *s, size_t len)
 			return false;
 	return true;
 }
-
-
 
 /* A header value: one line, and a template that renders. */
 static bool header_value_ok(doc *d, const char *p, yaml_node_t *pv)
@@ -331,7 +328,7 @@ static void h_ref_name(doc *d, const field *f, const char *path, yaml_node_t *k,
 	char *s;
 	if (cfg_read_string(d, path, v, &s) < 0)
 		return;
-	if (!cfg_valid_name(s)) {
+	if (!util_valid_name(s)) {
 		cfg_err_at(d->x, v, "%s: must be a MetricTemplate's name (lower case letters, digits "
 		       "or '-'), got %s", path, GOT(v));
 		free(s);

@@ -17,7 +17,6 @@
 #include "cfgload.h"
 #include "util.h"
 
-
 static void list_words(buf *b, const char *const *w, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -411,21 +410,6 @@ void cfg_h_text_map(doc *d, const field *f, const char *path, yaml_node_t *k,
 	string_map(d, f, path, v, obj, true);
 }
 
-
-
-/* Kubernetes' DNS label: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63. */
-bool cfg_valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!(islower((unsigned char)s[i]) || isdigit((unsigned char)s[i]) || s[i] == '-'))
-			return false;
-	return true;
-}
-
-
 /* Reads a mapping of <names> to strings into a new JSON object (NULL when
  * <v> is not a mapping). A name that <name_ok> refuses is reported as
  * "<bad_name>"; a value that is not a string, or that <value_ok> (may be
@@ -464,7 +448,6 @@ json_t *cfg_read_string_map(doc *d, const char *path, yaml_node_t *v, const char
 	}
 	return o;
 }
-
 
 /* A value of one line. */
 bool cfg_line_value_ok(doc *d, const char *p, yaml_node_t *pv)

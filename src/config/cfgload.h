@@ -58,7 +58,6 @@ json_t *cfg_read_string_map(doc *d, const char *path, yaml_node_t *v, const char
                             bool (*name_ok)(const char *, size_t), const char *bad_name,
                             bool (*value_ok)(doc *, const char *, yaml_node_t *));
 bool cfg_line_value_ok(doc *d, const char *p, yaml_node_t *pv);
-bool cfg_valid_name(const char *s);
 void cfg_h_int(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                void *obj);
 void cfg_h_duration(doc *d, const field *f, const char *path, yaml_node_t *k,

@@ -327,9 +327,8 @@ static bool member_of(const char *member, const char *ep)
 static void want_hosts(canary_rt *rt, char *const *eps, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
-		char host[RSV_HOST_LEN], why[400];
-		int port;
-		if (rsv_parse(eps[i], host, sizeof host, &port, NULL, why, sizeof why) == RSV_NAME)
+		char host[RSV_HOST_LEN];
+		if (rsv_host_of(eps[i], host, sizeof host))
 			rsv_table_want(rt->names, host);
 	}
 }
@@ -1680,10 +1679,9 @@ static json_t *hosts_json(const canary_rt *rt)
 		bool in_set = false;
 		for (int t = 0; t < TARGET_COUNT && !in_set; t++)
 			for (size_t e = 0; e < rt->eps[t].n && !in_set; e++) {
-				char host[RSV_HOST_LEN], why[400];
-				int port;
-				in_set = rsv_parse(rt->eps[t].ep[e], host, sizeof host, &port, NULL, why,
-				                   sizeof why) == RSV_NAME && strcmp(host, nm.host) == 0;
+				char host[RSV_HOST_LEN];
+				in_set = rsv_host_of(rt->eps[t].ep[e], host, sizeof host) &&
+				         strcmp(host, nm.host) == 0;
 			}
 		if (!in_set)
 			continue;   /* only wanted by the configuration, not in use */
@@ -1919,10 +1917,8 @@ static void call_finish(ctl_call *call, int status, json_t *result, const char *
 static const char *call_endpoint(const ctl_call *call, const char *host)
 {
 	for (size_t i = 0; i < call->eps.n; i++) {
-		char h[RSV_HOST_LEN], why[400];
-		int port;
-		if (rsv_parse(call->eps.ep[i], h, sizeof h, &port, NULL, why, sizeof why) == RSV_NAME &&
-		    strcmp(h, host) == 0)
+		char h[RSV_HOST_LEN];
+		if (rsv_host_of(call->eps.ep[i], h, sizeof h) && strcmp(h, host) == 0)
 			return call->eps.ep[i];
 	}
 	return host;
@@ -2005,9 +2001,8 @@ static int call_start(canary_rt *rt, const char *revision, const char *actor, ep
 	call->arg = arg;
 	call->names = xcalloc(call->eps.n, sizeof *call->names);
 	for (size_t i = 0; i < call->eps.n; i++) {
-		char host[RSV_HOST_LEN], why[400];
-		int port;
-		if (rsv_parse(call->eps.ep[i], host, sizeof host, &port, NULL, why, sizeof why) != RSV_NAME)
+		char host[RSV_HOST_LEN];
+		if (!rsv_host_of(call->eps.ep[i], host, sizeof host))
 			continue;
 		bool dup = false;
 		for (size_t j = 0; j < call->n_names && !dup; j++)
@@ -2111,9 +2106,8 @@ int ctl_command(ctl *c, const char *name, const char *action,
 	}
 	if (have_eps) {
 		for (size_t i = 0; i < neweps.n; i++) {
-			char host[RSV_HOST_LEN], why[400];
-			int port;
-			if (rsv_parse(neweps.ep[i], host, sizeof host, &port, NULL, why, sizeof why) == RSV_NAME)
+			char host[RSV_HOST_LEN];
+			if (rsv_host_of(neweps.ep[i], host, sizeof host))
 				return call_start(rt, cmd.revision, actor, &neweps, done, arg, pending, err,
 				                  errlen);
 		}

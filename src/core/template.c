@@ -57,21 +57,6 @@ static bool promql_safe(const char *s)
 	return true;
 }
 
-static void put_url(buf *out, const char *s)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		    c == '-' || c == '.' || c == '_' || c == '~') {
-			buf_append(out, s, 1);
-		} else {
-			char e[3] = { '%', hex[c >> 4], hex[c & 15] };
-			buf_append(out, e, 3);
-		}
-	}
-}
-
 /* Whether <s> is well-formed UTF-8 (RFC 3629: no overlong forms, no
  * surrogates, nothing above U+10FFFF), as JSON text must be. */
 static bool utf8_ok(const char *s)
@@ -180,7 +165,7 @@ static int render(const char *tmpl, const tmpl_vars *v, tmpl_escape mode, buf *o
 				buf_puts(out, val);
 				break;
 			case TMPL_URL:
-				put_url(out, val);
+				buf_url_escape(out, val);
 				break;
 			case TMPL_JSON:
 				if (!utf8_ok(val)) {

@@ -109,19 +109,6 @@ static void trim_cb(uv_timer_t *t)
 	p->free_low = p->n_free_io;
 }
 
-static int resolve(const char *hp, struct sockaddr_storage *ss, char *err,
-                   size_t errlen)
-{
-	char host[RSV_HOST_LEN];
-	int port;
-	rsv_kind k = rsv_parse(hp, host, sizeof host, &port, ss, err, errlen);
-	if (k == RSV_NUMERIC)
-		return 0;
-	if (k == RSV_NAME)
-		snprintf(err, errlen, "invalid address '%s': host is not a numeric address", hp);
-	return -1;
-}
-
 /* ---- the proxy ---------------------------------------------------------- */
 
 /* Creates a proxy on <loop> listening on <ss> (bound here when <fd> < 0,
@@ -176,8 +163,7 @@ int proxy_start(uv_loop_t *loop, const char *listen, route *r,
 {
 	*out = NULL;
 	struct sockaddr_storage ss;
-	char why[256];
-	if (resolve(listen, &ss, why, sizeof why) < 0) {
+	if (rsv_numeric(listen, &ss) < 0) {
 		snprintf(err, errlen, "cannot listen on '%s': %s", listen,
 		         "not a numeric HOST:PORT");
 		return UV_EINVAL;

@@ -78,29 +78,17 @@ void route_unref(route *r)
 
 void route_release(route *r) { route_unref(r); }
 
-/* Same member: same name and same address. The name alone would do today
- * (a host name's members carry their address in it), but a pooled
- * connection must never be handed to a member whose address differs. */
-static bool same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-	if (a->ss_family != b->ss_family)
-		return false;
-	if (a->ss_family == AF_INET) {
-		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
-		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-	}
-	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
-	return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
-	       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
-}
-
+/* The endpoint of <r> named <name> at <addr>. Same member: same name and
+ * same address. The name alone would do today (a host name's members
+ * carry their address in it), but a pooled connection must never be
+ * handed to a member whose address differs. */
 static endpoint *route_find_ep(route *r, const char *name,
                                const struct sockaddr_storage *addr)
 {
 	for (int t = 0; t < TARGET_COUNT; t++)
 		for (size_t i = 0; i < r->set[t].n; i++) {
 			endpoint *ep = r->set[t].v[i];
-			if (strcmp(ep->name, name) == 0 && same_addr(&ep->addr, addr))
+			if (strcmp(ep->name, name) == 0 && rsv_addr_cmp(&ep->addr, addr) == 0)
 				return ep;
 		}
 	return NULL;
@@ -142,9 +130,6 @@ void route_replace(route *r, int target, const epinfo *in, size_t n)
 	}
 	free(old.v);
 }
-
-/* Parses a numeric "HOST:PORT" (an IP address or localhost: what a
- * listener binds to) into <ss>. */
 
 void route_set_members(route *r, int target, const route_member *m, size_t n)
 {

@@ -225,18 +225,6 @@ static void on_answer(void *arg, int status, const char *error, const char *body
 	free(r);
 }
 
-/* Percent-encodes <s> for a URL query component. */
-static void url_escape(buf *b, const char *s)
-{
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~')
-			buf_append(b, s, 1);
-		else
-			buf_printf(b, "%%%02X", c);
-	}
-}
-
 int provider_read(hooks *h, const cfg_metric_source *src, const tmpl_vars *vars,
                   provider_fn done, void *arg, char *err, size_t errlen)
 {
@@ -261,7 +249,7 @@ int provider_read(hooks *h, const cfg_metric_source *src, const tmpl_vars *vars,
 			al--;
 		buf_append(&url, a, al);
 		buf_puts(&url, "/api/v1/query?query=");
-		url_escape(&url, q.p);
+		buf_url_escape(&url, q.p);
 		snprintf(r->what, sizeof r->what, "Prometheus at '%.120s'", src->address);
 		rc = hooks_request(h, "GET", url.p, NULL, 0, NULL, src->timeout_ms, PROVIDER_MAX_BODY,
 		                   on_answer, r);

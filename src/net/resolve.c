@@ -74,6 +74,21 @@ rsv_kind rsv_parse(const char *ep, char *host, size_t hostlen, int *port,
 	return RSV_NAME;
 }
 
+int rsv_numeric(const char *hp, struct sockaddr_storage *addr)
+{
+	char host[RSV_HOST_LEN], why[400];
+	int port;
+	return rsv_parse(hp, host, sizeof host, &port, addr, why, sizeof why) == RSV_NUMERIC ? 0
+	                                                                                 : -1;
+}
+
+bool rsv_host_of(const char *ep, char *host, size_t hostlen)
+{
+	char why[400];
+	int port;
+	return rsv_parse(ep, host, hostlen, &port, NULL, why, sizeof why) == RSV_NAME;
+}
+
 /* ---- answers ---- */
 
 void rsv_addrs_release(rsv_addrs *a)
@@ -91,20 +106,33 @@ void rsv_addrs_copy(rsv_addrs *dst, const rsv_addrs *src)
 		memcpy(dst->v, src->v, src->n * sizeof *src->v);
 }
 
-/* Orders by family, then address bytes. */
-static int addr_cmp(const void *pa, const void *pb)
+int rsv_addr_cmp(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-	const struct sockaddr_storage *a = pa, *b = pb;
 	if (a->ss_family != b->ss_family)
 		return a->ss_family < b->ss_family ? -1 : 1;
-	if (a->ss_family == AF_INET)
-		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-		              &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr));
-	const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
-	int c = memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof a6->sin6_addr);
+	int c;
+	in_port_t pa, pb;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *a4 = (const void *)a, *b4 = (const void *)b;
+		c = memcmp(&a4->sin_addr, &b4->sin_addr, sizeof a4->sin_addr);
+		pa = a4->sin_port, pb = b4->sin_port;
+	} else {
+		const struct sockaddr_in6 *a6 = (const void *)a, *b6 = (const void *)b;
+		c = memcmp(&a6->sin6_addr, &b6->sin6_addr, sizeof a6->sin6_addr);
+		if (!c && a6->sin6_scope_id != b6->sin6_scope_id)
+			c = a6->sin6_scope_id < b6->sin6_scope_id ? -1 : 1;
+		pa = a6->sin6_port, pb = b6->sin6_port;
+	}
 	if (c)
 		return c;
-	return a6->sin6_scope_id < b6->sin6_scope_id ? -1 : a6->sin6_scope_id > b6->sin6_scope_id;
+	pa = ntohs(pa), pb = ntohs(pb);
+	return pa < pb ? -1 : pa > pb;
+}
+
+/* For qsort: rsv_addr_cmp (an answer's addresses all have port 0). */
+static int addr_cmp(const void *pa, const void *pb)
+{
+	return rsv_addr_cmp(pa, pb);
 }
 
 bool rsv_addrs_equal(const rsv_addrs *a, const rsv_addrs *b)

@@ -48,6 +48,16 @@ typedef enum {
 rsv_kind rsv_parse(const char *ep, char *host, size_t hostlen, int *port,
                    struct sockaddr_storage *addr, char *err, size_t errlen);
 
+/* The address of a numeric "HOST:PORT" (an IP address, in brackets for
+ * IPv6, or localhost: what a listener binds to, what a route's member
+ * is) into <addr>. Returns 0, or -1 when <hp> is not HOST:PORT or its
+ * host is a name (or not an address in brackets). */
+int rsv_numeric(const char *hp, struct sockaddr_storage *addr);
+
+/* Whether endpoint <ep> names a host to be looked up (rsv_parse says
+ * RSV_NAME); fills <host> (RSV_HOST_LEN bytes) when it does. */
+bool rsv_host_of(const char *ep, char *host, size_t hostlen);
+
 /* Is <host> a host name getaddrinfo may be asked about: at most 253
  * characters, dot-separated labels of 1 to 63 letters, digits, '-' or '_'
  * (not starting or ending with '-'), an optional final dot, and a last
@@ -70,6 +80,11 @@ void rsv_addrs_copy(rsv_addrs *dst, const rsv_addrs *src); /* dst is overwritten
 bool rsv_addrs_equal(const rsv_addrs *a, const rsv_addrs *b);
 /* Sorts and deduplicates <a> in place. */
 void rsv_addrs_normalize(rsv_addrs *a);
+
+/* Orders two AF_INET or AF_INET6 addresses: by family, address bytes,
+ * IPv6 scope, then port. 0 means the same address and port: a pooled
+ * connection to one may serve the other. */
+int rsv_addr_cmp(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 /* "127.0.0.5" or "::1" (no port) into <out> (RSV_ADDR_LEN). */
 void rsv_addr_text(const struct sockaddr_storage *ss, char *out, size_t outlen);

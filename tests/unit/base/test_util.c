@@ -1,5 +1,6 @@
 /* test_util.c - the small parsers every outside value goes through:
- * durations (config, flags, templates' {{ interval }}) and HOST:PORT. */
+ * durations (config, flags, templates' {{ interval }}), HOST:PORT, canary
+ * names, URL escaping and token files. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -7,7 +8,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -120,6 +123,101 @@ static void test_host_is_a_name_or_an_address(void **state)
 	}
 }
 
+/* Canary names: Kubernetes' DNS label, for the configuration and the API
+ * alike (the API had a looser copy that took "-a" and "a-"). */
+static void test_names_are_dns_labels(void **state)
+{
+	static const char *const good[] = { "a", "shop", "web-2", "0", "a-b-c",
+	                                    "123456789012345678901234567890123456789012345678901234567890123" };
+	static const char *const bad[] = { "", "-a", "a-", "A", "a_b", "a.b", "a b", "caf\xc3\xa9",
+	                                   "1234567890123456789012345678901234567890123456789012345678901234" };
+	for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+		assert_true(util_valid_name(good[i]));
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+		assert_false(util_valid_name(bad[i]));
+}
+
+/* One escaping for URLs: the query of a Prometheus read, {{ }} values in a
+ * web metric's URL, and canaryctl's paths. */
+static void test_url_escape_keeps_only_unreserved(void **state)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, "q=");
+	buf_url_escape(&b, "sum(rate(x{a=\"b c\"}[1m])) / 2~._-\xc3\xa9");
+	assert_string_equal(b.p, "q=sum%28rate%28x%7Ba%3D%22b%20c%22%7D%5B1m%5D%29%29%20%2F%202~._-%C3%A9");
+	buf_release(&b);
+	buf_puts(&b, "");
+	buf_url_escape(&b, "");
+	assert_string_equal(b.p, "");
+	buf_release(&b);
+}
+
+/* A token file as canaryd and canaryctl read it. */
+typedef struct seen_tokens {
+	char names[4][32], secrets[4][32];
+	int lines[4];
+	int n, stop_after;
+} seen_tokens;
+
+static int collect(void *arg, const char *name, const char *secret, int line, char *err,
+                   size_t errlen)
+{
+	seen_tokens *s = arg;
+	snprintf(s->names[s->n], sizeof s->names[0], "%s", name);
+	snprintf(s->secrets[s->n], sizeof s->secrets[0], "%s", secret);
+	s->lines[s->n] = line;
+	s->n++;
+	return s->n == s->stop_after ? 1 : 0;
+}
+
+static const char *write_file(const char *text)
+{
+	static char path[] = "/tmp/canaryd-test-tokens-XXXXXX";
+	snprintf(path, sizeof path, "%s", "/tmp/canaryd-test-tokens-XXXXXX");
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+	return path;
+}
+
+static void test_token_files(void **state)
+{
+	char err[256];
+	seen_tokens s = { .stop_after = 0 };
+	const char *p = write_file("# tokens\n\n  alice  s3cret \nbare\t\n\tbob\tt0k\n");
+	assert_int_equal(util_read_tokens(p, collect, &s, err, sizeof err), 0);
+	assert_int_equal(s.n, 3);
+	assert_string_equal(s.names[0], "alice");
+	assert_string_equal(s.secrets[0], "s3cret");
+	assert_int_equal(s.lines[0], 3);
+	assert_string_equal(s.names[1], "token");
+	assert_string_equal(s.secrets[1], "bare");
+	assert_string_equal(s.names[2], "bob");
+	assert_string_equal(s.secrets[2], "t0k");
+	/* canaryctl stops at the first */
+	memset(&s, 0, sizeof s);
+	s.stop_after = 1;
+	assert_int_equal(util_read_tokens(p, collect, &s, err, sizeof err), 1);
+	assert_int_equal(s.n, 1);
+	unlink(p);
+
+	memset(&s, 0, sizeof s);
+	p = write_file("a b c\n");
+	assert_int_equal(util_read_tokens(p, collect, &s, err, sizeof err), -1);
+	assert_non_null(strstr(err, ":1: expected 'NAME TOKEN' or 'TOKEN'"));
+	assert_int_equal(s.n, 0);
+	unlink(p);
+
+	p = write_file("# nothing\n\n");
+	assert_int_equal(util_read_tokens(p, collect, &s, err, sizeof err), -1);
+	assert_non_null(strstr(err, "holds no token"));
+	unlink(p);
+
+	assert_int_equal(util_read_tokens("/nonexistent/tokens", collect, &s, err, sizeof err), -1);
+	assert_non_null(strstr(err, "cannot read token file '/nonexistent/tokens': No such file"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +226,9 @@ int main(void)
 		cmocka_unit_test(test_formatted_durations_read_back_exactly),
 		cmocka_unit_test(test_host_and_port),
 		cmocka_unit_test(test_host_is_a_name_or_an_address),
+		cmocka_unit_test(test_names_are_dns_labels),
+		cmocka_unit_test(test_url_escape_keeps_only_unreserved),
+		cmocka_unit_test(test_token_files),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -98,6 +98,54 @@ static struct sockaddr_storage v4(const char *ip)
 
 /* DNS servers rotate the order of their answers: a new order, or a
  * repeated address, is not a change that should touch the route. */
+/* The shorthands the proxy's listener, the admin API, the controller and
+ * canaryd --check use instead of classifying an endpoint themselves. */
+static void test_numeric_and_host_shorthands(void **state)
+{
+	struct sockaddr_storage ss;
+	char ip[RSV_ADDR_LEN], host[RSV_HOST_LEN];
+	assert_int_equal(rsv_numeric("127.0.0.1:8080", &ss), 0);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 8080);
+	assert_int_equal(rsv_numeric("localhost:1", &ss), 0);
+	rsv_addr_text(&ss, ip, sizeof ip);
+	assert_string_equal(ip, "127.0.0.1");
+	assert_int_equal(rsv_numeric("[::1]:9901", &ss), 0);
+	assert_int_equal(ss.ss_family, AF_INET6);
+	static const char *const not_numeric[] = {
+		"app.internal:80", "::1:80", "[1.2.3.4]:80", "127.0.0.1", "127.0.0.1:0", "",
+	};
+	for (size_t i = 0; i < sizeof not_numeric / sizeof not_numeric[0]; i++)
+		assert_int_equal(rsv_numeric(not_numeric[i], &ss), -1);
+
+	assert_true(rsv_host_of("app.internal:9001", host, sizeof host));
+	assert_string_equal(host, "app.internal");
+	assert_false(rsv_host_of("127.0.0.1:9001", host, sizeof host));
+	assert_false(rsv_host_of("localhost:9001", host, sizeof host));
+	assert_false(rsv_host_of("app.internal", host, sizeof host));
+	assert_false(rsv_host_of("bad name:80", host, sizeof host));
+}
+
+/* The same address is the same port too: the proxy hands a pooled
+ * connection only to a member that compares equal. */
+static void test_addresses_compare_with_their_port(void **state)
+{
+	struct sockaddr_storage a, b;
+	assert_int_equal(rsv_numeric("127.0.0.1:80", &a), 0);
+	assert_int_equal(rsv_numeric("127.0.0.1:80", &b), 0);
+	assert_int_equal(rsv_addr_cmp(&a, &b), 0);
+	assert_int_equal(rsv_numeric("127.0.0.1:81", &b), 0);
+	assert_true(rsv_addr_cmp(&a, &b) < 0);
+	assert_true(rsv_addr_cmp(&b, &a) > 0);
+	assert_int_equal(rsv_numeric("127.0.0.2:80", &b), 0);
+	assert_true(rsv_addr_cmp(&a, &b) < 0);
+	assert_int_equal(rsv_numeric("[::1]:80", &b), 0);
+	assert_true(rsv_addr_cmp(&a, &b) != 0);   /* another family */
+	assert_int_equal(rsv_numeric("[::1]:80", &a), 0);
+	assert_int_equal(rsv_addr_cmp(&a, &b), 0);
+	((struct sockaddr_in6 *)&b)->sin6_scope_id = 2;
+	assert_true(rsv_addr_cmp(&a, &b) < 0);    /* another interface */
+}
+
 static void test_answers_compare_as_sets(void **state)
 {
 	struct sockaddr_storage a1[] = { v4("10.0.0.2"), v4("10.0.0.1"), v4("10.0.0.2") };
@@ -255,6 +303,8 @@ int main(void)
 		cmocka_unit_test(test_numeric_endpoints_are_never_names),
 		cmocka_unit_test(test_host_names_are_names),
 		cmocka_unit_test(test_invalid_endpoints_say_why),
+		cmocka_unit_test(test_numeric_and_host_shorthands),
+		cmocka_unit_test(test_addresses_compare_with_their_port),
 		cmocka_unit_test(test_answers_compare_as_sets),
 		cmocka_unit_test(test_lookup_answers_on_the_loop),
 		cmocka_unit_test(test_queue_runs_everything_and_cancel_silences),
