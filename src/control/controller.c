@@ -43,6 +43,7 @@
 #include "log.h"
 #include "provider.h"
 #include "proxy.h"
+#include "readings.h"
 #include "resolve.h"
 #include "stats.h"
 
@@ -813,59 +814,19 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 
 /* ---- readings from the built-in metrics ---- */
 
-/* The value of built-in metric <kind> for <target> over seconds [from, to]:
- * 1 with *value set, or 0 with <why> filled when there were no requests. */
-static int builtin_value(const stats *st, int target, eng_metric_kind kind, uint64_t from,
-                         uint64_t to, double *value, char *why, size_t whylen)
+/* rd_sum_fn over the canary's stats rings. */
+static void ring_sum(void *arg, int target, uint64_t from, uint64_t to, bool hist,
+                     stats_summary *out)
 {
-	stats_summary *sum = xcalloc(1, sizeof *sum);
-	stats_query(st, target, from, to, sum);
-	int ok = sum->total > 0;
-	if (!ok) {
-		snprintf(why, whylen, "no %s requests in the last %llus", stats_target_name(target),
-		         (unsigned long long)(to - from + 1));
-	} else if (kind == ENG_M_SUCCESS_RATE) {
-		*value = 100.0 * (double)(sum->total - sum->by_class[5]) / (double)sum->total;
-	} else if (kind == ENG_M_ERROR_RATE) {
-		*value = 100.0 * (double)sum->by_class[5] / (double)sum->total;
-	} else {
-		*value = stats_quantile_ms(sum, 0.99);
-	}
-	free(sum);
-	return ok;
+	stats_query(arg, target, from, to, out);
 }
 
 /* Readings of the built-in metrics (custom ones are read by providers and
- * filled in elsewhere): the canary's value over the metric's window (never
- * before the rollout started), stable's over the same window for relative
- * thresholds, and stable's over the baseline window. */
+ * filled in elsewhere), as readings.h says: never before the rollout
+ * started (rt->data_from_sec), the baseline from stable's history. */
 static void read_metrics(canary_rt *rt, uint64_t now_sec, eng_reading *r)
 {
-	const eng_policy *p = &rt->conf->policy;
-	for (int i = 0; i < p->n_metrics; i++) {
-		const eng_metric *m = &p->metrics[i];
-		memset(&r[i], 0, sizeof r[i]);
-		if (m->kind == ENG_M_CUSTOM)
-			continue;
-		uint64_t win = m->window_ms / 1000;
-		if (win < 1)
-			win = 1;
-		uint64_t from = now_sec + 1 > win ? now_sec + 1 - win : 0;
-		if (from < rt->data_from_sec)
-			from = rt->data_from_sec;
-		r[i].has_data = builtin_value(rt->stats, TARGET_CANARY, m->kind, from, now_sec,
-		                              &r[i].value, r[i].reason, sizeof r[i].reason);
-		char why[96];
-		if (m->relative)
-			r[i].has_stable = builtin_value(rt->stats, TARGET_STABLE, m->kind, from, now_sec,
-			                                &r[i].stable_value, why, sizeof why);
-		if (m->baseline_window_ms) {
-			uint64_t bw = m->baseline_window_ms / 1000;
-			uint64_t bfrom = now_sec + 1 > bw ? now_sec + 1 - bw : 0;
-			r[i].has_baseline = builtin_value(rt->stats, TARGET_STABLE, m->kind, bfrom, now_sec,
-			                                  &r[i].baseline_value, why, sizeof why);
-		}
-	}
+	rd_read_builtin(&rt->conf->policy, now_sec, rt->data_from_sec, ring_sum, rt->stats, r);
 }
 
 /* ---- readiness probes (progressDeadlineSeconds) ---- */

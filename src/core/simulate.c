@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "hist.h"
+#include "readings.h"
 #include "util.h"
 
 #define T0_MS 1000000000ULL  /* the simulated wall clock at the rollout's start */
@@ -426,81 +427,43 @@ static const uint64_t *cum_hist(const sim *s, int tg, size_t sec)
 	return sec < s->rows_done ? &s->row_hist[tg][sec * STATS_BUCKETS] : s->run[tg].hist;
 }
 
-/* The value of built-in metric <kind> for <tg> over seconds [from, to]
- * (to: the current second), plus <pre_secs> seconds before the rollout
- * (stable's history, at its expected values), as the daemon's builtin_value
- * computes it. Returns 1 with *value, or 0 with <why>. */
-static int window_value(const sim *s, int tg, eng_metric_kind kind, size_t from, size_t to,
-                        uint64_t pre_secs, double *value, char *why, size_t whylen)
-{
-	uint64_t total = cum_total(s, tg, to) - (from ? cum_total(s, tg, from - 1) : 0);
-	uint64_t err = cum_err(s, tg, to) - (from ? cum_err(s, tg, from - 1) : 0);
-	double pre_n = 0;
-	if (pre_secs && !s->tr.data) {
-		pre_n = s->tr.rps * (double)pre_secs;
-		total += (uint64_t)pre_n;
-		err += (uint64_t)(pre_n * s->tr.stable_error_rate);
-	}
-	if (total == 0) {
-		snprintf(why, whylen, "no %s requests in the last %llus", stats_target_name(tg),
-		         (unsigned long long)(to - from + 1 + pre_secs));
-		return 0;
-	}
-	if (kind == ENG_M_SUCCESS_RATE) {
-		*value = 100.0 * (double)(total - err) / (double)total;
-		return 1;
-	}
-	if (kind == ENG_M_ERROR_RATE) {
-		*value = 100.0 * (double)err / (double)total;
-		return 1;
-	}
-	stats_summary sum;
-	memset(&sum, 0, sizeof sum);
-	const uint64_t *hi = cum_hist(s, tg, to), *lo = from ? cum_hist(s, tg, from - 1) : NULL;
-	uint64_t n = 0;
-	for (int b = 0; b < STATS_BUCKETS; b++) {
-		sum.hist[b] = hi[b] - (lo ? lo[b] : 0);
-		if (pre_n > 0)
-			sum.hist[b] += (uint64_t)(pre_n * s->lat[TARGET_STABLE].p[b]);
-		n += sum.hist[b];
-	}
-	if (n == 0) {
-		snprintf(why, whylen, "no %s latencies in the last %llus", stats_target_name(tg),
-		         (unsigned long long)(to - from + 1 + pre_secs));
-		return 0;
-	}
-	sum.total = n;
-	*value = stats_quantile_ms(&sum, 0.99);
-	return 1;
-}
+/* Simulated second <i> (0: the one the rollout starts in) is second
+ * SEC0 + i for the readings, so that a baseline window can reach back
+ * before the rollout as the daemon's does: stable's seconds before SEC0
+ * hold its expected traffic (synthetic traffic only; a recording has none
+ * before its first second). SEC0 exceeds the longest baseline window. */
+#define SEC0 (2ULL * 86400)
 
-/* The readings of a check at second <now_sec>, as the daemon's
- * read_metrics makes them. */
-static void read_metrics(const sim *s, size_t now_sec, eng_reading *r)
+/* rd_sum_fn over the simulation: the difference of two cumulative rows,
+ * plus stable's expected traffic for the seconds before the rollout. */
+static void sim_sum(void *arg, int tg, uint64_t from, uint64_t to, bool hist,
+                    stats_summary *out)
 {
-	const eng_policy *p = &s->pol;
-	for (int i = 0; i < p->n_metrics; i++) {
-		const eng_metric *m = &p->metrics[i];
-		memset(&r[i], 0, sizeof r[i]);
-		uint64_t win = m->window_ms / 1000;
-		if (win < 1)
-			win = 1;
-		size_t from = now_sec + 1 > win ? now_sec + 1 - (size_t)win : 0;
-		r[i].has_data = window_value(s, TARGET_CANARY, m->kind, from, now_sec, 0, &r[i].value,
-		                             r[i].reason, sizeof r[i].reason) != 0;
-		char why[96];
-		if (m->relative)
-			r[i].has_stable = window_value(s, TARGET_STABLE, m->kind, from, now_sec, 0,
-			                               &r[i].stable_value, why, sizeof why) != 0;
-		if (m->baseline_window_ms) {
-			uint64_t bw = m->baseline_window_ms / 1000;
-			if (bw < 1)
-				bw = 1;
-			size_t bfrom = now_sec + 1 > bw ? now_sec + 1 - (size_t)bw : 0;
-			uint64_t pre = bw > now_sec + 1 ? bw - (now_sec + 1) : 0;
-			r[i].has_baseline = window_value(s, TARGET_STABLE, m->kind, bfrom, now_sec, pre,
-			                                 &r[i].baseline_value, why, sizeof why) != 0;
-		}
+	const sim *s = arg;
+	memset(out, 0, sizeof *out);
+	uint64_t pre_secs = 0;
+	if (from < SEC0) {
+		pre_secs = SEC0 - from;
+		from = SEC0;
+	}
+	if (to < from)
+		return;
+	size_t f = (size_t)(from - SEC0), t = (size_t)(to - SEC0);
+	out->total = cum_total(s, tg, t) - (f ? cum_total(s, tg, f - 1) : 0);
+	out->by_class[5] = cum_err(s, tg, t) - (f ? cum_err(s, tg, f - 1) : 0);
+	double pre_n = 0;
+	if (pre_secs && tg == TARGET_STABLE && !s->tr.data) {
+		pre_n = s->tr.rps * (double)pre_secs;
+		out->total += (uint64_t)pre_n;
+		out->by_class[5] += (uint64_t)(pre_n * s->tr.stable_error_rate);
+	}
+	if (!hist || !s->latency)
+		return;
+	const uint64_t *hi = cum_hist(s, tg, t), *lo = f ? cum_hist(s, tg, f - 1) : NULL;
+	for (int b = 0; b < STATS_BUCKETS; b++) {
+		out->hist[b] = hi[b] - (lo ? lo[b] : 0);
+		if (pre_n > 0)
+			out->hist[b] += (uint64_t)(pre_n * s->lat[TARGET_STABLE].p[b]);
 	}
 }
 
@@ -605,7 +568,8 @@ void sim_run(sim *s, uint64_t seed, sim_result *r)
 				break;
 		}
 		if (eng_check_due(&s->st, &s->pol, now)) {
-			read_metrics(s, (size_t)((t + PHASE_MS) / 1000), readings);
+			rd_read_builtin(&s->pol, SEC0 + (t + PHASE_MS) / 1000, SEC0, sim_sum, s,
+			                readings);
 			eng_check(&s->st, &s->pol, now, readings, &s->out);
 			r->checks++;
 			done = decided(s, t, r);

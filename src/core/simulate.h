@@ -9,11 +9,11 @@
  * the engine's current weight (binomially), 5xx counts binomial at each
  * version's error rate, latencies lognormal around a median. Counts are
  * kept in per-second slots as the daemon's stats ring keeps them, and the
- * readings are computed as the daemon computes them (success and error
- * rate over the metric's window of whole seconds including the current
- * one, p99 by stats_quantile_ms on the window's log-linear histogram,
- * stable's value for relative metrics, stable's baseline window, which
- * before the rollout's start holds stable's expected traffic). The rollout
+ * readings are made by the daemon's own code (readings.h: success and
+ * error rate over the metric's window of whole seconds including the
+ * current one, p99 of the window's log-linear histogram, stable's value
+ * for relative metrics, stable's baseline window, which before the
+ * rollout's start holds stable's expected traffic). The rollout
  * starts half-way through a second of that ring, so that a check, as in
  * the daemon, sees part of the current second. The
  * engine is driven as the daemon drives it: eng_tick each tick, eng_observe
