@@ -3,7 +3,8 @@
  * The engine decides; this file carries the decisions out. Every engine
  * call follows one pattern (commit()): keep the previous state, let the
  * engine move, persist the new state and its events in one transaction, and
- * only then touch traffic.
+ * only then touch traffic: the canary's router (router.h, whichever kind
+ * spec.router names) is given the new split, with the next generation.
  *
  * When the database refuses the write (disk full, a damaged file), what
  * happens to the change depends on which way it moves users:
@@ -19,8 +20,12 @@
  *   rollout waits until it is saved: the state is put back (a check that
  *   was made still counts as made, so the next one is an interval away),
  *   and the engine decides again once the database works.
- * So the state in memory, which status shows, is always what traffic does,
- * and "stateSaved" says whether the database has it yet.
+ * So the state in memory, which status shows, is always what traffic is
+ * told to do, and "stateSaved" says whether the database has it yet. A
+ * router may apply a split later (a Kubernetes write, a HAProxy command):
+ * status's canaryWeight is the weight of the last split it applied, and
+ * "applying" the one it has not answered yet; an answer for an older
+ * generation than one already answered loses.
  *
  * A failing database is retried with backoff, from STORE_RETRY_FIRST_MS
  * doubling to STORE_RETRY_MAX_MS, by writing what is unsaved (or, when
@@ -42,15 +47,16 @@
 #include "list.h"
 #include "log.h"
 #include "provider.h"
-#include "proxy.h"
 #include "readings.h"
 #include "resolve.h"
+#include "router.h"
 #include "stats.h"
 
 #define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
-#define PROBE_EVERY_MS 1000  /* readiness probe period while a rollout runs */
-#define PROBE_TIMEOUT_MS 1000
-#define RETIRE_MAX_MS 30000  /* a retired proxy is closed after this at most */
+#define RETIRE_MAX_MS 30000  /* a retired router is closed after this at most */
+#define APPLY_RETRY_MS 1000  /* a split the router failed to apply is tried
+                              * again this long after */
+#define APPLY_RING 8         /* splits a router may have in flight at once */
 #define STORE_RETRY_FIRST_MS 100  /* first retry of a database that failed a write */
 #define STORE_RETRY_MAX_MS 5000   /* the backoff doubles up to this */
 #define UNSAVED_MAX 64            /* events kept per canary while unsaved */
@@ -70,21 +76,26 @@ typedef struct canary_rt {
 	eng_state st;
 	epset eps[TARGET_COUNT];    /* current endpoint sets (persisted) */
 	rsv_table *names;           /* their host names (and the configuration's),
-	                             * kept resolved; the route gets every address */
+	                             * kept resolved; the router gets every address */
 	bool stable_wait_logged;    /* the configuration's stable endpoints wait
 	                             * for host names (logged once) */
 	bool rollout_wait_logged;   /* so does the configuration's rollout */
 	bool promote_wait_logged;   /* and the end of a promotion */
 	stats *stats;
-	route *route;
-	proxy *px;
-	char *listen;               /* where px listens */
+	router *router;             /* carries the split out (spec.router) */
+	/* what the router was asked and what traffic does (router.h): status
+	 * shows the weight of the last split applied */
+	uint64_t gen;               /* the last split's generation */
+	uint64_t done_gen;          /* the last generation the router answered */
+	uint64_t applied_gen;       /* the last it applied: traffic follows it */
+	int applied_weight;
+	int asked[APPLY_RING];      /* the weight of each of the last splits, by
+	                             * generation % APPLY_RING */
+	char apply_err[256];        /* why the last split failed, "" if it did not */
+	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
 	uint64_t data_from_sec;     /* monotonic second canary data counts from */
-	/* readiness probes of the canary endpoints */
-	int ready;
-	uint64_t round_started_ms;
-	int round_pending, round_ok;
-	unsigned round_id;
+	int ready;                  /* the canary takes requests (the router says,
+	                             * while a rollout runs) */
 	/* webhook gates (pre-rollout until it passes, rollout on every check) */
 	unsigned rollout_gen;       /* bumped by every new rollout */
 	int pre_rollout_ok;         /* pre-rollout hooks passed in this rollout */
@@ -112,7 +123,7 @@ typedef struct canary_rt {
 } canary_rt;
 
 typedef struct retired {
-	proxy *px;
+	router *r;
 	uint64_t since_ms;
 } retired;
 
@@ -123,10 +134,11 @@ struct ctl {
 	canary_rt **rt;
 	size_t n;
 	uv_timer_t tick;
-	retired *ret;             /* proxies draining after a reload */
+	retired *ret;             /* routers of removed canaries, draining */
 	size_t n_ret;
 	hooks *hk;                /* webhooks in flight */
-	stats **graveyard;        /* stats of removed canaries (routes may still record) */
+	stats **graveyard;        /* stats of removed canaries (their routers may
+	                           * still record) */
 	size_t n_grave;
 	int draining;
 	/* whether the database takes writes (head comment) */
@@ -236,12 +248,12 @@ static json_t *epset_json(const epset *s)
 /* ---- endpoints and their addresses ----
  *
  * The endpoint sets (rt->eps) are what the operator wrote: they are what is
- * persisted, shown and audited. The route gets their members: a numeric
+ * persisted, shown and audited. The router gets their members: a numeric
  * endpoint is one member; a host name is one member per address of its last
  * good answer (rt->names), and none while it has never resolved. Every
  * change of a set is checked with eps_ready wherever it can still be refused
  * or held back (an operator's command, the configuration), so that what is
- * committed is what the route carries out; apply_traffic cannot fail. */
+ * committed is what the router carries out; apply_traffic cannot fail. */
 
 /* 0 when every endpoint of eps[0..n) can get requests now (numeric, or a
  * host name with addresses), else -1 with <err> naming the first one that
@@ -279,7 +291,7 @@ static int eps_ready(canary_rt *rt, char *const *eps, size_t n, const char *what
 	return 0;
 }
 
-/* The route members of <s> (see above); *n_out of them, to free. */
+/* The router members of <s> (see above); *n_out of them, to free. */
 static route_member *members_of(canary_rt *rt, const epset *s, size_t *n_out)
 {
 	route_member *m = NULL;
@@ -318,7 +330,7 @@ static route_member *members_of(canary_rt *rt, const epset *s, size_t *n_out)
 	return m;
 }
 
-/* Does the route member named <member> belong to endpoint <ep>? */
+/* Does the member named <member> belong to endpoint <ep>? */
 static bool member_of(const char *member, const char *ep)
 {
 	size_t l = strlen(ep);
@@ -365,11 +377,6 @@ static canary_rt *find_rt(ctl *c, const char *name)
 int ctl_has(ctl *c, const char *name)
 {
 	return find_rt(c, name) != NULL;
-}
-
-static int is_builtin(const cfg_canary *cc)
-{
-	return cc->router && strcmp(cc->router, "builtin") == 0;
 }
 
 /* ---- logging of what the engine did ---- */
@@ -539,23 +546,66 @@ static void run_hooks(canary_rt *rt, const eng_output *out)
 
 /* ---- persistence, then traffic ---- */
 
-/* Gives the route the members of both endpoint sets, then the weight. It
- * cannot fail: what could be refused was refused before the commit
+/* The router's answer to the split of <gen> (router.h). An answer older
+ * than one already had loses: traffic follows the later split. */
+static void applied(void *arg, uint64_t gen, int status, const char *err)
+{
+	canary_rt *rt = arg;
+	/* older than one answered: it lost; or older than the ring remembers */
+	if (gen <= rt->done_gen || gen > rt->gen || rt->gen - gen >= APPLY_RING)
+		return;
+	rt->done_gen = gen;
+	int weight = rt->asked[gen % APPLY_RING];
+	if (status < 0) {
+		if (!rt->apply_err[0])
+			log_msg(LOG_ERROR, rt->name, "router '%s' did not apply weight %d: %s; "
+			        "traffic stays at weight %d, tried again every %ds",
+			        rt->router->ops->name, weight, err ? err : "failed",
+			        rt->applied_weight, APPLY_RETRY_MS / 1000);
+		snprintf(rt->apply_err, sizeof rt->apply_err, "%s", err ? err : "failed");
+		rt->apply_retry_ms = uv_now(rt->owner->loop) + APPLY_RETRY_MS;
+		return;
+	}
+	if (rt->apply_err[0])
+		log_msg(LOG_WARN, rt->name, "router '%s' applies splits again (weight %d)",
+		        rt->router->ops->name, weight);
+	rt->apply_err[0] = '\0';
+	rt->applied_gen = gen;
+	rt->applied_weight = weight;
+}
+
+/* Tells the router what traffic must look like: the members of both
+ * endpoint sets, the weight, and whether a rollout runs (then the router
+ * reports the canary's readiness; otherwise it is ready). It cannot be
+ * refused: what could be refused was refused before the commit
  * (eps_ready), a host name that stops resolving keeps its last answer, and
  * one that has not resolved yet (after a restart) has no member until it
- * does, which the status shows ("hosts"). */
+ * does, which the status shows ("hosts"). Each split has the next
+ * generation; status shows the weight of the last one the router applied
+ * (the built-in proxy: at once). */
 static void apply_traffic(canary_rt *rt)
 {
 	want_names(rt);
-	if (!rt->route)
+	if (!rt->router)
 		return;
+	router_split s = {
+		.generation = ++rt->gen,
+		.weight = rt->st.weight,
+		.stable_rev = rt->st.stable_rev,
+		.canary_rev = rt->st.canary_rev,
+		.watch_ready = eng_active(&rt->st) && rt->st.phase != ENG_PROMOTING,
+	};
+	route_member *m[TARGET_COUNT];
 	for (int t = 0; t < TARGET_COUNT; t++) {
-		size_t n;
-		route_member *m = members_of(rt, &rt->eps[t], &n);
-		route_set_members(rt->route, t, m, n);
-		free(m);
+		m[t] = members_of(rt, &rt->eps[t], &s.n_members[t]);
+		s.members[t] = m[t];
 	}
-	route_set_weight(rt->route, rt->st.weight);
+	rt->asked[s.generation % APPLY_RING] = s.weight;
+	if (!s.watch_ready)
+		rt->ready = 1;
+	rt->router->ops->apply(rt->router, &s, applied, rt);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		free(m[t]);
 }
 
 /* ---- the database's health ---- */
@@ -829,100 +879,6 @@ static void read_metrics(canary_rt *rt, uint64_t now_sec, eng_reading *r)
 	rd_read_builtin(&rt->conf->policy, now_sec, rt->data_from_sec, ring_sum, rt->stats, r);
 }
 
-/* ---- readiness probes (progressDeadlineSeconds) ---- */
-
-typedef struct probe {
-	uv_tcp_t tcp;
-	uv_connect_t req;
-	uv_timer_t timer;
-	ctl *c;
-	char name[ENG_NAME_LEN];
-	unsigned round;
-	int closes;     /* handles still to close before free */
-	int done;
-} probe;
-
-static void probe_closed(uv_handle_t *h)
-{
-	probe *p = h->data;
-	if (--p->closes == 0)
-		free(p);
-}
-
-static void probe_finish(probe *p, int ok)
-{
-	if (p->done)
-		return;
-	p->done = 1;
-	canary_rt *rt = find_rt(p->c, p->name);
-	if (rt && rt->round_id == p->round) {
-		rt->round_ok += ok;
-		if (--rt->round_pending == 0)
-			rt->ready = rt->round_ok > 0;
-	}
-	uv_close((uv_handle_t *)&p->tcp, probe_closed);
-	uv_close((uv_handle_t *)&p->timer, probe_closed);
-}
-
-static void probe_connected(uv_connect_t *req, int status)
-{
-	probe *p = req->data;
-	if (status == UV_ECANCELED)
-		return;
-	probe_finish(p, status == 0);
-}
-
-static void probe_timeout(uv_timer_t *t)
-{
-	probe_finish(t->data, 0);
-}
-
-/* Probes one address of the canary: the route's, so that readiness is
- * judged on what requests are sent to (every address of a host name). */
-static int probe_one(ctl *c, canary_rt *rt, const struct sockaddr_storage *ss)
-{
-	probe *p = xcalloc(1, sizeof *p);
-	p->c = c;
-	snprintf(p->name, sizeof p->name, "%s", rt->name);
-	p->round = rt->round_id;
-	uv_tcp_init(c->loop, &p->tcp);
-	uv_timer_init(c->loop, &p->timer);
-	p->closes = 2;
-	p->tcp.data = p->timer.data = p->req.data = p;
-	if (uv_tcp_connect(&p->req, &p->tcp, (const struct sockaddr *)ss, probe_connected) != 0) {
-		p->done = 1;
-		uv_close((uv_handle_t *)&p->tcp, probe_closed);
-		uv_close((uv_handle_t *)&p->timer, probe_closed);
-		return -1;
-	}
-	uv_timer_start(&p->timer, probe_timeout, PROBE_TIMEOUT_MS, 0);
-	return 0;
-}
-
-static void probe_round(ctl *c, canary_rt *rt, uint64_t now_mono)
-{
-	if (!eng_active(&rt->st) || rt->st.phase == ENG_PROMOTING) {
-		rt->ready = 1;
-		return;
-	}
-	if (rt->round_pending > 0 || now_mono - rt->round_started_ms < PROBE_EVERY_MS)
-		return;
-	rt->round_id++;
-	rt->round_started_ms = now_mono;
-	rt->round_ok = 0;
-	rt->round_pending = 0;
-	/* a canary whose host names have not resolved has no member: unready */
-	size_t n = route_members(rt->route, TARGET_CANARY, NULL, 0);
-	route_member *m = xcalloc(n ? n : 1, sizeof *m);
-	n = route_members(rt->route, TARGET_CANARY, m, n);
-	for (size_t i = 0; i < n; i++)
-		if (probe_one(c, rt, &m[i].addr) == 0)
-			rt->round_pending++;
-	free(m);
-	if (rt->round_pending == 0)
-		rt->ready = 0;
-}
-
 /* ---- the tick ---- */
 
 /* The end of a promotion makes the canary's endpoints the stable set. An
@@ -951,14 +907,17 @@ static bool promotion_waits(canary_rt *rt)
 	return false;
 }
 
+/* Closes the routers of removed canaries that are idle or have had their
+ * time, or all of them with <force>. */
 static void retire_sweep(ctl *c, uint64_t now_mono, int force)
 {
 	size_t j = 0;
 	for (size_t i = 0; i < c->n_ret; i++) {
 		retired *r = &c->ret[i];
-		if (force || (proxy_inflight(r->px) == 0 && proxy_connections(r->px) == 0) ||
+		const router_ops *ops = r->r->ops;
+		if (force || (ops->inflight(r->r) == 0 && ops->connections(r->r) == 0) ||
 		    now_mono - r->since_ms > RETIRE_MAX_MS)
-			proxy_close(r->px);
+			ops->close(r->r);
 		else
 			c->ret[j++] = *r;
 	}
@@ -1144,7 +1103,8 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 {
 	const eng_policy *p = &rt->conf->policy;
 	eng_output *out = xcalloc(1, sizeof *out);
-	probe_round(c, rt, now_mono);
+	if (rt->apply_err[0] && rt->done_gen == rt->gen && now_mono >= rt->apply_retry_ms)
+		apply_traffic(rt);   /* the router failed the last split: again */
 	eng_state prev = rt->st;
 	eng_tick(&rt->st, p, now, rt->ready, out);
 	if (out->promote && promotion_waits(rt))
@@ -1167,7 +1127,7 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	}
 }
 
-/* The tick runs at least every TICK_MS (deadlines, probes, promotions),
+/* The tick runs at least every TICK_MS (deadlines, promotions),
  * exactly when the next check is due, so that checks do not drift, and when
  * a failing database is to be tried again. A check that is due but waits
  * for its gates and provider reads is run by their callback: it needs no
@@ -1211,23 +1171,22 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- building runtimes from the configuration ---- */
 
-static void retire_proxy(ctl *c, proxy *px)
+/* <r> serves no canary any more: it drains, and retire_sweep closes it. */
+static void retire_router(ctl *c, router *r)
 {
-	if (!px)
+	if (!r)
 		return;
-	proxy_drain(px);
+	r->ops->retire(r);
 	c->ret = xrealloc(c->ret, (c->n_ret + 1) * sizeof *c->ret);
-	c->ret[c->n_ret].px = px;
+	c->ret[c->n_ret].r = r;
 	c->ret[c->n_ret].since_ms = uv_now(c->loop);
 	c->n_ret++;
 }
 
 static void rt_free(ctl *c, canary_rt *rt)
 {
-	retire_proxy(c, rt->px);
-	if (rt->route)
-		route_release(rt->route);
-	/* a retired proxy may still record into the stats: keep them */
+	retire_router(c, rt->router);
+	/* a retired router may still record into the stats: keep them */
 	c->graveyard = xrealloc(c->graveyard, (c->n_grave + 1) * sizeof *c->graveyard);
 	c->graveyard[c->n_grave++] = rt->stats;
 	rsv_table_free(rt->names);
@@ -1235,7 +1194,6 @@ static void rt_free(ctl *c, canary_rt *rt)
 		epset_free(&rt->eps[t]);
 	free(rt->unsaved_ev);
 	free(rt->unsaved_ms);
-	free(rt->listen);
 	free(rt->name);
 	free(rt);
 }
@@ -1358,7 +1316,7 @@ static void sync_config_stable(canary_rt *rt)
 }
 
 /* A host name's addresses or condition changed (its first lookup ended,
- * it started or stopped failing): the route follows, and what the
+ * it started or stopped failing): the router follows, and what the
  * configuration waited for may be applied now, or is logged as waiting. */
 static void on_names_changed(void *arg)
 {
@@ -1370,40 +1328,53 @@ static void on_names_changed(void *arg)
 		log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
 }
 
-/* Passive outlier detection reports: an audit event per ejection and per
- * return. The observer's argument is the controller and the canary is
- * found by the endpoint, so a runtime freed by a reload is never touched. */
-static void on_outlier(void *arg, int target, const char *endpoint, int ejected,
-                       const char *reason)
+/* The router's outlier detection reports (router_events): an audit event
+ * per ejection and per return of an endpoint of the canary's sets (one
+ * that left them, still serving a request in flight, is not audited). A
+ * retired router reports nothing, so <rt> is alive. */
+static void on_endpoint(void *arg, int target, const char *endpoint, int ejected,
+                        const char *reason)
 {
-	ctl *c = arg;
-	for (size_t i = 0; i < c->n; i++) {
-		canary_rt *rt = c->rt[i];
-		if (!rt)
-			continue;
-		int mine = 0;
-		for (size_t e = 0; e < rt->eps[target].n && !mine; e++)
-			mine = member_of(endpoint, rt->eps[target].ep[e]);
-		if (!mine)
-			continue;
-		eng_output *out = xcalloc(1, sizeof *out);
-		eng_event *ev = &out->events[out->n_events++];
-		snprintf(ev->type, sizeof ev->type, "%s", ejected ? "ejected" : "readmitted");
-		ev->phase = rt->st.phase;
-		ev->weight = rt->st.weight;
-		snprintf(ev->actor, sizeof ev->actor, "canaryd");
-		snprintf(ev->message, sizeof ev->message, "%s endpoint %s %s: %s",
-		         stats_target_name(target), endpoint,
-		         ejected ? "ejected" : "taken back", reason ? reason : "");
-		eng_state prev = rt->st;
-		commit(rt, &prev, out, NULL, 0);
-		free(out);
+	canary_rt *rt = arg;
+	int mine = 0;
+	for (size_t e = 0; target >= 0 && target < TARGET_COUNT && e < rt->eps[target].n && !mine;
+	     e++)
+		mine = member_of(endpoint, rt->eps[target].ep[e]);
+	if (!mine)
 		return;
-	}
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "%s", ejected ? "ejected" : "readmitted");
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "canaryd");
+	snprintf(ev->message, sizeof ev->message, "%s endpoint %s %s: %s",
+	         stats_target_name(target), endpoint,
+	         ejected ? "ejected" : "taken back", reason ? reason : "");
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
 }
 
-/* Creates the runtime of <cc>: state from the database (or new), route and
- * proxy. Returns NULL with <err> filled. */
+/* The router's word on whether the canary takes requests, while a rollout
+ * runs (progressDeadlineSeconds counts while it does not). */
+static void on_ready(void *arg, bool ready)
+{
+	canary_rt *rt = arg;
+	rt->ready = ready;
+}
+
+/* Opens the router of <cc> for <rt>. Returns 0, or -1 with <err>. */
+static int open_router(canary_rt *rt, const cfg_canary *cc, router **out, char *err,
+                       size_t errlen)
+{
+	const router_ops *ops = router_find(cc->router);
+	router_events ev = { .endpoint = on_endpoint, .ready = on_ready, .arg = rt };
+	return ops->open(rt->owner->loop, cc, rt->stats, &ev, out, err, errlen) < 0 ? -1 : 0;
+}
+
+/* Creates the runtime of <cc>: state from the database (or new), and its
+ * router. Returns NULL with <err> filled. */
 static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 {
 	canary_rt *rt = xcalloc(1, sizeof *rt);
@@ -1461,21 +1432,12 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 		if (rc < 0)
 			goto fail;
 	}
-	rt->route = route_new(rt->name, rt->stats);
-	route_set_observer(rt->route, on_outlier, c);
+	/* the first split before the loop runs: no request sees none */
+	if (open_router(rt, cc, &rt->router, err, errlen) < 0)
+		goto fail;
 	apply_traffic(rt);
-	if (is_builtin(cc)) {
-		int rc = proxy_start(c->loop, cc->listen, rt->route, &cc->proxy, &rt->px, err, errlen);
-		if (rc < 0)
-			goto fail;
-		rt->listen = xstrdup(cc->listen);
-		log_msg(LOG_INFO, cc->name, "proxy listening on %s (stable %s, %zu endpoints)",
-		        cc->listen, rt->st.stable_rev, rt->eps[TARGET_STABLE].n);
-	}
 	return rt;
 fail:
-	if (rt->route)
-		route_release(rt->route);
 	rsv_table_free(rt->names);
 	stats_free(rt->stats);
 	for (int t = 0; t < TARGET_COUNT; t++)
@@ -1485,17 +1447,24 @@ fail:
 	return NULL;
 }
 
+/* Whether every canary of <conf> has a router this build drives, and that
+ * router takes the canary's settings. */
 static int check_routers(const cfg *conf, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		const cfg_canary *cc = &conf->canaries[i];
-		if (!is_builtin(cc)) {
+		const router_ops *ops = router_find(cc->router);
+		if (!ops) {
+			char names[160];
+			router_names(names, sizeof names);
 			snprintf(err, errlen,
-			         "canary '%s': router '%s' cannot be driven by this version (only 'builtin'); "
+			         "canary '%s': router '%s' cannot be driven by this version (only %s); "
 			         "the configuration is valid but cannot run here",
-			         cc->name, cc->router ? cc->router : "");
+			         cc->name, cc->router ? cc->router : "", names);
 			return -1;
 		}
+		if (ops->check(cc, err, errlen) < 0)
+			return -1;
 	}
 	return 0;
 }
@@ -1554,20 +1523,32 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 	}
 	canary_rt **next = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *next);
 	size_t nn = 0;
-	/* first start what must be new (listeners), so that a failure leaves
-	 * the running configuration untouched */
-	proxy **fresh = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *fresh);
+	/* first what can fail (a router's new listener, a router of another
+	 * kind), so that a failure leaves the running configuration untouched
+	 * (router_ops: prepare, then finish or cancel) */
+	size_t nc = conf->n_canaries ? conf->n_canaries : 1;
+	router **fresh = xcalloc(nc, sizeof *fresh);     /* another kind: a new router */
+	bool *prepared = xcalloc(nc, sizeof *prepared);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		const cfg_canary *cc = &conf->canaries[i];
 		canary_rt *rt = find_rt(c, cc->name);
-		if (rt && rt->listen && strcmp(rt->listen, cc->listen) == 0)
-			continue;
 		if (!rt)
 			continue; /* started below with its runtime */
-		if (proxy_start(c->loop, cc->listen, rt->route, &cc->proxy, &fresh[i], err, errlen) < 0) {
-			for (size_t j = 0; j < i; j++)
+		int rc;
+		if (router_find(cc->router) != rt->router->ops)
+			rc = open_router(rt, cc, &fresh[i], err, errlen);
+		else if ((rc = rt->router->ops->prepare(rt->router, cc, err, errlen)) == 0)
+			prepared[i] = true;
+		if (rc < 0) {
+			for (size_t j = 0; j < i; j++) {
 				if (fresh[j])
-					proxy_close(fresh[j]);
+					fresh[j]->ops->close(fresh[j]);
+				if (prepared[j]) {
+					router *r = find_rt(c, conf->canaries[j].name)->router;
+					r->ops->cancel(r);
+				}
+			}
+			free(prepared);
 			free(fresh);
 			free(next);
 			cfg_free(conf);
@@ -1591,13 +1572,13 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 		if (rt) {
 			rt->conf = cc;
 			if (fresh[i]) {
-				retire_proxy(c, rt->px);
-				rt->px = fresh[i];
-				free(rt->listen);
-				rt->listen = xstrdup(cc->listen);
-				log_msg(LOG_INFO, cc->name, "proxy now listening on %s", cc->listen);
-			} else if (rt->px) {
-				proxy_set_config(rt->px, &cc->proxy);
+				log_msg(LOG_INFO, cc->name, "router '%s' now carries the split",
+				        fresh[i]->ops->name);
+				retire_router(c, rt->router);
+				rt->router = fresh[i];
+				apply_traffic(rt);
+			} else {
+				rt->router->ops->finish(rt->router, cc);
 			}
 			rsv_table_set_refresh(rt->names, cc->dns_refresh_ms);
 			/* new host names are resolved before they get requests */
@@ -1624,6 +1605,7 @@ int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
 		if (maybe_start_config_rollout(c, c->rt[i], now, e2, sizeof e2) < 0)
 			log_msg(LOG_ERROR, c->rt[i]->name, "configured rollout not started: %s", e2);
 	}
+	free(prepared);
 	free(fresh);
 	return 0;
 }
@@ -1679,7 +1661,8 @@ static json_t *status_json(const canary_rt *rt)
 	json_t *o = json_object();
 	json_object_set_new(o, "name", json_string(rt->name));
 	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
-	json_object_set_new(o, "canaryWeight", json_integer(rt->st.weight));
+	/* what traffic does: the last split the router applied */
+	json_object_set_new(o, "canaryWeight", json_integer(rt->applied_weight));
 	json_object_set_new(o, "failedChecks", json_integer(rt->st.failed_checks));
 	json_object_set_new(o, "iterations", json_integer(rt->st.iterations));
 	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
@@ -1688,8 +1671,19 @@ static json_t *status_json(const canary_rt *rt)
 	json_object_set_new(o, "lastTransitionTime", json_string(ts));
 	json_object_set_new(o, "message", json_string(rt->st.message));
 	json_object_set_new(o, "router", json_string(rt->conf->router ? rt->conf->router : ""));
-	if (rt->listen)
-		json_object_set_new(o, "listen", json_string(rt->listen));
+	json_object_set_new(o, "appliedGeneration", json_integer((json_int_t)rt->applied_gen));
+	if (rt->done_gen < rt->gen) {
+		/* asked, not answered yet: traffic still follows the applied one */
+		json_t *a = json_object();
+		json_object_set_new(a, "generation", json_integer((json_int_t)rt->gen));
+		json_object_set_new(a, "canaryWeight",
+		                    json_integer(rt->asked[rt->gen % APPLY_RING]));
+		json_object_set_new(o, "applying", a);
+	}
+	if (rt->apply_err[0])
+		json_object_set_new(o, "routerError", json_string(rt->apply_err));
+	if (rt->router)
+		rt->router->ops->status(rt->router, o);
 	json_object_set_new(o, "stableEndpoints", epset_json(&rt->eps[TARGET_STABLE]));
 	json_object_set_new(o, "canaryEndpoints", epset_json(&rt->eps[TARGET_CANARY]));
 	json_t *hosts = hosts_json(rt);
@@ -1768,7 +1762,7 @@ static int parse_endpoints(const json_t *arr, epset *out, char *err, size_t errl
 
 /* Runs <cmd> on <rt>; for a rollout, <neweps> (taken, or NULL to keep the
  * canary's set) becomes the canary's endpoint set. The new state is
- * committed only when the route can carry it out: a command that gives the
+ * committed only when the router can carry it out: a command that gives the
  * canary more traffic, or makes it stable, needs every canary endpoint to
  * have an address now. Returns the HTTP status, with *result or <err>. */
 static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t **result,
@@ -1820,7 +1814,7 @@ static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t 
 /* ---- commands that wait for host names ----
  *
  * A rollout to host names is run once each name has resolved, with those
- * answers (put into the canary's table first, so that the route gets
+ * answers (put into the canary's table first, so that the router gets
  * exactly the addresses that were checked), or refused with 422 naming the
  * endpoint and the resolver's error. The admin connection that asked may
  * close meanwhile: it cancels its callback (ctl_call_cancel) and the
@@ -2161,7 +2155,7 @@ void ctl_metrics(ctl *c, buf *out)
 	              "# TYPE canaryd_canary_weight gauge\n");
 	for (size_t i = 0; i < c->n; i++)
 		buf_printf(out, "canaryd_canary_weight{canary=\"%s\"} %d\n", c->rt[i]->name,
-		           c->rt[i]->st.weight);
+		           c->rt[i]->applied_weight);
 	buf_puts(out, "# HELP canaryd_canary_phase The canary's phase (1 for the current one).\n"
 	              "# TYPE canaryd_canary_phase gauge\n");
 	for (size_t i = 0; i < c->n; i++)
@@ -2223,18 +2217,16 @@ void ctl_drain(ctl *c)
 {
 	c->draining = 1;
 	for (size_t i = 0; i < c->n; i++)
-		if (c->rt[i]->px)
-			proxy_drain(c->rt[i]->px);
+		c->rt[i]->router->ops->drain(c->rt[i]->router);
 }
 
 size_t ctl_inflight(ctl *c)
 {
 	size_t n = 0;
 	for (size_t i = 0; i < c->n; i++)
-		if (c->rt[i]->px)
-			n += proxy_inflight(c->rt[i]->px);
+		n += c->rt[i]->router->ops->inflight(c->rt[i]->router);
 	for (size_t i = 0; i < c->n_ret; i++)
-		n += proxy_inflight(c->ret[i].px);
+		n += c->ret[i].r->ops->inflight(c->ret[i].r);
 	/* a command waiting for its host names is answered before the exit */
 	for (const ctl_call *call = c->calls; call; call = call->next)
 		n++;

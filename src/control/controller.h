@@ -1,7 +1,7 @@
 /* controller.h - the driver around the engine: one runtime per configured
- * canary (engine state, route, proxy, stats), a tick timer that runs checks
- * and deadlines, readiness probes, persistence before traffic, and the
- * operator commands behind the admin API. */
+ * canary (engine state, its router, stats), a tick timer that runs checks
+ * and deadlines, metric reads through the providers, persistence before
+ * traffic, and the operator commands behind the admin API. */
 #ifndef CANARYD_CONTROLLER_H
 #define CANARYD_CONTROLLER_H
 
@@ -78,13 +78,13 @@ void ctl_metrics(ctl *c, buf *out);
  * after it was found damaged, with <why> filled for /readyz. */
 int ctl_store_health(ctl *c, char *why, size_t n);
 
-/* Stops accepting new proxy connections (SIGTERM). */
+/* Stops accepting new connections: every router drains (SIGTERM). */
 void ctl_drain(ctl *c);
-/* Requests in flight over all proxies, and commands waiting for host
+/* Requests in flight over all routers, and commands waiting for host
  * name lookups (answered within 5 s). */
 size_t ctl_inflight(ctl *c);
 
-/* Stops timers and closes every proxy and handle; frees <c> once closed
+/* Stops timers and closes every router and handle; frees <c> once closed
  * (run the loop afterwards until it ends). Frees the configuration. */
 void ctl_close(ctl *c);
 
