@@ -38,9 +38,13 @@ typedef struct cfg_proxy {
 	uint64_t outlier_ejection_ms; /* how long an ejected endpoint stays out: 30s */
 } cfg_proxy;
 
-/* Where a custom metric's value comes from (metrics[i].provider, or the
- * provider of the MetricTemplate that metrics[i].templateRef names). */
-typedef enum { CFG_PROVIDER_NONE = 0, CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB } cfg_provider_type;
+/* Where a metric's values come from (metrics[i].provider, or the provider
+ * of the MetricTemplate that metrics[i].templateRef names): a built-in
+ * metric has none, and is read by the builtin provider (provider.h). */
+typedef enum {
+	CFG_PROVIDER_NONE = 0, CFG_PROVIDER_BUILTIN = CFG_PROVIDER_NONE,
+	CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB,
+} cfg_provider_type;
 
 typedef struct cfg_metric_source {
 	cfg_provider_type type;
@@ -82,7 +86,7 @@ typedef struct cfg_canary {
 	cfg_webhook *webhooks;
 	size_t n_webhooks;
 	cfg_proxy proxy;
-	cfg_metric_source sources[ENG_MAX_METRICS]; /* for policy.metrics[i] of kind ENG_M_CUSTOM */
+	cfg_metric_source sources[ENG_MAX_METRICS]; /* of policy.metrics[i] */
 	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
 	                         * have to fail the rollout (object), or NULL; an alert
 	                         * labelled canary=NAME always does */

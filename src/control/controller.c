@@ -101,7 +101,7 @@ typedef struct canary_rt {
 	int pre_rollout_ok;         /* pre-rollout hooks passed in this rollout */
 	int gate_pending;           /* gate posts and provider reads still running
 	                             * for this check */
-	eng_reading custom[ENG_MAX_METRICS]; /* provider readings for this check */
+	eng_reading readings[ENG_MAX_METRICS]; /* the providers' for this check */
 	int n_gates;
 	struct gate_result {
 		char name[ENG_NAME_LEN];
@@ -862,23 +862,6 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	return 0;
 }
 
-/* ---- readings from the built-in metrics ---- */
-
-/* rd_sum_fn over the canary's stats rings. */
-static void ring_sum(void *arg, int target, uint64_t from, uint64_t to, bool hist,
-                     stats_summary *out)
-{
-	stats_query(arg, target, from, to, out);
-}
-
-/* Readings of the built-in metrics (custom ones are read by providers and
- * filled in elsewhere), as readings.h says: never before the rollout
- * started (rt->data_from_sec), the baseline from stable's history. */
-static void read_metrics(canary_rt *rt, uint64_t now_sec, eng_reading *r)
-{
-	rd_read_builtin(&rt->conf->policy, now_sec, rt->data_from_sec, ring_sum, rt->stats, r);
-}
-
 /* ---- the tick ---- */
 
 /* The end of a promotion makes the canary's endpoints the stable set. An
@@ -929,15 +912,11 @@ static void retire_sweep(ctl *c, uint64_t now_mono, int force)
  * failing rollout webhook does in Flagger. */
 static void do_check(canary_rt *rt)
 {
-	ctl *c = rt->owner;
 	uint64_t now = util_wall_ms();
 	eng_policy *p = xmalloc(sizeof *p);
 	*p = rt->conf->policy;
 	eng_reading r[ENG_MAX_METRICS];
-	read_metrics(rt, uv_now(c->loop) / 1000, r);
-	for (int i = 0; i < p->n_metrics; i++)
-		if (p->metrics[i].kind == ENG_M_CUSTOM)
-			r[i] = rt->custom[i];
+	memcpy(r, rt->readings, (size_t)p->n_metrics * sizeof r[0]);
 	int pre_all_ok = 1, has_pre = 0;
 	for (int g = 0; g < rt->n_gates && p->n_metrics < ENG_MAX_METRICS; g++) {
 		eng_metric *m = &p->metrics[p->n_metrics];
@@ -969,16 +948,14 @@ static void do_check(canary_rt *rt)
 	free(p);
 }
 
-/* ---- custom metrics from providers ---- */
-
-enum { READ_CANARY, READ_STABLE, READ_BASELINE };
+/* ---- metrics, each read by its provider ---- */
 
 typedef struct metric_call {
 	ctl *c;
 	char canary[ENG_NAME_LEN];
 	unsigned gen;
 	int metric;
-	int which;   /* READ_CANARY, READ_STABLE (relative) or READ_BASELINE */
+	rd_which which;   /* the canary's value, stable's or the baseline */
 } metric_call;
 
 static void metric_done(void *arg, int has_data, double value, const char *reason)
@@ -986,73 +963,68 @@ static void metric_done(void *arg, int has_data, double value, const char *reaso
 	metric_call *mc = arg;
 	canary_rt *rt = find_rt(mc->c, mc->canary);
 	if (rt && rt->rollout_gen == mc->gen && rt->gate_pending > 0) {
-		eng_reading *r = &rt->custom[mc->metric];
-		if (mc->which == READ_CANARY) {
-			r->has_data = has_data;
-			r->value = value;
-			snprintf(r->reason, sizeof r->reason, "%s", has_data ? "" : reason);
-		} else if (mc->which == READ_STABLE) {
-			r->has_stable = has_data;
-			r->stable_value = value;
-		} else {
-			r->has_baseline = has_data;
-			r->baseline_value = value;
-		}
+		rd_store(&rt->readings[mc->metric], mc->which, has_data, value, reason);
 		if (--rt->gate_pending == 0)
 			do_check(rt);
 	}
 	free(mc);
 }
 
-/* Starts the reads of custom metric <i>: the canary's value, and stable's
- * for relative thresholds and baselines (same query, the stable revision).
- * Returns how many reads were started. */
-static int start_metric_reads(canary_rt *rt, int i)
+/* Starts the reads of metric <i> for a check made during second <now_sec>:
+ * the canary's value, and stable's for a relative threshold and a baseline
+ * (readings.h says over which seconds; a query gets the stable revision),
+ * each from the metric's provider. Each read counts in rt->gate_pending
+ * until it answers, which the builtin provider does before its read
+ * returns. */
+static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
 {
 	const eng_metric *m = &rt->conf->policy.metrics[i];
 	const cfg_metric_source *src = &rt->conf->sources[i];
-	eng_reading *r = &rt->custom[i];
+	const provider_ops *ops = provider_of(src);
+	eng_reading *r = &rt->readings[i];
 	memset(r, 0, sizeof *r);
 	snprintf(r->reason, sizeof r->reason, "no answer from the provider");
-	char win[32], bwin[32];
-	util_format_duration(m->window_ms, win, sizeof win);
-	util_format_duration(m->baseline_window_ms, bwin, sizeof bwin);
-	int started = 0;
-	for (int which = READ_CANARY; which <= READ_BASELINE; which++) {
-		if ((which == READ_STABLE && !m->relative) || (which == READ_BASELINE && !m->baseline_window_ms))
-			continue;
-		tmpl_vars v = {
-			.name = rt->name,
-			.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
-			.target = rt->name,
-			.interval = which == READ_BASELINE ? bwin : win,
-			.revision = which == READ_CANARY ? rt->st.canary_rev : rt->st.stable_rev,
+	provider_env env = { .http = rt->owner->hk, .st = rt->stats };
+	rd_window w[RD_COUNT];
+	int n = rd_windows(m, now_sec, rt->data_from_sec, w);
+	for (int k = 0; k < n && ops; k++) {
+		char span[32];
+		util_format_duration(w[k].span_ms, span, sizeof span);
+		provider_window pw = {
+			.w = w[k],
+			.kind = m->kind,
+			.vars = {
+				.name = rt->name,
+				.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
+				.target = rt->name,
+				.interval = span,
+				.revision = w[k].which == RD_CANARY ? rt->st.canary_rev : rt->st.stable_rev,
+			},
 		};
 		metric_call *mc = xcalloc(1, sizeof *mc);
 		mc->c = rt->owner;
 		snprintf(mc->canary, sizeof mc->canary, "%s", rt->name);
 		mc->gen = rt->rollout_gen;
 		mc->metric = i;
-		mc->which = which;
+		mc->which = w[k].which;
 		char err[200];
-		if (provider_read(rt->owner->hk, src, &v, metric_done, mc, err, sizeof err) < 0) {
+		rt->gate_pending++;
+		if (ops->read(&env, src, &pw, metric_done, mc, err, sizeof err) < 0) {
+			rt->gate_pending--;
 			free(mc);
-			if (which == READ_CANARY)
+			if (w[k].which == RD_CANARY)
 				snprintf(r->reason, sizeof r->reason, "%.95s", err);
 			log_msg(LOG_WARN, rt->name, "metric '%s': %s", m->name, err);
-			continue;
 		}
-		started++;
 	}
-	return started;
 }
 
-/* Starts the gate webhooks a check needs; returns how many were started. */
-static int start_gates(canary_rt *rt)
+/* Starts the gate webhooks a check needs; each counts in rt->gate_pending
+ * until it answers. */
+static void start_gates(canary_rt *rt)
 {
 	const cfg_canary *cc = rt->conf;
 	rt->n_gates = 0;
-	rt->gate_pending = 0;
 	int room = ENG_MAX_METRICS - cc->policy.n_metrics;
 	for (size_t w = 0; w < cc->n_webhooks && rt->n_gates < room; w++) {
 		const cfg_webhook *wh = &cc->webhooks[w];
@@ -1074,7 +1046,6 @@ static int start_gates(canary_rt *rt)
 			snprintf(g->reason, sizeof g->reason, "cannot post to '%s'", wh->url);
 		}
 	}
-	return rt->gate_pending;
 }
 
 /* The sequential judge looks on every tick at the counts since the rollout
@@ -1115,14 +1086,13 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
 		observe(rt, now);
 	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
-		int pending = start_gates(rt);
+		/* held at one while they start, so that a read that answers at
+		 * once does not run the check before the others have started */
+		rt->gate_pending = 1;
+		start_gates(rt);
 		for (int i = 0; i < p->n_metrics; i++)
-			if (p->metrics[i].kind == ENG_M_CUSTOM) {
-				int n = start_metric_reads(rt, i);
-				rt->gate_pending += n;
-				pending += n;
-			}
-		if (pending == 0)
+			start_metric_reads(rt, i, now_mono / 1000);
+		if (--rt->gate_pending == 0)
 			do_check(rt);
 	}
 }

@@ -1,4 +1,5 @@
-/* test_provider.c - reading a number out of a provider's answer: what
+/* test_provider.c - the providers' table and the builtin provider's reads
+ * over the stats, and reading a number out of a provider's answer: what
  * Prometheus and web metric APIs send, and the garbage a broken or hostile
  * one may send instead, which must never pass a check. */
 #include <stdarg.h>
@@ -8,6 +9,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "provider.h"
@@ -185,9 +187,100 @@ static void test_web_answer_may_be_a_bare_number(void **state)
 	assert_web_refused("", "$", "answer is not JSON");
 }
 
+/* Each source type has its provider: a table, which the controller asks
+ * instead of looking at the type itself. */
+static void test_table(void **state)
+{
+	cfg_metric_source src;
+	memset(&src, 0, sizeof src);
+	assert_ptr_equal(provider_of(&src), &provider_builtin);   /* no provider key */
+	assert_string_equal(provider_of(&src)->name, "builtin");
+	src.type = CFG_PROVIDER_PROMETHEUS;
+	assert_ptr_equal(provider_of(&src), &provider_prometheus);
+	src.type = CFG_PROVIDER_WEB;
+	assert_ptr_equal(provider_of(&src), &provider_web);
+	src.type = (cfg_provider_type)99;
+	assert_null(provider_of(&src));
+}
+
+typedef struct answer {
+	int calls, has_data;
+	double value;
+	char reason[128];
+} answer;
+
+static void on_answer(void *arg, int has_data, double value, const char *reason)
+{
+	answer *a = arg;
+	a->calls++;
+	a->has_data = has_data;
+	a->value = value;
+	snprintf(a->reason, sizeof a->reason, "%s", reason);
+}
+
+/* The builtin provider answers before its read returns, from the stats,
+ * over the window's seconds only. */
+static void test_builtin_reads_the_stats(void **state)
+{
+	stats *st = stats_new();
+	for (int i = 0; i < 99; i++)
+		stats_record(st, TARGET_CANARY, 200, 1000, 100);
+	stats_record(st, TARGET_CANARY, 503, 1000, 100);
+	for (int i = 0; i < 10; i++)
+		stats_record(st, TARGET_CANARY, 500, 1000, 90);   /* before the window */
+	provider_env env = { .http = NULL, .st = st };
+	cfg_metric_source src;
+	memset(&src, 0, sizeof src);
+	provider_window w;
+	memset(&w, 0, sizeof w);
+	w.w = (rd_window){ RD_CANARY, TARGET_CANARY, 95, 100, 6000 };
+	w.kind = ENG_M_SUCCESS_RATE;
+	answer a = { 0 };
+	char err[128];
+	assert_int_equal(provider_builtin.read(&env, &src, &w, on_answer, &a, err, sizeof err), 0);
+	assert_int_equal(a.calls, 1);
+	assert_int_equal(a.has_data, 1);
+	assert_true(a.value == 99.0);
+	w.kind = ENG_M_ERROR_RATE;
+	w.w.from_sec = 80;                                      /* now with the 10 5xx */
+	assert_int_equal(provider_builtin.read(&env, &src, &w, on_answer, &a, err, sizeof err), 0);
+	assert_true(fabs(a.value - 100.0 * 11 / 110) < 1e-9);
+	w.w = (rd_window){ RD_STABLE, TARGET_STABLE, 95, 100, 6000 };
+	assert_int_equal(provider_builtin.read(&env, &src, &w, on_answer, &a, err, sizeof err), 0);
+	assert_int_equal(a.has_data, 0);
+	assert_string_equal(a.reason, "no stable requests in the last 6s");
+	w.kind = ENG_M_CUSTOM;                                  /* not a built-in metric */
+	assert_int_equal(provider_builtin.read(&env, &src, &w, on_answer, &a, err, sizeof err), -1);
+	assert_int_equal(a.calls, 3);
+	stats_free(st);
+}
+
+/* Without an HTTP client (libcurl failed), an HTTP provider says so and
+ * does not call back. */
+static void test_http_providers_need_a_client(void **state)
+{
+	provider_env env = { NULL, NULL };
+	cfg_metric_source src;
+	memset(&src, 0, sizeof src);
+	src.type = CFG_PROVIDER_PROMETHEUS;
+	src.query = "up";
+	src.address = "http://127.0.0.1:9";
+	provider_window w;
+	memset(&w, 0, sizeof w);
+	answer a = { 0 };
+	char err[128] = "";
+	assert_int_equal(provider_prometheus.read(&env, &src, &w, on_answer, &a, err, sizeof err), -1);
+	assert_string_equal(err, "no HTTP client (libcurl failed to initialise)");
+	assert_int_equal(provider_web.read(&env, &src, &w, on_answer, &a, err, sizeof err), -1);
+	assert_int_equal(a.calls, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_builtin_reads_the_stats),
+		cmocka_unit_test(test_http_providers_need_a_client),
 		cmocka_unit_test(test_prometheus_values_as_prometheus_writes_them),
 		cmocka_unit_test(test_prometheus_answers_without_one_sample),
 		cmocka_unit_test(test_prometheus_nan_and_infinities_are_no_data),
