@@ -47,7 +47,7 @@ TESTS    = $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRC))))
 vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
 
-.PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz fuzz-long clean check-deps
+.PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -77,9 +77,16 @@ $(BUILD)/tests/%: %.c $(BUILD)/libcanaryd.a
 setup:
 	@sh scripts/setup.sh build
 
-# Unit and end-to-end tests, then the same again under ASan+UBSan.
+# Which src/ folder may include which (ARCHITECTURE.md's layers; the pure
+# core includes no libuv, sockets or clock): fails on a forbidden edge.
+check-layers:
+	@sh scripts/check-layers.sh
+
+# The layers, unit and end-to-end tests, then the same again under
+# ASan+UBSan.
 test:
 	@sh scripts/setup.sh test
+	@sh scripts/check-layers.sh
 	@$(MAKE) -s all
 	@$(MAKE) -s all SAN=1
 	@sh tests/run.sh build build-san
