@@ -21,6 +21,8 @@
 #include "log.h"
 #include "router.h"
 
+#include "../testdir.h"
+
 /* ---- a router that answers when told ---- */
 
 #define MAX_APPLIES 16
@@ -135,27 +137,6 @@ static const char *const CONFIG =
 	"  router: haproxy\n"
 	"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
 	"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
-
-static void remove_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	if (!d)
-		return;
-	struct dirent *e;
-	while ((e = readdir(d)) != NULL) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char sub[512];
-		snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-		struct stat sb;
-		if (lstat(sub, &sb) == 0 && S_ISDIR(sb.st_mode))
-			remove_tree(sub);
-		else
-			unlink(sub);
-	}
-	closedir(d);
-	rmdir(path);
-}
 
 static int setup(void **state)
 {

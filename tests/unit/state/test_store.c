@@ -22,36 +22,13 @@
 
 #include "store.h"
 
+#include "../testdir.h"
+
 typedef struct fixture {
 	char dir[64];     /* the mkdtemp directory */
 	char data[128];   /* dir/data/sub: the store's DIR, made by store_open */
 	store *st;
 } fixture;
-
-/* Removes <path> and everything under it (two levels are enough here, but
- * it recurses anyway). */
-static void remove_tree(const char *path)
-{
-	DIR *d = opendir(path);
-	if (d) {
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL) {
-			if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-				continue;
-			char sub[512];
-			snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-			struct stat sb;
-			if (lstat(sub, &sb) == 0 && S_ISDIR(sb.st_mode))
-				remove_tree(sub);
-			else
-				unlink(sub);
-		}
-		closedir(d);
-		rmdir(path);
-	} else {
-		unlink(path);
-	}
-}
 
 static int setup(void **state)
 {
