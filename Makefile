@@ -58,7 +58,7 @@ $(BUILD)/libcanaryd.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 # --as-needed: the daemon loads libcurl only when a webhook or a metric
-# provider first needs it (src/hooks.c), so it must not be DT_NEEDED
+# provider first needs it (src/net/hooks.c), so it must not be DT_NEEDED
 $(BUILD)/canaryd: $(filter %/main.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -Wl,--as-needed -o $@ $^ $(LDLIBS) -ldl
 

@@ -11,7 +11,7 @@
  * (HTTP/1.1 by default, HTTP/1.0 with "Connection: keep-alive") and
  * pipelined requests are answered in order. Request bodies, Content-Length
  * or chunked, are read and thrown away. Requests are parsed with canaryd's
- * own parser (src/http.h), so the tests exercise it from the other side too.
+ * own parser (src/base/http.h), so the tests exercise it from the other side too.
  *
  * Failures are exact rather than random, so tests can assert precise
  * shares: request i (counting from --seed, /healthz excluded) fails when
