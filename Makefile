@@ -25,17 +25,29 @@ endif
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CMOCKA_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null)
-CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) -Isrc -MMD -MP
+
+# Sources live in src/ and in its layer folders (src/LAYER/NAME.c, one level
+# deep); a .c dropped straight into src/ is built as well. Every folder is
+# on the include path, so that "util.h" is found wherever a file lives:
+# header names are unique across src/ (scripts/check-layers.sh says which
+# folder may include which).
+SRC_DIRS := src $(patsubst %/,%,$(sort $(dir $(wildcard src/*/*.[ch]))))
+ALL_SRC  := $(wildcard src/*.c src/*/*.c)
+CFLAGS  += $(CSTD) $(WARN) $(OPT) $(PKG_CFLAGS) $(addprefix -I,$(SRC_DIRS)) -MMD -MP
 LDLIBS  += $(PKG_LIBS) -lm -lpthread
 
-MAINS    = src/main.c src/canaryctl.c
-LIB_SRC  = $(filter-out $(MAINS),$(wildcard src/*.c))
+MAINS    = $(filter %/main.c %/canaryctl.c,$(ALL_SRC))
+MAIN_OBJ = $(MAINS:src/%.c=$(BUILD)/obj/%.o)
+LIB_SRC  = $(filter-out $(MAINS),$(ALL_SRC))
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
-TEST_SRC = $(wildcard tests/unit/test_*.c)
-TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+# unit tests: tests/unit/test_NAME.c or tests/unit/LAYER/test_NAME.c, each
+# built as $(BUILD)/tests/test_NAME
+TEST_SRC = $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
+TESTS    = $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRC))))
+vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
 
-.PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz fuzz-long clean check-deps
+.PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -46,18 +58,18 @@ $(BUILD)/libcanaryd.a: $(LIB_OBJ)
 	$(AR) rcs $@ $^
 
 # --as-needed: the daemon loads libcurl only when a webhook or a metric
-# provider first needs it (src/hooks.c), so it must not be DT_NEEDED
-$(BUILD)/canaryd: $(BUILD)/obj/main.o $(BUILD)/libcanaryd.a
+# provider first needs it (src/net/hooks.c), so it must not be DT_NEEDED
+$(BUILD)/canaryd: $(filter %/main.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -Wl,--as-needed -o $@ $^ $(LDLIBS) -ldl
 
-$(BUILD)/canaryctl: $(BUILD)/obj/canaryctl.o $(BUILD)/libcanaryd.a
+$(BUILD)/canaryctl: $(filter %/canaryctl.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/canaryd-upstream: tools/upstream.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcanaryd.a
+$(BUILD)/tests/%: %.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
 
@@ -65,9 +77,16 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libcanaryd.a
 setup:
 	@sh scripts/setup.sh build
 
-# Unit and end-to-end tests, then the same again under ASan+UBSan.
+# Which src/ folder may include which (ARCHITECTURE.md's layers; the pure
+# core includes no libuv, sockets or clock): fails on a forbidden edge.
+check-layers:
+	@sh scripts/check-layers.sh
+
+# The layers, unit and end-to-end tests, then the same again under
+# ASan+UBSan.
 test:
 	@sh scripts/setup.sh test
+	@sh scripts/check-layers.sh
 	@$(MAKE) -s all
 	@$(MAKE) -s all SAN=1
 	@sh tests/run.sh build build-san
@@ -110,4 +129,4 @@ fuzz-long:
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(BUILD)/obj/main.d $(BUILD)/obj/canaryctl.d
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TESTS:=.d)

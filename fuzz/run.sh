@@ -36,7 +36,9 @@ PKGS="libuv yaml-0.1 jansson sqlite3 libcurl libcrypto"
 PKG_CFLAGS=$(pkg-config --cflags $PKGS)
 PKG_LIBS=$(pkg-config --libs $PKGS)
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $SAN -Isrc $PKG_CFLAGS"
+# src/ and its layer folders, as the Makefile has them
+INC=$(find src -maxdepth 1 -mindepth 1 -type d | sort | sed 's/^/-I/' | tr '\n' ' ')
+CFLAGS="-std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer $SAN -Isrc $INC $PKG_CFLAGS"
 HARNESS_WARN="-Wall -Wextra -Wshadow -Werror -Wno-unused-parameter"
 
 # Per target: extra libFuzzer flags | executions in --long | time cap in
@@ -60,7 +62,7 @@ target_row() {
 }
 
 # the library, once, instrumented for coverage (rebuilt when any source is newer)
-LIB_SRC=$(ls src/*.c | grep -v -e 'src/main.c' -e 'src/canaryctl.c')
+LIB_SRC=$(find src -maxdepth 2 -name '*.c' | sort | grep -v -e '/main\.c$' -e '/canaryctl\.c$')
 OBJS=""
 stale=""
 for f in $LIB_SRC; do

@@ -11,7 +11,7 @@
  * (HTTP/1.1 by default, HTTP/1.0 with "Connection: keep-alive") and
  * pipelined requests are answered in order. Request bodies, Content-Length
  * or chunked, are read and thrown away. Requests are parsed with canaryd's
- * own parser (src/http.h), so the tests exercise it from the other side too.
+ * own parser (src/base/http.h), so the tests exercise it from the other side too.
  *
  * Failures are exact rather than random, so tests can assert precise
  * shares: request i (counting from --seed, /healthz excluded) fails when
@@ -34,6 +34,7 @@
 #include <uv.h>
 
 #include "http.h"
+#include "resolve.h"
 #include "util.h"
 
 #define IN_INITIAL 4096
@@ -671,12 +672,8 @@ int main(int argc, char **argv)
 		return bad_usage("%s", "--listen HOST:PORT is required");
 	s.rate_ppm = (uint64_t)llround(rate * (double)PPM);
 
-	char host[256];
-	int port;
 	struct sockaddr_storage sa;
-	if (util_parse_hostport(s.listen, host, sizeof host, &port) < 0 ||
-	    (uv_ip4_addr(host, port, (struct sockaddr_in *)&sa) != 0 &&
-	     uv_ip6_addr(host, port, (struct sockaddr_in6 *)&sa) != 0))
+	if (rsv_numeric(s.listen, &sa) < 0)
 		return bad_usage("listen address '%s' is not a numeric HOST:PORT", s.listen);
 
 	signal(SIGPIPE, SIG_IGN);

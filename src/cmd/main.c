@@ -1,0 +1,520 @@
+/* main.c - canaryd: the daemon. Parses flags, loads the configuration,
+ * opens the store, and runs the controller, the proxies and the admin API
+ * on one libuv loop until SIGTERM. Only this file exits. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "admin.h"
+#include "config.h"
+#include "controller.h"
+#include "log.h"
+#include "resolve.h"
+#include "store.h"
+#include "util.h"
+
+#define CANARYD_VERSION "0.1.0"
+
+static const char usage[] =
+	"usage: canaryd -c FILE [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
+	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
+	"               [--admin-host NAME]... [--admin-max-connections N]\n"
+	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
+	"       canaryd --check -c FILE\n"
+	"\n"
+	"  -c, --config FILE      the YAML configuration (one or more Canary documents)\n"
+	"      --admin ADDR       admin API and dashboard (default 127.0.0.1:9901); an address\n"
+	"                         that is not loopback needs --token-file\n"
+	"      --admin-host NAME  also accept requests whose Host is NAME (any port), e.g. the\n"
+	"                         name of a reverse proxy in front; repeatable. Always accepted:\n"
+	"                         localhost and IP literals (loopback ones on a loopback address)\n"
+	"                         with the admin port\n"
+	"      --admin-max-connections N\n"
+	"                         open admin connections; more get 503 (default 128)\n"
+	"      --admin-head-timeout D, --admin-body-timeout D, --admin-idle-timeout D\n"
+	"                         a request head must arrive within D (default 10s), its body\n"
+	"                         and the response be sent within D (30s), an idle keep-alive\n"
+	"                         connection is closed after D (60s)\n"
+	"      --data-dir DIR     where canaryd.db (state and audit) lives (default ./canaryd-data)\n"
+	"      --log-format F     text (default) or json, on stderr\n"
+	"      --log-level L      debug, info (default), warn or error\n"
+	"      --token-file F     require 'Authorization: Bearer TOKEN' on mutating API calls;\n"
+	"                         one token a line, 'NAME TOKEN' or 'TOKEN'\n"
+	"      --drain-timeout D  on SIGTERM, how long requests in flight may take (default 10s)\n"
+	"      --check            validate the configuration, print every error, exit 0 or 2\n"
+	"\n"
+	"signals: SIGHUP reloads the configuration, SIGTERM drains and exits 0\n";
+
+typedef struct reload reload;
+
+typedef struct daemon_ctx {
+	uv_loop_t *loop;
+	const char *config_path;
+	ctl *c;
+	admin *adm;
+	store *db;
+	uv_signal_t sig_term, sig_int, sig_hup;
+	uv_timer_t drain_timer;
+	uint64_t drain_deadline;
+	uint64_t drain_timeout_ms;
+	int stopping;
+	reload *loading;   /* the reload being read on the thread pool, or NULL */
+	int reload_again;  /* a SIGHUP came during it: read the file once more after */
+} daemon_ctx;
+
+/* A reload in progress. Why off the loop: reading and checking a file is
+ * bounded (config.h's CFG_MAX_) but can take a good part of a second for a
+ * big one, and every proxied request would wait that long; so the file is
+ * read and validated on libuv's thread pool (reload_read, which touches
+ * only this struct: cfg_load shares no state and logs nothing), and the
+ * result applied on the loop (reload_done), where everything else runs. */
+struct reload {
+	uv_work_t work;
+	daemon_ctx *d;
+	const char *path;
+	cfg *conf;         /* what reload_read loaded, or NULL */
+	cfg_errors errs;   /* or why not */
+};
+
+static void print_errors(const cfg_errors *e, FILE *f)
+{
+	for (size_t i = 0; i < e->n; i++)
+		fprintf(f, "%s\n", e->msg[i]);
+}
+
+/* ---- --check: what will happen to host names ---- */
+
+#define CHECK_RESOLVE_MS 5000     /* --check waits this long for all its names */
+#define CHECK_NO_ANSWER 1         /* check_name.status: none yet */
+
+typedef struct check_name {
+	char host[RSV_HOST_LEN];
+	int status;                   /* 0, a libuv error, or CHECK_NO_ANSWER */
+	rsv_addrs addrs;
+} check_name;
+
+/* Static: a lookup still running when --check gives up stays reachable
+ * (the process exits without waiting for it). */
+static uv_loop_t check_loop;
+static uv_timer_t check_timer;
+
+static void check_deadline(uv_timer_t *t)
+{
+	uv_stop(t->loop);
+}
+
+static void check_done(void *arg, int status, const rsv_addrs *addrs)
+{
+	check_name *cn = arg;
+	cn->status = status;
+	if (status == 0)
+		rsv_addrs_copy(&cn->addrs, addrs);
+}
+
+/* Prints, for each endpoint of <conf> that is a host name, when it is
+ * resolved, what happens when that fails, and what it resolves to now
+ * (a warning when it does not). Resolving is what the daemon will do, on
+ * a loop of our own so that the names are looked up together, within
+ * CHECK_RESOLVE_MS in all (a DNS server that does not answer would hold
+ * each for the resolver's timeout). Returns how many do not resolve now. */
+static size_t check_host_names(const char *path, const cfg *conf, size_t *n_names,
+                               bool *abandoned)
+{
+	*abandoned = false;
+	check_name *names = NULL;
+	size_t n = 0;
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		for (int t = 0; t < 2; t++) {
+			char **eps = t ? cc->canary_eps : cc->stable_eps;
+			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
+			for (size_t e = 0; e < ne; e++) {
+				char host[RSV_HOST_LEN];
+				if (!rsv_host_of(eps[e], host, sizeof host))
+					continue;
+				bool seen = false;
+				for (size_t k = 0; k < n && !seen; k++)
+					seen = strcmp(names[k].host, host) == 0;
+				if (seen)
+					continue;
+				names = xrealloc(names, (n + 1) * sizeof *names);
+				memset(&names[n], 0, sizeof names[n]);
+				snprintf(names[n].host, sizeof names[n].host, "%s", host);
+				n++;
+			}
+		}
+	}
+	*n_names = n;
+	if (n == 0)
+		return 0;
+	uv_loop_init(&check_loop);
+	rsv *r = rsv_new(&check_loop, 4);   /* libuv's pool: nothing else uses it here */
+	for (size_t k = 0; k < n; k++) {
+		names[k].status = CHECK_NO_ANSWER;
+		rsv_lookup(r, names[k].host, check_done, &names[k], &names[k].status);
+	}
+	uv_timer_init(&check_loop, &check_timer);
+	uv_timer_start(&check_timer, check_deadline, CHECK_RESOLVE_MS, 0);
+	uv_unref((uv_handle_t *)&check_timer);   /* the lookups keep the loop running */
+	uv_run(&check_loop, UV_RUN_DEFAULT);     /* every answer, or the deadline */
+	bool unanswered = false;
+	for (size_t k = 0; k < n; k++)
+		unanswered |= names[k].status == CHECK_NO_ANSWER;
+	rsv_free(r);
+	*abandoned = unanswered;
+	if (!unanswered) {
+		uv_close((uv_handle_t *)&check_timer, NULL);
+		uv_run(&check_loop, UV_RUN_DEFAULT);
+		uv_loop_close(&check_loop);
+	}   /* else lookups still run in the pool: the exit ends them */
+	size_t failing = 0;
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		char every[32], first[32];
+		util_format_duration(cc->dns_refresh_ms, every, sizeof every);
+		util_format_duration(RSV_RETRY_FIRST_MS, first, sizeof first);
+		for (int t = 0; t < 2; t++) {
+			char **eps = t ? cc->canary_eps : cc->stable_eps;
+			const cfg_pos *pos = t ? cc->canary_eps_pos : cc->stable_eps_pos;
+			size_t ne = t ? cc->n_canary_eps : cc->n_stable_eps;
+			for (size_t e = 0; e < ne; e++) {
+				char host[RSV_HOST_LEN];
+				if (!rsv_host_of(eps[e], host, sizeof host))
+					continue;
+				const check_name *nm = NULL;
+				for (size_t k = 0; k < n && !nm; k++)
+					if (strcmp(names[k].host, host) == 0)
+						nm = &names[k];
+				printf("%s:%d:%d: ", path, pos[e].line, pos[e].col);
+				if (nm->status == 0) {
+					char list[1024] = "";
+					rsv_addrs_list(&nm->addrs, 16, list, sizeof list);
+					printf("note: canary '%s': %s endpoint '%s' is a host name: it is looked "
+					       "up when canaryd starts and every %s (spec.dns.refresh), every "
+					       "address it resolves to gets requests, and when a lookup fails "
+					       "requests keep going to the addresses of the last answer; it "
+					       "resolves now to %s\n", cc->name, t ? "canary" : "stable", eps[e],
+					       every, list);
+					continue;
+				}
+				failing++;
+				char cause[128];
+				if (nm->status == CHECK_NO_ANSWER)
+					snprintf(cause, sizeof cause, "no answer within %dms", CHECK_RESOLVE_MS);
+				else
+					snprintf(cause, sizeof cause, "%s", uv_strerror(nm->status));
+				printf("warning: canary '%s': %s endpoint '%s' is a host name that does not "
+				       "resolve now (%s): canaryd will start, look it up again after %s, "
+				       "doubling up to every %s (spec.dns.refresh), and %s until it resolves\n",
+				       cc->name, t ? "canary" : "stable", eps[e], cause,
+				       first, every,
+				       t ? "not start the configuration's rollout"
+				         : "send it no requests");
+			}
+		}
+	}
+	for (size_t k = 0; k < n; k++)
+		rsv_addrs_release(&names[k].addrs);
+	free(names);
+	return failing;
+}
+
+static void shutdown_all(daemon_ctx *d)
+{
+	uv_timer_stop(&d->drain_timer);
+	uv_close((uv_handle_t *)&d->drain_timer, NULL);
+	uv_close((uv_handle_t *)&d->sig_term, NULL);
+	uv_close((uv_handle_t *)&d->sig_int, NULL);
+	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	admin_close(d->adm);
+	ctl_close(d->c);
+}
+
+static void on_drain_timer(uv_timer_t *t)
+{
+	daemon_ctx *d = t->data;
+	size_t n = ctl_inflight(d->c);
+	if (n == 0 || uv_now(d->loop) >= d->drain_deadline) {
+		if (n)
+			log_msg(LOG_WARN, NULL, "drain timeout: closing %zu requests in flight", n);
+		else
+			log_msg(LOG_INFO, NULL, "drained, exiting");
+		shutdown_all(d);
+	}
+}
+
+static void on_stop_signal(uv_signal_t *s, int signum)
+{
+	daemon_ctx *d = s->data;
+	if (d->stopping)
+		return;
+	d->stopping = 1;
+	/* a reload not started yet is dropped; one being read finishes on its
+	 * thread (it is bounded) and is then discarded by reload_done */
+	d->reload_again = 0;
+	if (d->loading)
+		uv_cancel((uv_req_t *)&d->loading->work);
+	log_msg(LOG_INFO, NULL, "%s: draining (up to %llums)", signum == SIGTERM ? "SIGTERM" : "SIGINT",
+	        (unsigned long long)d->drain_timeout_ms);
+	admin_set_ready(d->adm, 0);
+	ctl_drain(d->c);
+	d->drain_deadline = uv_now(d->loop) + d->drain_timeout_ms;
+	uv_timer_start(&d->drain_timer, on_drain_timer, 0, 50);
+}
+
+/* On the thread pool: reads and validates the file, nothing else. */
+static void reload_read(uv_work_t *w)
+{
+	reload *r = w->data;
+	cfg_load(r->path, &r->conf, &r->errs);
+}
+
+/* At most this many of a failed reload's errors are logged; --check shows
+ * them all. */
+#define RELOAD_LOG_ERRORS 20
+
+static void reload_start(daemon_ctx *d);
+
+/* On the loop: applies what reload_read loaded, or logs why not, then
+ * starts the one more reload that SIGHUPs during this one asked for. */
+static void reload_done(uv_work_t *w, int status)
+{
+	reload *r = w->data;
+	daemon_ctx *d = r->d;
+	d->loading = NULL;
+	if (status < 0 || d->stopping) {
+		cfg_free(r->conf);
+	} else if (!r->conf) {
+		for (size_t i = 0; i < r->errs.n && i < RELOAD_LOG_ERRORS; i++)
+			log_msg(LOG_ERROR, NULL, "reload: %s", r->errs.msg[i]);
+		if (r->errs.n > RELOAD_LOG_ERRORS)
+			log_msg(LOG_ERROR, NULL, "reload: %zu more errors (canaryd --check -c %s shows "
+			        "them all)", r->errs.n - RELOAD_LOG_ERRORS, r->path);
+		log_msg(LOG_ERROR, NULL, "reload failed: %zu errors, keeping the running configuration",
+		        r->errs.n);
+	} else {
+		char err[512];
+		if (ctl_reload(d->c, r->conf, err, sizeof err) < 0) /* takes r->conf */
+			log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration",
+			        err);
+		else
+			log_msg(LOG_INFO, NULL, "configuration reloaded from %s", r->path);
+	}
+	cfg_errors_release(&r->errs);
+	free(r);
+	if (d->reload_again && !d->stopping) {
+		d->reload_again = 0;
+		reload_start(d);
+	}
+}
+
+static void reload_start(daemon_ctx *d)
+{
+	reload *r = xcalloc(1, sizeof *r);
+	r->d = d;
+	r->path = d->config_path;
+	r->work.data = r;
+	int rc = uv_queue_work(d->loop, &r->work, reload_read, reload_done);
+	if (rc < 0) {
+		log_msg(LOG_ERROR, NULL, "reload failed: cannot start reading '%s': %s", r->path,
+		        uv_strerror(rc));
+		free(r);
+		return;
+	}
+	d->loading = r;
+}
+
+/* SIGHUP: reads the configuration again, off the loop. Signals that come
+ * while a reload is being read make one more reload after it, so the file
+ * as it is after the last signal is always read, and a storm of signals
+ * costs two reads, not one each. */
+static void on_hup(uv_signal_t *s, int signum)
+{
+	daemon_ctx *d = s->data;
+	if (d->stopping)
+		return;
+	if (d->loading) {
+		d->reload_again = 1;
+		return;
+	}
+	reload_start(d);
+}
+
+int main(int argc, char **argv)
+{
+	const char *config = NULL, *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
+	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
+	const char *drain = "10s";
+	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
+	const char *max_conns = NULL;
+	const char *admin_hosts[16];
+	size_t n_admin_hosts = 0;
+	int check = 0;
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "admin", required_argument, NULL, 'a' },
+		{ "data-dir", required_argument, NULL, 'd' },
+		{ "log-format", required_argument, NULL, 'f' },
+		{ "log-level", required_argument, NULL, 'l' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "admin-host", required_argument, NULL, 'H' },
+		{ "admin-max-connections", required_argument, NULL, 'M' },
+		{ "admin-head-timeout", required_argument, NULL, '1' },
+		{ "admin-body-timeout", required_argument, NULL, '2' },
+		{ "admin-idle-timeout", required_argument, NULL, '3' },
+		{ "check", no_argument, NULL, 'k' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int ch;
+	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'c': config = optarg; break;
+		case 'a': admin_addr = optarg; break;
+		case 'd': data_dir = optarg; break;
+		case 'f': log_format = optarg; break;
+		case 'l': level_arg = optarg; break;
+		case 't': token_file = optarg; break;
+		case 'D': drain = optarg; break;
+		case 'H':
+			if (n_admin_hosts == sizeof admin_hosts / sizeof admin_hosts[0]) {
+				fprintf(stderr, "canaryd: at most %zu --admin-host names\n", n_admin_hosts);
+				return 2;
+			}
+			admin_hosts[n_admin_hosts++] = optarg;
+			break;
+		case 'M': max_conns = optarg; break;
+		case '1': case '2': case '3': admin_durs[ch - '1'] = optarg; break;
+		case 'k': check = 1; break;
+		case 'h': fputs(usage, stdout); return 0;
+		case 'V': puts("canaryd " CANARYD_VERSION); return 0;
+		default: fputs(usage, stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "canaryd: unexpected argument '%s'\n%s", argv[optind], usage);
+		return 2;
+	}
+	if (!config) {
+		fprintf(stderr, "canaryd: -c FILE is required\n%s", usage);
+		return 2;
+	}
+	if (log_setup(log_format, level_arg) < 0) {
+		fprintf(stderr, "canaryd: --log-format is text or json, --log-level is debug, info, warn or error\n");
+		return 2;
+	}
+	uint64_t drain_ms;
+	if (util_parse_duration(drain, &drain_ms) < 0) {
+		fprintf(stderr, "canaryd: --drain-timeout '%s' is not a duration (e.g. 10s)\n", drain);
+		return 2;
+	}
+	admin_opts aopts;
+	admin_opts_init(&aopts);
+	aopts.addr = admin_addr;
+	aopts.token_file = token_file;
+	aopts.hosts = admin_hosts;
+	aopts.n_hosts = n_admin_hosts;
+	static const char *const dur_flags[3] = { "head", "body", "idle" };
+	uint64_t *durs[3] = { &aopts.head_timeout_ms, &aopts.body_timeout_ms, &aopts.idle_timeout_ms };
+	for (int i = 0; i < 3; i++) {
+		if (admin_durs[i] && (util_parse_duration(admin_durs[i], durs[i]) < 0 || *durs[i] < 100 ||
+		                      *durs[i] > 24ULL * 3600 * 1000)) {
+			fprintf(stderr, "canaryd: --admin-%s-timeout '%s' is not a duration from 100ms to 24h\n",
+			        dur_flags[i], admin_durs[i]);
+			return 2;
+		}
+	}
+	if (max_conns) {
+		char *end;
+		unsigned long n = strtoul(max_conns, &end, 10);
+		if (end == max_conns || *end || max_conns[0] == '-' || n < 1 || n > 100000) {
+			fprintf(stderr, "canaryd: --admin-max-connections '%s' is not a number from 1 to 100000\n",
+			        max_conns);
+			return 2;
+		}
+		aopts.max_conns = (unsigned)n;
+	}
+	char err[1024];
+	if (!check && admin_check_addr(admin_addr, token_file != NULL, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		return 2;
+	}
+
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	if (cfg_load(config, &conf, &errs) < 0) {
+		print_errors(&errs, stderr);
+		cfg_errors_release(&errs);
+		return 2;
+	}
+	cfg_errors_release(&errs);
+	if (check) {
+		size_t n_names = 0;
+		bool abandoned;
+		size_t failing = check_host_names(config, conf, &n_names, &abandoned);
+		if (n_names)
+			printf("%s: ok (%zu canar%s, %zu host name%s, %zu not resolving now)\n", config,
+			       conf->n_canaries, conf->n_canaries == 1 ? "y" : "ies", n_names,
+			       n_names == 1 ? "" : "s", failing);
+		else
+			printf("%s: ok (%zu canar%s)\n", config, conf->n_canaries,
+			       conf->n_canaries == 1 ? "y" : "ies");
+		cfg_free(conf);
+		if (abandoned) {
+			/* a lookup still waits for a DNS server in libuv's pool, and
+			 * libuv's destructor would join that thread at exit(): the
+			 * answer is given, so leave without waiting for it */
+			fflush(stdout);
+			_exit(0);
+		}
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	daemon_ctx d;
+	memset(&d, 0, sizeof d);
+	d.config_path = config;
+	d.drain_timeout_ms = drain_ms;
+	d.loop = uv_default_loop();
+	if (store_open(data_dir, &d.db, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		cfg_free(conf);
+		return 1;
+	}
+	if (ctl_new(d.loop, d.db, conf, &d.c, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		uv_run(d.loop, UV_RUN_NOWAIT);
+		store_close(d.db);
+		return 1;
+	}
+	if (admin_start(d.loop, &aopts, d.c, d.db, &d.adm, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		ctl_close(d.c);
+		uv_run(d.loop, UV_RUN_DEFAULT);
+		store_close(d.db);
+		return 1;
+	}
+	log_msg(LOG_INFO, NULL, "canaryd %s: admin API on http://%s, data in %s", CANARYD_VERSION,
+	        admin_addr, data_dir);
+	uv_timer_init(d.loop, &d.drain_timer);
+	d.drain_timer.data = &d;
+	uv_signal_init(d.loop, &d.sig_term);
+	uv_signal_init(d.loop, &d.sig_int);
+	uv_signal_init(d.loop, &d.sig_hup);
+	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+	uv_signal_start(&d.sig_term, on_stop_signal, SIGTERM);
+	uv_signal_start(&d.sig_int, on_stop_signal, SIGINT);
+	uv_signal_start(&d.sig_hup, on_hup, SIGHUP);
+
+	uv_run(d.loop, UV_RUN_DEFAULT);
+	store_close(d.db);
+	uv_loop_close(d.loop);
+	return 0;
+}

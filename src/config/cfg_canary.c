@@ -1,0 +1,715 @@
+/* cfg_canary.c - Canary documents (see config.h): the tables of their
+ * keys, from metadata to spec.analysis (its metrics are read by
+ * cfg_metric.c), their defaults, the checks that span several keys, and
+ * the clashes between canaries of one file. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cfgload.h"
+#include "resolve.h"
+#include "util.h"
+
+static const char *const native_routers[] = { "builtin", "haproxy", "istio",
+                                              "gatewayapi", "smi" };
+static const char *const hook_types[] = { "pre-rollout", "rollout", "confirm-rollout",
+                                          "post-rollout", "rollback", "confirm-promotion",
+                                          "confirm-traffic-increase", "event" };
+
+/* ---- metadata ---- */
+
+static void h_name(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	char got_[64];
+	char *s;
+	if (cfg_read_string(d, path, v, &s) < 0)
+		return;
+	if (!util_valid_name(s)) {
+		cfg_err_at(d->x, v, "%s: must be 1 to 63 lower case letters, digits or '-', starting "
+		       "and ending with a letter or digit, got %s", path, GOT(v));
+		free(s);
+		return;
+	}
+	d->c->name = s;
+	d->name_val = v;
+}
+
+const field cfg_metadata_fields[] = {
+	{ "name", h_name, F_BOTH, NOSTORE, 0, 0 },
+	{ "namespace", cfg_h_string, F_BOTH, offsetof(cfg_canary, namespace_), 0, 0 },
+	{ "labels", cfg_h_string_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "annotations", cfg_h_text_map, F_BOTH, NOSTORE, 0, 0 },
+};
+
+static void h_metadata(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(cfg_metadata_fields)];
+	if (!cfg_walk_map(d, path, v, cfg_metadata_fields, N_OF(cfg_metadata_fields), d->c, seen))
+		return;
+	if (!seen[M_NAME].key)
+		cfg_err_at(d->x, k, "metadata.name: required (the canary's name)");
+}
+
+/* ---- stable and canary targets ---- */
+
+typedef struct target_in {
+	char *rev;
+	char **eps;
+	cfg_pos *pos;
+	size_t n;
+	yaml_node_t *rev_val;
+} target_in;
+
+static void h_revision(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	target_in *t = obj;
+	char *s;
+	if (cfg_read_string(d, path, v, &s) < 0)
+		return;
+	if (strlen(s) >= ENG_REV_LEN) {
+		cfg_err_at(d->x, v, "%s: must be at most %d characters, got %zu", path,
+		       ENG_REV_LEN - 1, strlen(s));
+		free(s);
+		return;
+	}
+	t->rev = s;
+	t->rev_val = v;
+}
+
+static void h_endpoints(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	target_in *t = obj;
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
+		cfg_err_at(d->x, v, "%s: must be a non-empty list of HOST:PORT, got %s", path,
+		       v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	t->eps = xcalloc(n, sizeof *t->eps);
+	t->pos = xcalloc(n, sizeof *t->pos);
+	json_t *seen = json_object(); /* a set: lists can be as long as the file */
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
+		char p[PATH_LEN];
+		cfg_join_index(p, path, i);
+		char *s;
+		if (!e || cfg_read_hostport(d, p, e, "127.0.0.1:9001", &s) < 0)
+			continue;
+		/* the host is an address or a name getaddrinfo may be asked about */
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(s, host, sizeof host, &port, NULL, why, sizeof why) == RSV_INVALID) {
+			cfg_err_at(d->x, e, "%s: %s (an IP address, localhost or a host name such as "
+			       "app.internal:9001)", p, why);
+			free(s);
+			continue;
+		}
+		if (json_object_get(seen, s)) {
+			cfg_err_at(d->x, e, "%s: duplicate endpoint '%s'", p, s);
+			free(s);
+			continue;
+		}
+		json_object_set_new(seen, s, json_null());
+		t->pos[t->n].line = (int)e->start_mark.line + 1;
+		t->pos[t->n].col = (int)e->start_mark.column + 1;
+		t->eps[t->n++] = s;
+	}
+	json_decref(seen);
+}
+
+static const field target_fields[] = {
+	{ "revision", h_revision, F_NATIVE, NOSTORE, 0, 0 },
+	{ "endpoints", h_endpoints, F_NATIVE, NOSTORE, 0, 0 },
+};
+
+static void read_target(doc *d, const char *path, yaml_node_t *k, yaml_node_t *v,
+                        target_in *t)
+{
+	slot seen[N_OF(target_fields)];
+	if (!cfg_walk_map(d, path, v, target_fields, N_OF(target_fields), t, seen))
+		return;
+	for (size_t i = 0; i < N_OF(target_fields); i++)
+		if (!seen[i].key)
+			cfg_err_at(d->x, k, "%s.%s: required", path, target_fields[i].key);
+}
+
+static void h_stable(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	target_in t = { 0 };
+	read_target(d, path, k, v, &t);
+	d->c->stable_rev = t.rev;
+	d->c->stable_eps = t.eps;
+	d->c->stable_eps_pos = t.pos;
+	d->c->n_stable_eps = t.n;
+	d->stable_rev_val = t.rev_val;
+}
+
+static void h_canary(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	target_in t = { 0 };
+	read_target(d, path, k, v, &t);
+	d->c->canary_rev = t.rev;
+	d->c->canary_eps = t.eps;
+	d->c->canary_eps_pos = t.pos;
+	d->c->n_canary_eps = t.n;
+	d->canary_rev_val = t.rev_val;
+}
+
+/* ---- webhooks ---- */
+
+static void h_hook_type(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	cfg_webhook *w = obj;
+	cfg_read_one_of(d, path, v, hook_types, N_OF(hook_types), &w->type);
+}
+
+static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_webhook *w = obj;
+	if (cfg_is_scalar(v) && !cfg_controls_ok(d, path, v, false))
+		return;
+	if (cfg_is_scalar(v) && cfg_address_ok(cfg_sval(v))) {
+		w->url = xstrdup(cfg_sval(v));
+		return;
+	}
+	cfg_err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
+}
+
+static const field hook_fields[] = {
+	{ "name", cfg_h_string, F_BOTH, offsetof(cfg_webhook, name), 0, 0 },
+	{ "type", h_hook_type, F_BOTH, NOSTORE, 0, 0 },
+	{ "url", h_hook_url, F_BOTH, NOSTORE, 0, 0 },
+	{ "timeout", cfg_h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
+	{ "metadata", cfg_h_text_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
+};
+enum { W_NAME, W_TYPE, W_URL };
+
+static void h_webhooks(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_canary *c = d->c;
+	if (v->type != YAML_SEQUENCE_NODE) {
+		cfg_err_at(d->x, v, "%s: must be a list of webhooks, got %s", path, GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	c->webhooks = xcalloc(n, sizeof *c->webhooks);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
+		if (!e)
+			continue;
+		char ip[PATH_LEN];
+		cfg_join_index(ip, path, i);
+		cfg_webhook *w = &c->webhooks[c->n_webhooks++];
+		w->timeout_ms = 60000;
+		slot seen[N_OF(hook_fields)];
+		if (!cfg_walk_map(d, ip, e, hook_fields, N_OF(hook_fields), w, seen))
+			continue;
+		if (!seen[W_NAME].key)
+			cfg_err_at(d->x, e, "%s.name: required", ip);
+		if (!seen[W_URL].key)
+			cfg_err_at(d->x, e, "%s.url: required (where the webhook is posted)", ip);
+		if (!seen[W_TYPE].key)
+			w->type = xstrdup("rollout"); /* Flagger's default */
+	}
+}
+
+/* ---- analysis ---- */
+
+static void h_step_weights(doc *d, const field *f, const char *path, yaml_node_t *k,
+                           yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	eng_policy *p = obj;
+	if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top == v->data.sequence.items.start) {
+		cfg_err_at(d->x, v, "%s: must be a non-empty list of integers from 1 to 100, got %s",
+		       path, v->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (n > ENG_MAX_STEPS) {
+		cfg_err_at(d->x, v, "%s: at most %d steps, got %zu", path, ENG_MAX_STEPS, n);
+		return;
+	}
+	int prev = 0;
+	bool ok = true;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
+		char ip[PATH_LEN];
+		cfg_join_index(ip, path, i);
+		int w;
+		if (!e || cfg_read_int(d, ip, e, 1, 100, &w) < 0) {
+			ok = false;
+			continue;
+		}
+		if (w <= prev) {
+			cfg_err_at(d->x, e, "%s: steps must be strictly ascending: %d is not greater than "
+			       "the step before it (%d)", ip, w, prev);
+			ok = false;
+		}
+		p->step_weights[i] = w;
+		prev = w > prev ? w : prev;
+	}
+	if (ok)
+		p->n_step_weights = (int)n;
+}
+
+static void h_judge(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj)
+{
+	static const char *const judges[] = { "threshold", "sequential" };
+	eng_policy *p = obj;
+	char *s;
+	if (cfg_read_one_of(d, path, v, judges, N_OF(judges), &s) < 0)
+		return;
+	p->judge = strcmp(s, "sequential") ? ENG_JUDGE_THRESHOLD : ENG_JUDGE_SEQUENTIAL;
+	free(s);
+}
+
+/* 0 < alpha < 0.5: at 0.5 or more the test would roll back a canary as good
+ * as stable as often as not. */
+static void h_alpha(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	eng_policy *p = obj;
+	if (cfg_is_plain(v) && (cfg_looks_float(cfg_sval(v)) || cfg_looks_decimal(cfg_sval(v)))) {
+		double a = strtod(cfg_sval(v), NULL);
+		if (isfinite(a) && a > 0 && a < 0.5) {
+			p->alpha = a;
+			return;
+		}
+	}
+	cfg_err_at(d->x, v, "%s: must be a number greater than 0 and less than 0.5 (the chance of "
+	       "rolling back a canary as good as stable, such as 0.01), got %s", path, GOT(v));
+}
+
+static void h_min_samples(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	int n;
+	if (cfg_read_int(d, path, v, 1, INT_MAX, &n) == 0)
+		p->min_samples = (uint64_t)n;
+}
+
+/* The sequential judge's non-inferiority margin, in percentage points of
+ * error rate (0.5 means the canary may fail 0.5 points more than stable). */
+static void h_error_margin(doc *d, const field *f, const char *path, yaml_node_t *k,
+                           yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double m;
+	if (cfg_read_number(d, path, v, 0.01, 50, " (percentage points)", &m) == 0)
+		p->judge_margin = m / 100.0;
+}
+
+/* How many times slower than stable the canary may be before the latency
+ * test calls it worse; 0 turns the latency test off. */
+static void h_latency_ratio(doc *d, const field *f, const char *path, yaml_node_t *k,
+                            yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double r;
+	if (cfg_read_number(d, path, v, 0, 100, " (1 or more, or 0 for off)", &r) == 0) {
+		if (r != 0 && r < 1)
+			cfg_err_at(d->x, v, "%s: must be 0 (off) or at least 1, got %g", path, r);
+		else
+			p->judge_latency_ratio = r;
+	}
+}
+
+static const field analysis_fields[] = {
+	{ "interval", cfg_h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
+	{ "threshold", cfg_h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
+	{ "maxWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, max_weight), 1, 100 },
+	{ "stepWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, step_weight), 1, 100 },
+	{ "stepWeights", h_step_weights, F_BOTH, NOSTORE, 0, 0 },
+	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
+	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
+	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
+	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
+	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	{ "alerts", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "sessionAffinity", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
+	/* canaryd's */
+	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
+	{ "alpha", h_alpha, F_BOTH, NOSTORE, 0, 0 },
+	{ "minSamples", h_min_samples, F_BOTH, NOSTORE, 0, 0 },
+	{ "errorMargin", h_error_margin, F_BOTH, NOSTORE, 0, 0 },
+	{ "latencyRatio", h_latency_ratio, F_BOTH, NOSTORE, 0, 0 },
+};
+enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
+
+static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	eng_policy *p = &d->c->policy;
+	slot seen[N_OF(analysis_fields)];
+	if (!cfg_walk_map(d, path, v, analysis_fields, N_OF(analysis_fields), p, seen))
+		return;
+	bool steps = seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key;
+	if (seen[A_STEP_WEIGHT].key && seen[A_STEP_WEIGHTS].key)
+		cfg_err_at(d->x, seen[A_STEP_WEIGHTS].key, "%s: stepWeight and stepWeights cannot be "
+		       "used together; use one", path);
+	if (!steps && !seen[A_ITERATIONS].key)
+		d->no_strategy = k; /* decided in h_spec, which knows the provider */
+	if (steps && seen[A_ITERATIONS].key) {
+		if (!d->x->flagger)
+			cfg_err_at(d->x, seen[A_ITERATIONS].key, "%s.iterations: cannot be used with "
+			       "stepWeight or stepWeights (iterations means blue/green or A/B "
+			       "testing, which has no steps)", path);
+		/* Flagger runs blue/green or A/B when iterations is set, whatever
+		 * the steps say */
+		p->step_weight = 0;
+		p->n_step_weights = 0;
+	}
+	/* Flagger: with stepWeights the last step is the maximum weight */
+	if (p->n_step_weights > 0)
+		p->max_weight = p->step_weights[p->n_step_weights - 1];
+}
+
+/* ---- spec ---- */
+
+static void h_router(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	cfg_read_one_of(d, path, v, native_routers, N_OF(native_routers), &d->c->router);
+}
+
+static void h_listen(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	if (cfg_read_hostport(d, path, v, "127.0.0.1:8080", &d->c->listen) == 0)
+		d->listen_val = v;
+}
+
+static void h_deadline(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	int s;
+	if (cfg_read_int(d, path, v, 1, INT_MAX, &s) == 0)
+		d->c->policy.progress_deadline_ms = (uint64_t)s * 1000;
+}
+
+static const field timeout_fields[] = {
+	{ "connect", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, connect_ms), 1, 86400000 },
+	{ "response", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, response_ms), 1, 86400000 },
+	{ "clientHead", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, client_head_ms), 1, 86400000 },
+	{ "clientIdle", cfg_h_duration, F_NATIVE, offsetof(cfg_timeouts, client_idle_ms), 1, 86400000 },
+};
+
+static void h_timeouts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(timeout_fields)];
+	cfg_walk_map(d, path, v, timeout_fields, N_OF(timeout_fields), &d->c->proxy.timeouts, seen);
+}
+
+static const field limit_fields[] = {
+	{ "maxConnections", cfg_h_int, F_NATIVE, offsetof(cfg_proxy, max_connections), 1, 1000000 },
+};
+
+static void h_limits(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(limit_fields)];
+	cfg_walk_map(d, path, v, limit_fields, N_OF(limit_fields), &d->c->proxy, seen);
+}
+
+static const field outlier_fields[] = {
+	{ "consecutiveErrors", cfg_h_int, F_NATIVE, offsetof(cfg_proxy, outlier_errors), 0, 1000 },
+	{ "ejectionTime", cfg_h_duration, F_NATIVE, offsetof(cfg_proxy, outlier_ejection_ms), 1, 86400000 },
+};
+
+static void h_outliers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(outlier_fields)];
+	cfg_walk_map(d, path, v, outlier_fields, N_OF(outlier_fields), &d->c->proxy, seen);
+}
+
+/* Prometheus' label names. */
+static bool label_name_ok(const char *s, size_t len)
+{
+	if (!len || strlen(s) != len || isdigit((unsigned char)s[0]))
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && *s != '_')
+			return false;
+	return true;
+}
+
+/* spec.alerts.matchers: label name -> value, all of which a firing alert
+ * must have to fail the rollout. */
+static void h_matchers(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	cfg_canary *c = obj;
+	size_t e0 = d->x->errs->n;
+	json_t *o = cfg_read_string_map(d, path, v, "label names", label_name_ok,
+	                            "not a label name (letters, digits and _, not starting "
+	                            "with a digit)", cfg_line_value_ok);
+	if (!o)
+		return;
+	if (!json_object_size(o) && d->x->errs->n == e0)
+		cfg_err_at(d->x, v, "%s: needs at least one label (no labels would match every "
+		       "alert)", path);
+	json_decref(c->alert_matchers);
+	c->alert_matchers = o;
+}
+
+static const field alert_fields[] = {
+	{ "matchers", h_matchers, F_BOTH, NOSTORE, 0, 0 },
+};
+
+static void h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                     yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(alert_fields)];
+	cfg_walk_map(d, path, v, alert_fields, N_OF(alert_fields), d->c, seen);
+}
+
+/* spec.dns: how host names in endpoints are kept resolved (resolve.h).
+ * At least 1s: every canary refreshes each of its names on this period,
+ * and a DNS server should not see a query storm from a typo'd interval. */
+static const field dns_fields[] = {
+	{ "refresh", cfg_h_duration, F_NATIVE, offsetof(cfg_canary, dns_refresh_ms), 1000, 86400000 },
+};
+
+static void h_dns(doc *d, const field *f, const char *path, yaml_node_t *k,
+                  yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(dns_fields)];
+	cfg_walk_map(d, path, v, dns_fields, N_OF(dns_fields), d->c, seen);
+}
+
+static const field spec_fields[] = {
+	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
+	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
+	{ "stable", h_stable, F_NATIVE, NOSTORE, 0, 0 },
+	{ "canary", h_canary, F_NATIVE, NOSTORE, 0, 0 },
+	{ "timeouts", h_timeouts, F_NATIVE, NOSTORE, 0, 0 },
+	{ "provider", cfg_h_string, F_FLAGGER, offsetof(cfg_canary, router), 0, 0 },
+	{ "progressDeadlineSeconds", h_deadline, F_BOTH, NOSTORE, 0, 0 },
+	{ "analysis", h_analysis, F_BOTH, NOSTORE, 0, 0 },
+	{ "workers", cfg_h_int, F_NATIVE, offsetof(cfg_canary, proxy.workers), 1, 64 },
+	{ "limits", h_limits, F_NATIVE, NOSTORE, 0, 0 },
+	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
+	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
+	{ "dns", h_dns, F_NATIVE, NOSTORE, 0, 0 },
+};
+enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
+       S_ANALYSIS };
+
+static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	cfg_canary *c = d->c;
+	slot seen[N_OF(spec_fields)];
+	if (!cfg_walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
+		return;
+	if (!seen[S_ANALYSIS].key)
+		cfg_err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
+		       "threshold, stepWeight, metrics...)");
+	if (d->x->flagger && !c->router)
+		c->router = xstrdup("istio"); /* Flagger's default mesh provider */
+	if (d->no_strategy) {
+		/* Flagger's kubernetes provider has no traffic split: it runs
+		 * blue/green with 10 iterations unless told otherwise */
+		if (d->x->flagger && !strcmp(c->router, "kubernetes"))
+			c->policy.iterations = 10;
+		else
+			cfg_err_at(d->x, d->no_strategy, "spec.analysis: one of stepWeight, stepWeights "
+			       "or iterations is required");
+	}
+	if (d->x->flagger)
+		return;
+	if (!c->router && !seen[S_ROUTER].key)
+		c->router = xstrdup("builtin");
+	if (!seen[S_STABLE].key)
+		cfg_err_at(d->x, k, "spec.stable: required (the revision and endpoints that get "
+		       "traffic by default)");
+	if (c->router && !strcmp(c->router, "builtin") && !seen[S_LISTEN].key)
+		cfg_err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
+		       "clients connect, such as 127.0.0.1:8080)");
+	if (c->stable_rev && c->canary_rev && !strcmp(c->stable_rev, c->canary_rev))
+		cfg_err_at(d->x, d->canary_rev_val, "spec.canary.revision: must differ from "
+		       "spec.stable.revision ('%s')", c->stable_rev);
+}
+
+static const field top_fields[] = {
+	{ "apiVersion", NULL, F_BOTH, NOSTORE, 0, 0 }, /* checked first */
+	{ "kind", NULL, F_BOTH, NOSTORE, 0, 0 },
+	{ "metadata", h_metadata, F_BOTH, NOSTORE, 0, 0 },
+	{ "spec", h_spec, F_BOTH, NOSTORE, 0, 0 },
+};
+
+/* ---- documents ---- */
+
+static yaml_node_t *map_get(ctx *x, yaml_node_t *map, const char *key)
+{
+	for (yaml_node_pair_t *pr = map->data.mapping.pairs.start;
+	     pr < map->data.mapping.pairs.top; pr++) {
+		yaml_node_t *k = cfg_node_at(x, pr->key);
+		if (cfg_is_scalar(k) && !strcmp(cfg_sval(k), key))
+			return cfg_node_at(x, pr->value);
+	}
+	return NULL;
+}
+
+void cfg_canary_release(cfg_canary *c)
+{
+	free(c->name);
+	free(c->namespace_);
+	free(c->router);
+	free(c->listen);
+	free(c->stable_rev);
+	for (size_t i = 0; i < c->n_stable_eps; i++)
+		free(c->stable_eps[i]);
+	free(c->stable_eps);
+	free(c->stable_eps_pos);
+	free(c->canary_rev);
+	for (size_t i = 0; i < c->n_canary_eps; i++)
+		free(c->canary_eps[i]);
+	free(c->canary_eps);
+	free(c->canary_eps_pos);
+	for (size_t i = 0; i < c->n_webhooks; i++) {
+		free(c->webhooks[i].name);
+		free(c->webhooks[i].type);
+		free(c->webhooks[i].url);
+		json_decref(c->webhooks[i].metadata);
+	}
+	free(c->webhooks);
+	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
+		cfg_src_release(&c->sources[i]);
+	json_decref(c->alert_matchers);
+	json_decref(c->raw);
+	memset(c, 0, sizeof *c);
+}
+
+/* Do two listen addresses clash? A wildcard host clashes with any host on
+ * the same port, as bind(2) would say. */
+static bool same_listen(const char *a, const char *b)
+{
+	char ha[256], hb[256];
+	int pa, pb;
+	if (util_parse_hostport(a, ha, sizeof ha, &pa) < 0 ||
+	    util_parse_hostport(b, hb, sizeof hb, &pb) < 0 || pa != pb)
+		return false;
+	bool wa = !strcmp(ha, "0.0.0.0") || !strcmp(ha, "::") || !strcmp(ha, "*");
+	bool wb = !strcmp(hb, "0.0.0.0") || !strcmp(hb, "::") || !strcmp(hb, "*");
+	return wa || wb || !strcasecmp(ha, hb);
+}
+
+/* Validates one document (root <root>, not empty) and appends it to <out>,
+ * or keeps it in x->defs when it is a MetricTemplate. Returns false for a
+ * MetricTemplate (not counted as a Canary), true otherwise. */
+bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out)
+{
+	char got_[64];
+	cfg_canary c;
+	memset(&c, 0, sizeof c);
+	c.line = (int)ydoc->start_mark.line + 1;
+	x->doc = ydoc;
+	buf path = BUF_INIT;
+	buf_puts(&path, "");
+	c.raw = cfg_to_json(x, root, &path, 0);
+	buf_release(&path);
+	if (!c.raw)
+		return true;
+	if (root->type != YAML_MAPPING_NODE) {
+		cfg_err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
+		cfg_canary_release(&c);
+		return true;
+	}
+	yaml_node_t *kind = map_get(x, root, "kind");
+	yaml_node_t *api = map_get(x, root, "apiVersion");
+	bool ok = true;
+	bool is_template = kind && cfg_is_scalar(kind) && !strcmp(cfg_sval(kind), "MetricTemplate");
+	if (!is_template && (!kind || !cfg_is_scalar(kind) || strcmp(cfg_sval(kind), "Canary"))) {
+		cfg_err_at(x, kind ? kind : root, "kind must be Canary or MetricTemplate, got %s",
+		       GOT(kind));
+		ok = false;
+	}
+	bool native = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_NATIVE);
+	bool flagger = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_FLAGGER);
+	if (!native && !flagger) {
+		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
+		       ", got %s", GOT(api));
+		ok = false;
+	}
+	if (!ok || is_template) {
+		x->flagger = flagger;
+		if (ok)
+			cfg_load_template(x, root, c.line);
+		cfg_canary_release(&c);
+		return !is_template;
+	}
+	x->flagger = flagger;
+	c.flagger = flagger;
+	x->canary = out->n_canaries;
+	eng_policy_defaults(&c.policy);
+	c.policy.judge = ENG_JUDGE_THRESHOLD;
+	c.policy.alpha = 0.01;
+	c.policy.min_samples = 100;
+	c.proxy.timeouts.connect_ms = 5000;
+	c.proxy.timeouts.response_ms = 30000;
+	c.proxy.timeouts.client_head_ms = 10000;
+	c.proxy.timeouts.client_idle_ms = 60000;
+	c.proxy.workers = 1;
+	c.proxy.max_connections = 10000;
+	c.proxy.outlier_errors = 5;
+	c.proxy.outlier_ejection_ms = 30000;
+	c.dns_refresh_ms = 30000;
+	doc d = { .x = x, .c = &c };
+	slot seen[N_OF(top_fields)];
+	cfg_walk_map(&d, "", root, top_fields, N_OF(top_fields), &c, seen);
+	if (!seen[T_METADATA].key)
+		cfg_err_at(x, root, "metadata: required (with the canary's name)");
+	if (!seen[T_SPEC].key)
+		cfg_err_at(x, root, "spec: required");
+
+	/* each clash named once, with the first document it clashes with: n
+	 * copies of a document would otherwise give n * n / 2 messages */
+	bool name_dup = false, listen_dup = false;
+	for (size_t i = 0; i < out->n_canaries; i++) {
+		const cfg_canary *o = &out->canaries[i];
+		if (!name_dup && c.name && o->name && !strcmp(c.name, o->name)) {
+			cfg_err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
+			       "document at line %d)", c.name, o->line);
+			name_dup = true;
+		}
+		if (!listen_dup && c.listen && o->listen && same_listen(c.listen, o->listen)) {
+			cfg_err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
+			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
+			listen_dup = true;
+		}
+	}
+	cfg_grow(&out->canaries, out->n_canaries, &x->canaries_cap, sizeof *out->canaries);
+	out->canaries[out->n_canaries++] = c;
+	return true;
+}

@@ -1,0 +1,142 @@
+/* config.h - the YAML configuration: a stream of Canary documents, either
+ * native (apiVersion canaryd/v1, unknown fields are errors) or Flagger's
+ * (apiVersion flagger.app/v1beta1, spec.analysis as Flagger means it; the
+ * Kubernetes-only fields are kept in <raw> for the mesh routers), and the
+ * MetricTemplate documents their metrics refer to (templateRef).
+ * Every error is reported, each as "FILE:LINE:COL: message". */
+#ifndef CANARYD_CONFIG_H
+#define CANARYD_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include "engine.h"
+
+typedef struct cfg_webhook {
+	char *name;
+	char *type;        /* pre-rollout, rollout, post-rollout, rollback, ... */
+	char *url;
+	uint64_t timeout_ms;   /* default 60s as in Flagger */
+	json_t *metadata;      /* object or NULL */
+} cfg_webhook;
+
+/* Proxy timeouts and limits (builtin router); defaults in comments. */
+typedef struct cfg_timeouts {
+	uint64_t connect_ms;   /* upstream connect, 5s */
+	uint64_t response_ms;  /* upstream response head/idle, 30s -> 504 */
+	uint64_t client_head_ms; /* client request head, 10s */
+	uint64_t client_idle_ms; /* idle keep-alive client, 60s */
+} cfg_timeouts;
+
+/* The built-in proxy's settings (spec.timeouts, spec.workers, spec.limits,
+ * spec.outlierDetection); defaults in comments. */
+typedef struct cfg_proxy {
+	cfg_timeouts timeouts;
+	int workers;               /* event loops, one a thread, SO_REUSEPORT: 1 */
+	int max_connections;       /* open client connections at most: 10000 */
+	int outlier_errors;        /* consecutive failures that eject an endpoint: 5 (0: never) */
+	uint64_t outlier_ejection_ms; /* how long an ejected endpoint stays out: 30s */
+} cfg_proxy;
+
+/* Where a metric's values come from (metrics[i].provider, or the provider
+ * of the MetricTemplate that metrics[i].templateRef names): a built-in
+ * metric has none, and is read by the builtin provider (provider.h). */
+typedef enum {
+	CFG_PROVIDER_NONE = 0, CFG_PROVIDER_BUILTIN = CFG_PROVIDER_NONE,
+	CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB,
+} cfg_provider_type;
+
+typedef struct cfg_metric_source {
+	cfg_provider_type type;
+	char *address;      /* prometheus: base URL, e.g. http://127.0.0.1:9090 */
+	char *query;        /* prometheus: PromQL template ({{ name }}, {{ namespace }},
+	                     * {{ target }}, {{ interval }}, {{ revision }}) */
+	char *url;          /* web: URL template (same variables, URL-escaped) */
+	char *method;       /* web: GET (default) or POST */
+	json_t *headers;    /* web: object of header name -> value (a template), or NULL */
+	char *body;         /* web: body template, or NULL */
+	char *json_path;    /* web: where the number is, e.g. "$.data.value" */
+	uint64_t timeout_ms;/* per request: 10s */
+	char *template_name;/* the MetricTemplate it came from, or NULL */
+} cfg_metric_source;
+
+/* Where a value is in its file (1-based). */
+typedef struct cfg_pos {
+	int line, col;
+} cfg_pos;
+
+typedef struct cfg_canary {
+	char *name;
+	char *namespace_;      /* Flagger metadata.namespace or NULL */
+	int flagger;           /* 1 for flagger.app/v1beta1 documents */
+	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
+	char *listen;          /* builtin router: "HOST:PORT", or NULL */
+	char *stable_rev;      /* may be NULL for Flagger documents */
+	char **stable_eps;     /* "HOST:PORT" strings: an IP address, localhost
+	                        * or a host name (resolve.h) */
+	cfg_pos *stable_eps_pos; /* where each is, for --check's notes */
+	size_t n_stable_eps;
+	char *canary_rev;      /* NULL when there is no canary section */
+	char **canary_eps;
+	cfg_pos *canary_eps_pos;
+	size_t n_canary_eps;
+	uint64_t dns_refresh_ms; /* spec.dns.refresh: host names are looked up
+	                          * again this often, 30s */
+	eng_policy policy;     /* spec.analysis + progressDeadlineSeconds */
+	cfg_webhook *webhooks;
+	size_t n_webhooks;
+	cfg_proxy proxy;
+	cfg_metric_source sources[ENG_MAX_METRICS]; /* of policy.metrics[i] */
+	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
+	                         * have to fail the rollout (object), or NULL; an alert
+	                         * labelled canary=NAME always does */
+	int line;              /* where the document starts (1-based) */
+	json_t *raw;           /* the whole document as JSON (owned) */
+} cfg_canary;
+
+typedef struct cfg {
+	char *path;
+	cfg_canary *canaries;
+	size_t n_canaries;
+} cfg;
+
+/* What one load reads at most, far beyond any real configuration (a Canary
+ * is a few hundred values in a few KB, nested about 8 deep), so that no file,
+ * however it was made, makes a load slow or big: crossing one is an error at
+ * the position where it happens, and reading stops there. */
+#define CFG_MAX_BYTES     (4u << 20)  /* the file: 4 MiB */
+#define CFG_MAX_DEPTH     64          /* mappings and lists nested in each other */
+#define CFG_MAX_DOCUMENTS 1000        /* documents in the file, empty ones too */
+#define CFG_MAX_VALUES    100000      /* values in the file, counting each use of an alias */
+#define CFG_MAX_TEXT      (16u << 20) /* bytes of keys and scalars, likewise: 16 MiB */
+#define CFG_MAX_ERRORS    1000        /* messages a load reports; one more says so */
+
+/* Error messages, each "FILE:LINE:COL: message" (LINE:COL 1:1 for what is
+ * about the whole file), with control characters shown as \xNN. */
+typedef struct cfg_errors {
+	char **msg;
+	size_t n, cap;
+} cfg_errors;
+
+/* Loads and validates <path>. On success returns 0 and *out (free with
+ * cfg_free). On failure returns -1, *out is NULL, and every problem found is
+ * appended to <errs> (an unreadable file or one that is not a regular file,
+ * YAML syntax, a CFG_MAX_ bound crossed, unknown or mistyped fields, values
+ * out of range, control characters in a string, duplicate canary names or
+ * listen addresses).
+ * cfg_load and cfg_load_string touch no global state and log nothing, so
+ * they may run on another thread (the daemon loads a reload on the libuv
+ * thread pool); what they return shares nothing with an earlier load. */
+int cfg_load(const char *path, cfg **out, cfg_errors *errs);
+
+/* As cfg_load, from a string (<name> is used in messages). */
+int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,
+                    cfg_errors *errs);
+
+void cfg_free(cfg *c);                 /* NULL is a no-op */
+void cfg_errors_release(cfg_errors *e);/* frees the messages */
+
+/* The canary named <name>, or NULL. */
+const cfg_canary *cfg_find(const cfg *c, const char *name);
+
+#endif

@@ -1,0 +1,2251 @@
+/* controller.c - see controller.h.
+ *
+ * The engine decides; this file carries the decisions out. Every engine
+ * call follows one pattern (commit()): keep the previous state, let the
+ * engine move, persist the new state and its events in one transaction, and
+ * only then touch traffic: the canary's router (router.h, whichever kind
+ * spec.router names) is given the new split, with the next generation.
+ *
+ * When the database refuses the write (disk full, a damaged file), what
+ * happens to the change depends on which way it moves users:
+ * - A change that sends no more traffic to the canary than now (a rollback,
+ *   an abort, a lower manual weight, a failed check, a pause, an audit-only
+ *   event) takes effect at once anyway: users are protected first. The
+ *   state stays in memory marked unsaved, its events wait in a bounded
+ *   queue per canary (UNSAVED_MAX, the oldest dropped and counted beyond),
+ *   and both are written, with the events' own times, as soon as the
+ *   database takes writes again. A restart before that resumes from the
+ *   last saved state: canaryd says so at shutdown.
+ * - A change that would raise the canary's weight, promote it, or start a
+ *   rollout waits until it is saved: the state is put back (a check that
+ *   was made still counts as made, so the next one is an interval away),
+ *   and the engine decides again once the database works.
+ * So the state in memory, which status shows, is always what traffic is
+ * told to do, and "stateSaved" says whether the database has it yet. A
+ * router may apply a split later (a Kubernetes write, a HAProxy command):
+ * status's canaryWeight is the weight of the last split it applied, and
+ * "applying" the one it has not answered yet; an answer for an older
+ * generation than one already answered loses.
+ *
+ * A failing database is retried with backoff, from STORE_RETRY_FIRST_MS
+ * doubling to STORE_RETRY_MAX_MS, by writing what is unsaved (or, when
+ * nothing is, one canary's state as it stands, to learn whether writes work
+ * again); between attempts nothing touches the disk. A damaged one
+ * (store.h: STORE_DAMAGED) is never written again until canaryd restarts.
+ * Each change of condition (failing, damaged, saved again with the count of
+ * failed attempts) is logged once, /readyz answers 503 with the reason, and
+ * /metrics has canaryd_store_ok, canaryd_store_errors_total and
+ * canaryd_store_unsaved_events. */
+#include "controller.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hooks.h"
+#include "list.h"
+#include "log.h"
+#include "provider.h"
+#include "readings.h"
+#include "resolve.h"
+#include "router.h"
+#include "stats.h"
+
+#define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
+#define RETIRE_MAX_MS 30000  /* a retired router is closed after this at most */
+#define APPLY_RETRY_MS 1000  /* a split the router failed to apply is tried
+                              * again this long after */
+#define APPLY_RING 8         /* splits a router may have in flight at once */
+#define STORE_RETRY_FIRST_MS 100  /* first retry of a database that failed a write */
+#define STORE_RETRY_MAX_MS 5000   /* the backoff doubles up to this */
+#define UNSAVED_MAX 64            /* events kept per canary while unsaved */
+#define CALL_RESOLVE_MS 5000 /* a command waits this long for its host names:
+                              * canaryctl gives up after 10 s, and a command
+                              * it reported as failed must not happen later */
+
+typedef struct epset {
+	char **ep;   /* "HOST:PORT", owned */
+	size_t n;
+} epset;
+
+typedef struct canary_rt {
+	ctl *owner;
+	char *name;
+	const cfg_canary *conf;     /* points into owner->conf */
+	eng_state st;
+	epset eps[TARGET_COUNT];    /* current endpoint sets (persisted) */
+	rsv_table *names;           /* their host names (and the configuration's),
+	                             * kept resolved; the router gets every address */
+	bool stable_wait_logged;    /* the configuration's stable endpoints wait
+	                             * for host names (logged once) */
+	bool rollout_wait_logged;   /* so does the configuration's rollout */
+	bool promote_wait_logged;   /* and the end of a promotion */
+	stats *stats;
+	router *router;             /* carries the split out (spec.router) */
+	/* what the router was asked and what traffic does (router.h): status
+	 * shows the weight of the last split applied */
+	uint64_t gen;               /* the last split's generation */
+	uint64_t done_gen;          /* the last generation the router answered */
+	uint64_t applied_gen;       /* the last it applied: traffic follows it */
+	int applied_weight;
+	int asked[APPLY_RING];      /* the weight of each of the last splits, by
+	                             * generation % APPLY_RING */
+	char apply_err[256];        /* why the last split failed, "" if it did not */
+	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
+	uint64_t data_from_sec;     /* monotonic second canary data counts from */
+	int ready;                  /* the canary takes requests (the router says,
+	                             * while a rollout runs) */
+	/* webhook gates (pre-rollout until it passes, rollout on every check) */
+	unsigned rollout_gen;       /* bumped by every new rollout */
+	int pre_rollout_ok;         /* pre-rollout hooks passed in this rollout */
+	int gate_pending;           /* gate posts and provider reads still running
+	                             * for this check */
+	eng_reading readings[ENG_MAX_METRICS]; /* the providers' for this check */
+	int n_gates;
+	struct gate_result {
+		char name[ENG_NAME_LEN];
+		int ok;
+		char reason[96];
+	} gates[ENG_MAX_METRICS];
+	/* counters for /metrics */
+	uint64_t checks_pass, checks_fail, rollbacks;
+	/* applied to traffic but not in the database yet (head comment) */
+	int unsaved;                /* st differs from the saved state */
+	eng_event *unsaved_ev;      /* UNSAVED_MAX slots, oldest first */
+	uint64_t *unsaved_ms;       /* when each happened (wall clock) */
+	int n_unsaved;
+	uint64_t unsaved_dropped;   /* events dropped from the full queue */
+	int config_rollout_waits;   /* the configured rollout could not be saved:
+	                             * started once the database takes writes,
+	                             * unless another rollout started meanwhile */
+	uint64_t config_rollout_over; /* rollout_started_ms it would replace */
+} canary_rt;
+
+typedef struct retired {
+	router *r;
+	uint64_t since_ms;
+} retired;
+
+struct ctl {
+	uv_loop_t *loop;
+	store *db;
+	cfg *conf;
+	canary_rt **rt;
+	size_t n;
+	uv_timer_t tick;
+	retired *ret;             /* routers of removed canaries, draining */
+	size_t n_ret;
+	hooks *hk;                /* webhooks in flight */
+	stats **graveyard;        /* stats of removed canaries (their routers may
+	                           * still record) */
+	size_t n_grave;
+	int draining;
+	/* whether the database takes writes (head comment) */
+	struct store_health {
+		enum { DB_OK = 0, DB_FAILING, DB_DAMAGED } state;
+		uint64_t since_ms;    /* monotonic: when the failing began */
+		uint64_t retry_at;    /* monotonic: the next attempt */
+		uint64_t backoff_ms;
+		uint64_t attempts;    /* failed attempts since the failing began */
+		char why[320];        /* the first failure */
+	} dbh;
+	rsv *rsv;                 /* host name lookups */
+	ctl_call *calls;          /* commands waiting for their host names */
+};
+
+/* ---- endpoint sets ---- */
+
+static void epset_free(epset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->ep[i]);
+	free(s->ep);
+	s->ep = NULL;
+	s->n = 0;
+}
+
+static void epset_from(epset *s, char *const *eps, size_t n)
+{
+	s->ep = xcalloc(n ? n : 1, sizeof *s->ep);
+	for (size_t i = 0; i < n; i++)
+		s->ep[i] = xstrdup(eps[i]);
+	s->n = n;
+}
+
+static int epset_equal(const epset *a, char *const *eps, size_t n)
+{
+	if (a->n != n)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(a->ep[i], eps[i]) != 0)
+			return 0;
+	return 1;
+}
+
+static char *epset_join(const epset *s)
+{
+	buf b = BUF_INIT;
+	buf_puts(&b, "");
+	for (size_t i = 0; i < s->n; i++)
+		buf_printf(&b, "%s%s", i ? "," : "", s->ep[i]);
+	return b.p;
+}
+
+/* Splits "a,b,c" into <s>; an empty or NULL string gives an empty set. */
+static void epset_split(epset *s, const char *csv)
+{
+	s->ep = NULL;
+	s->n = 0;
+	if (!csv || !*csv)
+		return;
+	size_t cap = 1;
+	for (const char *p = csv; *p; p++)
+		cap += *p == ',';
+	s->ep = xcalloc(cap, sizeof *s->ep);
+	const char *p = csv;
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t l = e ? (size_t)(e - p) : strlen(p);
+		if (l) {
+			s->ep[s->n] = xmalloc(l + 1);
+			memcpy(s->ep[s->n], p, l);
+			s->ep[s->n][l] = '\0';
+			s->n++;
+		}
+		p += l + (e ? 1 : 0);
+	}
+}
+
+/* Drops from set <target> of <rt> (read from the database) what is not an
+ * endpoint, saying so: the status must not show what traffic cannot use. */
+static void epset_drop_invalid(canary_rt *rt, int target)
+{
+	epset *s = &rt->eps[target];
+	size_t j = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (rsv_parse(s->ep[i], host, sizeof host, &port, NULL, why, sizeof why) != RSV_INVALID) {
+			s->ep[j++] = s->ep[i];
+			continue;
+		}
+		log_msg(LOG_ERROR, rt->name, "%s endpoint from the database dropped: %s",
+		        stats_target_name(target), why);
+		free(s->ep[i]);
+	}
+	s->n = j;
+}
+
+static json_t *epset_json(const epset *s)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < s->n; i++)
+		json_array_append_new(a, json_string(s->ep[i]));
+	return a;
+}
+
+/* ---- endpoints and their addresses ----
+ *
+ * The endpoint sets (rt->eps) are what the operator wrote: they are what is
+ * persisted, shown and audited. The router gets their members: a numeric
+ * endpoint is one member; a host name is one member per address of its last
+ * good answer (rt->names), and none while it has never resolved. Every
+ * change of a set is checked with eps_ready wherever it can still be refused
+ * or held back (an operator's command, the configuration), so that what is
+ * committed is what the router carries out; apply_traffic cannot fail. */
+
+/* 0 when every endpoint of eps[0..n) can get requests now (numeric, or a
+ * host name with addresses), else -1 with <err> naming the first one that
+ * cannot, <what> first ("canary endpoint"), and *first_lookup (may be NULL)
+ * true when that one is only waiting for its first answer. */
+static int eps_ready(canary_rt *rt, char *const *eps, size_t n, const char *what,
+                     char *err, size_t errlen, bool *first_lookup)
+{
+	if (first_lookup)
+		*first_lookup = false;
+	for (size_t i = 0; i < n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		rsv_kind k = rsv_parse(eps[i], host, sizeof host, &port, NULL, why, sizeof why);
+		if (k == RSV_NUMERIC)
+			continue;
+		if (k == RSV_INVALID) {
+			snprintf(err, errlen, "%s %s", what, why);
+			return -1;
+		}
+		rsv_name nm;
+		int known = rsv_table_find(rt->names, host, &nm);
+		if (known && nm.addrs->n)
+			continue;
+		if (known && nm.error)
+			snprintf(err, errlen, "%s '%s': host name '%s' does not resolve: %s", what,
+			         eps[i], host, nm.error);
+		else
+			snprintf(err, errlen, "%s '%s': host name '%s' has not resolved yet", what,
+			         eps[i], host);
+		if (first_lookup)
+			*first_lookup = !known || !nm.looked_up;
+		return -1;
+	}
+	return 0;
+}
+
+/* The router members of <s> (see above); *n_out of them, to free. */
+static route_member *members_of(canary_rt *rt, const epset *s, size_t *n_out)
+{
+	route_member *m = NULL;
+	size_t n = 0, cap = 0;
+	for (size_t i = 0; i < s->n; i++) {
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		struct sockaddr_storage ss;
+		rsv_kind k = rsv_parse(s->ep[i], host, sizeof host, &port, &ss, why, sizeof why);
+		rsv_name nm;
+		size_t add = k == RSV_NUMERIC ? 1
+		           : k == RSV_NAME && rsv_table_find(rt->names, host, &nm) ? nm.addrs->n : 0;
+		if (n + add > cap) {
+			cap = (n + add) * 2;
+			m = xrealloc(m, cap * sizeof *m);
+		}
+		if (k == RSV_NUMERIC) {
+			memset(&m[n], 0, sizeof m[n]);
+			snprintf(m[n].name, sizeof m[n].name, "%s", s->ep[i]);
+			m[n++].addr = ss;
+			continue;
+		}
+		for (size_t a = 0; a < add; a++) {
+			char ip[RSV_ADDR_LEN];
+			memset(&m[n], 0, sizeof m[n]);
+			m[n].addr = nm.addrs->v[a];
+			rsv_addr_set_port(&m[n].addr, port);
+			rsv_addr_text(&m[n].addr, ip, sizeof ip);
+			/* the operator's name first: logs and the audit say which
+			 * endpoint, the address which of its members */
+			snprintf(m[n].name, sizeof m[n].name, "%s (%s)", s->ep[i], ip);
+			n++;
+		}
+	}
+	*n_out = n;
+	return m;
+}
+
+/* Does the member named <member> belong to endpoint <ep>? */
+static bool member_of(const char *member, const char *ep)
+{
+	size_t l = strlen(ep);
+	return strncmp(member, ep, l) == 0 && (member[l] == '\0' || strncmp(member + l, " (", 2) == 0);
+}
+
+static void want_hosts(canary_rt *rt, char *const *eps, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char host[RSV_HOST_LEN];
+		if (rsv_host_of(eps[i], host, sizeof host))
+			rsv_table_want(rt->names, host);
+	}
+}
+
+/* Keeps resolved the host names of both sets, and those of the
+ * configuration's sets that may yet be applied (a stable set that differs
+ * from the running one, a rollout not started yet); forgets the rest. */
+static void want_names(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	rsv_table_unmark(rt->names);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		want_hosts(rt, rt->eps[t].ep, rt->eps[t].n);
+	if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0)
+		want_hosts(rt, cc->stable_eps, cc->n_stable_eps);
+	if (cc->canary_rev && strcmp(cc->canary_rev, rt->st.stable_rev) != 0 &&
+	    strcmp(cc->canary_rev, rt->st.canary_rev) != 0)
+		want_hosts(rt, cc->canary_eps, cc->n_canary_eps);
+	rsv_table_sweep(rt->names);
+}
+
+/* ---- lookup ---- */
+
+static canary_rt *find_rt(ctl *c, const char *name)
+{
+	/* during a reload, removed runtimes leave NULL holes in c->rt */
+	for (size_t i = 0; i < c->n; i++)
+		if (c->rt[i] && strcmp(c->rt[i]->name, name) == 0)
+			return c->rt[i];
+	return NULL;
+}
+
+int ctl_has(ctl *c, const char *name)
+{
+	return find_rt(c, name) != NULL;
+}
+
+/* ---- logging of what the engine did ---- */
+
+static void log_event(const canary_rt *rt, const eng_event *ev)
+{
+	log_level lvl = LOG_INFO;
+	if (strcmp(ev->type, "rollback") == 0)
+		lvl = LOG_WARN;
+	buf b = BUF_INIT;
+	buf_printf(&b, "%s: %s [phase %s, weight %d", ev->type, ev->message,
+	           eng_phase_name(ev->phase), ev->weight);
+	if (strcmp(ev->actor, "canaryd") != 0)
+		buf_printf(&b, ", by %s", ev->actor);
+	buf_puts(&b, "]");
+	for (int i = 0; i < ev->n_metrics; i++) {
+		const eng_metric_result *m = &ev->metrics[i];
+		if (m->has_value)
+			buf_printf(&b, " %s=%.2f", m->name, m->value);
+		else
+			buf_printf(&b, " %s=nodata", m->name);
+		buf_printf(&b, "(%s)", m->passed ? "pass" : "fail");
+	}
+	log_msg(lvl, rt->name, "%s", b.p);
+	buf_release(&b);
+}
+
+static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
+                  char *err, size_t errlen);
+
+/* Flagger's webhook payload (CanaryWebhookPayload) with canaryd's extras. */
+static char *hook_payload(const canary_rt *rt, const cfg_webhook *wh, const char *type,
+                          const eng_event *ev)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(rt->name));
+	json_object_set_new(o, "namespace", json_string(rt->conf->namespace_ ? rt->conf->namespace_ : ""));
+	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
+	json_object_set_new(o, "checksum", json_string(rt->st.canary_rev));
+	json_object_set_new(o, "type", json_string(type));
+	json_object_set_new(o, "canaryWeight", json_integer(rt->st.weight));
+	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
+	json_object_set_new(o, "canaryRevision", json_string(rt->st.canary_rev));
+	json_t *md = wh->metadata ? json_deep_copy(wh->metadata) : json_object();
+	if (!json_is_object(md)) {
+		json_decref(md);
+		md = json_object();
+	}
+	if (ev) {
+		char ts[40];
+		util_rfc3339(util_wall_ms(), ts, sizeof ts);
+		json_object_set_new(md, "eventMessage", json_string(ev->message));
+		json_object_set_new(md, "eventType", json_string(ev->type));
+		json_object_set_new(md, "timestamp", json_string(ts));
+	}
+	json_object_set_new(o, "metadata", md);
+	char *txt = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	return txt;
+}
+
+typedef struct hook_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	char hook[ENG_NAME_LEN];
+	char type[32];
+	unsigned gen;
+	int gate;          /* index in rt->gates, or -1 for a notification */
+} hook_call;
+
+static void do_check(canary_rt *rt);
+static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
+                                      size_t errlen);
+
+/* Records a notification's result as an audit event (state unchanged). */
+static void audit_hook(canary_rt *rt, const hook_call *hc, int status, const char *error,
+                       uint64_t ms)
+{
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "webhook");
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "canaryd");
+	if (error)
+		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' failed after %llums: %s",
+		         hc->type, hc->hook, (unsigned long long)ms, error);
+	else
+		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' answered %d in %llums",
+		         hc->type, hc->hook, status, (unsigned long long)ms);
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+static void hook_done(void *arg, int status, const char *error, uint64_t ms)
+{
+	hook_call *hc = arg;
+	canary_rt *rt = find_rt(hc->c, hc->canary);
+	if (rt && hc->gate < 0) {
+		audit_hook(rt, hc, status, error, ms);
+	} else if (rt && rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
+		struct gate_result *g = &rt->gates[hc->gate];
+		g->ok = status >= 200 && status < 300;
+		if (error)
+			snprintf(g->reason, sizeof g->reason, "%s", error);
+		else if (!g->ok)
+			snprintf(g->reason, sizeof g->reason, "answered HTTP %d", status);
+		if (--rt->gate_pending == 0)
+			do_check(rt);
+	}
+	free(hc);
+}
+
+static int post_hook(canary_rt *rt, const cfg_webhook *wh, const char *type,
+                     const eng_event *ev, int gate)
+{
+	hook_call *hc = xcalloc(1, sizeof *hc);
+	hc->c = rt->owner;
+	snprintf(hc->canary, sizeof hc->canary, "%s", rt->name);
+	snprintf(hc->hook, sizeof hc->hook, "%s", wh->name ? wh->name : "");
+	snprintf(hc->type, sizeof hc->type, "%s", type);
+	hc->gen = rt->rollout_gen;
+	hc->gate = gate;
+	char *body = hook_payload(rt, wh, type, ev);
+	int rc = rt->owner->hk ? hooks_post(rt->owner->hk, wh->url, body, wh->timeout_ms, hook_done, hc) : -1;
+	free(body);
+	if (rc < 0) {
+		free(hc);
+		log_msg(LOG_ERROR, rt->name, "%s webhook '%s': cannot post to '%s'", type,
+		        wh->name ? wh->name : "", wh->url);
+	}
+	return rc;
+}
+
+static int hook_is(const cfg_webhook *wh, const char *type)
+{
+	return wh->type && strcmp(wh->type, type) == 0 && wh->url;
+}
+
+/* Notifications that follow what the engine did: rollback and post-rollout
+ * webhooks (post-rollout after a promotion or a rollback, as in Flagger),
+ * and event webhooks for every event. Gates (pre-rollout, rollout) run
+ * before checks instead, in tick_one. */
+static void run_hooks(canary_rt *rt, const eng_output *out)
+{
+	const cfg_canary *cc = rt->conf;
+	for (int i = 0; i < out->n_hooks; i++) {
+		const char *types[2] = { NULL, NULL };
+		if (out->hooks[i] == ENG_HOOK_ROLLBACK) {
+			types[0] = "rollback";
+			types[1] = "post-rollout";
+		} else if (out->hooks[i] == ENG_HOOK_POST_ROLLOUT) {
+			types[0] = "post-rollout";
+		}
+		for (int t = 0; t < 2 && types[t]; t++)
+			for (size_t w = 0; w < cc->n_webhooks; w++)
+				if (hook_is(&cc->webhooks[w], types[t]))
+					post_hook(rt, &cc->webhooks[w], types[t], NULL, -1);
+	}
+	for (int e = 0; e < out->n_events; e++)
+		if (strcmp(out->events[e].type, "webhook") != 0)
+			for (size_t w = 0; w < cc->n_webhooks; w++)
+				if (hook_is(&cc->webhooks[w], "event"))
+					post_hook(rt, &cc->webhooks[w], "event", &out->events[e], -1);
+}
+
+/* ---- persistence, then traffic ---- */
+
+/* The router's answer to the split of <gen> (router.h). An answer older
+ * than one already had loses: traffic follows the later split. */
+static void applied(void *arg, uint64_t gen, int status, const char *err)
+{
+	canary_rt *rt = arg;
+	/* older than one answered: it lost; or older than the ring remembers */
+	if (gen <= rt->done_gen || gen > rt->gen || rt->gen - gen >= APPLY_RING)
+		return;
+	rt->done_gen = gen;
+	int weight = rt->asked[gen % APPLY_RING];
+	if (status < 0) {
+		if (!rt->apply_err[0])
+			log_msg(LOG_ERROR, rt->name, "router '%s' did not apply weight %d: %s; "
+			        "traffic stays at weight %d, tried again every %ds",
+			        rt->router->ops->name, weight, err ? err : "failed",
+			        rt->applied_weight, APPLY_RETRY_MS / 1000);
+		snprintf(rt->apply_err, sizeof rt->apply_err, "%s", err ? err : "failed");
+		rt->apply_retry_ms = uv_now(rt->owner->loop) + APPLY_RETRY_MS;
+		return;
+	}
+	if (rt->apply_err[0])
+		log_msg(LOG_WARN, rt->name, "router '%s' applies splits again (weight %d)",
+		        rt->router->ops->name, weight);
+	rt->apply_err[0] = '\0';
+	rt->applied_gen = gen;
+	rt->applied_weight = weight;
+}
+
+/* Tells the router what traffic must look like: the members of both
+ * endpoint sets, the weight, and whether a rollout runs (then the router
+ * reports the canary's readiness; otherwise it is ready). It cannot be
+ * refused: what could be refused was refused before the commit
+ * (eps_ready), a host name that stops resolving keeps its last answer, and
+ * one that has not resolved yet (after a restart) has no member until it
+ * does, which the status shows ("hosts"). Each split has the next
+ * generation; status shows the weight of the last one the router applied
+ * (the built-in proxy: at once). */
+static void apply_traffic(canary_rt *rt)
+{
+	want_names(rt);
+	if (!rt->router)
+		return;
+	router_split s = {
+		.generation = ++rt->gen,
+		.weight = rt->st.weight,
+		.stable_rev = rt->st.stable_rev,
+		.canary_rev = rt->st.canary_rev,
+		.watch_ready = eng_active(&rt->st) && rt->st.phase != ENG_PROMOTING,
+	};
+	route_member *m[TARGET_COUNT];
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		m[t] = members_of(rt, &rt->eps[t], &s.n_members[t]);
+		s.members[t] = m[t];
+	}
+	rt->asked[s.generation % APPLY_RING] = s.weight;
+	if (!s.watch_ready)
+		rt->ready = 1;
+	rt->router->ops->apply(rt->router, &s, applied, rt);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		free(m[t]);
+}
+
+/* ---- the database's health ---- */
+
+static uint64_t unsaved_events(const canary_rt *rt)
+{
+	return (uint64_t)rt->n_unsaved + rt->unsaved_dropped;
+}
+
+/* Enters (or stays in) the failing or damaged condition after a write
+ * returned <rc> (STORE_RETRY or STORE_DAMAGED) with <dberr>; logs only a
+ * change of condition, and schedules the next attempt. */
+static void db_failed(ctl *c, int rc, const char *dberr)
+{
+	struct store_health *h = &c->dbh;
+	uint64_t now = uv_now(c->loop);
+	if (rc == STORE_DAMAGED) {
+		if (h->state == DB_DAMAGED)
+			return;
+		const char *why;
+		store_damaged(c->db, &why);
+		snprintf(h->why, sizeof h->why, "%s", why);
+		h->state = DB_DAMAGED;
+		log_msg(LOG_ERROR, NULL, "%s: the database is damaged or cannot be written any "
+		        "more, nothing more is written to it; traffic stays where it is (rollbacks "
+		        "and aborts still take effect, unsaved); stop canaryd, move '%s' aside and "
+		        "restore a backup or recover it (sqlite3 FILE .recover)",
+		        why, store_path(c->db));
+		return;
+	}
+	if (h->state == DB_OK) {
+		h->state = DB_FAILING;
+		h->since_ms = now;
+		h->attempts = 0;
+		h->backoff_ms = STORE_RETRY_FIRST_MS;
+		snprintf(h->why, sizeof h->why, "%s", dberr);
+		log_msg(LOG_ERROR, NULL, "state not saved: %s; retrying from %dms up to every %ds; "
+		        "meanwhile traffic stays at its split, rollbacks and aborts still take "
+		        "effect (kept in memory until saved), weight increases and promotions wait",
+		        dberr, STORE_RETRY_FIRST_MS, STORE_RETRY_MAX_MS / 1000);
+	} else if (h->attempts > 0) {
+		h->backoff_ms = h->backoff_ms * 2 > STORE_RETRY_MAX_MS ? STORE_RETRY_MAX_MS
+		                                                      : h->backoff_ms * 2;
+	}
+	h->attempts++;
+	h->retry_at = now + h->backoff_ms;
+}
+
+static void db_saved(ctl *c)
+{
+	struct store_health *h = &c->dbh;
+	if (h->state != DB_FAILING)
+		return;
+	log_msg(LOG_WARN, NULL, "state saved again after %llu failed attempt%s over %.1fs",
+	        (unsigned long long)h->attempts, h->attempts == 1 ? "" : "s",
+	        (double)(uv_now(c->loop) - h->since_ms) / 1000.0);
+	memset(h, 0, sizeof *h);
+}
+
+/* May a write be tried now? Not while backing off, never once damaged (a
+ * read elsewhere, e.g. the history, may have found the damage). */
+static int db_may_write(ctl *c)
+{
+	if (c->dbh.state != DB_DAMAGED && store_damaged(c->db, NULL))
+		db_failed(c, STORE_DAMAGED, "");
+	return c->dbh.state == DB_OK ||
+	       (c->dbh.state == DB_FAILING && uv_now(c->loop) >= c->dbh.retry_at);
+}
+
+/* Writes rt->st and the endpoint sets with the unsaved events of <rt> and
+ * then <events> (stamped now), unless the database may not be tried now
+ * (with <now_anyway>, a failing one is tried whatever the backoff). Returns
+ * 0 when written (rt is then saved), -1 with <dberr> filled. */
+static int save(canary_rt *rt, const eng_event *events, int n_events, int now_anyway,
+                char *dberr, size_t errlen)
+{
+	ctl *c = rt->owner;
+	if (now_anyway && c->dbh.state == DB_FAILING)
+		c->dbh.retry_at = 0;
+	if (!db_may_write(c)) {
+		snprintf(dberr, errlen, "%s", c->dbh.why);
+		return -1;
+	}
+	uint64_t now = util_wall_ms();
+	int n = rt->n_unsaved + (rt->unsaved_dropped ? 1 : 0) + n_events;
+	const eng_event *all = events;
+	eng_event *joined = NULL;
+	uint64_t *times = NULL;
+	if (n > n_events) {
+		all = joined = xcalloc((size_t)n, sizeof *joined);
+		times = xcalloc((size_t)n, sizeof *times);
+		int k = 0;
+		if (rt->unsaved_dropped) {
+			/* said first: the events kept are the latest ones */
+			eng_event *ev = &joined[k];
+			snprintf(ev->type, sizeof ev->type, "store");
+			ev->phase = rt->st.phase;
+			ev->weight = rt->st.weight;
+			snprintf(ev->actor, sizeof ev->actor, "canaryd");
+			snprintf(ev->message, sizeof ev->message,
+			         "%llu events were lost while the database could not be written (%.120s)",
+			         (unsigned long long)rt->unsaved_dropped, c->dbh.why);
+			times[k++] = rt->unsaved_ms[0];
+		}
+		for (int i = 0; i < rt->n_unsaved; i++, k++) {
+			joined[k] = rt->unsaved_ev[i];
+			times[k] = rt->unsaved_ms[i];
+		}
+		for (int i = 0; i < n_events; i++, k++) {
+			joined[k] = events[i];
+			times[k] = now;
+		}
+	}
+	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
+	int rc = store_commit(c->db, rt->name, &rec, all, times, n, now, dberr, errlen);
+	free(rec.stable_eps);
+	free(rec.canary_eps);
+	free(joined);
+	free(times);
+	if (rc < 0) {
+		db_failed(c, rc, dberr);
+		return -1;
+	}
+	rt->unsaved = 0;
+	rt->n_unsaved = 0;
+	rt->unsaved_dropped = 0;
+	db_saved(c);
+	return 0;
+}
+
+/* Keeps <out>'s events of a change applied but not saved, the oldest
+ * dropped (and counted) when the queue is full. The caller logs. */
+static void keep_unsaved(canary_rt *rt, const eng_output *out)
+{
+	if (!rt->unsaved_ev) {
+		rt->unsaved_ev = xcalloc(UNSAVED_MAX, sizeof *rt->unsaved_ev);
+		rt->unsaved_ms = xcalloc(UNSAVED_MAX, sizeof *rt->unsaved_ms);
+	}
+	rt->unsaved = 1;
+	uint64_t now = util_wall_ms();
+	for (int i = 0; i < out->n_events; i++) {
+		if (rt->n_unsaved == UNSAVED_MAX) {
+			memmove(rt->unsaved_ev, rt->unsaved_ev + 1, (UNSAVED_MAX - 1) * sizeof *rt->unsaved_ev);
+			memmove(rt->unsaved_ms, rt->unsaved_ms + 1, (UNSAVED_MAX - 1) * sizeof *rt->unsaved_ms);
+			rt->n_unsaved--;
+			rt->unsaved_dropped++;
+		}
+		rt->unsaved_ev[rt->n_unsaved] = out->events[i];
+		rt->unsaved_ms[rt->n_unsaved++] = now;
+	}
+}
+
+/* May a change from <prev> to <next> take effect before it is saved? Only
+ * one that sends no more traffic to new code: no promotion, no higher
+ * weight, no new rollout (see the head comment). */
+static int protects(const eng_state *prev, const eng_state *next, const eng_output *out)
+{
+	return !out->promote && next->weight <= prev->weight &&
+	       strcmp(next->canary_rev, prev->canary_rev) == 0 &&
+	       next->rollout_started_ms == prev->rollout_started_ms;
+}
+
+/* Writes what is unsaved, when the database may be tried (or, with
+ * <force>, at shutdown, whatever the backoff). While failing with nothing
+ * unsaved, the retry writes the first canary's state as it stands. */
+static void flush_unsaved(ctl *c, int force)
+{
+	if (c->dbh.state == DB_DAMAGED || store_damaged(c->db, NULL))
+		return;
+	if (force && c->dbh.state == DB_FAILING)
+		c->dbh.retry_at = 0;
+	int tried = 0;
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		if (!rt || !rt->unsaved || !db_may_write(c))
+			continue;
+		char dberr[320];
+		save(rt, NULL, 0, 0, dberr, sizeof dberr);
+		tried = 1;
+	}
+	if (!tried && c->dbh.state == DB_FAILING && c->n && c->rt[0] && db_may_write(c)) {
+		char dberr[320];
+		save(c->rt[0], NULL, 0, 0, dberr, sizeof dberr);
+	}
+}
+
+/* Persists what the engine just did to rt->st (from <prev>) with <out>'s
+ * events, then applies it to traffic. When the database refuses the write,
+ * a change that protects users is applied unsaved (0 is returned), any
+ * other is undone, state and endpoint sets, and -1 returned with <err>
+ * (when not NULL) filled. A caller that waits for the answer (<err> given:
+ * an operator's command, a new canary) gets a real attempt even while the
+ * database is backing off; the tick's own changes wait for the backoff. */
+static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
+                  char *err, size_t errlen)
+{
+	if (!out->changed && out->n_events == 0)
+		return 0;
+	epset saved[TARGET_COUNT] = { rt->eps[0], rt->eps[1] };
+	if (out->promote) {
+		/* the canary's endpoints become the stable set */
+		epset_from(&rt->eps[TARGET_STABLE], saved[TARGET_CANARY].ep,
+		           saved[TARGET_CANARY].n);
+		rt->eps[TARGET_CANARY].ep = NULL;
+		rt->eps[TARGET_CANARY].n = 0;
+	}
+	char dberr[320];
+	int was_unsaved = rt->unsaved;
+	if (save(rt, out->events, out->n_events, err != NULL, dberr, sizeof dberr) < 0) {
+		if (!protects(prev, &rt->st, out)) {
+			if (out->promote) {
+				epset_free(&rt->eps[TARGET_STABLE]);
+				rt->eps[0] = saved[0];
+				rt->eps[1] = saved[1];
+			}
+			uint64_t next_check = rt->st.next_check_ms;
+			rt->st = *prev;
+			/* a check made is made: the next one is an interval away, not
+			 * on the next tick (which would post the gates and query the
+			 * providers again every tick) */
+			if (prev->phase == ENG_PROGRESSING && next_check > prev->next_check_ms)
+				rt->st.next_check_ms = next_check;
+			if (err)
+				snprintf(err, errlen, "state not saved: %s", dberr);
+			return -1;
+		}
+		keep_unsaved(rt, out);
+	}
+	if (out->promote) {
+		epset_free(&saved[TARGET_STABLE]);
+		epset_free(&saved[TARGET_CANARY]);
+	}
+	apply_traffic(rt);
+	for (int i = 0; i < out->n_events; i++) {
+		const eng_event *ev = &out->events[i];
+		if (strcmp(ev->type, "check") == 0) {
+			int passed = 1;
+			for (int m = 0; m < ev->n_metrics; m++)
+				passed &= ev->metrics[m].passed;
+			if (passed)
+				rt->checks_pass++;
+			else
+				rt->checks_fail++;
+		} else if (strcmp(ev->type, "rollback") == 0) {
+			rt->rollbacks++;
+		}
+		log_event(rt, ev);
+	}
+	if (rt->unsaved && !was_unsaved)
+		log_msg(LOG_WARN, rt->name, "not saved yet: phase %s, weight %d; status shows what "
+		        "traffic does, events wait in memory until the database takes writes",
+		        eng_phase_name(rt->st.phase), rt->st.weight);
+	run_hooks(rt, out);
+	return 0;
+}
+
+/* ---- the tick ---- */
+
+/* The end of a promotion makes the canary's endpoints the stable set. An
+ * endpoint without an address there would leave every request without an
+ * upstream, which can happen only after a restart whose canary names do
+ * not resolve (a running canary keeps its last answer): the promotion then
+ * waits, requests keep going to stable (a target without members gets
+ * none), and it completes once they resolve. Returns whether it waits. */
+static bool promotion_waits(canary_rt *rt)
+{
+	char why[512];
+	bool first;
+	const epset *s = &rt->eps[TARGET_CANARY];
+	if (eps_ready(rt, s->ep, s->n, "canary endpoint", why, sizeof why, &first) < 0) {
+		if (!rt->promote_wait_logged && !first) {
+			log_msg(LOG_WARN, rt->name, "promotion of %s waits: %s; requests keep going to "
+			        "%s meanwhile", rt->st.canary_rev, why, rt->st.stable_rev);
+			rt->promote_wait_logged = true;
+		}
+		return true;
+	}
+	if (rt->promote_wait_logged)
+		log_msg(LOG_INFO, rt->name, "promotion of %s: its endpoints resolve now",
+		        rt->st.canary_rev);
+	rt->promote_wait_logged = false;
+	return false;
+}
+
+/* Closes the routers of removed canaries that are idle or have had their
+ * time, or all of them with <force>. */
+static void retire_sweep(ctl *c, uint64_t now_mono, int force)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < c->n_ret; i++) {
+		retired *r = &c->ret[i];
+		const router_ops *ops = r->r->ops;
+		if (force || (ops->inflight(r->r) == 0 && ops->connections(r->r) == 0) ||
+		    now_mono - r->since_ms > RETIRE_MAX_MS)
+			ops->close(r->r);
+		else
+			c->ret[j++] = *r;
+	}
+	c->n_ret = j;
+}
+
+/* Runs a check now, with the webhook gates' results (if any) as extra
+ * pseudo-metrics that must equal 1: a failing gate fails the check, as a
+ * failing rollout webhook does in Flagger. */
+static void do_check(canary_rt *rt)
+{
+	uint64_t now = util_wall_ms();
+	eng_policy *p = xmalloc(sizeof *p);
+	*p = rt->conf->policy;
+	eng_reading r[ENG_MAX_METRICS];
+	memcpy(r, rt->readings, (size_t)p->n_metrics * sizeof r[0]);
+	int pre_all_ok = 1, has_pre = 0;
+	for (int g = 0; g < rt->n_gates && p->n_metrics < ENG_MAX_METRICS; g++) {
+		eng_metric *m = &p->metrics[p->n_metrics];
+		memset(m, 0, sizeof *m);
+		snprintf(m->name, sizeof m->name, "%s", rt->gates[g].name);
+		m->has_min = true;
+		m->min = 1;
+		eng_reading *rd = &r[p->n_metrics];
+		memset(rd, 0, sizeof *rd);
+		/* a failed gate has no value to show, only why it failed */
+		rd->has_data = rt->gates[g].ok;
+		rd->value = 1;
+		if (!rt->gates[g].ok)
+			snprintf(rd->reason, sizeof rd->reason, "%s", rt->gates[g].reason);
+		if (strncmp(m->name, "pre-rollout/", 12) == 0) {
+			has_pre = 1;
+			pre_all_ok &= rt->gates[g].ok;
+		}
+		p->n_metrics++;
+	}
+	if (has_pre && pre_all_ok)
+		rt->pre_rollout_ok = 1;
+	rt->n_gates = 0;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_check(&rt->st, p, now, r, out);
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+	free(p);
+}
+
+/* ---- metrics, each read by its provider ---- */
+
+typedef struct metric_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	unsigned gen;
+	int metric;
+	rd_which which;   /* the canary's value, stable's or the baseline */
+} metric_call;
+
+static void metric_done(void *arg, int has_data, double value, const char *reason)
+{
+	metric_call *mc = arg;
+	canary_rt *rt = find_rt(mc->c, mc->canary);
+	if (rt && rt->rollout_gen == mc->gen && rt->gate_pending > 0) {
+		rd_store(&rt->readings[mc->metric], mc->which, has_data, value, reason);
+		if (--rt->gate_pending == 0)
+			do_check(rt);
+	}
+	free(mc);
+}
+
+/* Starts the reads of metric <i> for a check made during second <now_sec>:
+ * the canary's value, and stable's for a relative threshold and a baseline
+ * (readings.h says over which seconds; a query gets the stable revision),
+ * each from the metric's provider. Each read counts in rt->gate_pending
+ * until it answers, which the builtin provider does before its read
+ * returns. */
+static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
+{
+	const eng_metric *m = &rt->conf->policy.metrics[i];
+	const cfg_metric_source *src = &rt->conf->sources[i];
+	const provider_ops *ops = provider_of(src);
+	eng_reading *r = &rt->readings[i];
+	memset(r, 0, sizeof *r);
+	snprintf(r->reason, sizeof r->reason, "no answer from the provider");
+	provider_env env = { .http = rt->owner->hk, .st = rt->stats };
+	rd_window w[RD_COUNT];
+	int n = rd_windows(m, now_sec, rt->data_from_sec, w);
+	for (int k = 0; k < n && ops; k++) {
+		char span[32];
+		util_format_duration(w[k].span_ms, span, sizeof span);
+		provider_window pw = {
+			.w = w[k],
+			.kind = m->kind,
+			.vars = {
+				.name = rt->name,
+				.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
+				.target = rt->name,
+				.interval = span,
+				.revision = w[k].which == RD_CANARY ? rt->st.canary_rev : rt->st.stable_rev,
+			},
+		};
+		metric_call *mc = xcalloc(1, sizeof *mc);
+		mc->c = rt->owner;
+		snprintf(mc->canary, sizeof mc->canary, "%s", rt->name);
+		mc->gen = rt->rollout_gen;
+		mc->metric = i;
+		mc->which = w[k].which;
+		char err[200];
+		rt->gate_pending++;
+		if (ops->read(&env, src, &pw, metric_done, mc, err, sizeof err) < 0) {
+			rt->gate_pending--;
+			free(mc);
+			if (w[k].which == RD_CANARY)
+				snprintf(r->reason, sizeof r->reason, "%.95s", err);
+			log_msg(LOG_WARN, rt->name, "metric '%s': %s", m->name, err);
+		}
+	}
+}
+
+/* Starts the gate webhooks a check needs; each counts in rt->gate_pending
+ * until it answers. */
+static void start_gates(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	rt->n_gates = 0;
+	int room = ENG_MAX_METRICS - cc->policy.n_metrics;
+	for (size_t w = 0; w < cc->n_webhooks && rt->n_gates < room; w++) {
+		const cfg_webhook *wh = &cc->webhooks[w];
+		const char *type = NULL;
+		if (hook_is(wh, "rollout"))
+			type = "rollout";
+		else if (hook_is(wh, "pre-rollout") && !rt->pre_rollout_ok)
+			type = "pre-rollout";
+		if (!type)
+			continue;
+		struct gate_result *g = &rt->gates[rt->n_gates];
+		memset(g, 0, sizeof *g);
+		snprintf(g->name, sizeof g->name, "%s/%s", type, wh->name ? wh->name : "");
+		snprintf(g->reason, sizeof g->reason, "no answer");
+		rt->n_gates++;
+		rt->gate_pending++;
+		if (post_hook(rt, wh, type, NULL, rt->n_gates - 1) < 0) {
+			rt->gate_pending--;
+			snprintf(g->reason, sizeof g->reason, "cannot post to '%s'", wh->url);
+		}
+	}
+}
+
+/* The sequential judge looks on every tick at the counts since the rollout
+ * started (the per-second rings, which stats_forget cleared for the canary
+ * at the rollout's start; stable's are read from the same second on). */
+static void observe(canary_rt *rt, uint64_t now)
+{
+	uint64_t now_sec = uv_now(rt->owner->loop) / 1000;
+	stats_summary *cs = xcalloc(2, sizeof *cs), *ss = cs + 1;
+	stats_query(rt->stats, TARGET_CANARY, rt->data_from_sec, now_sec, cs);
+	stats_query(rt->stats, TARGET_STABLE, rt->data_from_sec, now_sec, ss);
+	eng_counts counts = {
+		.canary_requests = cs->total, .canary_errors = cs->by_class[5],
+		.stable_requests = ss->total, .stable_errors = ss->by_class[5],
+		.canary_latency = cs, .stable_latency = ss,
+	};
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_observe(&rt->st, &rt->conf->policy, now, &counts, out);
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+	free(cs);
+}
+
+static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
+{
+	const eng_policy *p = &rt->conf->policy;
+	eng_output *out = xcalloc(1, sizeof *out);
+	if (rt->apply_err[0] && rt->done_gen == rt->gen && now_mono >= rt->apply_retry_ms)
+		apply_traffic(rt);   /* the router failed the last split: again */
+	eng_state prev = rt->st;
+	eng_tick(&rt->st, p, now, rt->ready, out);
+	if (out->promote && promotion_waits(rt))
+		rt->st = prev;   /* held: asked again on the next tick */
+	else
+		commit(rt, &prev, out, NULL, 0);
+	free(out);
+	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
+		observe(rt, now);
+	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
+		/* held at one while they start, so that a read that answers at
+		 * once does not run the check before the others have started */
+		rt->gate_pending = 1;
+		start_gates(rt);
+		for (int i = 0; i < p->n_metrics; i++)
+			start_metric_reads(rt, i, now_mono / 1000);
+		if (--rt->gate_pending == 0)
+			do_check(rt);
+	}
+}
+
+/* The tick runs at least every TICK_MS (deadlines, promotions),
+ * exactly when the next check is due, so that checks do not drift, and when
+ * a failing database is to be tried again. A check that is due but waits
+ * for its gates and provider reads is run by their callback: it needs no
+ * tick (re-arming at 1 ms for it would spin the loop until they answer). */
+static void on_tick(uv_timer_t *t)
+{
+	ctl *c = t->data;
+	uint64_t now = util_wall_ms(), now_mono = uv_now(c->loop);
+	flush_unsaved(c, 0);
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		char err[512];
+		if (rt->config_rollout_waits && c->dbh.state == DB_OK) {
+			/* an operator's rollout since then has the last word */
+			rt->config_rollout_waits = 0;
+			if (rt->st.rollout_started_ms == rt->config_rollout_over &&
+			    maybe_start_config_rollout(c, rt, now, err, sizeof err) < 0)
+				log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+		}
+		tick_one(c, rt, now, now_mono);
+	}
+	retire_sweep(c, now_mono, 0);
+	uint64_t delay = TICK_MS;
+	now = util_wall_ms();
+	for (size_t i = 0; i < c->n; i++) {
+		const eng_state *st = &c->rt[i]->st;
+		if (st->phase != ENG_PROGRESSING)
+			continue;
+		uint64_t due = st->next_check_ms > now ? st->next_check_ms - now
+		                                       : c->rt[i]->gate_pending ? TICK_MS : 1;
+		if (due < delay)
+			delay = due;
+	}
+	if (c->dbh.state == DB_FAILING) {
+		uint64_t due = c->dbh.retry_at > now_mono ? c->dbh.retry_at - now_mono : 1;
+		if (due < delay)
+			delay = due;
+	}
+	uv_timer_start(&c->tick, on_tick, delay, 0);
+}
+
+/* ---- building runtimes from the configuration ---- */
+
+/* <r> serves no canary any more: it drains, and retire_sweep closes it. */
+static void retire_router(ctl *c, router *r)
+{
+	if (!r)
+		return;
+	r->ops->retire(r);
+	c->ret = xrealloc(c->ret, (c->n_ret + 1) * sizeof *c->ret);
+	c->ret[c->n_ret].r = r;
+	c->ret[c->n_ret].since_ms = uv_now(c->loop);
+	c->n_ret++;
+}
+
+static void rt_free(ctl *c, canary_rt *rt)
+{
+	retire_router(c, rt->router);
+	/* a retired router may still record into the stats: keep them */
+	c->graveyard = xrealloc(c->graveyard, (c->n_grave + 1) * sizeof *c->graveyard);
+	c->graveyard[c->n_grave++] = rt->stats;
+	rsv_table_free(rt->names);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		epset_free(&rt->eps[t]);
+	free(rt->unsaved_ev);
+	free(rt->unsaved_ms);
+	free(rt->name);
+	free(rt);
+}
+
+/* Starts a rollout of the configuration's canary section when it names a
+ * revision that is neither running nor already ended. Returns 0, or -1
+ * with <err> filled when the database cannot say whether it ended (then
+ * nothing is started: an unreadable answer is not "no"). */
+static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
+                                      size_t errlen)
+{
+	const cfg_canary *cc = rt->conf;
+	if (!cc->canary_rev || cc->n_canary_eps == 0)
+		return 0;
+	if (strcmp(cc->canary_rev, rt->st.stable_rev) == 0)
+		return 0;
+	if (eng_active(&rt->st) && strcmp(cc->canary_rev, rt->st.canary_rev) == 0)
+		return 0;
+	int ended = store_rollout_ended(c->db, rt->name, cc->canary_rev, err, errlen);
+	if (ended != 0) {
+		if (ended > 0)
+			log_msg(LOG_INFO, rt->name,
+			        "revision %s from the configuration already ended, not rolling it out again",
+			        cc->canary_rev);
+		return ended < 0 ? -1 : 0;
+	}
+	/* a rollout starts only on endpoints requests can reach: it waits for
+	 * its host names (on_names_changed calls again) */
+	char wait[512];
+	bool first;
+	if (eps_ready(rt, cc->canary_eps, cc->n_canary_eps, "canary endpoint", wait,
+	              sizeof wait, &first) < 0) {
+		want_names(rt);
+		/* the first lookup is not news: its failure would be */
+		if (!rt->rollout_wait_logged && !first) {
+			log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits: %s",
+			        cc->canary_rev, wait);
+			rt->rollout_wait_logged = true;
+		}
+		return 0;
+	}
+	if (rt->rollout_wait_logged)
+		log_msg(LOG_INFO, rt->name, "rollout of %s from the configuration: its endpoints "
+		        "resolve now", cc->canary_rev);
+	rt->rollout_wait_logged = false;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	epset old = rt->eps[TARGET_CANARY];
+	epset_from(&rt->eps[TARGET_CANARY], cc->canary_eps, cc->n_canary_eps);
+	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = cc->canary_rev, .actor = "config" };
+	char why[256];
+	if (eng_command(&rt->st, &cc->policy, now, &cmd, out, why, sizeof why) < 0) {
+		log_msg(LOG_ERROR, rt->name, "cannot start rollout of %s: %s", cc->canary_rev, why);
+		epset_free(&rt->eps[TARGET_CANARY]);
+		rt->eps[TARGET_CANARY] = old;
+	} else {
+		rt->data_from_sec = uv_now(c->loop) / 1000;
+		stats_forget(rt->stats, TARGET_CANARY);
+		rt->rollout_gen++;
+		rt->pre_rollout_ok = 0;
+		rt->gate_pending = 0;
+		if (commit(rt, &prev, out, why, sizeof why) < 0) {
+			epset_free(&rt->eps[TARGET_CANARY]);
+			rt->eps[TARGET_CANARY] = old;
+			apply_traffic(rt);
+			if (!rt->config_rollout_waits)
+				log_msg(LOG_WARN, rt->name, "rollout of %s from the configuration waits "
+				        "until the database takes writes (%s)", cc->canary_rev, why);
+			rt->config_rollout_waits = 1;
+			rt->config_rollout_over = rt->st.rollout_started_ms;
+		} else {
+			rt->config_rollout_waits = 0;
+			epset_free(&old);
+		}
+	}
+	free(out);
+	return 0;
+}
+
+/* Applies the configuration's stable endpoints when they differ from the
+ * running ones and the configuration still describes the stable revision.
+ * They are applied once every endpoint can get requests: until then the
+ * running set stays, in traffic and in the status alike. */
+static void sync_config_stable(canary_rt *rt)
+{
+	const cfg_canary *cc = rt->conf;
+	if (!cc->stable_rev || strcmp(cc->stable_rev, rt->st.stable_rev) != 0 ||
+	    epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
+		rt->stable_wait_logged = false;
+		return;
+	}
+	char why[512];
+	bool first;
+	if (eps_ready(rt, cc->stable_eps, cc->n_stable_eps, "stable endpoint", why,
+	              sizeof why, &first) < 0) {
+		want_names(rt);
+		if (!rt->stable_wait_logged && !first) {
+			char *now = epset_join(&rt->eps[TARGET_STABLE]);
+			log_msg(LOG_WARN, rt->name, "the configuration's stable endpoints wait: %s; "
+			        "requests keep going to %s", why, now);
+			free(now);
+			rt->stable_wait_logged = true;
+		}
+		return;
+	}
+	rt->stable_wait_logged = false;
+	epset old = rt->eps[TARGET_STABLE];
+	epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+	eng_output *o = xcalloc(1, sizeof *o);
+	o->changed = true;
+	eng_state prev = rt->st;
+	if (commit(rt, &prev, o, NULL, 0) < 0) {
+		/* not saved: not applied either (commit logged it) */
+		epset_free(&rt->eps[TARGET_STABLE]);
+		rt->eps[TARGET_STABLE] = old;
+	} else {
+		epset_free(&old);
+	}
+	free(o);
+}
+
+/* A host name's addresses or condition changed (its first lookup ended,
+ * it started or stopped failing): the router follows, and what the
+ * configuration waited for may be applied now, or is logged as waiting. */
+static void on_names_changed(void *arg)
+{
+	canary_rt *rt = arg;
+	apply_traffic(rt);
+	sync_config_stable(rt);
+	char err[512];
+	if (maybe_start_config_rollout(rt->owner, rt, util_wall_ms(), err, sizeof err) < 0)
+		log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
+}
+
+/* The router's outlier detection reports (router_events): an audit event
+ * per ejection and per return of an endpoint of the canary's sets (one
+ * that left them, still serving a request in flight, is not audited). A
+ * retired router reports nothing, so <rt> is alive. */
+static void on_endpoint(void *arg, int target, const char *endpoint, int ejected,
+                        const char *reason)
+{
+	canary_rt *rt = arg;
+	int mine = 0;
+	for (size_t e = 0; target >= 0 && target < TARGET_COUNT && e < rt->eps[target].n && !mine;
+	     e++)
+		mine = member_of(endpoint, rt->eps[target].ep[e]);
+	if (!mine)
+		return;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "%s", ejected ? "ejected" : "readmitted");
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "canaryd");
+	snprintf(ev->message, sizeof ev->message, "%s endpoint %s %s: %s",
+	         stats_target_name(target), endpoint,
+	         ejected ? "ejected" : "taken back", reason ? reason : "");
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+/* The router's word on whether the canary takes requests, while a rollout
+ * runs (progressDeadlineSeconds counts while it does not). */
+static void on_ready(void *arg, bool ready)
+{
+	canary_rt *rt = arg;
+	rt->ready = ready;
+}
+
+/* Opens the router of <cc> for <rt>. Returns 0, or -1 with <err>. */
+static int open_router(canary_rt *rt, const cfg_canary *cc, router **out, char *err,
+                       size_t errlen)
+{
+	const router_ops *ops = router_find(cc->router);
+	router_events ev = { .endpoint = on_endpoint, .ready = on_ready, .arg = rt };
+	return ops->open(rt->owner->loop, cc, rt->stats, &ev, out, err, errlen) < 0 ? -1 : 0;
+}
+
+/* Creates the runtime of <cc>: state from the database (or new), and its
+ * router. Returns NULL with <err> filled. */
+static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
+{
+	canary_rt *rt = xcalloc(1, sizeof *rt);
+	rt->owner = c;
+	rt->name = xstrdup(cc->name);
+	rt->conf = cc;
+	rt->ready = 1;
+	rt->data_from_sec = uv_now(c->loop) / 1000;
+	rt->names = rsv_table_new(c->rsv, cc->name, cc->dns_refresh_ms, on_names_changed, rt);
+	store_record rec;
+	memset(&rec, 0, sizeof rec);
+	char dberr[256];
+	int found = store_load(c->db, cc->name, &rec, dberr, sizeof dberr);
+	if (found < 0) {
+		snprintf(err, errlen, "canary '%s': %s", cc->name, dberr);
+		rsv_table_free(rt->names);
+		free(rt->name);
+		free(rt);
+		return NULL;
+	}
+	if (found) {
+		rt->st = rec.st;
+		epset_split(&rt->eps[TARGET_STABLE], rec.stable_eps);
+		epset_split(&rt->eps[TARGET_CANARY], rec.canary_eps);
+		for (int t = 0; t < TARGET_COUNT; t++)
+			epset_drop_invalid(rt, t);
+		/* the configuration may move the stable revision's endpoints */
+		if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) == 0 &&
+		    !epset_equal(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps)) {
+			epset_free(&rt->eps[TARGET_STABLE]);
+			epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+		}
+		if (cc->stable_rev && strcmp(cc->stable_rev, rt->st.stable_rev) != 0)
+			log_msg(LOG_INFO, cc->name,
+			        "stable revision is %s (from the database), the configuration says %s",
+			        rt->st.stable_rev, cc->stable_rev);
+		log_msg(LOG_INFO, cc->name, "resumed: phase %s, weight %d, stable %s, canary %s",
+		        eng_phase_name(rt->st.phase), rt->st.weight, rt->st.stable_rev,
+		        rt->st.canary_rev[0] ? rt->st.canary_rev : "-");
+	} else {
+		eng_state_init(&rt->st, cc->stable_rev ? cc->stable_rev : "", util_wall_ms());
+		epset_from(&rt->eps[TARGET_STABLE], cc->stable_eps, cc->n_stable_eps);
+		rt->eps[TARGET_CANARY].ep = NULL;
+		rt->eps[TARGET_CANARY].n = 0;
+	}
+	store_record_release(&rec);
+	rt->stats = stats_new();
+	if (!found) {
+		/* make the canary visible in status and history from the start */
+		eng_output *out = xcalloc(1, sizeof *out);
+		out->changed = true;
+		eng_state prev = rt->st;
+		int rc = commit(rt, &prev, out, err, errlen);
+		free(out);
+		if (rc < 0)
+			goto fail;
+	}
+	/* the first split before the loop runs: no request sees none */
+	if (open_router(rt, cc, &rt->router, err, errlen) < 0)
+		goto fail;
+	apply_traffic(rt);
+	return rt;
+fail:
+	rsv_table_free(rt->names);
+	stats_free(rt->stats);
+	for (int t = 0; t < TARGET_COUNT; t++)
+		epset_free(&rt->eps[t]);
+	free(rt->name);
+	free(rt);
+	return NULL;
+}
+
+/* Whether every canary of <conf> has a router this build drives, and that
+ * router takes the canary's settings. */
+static int check_routers(const cfg *conf, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		const router_ops *ops = router_find(cc->router);
+		if (!ops) {
+			char names[160];
+			router_names(names, sizeof names);
+			snprintf(err, errlen,
+			         "canary '%s': router '%s' cannot be driven by this version (only %s); "
+			         "the configuration is valid but cannot run here",
+			         cc->name, cc->router ? cc->router : "", names);
+			return -1;
+		}
+		if (ops->check(cc, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
+            size_t errlen)
+{
+	if (check_routers(conf, err, errlen) < 0) {
+		cfg_free(conf);
+		return -1;
+	}
+	ctl *c = xcalloc(1, sizeof *c);
+	c->loop = loop;
+	c->db = db;
+	c->conf = conf;
+	const char *why;
+	if (store_failing(db, &why))
+		db_failed(c, STORE_RETRY, why); /* opened on a full disk */
+	c->rsv = rsv_new(loop, RSV_MAX_INFLIGHT);
+	c->rt = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *c->rt);
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		canary_rt *rt = rt_new(c, &conf->canaries[i], err, errlen);
+		if (rt)
+			c->rt[c->n++] = rt;
+		if (!rt || maybe_start_config_rollout(c, rt, util_wall_ms(), err, errlen) < 0) {
+			for (size_t j = 0; j < c->n; j++)
+				rt_free(c, c->rt[j]);
+			c->n = 0;
+			retire_sweep(c, 0, 1);
+			for (size_t g = 0; g < c->n_grave; g++)
+				stats_free(c->graveyard[g]);
+			free(c->graveyard);
+			free(c->ret);
+			free(c->rt);
+			rsv_free(c->rsv);
+			cfg_free(conf);
+			free(c);
+			return -1;
+		}
+	}
+	c->hk = hooks_new(loop);
+	if (!c->hk)
+		log_msg(LOG_ERROR, NULL, "libcurl could not be initialised: webhooks will fail");
+	uv_timer_init(loop, &c->tick);
+	c->tick.data = c;
+	uv_timer_start(&c->tick, on_tick, TICK_MS, 0);
+	*out = c;
+	return 0;
+}
+
+int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen)
+{
+	if (check_routers(conf, err, errlen) < 0) {
+		cfg_free(conf);
+		return -1;
+	}
+	canary_rt **next = xcalloc(conf->n_canaries ? conf->n_canaries : 1, sizeof *next);
+	size_t nn = 0;
+	/* first what can fail (a router's new listener, a router of another
+	 * kind), so that a failure leaves the running configuration untouched
+	 * (router_ops: prepare, then finish or cancel) */
+	size_t nc = conf->n_canaries ? conf->n_canaries : 1;
+	router **fresh = xcalloc(nc, sizeof *fresh);     /* another kind: a new router */
+	bool *prepared = xcalloc(nc, sizeof *prepared);
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		canary_rt *rt = find_rt(c, cc->name);
+		if (!rt)
+			continue; /* started below with its runtime */
+		int rc;
+		if (router_find(cc->router) != rt->router->ops)
+			rc = open_router(rt, cc, &fresh[i], err, errlen);
+		else if ((rc = rt->router->ops->prepare(rt->router, cc, err, errlen)) == 0)
+			prepared[i] = true;
+		if (rc < 0) {
+			for (size_t j = 0; j < i; j++) {
+				if (fresh[j])
+					fresh[j]->ops->close(fresh[j]);
+				if (prepared[j]) {
+					router *r = find_rt(c, conf->canaries[j].name)->router;
+					r->ops->cancel(r);
+				}
+			}
+			free(prepared);
+			free(fresh);
+			free(next);
+			cfg_free(conf);
+			return -1;
+		}
+	}
+	/* canaries that go away */
+	for (size_t i = 0; i < c->n; i++)
+		if (!cfg_find(conf, c->rt[i]->name)) {
+			log_msg(LOG_INFO, c->rt[i]->name, "removed by the new configuration");
+			if (c->rt[i]->unsaved)
+				log_msg(LOG_ERROR, c->rt[i]->name, "%llu unsaved events are lost with it",
+				        (unsigned long long)unsaved_events(c->rt[i]));
+			rt_free(c, c->rt[i]);
+			c->rt[i] = NULL;
+		}
+	uint64_t now = util_wall_ms();
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		canary_rt *rt = find_rt(c, cc->name);
+		if (rt) {
+			rt->conf = cc;
+			if (fresh[i]) {
+				log_msg(LOG_INFO, cc->name, "router '%s' now carries the split",
+				        fresh[i]->ops->name);
+				retire_router(c, rt->router);
+				rt->router = fresh[i];
+				apply_traffic(rt);
+			} else {
+				rt->router->ops->finish(rt->router, cc);
+			}
+			rsv_table_set_refresh(rt->names, cc->dns_refresh_ms);
+			/* new host names are resolved before they get requests */
+			sync_config_stable(rt);
+		} else {
+			char e2[512];
+			rt = rt_new(c, cc, e2, sizeof e2);
+			if (!rt) {
+				log_msg(LOG_ERROR, cc->name, "not started: %s", e2);
+				continue;
+			}
+		}
+		next[nn++] = rt;
+	}
+	/* runtimes not found by name (removed above) are NULL in c->rt */
+	free(c->rt);
+	c->rt = next;
+	c->n = nn;
+	cfg_free(c->conf);
+	c->conf = conf;
+	for (size_t i = 0; i < c->n; i++) {
+		char e2[512];
+		want_names(c->rt[i]);   /* the configuration's names may have changed */
+		if (maybe_start_config_rollout(c, c->rt[i], now, e2, sizeof e2) < 0)
+			log_msg(LOG_ERROR, c->rt[i]->name, "configured rollout not started: %s", e2);
+	}
+	free(prepared);
+	free(fresh);
+	return 0;
+}
+
+/* ---- status ---- */
+
+/* The host names of the endpoint sets and what they resolve to (the
+ * addresses requests go to), or NULL when there are none. */
+static json_t *hosts_json(const canary_rt *rt)
+{
+	json_t *arr = NULL;
+	rsv_name nm;
+	for (size_t i = 0; rsv_table_at(rt->names, i, &nm); i++) {
+		bool in_set = false;
+		for (int t = 0; t < TARGET_COUNT && !in_set; t++)
+			for (size_t e = 0; e < rt->eps[t].n && !in_set; e++) {
+				char host[RSV_HOST_LEN];
+				in_set = rsv_host_of(rt->eps[t].ep[e], host, sizeof host) &&
+				         strcmp(host, nm.host) == 0;
+			}
+		if (!in_set)
+			continue;   /* only wanted by the configuration, not in use */
+		json_t *h = json_object();
+		json_object_set_new(h, "name", json_string(nm.host));
+		json_t *addrs = json_array();
+		for (size_t a = 0; a < nm.addrs->n; a++) {
+			char ip[RSV_ADDR_LEN];
+			rsv_addr_text(&nm.addrs->v[a], ip, sizeof ip);
+			json_array_append_new(addrs, json_string(ip));
+		}
+		json_object_set_new(h, "addresses", addrs);
+		if (nm.resolved_ms) {
+			char ts[40];
+			util_rfc3339(nm.resolved_ms, ts, sizeof ts);
+			json_object_set_new(h, "resolvedAt", json_string(ts));
+		}
+		if (nm.error)
+			json_object_set_new(h, "error", json_string(nm.error));
+		else if (!nm.looked_up)
+			json_object_set_new(h, "error", json_string("not resolved yet"));
+		if (!arr)
+			arr = json_array();
+		json_array_append_new(arr, h);
+	}
+	return arr;
+}
+
+static json_t *status_json(const canary_rt *rt)
+{
+	char ts[40], dur[32];
+	util_rfc3339(rt->st.last_transition_ms, ts, sizeof ts);
+	const eng_policy *p = &rt->conf->policy;
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(rt->name));
+	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
+	/* what traffic does: the last split the router applied */
+	json_object_set_new(o, "canaryWeight", json_integer(rt->applied_weight));
+	json_object_set_new(o, "failedChecks", json_integer(rt->st.failed_checks));
+	json_object_set_new(o, "iterations", json_integer(rt->st.iterations));
+	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
+	json_object_set_new(o, "canaryRevision",
+	                    rt->st.canary_rev[0] ? json_string(rt->st.canary_rev) : json_null());
+	json_object_set_new(o, "lastTransitionTime", json_string(ts));
+	json_object_set_new(o, "message", json_string(rt->st.message));
+	json_object_set_new(o, "router", json_string(rt->conf->router ? rt->conf->router : ""));
+	json_object_set_new(o, "appliedGeneration", json_integer((json_int_t)rt->applied_gen));
+	if (rt->done_gen < rt->gen) {
+		/* asked, not answered yet: traffic still follows the applied one */
+		json_t *a = json_object();
+		json_object_set_new(a, "generation", json_integer((json_int_t)rt->gen));
+		json_object_set_new(a, "canaryWeight",
+		                    json_integer(rt->asked[rt->gen % APPLY_RING]));
+		json_object_set_new(o, "applying", a);
+	}
+	if (rt->apply_err[0])
+		json_object_set_new(o, "routerError", json_string(rt->apply_err));
+	if (rt->router)
+		rt->router->ops->status(rt->router, o);
+	json_object_set_new(o, "stableEndpoints", epset_json(&rt->eps[TARGET_STABLE]));
+	json_object_set_new(o, "canaryEndpoints", epset_json(&rt->eps[TARGET_CANARY]));
+	json_t *hosts = hosts_json(rt);
+	if (hosts)
+		json_object_set_new(o, "hosts", hosts);
+	json_object_set_new(o, "canaryReady", json_boolean(rt->ready));
+	/* status is what traffic does; this says whether the database has it */
+	json_object_set_new(o, "stateSaved", json_boolean(!rt->unsaved));
+	json_object_set_new(o, "unsavedEvents", json_integer((json_int_t)unsaved_events(rt)));
+	json_t *a = json_object();
+	util_format_duration(p->interval_ms, dur, sizeof dur);
+	json_object_set_new(a, "interval", json_string(dur));
+	json_object_set_new(a, "threshold", json_integer(p->threshold));
+	json_object_set_new(a, "maxWeight", json_integer(p->max_weight));
+	if (p->step_weight)
+		json_object_set_new(a, "stepWeight", json_integer(p->step_weight));
+	if (p->n_step_weights) {
+		json_t *sw = json_array();
+		for (int i = 0; i < p->n_step_weights; i++)
+			json_array_append_new(sw, json_integer(p->step_weights[i]));
+		json_object_set_new(a, "stepWeights", sw);
+	}
+	json_object_set_new(o, "analysis", a);
+	return o;
+}
+
+json_t *ctl_status(ctl *c, const char *name)
+{
+	if (name) {
+		canary_rt *rt = find_rt(c, name);
+		return rt ? status_json(rt) : NULL;
+	}
+	json_t *arr = json_array();
+	for (size_t i = 0; i < c->n; i++)
+		json_array_append_new(arr, status_json(c->rt[i]));
+	return arr;
+}
+
+/* ---- commands ---- */
+
+/* The rollout's "endpoints": each a valid endpoint (rsv_parse), none twice.
+ * Returns 0 with <out> filled, or -1 with <err>. */
+static int parse_endpoints(const json_t *arr, epset *out, char *err, size_t errlen)
+{
+	if (!json_is_array(arr) || json_array_size(arr) == 0) {
+		snprintf(err, errlen, "'endpoints' must be a non-empty array of \"HOST:PORT\" strings");
+		return -1;
+	}
+	size_t n = json_array_size(arr);
+	out->ep = xcalloc(n, sizeof *out->ep);
+	out->n = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_array_get(arr, i));
+		char host[RSV_HOST_LEN], why[400];
+		int port;
+		if (!s) {
+			snprintf(err, errlen, "endpoint %zu: not a string", i + 1);
+			epset_free(out);
+			return -1;
+		}
+		if (rsv_parse(s, host, sizeof host, &port, NULL, why, sizeof why) == RSV_INVALID) {
+			snprintf(err, errlen, "endpoint %zu: %s", i + 1, why);
+			epset_free(out);
+			return -1;
+		}
+		for (size_t j = 0; j < out->n; j++)
+			if (strcmp(out->ep[j], s) == 0) {
+				snprintf(err, errlen, "endpoint %zu: '%s' is given twice", i + 1, s);
+				epset_free(out);
+				return -1;
+			}
+		out->ep[out->n++] = xstrdup(s);
+	}
+	return 0;
+}
+
+/* Runs <cmd> on <rt>; for a rollout, <neweps> (taken, or NULL to keep the
+ * canary's set) becomes the canary's endpoint set. The new state is
+ * committed only when the router can carry it out: a command that gives the
+ * canary more traffic, or makes it stable, needs every canary endpoint to
+ * have an address now. Returns the HTTP status, with *result or <err>. */
+static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t **result,
+                       char *err, size_t errlen)
+{
+	ctl *c = rt->owner;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	epset old = rt->eps[TARGET_CANARY];
+	if (neweps)
+		rt->eps[TARGET_CANARY] = *neweps;
+	int status = 200;
+	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), cmd, out, err, errlen) < 0) {
+		status = 409;
+	} else if ((cmd->kind == ENG_CMD_ROLLOUT || rt->st.weight > prev.weight || out->promote ||
+	            rt->st.phase == ENG_PROMOTING) &&
+	           eps_ready(rt, rt->eps[TARGET_CANARY].ep, rt->eps[TARGET_CANARY].n,
+	                     "canary endpoint", err, errlen, NULL) < 0) {
+		/* refused before anything is saved: the state stays as it was */
+		rt->st = prev;
+		status = 409;
+	} else {
+		if (cmd->kind == ENG_CMD_ROLLOUT) {
+			rt->data_from_sec = uv_now(c->loop) / 1000;
+			stats_forget(rt->stats, TARGET_CANARY);
+			rt->rollout_gen++;
+			rt->pre_rollout_ok = 0;
+			rt->gate_pending = 0;
+		}
+		if (commit(rt, &prev, out, err, errlen) < 0)
+			status = 500;
+	}
+	if (neweps) {
+		if (status == 200) {
+			epset_free(&old);
+		} else {
+			epset_free(&rt->eps[TARGET_CANARY]);
+			rt->eps[TARGET_CANARY] = old;
+		}
+		neweps->ep = NULL;
+		neweps->n = 0;
+	}
+	free(out);
+	if (status == 200)
+		*result = status_json(rt);
+	return status;
+}
+
+/* ---- commands that wait for host names ----
+ *
+ * A rollout to host names is run once each name has resolved, with those
+ * answers (put into the canary's table first, so that the router gets
+ * exactly the addresses that were checked), or refused with 422 naming the
+ * endpoint and the resolver's error. The admin connection that asked may
+ * close meanwhile: it cancels its callback (ctl_call_cancel) and the
+ * command completes all the same; a command still waiting when canaryd
+ * stops is answered 503 and not run. */
+
+struct ctl_call {
+	ctl *c;
+	char canary[ENG_NAME_LEN];
+	char *revision, *actor;
+	epset eps;                    /* the rollout's endpoints, as given */
+	struct call_name {
+		struct ctl_call *call;
+		char host[RSV_HOST_LEN];
+		rsv_query *q;             /* in flight, or NULL */
+		int status;               /* the lookup's: 0 or a libuv error */
+		rsv_addrs addrs;
+	} *names;
+	size_t n_names, pending;
+	uv_timer_t timer;             /* gives up after CALL_RESOLVE_MS */
+	ctl_done_fn done;             /* NULL once cancelled */
+	void *arg;
+	struct ctl_call *prev, *next; /* in c->calls */
+};
+
+static void call_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+/* Ends <call>: tells its caller (unless cancelled), then frees it. */
+static void call_finish(ctl_call *call, int status, json_t *result, const char *err)
+{
+	ctl *c = call->c;
+	LIST_UNLINK(c->calls, call);
+	for (size_t i = 0; i < call->n_names; i++) {
+		rsv_cancel(call->names[i].q);
+		rsv_addrs_release(&call->names[i].addrs);
+	}
+	free(call->names);
+	epset_free(&call->eps);
+	free(call->revision);
+	free(call->actor);
+	uv_timer_stop(&call->timer);
+	uv_close((uv_handle_t *)&call->timer, call_closed);
+	ctl_done_fn done = call->done;
+	call->done = NULL;
+	if (done)
+		done(call->arg, status, result, err);
+	else
+		json_decref(result);
+}
+
+/* The endpoint of the call that names <host>, for messages. */
+static const char *call_endpoint(const ctl_call *call, const char *host)
+{
+	for (size_t i = 0; i < call->eps.n; i++) {
+		char h[RSV_HOST_LEN];
+		if (rsv_host_of(call->eps.ep[i], h, sizeof h) && strcmp(h, host) == 0)
+			return call->eps.ep[i];
+	}
+	return host;
+}
+
+/* Every name of <call> has its answer: refuse, or run the command. */
+static void call_complete(ctl_call *call)
+{
+	char err[512] = "";
+	for (size_t i = 0; i < call->n_names; i++) {
+		const struct call_name *nm = &call->names[i];
+		if (nm->status < 0) {
+			snprintf(err, sizeof err, "cannot resolve endpoint '%s': %s; the rollout was not "
+			         "started", call_endpoint(call, nm->host), uv_strerror(nm->status));
+			call_finish(call, 422, NULL, err);
+			return;
+		}
+	}
+	canary_rt *rt = find_rt(call->c, call->canary);
+	if (!rt) {
+		snprintf(err, sizeof err, "no canary named '%s' (removed while its endpoints were "
+		         "being resolved)", call->canary);
+		call_finish(call, 404, NULL, err);
+		return;
+	}
+	bool changed = false;
+	for (size_t i = 0; i < call->n_names; i++)
+		changed |= rsv_table_put(rt->names, call->names[i].host, &call->names[i].addrs);
+	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = call->revision, .actor = call->actor };
+	json_t *res = NULL;
+	int st = run_command(rt, &cmd, &call->eps, &res, err, sizeof err);
+	if (st != 200 && changed)
+		apply_traffic(rt);   /* a name the running sets share has new addresses */
+	call_finish(call, st, res, err);
+}
+
+static void call_name_done(void *arg, int status, const rsv_addrs *addrs)
+{
+	struct call_name *nm = arg;
+	ctl_call *call = nm->call;
+	nm->q = NULL;
+	nm->status = status;
+	if (status == 0)
+		rsv_addrs_copy(&nm->addrs, addrs);
+	if (--call->pending == 0)
+		call_complete(call);
+}
+
+static void call_timeout(uv_timer_t *t)
+{
+	ctl_call *call = t->data;
+	for (size_t i = 0; i < call->n_names; i++) {
+		if (!call->names[i].q)
+			continue;
+		char err[512];
+		snprintf(err, sizeof err, "cannot resolve endpoint '%s': no answer within %dms; the "
+		         "rollout was not started", call_endpoint(call, call->names[i].host),
+		         CALL_RESOLVE_MS);
+		call_finish(call, 422, NULL, err);
+		return;
+	}
+}
+
+/* Starts the lookups of the host names in <eps> for a rollout of <rt>.
+ * Returns 0 with *out (pending), or an HTTP status with <err> when every
+ * lookup failed to start (nothing is then pending). <eps> is taken. */
+static int call_start(canary_rt *rt, const char *revision, const char *actor, epset *eps,
+                      ctl_done_fn done, void *arg, ctl_call **out, char *err, size_t errlen)
+{
+	ctl *c = rt->owner;
+	ctl_call *call = xcalloc(1, sizeof *call);
+	call->c = c;
+	snprintf(call->canary, sizeof call->canary, "%s", rt->name);
+	call->revision = xstrdup(revision);
+	call->actor = xstrdup(actor);
+	call->eps = *eps;
+	eps->ep = NULL;
+	eps->n = 0;
+	call->done = done;
+	call->arg = arg;
+	call->names = xcalloc(call->eps.n, sizeof *call->names);
+	for (size_t i = 0; i < call->eps.n; i++) {
+		char host[RSV_HOST_LEN];
+		if (!rsv_host_of(call->eps.ep[i], host, sizeof host))
+			continue;
+		bool dup = false;
+		for (size_t j = 0; j < call->n_names && !dup; j++)
+			dup = strcmp(call->names[j].host, host) == 0;
+		if (!dup) {
+			call->names[call->n_names].call = call;
+			snprintf(call->names[call->n_names].host, RSV_HOST_LEN, "%s", host);
+			call->n_names++;
+		}
+	}
+	uv_timer_init(c->loop, &call->timer);
+	call->timer.data = call;
+	LIST_PUSH(c->calls, call);
+	for (size_t i = 0; i < call->n_names; i++) {
+		struct call_name *nm = &call->names[i];
+		nm->q = rsv_lookup(c->rsv, nm->host, call_name_done, nm, &nm->status);
+		if (nm->q)
+			call->pending++;
+	}
+	if (call->pending == 0) {
+		/* nothing started: answer now, not through <done> */
+		call->done = NULL;
+		snprintf(err, errlen, "cannot resolve endpoint '%s': %s; the rollout was not started",
+		         call_endpoint(call, call->names[0].host), uv_strerror(call->names[0].status));
+		call_finish(call, 422, NULL, err);
+		return 422;
+	}
+	uv_timer_start(&call->timer, call_timeout, CALL_RESOLVE_MS, 0);
+	*out = call;
+	return 0;
+}
+
+void ctl_call_cancel(ctl_call *call)
+{
+	if (call)
+		call->done = NULL;
+}
+
+int ctl_command(ctl *c, const char *name, const char *action,
+                const json_t *body, const char *actor, json_t **result,
+                char *err, size_t errlen, ctl_done_fn done, void *arg,
+                ctl_call **pending)
+{
+	*result = NULL;
+	*pending = NULL;
+	canary_rt *rt = find_rt(c, name);
+	if (!rt) {
+		snprintf(err, errlen, "no canary named '%s'", name);
+		return 404;
+	}
+	if (body && !json_is_object(body)) {
+		snprintf(err, errlen, "the request body must be a JSON object");
+		return 400;
+	}
+	eng_cmd cmd = { .actor = actor };
+	epset neweps = { NULL, 0 };
+	int have_eps = 0;
+	if (strcmp(action, "rollout") == 0) {
+		cmd.kind = ENG_CMD_ROLLOUT;
+		const json_t *rev = body ? json_object_get(body, "revision") : NULL;
+		if (!json_is_string(rev) || !json_string_length(rev)) {
+			snprintf(err, errlen, "'revision' is required and must be a non-empty string");
+			return 400;
+		}
+		cmd.revision = json_string_value(rev);
+		const json_t *eps = body ? json_object_get(body, "endpoints") : NULL;
+		if (eps) {
+			if (parse_endpoints(eps, &neweps, err, errlen) < 0)
+				return 400;
+			have_eps = 1;
+		} else if (rt->eps[TARGET_CANARY].n == 0) {
+			snprintf(err, errlen, "'endpoints' is required: the canary has no endpoints yet");
+			return 400;
+		}
+	} else if (strcmp(action, "promote") == 0) {
+		const json_t *full = body ? json_object_get(body, "full") : NULL;
+		if (full && !json_is_boolean(full)) {
+			snprintf(err, errlen, "'full' must be true or false");
+			return 400;
+		}
+		cmd.kind = json_is_true(full) ? ENG_CMD_PROMOTE_FULL : ENG_CMD_PROMOTE;
+	} else if (strcmp(action, "abort") == 0) {
+		cmd.kind = ENG_CMD_ABORT;
+	} else if (strcmp(action, "pause") == 0) {
+		cmd.kind = ENG_CMD_PAUSE;
+	} else if (strcmp(action, "resume") == 0) {
+		cmd.kind = ENG_CMD_RESUME;
+	} else if (strcmp(action, "approve") == 0) {
+		cmd.kind = ENG_CMD_APPROVE;
+	} else if (strcmp(action, "weight") == 0) {
+		const json_t *w = body ? json_object_get(body, "weight") : NULL;
+		if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 100) {
+			snprintf(err, errlen, "'weight' must be an integer from 0 to 100");
+			return 400;
+		}
+		cmd.kind = ENG_CMD_SET_WEIGHT;
+		cmd.weight = (int)json_integer_value(w);
+	} else {
+		snprintf(err, errlen, "unknown action '%s' (rollout, promote, abort, pause, resume, approve, weight)", action);
+		return 404;
+	}
+	if (have_eps) {
+		for (size_t i = 0; i < neweps.n; i++) {
+			char host[RSV_HOST_LEN];
+			if (rsv_host_of(neweps.ep[i], host, sizeof host))
+				return call_start(rt, cmd.revision, actor, &neweps, done, arg, pending, err,
+				                  errlen);
+		}
+	}
+	/* numeric endpoints only: no resolver on this path */
+	return run_command(rt, &cmd, have_eps ? &neweps : NULL, result, err, errlen);
+}
+
+/* ---- alerts ---- */
+
+static int alert_matches(const canary_rt *rt, const json_t *labels)
+{
+	const char *cn = json_string_value(json_object_get(labels, "canary"));
+	if (cn && strcmp(cn, rt->name) == 0)
+		return 1;
+	const json_t *m = rt->conf->alert_matchers;
+	if (!json_is_object(m) || json_object_size(m) == 0)
+		return 0;
+	const char *key;
+	json_t *want;
+	json_object_foreach((json_t *)m, key, want) {
+		const char *have = json_string_value(json_object_get(labels, key));
+		if (!have || !json_is_string(want) || strcmp(have, json_string_value(want)) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result,
+               char *err, size_t errlen)
+{
+	const json_t *alerts = json_object_get(payload, "alerts");
+	if (!json_is_object(payload) || !json_is_array(alerts)) {
+		snprintf(err, errlen, "not an Alertmanager webhook payload: no 'alerts' array");
+		return 400;
+	}
+	json_t *matched = json_array();
+	size_t i;
+	json_t *al;
+	json_array_foreach(alerts, i, al) {
+		const char *status = json_string_value(json_object_get(al, "status"));
+		const json_t *labels = json_object_get(al, "labels");
+		if (!status || strcmp(status, "firing") != 0 || !json_is_object(labels))
+			continue;
+		for (size_t k = 0; k < c->n; k++) {
+			canary_rt *rt = c->rt[k];
+			if (!eng_active(&rt->st) || !alert_matches(rt, labels))
+				continue;
+			const char *aname = json_string_value(json_object_get(labels, "alertname"));
+			const json_t *ann = json_object_get(al, "annotations");
+			const char *summary = json_string_value(json_object_get(ann, "summary"));
+			char *ltxt = json_dumps(labels, JSON_COMPACT | JSON_SORT_KEYS);
+			eng_output *out = xcalloc(1, sizeof *out);
+			eng_event *ev = &out->events[out->n_events++];
+			snprintf(ev->type, sizeof ev->type, "alert");
+			ev->phase = rt->st.phase;
+			ev->weight = rt->st.weight;
+			snprintf(ev->actor, sizeof ev->actor, "%s", actor);
+			if (summary)
+				snprintf(ev->message, sizeof ev->message, "alert '%s' firing (%s): %s",
+				         aname ? aname : "?", summary, ltxt ? ltxt : "{}");
+			else
+				snprintf(ev->message, sizeof ev->message, "alert '%s' firing: %s",
+				         aname ? aname : "?", ltxt ? ltxt : "{}");
+			free(ltxt);
+			eng_state prev = rt->st;
+			commit(rt, &prev, out, NULL, 0);
+			eng_cmd cmd = { .kind = ENG_CMD_ABORT, .actor = "alertmanager" };
+			char e2[256];
+			prev = rt->st;
+			if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, e2, sizeof e2) == 0)
+				commit(rt, &prev, out, NULL, 0);
+			free(out);
+			json_array_append_new(matched, json_string(rt->name));
+		}
+	}
+	*result = json_object();
+	json_object_set_new(*result, "matched", matched);
+	return 200;
+}
+
+/* ---- metrics ---- */
+
+void ctl_metrics(ctl *c, buf *out)
+{
+	stats_write_prometheus_header(out);
+	for (size_t i = 0; i < c->n; i++)
+		stats_write_prometheus(c->rt[i]->stats, c->rt[i]->name, out);
+	buf_puts(out, "# HELP canaryd_canary_weight Share of new requests sent to the canary, percent.\n"
+	              "# TYPE canaryd_canary_weight gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_canary_weight{canary=\"%s\"} %d\n", c->rt[i]->name,
+		           c->rt[i]->applied_weight);
+	buf_puts(out, "# HELP canaryd_canary_phase The canary's phase (1 for the current one).\n"
+	              "# TYPE canaryd_canary_phase gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		for (int p = 0; p < ENG_PHASE_COUNT; p++)
+			buf_printf(out, "canaryd_canary_phase{canary=\"%s\",phase=\"%s\"} %d\n",
+			           c->rt[i]->name, eng_phase_name((eng_phase)p),
+			           c->rt[i]->st.phase == (eng_phase)p);
+	buf_puts(out, "# HELP canaryd_checks_total Analysis checks made, by result.\n"
+	              "# TYPE canaryd_checks_total counter\n");
+	for (size_t i = 0; i < c->n; i++) {
+		buf_printf(out, "canaryd_checks_total{canary=\"%s\",result=\"pass\"} %llu\n",
+		           c->rt[i]->name, (unsigned long long)c->rt[i]->checks_pass);
+		buf_printf(out, "canaryd_checks_total{canary=\"%s\",result=\"fail\"} %llu\n",
+		           c->rt[i]->name, (unsigned long long)c->rt[i]->checks_fail);
+	}
+	buf_puts(out, "# HELP canaryd_rollbacks_total Rollbacks, automatic and manual.\n"
+	              "# TYPE canaryd_rollbacks_total counter\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_rollbacks_total{canary=\"%s\"} %llu\n", c->rt[i]->name,
+		           (unsigned long long)c->rt[i]->rollbacks);
+	buf_printf(out, "# HELP canaryd_store_ok 1 while the database takes writes, 0 while "
+	                "they fail (disk full, a damaged file).\n"
+	                "# TYPE canaryd_store_ok gauge\n"
+	                "canaryd_store_ok %d\n"
+	                "# HELP canaryd_store_errors_total Database reads and writes that failed.\n"
+	                "# TYPE canaryd_store_errors_total counter\n"
+	                "canaryd_store_errors_total %llu\n"
+	                "# HELP canaryd_store_unsaved_events Audit events applied to traffic but "
+	                "not yet written to the database.\n"
+	                "# TYPE canaryd_store_unsaved_events gauge\n",
+	           c->dbh.state == DB_OK && !store_damaged(c->db, NULL),
+	           (unsigned long long)store_errors(c->db));
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_store_unsaved_events{canary=\"%s\"} %llu\n", c->rt[i]->name,
+		           (unsigned long long)unsaved_events(c->rt[i]));
+}
+
+int ctl_store_health(ctl *c, char *why, size_t n)
+{
+	const char *damage;
+	if (store_damaged(c->db, &damage)) {
+		snprintf(why, n, "database damaged, nothing is saved: %s", damage);
+		return 1;
+	}
+	if (c->dbh.state != DB_FAILING)
+		return 0;
+	uint64_t unsaved = 0;
+	for (size_t i = 0; i < c->n; i++)
+		unsaved += unsaved_events(c->rt[i]);
+	snprintf(why, n, "state not saved for %.1fs (%llu failed attempts, %llu events unsaved): %s",
+	         (double)(uv_now(c->loop) - c->dbh.since_ms) / 1000.0,
+	         (unsigned long long)c->dbh.attempts, (unsigned long long)unsaved, c->dbh.why);
+	return 1;
+}
+
+/* ---- shutdown ---- */
+
+void ctl_drain(ctl *c)
+{
+	c->draining = 1;
+	for (size_t i = 0; i < c->n; i++)
+		c->rt[i]->router->ops->drain(c->rt[i]->router);
+}
+
+size_t ctl_inflight(ctl *c)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < c->n; i++)
+		n += c->rt[i]->router->ops->inflight(c->rt[i]->router);
+	for (size_t i = 0; i < c->n_ret; i++)
+		n += c->ret[i].r->ops->inflight(c->ret[i].r);
+	/* a command waiting for its host names is answered before the exit */
+	for (const ctl_call *call = c->calls; call; call = call->next)
+		n++;
+	return n;
+}
+
+static void tick_closed(uv_handle_t *h)
+{
+	ctl *c = h->data;
+	for (size_t g = 0; g < c->n_grave; g++)
+		stats_free(c->graveyard[g]);
+	free(c->graveyard);
+	free(c);
+}
+
+/* At shutdown: a last try to save what is unsaved, and a word about what
+ * is lost when that fails too. */
+static void save_at_exit(ctl *c)
+{
+	flush_unsaved(c, 1);
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		if (rt->unsaved)
+			log_msg(LOG_ERROR, rt->name, "exiting with unsaved state (phase %s, weight %d, "
+			        "%llu events): lost; the next start resumes from the last saved state",
+			        eng_phase_name(rt->st.phase), rt->st.weight,
+			        (unsigned long long)unsaved_events(rt));
+	}
+}
+
+void ctl_close(ctl *c)
+{
+	save_at_exit(c);
+	uv_timer_stop(&c->tick);
+	hooks_free(c->hk, free);
+	c->hk = NULL;
+	while (c->calls)
+		call_finish(c->calls, 503, NULL, "canaryd is shutting down; the command was not run");
+	for (size_t i = 0; i < c->n; i++)
+		rt_free(c, c->rt[i]);
+	c->n = 0;
+	rsv_free(c->rsv);   /* after the tables, which cancel their lookups */
+	c->rsv = NULL;
+	retire_sweep(c, 0, 1);
+	free(c->ret);
+	c->ret = NULL;
+	free(c->rt);
+	c->rt = NULL;
+	cfg_free(c->conf);
+	c->conf = NULL;
+	uv_close((uv_handle_t *)&c->tick, tick_closed);
+}

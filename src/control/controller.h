@@ -1,0 +1,91 @@
+/* controller.h - the driver around the engine: one runtime per configured
+ * canary (engine state, its router, stats), a tick timer that runs checks
+ * and deadlines, metric reads through the providers, persistence before
+ * traffic, and the operator commands behind the admin API. */
+#ifndef CANARYD_CONTROLLER_H
+#define CANARYD_CONTROLLER_H
+
+#include <jansson.h>
+#include <uv.h>
+
+#include "config.h"
+#include "engine.h"
+#include "store.h"
+#include "util.h"
+
+typedef struct ctl ctl;
+
+/* Creates the controller on <loop> with <db> (not owned) and applies
+ * <conf> (ownership passes to the controller): restores each canary's state
+ * from the database, starts the rollouts the configuration asks for, and
+ * starts the proxies. Returns 0, or -1 with <err> filled (nothing started). */
+int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
+            size_t errlen);
+
+/* Applies a new, already validated configuration (SIGHUP) without closing
+ * a connection. Takes ownership of <conf>. Returns 0, or -1 with <err> (the
+ * running configuration is then kept and <conf> freed). */
+int ctl_reload(ctl *c, cfg *conf, char *err, size_t errlen);
+
+/* A command that waits for host name lookups (see ctl_command). */
+typedef struct ctl_call ctl_call;
+
+/* The end of a command that waited: <status> and, for 200, <result> (the
+ * canary's status, owned by the callee) or, otherwise, <err>, as
+ * ctl_command would have returned them. */
+typedef void (*ctl_done_fn)(void *arg, int status, json_t *result, const char *err);
+
+/* An operator command from the API. <action> is one of rollout, promote,
+ * abort, pause, resume, approve, weight; <body> its JSON arguments (may be
+ * NULL); <actor> who asked. Returns an HTTP status: 200 with *result the
+ * canary's status, or 4xx/5xx with <err> filled.
+ *
+ * A rollout whose endpoints include host names is applied only once they
+ * have resolved (a command that was accepted is a command traffic follows):
+ * ctl_command then returns 0 and sets *pending, and <done>(<arg>, ...) is
+ * called once, later, on the loop, with 200, or 422 naming the endpoint
+ * that did not resolve (within 5 s) and the resolver's error. Until then
+ * <body> and <actor> may go (they are copied). */
+int ctl_command(ctl *c, const char *name, const char *action,
+                const json_t *body, const char *actor, json_t **result,
+                char *err, size_t errlen, ctl_done_fn done, void *arg,
+                ctl_call **pending);
+
+/* The caller of a pending command goes away (its connection closed): <done>
+ * will not be called. The command itself still completes as it would have.
+ * NULL is a no-op. */
+void ctl_call_cancel(ctl_call *call);
+
+/* Alertmanager's webhook payload: every firing alert whose labels match a
+ * canary (canary=NAME, or all of the canary's spec.alerts.matchers) fails
+ * that canary's running rollout at once, with the alert in the audit.
+ * Returns an HTTP status: 200 with *result {"matched": [names]}, or 400
+ * with <err>. */
+int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result,
+               char *err, size_t errlen);
+
+/* Status object of <name> (NULL when unknown), or the array of all when
+ * <name> is NULL. Caller owns the result. */
+json_t *ctl_status(ctl *c, const char *name);
+
+/* True when <name> is a configured canary. */
+int ctl_has(ctl *c, const char *name);
+
+/* Appends the Prometheus exposition of every canary to <out>. */
+void ctl_metrics(ctl *c, buf *out);
+
+/* 0 while the database takes writes; 1 while writes fail (backing off) or
+ * after it was found damaged, with <why> filled for /readyz. */
+int ctl_store_health(ctl *c, char *why, size_t n);
+
+/* Stops accepting new connections: every router drains (SIGTERM). */
+void ctl_drain(ctl *c);
+/* Requests in flight over all routers, and commands waiting for host
+ * name lookups (answered within 5 s). */
+size_t ctl_inflight(ctl *c);
+
+/* Stops timers and closes every router and handle; frees <c> once closed
+ * (run the loop afterwards until it ends). Frees the configuration. */
+void ctl_close(ctl *c);
+
+#endif

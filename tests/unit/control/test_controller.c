@@ -1,0 +1,362 @@
+/* test_controller.c - the controller through the router interface, with a
+ * router of the test's own that applies a split only when the test says
+ * so (as a Kubernetes write or a HAProxy command may answer later): each
+ * split carries the next generation, status shows what traffic does (the
+ * last split applied), a late answer loses, a failed split is said and
+ * tried again, and a retired router is never called back. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "controller.h"
+#include "log.h"
+#include "router.h"
+
+#include "../testdir.h"
+
+/* ---- a router that answers when told ---- */
+
+#define MAX_APPLIES 16
+
+typedef struct fake {
+	router base;
+	router_events ev;
+	struct {
+		uint64_t gen;
+		int weight;
+		size_t n_canary;
+		bool watch_ready;
+		router_done_fn done;
+		void *arg;
+	} applies[MAX_APPLIES];
+	int n_applies;
+	bool retired;
+} fake;
+
+static fake *the_fake;   /* the one opened last */
+static int opens, closes;
+
+static int f_check(const cfg_canary *cc, char *err, size_t errlen) { return 0; }
+
+static const router_ops fake_ops;
+
+static int f_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router_events *ev,
+                  router **out, char *err, size_t errlen)
+{
+	fake *f = calloc(1, sizeof *f);
+	f->base.ops = &fake_ops;
+	f->ev = *ev;
+	the_fake = f;
+	opens++;
+	*out = &f->base;
+	return 0;
+}
+
+static void f_apply(router *r, const router_split *s, router_done_fn done, void *arg)
+{
+	fake *f = (fake *)r;
+	assert_true(f->n_applies < MAX_APPLIES);
+	assert_false(f->retired);
+	f->applies[f->n_applies].gen = s->generation;
+	f->applies[f->n_applies].weight = s->weight;
+	f->applies[f->n_applies].n_canary = s->n_members[TARGET_CANARY];
+	f->applies[f->n_applies].watch_ready = s->watch_ready;
+	f->applies[f->n_applies].done = done;
+	f->applies[f->n_applies].arg = arg;
+	f->n_applies++;
+}
+
+static int f_prepare(router *r, const cfg_canary *cc, char *err, size_t errlen) { return 0; }
+static void f_finish(router *r, const cfg_canary *cc) {}
+static void f_cancel(router *r) {}
+static void f_status(router *r, json_t *o) {}
+static size_t f_zero(router *r) { return 0; }
+static void f_drain(router *r) {}
+
+static void f_retire(router *r)
+{
+	((fake *)r)->retired = true;
+}
+
+static void f_close(router *r)
+{
+	fake *f = (fake *)r;
+	closes++;
+	if (f == the_fake)
+		the_fake = NULL;
+	free(f);
+}
+
+static const router_ops fake_ops = {
+	.name = "haproxy",   /* a spec.router the configuration takes */
+	.check = f_check, .open = f_open, .apply = f_apply, .prepare = f_prepare,
+	.finish = f_finish, .cancel = f_cancel, .status = f_status, .inflight = f_zero,
+	.connections = f_zero, .drain = f_drain, .retire = f_retire, .close = f_close,
+};
+
+/* Answers the apply of generation <gen> (it must have been asked). */
+static void answer(uint64_t gen, int status, const char *err)
+{
+	assert_non_null(the_fake);
+	for (int i = 0; i < the_fake->n_applies; i++)
+		if (the_fake->applies[i].gen == gen) {
+			the_fake->applies[i].done(the_fake->applies[i].arg, gen, status, err);
+			return;
+		}
+	fail_msg("generation %llu was never asked", (unsigned long long)gen);
+}
+
+static uint64_t last_gen(void)
+{
+	return the_fake->applies[the_fake->n_applies - 1].gen;
+}
+
+/* ---- the fixture: a controller over a fresh database ---- */
+
+typedef struct fixture {
+	char dir[64];
+	uv_loop_t loop;
+	store *db;
+	ctl *c;
+} fixture;
+
+static const char *const CONFIG =
+	"apiVersion: canaryd/v1\n"
+	"kind: Canary\n"
+	"metadata: {name: web}\n"
+	"spec:\n"
+	"  router: haproxy\n"
+	"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+	"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
+
+static int setup(void **state)
+{
+	fixture *f = calloc(1, sizeof *f);
+	snprintf(f->dir, sizeof f->dir, "/tmp/canaryd-test-ctl-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	uv_loop_init(&f->loop);
+	char err[512] = "";
+	if (store_open(f->dir, &f->db, err, sizeof err) < 0) {
+		print_error("store_open: %s\n", err);
+		return -1;
+	}
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	if (cfg_load_string("web.yaml", CONFIG, strlen(CONFIG), &conf, &errs) < 0) {
+		print_error("config: %s\n", errs.msg[0]);
+		return -1;
+	}
+	the_fake = NULL;
+	opens = closes = 0;
+	if (ctl_new(&f->loop, f->db, conf, &f->c, err, sizeof err) < 0) {
+		print_error("ctl_new: %s\n", err);
+		return -1;
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	fixture *f = *state;
+	ctl_close(f->c);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&f->loop), 0);
+	store_close(f->db);
+	remove_tree(f->dir);
+	free(f);
+	return 0;
+}
+
+static json_t *status(fixture *f)
+{
+	return ctl_status(f->c, "web");
+}
+
+static json_int_t weight_of(fixture *f)
+{
+	json_t *s = status(f);
+	json_int_t w = json_integer_value(json_object_get(s, "canaryWeight"));
+	json_decref(s);
+	return w;
+}
+
+/* Runs an operator command that must be accepted. */
+static void command(fixture *f, const char *action, const char *body_json)
+{
+	json_t *body = body_json ? json_loads(body_json, 0, NULL) : NULL;
+	json_t *res = NULL;
+	char err[512] = "";
+	ctl_call *pending = NULL;
+	int st = ctl_command(f->c, "web", action, body, "test", &res, err, sizeof err, NULL,
+	                     NULL, &pending);
+	if (st != 200)
+		print_error("%s: %d %s\n", action, st, err);
+	assert_int_equal(st, 200);
+	assert_null(pending);
+	json_decref(res);
+	json_decref(body);
+}
+
+/* ---- the tests ---- */
+
+/* Until the router answers, status shows the split traffic follows and
+ * the one being applied; once it answers, the new one. */
+static void test_status_shows_what_is_applied(void **state)
+{
+	fixture *f = *state;
+	assert_int_equal(opens, 1);
+	assert_int_equal(the_fake->n_applies, 1);        /* the first split, at start */
+	assert_int_equal(the_fake->applies[0].gen, 1);
+	answer(1, 0, NULL);
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	assert_int_equal(the_fake->applies[the_fake->n_applies - 1].n_canary, 1);
+	assert_true(the_fake->applies[the_fake->n_applies - 1].watch_ready);
+	int first = the_fake->applies[the_fake->n_applies - 1].weight; /* the first step */
+	assert_int_equal(first, 10);
+	assert_int_equal(weight_of(f), 0);               /* not applied yet */
+	answer(last_gen(), 0, NULL);
+	assert_int_equal(weight_of(f), first);
+	command(f, "weight", "{\"weight\": 30}");
+	uint64_t g = last_gen();
+	assert_int_equal(the_fake->applies[the_fake->n_applies - 1].weight, 30);
+
+	json_t *s = status(f);
+	assert_int_equal(json_integer_value(json_object_get(s, "canaryWeight")), first);
+	assert_int_equal(json_integer_value(json_object_get(s, "appliedGeneration")), g - 1);
+	json_t *a = json_object_get(s, "applying");
+	assert_non_null(a);
+	assert_int_equal(json_integer_value(json_object_get(a, "generation")), g);
+	assert_int_equal(json_integer_value(json_object_get(a, "canaryWeight")), 30);
+	json_decref(s);
+
+	answer(g, 0, NULL);
+	s = status(f);
+	assert_int_equal(json_integer_value(json_object_get(s, "canaryWeight")), 30);
+	assert_int_equal(json_integer_value(json_object_get(s, "appliedGeneration")), g);
+	assert_null(json_object_get(s, "applying"));
+	assert_null(json_object_get(s, "routerError"));
+	json_decref(s);
+}
+
+/* Two splits in flight, answered in the other order: the older one's
+ * answer comes last and loses. */
+static void test_a_late_apply_loses(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	answer(last_gen(), 0, NULL);
+	command(f, "weight", "{\"weight\": 20}");
+	uint64_t older = last_gen();
+	command(f, "weight", "{\"weight\": 40}");
+	uint64_t newer = last_gen();
+	assert_int_equal(newer, older + 1);
+	answer(newer, 0, NULL);
+	assert_int_equal(weight_of(f), 40);
+	answer(older, 0, NULL);                          /* late */
+	assert_int_equal(weight_of(f), 40);
+	json_t *s = status(f);
+	assert_int_equal(json_integer_value(json_object_get(s, "appliedGeneration")), newer);
+	json_decref(s);
+	/* a rollback goes through the same way */
+	command(f, "abort", NULL);
+	assert_int_equal(the_fake->applies[the_fake->n_applies - 1].weight, 0);
+	assert_false(the_fake->applies[the_fake->n_applies - 1].watch_ready);
+	assert_int_equal(weight_of(f), 40);              /* not applied yet */
+	answer(last_gen(), 0, NULL);
+	assert_int_equal(weight_of(f), 0);
+}
+
+/* A split the router fails is said in status and tried again (a new
+ * generation) by the tick; traffic meanwhile is what the router last
+ * applied. */
+static void test_a_failed_apply_is_said_and_retried(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	answer(last_gen(), 0, NULL);
+	command(f, "weight", "{\"weight\": 25}");
+	uint64_t g = last_gen();
+	answer(g, -1, "cannot reach '127.0.0.1:1': connection refused");
+	json_t *s = status(f);
+	assert_int_equal(json_integer_value(json_object_get(s, "canaryWeight")), 10);
+	assert_string_equal(json_string_value(json_object_get(s, "routerError")),
+	                    "cannot reach '127.0.0.1:1': connection refused");
+	assert_null(json_object_get(s, "applying"));
+	json_decref(s);
+	/* the tick asks again, once APPLY_RETRY_MS (1 s) has passed */
+	int before = the_fake->n_applies;
+	for (int i = 0; i < 250 && the_fake->n_applies == before; i++) {
+		usleep(20000);
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+	}
+	assert_true(the_fake->n_applies > before);
+	assert_true(last_gen() > g);
+	assert_int_equal(the_fake->applies[the_fake->n_applies - 1].weight, 25);
+	answer(last_gen(), 0, NULL);
+	s = status(f);
+	assert_int_equal(json_integer_value(json_object_get(s, "canaryWeight")), 25);
+	assert_null(json_object_get(s, "routerError"));
+	json_decref(s);
+}
+
+/* A canary removed by a reload retires its router: no split reaches it
+ * any more, and it is closed once idle. */
+static void test_a_removed_canary_retires_its_router(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	fake *old = the_fake;
+	static const char *const other =
+		"apiVersion: canaryd/v1\n"
+		"kind: Canary\n"
+		"metadata: {name: shop}\n"
+		"spec:\n"
+		"  router: haproxy\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9003]}\n"
+		"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	assert_int_equal(cfg_load_string("shop.yaml", other, strlen(other), &conf, &errs), 0);
+	char err[512];
+	assert_int_equal(ctl_reload(f->c, conf, err, sizeof err), 0);
+	assert_true(old->retired);
+	assert_false(ctl_has(f->c, "web"));
+	assert_int_equal(opens, 2);                      /* shop's */
+	assert_ptr_not_equal(the_fake, old);
+	assert_int_equal(old->n_applies, 1);             /* nothing since it retired */
+	/* idle: closed by the next tick */
+	for (int i = 0; i < 250 && closes == 0; i++) {
+		usleep(20000);
+		uv_run(&f->loop, UV_RUN_NOWAIT);
+	}
+	assert_int_equal(closes, 1);
+	assert_non_null(the_fake);                       /* shop's is open */
+}
+
+int main(void)
+{
+	log_setup(NULL, "error");
+	router_register(&fake_ops);
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_status_shows_what_is_applied, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_late_apply_loses, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_failed_apply_is_said_and_retried, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_a_removed_canary_retires_its_router, setup,
+		                                teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
