@@ -682,6 +682,8 @@ json_t *rd_marshal(const json_t *v, const rd_type *t)
 		json_t *out = json_object();
 		for (const rd_field *f = t->fields; f->name; f++) {
 			const json_t *fv = json_object_get(v, f->name);
+			if (f->flags & RD_DROPPED)
+				continue; /* not a field of the Go type */
 			if (fv) {
 				bool empty = f->type->kind == RD_MAP ? json_object_size(fv) == 0 : is_empty(fv);
 				if ((f->flags & RD_OMIT) && !(f->flags & RD_PTR) && empty)

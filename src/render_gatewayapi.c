@@ -494,7 +494,33 @@ static json_t *affinity_rules(rctx *x, json_t *weighted, json_t *svc_matches)
 		json_decref(cm);
 		buf b = BUF_INIT;
 		buf_printf(&b, "%s; Max-Age=-1", prev);
-		append_filter(sticky, set_cookie_filter(b.p));
+		json_t *rhm = NULL;
+		size_t i;
+		json_t *f;
+		json_array_foreach(json_object_get(sticky, "filters"), i, f)
+			if (!strcmp(gv_str(f, "type"), "ResponseHeaderModifier"))
+				rhm = f;
+		if (rhm) {
+			/* Flagger appends a second ResponseHeaderModifier, which
+			 * the HTTPRoute CRD refuses ("cannot be repeated"): the
+			 * cookie joins the service's filter instead, in a copy */
+			json_t *filters = json_deep_copy(json_object_get(sticky, "filters"));
+			json_array_foreach(filters, i, f) {
+				if (strcmp(gv_str(f, "type"), "ResponseHeaderModifier"))
+					continue;
+				json_t *mod = json_object_get(f, "responseHeaderModifier");
+				json_t *add = json_object_get(mod, "add");
+				if (!add) {
+					add = json_array();
+					json_object_set_new(mod, "add", add);
+				}
+				json_array_append_new(add, json_pack("{s:s,s:s}", "name", "Set-Cookie",
+				                                     "value", b.p));
+			}
+			json_object_set_new(sticky, "filters", filters);
+		} else {
+			append_filter(sticky, set_cookie_filter(b.p));
+		}
 		buf_release(&b);
 		free(prev);
 	}
@@ -548,6 +574,27 @@ void render_gatewayapi(rctx *x)
 		json_t *one = json_array();
 		json_array_append_new(one, backend_ref(x, x->primary, 100));
 		json_array_append_new(rules, rule(x, matches, one));
+	}
+	/* the HTTPRoute CRD: a ReplacePrefixMatch rewrite needs exactly one
+	 * PathPrefix match in its rule, which Flagger's A/B product of
+	 * matches can break: refused here rather than by the API server */
+	size_t ri;
+	json_t *r;
+	json_array_foreach(rules, ri, r) {
+		const json_t *rw = gv_get(x->svc, "rewrite");
+		if (!rw || strcmp(gv_str(rw, "type"), "ReplacePrefixMatch") || !*gv_str(rw, "uri"))
+			break;
+		const json_t *ms = json_object_get(r, "matches");
+		const json_t *p = json_object_get(json_array_get(ms, 0), "path");
+		if (json_array_size(ms) != 1 || strcmp(gv_str(p, "type"), "PathPrefix")) {
+			rc_error(x, "spec.service.rewrite.type ReplacePrefixMatch: the Gateway API allows it "
+			         "only in a rule with exactly one PathPrefix match, and rule %zu has %zu "
+			         "matches%s", ri, json_array_size(ms),
+			         amatches ? " (spec.analysis.match x spec.service.match)" : "");
+			json_decref(rules);
+			rules = NULL;
+			break;
+		}
 	}
 	if (rules) {
 		json_t *spec = json_object();
