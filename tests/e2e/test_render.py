@@ -218,7 +218,7 @@ ISTIO_FULL = {
                    "allowCredentials": True},
     "headers": {"request": {"set": {"x-a": "1"}, "add": {"x-b": "2"}, "remove": ["x-c"]},
                 "response": {"set": {"x-d": "3"}, "remove": ["x-e"]}},
-    "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "LEAST_REQUEST"},
+    "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "LEAST_REQUEST", "warmupDurationSecs": "30s"},
                       "connectionPool": {"http": {"http1MaxPendingRequests": 100, "idleTimeout": "30s",
                                                   "h2UpgradePolicy": "UPGRADE", "maxRetries": 3}},
                       "outlierDetection": {"consecutive5xxErrors": 5, "interval": "10s",
@@ -293,6 +293,9 @@ def matrix():
     return out
 
 
+CEL_SEEN = {}  # (path with [] for indices, rule) -> [times evaluated, rewritten]
+
+
 def validate_matrix(prefix):
     d = tmpdir()
     report = crdcheck.Report(crdcheck.CRDs(CRDS), crdcheck.Cel(ROOT))
@@ -310,6 +313,10 @@ def validate_matrix(prefix):
                 kinds[obj["kind"] + " " + obj["apiVersion"]] = kinds.get(obj["kind"] + " " + obj["apiVersion"], 0) + 1
                 n += 1
     stats = report.finish()
+    for (path, rule), v in stats.items():
+        CEL_SEEN.setdefault((path, rule), [0, False])
+        CEL_SEEN[(path, rule)][0] += v[0]
+        CEL_SEEN[(path, rule)][1] = CEL_SEEN[(path, rule)][1] or v[2]
     evaluated = sum(v[0] for v in stats.values())
     print("  %s: %d objects %s, %d distinct CEL rules evaluated %d times, %d transition rules "
           "(oldSelf) not applicable on create; schemas: %s" % (
@@ -333,6 +340,37 @@ def test_smi_objects_pass_the_crd_schemas():
     validate_matrix("linkerd")
     validate_matrix("osm")
     validate_matrix("smi:")
+
+
+def test_cel_rules_coverage():
+    """Which CEL rules of the CRDs the matrix evaluated, and which it never
+    reached (their field is never rendered). With CANARYD_CEL_REPORT=FILE,
+    writes the lists there (docs/routers.md quotes them)."""
+    crds = crdcheck.CRDs(CRDS)
+    lines = []
+    for group, kind, version in (("networking.istio.io", "VirtualService", "v1beta1"),
+                                 ("networking.istio.io", "DestinationRule", "v1beta1"),
+                                 ("gateway.networking.k8s.io", "HTTPRoute", "v1"),
+                                 ("gateway.networking.k8s.io", "HTTPRoute", "v1beta1")):
+        rules = crdcheck.all_rules(crds, group, kind, version)
+        seen = {(p.replace("[]", "").replace("{}", ""), r) for (p, r) in CEL_SEEN}
+        done = [(p, r) for p, r, tr in rules if (p.replace("[]", "").replace("{}", ""), r) in seen]
+        rewritten = [k for k, v in CEL_SEEN.items() if v[1]]
+        trans = [(p, r) for p, r, tr in rules if tr]
+        left = [(p, r) for p, r, tr in rules if not tr and (p, r) not in done]
+        lines.append("%s %s: %d rules; %d evaluated on rendered objects, %d never reached, "
+                     "%d transition rules (oldSelf: not applicable on create)" % (
+                         kind, version, len(rules), len(done), len(left), len(trans)))
+        for p, r in left:
+            lines.append("  not reached: %s: %s" % (p or "(root)", r))
+    lines.append("evaluated after the has(e[i].f) -> 'f' in e[i] rewrite: %d rules" % len(
+        {r for (_, r), v in CEL_SEEN.items() if v[1]}))
+    print("\n".join("  " + l for l in lines), flush=True)
+    out = os.environ.get("CANARYD_CEL_REPORT")
+    if out:
+        with open(out, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    assert CEL_SEEN, "run the matrix tests first"
 
 
 def test_the_validator_refuses_what_the_api_server_refuses():
