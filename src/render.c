@@ -432,17 +432,24 @@ void rc_note(rctx *x, const char *fmt, ...)
 	json_array_append_new(x->notes, json_string(msg));
 }
 
-/* <s> for a message: control characters as \xNN, cut at 80 bytes, so that
- * a key or a value from the file stays one line of text. */
 void rc_shown(buf *b, const char *s)
 {
+	buf_puts(b, ""); /* b->p is a string even for "" */
 	size_t i = 0;
 	for (; s[i] && i < 80; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f || c == '\\')
+		unsigned char next = (unsigned char)s[i + 1];
+		if (c < 0x20 || c == 0x7f || c == '\\') {
 			buf_printf(b, "\\x%02x", c);
-		else
+		} else if (c == 0xc2 && next >= 0x80 && next <= 0x9f) {
+			buf_printf(b, "\\x%02x", next); /* C1, as UTF-8 */
+			i++;
+		} else {
+			/* never cut inside a UTF-8 sequence */
+			if (i >= 76 && c >= 0xc0)
+				break;
 			buf_append(b, &s[i], 1);
+		}
 	}
 	if (s[i])
 		buf_puts(b, "...");
@@ -972,8 +979,11 @@ int render_target_of(const char *provider, render_target *t, char *note, size_t 
 				continue;
 			const char *mesh = p[4 + l] ? p + 5 + l : p; /* strings.TrimPrefix */
 			if (strlen(mesh) >= sizeof t->mesh) {
-				snprintf(err, errlen, "provider '%.80s': the mesh name is longer than %zu "
-				         "characters", p, sizeof t->mesh - 1);
+				buf b = BUF_INIT;
+				rc_shown(&b, p);
+				snprintf(err, errlen, "provider '%s': the mesh name is longer than %zu "
+				         "characters", b.p, sizeof t->mesh - 1);
+				buf_release(&b);
 				return -1;
 			}
 			t->router = RENDER_SMI;
@@ -990,8 +1000,11 @@ int render_target_of(const char *provider, render_target *t, char *note, size_t 
 	for (const char *const *o = theirs; *o; o++) {
 		size_t l = strlen(*o);
 		if (!strncmp(p, *o, l) && (!p[l] || p[l] == ':')) {
-			snprintf(err, errlen, "provider '%.80s' is Flagger's but canaryd does not render "
-			         "it; the routers canaryd renders: %s", p, ROUTERS);
+			buf b = BUF_INIT;
+			rc_shown(&b, p);
+			snprintf(err, errlen, "provider '%s' is Flagger's but canaryd does not render "
+			         "it; the routers canaryd renders: %s", b.p, ROUTERS);
+			buf_release(&b);
 			return -1;
 		}
 	}
@@ -1082,7 +1095,7 @@ int render_canary(const json_t *doc, const render_opts *o, render_result *r)
 	if (provider && native && !o->provider &&
 	    (!strcmp(provider, "builtin") || !strcmp(provider, "haproxy"))) {
 		rc_error(&x, "spec.router: '%s' has no Kubernetes objects to render; the routers "
-		         "canaryd renders: %s", provider, ROUTERS);
+		         "canaryd renders: %s", provider[0] == 'b' ? "builtin" : "haproxy", ROUTERS);
 		provider = NULL;
 	}
 	char note[512], err[512];
