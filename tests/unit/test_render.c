@@ -493,6 +493,12 @@ static void test_providers_map_as_flaggers_factory(void **state)
 		assert_non_null(strstr(err, "istio, gatewayapi"));
 		assert_null(strchr(err, '\n'));
 	}
+	/* what the file says is quoted without its control characters, C1 too */
+	render_target t;
+	assert_int_equal(render_target_of("gloo:\xc2\x85\x1b[2J", &t, note, sizeof note, err, sizeof err), -1);
+	assert_null(strstr(err, "\xc2\x85"));
+	assert_null(strchr(err, 0x1b));
+	assert_non_null(strstr(err, "gloo:\\x85\\x1b[2J"));
 }
 
 static void test_unknown_fields_are_notes_not_errors(void **state)
