@@ -568,8 +568,9 @@ static json_t *decode_struct(rctx *x, const json_t *in, const rd_type *t, const 
 			json_object_set_new(out, f->name, d);
 	}
 	for (const rd_field *f = t->fields; f->name; f++) {
-		if (json_object_get(out, f->name))
-			continue;
+		const json_t *given = json_object_get(in, f->name);
+		if (json_object_get(out, f->name) || (given && !json_is_null(given)))
+			continue; /* read, or reported already */
 		if (f->dflt) {
 			json_object_set_new(out, f->name, json_string(f->dflt));
 		} else if (f->flags & RD_REQ) {

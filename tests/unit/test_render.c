@@ -444,6 +444,23 @@ static void test_refusals_name_the_field(void **state)
 	assert_int_equal(bad, 0);
 }
 
+/* A required field of the wrong type is one error, not also "required". */
+static void test_one_error_per_problem(void **state)
+{
+	json_t *doc = canary("gatewayapi:v1", "{'port': 'x', 'gatewayRefs': [{'name': 5}]}", NULL);
+	render_opts o = { .split = { .weight = 10 } };
+	render_result r;
+	assert_int_equal(render_canary(doc, &o, &r), -1);
+	dump("errors", r.errors);
+	assert_int_equal(json_array_size(r.errors), 2);
+	assert_string_equal(json_string_value(json_array_get(r.errors, 0)),
+	                    "spec.service.port: must be an integer, got a string");
+	assert_string_equal(json_string_value(json_array_get(r.errors, 1)),
+	                    "spec.service.gatewayRefs[0].name: must be a string, got an integer");
+	render_result_release(&r);
+	json_decref(doc);
+}
+
 static void test_any_json_is_refused_cleanly(void **state)
 {
 	const char *docs[] = { "null", "[]", "'x'", "{}", "{'spec': 1}", "{'spec': {'service': []}}",
@@ -569,6 +586,7 @@ int main(void)
 		cmocka_unit_test(test_weights_add_up_to_100_at_every_step),
 		cmocka_unit_test(test_the_document_is_not_modified),
 		cmocka_unit_test(test_refusals_name_the_field),
+		cmocka_unit_test(test_one_error_per_problem),
 		cmocka_unit_test(test_any_json_is_refused_cleanly),
 		cmocka_unit_test(test_providers_map_as_flaggers_factory),
 		cmocka_unit_test(test_unknown_fields_are_notes_not_errors),
