@@ -57,6 +57,7 @@ target_row() {
 	config)   echo "-max_len=65536 -len_control=0|1000000|1200" ;;
 	csv)      echo "-max_len=4096|400000|600" ;;
 	admin)    echo "-max_len=4096 -close_fd_mask=2|40000|1200" ;;
+	render)   echo "-max_len=16384|300000|900" ;;
 	*)        echo "|200000|600" ;;
 	esac
 }

@@ -14,7 +14,7 @@ build="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlit
 case "$what" in
 build) pkgs="$build" ;;
 demo) pkgs="$build curl python3" ;;
-test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace" ;;
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
 *) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;
@@ -23,6 +23,12 @@ missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
 done
+# the router tests evaluate the CRDs' CEL rules with an npm package: node
+# and npm from Debian unless a node with its npm is there already (a
+# NodeSource nodejs ships npm and conflicts with Debian's npm package)
+if [ "$what" = test ] && ! command -v npm >/dev/null 2>&1; then
+	missing="$missing nodejs npm"
+fi
 [ -z "$missing" ] && exit 0
 echo "setup ($what): installing$missing"
 SUDO=""

@@ -21,6 +21,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "render.h"
 #include "simulate.h"
 #include "util.h"
 
@@ -1012,6 +1013,167 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* ---- render (offline) -------------------------------------------------- */
+
+/* Ten random letters, as Flagger draws a session-affinity cookie value
+ * (randSeq); the renderer itself is pure and takes the value as input. */
+static void random_cookie(char out[11])
+{
+	static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+	unsigned char r[10] = { 0 };
+	FILE *f = fopen("/dev/urandom", "rb");
+	size_t got = f ? fread(r, 1, sizeof r, f) : 0;
+	if (f)
+		fclose(f);
+	for (size_t i = 0; i < 10; i++) {
+		unsigned v = i < got ? r[i] : (unsigned)rand();
+		out[i] = letters[v % 52];
+	}
+	out[10] = '\0';
+}
+
+static int cmd_render(client *cl, const command *cmd, int argc, char **argv)
+{
+	const char *file = NULL, *weight_s = NULL, *out = NULL, *cookie = NULL, *pcookie = NULL;
+	const char *provider = NULL, *pos[1];
+	bool iteration = false, mirror = false;
+	const option opts[] = {
+		{ "-f", "--file", &file, NULL },
+		{ "--weight", NULL, &weight_s, NULL },
+		{ "--iteration", NULL, NULL, &iteration },
+		{ "--mirror", NULL, NULL, &mirror },
+		{ "--cookie", NULL, &cookie, NULL },
+		{ "--primary-cookie", NULL, &pcookie, NULL },
+		{ "--provider", NULL, &provider, NULL },
+		{ "-o", "--output", &out, NULL },
+		{ NULL, NULL, NULL, NULL },
+	};
+	int n = parse_args(cmd, argc, argv, opts, pos, 1);
+	if (n < 0)
+		return EXIT_USAGE;
+	bool as_json = false;
+	if (out && strcmp(out, "json") == 0)
+		as_json = true;
+	else if (out && strcmp(out, "yaml") != 0)
+		return usage_error(cmd, "output format '%s' is not one of yaml, json", out);
+	if (!file)
+		return usage_error(cmd, "'render' needs the configuration: -f FILE");
+	if (!weight_s == !iteration)
+		return usage_error(cmd, "'render' needs the traffic split: --weight W (0..100) or "
+		                   "--iteration");
+	render_opts ro = { .provider = provider };
+	if (weight_s) {
+		double v;
+		if (parse_num(weight_s, 0, 100, &v) < 0 || v != floor(v))
+			return usage_error(cmd, "--weight '%s' is not a whole number from 0 to 100", weight_s);
+		ro.split.weight = (int)v;
+	}
+
+	cfg *conf = NULL;
+	cfg_errors errs = { NULL, 0, 0 };
+	if (cfg_load(file, &conf, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		if (errs.n == 0)
+			fprintf(stderr, "canaryctl: cannot load '%s'\n", file);
+		cfg_errors_release(&errs);
+		return EXIT_USAGE;
+	}
+	cfg_errors_release(&errs);
+	const cfg_canary *cc = NULL;
+	if (n == 1) {
+		cc = cfg_find(conf, pos[0]);
+		if (!cc)
+			fprintf(stderr, "canaryctl: no canary '%s' in '%s'\n", pos[0], file);
+	} else if (conf->n_canaries == 1) {
+		cc = &conf->canaries[0];
+	} else {
+		fprintf(stderr, "canaryctl: '%s' defines %zu canaries, name one:", file, conf->n_canaries);
+		for (size_t i = 0; i < conf->n_canaries; i++)
+			fprintf(stderr, " %s", conf->canaries[i].name);
+		fputc('\n', stderr);
+	}
+	if (!cc) {
+		cfg_free(conf);
+		return EXIT_USAGE;
+	}
+
+	/* an iteration of blue/green (routes as they were, mirrored with
+	 * analysis.mirror) or of A/B testing (the matched requests to the
+	 * canary): what Flagger's runBlueGreen and runAB set */
+	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
+	if (iteration) {
+		if (cc->policy.iterations <= 0) {
+			fprintf(stderr, "canaryctl: --iteration: '%s' has no analysis.iterations (it shifts "
+			        "weight in steps: use --weight)\n", cc->name);
+			cfg_free(conf);
+			return EXIT_USAGE;
+		}
+		if (json_array_size(json_object_get(an, "match"))) {
+			ro.split.weight = 100;
+		} else {
+			ro.split.weight = 0;
+			mirror = mirror || json_is_true(json_object_get(an, "mirror"));
+		}
+	}
+	ro.split.mirror = mirror;
+
+	/* a session-affinity run without --cookie: drawn here, as Flagger does */
+	const json_t *sa = json_object_get(an, "sessionAffinity");
+	char drawn[11], pdrawn[11];
+	if (json_is_object(sa) && ro.split.weight > 0) {
+		if (!cookie) {
+			random_cookie(drawn);
+			cookie = drawn;
+			fprintf(stderr, "canaryctl: note: session-affinity cookie value '%s' drawn at random "
+			        "(Flagger keeps its own in status.sessionAffinityCookie); --cookie sets it\n",
+			        cookie);
+		}
+		if (!pcookie && json_is_string(json_object_get(sa, "primaryCookieName"))) {
+			random_cookie(pdrawn);
+			pcookie = pdrawn;
+			fprintf(stderr, "canaryctl: note: primary cookie value '%s' drawn at random; "
+			        "--primary-cookie sets it\n", pcookie);
+		}
+	}
+	ro.split.cookie = cookie;
+	ro.split.primary_cookie = pcookie;
+
+	render_result r;
+	int rc = render_canary(cc->raw, &ro, &r);
+	size_t i;
+	json_t *m;
+	json_array_foreach(r.notes, i, m)
+		fprintf(stderr, "canaryctl: note: %s: %s\n", cc->name, json_string_value(m));
+	if (rc < 0) {
+		json_array_foreach(r.errors, i, m)
+			fprintf(stderr, "canaryctl: %s: %s\n", cc->name, json_string_value(m));
+		render_result_release(&r);
+		cfg_free(conf);
+		return EXIT_USAGE;
+	}
+	if (as_json) {
+		/* one document a reader and `kubectl apply -f -` both take */
+		json_t *list = json_pack("{s:s,s:s,s:O}", "apiVersion", "v1", "kind", "List", "items",
+		                         r.objects);
+		print_json(list);
+		json_decref(list);
+	} else {
+		buf b = BUF_INIT;
+		char err[256];
+		if (render_yaml(r.objects, &b, err, sizeof err) < 0) {
+			fprintf(stderr, "canaryctl: %s\n", err);
+			rc = -1;
+		} else if (b.len) {
+			fwrite(b.p, 1, b.len, stdout);
+		}
+		buf_release(&b);
+	}
+	render_result_release(&r);
+	cfg_free(conf);
+	return rc < 0 ? EXIT_FAILED : EXIT_OK;
+}
+
 static const command commands[] = {
 	{ "status", "[NAME] [-o json]",
 	  "one line per canary: phase, canary weight, failed checks, revisions (or the API's JSON)", cmd_status },
@@ -1035,6 +1197,12 @@ static const command commands[] = {
 	  "report the outcome and time to decision; rates as fractions (0.005) or percentages (0.5%); "
 	  "--canary-latency-ms is the canary's extra median latency over --latency-ms (50); "
 	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m", cmd_simulate },
+	{ "render", "-f FILE [NAME] (--weight W | --iteration) [--mirror] [--cookie V] "
+	  "[--primary-cookie V] [--provider P] [-o yaml|json]",
+	  "offline: print the Kubernetes router objects of NAME (Istio, Gateway API, SMI) as "
+	  "Flagger v1.44.0 renders them at canary weight W, or at an A/B or blue/green "
+	  "iteration; --mirror: the mirror step; --cookie: the session-affinity cookie value; "
+	  "--provider overrides spec.provider (see docs/routers.md)", cmd_render },
 	{ "help", "[COMMAND]", "this help, or the usage of COMMAND", cmd_help },
 	{ NULL, NULL, NULL, NULL },
 };
