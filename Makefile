@@ -33,7 +33,7 @@ LIB_SRC  = $(filter-out $(MAINS),$(wildcard src/*.c))
 LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRC = $(wildcard tests/unit/test_*.c)
 TESTS    = $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
-BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
+BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream $(BUILD)/canaryd-k8sctl
 
 .PHONY: all setup test test-tsan test-unit test-e2e demo bench fuzz fuzz-long clean check-deps
 all: $(BINS) $(TESTS)
@@ -54,6 +54,11 @@ $(BUILD)/canaryctl: $(BUILD)/obj/canaryctl.o $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/canaryd-upstream: tools/upstream.c $(BUILD)/libcanaryd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# drives the Kubernetes client (src/k8s.h) for tests/e2e/test_k8s.py
+$(BUILD)/canaryd-k8sctl: tools/k8sctl.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 
