@@ -1136,7 +1136,8 @@ static void stream_done(req *r, int status, const char *terr)
 	k8s *k = w->k;
 	w->cur = NULL;
 	uint64_t lasted = uv_now(k->loop) - r->started;
-	int rc = status == 200 ? pump_lines(w) : 0;
+	/* the whole lines that came before an error are events all the same */
+	int rc = r->http_status == 200 ? pump_lines(w) : 0;
 	if (w->stopping || k->free_pending) {
 		watch_teardown(w);
 		return;
@@ -1145,28 +1146,28 @@ static void stream_done(req *r, int status, const char *terr)
 	char what[700];
 	snprintf(what, sizeof what, "watch of %s%s%s in namespace '%s'", w->resource,
 	         w->group[0] ? "." : "", w->group, w->ns);
-	if (w->gone || status == 410) {
+	int again = 0;
+	if (w->gone || (!terr && status == 410)) {
 		w->relist = 1;
 		watch_again(w, healthy, healthy);
-	} else if (rc != 0) {
-		if (emit_error(w, "%s: %s", what, w->stream_err) == 0)
-			watch_again(w, healthy, 0);
-	} else if (terr || w->stream_err[0]) {
-		if (emit_error(w, "%s: %s", what, w->stream_err[0] ? w->stream_err : terr) == 0)
-			watch_again(w, healthy, 0);
+	} else if (rc != 0 || w->stream_err[0]) {
+		again = emit_error(w, "%s: %s", what, w->stream_err) == 0;
+	} else if (r->http_status == 200 && w->pending.len) {
+		again = emit_error(w, "%s: the connection ended inside an event (%zu bytes without an "
+		                   "end of line)%s%s", what, w->pending.len, terr ? ": " : "",
+		                   terr ? terr : "") == 0;
+	} else if (terr) {
+		again = emit_error(w, "%s: %s", what, terr) == 0;
 	} else if (status != 200) {
 		char err[2048];
 		answer_error(r, status, NULL, err, sizeof err);
-		if (emit_error(w, "%s", err) == 0)
-			watch_again(w, healthy, 0);
-	} else if (w->pending.len) {
-		if (emit_error(w, "%s: the connection ended inside an event (%zu bytes without an "
-		               "end of line)", what, w->pending.len) == 0)
-			watch_again(w, healthy, 0);
+		again = emit_error(w, "%s", err) == 0;
 	} else {
 		/* the server ended it (timeoutSeconds): resume from w->rv */
 		watch_again(w, healthy, healthy);
 	}
+	if (again)
+		watch_again(w, healthy, 0);
 	if (!w->torn && (w->stopping || k->free_pending))
 		watch_teardown(w);
 }

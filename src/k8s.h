@@ -312,7 +312,7 @@ int k8s_path(const k8s_ref *ref, const char *ns, const char *subresource,
 const char *k8s_group_product(const char *group);
 
 /* Whether the live object's part <live> already holds everything the
- * desired part <desired> says: objects key by key (keys only in <live>,
+ * desired part <desired> says (NULL desires nothing): objects key by key (keys only in <live>,
  * such as the API's defaults, are ignored), arrays of the same length item
  * by item, scalars equal (an integer and a real of the same value are
  * equal). Returns 1 or 0. So a writer that compares before writing does

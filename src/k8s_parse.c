@@ -356,6 +356,8 @@ int k8s_parse_event(const char *line, size_t len, k8s_event_type *type, json_t *
 
 int k8s_json_subset(const json_t *desired, const json_t *live)
 {
+	if (!desired)
+		return 1; /* nothing desired */
 	if (json_is_object(desired)) {
 		if (!json_is_object(live))
 			return 0;
