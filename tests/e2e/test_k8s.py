@@ -8,6 +8,7 @@ results. No real cluster runs here: docs/kubernetes.md says what this covers.
 import copy
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -211,9 +212,10 @@ def test_a_401_rereads_the_token_at_once_and_retries():
                        "podinfo", reload_ms=600000, stream=True)
         try:
             s.wait_for(lambda x: "ok" in x, what="a first answer")
-            # the old token revoked as the file gets the new one
-            e.api.control(op="tokens", tokens={"tok-B": SA_USER})
+            # the file gets the new token (not read: the reload interval is
+            # long), then the old one is revoked
             write(os.path.join(sa, "token"), "tok-B")
+            e.api.control(op="tokens", tokens={"tok-B": SA_USER})
             rc, err = s.finish(timeout=30)
         finally:
             s.stop()
@@ -856,6 +858,8 @@ def _cleanup_envs():
             _open.pop().close()
         except Exception:  # noqa: BLE001
             pass
+    if _pki:
+        shutil.rmtree(os.path.dirname(_pki["ca.crt"]), ignore_errors=True)
 
 
 if __name__ == "__main__":
