@@ -107,6 +107,8 @@ struct k8s_watch {
 	char stream_err[256];     /* why the stream was cut, from the write callback */
 	int gone;                 /* a 410 came: list again */
 	int progress;             /* events on this connection */
+	int listed;               /* the last connection was a list */
+	int after_list;           /* this watch starts from a list's version */
 	uint64_t backoff;
 	int depth;                /* inside fn */
 	int stopping;
@@ -1084,7 +1086,9 @@ static int pump_lines(k8s_watch *w)
 }
 
 /* Schedules the next connection: now, or after the backoff. <healthy>
- * resets the backoff. */
+ * resets the backoff (a list is not healthy by itself: only a watch that
+ * delivers or lasts is, so that a server refusing every watch is not
+ * listed again and again at the shortest backoff). */
 static void watch_again(k8s_watch *w, int healthy, int now)
 {
 	if (healthy)
@@ -1096,6 +1100,23 @@ static void watch_again(k8s_watch *w, int healthy, int now)
 	uv_timer_start(&w->retry, on_retry, w->backoff, 0);
 	w->backoff = w->backoff * 2 > w->opts.backoff_max_ms ? w->opts.backoff_max_ms
 	                                                    : w->backoff * 2;
+}
+
+/* The API said the version is too old (410): list again. From a version
+ * its own list just gave, that is the server's failure, not history moving
+ * on: say so and back off. */
+static void watch_gone(k8s_watch *w, int healthy)
+{
+	w->relist = 1;
+	if (w->after_list && !w->progress) {
+		if (emit_error(w, "watch of %s%s%s in namespace '%s': the API answered 410 (too old) "
+		               "to the resourceVersion its own list gave (%s); listing again after "
+		               "%llu ms", w->resource, w->group[0] ? "." : "", w->group, w->ns, w->rv,
+		               (unsigned long long)w->backoff) == 0)
+			watch_again(w, 0, 0);
+		return;
+	}
+	watch_again(w, healthy, healthy);
 }
 
 static void on_pump(uv_timer_t *t)
@@ -1117,8 +1138,7 @@ static void on_pump(uv_timer_t *t)
 		req_free(r);
 		k->depth++;
 		if (w->gone) {
-			w->relist = 1;
-			watch_again(w, healthy, healthy);
+			watch_gone(w, healthy);
 		} else if (emit_error(w, "watch of %s%s%s: %s", w->resource, w->group[0] ? "." : "",
 		                      w->group, w->stream_err) == 0) {
 			watch_again(w, healthy, 0);
@@ -1148,8 +1168,7 @@ static void stream_done(req *r, int status, const char *terr)
 	         w->group[0] ? "." : "", w->group, w->ns);
 	int again = 0;
 	if (w->gone || (!terr && status == 410)) {
-		w->relist = 1;
-		watch_again(w, healthy, healthy);
+		watch_gone(w, healthy);
 	} else if (rc != 0 || w->stream_err[0]) {
 		again = emit_error(w, "%s: %s", what, w->stream_err) == 0;
 	} else if (r->http_status == 200 && w->pending.len) {
@@ -1199,10 +1218,11 @@ static void list_done(req *r, int status, const char *terr)
 			watch_again(w, 0, 0);
 	} else {
 		w->relist = 0;
+		w->listed = 1;
 		int rc = emit(w, K8S_EV_SYNC, list, NULL);
 		json_decref(list);
 		if (rc == 0)
-			watch_again(w, 1, 1);
+			watch_again(w, 0, 1);
 	}
 	if (!w->torn && (w->stopping || w->k->free_pending))
 		watch_teardown(w);
@@ -1231,6 +1251,8 @@ static void watch_connect(k8s_watch *w)
 	}
 	w->gone = 0;
 	w->progress = 0;
+	w->after_list = !list && w->listed;
+	w->listed = 0;
 	w->stream_err[0] = '\0';
 	buf_reset(&w->pending);
 	req *r = NULL;

@@ -593,7 +593,7 @@ def test_a_410_on_resume_makes_it_list_again():
         assert watches[0]["query"]["fieldSelector"] == "metadata.name=a", watches
         errs = [x for x in s.lines if x["event"] == "ERROR"]
         # the dropped connection is reported; the 410 is not an error, it is a relist
-        assert all("410" not in x["error"] for x in errs), errs
+        assert all("answered 410" not in x["error"] for x in errs), errs
     finally:
         e.close()
 
@@ -623,6 +623,32 @@ def test_broken_watch_streams_are_reported_and_recovered():
             s.stop()
         names = [x.get("name") for x in s.lines if x["event"] == "ADDED"]
         assert "b" in names and "c" in names, s.lines
+    finally:
+        e.close()
+
+
+def test_a_server_that_expires_every_watch_is_not_listed_in_a_loop():
+    # every watch gets 410 at once, even from the version the list just gave:
+    # canaryd says so and backs off, instead of listing a few times a second
+    e = env()
+    try:
+        gone = json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                           "status": "Failure", "reason": "Expired", "code": 410,
+                           "message": "too old resource version"})
+        e.api.control(op="fault", fault={"path": "httproutes", "watch": True, "action": "garbage",
+                                         "status": 410, "body": gone, "times": 1000})
+        s = e.stream("watch", GW, "httproutes", "--backoff-ms", "100", "--seconds", "4")
+        try:
+            rc, _ = s.finish(timeout=20)
+        finally:
+            s.stop()
+        lists = [x for x in e.requests("GET", "httproutes") if "watch" not in x["query"]]
+        # backoff from 100 ms doubling: 100+200+400+800+1600 ms fill the 4 s
+        # with at most 6 lists; listing again at once would make dozens
+        assert 2 <= len(lists) <= 7, (len(lists), s.lines)
+        errs = [x for x in s.lines if x["event"] == "ERROR"]
+        assert errs and all("the API answered 410 (too old) to the resourceVersion its own "
+                            "list gave" in x["error"] for x in errs), s.lines
     finally:
         e.close()
 
