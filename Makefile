@@ -45,7 +45,7 @@ LIB_OBJ  = $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
 TEST_SRC = $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
 TESTS    = $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRC))))
 vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
-BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream
+BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream $(BUILD)/canaryd-k8sctl
 
 .PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps
 all: $(BINS) $(TESTS)
@@ -66,6 +66,11 @@ $(BUILD)/canaryctl: $(filter %/canaryctl.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/canaryd-upstream: tools/upstream.c $(BUILD)/libcanaryd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# drives the Kubernetes client (src/k8s.h) for tests/e2e/test_k8s.py
+$(BUILD)/canaryd-k8sctl: tools/k8sctl.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 

@@ -14,7 +14,10 @@ build="build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlit
 case "$what" in
 build) pkgs="$build" ;;
 demo) pkgs="$build curl python3" ;;
-test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema" ;;
+# python3-yaml, python3-jsonschema and python3-kubernetes: the test Kubernetes
+# API server (tests/k8s/) and the official client it is checked with, run
+# under Debian's /usr/bin/python3; openssl makes their certificates
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema python3-kubernetes openssl" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
 *) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;

@@ -1,12 +1,6 @@
-/* hooks.c - see hooks.h. The glue between curl_multi_socket_action and
- * libuv: curl tells which sockets to watch (socket callback) and when to
- * call back (timer callback); libuv tells curl when a socket is ready.
- *
- * libcurl is loaded with dlopen() on the first request rather than linked:
- * with its TLS, LDAP, Kerberos and SSH dependencies it maps about 7 MB of
- * shared libraries into the process, more than the rest of canaryd's idle
- * footprint, and a daemon whose canaries use no webhook and no provider
- * never needs it. It is still Debian's libcurl, called through its API.
+/* hooks.c - see hooks.h. The transfers run on httpc (libcurl's multi
+ * interface on the libuv loop, libcurl loaded on the first request: see
+ * httpc.c); what is here is what a webhook needs on top of it.
  *
  * A receiver that hangs must cost a bounded amount. Without a bound, an
  * event webhook whose receiver never answers held one socket per audit
@@ -23,83 +17,31 @@
 #include "hooks.h"
 
 #include <ctype.h>
-#include <curl/curl.h>
-#include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "httpc.h"
 #include "log.h"
 #include "util.h"
 
-/* The libcurl functions used here, resolved once by curl_load(). */
-static struct curl_api {
-	int loaded;           /* 1 loaded, -1 failed (see error) */
-	char error[256];
-	CURLcode (*global_init)(long);
-	CURLM *(*multi_init)(void);
-	CURLMcode (*multi_setopt)(CURLM *, CURLMoption, ...);
-	CURLMcode (*multi_socket_action)(CURLM *, curl_socket_t, int, int *);
-	CURLMsg *(*multi_info_read)(CURLM *, int *);
-	CURLMcode (*multi_add_handle)(CURLM *, CURL *);
-	CURLMcode (*multi_remove_handle)(CURLM *, CURL *);
-	CURLMcode (*multi_assign)(CURLM *, curl_socket_t, void *);
-	CURLMcode (*multi_cleanup)(CURLM *);
-	CURL *(*easy_init)(void);
-	CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
-	CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
-	void (*easy_cleanup)(CURL *);
-	const char *(*easy_strerror)(CURLcode);
-	struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
-	void (*slist_free_all)(struct curl_slist *);
-} C;
-
-/* Loads libcurl once. Returns 0, or -1 with C.error saying why. */
-static int curl_load(void)
-{
-	if (C.loaded)
-		return C.loaded > 0 ? 0 : -1;
-	C.loaded = -1;
-	void *lib = dlopen("libcurl.so.4", RTLD_NOW | RTLD_LOCAL);
-	if (!lib) {
-		snprintf(C.error, sizeof C.error, "cannot load libcurl: %s", dlerror());
-		return -1;
-	}
-	static const struct { const char *name; size_t off; } syms[] = {
-#define SYM(f) { "curl_" #f, offsetof(struct curl_api, f) }
-		SYM(global_init), SYM(multi_init), SYM(multi_setopt), SYM(multi_socket_action),
-		SYM(multi_info_read), SYM(multi_add_handle), SYM(multi_remove_handle),
-		SYM(multi_assign), SYM(multi_cleanup), SYM(easy_init), SYM(easy_setopt),
-		SYM(easy_getinfo), SYM(easy_cleanup), SYM(easy_strerror), SYM(slist_append),
-		SYM(slist_free_all),
-#undef SYM
-	};
-	for (size_t i = 0; i < sizeof syms / sizeof syms[0]; i++) {
-		void *f = dlsym(lib, syms[i].name);
-		if (!f) {
-			snprintf(C.error, sizeof C.error, "libcurl has no %s", syms[i].name);
-			return -1;
-		}
-		memcpy((char *)&C + syms[i].off, &f, sizeof f);
-	}
-	if (C.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		snprintf(C.error, sizeof C.error, "libcurl failed to initialise");
-		return -1;
-	}
-	C.loaded = 1;
-	return 0;
-}
+/* libcurl's functions, through httpc's table (set by ensure_httpc before
+ * any request exists) */
+static const httpc_api *curl;
+#define C (*curl)
 
 #define HOOKS_CONNS_PER_HOST 8
 #define HOOKS_QUEUE_PER_HOST 64 /* above what one check asks of one host:
                                  * 16 metrics, 3 reads each */
 
 typedef struct hook_req {
+	httpc_xfer x;            /* x.arg is the hook_req */
 	CURL *easy;
 	char host[128];          /* "scheme://host:port", what the bounds count */
 	uint64_t deadline;       /* loop time by which it ends, answered or not */
 	uint64_t timeout_ms;
 	int in_curl;             /* added to the multi handle (else refused) */
+	hooks *h;
 	char refused[192];       /* why it was not sent, when !in_curl */
 	struct curl_slist *headers;
 	char *body;
@@ -114,18 +56,10 @@ typedef struct hook_req {
 	struct hook_req *next;
 } hook_req;
 
-typedef struct sock_ctx {
-	uv_poll_t poll;
-	curl_socket_t fd;
-	hooks *h;
-} sock_ctx;
-
 struct hooks {
 	uv_loop_t *loop;
-	CURLM *multi;
-	uv_timer_t timer;        /* curl's timeouts */
+	httpc *hc;               /* made on the first request */
 	uv_timer_t sweep;        /* our deadlines, and refusals' callbacks */
-	int open_timers;         /* closed in hooks_free; h is freed after both */
 	hook_req *reqs;
 	int running;
 	int closing;
@@ -170,26 +104,18 @@ static void unlink_req(hooks *h, hook_req *r)
 		}
 }
 
-static void check_done(hooks *h)
+static void xfer_done(httpc_xfer *x, CURLcode result)
 {
-	CURLMsg *msg;
-	int left;
-	while ((msg = C.multi_info_read(h->multi, &left))) {
-		if (msg->msg != CURLMSG_DONE)
-			continue;
-		CURL *e = msg->easy_handle;
-		hook_req *r = NULL;
-		C.easy_getinfo(e, CURLINFO_PRIVATE, (char **)&r);
-		long code = 0;
-		C.easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-		const char *err = NULL;
-		if (msg->data.result != CURLE_OK)
-			err = r->errbuf[0] ? r->errbuf : C.easy_strerror(msg->data.result);
-		C.multi_remove_handle(h->multi, e);
-		/* unlink before the callback: it may post again */
-		unlink_req(h, r);
-		finish(h, r, (int)code, err);
-	}
+	hook_req *r = x->arg;
+	hooks *h = r->h;
+	long code = 0;
+	C.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	const char *err = NULL;
+	if (result != CURLE_OK)
+		err = r->errbuf[0] ? r->errbuf : C.easy_strerror(result);
+	/* unlink before the callback: it may post again */
+	unlink_req(h, r);
+	finish(h, r, (int)code, err);
 	arm_sweep(h);
 }
 
@@ -210,8 +136,8 @@ static void on_sweep(uv_timer_t *t)
 		if (!r->in_curl) {
 			snprintf(err, sizeof err, "%s", r->refused);
 		} else {
-			/* removing the handle closes its connection (CURL_POLL_REMOVE) */
-			C.multi_remove_handle(h->multi, r->easy);
+			/* removing the handle closes its connection */
+			httpc_remove(h->hc, &r->x);
 			snprintf(err, sizeof err, "timed out after %llu ms",
 			         (unsigned long long)r->timeout_ms);
 		}
@@ -236,80 +162,6 @@ static void arm_sweep(hooks *h)
 		uv_timer_start(&h->sweep, on_sweep, first > now ? first - now : 0, 0);
 }
 
-static void on_poll(uv_poll_t *p, int status, int events)
-{
-	sock_ctx *s = p->data;
-	int flags = 0;
-	/* on an error (libuv stops the handle), let curl read and write too:
-	 * it then finds and names what happened ("Connection reset by
-	 * peer") instead of "select/poll returned error" */
-	if (status < 0)
-		flags = CURL_CSELECT_ERR | CURL_CSELECT_IN | CURL_CSELECT_OUT;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	int running;
-	hooks *h = s->h;
-	C.multi_socket_action(h->multi, s->fd, flags, &running);
-	check_done(h);
-}
-
-static void on_timer(uv_timer_t *t)
-{
-	hooks *h = t->data;
-	int running;
-	C.multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(h);
-}
-
-static int timer_cb(CURLM *m, long timeout_ms, void *userp)
-{
-	hooks *h = userp;
-	if (timeout_ms < 0)
-		uv_timer_stop(&h->timer);
-	else
-		uv_timer_start(&h->timer, on_timer, (uint64_t)timeout_ms, 0);
-	return 0;
-}
-
-static void sock_closed(uv_handle_t *hd)
-{
-	free(hd->data);
-}
-
-static int socket_cb(CURL *e, curl_socket_t fd, int what, void *userp, void *sockp)
-{
-	hooks *h = userp;
-	sock_ctx *s = sockp;
-	if (what == CURL_POLL_REMOVE) {
-		if (s) {
-			uv_poll_stop(&s->poll);
-			uv_close((uv_handle_t *)&s->poll, sock_closed);
-			C.multi_assign(h->multi, fd, NULL);
-		}
-		return 0;
-	}
-	if (!s) {
-		s = xcalloc(1, sizeof *s);
-		s->fd = fd;
-		s->h = h;
-		if (uv_poll_init_socket(h->loop, &s->poll, fd) != 0) {
-			free(s);
-			return -1;
-		}
-		s->poll.data = s;
-		C.multi_assign(h->multi, fd, s);
-	}
-	int ev = 0;
-	if (what & CURL_POLL_IN)
-		ev |= UV_READABLE;
-	if (what & CURL_POLL_OUT)
-		ev |= UV_WRITABLE;
-	uv_poll_start(&s->poll, ev, on_poll);
-	return 0;
-}
-
 static size_t collect(char *p, size_t size, size_t n, void *u)
 {
 	hook_req *r = u;
@@ -326,34 +178,26 @@ hooks *hooks_new(uv_loop_t *loop)
 {
 	hooks *h = xcalloc(1, sizeof *h);
 	h->loop = loop;
-	uv_timer_init(loop, &h->timer);
-	h->timer.data = h;
 	uv_timer_init(loop, &h->sweep);
 	h->sweep.data = h;
-	h->open_timers = 2;
 	return h;
 }
 
-/* The multi handle, made (and libcurl loaded) on the first request.
+/* The transfers' driver, made (and libcurl loaded) on the first request.
  * Returns 0, or -1 after logging why once. */
-static int ensure_multi(hooks *h)
+static int ensure_httpc(hooks *h)
 {
-	if (h->multi)
+	if (h->hc)
 		return 0;
-	if (curl_load() == 0)
-		h->multi = C.multi_init();
-	if (!h->multi) {
+	char err[256] = "";
+	h->hc = httpc_new(h->loop, HOOKS_CONNS_PER_HOST, err, sizeof err);
+	if (!h->hc) {
 		if (!h->load_error_logged)
-			log_msg(LOG_ERROR, NULL, "webhooks and metric providers cannot run: %s",
-			        C.error[0] ? C.error : "curl_multi_init failed");
+			log_msg(LOG_ERROR, NULL, "webhooks and metric providers cannot run: %s", err);
 		h->load_error_logged = 1;
 		return -1;
 	}
-	C.multi_setopt(h->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	C.multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
-	C.multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
-	C.multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-	C.multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)HOOKS_CONNS_PER_HOST);
+	curl = httpc_load(err, sizeof err);
 	return 0;
 }
 
@@ -379,7 +223,7 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
                  const char *const *headers, size_t n_headers, const char *body,
                  uint64_t timeout_ms)
 {
-	if (ensure_multi(h) < 0) {
+	if (ensure_httpc(h) < 0) {
 		free(r);
 		return -1;
 	}
@@ -423,9 +267,12 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 	C.easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
 	C.easy_setopt(e, CURLOPT_WRITEDATA, r);
 	C.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-	C.easy_setopt(e, CURLOPT_PRIVATE, r);
 	C.easy_setopt(e, CURLOPT_USERAGENT, "canaryd");
-	if (C.multi_add_handle(h->multi, e) != CURLM_OK) {
+	r->x.easy = e;
+	r->x.done = xfer_done;
+	r->x.arg = r;
+	r->h = h;
+	if (httpc_add(h->hc, &r->x) != 0) {
 		C.easy_cleanup(e);
 		C.slist_free_all(r->headers);
 		free(r->body);
@@ -473,11 +320,9 @@ int hooks_running(const hooks *h)
 	return h->running;
 }
 
-static void timer_closed(uv_handle_t *hd)
+static void sweep_closed(uv_handle_t *hd)
 {
-	hooks *h = hd->data;
-	if (--h->open_timers == 0)
-		free(h);
+	free(hd->data);
 }
 
 void hooks_free(hooks *h, void (*drop)(void *arg))
@@ -488,9 +333,9 @@ void hooks_free(hooks *h, void (*drop)(void *arg))
 	while (h->reqs) {
 		hook_req *r = h->reqs;
 		h->reqs = r->next;
-		/* removing the handle makes curl close its socket (CURL_POLL_REMOVE) */
+		/* removing the handle makes curl close its socket */
 		if (r->in_curl) {
-			C.multi_remove_handle(h->multi, r->easy);
+			httpc_remove(h->hc, &r->x);
 			C.easy_cleanup(r->easy);
 		}
 		C.slist_free_all(r->headers);
@@ -500,10 +345,7 @@ void hooks_free(hooks *h, void (*drop)(void *arg))
 			drop(r->arg);
 		free(r);
 	}
-	if (h->multi)
-		C.multi_cleanup(h->multi);
-	uv_timer_stop(&h->timer);
-	uv_close((uv_handle_t *)&h->timer, timer_closed);
+	httpc_free(h->hc);
 	uv_timer_stop(&h->sweep);
-	uv_close((uv_handle_t *)&h->sweep, timer_closed);
+	uv_close((uv_handle_t *)&h->sweep, sweep_closed);
 }
