@@ -820,6 +820,44 @@ static void describe_policy(const eng_policy *p, char *out, size_t outlen)
 		snprintf(out + n, outlen - (size_t)n, ", threshold judge");
 }
 
+/* Loads <file> (offline commands) and finds the canary <name>, or the
+ * only one when <name> is NULL. Returns it, with *conf to free, or NULL
+ * after saying why on stderr (every configuration error, or which names
+ * there are to choose from). */
+static const cfg_canary *load_canary(const char *file, const char *name, cfg **conf)
+{
+	cfg_errors errs = { NULL, 0, 0 };
+	*conf = NULL;
+	if (cfg_load(file, conf, &errs) < 0) {
+		for (size_t i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		if (errs.n == 0)
+			fprintf(stderr, "canaryctl: cannot load '%s'\n", file);
+		cfg_errors_release(&errs);
+		return NULL;
+	}
+	cfg_errors_release(&errs);
+	const cfg_canary *cc = NULL;
+	if (name) {
+		cc = cfg_find(*conf, name);
+		if (!cc)
+			fprintf(stderr, "canaryctl: no canary '%s' in '%s'\n", name, file);
+	} else if ((*conf)->n_canaries == 1) {
+		cc = &(*conf)->canaries[0];
+	} else {
+		fprintf(stderr, "canaryctl: '%s' defines %zu canaries, name one:", file,
+		        (*conf)->n_canaries);
+		for (size_t i = 0; i < (*conf)->n_canaries; i++)
+			fprintf(stderr, " %s", (*conf)->canaries[i].name);
+		fputc('\n', stderr);
+	}
+	if (!cc) {
+		cfg_free(*conf);
+		*conf = NULL;
+	}
+	return cc;
+}
+
 static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 {
 	const char *file = NULL, *rps = NULL, *ser = NULL, *cer = NULL, *clat = NULL;
@@ -901,33 +939,9 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		return usage_error(cmd, "--limit '%s' is not a duration from 100ms to 24h", limit_s);
 
 	cfg *conf = NULL;
-	cfg_errors errs = { NULL, 0, 0 };
-	if (cfg_load(file, &conf, &errs) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
-		if (errs.n == 0)
-			fprintf(stderr, "canaryctl: cannot load '%s'\n", file);
-		cfg_errors_release(&errs);
+	const cfg_canary *cc = load_canary(file, n == 1 ? pos[0] : NULL, &conf);
+	if (!cc)
 		return EXIT_USAGE;
-	}
-	cfg_errors_release(&errs);
-	const cfg_canary *cc = NULL;
-	if (n == 1) {
-		cc = cfg_find(conf, pos[0]);
-		if (!cc)
-			fprintf(stderr, "canaryctl: no canary '%s' in '%s'\n", pos[0], file);
-	} else if (conf->n_canaries == 1) {
-		cc = &conf->canaries[0];
-	} else {
-		fprintf(stderr, "canaryctl: '%s' defines %zu canaries, name one:", file, conf->n_canaries);
-		for (size_t i = 0; i < conf->n_canaries; i++)
-			fprintf(stderr, " %s", conf->canaries[i].name);
-		fputc('\n', stderr);
-	}
-	if (!cc) {
-		cfg_free(conf);
-		return EXIT_USAGE;
-	}
 
 	char err[512];
 	sim_data rec = { NULL, 0 };
@@ -1070,33 +1084,9 @@ static int cmd_render(client *cl, const command *cmd, int argc, char **argv)
 	}
 
 	cfg *conf = NULL;
-	cfg_errors errs = { NULL, 0, 0 };
-	if (cfg_load(file, &conf, &errs) < 0) {
-		for (size_t i = 0; i < errs.n; i++)
-			fprintf(stderr, "%s\n", errs.msg[i]);
-		if (errs.n == 0)
-			fprintf(stderr, "canaryctl: cannot load '%s'\n", file);
-		cfg_errors_release(&errs);
+	const cfg_canary *cc = load_canary(file, n == 1 ? pos[0] : NULL, &conf);
+	if (!cc)
 		return EXIT_USAGE;
-	}
-	cfg_errors_release(&errs);
-	const cfg_canary *cc = NULL;
-	if (n == 1) {
-		cc = cfg_find(conf, pos[0]);
-		if (!cc)
-			fprintf(stderr, "canaryctl: no canary '%s' in '%s'\n", pos[0], file);
-	} else if (conf->n_canaries == 1) {
-		cc = &conf->canaries[0];
-	} else {
-		fprintf(stderr, "canaryctl: '%s' defines %zu canaries, name one:", file, conf->n_canaries);
-		for (size_t i = 0; i < conf->n_canaries; i++)
-			fprintf(stderr, " %s", conf->canaries[i].name);
-		fputc('\n', stderr);
-	}
-	if (!cc) {
-		cfg_free(conf);
-		return EXIT_USAGE;
-	}
 
 	/* an iteration of blue/green (routes as they were, mirrored with
 	 * analysis.mirror) or of A/B testing (the matched requests to the

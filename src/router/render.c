@@ -398,38 +398,36 @@ static const rd_type t_analysis = { .kind = RD_STRUCT, .fields = analysis_fields
 
 /* ---- messages ---- */
 
-void rc_error(rctx *x, const char *fmt, ...)
+/* Appends the message <fmt> to <arr>, up to <max> of them and then one
+ * line saying that the rest of the <what> are not shown. */
+static void add_message(json_t *arr, size_t max, const char *what, const char *fmt,
+                        va_list ap)
 {
-	size_t n = json_array_size(x->errors);
-	if (n > MAX_ERRORS)
+	size_t n = json_array_size(arr);
+	if (n > max)
 		return;
 	char msg[1024];
-	if (n == MAX_ERRORS) {
-		snprintf(msg, sizeof msg, "more than %d errors; the rest are not shown", MAX_ERRORS);
-	} else {
-		va_list ap;
-		va_start(ap, fmt);
+	if (n == max)
+		snprintf(msg, sizeof msg, "more than %zu %s; the rest are not shown", max, what);
+	else
 		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-	}
-	json_array_append_new(x->errors, json_string(msg));
+	json_array_append_new(arr, json_string(msg));
+}
+
+void rc_error(rctx *x, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	add_message(x->errors, MAX_ERRORS, "errors", fmt, ap);
+	va_end(ap);
 }
 
 void rc_note(rctx *x, const char *fmt, ...)
 {
-	size_t n = json_array_size(x->notes);
-	if (n > MAX_NOTES)
-		return;
-	char msg[1024];
-	if (n == MAX_NOTES) {
-		snprintf(msg, sizeof msg, "more than %d notes; the rest are not shown", MAX_NOTES);
-	} else {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(msg, sizeof msg, fmt, ap);
-		va_end(ap);
-	}
-	json_array_append_new(x->notes, json_string(msg));
+	va_list ap;
+	va_start(ap, fmt);
+	add_message(x->notes, MAX_NOTES, "notes", fmt, ap);
+	va_end(ap);
 }
 
 void rc_shown(buf *b, const char *s)
