@@ -11,7 +11,9 @@ total_pass=0
 total_fail=0
 failed_names=""
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+queue=$(mktemp)
+outdir=$(mktemp -d)
+trap 'rm -rf "$log" "$queue" "$queue.n" "$outdir"' EXIT
 add() { # <passed> <failed> <what>
 	total_pass=$((total_pass + $1))
 	total_fail=$((total_fail + $2))
@@ -41,25 +43,52 @@ for build in "$@"; do
 			add "$p" "$f" "$name"
 		done
 	fi
-	if [ "$mode" != unit ]; then
-		# CANARYD_E2E_FILES: a subset of the end-to-end files (make test-tsan)
-		for t in ${CANARYD_E2E_FILES:-tests/e2e/test_*.py tests/adversarial/test_*.py tests/chaos/test_*.py}; do
-			[ -f "$t" ] || continue
-			name="$build/$(basename "$t" .py)"
-			timeout 900 python3 "$t" >"$log" 2>&1
-			rc=$?
-			line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n1)
-			p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-			f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
-			p=${p:-0}
-			f=${f:-0}
-			if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
-			if [ "$f" -gt 0 ]; then cat "$log"; else grep -E '^(PASS|FAIL)' "$log" | sed 's/^/    /'; fi
-			echo "e2e   $name: $p passed, $f failed"
-			add "$p" "$f" "$name"
-		done
-	fi
+	[ "$mode" != unit ] || continue
+	# the end-to-end files of this build, run after the loop;
+	# CANARYD_E2E_FILES: a subset of them (make test-tsan)
+	for t in ${CANARYD_E2E_FILES:-tests/adversarial/test_*.py tests/chaos/test_*.py tests/e2e/test_*.py}; do
+		[ -f "$t" ] && echo "$build $slow $t" >>"$queue"
+	done
 done
+
+# The end-to-end files spend most of their time waiting on real processes,
+# timers and sockets, not on the CPU: they run CANARYD_TEST_JOBS at a time
+# (3 by default; 1 runs them one by one), each with its own log, and are
+# reported in the order queued. Every file is bounded by timeout.
+if [ -s "$queue" ]; then
+	jobs=${CANARYD_TEST_JOBS:-3}
+	# sanitizer builds first: their files are the longest
+	{ grep ' 3 ' "$queue"; grep -v ' 3 ' "$queue"; } | awk '{print NR, $0}' >"$queue.n"
+	# shellcheck disable=SC2016
+	# each line is "N BUILD SLOW FILE": sh -c gets them as $0..$3. A file
+	# takes a free slot (a lock held while it runs) and its ports from that
+	# slot's range (harness.free_port: 2000 ports from 12000 + 2000 * slot,
+	# below the kernel's ephemeral ports), so that files running side by
+	# side never pick the same port
+	CANARYD_OUT="$outdir" xargs -P "$jobs" -L 1 sh -c '
+		slot=0
+		while [ $slot -lt 10 ]; do
+			exec 9>"$CANARYD_OUT/slot$slot"
+			flock -n 9 && break
+			slot=$((slot + 1))
+		done
+		[ $slot -lt 10 ] && export CANARYD_PORT_BASE=$((12000 + 2000 * slot))
+		CANARYD_BUILD=$1 CANARYD_SLOW=$2 timeout 900 python3 "$3" >"$CANARYD_OUT/$0.log" 2>&1
+		echo $? >"$CANARYD_OUT/$0.rc"' <"$queue.n" || true
+	while read -r n build slow t; do
+		name="$build/$(basename "$t" .py)"
+		rc=$(cat "$outdir/$n.rc" 2>/dev/null || echo 1)
+		line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$outdir/$n.log" | tail -n1)
+		p=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+		f=$(echo "$line" | sed -n 's/.* \([0-9]*\) failed$/\1/p')
+		p=${p:-0}
+		f=${f:-0}
+		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
+		if [ "$f" -gt 0 ]; then cat "$outdir/$n.log"; else grep -E '^(PASS|FAIL)' "$outdir/$n.log" | sed 's/^/    /'; fi
+		echo "e2e   $name: $p passed, $f failed"
+		add "$p" "$f" "$name"
+	done <"$queue.n"
+fi
 [ -n "$failed_names" ] && echo "failing:$failed_names"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]

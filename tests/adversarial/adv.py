@@ -40,8 +40,8 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from harness import (SLOW, Canaryd, Proc, canary_yaml, cleanup, sanitizer_reports,  # noqa: E402
-                     tmpdir)
+from harness import (PORT_BASE, SLOW, Canaryd, Proc, canary_yaml, cleanup,  # noqa: E402
+                     free_port, sanitizer_reports, tmpdir)
 
 # Bounded waits, scaled for sanitizer builds. The proxy under test is given
 # a response timeout of RESPONSE_TIMEOUT and a client head timeout of
@@ -1025,10 +1025,14 @@ def run_rows(rows):
     dup = {n for n in names if names.count(n) > 1}
     assert not dup, "duplicate row names %s" % dup
     # hold every listen port until the proxy starts: ports picked one by
-    # one and released at once could be handed out twice
+    # one and released at once could be handed out twice (free_port hands
+    # out each of its range's ports once; the kernel's could come back)
     held = []
     for r in rows:
         r.upstream = Upstream()
+        if PORT_BASE:
+            r.port = free_port()
+            continue
         h = socket.socket()
         h.bind(("127.0.0.1", 0))
         r.port = h.getsockname()[1]

@@ -29,12 +29,36 @@ _procs = []
 _tmpdirs = []
 
 
+# tests/run.sh runs several test files at once and gives each its own range
+# of ports (CANARYD_PORT_BASE, PORT_SPAN of them, below the kernel's
+# ephemeral range): a port picked here and released is then never picked by
+# another file meanwhile, as one from the kernel could be
+PORT_BASE = int(os.environ.get("CANARYD_PORT_BASE", "0") or 0)
+PORT_SPAN = 2000
+_port_next = [0]
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+    """A loopback TCP port nothing listens on now: the next free one of this
+    file's range, or one the kernel picks when there is no range."""
+    if not PORT_BASE:
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        p = s.getsockname()[1]
+        s.close()
+        return p
+    for _ in range(PORT_SPAN):
+        p = PORT_BASE + _port_next[0] % PORT_SPAN
+        _port_next[0] += 1
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        return p
+    raise AssertionError("no free port in 127.0.0.1:%d-%d" % (PORT_BASE, PORT_BASE + PORT_SPAN - 1))
 
 
 def wait_port(port, timeout=10.0):
