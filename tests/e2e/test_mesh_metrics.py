@@ -169,8 +169,8 @@ def test_flagger_queries_read_what_the_meshes_serve():
         # reports, another namespace
         istio(exp, "test", "podinfo", 99, 1)
         istio(exp, "test", "podinfo-primary", 50, 0)
-        istio(exp, "test", "podinfo", 0, 100, reporter="source")
-        istio(exp, "other", "podinfo", 0, 100)
+        istio(exp, "test", "podinfo", 100, 100, reporter="source")
+        istio(exp, "other", "podinfo", 100, 100)
         # Linkerd: inbound responses of the deployment, classified; the
         # outbound ones are the decoy
         lab = {"namespace": "test", "deployment": "backend", "direction": "inbound",
@@ -178,6 +178,7 @@ def test_flagger_queries_read_what_the_meshes_serve():
         exp.add("response_total", dict(lab, classification="success"), 95)
         exp.add("response_total", dict(lab, classification="failure", status_code="503"), 5)
         exp.add("response_total", dict(lab, direction="outbound", classification="failure"), 100)
+        exp.add("response_total", dict(lab, direction="outbound", classification="success"), 100)
         exp.histogram("response_latency_ms", lab, ["10", "25", "50", "100"], "50", 100)
         # the Gateway API: the application's own histogram, in seconds, its
         # pods found by name; the primary's pods must not match
