@@ -1225,7 +1225,7 @@ static int query_reads(const cfg_canary *cc, uv_loop_t *loop, hooks *h, query_re
 			};
 			if (!ops->describe) {
 				snprintf(q->reason, sizeof q->reason, "read from canaryd's own proxy, not "
-				         "queried (canaryctl get %s shows its values)", cc->name);
+				         "queried (canaryctl history %s shows its checks)", cc->name);
 				continue;
 			}
 			char e[256];
