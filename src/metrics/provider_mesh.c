@@ -207,7 +207,7 @@ const mesh_observer *mesh_observer_for(const char *provider, int service_target,
 	 * -mesh-provider (a Flagger installed for Linkerd reads Linkerd's
 	 * series for every canary); canaryd has no such flag, and the mesh the
 	 * provider names is the same answer */
-	if (starts(provider, "smi")) {
+	if (!strcmp(provider, "smi") || starts(provider, "smi:")) {
 		const char *mesh = strrchr(provider, ':');
 		int has_mesh = mesh && mesh != strchr(provider, ':');
 		if (has_mesh && !strcmp(mesh + 1, "linkerd"))
@@ -276,6 +276,12 @@ const char *mesh_server(const cfg_canary *cc)
 	return s && *s ? s : provider_metrics_server();
 }
 
+/* Go's regexp \s: the blanks trimQuery collapses. */
+static int go_space(char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
+}
+
 /* The observer of <cc>, or NULL with <err>. */
 static const mesh_observer *observer_of(const cfg_canary *cc, char *err, size_t errlen)
 {
@@ -304,17 +310,18 @@ int mesh_query(const cfg_canary *cc, eng_metric_kind kind, int stable, const cha
 		         "target's series");
 		return -1;
 	}
-	char tgt[160];
-	snprintf(tgt, sizeof tgt, "%.140s%s", target, stable ? "-primary" : "");
+	buf tgt = BUF_INIT, q = BUF_INIT;
+	buf_printf(&tgt, "%s%s", target, stable ? "-primary" : "");
 	tmpl_vars v = {
 		.name = cc->name,
 		.namespace_ = cc->namespace_ && *cc->namespace_ ? cc->namespace_ : "default",
-		.target = tgt,
+		.target = tgt.p,
 		.interval = interval,
 	};
-	buf q = BUF_INIT;
-	if (tmpl_render(kind == ENG_M_DURATION ? ob->duration : ob->success_rate, &v, TMPL_PROMQL,
-	                &q, err, errlen) < 0) {
+	int rc = tmpl_render(kind == ENG_M_DURATION ? ob->duration : ob->success_rate, &v,
+	                     TMPL_PROMQL, &q, err, errlen);
+	buf_release(&tgt);
+	if (rc < 0) {
 		buf_release(&q);
 		return -1;
 	}
@@ -323,8 +330,8 @@ int mesh_query(const cfg_canary *cc, eng_metric_kind kind, int stable, const cha
 	/* trimQuery: every run of \s (Go's: space, \t, \n, \f, \r) becomes
 	 * one space */
 	for (size_t i = 0; i < q.len; i++) {
-		if (strchr(" \t\n\f\r", q.p[i])) {
-			while (i + 1 < q.len && strchr(" \t\n\f\r", q.p[i + 1]))
+		if (go_space(q.p[i])) {
+			while (i + 1 < q.len && go_space(q.p[i + 1]))
 				i++;
 			buf_append(out, " ", 1);
 		} else {
@@ -417,24 +424,27 @@ static int mesh_check(const cfg_canary *cc, int i, char *err, size_t errlen)
 		         "the threshold judge", cc->name);
 		return -1;
 	}
+	/* Flagger's spec.metricsServer: empty is unset */
 	const json_t *ms = json_object_get(json_object_get(cc->raw, "spec"), "metricsServer");
-	if (ms && (!json_is_string(ms) || !provider_url_ok(json_string_value(ms)))) {
+	const char *mss = json_string_value(ms);
+	if (ms && !json_is_null(ms) && (!mss || (*mss && !provider_url_ok(mss)))) {
 		snprintf(err, errlen, "canary '%s': spec.metricsServer must be an http:// or https:// "
 		         "URL such as http://127.0.0.1:9090", cc->name);
 		return -1;
 	}
-	const char *server = mesh_server(cc);
-	if (!server) {
-		snprintf(err, errlen, "canary '%s': metric '%s' is read from Prometheus with Flagger's "
-		         "%s query: start canaryd with --metrics-server URL (or set spec.metricsServer)",
-		         cc->name, m->name, provider_name(cc));
-		return -1;
-	}
+	/* what the query needs first (a mesh whose series it knows, a target
+	 * it can name), then where to send it */
 	buf q = BUF_INIT;
 	int rc = mesh_query(cc, m->kind, 0, "1m", &q, why, sizeof why);
 	buf_release(&q);
 	if (rc < 0) {
 		snprintf(err, errlen, "canary '%s': metric '%s': %s", cc->name, m->name, why);
+		return -1;
+	}
+	if (!mesh_server(cc)) {
+		snprintf(err, errlen, "canary '%s': metric '%s' is read from Prometheus with Flagger's "
+		         "%s query: start canaryd with --metrics-server URL (or set spec.metricsServer)",
+		         cc->name, m->name, provider_name(cc));
 		return -1;
 	}
 	return 0;

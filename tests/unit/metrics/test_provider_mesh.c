@@ -253,7 +253,41 @@ static void test_check(void **state)
 	                    json_string("x\"} or vector(1"));
 	assert_int_equal(provider_check(cc, err, sizeof err), -1);
 	assert_non_null(strstr(err, "unsafe value for {{ target }}"));
+
+	/* a target longer than any buffer is named whole */
+	char longname[240];
+	memset(longname, 'a', sizeof longname - 1);
+	longname[sizeof longname - 1] = '\0';
+	json_object_set_new(json_object_get(json_object_get(cc->raw, "spec"), "targetRef"), "name",
+	                    json_string(longname));
+	assert_int_equal(provider_check(cc, err, sizeof err), 0);
+	buf b = BUF_INIT;
+	assert_int_equal(mesh_query(cc, ENG_M_SUCCESS_RATE, 1, "1m", &b, err, sizeof err), 0);
+	char sel[300];
+	snprintf(sel, sizeof sel, "destination_workload=~\"%s-primary\"", longname);
+	assert_non_null(strstr(b.p, sel));
+	buf_release(&b);
+	/* an empty spec.metricsServer is unset, as in Flagger */
+	json_object_set_new(json_object_get(cc->raw, "spec"), "metricsServer", json_string(""));
+	assert_string_equal(mesh_server(cc), "http://127.0.0.1:9090");
+	assert_int_equal(provider_check(cc, err, sizeof err), 0);
 	cfg_free(c);
+
+	/* what the query needs is said before where to send it: a canaryd
+	 * router smi names no mesh, whatever the Prometheus */
+	provider_set_metrics_server(NULL);
+	c = load("apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: web}\n"
+	         "spec:\n  router: smi\n  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+	         "  analysis:\n    interval: 1s\n    stepWeight: 10\n    metrics:\n"
+	         "    - name: request-duration\n      thresholdRange: {max: 500}\n");
+	assert_ptr_equal(provider_of(&c->canaries[0], 0), &provider_mesh);
+	assert_int_equal(provider_check(&c->canaries[0], err, sizeof err), -1);
+	assert_string_equal(err, "canary 'web': metric 'request-duration': provider 'smi' does not "
+	                    "say which mesh's metrics to read: use smi:VERSION:linkerd, "
+	                    "smi:VERSION:osm or smi:VERSION:istio (or provider linkerd or osm), or "
+	                    "give the metric a query");
+	cfg_free(c);
+	provider_set_metrics_server("http://127.0.0.1:9090");
 
 	c = flagger_canary("contour", "test", "Deployment");
 	assert_int_equal(provider_check(&c->canaries[0], err, sizeof err), -1);
