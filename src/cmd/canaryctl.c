@@ -20,7 +20,9 @@
 #include <jansson.h>
 
 #include "config.h"
+#include "hooks.h"
 #include "log.h"
+#include "provider.h"
 #include "render.h"
 #include "simulate.h"
 #include "util.h"
@@ -1164,6 +1166,175 @@ static int cmd_render(client *cl, const command *cmd, int argc, char **argv)
 	return rc < 0 ? EXIT_FAILED : EXIT_OK;
 }
 
+/* ---- query: each metric as the daemon would read it, now ------------- */
+
+/* One read of one window of one metric. */
+typedef struct query_read {
+	int metric;
+	rd_which which;
+	char interval[32];
+	buf request;        /* the query or "METHOD URL" as sent */
+	int has_data;
+	double value;
+	char reason[256];
+} query_read;
+
+static void query_done(void *arg, int has_data, double value, const char *reason)
+{
+	query_read *q = arg;
+	q->has_data = has_data;
+	q->value = value;
+	snprintf(q->reason, sizeof q->reason, "%s", has_data ? "" : reason);
+}
+
+static const char *const which_names[RD_COUNT] = { "canary", "stable", "baseline" };
+
+/* Reads every window of every metric of <cc> through its provider, as the
+ * controller's check does (the same windows, variables and providers), on
+ * a loop of its own. Fills <reads> (at most RD_COUNT per metric) and
+ * returns how many, or -1 with <err>. */
+static int query_reads(const cfg_canary *cc, uv_loop_t *loop, hooks *h, query_read *reads,
+                       char *err, size_t errlen)
+{
+	int n = 0;
+	provider_env env = { .http = h, .st = NULL, .cc = cc };
+	for (int i = 0; i < cc->policy.n_metrics; i++) {
+		const eng_metric *m = &cc->policy.metrics[i];
+		const provider_ops *ops = provider_of(cc, i);
+		rd_window w[RD_COUNT];
+		/* the windows' seconds do not matter to a provider that queries:
+		 * only their spans do */
+		int nw = rd_windows(m, 1000000, 0, w);
+		for (int k = 0; k < nw; k++) {
+			query_read *q = &reads[n++];
+			memset(q, 0, sizeof *q);
+			q->metric = i;
+			q->which = w[k].which;
+			util_format_duration(w[k].span_ms, q->interval, sizeof q->interval);
+			const char *rev = w[k].which == RD_CANARY ? cc->canary_rev : cc->stable_rev;
+			provider_window pw = {
+				.w = w[k],
+				.kind = m->kind,
+				.vars = {
+					.name = cc->name,
+					.namespace_ = cc->namespace_ ? cc->namespace_ : "",
+					.target = cc->name,
+					.interval = q->interval,
+					.revision = rev ? rev : "",
+				},
+			};
+			if (!ops->describe) {
+				snprintf(q->reason, sizeof q->reason, "read from canaryd's own proxy, not "
+				         "queried (canaryctl history %s shows its checks)", cc->name);
+				continue;
+			}
+			char e[256];
+			if (ops->describe(&env, &cc->sources[i], &pw, &q->request, e, sizeof e) < 0 ||
+			    ops->read(&env, &cc->sources[i], &pw, query_done, q, e, sizeof e) < 0) {
+				snprintf(err, errlen, "metric '%s': %s", m->name, e);
+				return -1;
+			}
+		}
+	}
+	/* each read ends within its provider's timeout (at most 5 min) */
+	uv_run(loop, UV_RUN_DEFAULT);
+	return n;
+}
+
+static int cmd_query(client *cl, const command *cmd, int argc, char **argv)
+{
+	const char *file = NULL, *server = NULL, *out = NULL, *pos[1];
+	const option opts[] = {
+		{ "-f", "--file", &file, NULL },
+		{ "--metrics-server", NULL, &server, NULL },
+		{ "-o", "--output", &out, NULL },
+		{ NULL, NULL, NULL, NULL },
+	};
+	int np = parse_args(cmd, argc, argv, opts, pos, 1);
+	if (np < 0)
+		return EXIT_USAGE;
+	int as_json = output_json(cmd, out);
+	if (as_json < 0)
+		return EXIT_USAGE;
+	if (!file)
+		return usage_error(cmd, "'query' needs the configuration: -f FILE");
+	if (server && !provider_url_ok(server))
+		return usage_error(cmd, "--metrics-server '%.200s' is not an http:// or https:// URL "
+		                   "such as http://127.0.0.1:9090", server);
+	cfg *conf = NULL;
+	const cfg_canary *cc = load_canary(file, np == 1 ? pos[0] : NULL, &conf);
+	if (!cc)
+		return EXIT_USAGE;
+	provider_set_metrics_server(server);
+	char err[512];
+	if (provider_check(cc, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryctl: %s\n", err);
+		provider_set_metrics_server(NULL);
+		cfg_free(conf);
+		return EXIT_USAGE;
+	}
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	hooks *h = hooks_new(&loop);
+	query_read *reads = xcalloc((size_t)cc->policy.n_metrics * RD_COUNT + 1, sizeof *reads);
+	int n = h ? query_reads(cc, &loop, h, reads, err, sizeof err) : -1;
+	if (!h)
+		snprintf(err, sizeof err, "cannot initialise libcurl");
+	int rc = n < 0 ? EXIT_FAILED : EXIT_OK;
+	if (n < 0)
+		fprintf(stderr, "canaryctl: %s: %s\n", cc->name, err);
+	const char *ms = provider_is_mesh(cc) ? mesh_server(cc) : NULL;
+	json_t *metrics = json_array();
+	for (int r = 0; r < n; r++) {
+		const query_read *q = &reads[r];
+		const eng_metric *m = &cc->policy.metrics[q->metric];
+		const provider_ops *ops = provider_of(cc, q->metric);
+		if (!ops->describe)
+			; /* the proxy's stats: nothing failed */
+		else if (!q->has_data)
+			rc = EXIT_FAILED;
+		if (as_json) {
+			json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "metric", m->name, "of",
+			                      which_names[q->which], "provider", ops->name,
+			                      "interval", q->interval);
+			if (q->request.p)
+				json_object_set_new(o, "query", json_string(q->request.p));
+			if (q->has_data)
+				json_object_set_new(o, "value", json_real(q->value));
+			else
+				json_object_set_new(o, "reason", json_string(q->reason));
+			json_array_append_new(metrics, o);
+			continue;
+		}
+		if (q->which == RD_CANARY)
+			printf("%s (%s, over %s)\n", m->name, ops->name, q->interval);
+		if (q->request.p) /* -o json has it as sent, with Flagger's leading blank */
+			printf("  %s query: %s\n", which_names[q->which],
+			       q->request.p + strspn(q->request.p, " "));
+		if (q->has_data)
+			printf("  %s value: %.6g\n", which_names[q->which], q->value);
+		else
+			printf("  %s: %s\n", which_names[q->which], q->reason);
+	}
+	if (as_json) {
+		json_t *o = json_pack("{s:s,s:s?,s:o}", "canary", cc->name, "metricsServer", ms,
+		                      "reads", metrics);
+		print_json(o);
+		json_decref(o);
+	} else {
+		json_decref(metrics);
+	}
+	for (int r = 0; r < n; r++)
+		buf_release(&reads[r].request);
+	free(reads);
+	hooks_free(h, NULL);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	provider_set_metrics_server(NULL);
+	cfg_free(conf);
+	return rc;
+}
+
 static const command commands[] = {
 	{ "status", "[NAME] [-o json]",
 	  "one line per canary: phase, canary weight, failed checks, revisions (or the API's JSON)", cmd_status },
@@ -1193,6 +1364,11 @@ static const command commands[] = {
 	  "Flagger v1.44.0 renders them at canary weight W, or at an A/B or blue/green "
 	  "iteration; --mirror: the mirror step; --cookie: the session-affinity cookie value; "
 	  "--provider overrides spec.provider (see docs/routers.md)", cmd_render },
+	{ "query", "-f FILE [NAME] [--metrics-server URL] [-o json]",
+	  "offline: read each metric of NAME now, as canaryd would (its provider, query and "
+	  "windows), and print the query as sent and the value (the canary's; stable's too "
+	  "for a relative threshold or a baseline): exit 0 when every value was read, 1 when "
+	  "one was not", cmd_query },
 	{ "help", "[COMMAND]", "this help, or the usage of COMMAND", cmd_help },
 	{ NULL, NULL, NULL, NULL },
 };

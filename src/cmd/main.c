@@ -14,6 +14,7 @@
 #include "config.h"
 #include "controller.h"
 #include "log.h"
+#include "provider.h"
 #include "resolve.h"
 #include "store.h"
 #include "util.h"
@@ -25,6 +26,7 @@ static const char usage[] =
 	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
 	"               [--admin-host NAME]... [--admin-max-connections N]\n"
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
+	"               [--metrics-server URL]\n"
 	"       canaryd --check -c FILE\n"
 	"\n"
 	"  -c, --config FILE      the YAML configuration (one or more Canary documents)\n"
@@ -46,6 +48,11 @@ static const char usage[] =
 	"      --token-file F     require 'Authorization: Bearer TOKEN' on mutating API calls;\n"
 	"                         one token a line, 'NAME TOKEN' or 'TOKEN'\n"
 	"      --drain-timeout D  on SIGTERM, how long requests in flight may take (default 10s)\n"
+	"      --metrics-server URL\n"
+	"                         the Prometheus that mesh canaries' built-in metrics are read\n"
+	"                         from, with Flagger's queries (Flagger's -metrics-server; no\n"
+	"                         default: a mesh canary with built-in metrics needs it, or its\n"
+	"                         spec.metricsServer)\n"
 	"      --check            validate the configuration, print every error, exit 0 or 2\n"
 	"\n"
 	"signals: SIGHUP reloads the configuration, SIGTERM drains and exits 0\n";
@@ -349,7 +356,7 @@ int main(int argc, char **argv)
 {
 	const char *config = NULL, *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
-	const char *drain = "10s";
+	const char *drain = "10s", *metrics_server = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
 	const char *max_conns = NULL;
 	const char *admin_hosts[16];
@@ -368,6 +375,7 @@ int main(int argc, char **argv)
 		{ "admin-head-timeout", required_argument, NULL, '1' },
 		{ "admin-body-timeout", required_argument, NULL, '2' },
 		{ "admin-idle-timeout", required_argument, NULL, '3' },
+		{ "metrics-server", required_argument, NULL, 'P' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -392,6 +400,7 @@ int main(int argc, char **argv)
 			break;
 		case 'M': max_conns = optarg; break;
 		case '1': case '2': case '3': admin_durs[ch - '1'] = optarg; break;
+		case 'P': metrics_server = optarg; break;
 		case 'k': check = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': puts("canaryd " CANARYD_VERSION); return 0;
@@ -441,6 +450,12 @@ int main(int argc, char **argv)
 		}
 		aopts.max_conns = (unsigned)n;
 	}
+	if (metrics_server && !provider_url_ok(metrics_server)) {
+		fprintf(stderr, "canaryd: --metrics-server '%.200s' is not an http:// or https:// URL "
+		        "such as http://127.0.0.1:9090\n", metrics_server);
+		return 2;
+	}
+	provider_set_metrics_server(metrics_server);
 	char err[1024];
 	if (!check && admin_check_addr(admin_addr, token_file != NULL, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);

@@ -980,11 +980,11 @@ static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
 {
 	const eng_metric *m = &rt->conf->policy.metrics[i];
 	const cfg_metric_source *src = &rt->conf->sources[i];
-	const provider_ops *ops = provider_of(src);
+	const provider_ops *ops = provider_of(rt->conf, i);
 	eng_reading *r = &rt->readings[i];
 	memset(r, 0, sizeof *r);
 	snprintf(r->reason, sizeof r->reason, "no answer from the provider");
-	provider_env env = { .http = rt->owner->hk, .st = rt->stats };
+	provider_env env = { .http = rt->owner->hk, .st = rt->stats, .cc = rt->conf };
 	rd_window w[RD_COUNT];
 	int n = rd_windows(m, now_sec, rt->data_from_sec, w);
 	for (int k = 0; k < n && ops; k++) {
@@ -1417,8 +1417,9 @@ fail:
 	return NULL;
 }
 
-/* Whether every canary of <conf> has a router this build drives, and that
- * router takes the canary's settings. */
+/* Whether every canary of <conf> has a router this build drives, that
+ * router takes the canary's settings, and its metrics' providers can read
+ * them (provider_check). */
 static int check_routers(const cfg *conf, char *err, size_t errlen)
 {
 	for (size_t i = 0; i < conf->n_canaries; i++) {
@@ -1433,7 +1434,7 @@ static int check_routers(const cfg *conf, char *err, size_t errlen)
 			         cc->name, cc->router ? cc->router : "", names);
 			return -1;
 		}
-		if (ops->check(cc, err, errlen) < 0)
+		if (ops->check(cc, err, errlen) < 0 || provider_check(cc, err, errlen) < 0)
 			return -1;
 	}
 	return 0;

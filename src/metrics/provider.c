@@ -21,10 +21,46 @@ static const provider_ops *const providers[] = {
 	[CFG_PROVIDER_WEB] = &provider_web,
 };
 
-const provider_ops *provider_of(const cfg_metric_source *src)
+const provider_ops *provider_of(const cfg_canary *cc, int i)
 {
-	size_t t = (size_t)src->type;
+	if (i < 0 || i >= cc->policy.n_metrics)
+		return NULL;
+	size_t t = (size_t)cc->sources[i].type;
+	/* a built-in metric is measured where the traffic goes: behind a
+	 * mesh, by the mesh's proxies, into Prometheus */
+	if (t == CFG_PROVIDER_BUILTIN && cc->policy.metrics[i].kind != ENG_M_CUSTOM &&
+	    provider_is_mesh(cc))
+		return &provider_mesh;
 	return t < sizeof providers / sizeof providers[0] ? providers[t] : NULL;
+}
+
+int provider_check(const cfg_canary *cc, char *err, size_t errlen)
+{
+	for (int i = 0; i < cc->policy.n_metrics; i++) {
+		const provider_ops *ops = provider_of(cc, i);
+		if (!ops) {
+			snprintf(err, errlen, "canary '%s': metric '%s' has no provider in this version",
+			         cc->name, cc->policy.metrics[i].name);
+			return -1;
+		}
+		if (ops->check && ops->check(cc, i, err, errlen) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* --metrics-server: one value for the process, as Flagger's flag */
+static char *metrics_server;
+
+void provider_set_metrics_server(const char *url)
+{
+	free(metrics_server);
+	metrics_server = url ? xstrdup(url) : NULL;
+}
+
+const char *provider_metrics_server(void)
+{
+	return metrics_server;
 }
 
 /* Reasons quote what a receiver sent (its error message, the parser's view

@@ -6,10 +6,14 @@
  *   the request stats the canary's router keeps;
  * - prometheus: an instant query that must return one sample;
  * - web: any HTTP JSON API, the number found by a JSON path (as Argo
- *   Rollouts' web metric).
- * The controller finds a metric's provider in a table by its source's type
- * (provider_of) and knows nothing else of it: a new provider is a row of
- * that table and a file. */
+ *   Rollouts' web metric);
+ * - mesh: the same built-in metrics for a canary whose traffic goes
+ *   through a service mesh or Gateway API (Kubernetes routers), read from
+ *   Prometheus with the queries Flagger v1.44.0 runs for that provider.
+ * The controller finds a metric's provider in a table (provider_of: by its
+ * source's type, and for a built-in metric by the canary's router) and
+ * knows nothing else of it: a new provider is a row of that table and a
+ * file. */
 #ifndef CANARYD_PROVIDER_H
 #define CANARYD_PROVIDER_H
 
@@ -31,6 +35,7 @@ typedef void (*provider_fn)(void *arg, int has_data, double value, const char *r
 typedef struct provider_env {
 	hooks *http;            /* the HTTP client; NULL when libcurl failed */
 	const stats *st;        /* the canary's request stats */
+	const cfg_canary *cc;   /* the canary whose metric is read */
 } provider_env;
 
 /* The window to read, and the template variables of a query: {{ interval }}
@@ -52,15 +57,81 @@ typedef struct provider_ops {
 	int (*read)(const provider_env *env, const cfg_metric_source *src,
 	            const provider_window *w, provider_fn done, void *arg, char *err,
 	            size_t errlen);
+	/* Optional (NULL: nothing to check). Whether metric <i> of canary <cc>
+	 * can be read in this process (a setting it needs, such as the mesh
+	 * provider's Prometheus): 0, or -1 with <err>, one line naming the
+	 * canary and the metric. Called when a configuration is applied (at
+	 * start and on reload), so that what cannot work never starts. */
+	int (*check)(const cfg_canary *cc, int i, char *err, size_t errlen);
+	/* Optional (NULL: no request to show, as for the stats). Appends to
+	 * <out> what read would ask for window <w>: the query as sent (PromQL),
+	 * or "METHOD URL". Returns 0, or -1 with <err> (as read). For
+	 * `canaryctl query`. */
+	int (*describe)(const provider_env *env, const cfg_metric_source *src,
+	                const provider_window *w, buf *out, char *err, size_t errlen);
 } provider_ops;
 
-/* The provider of a metric whose source is <src> (by src->type), or NULL
- * for a type this build has none for. */
-const provider_ops *provider_of(const cfg_metric_source *src);
+/* The provider of metric <i> of canary <cc>: by the type of its source,
+ * and for a built-in metric (no source) by the canary's router: the mesh
+ * provider for a Kubernetes router (every Flagger document; spec.router
+ * istio, gatewayapi or smi), the builtin one otherwise. NULL for a type
+ * this build has none for. */
+const provider_ops *provider_of(const cfg_canary *cc, int i);
+
+/* Runs the check of every metric's provider of <cc> (provider_ops.check):
+ * 0, or -1 with <err>. */
+int provider_check(const cfg_canary *cc, char *err, size_t errlen);
+
+/* canaryd --metrics-server (Flagger's -metrics-server): the Prometheus the
+ * mesh provider reads unless a canary names its own (spec.metricsServer).
+ * A process setting, as Flagger's flag is: set once, before the controller
+ * starts (and by canaryctl query); <url> is copied; NULL unsets it. */
+void provider_set_metrics_server(const char *url);
+const char *provider_metrics_server(void);
+
+/* Whether <s> may be a Prometheus address: http:// or https://, a host, at
+ * most 2048 bytes, no blanks or control characters (the rules of a
+ * prometheus provider's address). */
+int provider_url_ok(const char *s);
 
 extern const provider_ops provider_builtin;     /* provider_builtin.c */
 extern const provider_ops provider_prometheus;  /* provider_http.c */
 extern const provider_ops provider_web;         /* provider_http.c */
+extern const provider_ops provider_mesh;        /* provider_mesh.c */
+
+/* ---- the mesh provider's parts, pure, for tests and canaryctl ---- */
+
+/* Flagger's observer (pkg/metrics/observers) for a canary: its built-in
+ * metrics' queries, as Flagger's source has them. */
+typedef struct mesh_observer {
+	const char *name;           /* "istio", "linkerd", "osm", "http" */
+	const char *success_rate;   /* request-success-rate */
+	const char *duration;       /* request-duration (99th percentile) */
+	double duration_to_ms;      /* what request-duration's value is
+	                             * multiplied by to be milliseconds */
+} mesh_observer;
+
+/* Whether the built-in metrics of <cc> are read by the mesh provider. */
+int provider_is_mesh(const cfg_canary *cc);
+
+/* The observer Flagger picks for provider <provider> (its spec.provider,
+ * or canaryd's spec.router) of a canary whose targetRef is a Service
+ * (<service_target>) or not: NULL with <err> for a provider canaryd has no
+ * queries for. */
+const mesh_observer *mesh_observer_for(const char *provider, int service_target, char *err,
+                                       size_t errlen);
+
+/* Appends to <out> the query the mesh provider sends for built-in metric
+ * <kind> of <cc> over <interval> ("1m"): for the canary's workload, or
+ * (<stable>) the primary's, with Flagger's variables filled as Flagger
+ * fills them and its whitespace collapsed as Flagger's Prometheus client
+ * does before sending. Returns 0, or -1 with <err> (out as it was). */
+int mesh_query(const cfg_canary *cc, eng_metric_kind kind, int stable, const char *interval,
+               buf *out, char *err, size_t errlen);
+
+/* The Prometheus the mesh provider reads for <cc>: its spec.metricsServer,
+ * else --metrics-server; NULL when neither is set. */
+const char *mesh_server(const cfg_canary *cc);
 
 /* For providers: writes <reason> (one line of printable ASCII, whatever a
  * receiver sent) and returns 0, as the parsers below do for no value. */

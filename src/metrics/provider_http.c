@@ -57,6 +57,21 @@ static prov_read *read_new(const provider_env *env, provider_fn done, void *arg,
 	return r;
 }
 
+/* The PromQL of <src> for window <w>, as prometheus_read sends it. */
+static int prometheus_describe(const provider_env *env, const cfg_metric_source *src,
+                               const provider_window *w, buf *out, char *err, size_t errlen)
+{
+	return tmpl_render(src->query, &w->vars, TMPL_PROMQL, out, err, errlen);
+}
+
+/* "METHOD URL" of <src> for window <w>, as web_read sends it. */
+static int web_describe(const provider_env *env, const cfg_metric_source *src,
+                        const provider_window *w, buf *out, char *err, size_t errlen)
+{
+	buf_printf(out, "%s ", src->method && !strcmp(src->method, "POST") ? "POST" : "GET");
+	return tmpl_render(src->url, &w->vars, TMPL_URL, out, err, errlen);
+}
+
 static int prometheus_read(const provider_env *env, const cfg_metric_source *src,
                            const provider_window *w, provider_fn done, void *arg, char *err,
                            size_t errlen)
@@ -142,9 +157,11 @@ out:
 const provider_ops provider_prometheus = {
 	.name = "prometheus",
 	.read = prometheus_read,
+	.describe = prometheus_describe,
 };
 
 const provider_ops provider_web = {
 	.name = "web",
 	.read = web_read,
+	.describe = web_describe,
 };

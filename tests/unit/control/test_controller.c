@@ -19,6 +19,7 @@
 
 #include "controller.h"
 #include "log.h"
+#include "provider.h"
 #include "router.h"
 
 #include "../testdir.h"
@@ -98,6 +99,14 @@ static void f_close(router *r)
 
 static const router_ops fake_ops = {
 	.name = "haproxy",   /* a spec.router the configuration takes */
+	.check = f_check, .open = f_open, .apply = f_apply, .prepare = f_prepare,
+	.finish = f_finish, .cancel = f_cancel, .status = f_status, .inflight = f_zero,
+	.connections = f_zero, .drain = f_drain, .retire = f_retire, .close = f_close,
+};
+
+/* The same, standing in for a Kubernetes router */
+static const router_ops fake_mesh_ops = {
+	.name = "istio",
 	.check = f_check, .open = f_open, .apply = f_apply, .prepare = f_prepare,
 	.finish = f_finish, .cancel = f_cancel, .status = f_status, .inflight = f_zero,
 	.connections = f_zero, .drain = f_drain, .retire = f_retire, .close = f_close,
@@ -346,16 +355,70 @@ static void test_a_removed_canary_retires_its_router(void **state)
 	assert_non_null(the_fake);                       /* shop's is open */
 }
 
+/* A mesh canary's built-in metrics are read from Prometheus: without one
+ * (--metrics-server, spec.metricsServer) it is refused when the
+ * configuration is applied, at start and on reload, in one line, and the
+ * running configuration stays. */
+static void test_a_mesh_canary_needs_a_prometheus(void **state)
+{
+	fixture *f = *state;
+	static const char *const mesh =
+		"apiVersion: flagger.app/v1beta1\n"
+		"kind: Canary\n"
+		"metadata: {name: podinfo, namespace: test}\n"
+		"spec:\n"
+		"  provider: istio\n"
+		"  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n"
+		"  analysis:\n"
+		"    interval: 1m\n"
+		"    stepWeight: 10\n"
+		"    metrics:\n"
+		"    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
+	const char *want = "canary 'podinfo': metric 'request-success-rate' is read from "
+	                   "Prometheus with Flagger's istio query: start canaryd with "
+	                   "--metrics-server URL (or set spec.metricsServer)";
+	char err[512];
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	provider_set_metrics_server(NULL);
+	assert_int_equal(cfg_load_string("m.yaml", mesh, strlen(mesh), &conf, &errs), 0);
+	assert_int_equal(ctl_reload(f->c, conf, err, sizeof err), -1);
+	assert_string_equal(err, want);
+	assert_true(ctl_has(f->c, "web"));
+	assert_false(ctl_has(f->c, "podinfo"));
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	ctl *c = NULL;
+	assert_int_equal(cfg_load_string("m.yaml", mesh, strlen(mesh), &conf, &errs), 0);
+	assert_int_equal(ctl_new(&loop, f->db, conf, &c, err, sizeof err), -1);
+	assert_string_equal(err, want);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+
+	provider_set_metrics_server("http://127.0.0.1:9090");
+	assert_int_equal(cfg_load_string("m.yaml", mesh, strlen(mesh), &conf, &errs), 0);
+	int rc = ctl_reload(f->c, conf, err, sizeof err);
+	if (rc < 0)
+		print_message("%s\n", err);
+	assert_int_equal(rc, 0);
+	assert_true(ctl_has(f->c, "podinfo"));
+	provider_set_metrics_server(NULL);
+}
+
 int main(void)
 {
 	log_setup(NULL, "error");
 	router_register(&fake_ops);
+	router_register(&fake_mesh_ops);
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_status_shows_what_is_applied, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_late_apply_loses, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_failed_apply_is_said_and_retried, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_a_removed_canary_retires_its_router, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_a_mesh_canary_needs_a_prometheus, setup,
 		                                teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

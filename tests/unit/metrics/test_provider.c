@@ -188,19 +188,41 @@ static void test_web_answer_may_be_a_bare_number(void **state)
 }
 
 /* Each source type has its provider: a table, which the controller asks
- * instead of looking at the type itself. */
+ * instead of looking at the type itself; a built-in metric's provider is
+ * chosen by the canary's router. */
 static void test_table(void **state)
 {
-	cfg_metric_source src;
-	memset(&src, 0, sizeof src);
-	assert_ptr_equal(provider_of(&src), &provider_builtin);   /* no provider key */
-	assert_string_equal(provider_of(&src)->name, "builtin");
-	src.type = CFG_PROVIDER_PROMETHEUS;
-	assert_ptr_equal(provider_of(&src), &provider_prometheus);
-	src.type = CFG_PROVIDER_WEB;
-	assert_ptr_equal(provider_of(&src), &provider_web);
-	src.type = (cfg_provider_type)99;
-	assert_null(provider_of(&src));
+	cfg_canary cc;
+	memset(&cc, 0, sizeof cc);
+	cc.name = "web";
+	cc.router = "builtin";
+	cc.policy.n_metrics = 2;
+	cc.policy.metrics[0].kind = ENG_M_SUCCESS_RATE;
+	cc.policy.metrics[1].kind = ENG_M_CUSTOM;
+	cfg_metric_source *src = &cc.sources[1];
+	assert_ptr_equal(provider_of(&cc, 0), &provider_builtin);   /* no provider key */
+	assert_string_equal(provider_of(&cc, 0)->name, "builtin");
+	src->type = CFG_PROVIDER_PROMETHEUS;
+	assert_ptr_equal(provider_of(&cc, 1), &provider_prometheus);
+	src->type = CFG_PROVIDER_WEB;
+	assert_ptr_equal(provider_of(&cc, 1), &provider_web);
+	src->type = (cfg_provider_type)99;
+	assert_null(provider_of(&cc, 1));
+	assert_null(provider_of(&cc, 2));   /* no such metric */
+	/* behind a mesh the built-in metrics come from its Prometheus; a
+	 * custom metric keeps its own provider */
+	src->type = CFG_PROVIDER_PROMETHEUS;
+	const char *mesh[] = { "istio", "gatewayapi", "smi" };
+	for (size_t i = 0; i < 3; i++) {
+		cc.router = (char *)mesh[i];
+		assert_ptr_equal(provider_of(&cc, 0), &provider_mesh);
+		assert_ptr_equal(provider_of(&cc, 1), &provider_prometheus);
+	}
+	cc.router = "haproxy";   /* HAProxy's own counters, in the stats */
+	assert_ptr_equal(provider_of(&cc, 0), &provider_builtin);
+	cc.router = "builtin";
+	cc.flagger = 1;          /* every Flagger provider is a Kubernetes one */
+	assert_ptr_equal(provider_of(&cc, 0), &provider_mesh);
 }
 
 typedef struct answer {
@@ -259,7 +281,7 @@ static void test_builtin_reads_the_stats(void **state)
  * does not call back. */
 static void test_http_providers_need_a_client(void **state)
 {
-	provider_env env = { NULL, NULL };
+	provider_env env = { NULL, NULL, NULL };
 	cfg_metric_source src;
 	memset(&src, 0, sizeof src);
 	src.type = CFG_PROVIDER_PROMETHEUS;
