@@ -684,7 +684,12 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	}
 	bool native = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_NATIVE);
 	bool flagger = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_FLAGGER);
-	if (!native && !flagger) {
+	if (!native && !flagger && api && cfg_is_scalar(api) &&
+	    !strncmp(cfg_sval(api), "flagger.app/", 12)) {
+		cfg_err_at(x, api, "apiVersion: %s is an API version Flagger no longer serves (its "
+		       "CRD serves " API_FLAGGER " only): use " API_FLAGGER, GOT(api));
+		ok = false;
+	} else if (!native && !flagger) {
 		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
 		       ", got %s", GOT(api));
 		ok = false;
