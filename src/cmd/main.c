@@ -167,6 +167,8 @@ static int runnable(const cfg *conf, char *why, size_t whylen)
  * for Flagger's alerts, which are checked but not sent. */
 static void check_notes(const cfg *conf)
 {
+	for (size_t i = 0; i < conf->n_notes; i++)
+		printf("%s\n", conf->notes[i]);
 	for (size_t i = 0; i < conf->n_canaries; i++) {
 		const cfg_canary *cc = &conf->canaries[i];
 		char why[768];

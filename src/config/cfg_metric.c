@@ -953,6 +953,18 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 	free(x->refs);
 	x->refs = NULL;
 	x->n_refs = x->refs_cap = 0;
+	size_t notes_cap = 0;
+	for (size_t i = 0; i < x->n_defs; i++) {
+		const tmpl_def *t = &x->defs[i];
+		if (t->ok && t->src.type == CFG_PROVIDER_UNSUPPORTED) {
+			buf b = BUF_INIT;
+			buf_printf(&b, "%s:%d:1: note: MetricTemplate '%s' has provider type '%s', which "
+			           "canaryd does not read: canaryd will not start with a metric that uses "
+			           "it", t->file, t->line, t->name, t->src.type_name);
+			cfg_grow(&c->notes, c->n_notes, &notes_cap, sizeof *c->notes);
+			c->notes[c->n_notes++] = cfg_escape_controls(b.p);
+		}
+	}
 	for (size_t i = 0; i < x->n_defs; i++) {
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);

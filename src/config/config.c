@@ -308,6 +308,9 @@ void cfg_free(cfg *c)
 	for (size_t i = 0; i < c->n_files; i++)
 		free(c->files[i]);
 	free(c->files);
+	for (size_t i = 0; i < c->n_notes; i++)
+		free(c->notes[i]);
+	free(c->notes);
 	free(c->path);
 	free(c);
 }

@@ -115,6 +115,10 @@ typedef struct cfg {
 	char *path;            /* the first file read */
 	char **files;          /* every file read, in the order read */
 	size_t n_files;
+	char **notes;          /* "FILE:LINE:COL: note: ..." lines for --check: what is
+	                        * valid but will not run (a MetricTemplate of a
+	                        * provider type canaryd does not read) */
+	size_t n_notes;
 	cfg_canary *canaries;
 	size_t n_canaries;
 } cfg;
