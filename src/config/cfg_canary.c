@@ -658,7 +658,6 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	cfg_canary c;
 	memset(&c, 0, sizeof c);
 	c.line = (int)ydoc->start_mark.line + 1;
-	c.file = xstrdup(x->name);
 	x->doc = ydoc;
 	buf path = BUF_INIT;
 	buf_puts(&path, "");
@@ -666,6 +665,7 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	buf_release(&path);
 	if (!c.raw)
 		return true;
+	c.file = xstrdup(x->name);
 	if (root->type != YAML_MAPPING_NODE) {
 		cfg_err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
 		cfg_canary_release(&c);

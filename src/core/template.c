@@ -43,13 +43,14 @@ static void cut(const char *s, size_t n, char *out)
 }
 
 /* The value of string function <f>, with Flagger's defaults: service,
- * ingress and route are the target unless set, the target the name. */
+ * ingress and route are the target unless set. */
 static const char *value_of(const tmpl_vars *v, int f)
 {
 	const char *s = NULL;
 	switch (f) {
 	case F_NAME: s = v->name; break;
 	case F_NAMESPACE: s = v->namespace_; break;
+	case F_TARGET: s = v->target; break;
 	case F_SERVICE: s = v->service; break;
 	case F_INGRESS: s = v->ingress; break;
 	case F_ROUTE: s = v->route; break;
@@ -57,8 +58,8 @@ static const char *value_of(const tmpl_vars *v, int f)
 	case F_REVISION: s = v->revision; break;
 	default: break;
 	}
-	if (!s && (f == F_SERVICE || f == F_INGRESS || f == F_ROUTE || f == F_TARGET))
-		s = v->target ? v->target : v->name;
+	if (!s && (f == F_SERVICE || f == F_INGRESS || f == F_ROUTE))
+		s = v->target;
 	return s ? s : "";
 }
 
@@ -212,7 +213,7 @@ static void val_str(val *x, vkind kind)
 }
 
 /* Writes value <s> of <label> ("name", "variables.app") into <x> as the
- * mode says, or fails. */
+ * mode says, or fails with <x> empty. */
 static bool put_value(run *r, const char *label, const char *s, val *x)
 {
 	char what[48];
@@ -225,6 +226,7 @@ static bool put_value(run *r, const char *label, const char *s, val *x)
 			cut(s, strlen(s), what);
 			fail(r, "unsafe value for {{ %s }}: '%s' (in a query a value may only have "
 			     "letters, digits and _ . : / -)", label, what);
+			val_release(x);
 			return false;
 		}
 		buf_puts(&x->s, s);
@@ -236,6 +238,7 @@ static bool put_value(run *r, const char *label, const char *s, val *x)
 	case TMPL_JSON:
 		if (!utf8_ok(s)) {
 			fail(r, "value for {{ %s }} is not UTF-8, which a JSON body must be", label);
+			val_release(x);
 			return false;
 		}
 		put_json(&x->s, s);
@@ -497,14 +500,15 @@ static bool at_command_end(const run *r)
 	return r->p >= r->e || *r->p == '|' || *r->p == ')';
 }
 
-/* One command at r->p into <out>; <in>, when not NULL, is the value piped
- * into it (its last argument), taken. */
+/* One command at r->p into <out> (empty when it fails); <in>, when not
+ * NULL, is the value piped into it (its last argument), taken. */
 static bool command(run *r, val *in, val *out, int depth)
 {
 	val args[MAX_ARGS + 1];
 	size_t n = 0;
 	bool ok = false;
 	int f = -1;
+	memset(out, 0, sizeof *out);
 	skip_space(r);
 	if (at_command_end(r)) {
 		fail(r, "empty {{ }} at character %zu; known variables: " KNOWN, r->at);
@@ -525,8 +529,10 @@ static bool command(run *r, val *in, val *out, int depth)
 			fail(r, "more than %d arguments at character %zu", MAX_ARGS, r->at);
 			goto done;
 		}
-		if (!operand(r, &args[n], depth))
+		if (!operand(r, &args[n], depth)) {
+			val_release(&args[n]); /* what it read before it failed */
 			goto done;
+		}
 		n++;
 		if (r->p < r->e && !is_space(*r->p) && !at_command_end(r)) {
 			fail(r, "unexpected '%c' after an operand at character %zu",
@@ -563,6 +569,8 @@ done:
 		val_release(&args[i]);
 	if (in)
 		val_release(in);
+	if (!ok)
+		val_release(out); /* printf and print fill it before they fail */
 	return ok;
 }
 

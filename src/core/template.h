@@ -43,8 +43,8 @@ typedef struct tmpl_kv {
 /* The values of the variables, filled as Flagger fills its template model
  * (pkg/controller/scheduler_metrics.go, toMetricModel). A NULL value
  * renders as "" (a native canary has no namespace), except that service,
- * ingress and route default to target, and target to name, as in Flagger
- * (they default to spec.targetRef.name). */
+ * ingress and route default to target, as in Flagger (they default to
+ * spec.targetRef.name). */
 typedef struct tmpl_vars {
 	const char *name;       /* {{ name }}: the canary's name */
 	const char *namespace_; /* {{ namespace }} */

@@ -189,7 +189,7 @@ static void test_unknown_variable_is_named_with_its_place(void **state)
 }
 
 /* Flagger's model: service, ingress and route are the target unless
- * the canary names them (toMetricModel), the target the name. */
+ * the canary names them (toMetricModel). */
 static void test_flagger_functions_and_their_defaults(void **state)
 {
 	tmpl_vars v = VARS;
@@ -199,8 +199,9 @@ static void test_flagger_functions_and_their_defaults(void **state)
 	v.ingress = "ing";
 	v.route = "rt";
 	assert_renders("{{ service }}|{{ ingress }}|{{ route }}", &v, TMPL_RAW, "svc|ing|rt");
+	v = VARS;
 	v.target = NULL;
-	assert_renders("{{ target }}", &v, TMPL_RAW, "podinfo");
+	assert_renders("[{{ target }}|{{ service }}]", &v, TMPL_RAW, "[|]");
 }
 
 static const tmpl_kv KV[] = { { "direction", "inbound" }, { "path", "a b" } };
