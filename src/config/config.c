@@ -222,7 +222,8 @@ static void add_dir(ctx *x, cfg *c, json_t *seen, const char *dir, size_t *cap)
 	if (!n)
 		cfg_err_at(x, NULL, "no configuration files in this directory (it reads the *.yaml "
 		       "and *.yml files in it, not those of its subdirectories)");
-	qsort(names, n, sizeof *names, name_cmp);
+	if (n) /* qsort wants an array, even of nothing */
+		qsort(names, n, sizeof *names, name_cmp);
 	for (size_t i = 0; i < n; i++) {
 		add_file(x, c, seen, names[i], cap);
 		free(names[i]);
