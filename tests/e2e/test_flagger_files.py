@@ -116,6 +116,11 @@ def test_a_directory_and_repeated_c_read_one_configuration():
     files = [os.path.join(conf, f) for f in ("10-canary.yaml", "20-templates.yml")]
     rc, out2, err = canaryd("--check", "-c", files[0], "-c", files[1], "-c", conf)
     assert rc == 0 and "ok (1 canary, 2 files)" in out2, (out2, err)
+    # canaryctl's offline commands read a directory too
+    r = subprocess.run([os.path.join(BUILD, "canaryctl"), "render", "-f", conf, "podinfo",
+                        "--weight", "10", "-o", "json"], capture_output=True, text=True,
+                       timeout=30 * SLOW)
+    assert r.returncode == 0 and '"VirtualService"' in r.stdout, (r.stdout[:500], r.stderr)
     # one file alone: the template is in the other
     rc, out, err = canaryd("--check", "-c", files[0])
     assert rc == 2, (out, err)
