@@ -95,13 +95,15 @@ static void print_errors(const cfg_errors *e, FILE *f)
 		fprintf(f, "%s\n", e->msg[i]);
 }
 
-/* The -c arguments, for messages: "a.yaml", "a.yaml, conf.d/". */
-static void join_paths(const char *const *paths, size_t n, char *out, size_t outlen)
+/* The -c arguments, for messages, separated by <sep>: "a.yaml",
+ * "a.yaml, conf.d/". */
+static void join_paths(const char *const *paths, size_t n, const char *sep, char *out,
+                       size_t outlen)
 {
 	size_t len = 0;
 	out[0] = '\0';
 	for (size_t i = 0; i < n && len < outlen; i++)
-		len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? ", " : "", paths[i]);
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? sep : "", paths[i]);
 }
 
 /* ---- what this build can run ---- */
@@ -383,8 +385,9 @@ static void reload_done(uv_work_t *w, int status)
 {
 	reload *r = w->data;
 	daemon_ctx *d = r->d;
-	char paths[1024], why[768];
-	join_paths(r->paths, r->n_paths, paths, sizeof paths);
+	char paths[1024], args[1024], why[768];
+	join_paths(r->paths, r->n_paths, ", ", paths, sizeof paths);
+	join_paths(r->paths, r->n_paths, " -c ", args, sizeof args);
 	d->loading = NULL;
 	if (status < 0 || d->stopping) {
 		cfg_free(r->conf);
@@ -392,8 +395,8 @@ static void reload_done(uv_work_t *w, int status)
 		for (size_t i = 0; i < r->errs.n && i < RELOAD_LOG_ERRORS; i++)
 			log_msg(LOG_ERROR, NULL, "reload: %s", r->errs.msg[i]);
 		if (r->errs.n > RELOAD_LOG_ERRORS)
-			log_msg(LOG_ERROR, NULL, "reload: %zu more errors (canaryd --check shows them "
-			        "all)", r->errs.n - RELOAD_LOG_ERRORS);
+			log_msg(LOG_ERROR, NULL, "reload: %zu more errors (canaryd --check -c %s shows "
+			        "them all)", r->errs.n - RELOAD_LOG_ERRORS, args);
 		log_msg(LOG_ERROR, NULL, "reload failed: %zu errors, keeping the running configuration",
 		        r->errs.n);
 	} else if (runnable(r->conf, why, sizeof why) < 0) {
@@ -568,7 +571,7 @@ int main(int argc, char **argv)
 	}
 	cfg_errors_release(&errs);
 	char paths[1024], files[64] = "";
-	join_paths(configs, n_configs, paths, sizeof paths);
+	join_paths(configs, n_configs, ", ", paths, sizeof paths);
 	if (conf->n_files > 1)
 		snprintf(files, sizeof files, ", %zu files", conf->n_files);
 	if (check) {
