@@ -822,15 +822,16 @@ static void describe_policy(const eng_policy *p, char *out, size_t outlen)
 		snprintf(out + n, outlen - (size_t)n, ", threshold judge");
 }
 
-/* Loads <file> (offline commands) and finds the canary <name>, or the
- * only one when <name> is NULL. Returns it, with *conf to free, or NULL
+/* Loads <file> (offline commands; a directory gives its YAML files, as
+ * canaryd -c DIR) and finds the canary <name>, or the only one when
+ * <name> is NULL. Returns it, with *conf to free, or NULL
  * after saying why on stderr (every configuration error, or which names
  * there are to choose from). */
 static const cfg_canary *load_canary(const char *file, const char *name, cfg **conf)
 {
 	cfg_errors errs = { NULL, 0, 0 };
 	*conf = NULL;
-	if (cfg_load(file, conf, &errs) < 0) {
+	if (cfg_load_paths(&file, 1, conf, &errs) < 0) {
 		for (size_t i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (errs.n == 0)
@@ -1351,14 +1352,14 @@ static const command commands[] = {
 	  "manual traffic override (0..100); the analysis is paused while it holds", cmd_set_weight },
 	{ "approve", "NAME", "approve a pending manual gate", cmd_simple },
 	{ "history", "NAME [-o json]", "the audit events of NAME, oldest first", cmd_history },
-	{ "simulate", "-f FILE [NAME] [--rps N] [--stable-error-rate P] [--canary-error-rate P] "
+	{ "simulate", "-f FILE|DIR [NAME] [--rps N] [--stable-error-rate P] [--canary-error-rate P] "
 	  "[--canary-latency-ms MS] [--latency-ms MS] [--change-at DUR --canary-error-rate-after P] "
 	  "[--data CSV] [--runs N] [--seed S] [--limit DUR] [-o json]",
 	  "offline: run NAME's rollout policy against synthetic (or --data recorded) traffic and "
 	  "report the outcome and time to decision; rates as fractions (0.005) or percentages (0.5%); "
 	  "--canary-latency-ms is the canary's extra median latency over --latency-ms (50); "
 	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m", cmd_simulate },
-	{ "render", "-f FILE [NAME] (--weight W | --iteration) [--mirror] [--cookie V] "
+	{ "render", "-f FILE|DIR [NAME] (--weight W | --iteration) [--mirror] [--cookie V] "
 	  "[--primary-cookie V] [--provider P] [-o yaml|json]",
 	  "offline: print the Kubernetes router objects of NAME (Istio, Gateway API, SMI) as "
 	  "Flagger v1.44.0 renders them at canary weight W, or at an A/B or blue/green "

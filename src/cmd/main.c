@@ -16,20 +16,23 @@
 #include "log.h"
 #include "provider.h"
 #include "resolve.h"
+#include "router.h"
 #include "store.h"
 #include "util.h"
 
 #define CANARYD_VERSION "0.1.0"
 
 static const char usage[] =
-	"usage: canaryd -c FILE [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
+	"usage: canaryd -c FILE|DIR [-c ...] [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
 	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
 	"               [--admin-host NAME]... [--admin-max-connections N]\n"
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
 	"               [--metrics-server URL]\n"
-	"       canaryd --check -c FILE\n"
+	"       canaryd --check -c FILE|DIR [-c ...]\n"
 	"\n"
-	"  -c, --config FILE      the YAML configuration (one or more Canary documents)\n"
+	"  -c, --config FILE|DIR  the YAML configuration (Canary, MetricTemplate and AlertProvider\n"
+	"                         documents); a directory gives its *.yaml and *.yml files, and\n"
+	"                         -c repeated reads several, all as one configuration\n"
 	"      --admin ADDR       admin API and dashboard (default 127.0.0.1:9901); an address\n"
 	"                         that is not loopback needs --token-file\n"
 	"      --admin-host NAME  also accept requests whose Host is NAME (any port), e.g. the\n"
@@ -59,9 +62,12 @@ static const char usage[] =
 
 typedef struct reload reload;
 
+#define MAX_CONFIGS 64 /* -c arguments */
+
 typedef struct daemon_ctx {
 	uv_loop_t *loop;
-	const char *config_path;
+	const char *const *configs; /* the -c arguments, read again by a reload */
+	size_t n_configs;
 	ctl *c;
 	admin *adm;
 	store *db;
@@ -83,7 +89,8 @@ typedef struct daemon_ctx {
 struct reload {
 	uv_work_t work;
 	daemon_ctx *d;
-	const char *path;
+	const char *const *paths;
+	size_t n_paths;
 	cfg *conf;         /* what reload_read loaded, or NULL */
 	cfg_errors errs;   /* or why not */
 };
@@ -92,6 +99,97 @@ static void print_errors(const cfg_errors *e, FILE *f)
 {
 	for (size_t i = 0; i < e->n; i++)
 		fprintf(f, "%s\n", e->msg[i]);
+}
+
+/* The -c arguments, for messages, separated by <sep>: "a.yaml",
+ * "a.yaml, conf.d/". */
+static void join_paths(const char *const *paths, size_t n, const char *sep, char *out,
+                       size_t outlen)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < n && len < outlen; i++)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? sep : "", paths[i]);
+}
+
+/* ---- what this build can run ---- */
+
+/* "'prometheus', 'web'": the metric providers canaryd reads (beyond the
+ * built-in metrics), from the providers' table. */
+static void provider_names(char *out, size_t outlen)
+{
+	size_t len = 0;
+	out[0] = '\0';
+	for (int t = 0; t < CFG_PROVIDER_UNSUPPORTED && len < outlen; t++) {
+		const provider_ops *ops = provider_by_type((cfg_provider_type)t);
+		if (ops && strcmp(ops->name, "builtin"))
+			len += (size_t)snprintf(out + len, outlen - len, "%s'%s'", len ? ", " : "",
+			                        ops->name);
+	}
+}
+
+/* Why canary <cc> cannot run in this build, in <why> (one line, naming
+ * what works), for <what> 0 (its router) or 1 + i (its metric i): a
+ * router it does not drive (a Flagger provider such as appmesh or
+ * contour), or a metric from a provider it does not read (a Flagger
+ * MetricTemplate of type datadog, cloudwatch, ...). Returns 0 when it
+ * can. Such a configuration is valid (Flagger would take it) and passes
+ * --check, which notes this; canaryd does not start with it. */
+static int cannot_run(const cfg_canary *cc, int what, char *why, size_t whylen)
+{
+	char names[256];
+	if (what == 0) {
+		if (router_find(cc->router))
+			return 0;
+		router_names(names, sizeof names);
+		snprintf(why, whylen, "canary '%s' (%s:%d): %s '%s' is not one canaryd drives "
+		         "(it drives %s)", cc->name, cc->file, cc->line, cc->flagger ? "provider" :
+		         "router", cc->router ? cc->router : "", names);
+		return -1;
+	}
+	const cfg_metric_source *s = &cc->sources[what - 1];
+	if (provider_of(cc, what - 1))
+		return 0;
+	provider_names(names, sizeof names);
+	snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s' reads provider type '%s'%s%s%s, "
+	         "which canaryd does not read (it reads the built-in metrics and %s)",
+	         cc->name, cc->file, cc->line, cc->policy.metrics[what - 1].name,
+	         s->type_name ? s->type_name : "?", s->template_name ? " (MetricTemplate '" : "",
+	         s->template_name ? s->template_name : "", s->template_name ? "')" : "", names);
+	return -1;
+}
+
+/* The first reason a canary of <conf> cannot run, in <why>; 0 when all
+ * can. */
+static int runnable(const cfg *conf, char *why, size_t whylen)
+{
+	for (size_t i = 0; i < conf->n_canaries; i++)
+		for (int w = 0; w <= conf->canaries[i].policy.n_metrics; w++)
+			if (cannot_run(&conf->canaries[i], w, why, whylen) < 0)
+				return -1;
+	return 0;
+}
+
+/* --check: a note for each canary that is valid but will not run here, and
+ * for Flagger's alerts, which are checked but not sent. */
+static void check_notes(const cfg *conf)
+{
+	for (size_t i = 0; i < conf->n_notes; i++)
+		printf("%s\n", conf->notes[i]);
+	for (size_t i = 0; i < conf->n_canaries; i++) {
+		const cfg_canary *cc = &conf->canaries[i];
+		char why[768];
+		for (int w = 0; w <= cc->policy.n_metrics; w++)
+			if (cannot_run(cc, w, why, sizeof why) < 0)
+				printf("%s:%d:1: note: valid, but canaryd will not start with this "
+				       "configuration: %s\n", cc->file, cc->line, why);
+		json_t *alerts = json_object_get(json_object_get(json_object_get(cc->raw, "spec"),
+		                                                 "analysis"), "alerts");
+		if (json_array_size(alerts))
+			printf("%s:%d:1: note: canary '%s': spec.analysis.alerts: its AlertProviders are "
+			       "found, but canaryd sends no Flagger alerts (its audit, webhooks and "
+			       "status say what happens)\n", cc->file, cc->line, cc->name);
+	}
 }
 
 /* ---- --check: what will happen to host names ---- */
@@ -129,8 +227,7 @@ static void check_done(void *arg, int status, const rsv_addrs *addrs)
  * a loop of our own so that the names are looked up together, within
  * CHECK_RESOLVE_MS in all (a DNS server that does not answer would hold
  * each for the resolver's timeout). Returns how many do not resolve now. */
-static size_t check_host_names(const char *path, const cfg *conf, size_t *n_names,
-                               bool *abandoned)
+static size_t check_host_names(const cfg *conf, size_t *n_names, bool *abandoned)
 {
 	*abandoned = false;
 	check_name *names = NULL;
@@ -197,7 +294,7 @@ static size_t check_host_names(const char *path, const cfg *conf, size_t *n_name
 				for (size_t k = 0; k < n && !nm; k++)
 					if (strcmp(names[k].host, host) == 0)
 						nm = &names[k];
-				printf("%s:%d:%d: ", path, pos[e].line, pos[e].col);
+				printf("%s:%d:%d: ", cc->file, pos[e].line, pos[e].col);
 				if (nm->status == 0) {
 					char list[1024] = "";
 					rsv_addrs_list(&nm->addrs, 16, list, sizeof list);
@@ -278,7 +375,7 @@ static void on_stop_signal(uv_signal_t *s, int signum)
 static void reload_read(uv_work_t *w)
 {
 	reload *r = w->data;
-	cfg_load(r->path, &r->conf, &r->errs);
+	cfg_load_paths(r->paths, r->n_paths, &r->conf, &r->errs);
 }
 
 /* At most this many of a failed reload's errors are logged; --check shows
@@ -293,6 +390,9 @@ static void reload_done(uv_work_t *w, int status)
 {
 	reload *r = w->data;
 	daemon_ctx *d = r->d;
+	char paths[1024], args[1024], why[768];
+	join_paths(r->paths, r->n_paths, ", ", paths, sizeof paths);
+	join_paths(r->paths, r->n_paths, " -c ", args, sizeof args);
 	d->loading = NULL;
 	if (status < 0 || d->stopping) {
 		cfg_free(r->conf);
@@ -301,16 +401,19 @@ static void reload_done(uv_work_t *w, int status)
 			log_msg(LOG_ERROR, NULL, "reload: %s", r->errs.msg[i]);
 		if (r->errs.n > RELOAD_LOG_ERRORS)
 			log_msg(LOG_ERROR, NULL, "reload: %zu more errors (canaryd --check -c %s shows "
-			        "them all)", r->errs.n - RELOAD_LOG_ERRORS, r->path);
+			        "them all)", r->errs.n - RELOAD_LOG_ERRORS, args);
 		log_msg(LOG_ERROR, NULL, "reload failed: %zu errors, keeping the running configuration",
 		        r->errs.n);
+	} else if (runnable(r->conf, why, sizeof why) < 0) {
+		log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration", why);
+		cfg_free(r->conf);
 	} else {
 		char err[512];
 		if (ctl_reload(d->c, r->conf, err, sizeof err) < 0) /* takes r->conf */
 			log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration",
 			        err);
 		else
-			log_msg(LOG_INFO, NULL, "configuration reloaded from %s", r->path);
+			log_msg(LOG_INFO, NULL, "configuration reloaded from %s", paths);
 	}
 	cfg_errors_release(&r->errs);
 	free(r);
@@ -324,11 +427,12 @@ static void reload_start(daemon_ctx *d)
 {
 	reload *r = xcalloc(1, sizeof *r);
 	r->d = d;
-	r->path = d->config_path;
+	r->paths = d->configs;
+	r->n_paths = d->n_configs;
 	r->work.data = r;
 	int rc = uv_queue_work(d->loop, &r->work, reload_read, reload_done);
 	if (rc < 0) {
-		log_msg(LOG_ERROR, NULL, "reload failed: cannot start reading '%s': %s", r->path,
+		log_msg(LOG_ERROR, NULL, "reload failed: cannot start reading the configuration: %s",
 		        uv_strerror(rc));
 		free(r);
 		return;
@@ -354,7 +458,9 @@ static void on_hup(uv_signal_t *s, int signum)
 
 int main(int argc, char **argv)
 {
-	const char *config = NULL, *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
+	const char *configs[MAX_CONFIGS];
+	size_t n_configs = 0;
+	const char *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
 	const char *drain = "10s", *metrics_server = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
@@ -384,7 +490,14 @@ int main(int argc, char **argv)
 	int ch;
 	while ((ch = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
 		switch (ch) {
-		case 'c': config = optarg; break;
+		case 'c':
+			if (n_configs == MAX_CONFIGS) {
+				fprintf(stderr, "canaryd: at most %d -c arguments (name a directory for more "
+				        "files)\n", MAX_CONFIGS);
+				return 2;
+			}
+			configs[n_configs++] = optarg;
+			break;
 		case 'a': admin_addr = optarg; break;
 		case 'd': data_dir = optarg; break;
 		case 'f': log_format = optarg; break;
@@ -411,8 +524,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "canaryd: unexpected argument '%s'\n%s", argv[optind], usage);
 		return 2;
 	}
-	if (!config) {
-		fprintf(stderr, "canaryd: -c FILE is required\n%s", usage);
+	if (!n_configs) {
+		fprintf(stderr, "canaryd: -c FILE|DIR is required\n%s", usage);
 		return 2;
 	}
 	if (log_setup(log_format, level_arg) < 0) {
@@ -464,23 +577,28 @@ int main(int argc, char **argv)
 
 	cfg *conf = NULL;
 	cfg_errors errs = { 0 };
-	if (cfg_load(config, &conf, &errs) < 0) {
+	if (cfg_load_paths(configs, n_configs, &conf, &errs) < 0) {
 		print_errors(&errs, stderr);
 		cfg_errors_release(&errs);
 		return 2;
 	}
 	cfg_errors_release(&errs);
+	char paths[1024], files[64] = "";
+	join_paths(configs, n_configs, ", ", paths, sizeof paths);
+	if (conf->n_files > 1)
+		snprintf(files, sizeof files, ", %zu files", conf->n_files);
 	if (check) {
 		size_t n_names = 0;
 		bool abandoned;
-		size_t failing = check_host_names(config, conf, &n_names, &abandoned);
+		check_notes(conf);
+		size_t failing = check_host_names(conf, &n_names, &abandoned);
 		if (n_names)
-			printf("%s: ok (%zu canar%s, %zu host name%s, %zu not resolving now)\n", config,
-			       conf->n_canaries, conf->n_canaries == 1 ? "y" : "ies", n_names,
+			printf("%s: ok (%zu canar%s%s, %zu host name%s, %zu not resolving now)\n", paths,
+			       conf->n_canaries, conf->n_canaries == 1 ? "y" : "ies", files, n_names,
 			       n_names == 1 ? "" : "s", failing);
 		else
-			printf("%s: ok (%zu canar%s)\n", config, conf->n_canaries,
-			       conf->n_canaries == 1 ? "y" : "ies");
+			printf("%s: ok (%zu canar%s%s)\n", paths, conf->n_canaries,
+			       conf->n_canaries == 1 ? "y" : "ies", files);
 		cfg_free(conf);
 		if (abandoned) {
 			/* a lookup still waits for a DNS server in libuv's pool, and
@@ -492,10 +610,18 @@ int main(int argc, char **argv)
 		return 0;
 	}
 
+	/* before anything is opened (the database is not even created): a
+	 * configuration this build cannot run is refused as a bad one is */
+	if (runnable(conf, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		cfg_free(conf);
+		return 2;
+	}
 	signal(SIGPIPE, SIG_IGN);
 	daemon_ctx d;
 	memset(&d, 0, sizeof d);
-	d.config_path = config;
+	d.configs = configs;
+	d.n_configs = n_configs;
 	d.drain_timeout_ms = drain_ms;
 	d.loop = uv_default_loop();
 	if (store_open(data_dir, &d.db, err, sizeof err) < 0) {

@@ -352,7 +352,7 @@ static const field analysis_fields[] = {
 	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
-	{ "alerts", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
 	{ "sessionAffinity", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
 	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
 	/* canaryd's */
@@ -507,6 +507,21 @@ static void h_dns(doc *d, const field *f, const char *path, yaml_node_t *k,
 	cfg_walk_map(d, path, v, dns_fields, N_OF(dns_fields), d->c, seen);
 }
 
+/* Flagger's references to Kubernetes objects (targetRef, service,
+ * ingressRef, routeRef): only their name is read, for the query
+ * functions {{ target }}, {{ service }}, {{ ingress }} and {{ route }};
+ * the rest stays in <raw> for the Kubernetes routers. */
+static const field ref_name_fields[] = {
+	{ "name", cfg_h_string, F_BOTH, 0, 0, 0 }, /* into the char * given */
+};
+
+static void h_object_ref(doc *d, const field *f, const char *path, yaml_node_t *k,
+                         yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(ref_name_fields)];
+	cfg_walk_map(d, path, v, ref_name_fields, N_OF(ref_name_fields), cfg_at(obj, f), seen);
+}
+
 static const field spec_fields[] = {
 	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
 	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
@@ -521,6 +536,10 @@ static const field spec_fields[] = {
 	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
 	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
 	{ "dns", h_dns, F_NATIVE, NOSTORE, 0, 0 },
+	{ "targetRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, target), 0, 0 },
+	{ "service", h_object_ref, F_FLAGGER, offsetof(cfg_canary, service), 0, 0 },
+	{ "ingressRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, ingress), 0, 0 },
+	{ "routeRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, route), 0, 0 },
 };
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS };
@@ -585,6 +604,11 @@ void cfg_canary_release(cfg_canary *c)
 {
 	free(c->name);
 	free(c->namespace_);
+	free(c->file);
+	free(c->target);
+	free(c->service);
+	free(c->ingress);
+	free(c->route);
 	free(c->router);
 	free(c->listen);
 	free(c->stable_rev);
@@ -641,6 +665,7 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	buf_release(&path);
 	if (!c.raw)
 		return true;
+	c.file = xstrdup(x->name);
 	if (root->type != YAML_MAPPING_NODE) {
 		cfg_err_at(x, root, "document must be a mapping (a Canary), got %s", GOT(root));
 		cfg_canary_release(&c);
@@ -650,24 +675,35 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	yaml_node_t *api = map_get(x, root, "apiVersion");
 	bool ok = true;
 	bool is_template = kind && cfg_is_scalar(kind) && !strcmp(cfg_sval(kind), "MetricTemplate");
-	if (!is_template && (!kind || !cfg_is_scalar(kind) || strcmp(cfg_sval(kind), "Canary"))) {
-		cfg_err_at(x, kind ? kind : root, "kind must be Canary or MetricTemplate, got %s",
-		       GOT(kind));
+	bool is_alert = kind && cfg_is_scalar(kind) && !strcmp(cfg_sval(kind), "AlertProvider");
+	if (!is_template && !is_alert &&
+	    (!kind || !cfg_is_scalar(kind) || strcmp(cfg_sval(kind), "Canary"))) {
+		cfg_err_at(x, kind ? kind : root, "kind must be Canary, MetricTemplate or "
+		       "AlertProvider, got %s", GOT(kind));
 		ok = false;
 	}
 	bool native = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_NATIVE);
 	bool flagger = api && cfg_is_scalar(api) && !strcmp(cfg_sval(api), API_FLAGGER);
-	if (!native && !flagger) {
+	if (!native && !flagger && api && cfg_is_scalar(api) &&
+	    !strncmp(cfg_sval(api), "flagger.app/", 12)) {
+		cfg_err_at(x, api, "apiVersion: %s is an API version Flagger no longer serves (its "
+		       "CRD serves " API_FLAGGER " only): use " API_FLAGGER, GOT(api));
+		ok = false;
+	} else if (!native && !flagger) {
 		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
 		       ", got %s", GOT(api));
 		ok = false;
 	}
-	if (!ok || is_template) {
+	if (ok && is_alert && !flagger) {
+		cfg_err_at(x, api, "apiVersion: an AlertProvider is Flagger's: " API_FLAGGER);
+		ok = false;
+	}
+	if (!ok || is_template || is_alert) {
 		x->flagger = flagger;
 		if (ok)
-			cfg_load_template(x, root, c.line);
+			cfg_load_template(x, root, c.line, is_alert);
 		cfg_canary_release(&c);
-		return !is_template;
+		return !is_template && !is_alert;
 	}
 	x->flagger = flagger;
 	c.flagger = flagger;
@@ -698,14 +734,25 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	bool name_dup = false, listen_dup = false;
 	for (size_t i = 0; i < out->n_canaries; i++) {
 		const cfg_canary *o = &out->canaries[i];
+		/* the other place: its line, and its file when not this one */
+		bool here = !strcmp(o->file, c.file);
 		if (!name_dup && c.name && o->name && !strcmp(c.name, o->name)) {
-			cfg_err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
-			       "document at line %d)", c.name, o->line);
+			if (here)
+				cfg_err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also the "
+				       "document at line %d)", c.name, o->line);
+			else
+				cfg_err_at(x, d.name_val, "metadata.name: duplicate canary name '%s' (also "
+				       "the document at %s:%d)", c.name, o->file, o->line);
 			name_dup = true;
 		}
 		if (!listen_dup && c.listen && o->listen && same_listen(c.listen, o->listen)) {
-			cfg_err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
-			       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
+			if (here)
+				cfg_err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
+				       "canary '%s' (line %d)", c.listen, o->name ? o->name : "?", o->line);
+			else
+				cfg_err_at(x, d.listen_val, "spec.listen: address '%s' is already used by "
+				       "canary '%s' (%s:%d)", c.listen, o->name ? o->name : "?", o->file,
+				       o->line);
 			listen_dup = true;
 		}
 	}

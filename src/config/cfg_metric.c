@@ -38,6 +38,12 @@ void cfg_src_release(cfg_metric_source *s)
 	free(s->body);
 	free(s->json_path);
 	free(s->template_name);
+	free(s->type_name);
+	for (size_t i = 0; i < s->n_variables; i++) {
+		free((char *)s->variables[i].key);
+		free((char *)s->variables[i].value);
+	}
+	free(s->variables);
 	memset(s, 0, sizeof *s);
 }
 
@@ -58,6 +64,25 @@ static void src_copy(cfg_metric_source *dst, const cfg_metric_source *src)
 	dst->json_path = dup_or_null(src->json_path);
 	dst->timeout_ms = src->timeout_ms;
 	dst->template_name = dup_or_null(src->template_name);
+	dst->type_name = dup_or_null(src->type_name);
+	/* templateVariables are the metric's, not the template's: not copied */
+}
+
+/* The metric's templateVariables, object <o> (of strings), as the
+ * template's {{ variables.KEY }} read them. */
+static void set_variables(cfg_metric_source *s, const json_t *o)
+{
+	s->n_variables = 0;
+	s->variables = o && json_object_size(o) ?
+		xcalloc(json_object_size(o), sizeof *s->variables) : NULL;
+	const char *key;
+	json_t *val;
+	json_object_foreach((json_t *)o, key, val) {
+		s->variables[s->n_variables].key = xstrdup(key);
+		s->variables[s->n_variables].value = xstrdup(json_string_value(val) ?
+		                                             json_string_value(val) : "");
+		s->n_variables++;
+	}
 }
 
 /* http:// or https:// and a host. */
@@ -218,13 +243,26 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 		size_t i = 0;
 		while (i < N_OF(flagger_providers) && strcmp(flagger_providers[i], si->type))
 			i++;
-		if (i < N_OF(flagger_providers))
-			cfg_err_at(d->x, ps[P_TYPE].val, "%s: provider type '%s' is not supported; use "
-			       "prometheus, or a web metric", p, si->type);
-		else
-			cfg_err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web, got %s", p,
+		if (i == N_OF(flagger_providers)) {
+			buf b = BUF_INIT;
+			for (size_t j = 0; j < N_OF(flagger_providers); j++)
+				buf_printf(&b, ", %s", flagger_providers[j]);
+			cfg_err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web (or one of "
+			       "Flagger's types canaryd does not read%s), got %s", p, b.p,
 			       GOT(ps[P_TYPE].val));
-		return false;
+			buf_release(&b);
+			return false;
+		}
+		/* Flagger's: the document is valid, as Flagger would take it, but
+		 * canaryd cannot read its values, so it does not start with a
+		 * metric that needs it (said by --check, refused at start). Its
+		 * keys are that provider's, not canaryd's: only the query's
+		 * template is checked, since Flagger renders every query. */
+		si->s.type = CFG_PROVIDER_UNSUPPORTED;
+		si->s.type_name = xstrdup(si->type);
+		if (query)
+			check_template(d, qpath, qv, query);
+		return d->x->errs->n == e0;
 	}
 	if (web && d->x->flagger && d->x->in_template) {
 		cfg_err_at(d->x, ps[P_TYPE].val, "%s: provider type 'web' is canaryd's: use apiVersion "
@@ -248,7 +286,7 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 			cfg_err_at(d->x, ps[P_ADDRESS].val, "%s.address: must be an http:// or https:// "
 			       "URL such as http://127.0.0.1:9090, got %s", ppath,
 			       GOT(ps[P_ADDRESS].val));
-		if (!qk)
+		if (!qk && !(d->x->flagger && d->x->in_template))
 			cfg_err_at(d->x, qwhere, "%s: required with provider type prometheus (the PromQL "
 			       "query)", qpath);
 		else if (query)
@@ -292,6 +330,32 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 			check_template(d, p, ps[P_BODY].val, si->s.body);
 	}
 	return d->x->errs->n == e0;
+}
+
+/* Checks that each {{ variables.KEY }} of template <t> (the value of node
+ * <v> at <path>; NULL: none) is one of the metric's templateVariables
+ * <vars>: Flagger's missingkey=error, found by --check rather than at
+ * each query. <where> says where the template is when it is not at <v>.
+ * A syntax error is reported by check_template, not here. */
+static void check_vars(ctx *x, const yaml_node_t *v, size_t line, size_t col,
+                       const char *path, const char *where, const char *t, const json_t *vars)
+{
+	char msg[256];
+	if (!t || tmpl_check(t, NULL, 0) < 0)
+		return;
+	cfg_metric_source tmp;
+	memset(&tmp, 0, sizeof tmp);
+	set_variables(&tmp, vars);
+	tmpl_vars tv = { .variables = tmp.variables, .n_variables = tmp.n_variables };
+	buf b = BUF_INIT;
+	if (tmpl_render(t, &tv, TMPL_RAW, &b, msg, sizeof msg) < 0) {
+		if (v)
+			cfg_err_at(x, v, "%s: %s%s", path, where, msg);
+		else
+			cfg_err_pos(x, line, col, "%s: %s%s", path, where, msg);
+	}
+	buf_release(&b);
+	cfg_src_release(&tmp);
 }
 
 /* ---- metrics ---- */
@@ -365,7 +429,7 @@ static const field metric_fields[] = {
 	{ "baseline", NULL, F_BOTH, NOSTORE, 0, 0 },         /* read by read_metric */
 	{ "failureDuration", cfg_h_duration, F_BOTH, offsetof(metric_in, m.failure_duration_ms),
 	  1000, 3600000 },
-	{ "templateVariables", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "templateVariables", cfg_h_string_map, F_BOTH, offsetof(metric_in, variables), 0, 0 },
 };
 enum { MT_NAME, MT_RANGE, MT_THRESHOLD, MT_INTERVAL, MT_QUERY, MT_TEMPLATE, MT_PROVIDER,
        MT_BASELINE };
@@ -427,7 +491,22 @@ static bool read_source(doc *d, const char *path, yaml_node_t *v, const slot *se
 		if (cfg_walk_map(d, p, pr->val, provider_fields, N_OF(provider_fields), &mi->src, ps)) {
 			char *query = mi->query;
 			mi->query = NULL;
-			finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v);
+			if (finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v)) {
+				const cfg_metric_source *s = &mi->src.s;
+				char sp[PATH_LEN];
+				check_vars(d->x, q->val, 0, 0, qp, "", s->query, mi->variables);
+				cfg_join(sp, p, "url");
+				check_vars(d->x, ps[P_URL].val, 0, 0, sp, "", s->url, mi->variables);
+				cfg_join(sp, p, "body");
+				check_vars(d->x, ps[P_BODY].val, 0, 0, sp, "", s->body, mi->variables);
+				const char *hk;
+				json_t *hv;
+				json_object_foreach(s->headers, hk, hv) {
+					cfg_join(sp, p, "headers");
+					check_vars(d->x, ps[P_HEADERS].val, 0, 0, sp, "", json_string_value(hv),
+					           mi->variables);
+				}
+			}
 		}
 		return true;
 	}
@@ -546,7 +625,30 @@ static void metric_in_release(metric_in *mi)
 	free(mi->query);
 	free(mi->ref_name);
 	free(mi->ref_ns);
+	json_decref(mi->variables);
 	memset(mi, 0, sizeof *mi);
+}
+
+/* Keeps a reference to a MetricTemplate (<alert> false, for metric
+ * <metric>) or an AlertProvider by <name> (taken) and <ns> (taken, may be
+ * NULL), whose key <key> is at <path>.<what>, to be resolved when every
+ * file is read. */
+static void add_ref(ctx *x, bool alert, int metric, char *name, char *ns, yaml_node_t *key,
+                    const char *path, const char *what)
+{
+	cfg_grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
+	tmpl_ref *r = &x->refs[x->n_refs++];
+	memset(r, 0, sizeof *r);
+	r->alert = alert;
+	r->canary = x->canary;
+	r->metric = metric;
+	r->name = name;
+	r->namespace_ = ns;
+	r->file = x->name;
+	r->file_idx = x->file;
+	r->line = key->start_mark.line + 1;
+	r->col = key->start_mark.column + 1;
+	cfg_join(r->path, path, what);
 }
 
 void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -576,27 +678,91 @@ void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
 			p->metrics[idx] = mi.m;
 			d->c->sources[idx] = mi.src.s; /* taken */
 			memset(&mi.src.s, 0, sizeof mi.src.s);
+			set_variables(&d->c->sources[idx], mi.variables);
 		}
 		if (mi.ref_name && mi.ref_key) {
-			/* resolved when every document is read */
-			ctx *x = d->x;
-			cfg_grow(&x->refs, x->n_refs, &x->refs_cap, sizeof *x->refs);
-			tmpl_ref *r = &x->refs[x->n_refs++];
-			memset(r, 0, sizeof *r);
-			r->canary = x->canary;
-			r->metric = idx;
-			r->name = mi.ref_name;
-			r->namespace_ = mi.ref_ns;
-			mi.ref_name = mi.ref_ns = NULL;
-			r->line = mi.ref_key->start_mark.line + 1;
-			r->col = mi.ref_key->start_mark.column + 1;
-			cfg_join(r->path, ip, "templateRef");
+			add_ref(d->x, false, idx, mi.ref_name, mi.ref_ns, mi.ref_key, ip, "templateRef");
+			mi.ref_name = mi.ref_ns = NULL; /* taken */
 		}
 		metric_in_release(&mi);
 	}
 }
 
-/* ---- MetricTemplate documents ---- */
+/* ---- Flagger's alerts ---- */
+
+static const char *const severities[] = { "info", "warn", "error" };
+
+typedef struct alert_in {
+	char *name, *severity, *ref_name, *ref_ns;
+	yaml_node_t *ref_key;
+} alert_in;
+
+static void h_alert_severity(doc *d, const field *f, const char *path, yaml_node_t *k,
+                             yaml_node_t *v, void *obj)
+{
+	alert_in *a = obj;
+	cfg_read_one_of(d, path, v, severities, N_OF(severities), &a->severity);
+}
+
+static const field alert_ref_fields[] = {
+	{ "name", cfg_h_string, F_BOTH, offsetof(alert_in, ref_name), 0, 0 },
+	{ "namespace", cfg_h_string, F_BOTH, offsetof(alert_in, ref_ns), 0, 0 },
+};
+
+static void h_alert_ref(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	alert_in *a = obj;
+	slot seen[N_OF(alert_ref_fields)];
+	if (cfg_walk_map(d, path, v, alert_ref_fields, N_OF(alert_ref_fields), a, seen) &&
+	    !seen[0].key)
+		cfg_err_at(d->x, k, "%s.name: required (the AlertProvider's metadata.name)", path);
+	a->ref_key = k;
+}
+
+static const field alert_fields[] = {
+	{ "name", cfg_h_string, F_BOTH, offsetof(alert_in, name), 0, 0 },
+	{ "severity", h_alert_severity, F_BOTH, NOSTORE, 0, 0 },
+	{ "providerRef", h_alert_ref, F_BOTH, NOSTORE, 0, 0 },
+};
+
+/* Flagger's spec.analysis.alerts: each names an AlertProvider (in any of
+ * the files) that Flagger notifies. canaryd checks the reference, as
+ * Flagger would find it in the cluster; it sends no such notification
+ * (its audit and webhooks say what happened), which --check says. */
+void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                  yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	if (v->type != YAML_SEQUENCE_NODE) {
+		cfg_err_at(d->x, v, "%s: must be a list of alerts, got %s", path, GOT(v));
+		return;
+	}
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
+		if (!e)
+			continue;
+		char ip[PATH_LEN];
+		cfg_join_index(ip, path, i);
+		alert_in a;
+		memset(&a, 0, sizeof a);
+		slot seen[N_OF(alert_fields)];
+		if (cfg_walk_map(d, ip, e, alert_fields, N_OF(alert_fields), &a, seen) &&
+		    !seen[2].key)
+			cfg_err_at(d->x, e, "%s.providerRef: required (the AlertProvider to notify)", ip);
+		if (a.ref_name && a.ref_key) {
+			add_ref(d->x, true, -1, a.ref_name, a.ref_ns, a.ref_key, ip, "providerRef");
+			a.ref_name = a.ref_ns = NULL;
+		}
+		free(a.name);
+		free(a.severity);
+		free(a.ref_name);
+		free(a.ref_ns);
+	}
+}
+
+/* ---- MetricTemplate and AlertProvider documents ---- */
 
 static const field tmpl_top_fields[] = {
 	{ "apiVersion", NULL, F_BOTH, NOSTORE, 0, 0 },
@@ -610,10 +776,18 @@ static const field tmpl_spec_fields[] = {
 	{ "query", cfg_h_text, F_BOTH, 0, 0, 0 }, /* into a char * */
 };
 
-/* Reads MetricTemplate document <root> (starting at line <line>) into
- * x->defs, for the templateRefs resolved at the end. */
-void cfg_load_template(ctx *x, yaml_node_t *root, int line)
+/* An AlertProvider's spec: Flagger's keys, of which only the type is read
+ * (the rest, channel, address, secretRef..., is for Flagger's notifier). */
+static const field alert_spec_fields[] = {
+	{ "type", cfg_h_string, F_BOTH, 0, 0, 0 }, /* into a char * */
+};
+
+/* Reads MetricTemplate (or, with <alert>, AlertProvider) document <root>
+ * (starting at line <line>) into x->defs, for the references resolved
+ * once every file is read. */
+void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert)
 {
+	const char *kind = alert ? "AlertProvider" : "MetricTemplate";
 	cfg_canary meta;
 	memset(&meta, 0, sizeof meta);
 	doc d = { .x = x, .c = &meta };
@@ -622,25 +796,35 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line)
 	slot seen[N_OF(tmpl_top_fields)];
 	cfg_walk_map(&d, "", root, tmpl_top_fields, N_OF(tmpl_top_fields), NULL, seen);
 	if (!seen[T_METADATA].key) {
-		cfg_err_at(x, root, "metadata: required (with the MetricTemplate's name)");
+		cfg_err_at(x, root, "metadata: required (with the %s's name)", kind);
 	} else {
 		slot ms[N_OF(cfg_metadata_fields)];
 		if (cfg_walk_map(&d, "metadata", seen[T_METADATA].val, cfg_metadata_fields,
 		             N_OF(cfg_metadata_fields), &meta, ms) && !ms[M_NAME].key)
-			cfg_err_at(x, seen[T_METADATA].key, "metadata.name: required (what a metric's "
-			       "templateRef.name names)");
+			cfg_err_at(x, seen[T_METADATA].key, "metadata.name: required (what a %s names)",
+			       alert ? "providerRef.name" : "metric's templateRef.name");
 	}
 	src_in si;
 	memset(&si, 0, sizeof si);
 	si.s.timeout_ms = 10000;
 	char *query = NULL;
+	bool has_query = false;
 	if (!seen[T_SPEC].key) {
-		cfg_err_at(x, root, "spec: required (provider and query)");
+		cfg_err_at(x, root, "spec: required (%s)", alert ? "its type" : "provider and query");
+	} else if (alert) {
+		char *type = NULL;
+		slot ss[N_OF(alert_spec_fields)];
+		if (cfg_walk_map(&d, "spec", seen[T_SPEC].val, alert_spec_fields,
+		                 N_OF(alert_spec_fields), &type, ss) && !ss[0].key)
+			cfg_err_at(x, seen[T_SPEC].key, "spec.type: required (slack, msteams, discord, "
+			       "rocket, gchat...)");
+		free(type);
 	} else {
 		slot ss[N_OF(tmpl_spec_fields)];
 		if (cfg_walk_map(&d, "spec", seen[T_SPEC].val, tmpl_spec_fields, N_OF(tmpl_spec_fields),
 		             &query, ss)) {
 			slot ps[N_OF(provider_fields)];
+			has_query = ss[1].key != NULL;
 			if (!ss[0].key)
 				cfg_err_at(x, seen[T_SPEC].key, "spec.provider: required (type and address)");
 			else if (cfg_walk_map(&d, "spec.provider", ss[0].val, provider_fields,
@@ -656,66 +840,112 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line)
 	x->in_template = false;
 	if (!meta.name) {
 		cfg_src_release(&si.s);
-		free(meta.namespace_);
+		cfg_canary_release(&meta);
 		return;
 	}
 	for (size_t i = 0; i < x->n_defs; i++) {
 		const tmpl_def *o = &x->defs[i];
 		bool same_ns = !o->namespace_ == !meta.namespace_ &&
 		               (!o->namespace_ || !strcmp(o->namespace_, meta.namespace_));
-		if (!strcmp(o->name, meta.name) && same_ns) {
-			cfg_err_at(x, d.name_val, "metadata.name: duplicate MetricTemplate name '%s' (also "
-			       "the document at line %d)", meta.name, o->line);
+		if (o->alert == alert && !strcmp(o->name, meta.name) && same_ns) {
+			if (o->file_idx == x->file)
+				cfg_err_at(x, d.name_val, "metadata.name: duplicate %s name '%s' (also the "
+				       "document at line %d)", kind, meta.name, o->line);
+			else
+				cfg_err_at(x, d.name_val, "metadata.name: duplicate %s name '%s' (also the "
+				       "document at %s:%d)", kind, meta.name, o->file, o->line);
 			break;
 		}
 	}
 	cfg_grow(&x->defs, x->n_defs, &x->defs_cap, sizeof *x->defs);
 	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
-	                                   .src = si.s, .ok = x->errs->n == e0, .line = line };
+	                                   .alert = alert, .src = si.s, .has_query = has_query,
+	                                   .ok = x->errs->n == e0, .file = x->name,
+	                                   .file_idx = x->file, .line = line };
+	meta.name = meta.namespace_ = NULL; /* taken */
+	cfg_canary_release(&meta);
 }
 
-/* The MetricTemplate a templateRef names: same name, and same namespace
- * when both say one. */
-static const tmpl_def *find_template(const ctx *x, const tmpl_ref *r)
+/* The document a reference names: same kind and name, and the namespace
+ * as Flagger looks it up: the reference's, or else the canary's
+ * (<canary_ns>); a document or canary that says no namespace is in the
+ * one kubectl applies it to, which canaryd cannot know, so it matches
+ * any. */
+static const tmpl_def *find_template(const ctx *x, const tmpl_ref *r, const char *canary_ns)
 {
+	const char *ns = r->namespace_ ? r->namespace_ : canary_ns;
 	for (size_t i = 0; i < x->n_defs; i++) {
 		const tmpl_def *t = &x->defs[i];
-		if (!strcmp(t->name, r->name) &&
-		    (!r->namespace_ || !t->namespace_ || !strcmp(r->namespace_, t->namespace_)))
+		if (t->alert == r->alert && !strcmp(t->name, r->name) &&
+		    (!ns || !t->namespace_ || !strcmp(ns, t->namespace_)))
 			return t;
 	}
 	return NULL;
 }
 
-/* Gives each templateRef its template's source, or reports it (unless the
- * file could not be read to its end: the template may be past the syntax
- * error). Frees x->refs and x->defs. */
+/* Gives each templateRef its template's source and checks each
+ * providerRef, or reports them (unless a file could not be read to its
+ * end: the document may be past the syntax error). Frees x->refs and
+ * x->defs. */
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 {
 	for (size_t i = 0; i < x->n_refs; i++) {
 		tmpl_ref *r = &x->refs[i];
-		const tmpl_def *t = find_template(x, r);
+		cfg_canary *cc = r->canary < c->n_canaries ? &c->canaries[r->canary] : NULL;
+		const tmpl_def *t = find_template(x, r, cc ? cc->namespace_ : NULL);
+		const char *kind = r->alert ? "AlertProvider" : "MetricTemplate";
+		x->file = r->file_idx;
+		x->name = r->file;
 		if (!t && complete) {
 			buf b = BUF_INIT; /* the first ten: a message stays a line */
-			for (size_t j = 0; j < x->n_defs && j < 10; j++) {
-				buf_printf(&b, "%s%s", j ? ", " : "", x->defs[j].name);
-				if (r->namespace_ && x->defs[j].namespace_)
+			size_t shown = 0, all = 0;
+			for (size_t j = 0; j < x->n_defs; j++) {
+				if (x->defs[j].alert != r->alert)
+					continue;
+				if (all++ >= 10)
+					continue;
+				buf_printf(&b, "%s%s", shown++ ? ", " : "", x->defs[j].name);
+				if (x->defs[j].namespace_)
 					buf_printf(&b, " (namespace %.64s)", x->defs[j].namespace_);
 			}
-			if (x->n_defs > 10)
-				buf_printf(&b, " and %zu more", x->n_defs - 10);
-			char ns[128] = "";
-			if (r->namespace_)
-				snprintf(ns, sizeof ns, " in namespace '%.64s'", r->namespace_);
-			cfg_err_pos(x, r->line, r->col, "%s: no MetricTemplate named '%s'%s in this file; "
-			        "%s%s", r->path, r->name, ns, b.len ? "there are: " : "there are none",
-			        b.len ? b.p : "");
+			if (all > 10)
+				buf_printf(&b, " and %zu more", all - 10);
+			char ns[160] = "", where[64] = "this file";
+			const char *rns = r->namespace_ ? r->namespace_ : cc ? cc->namespace_ : NULL;
+			if (rns)
+				snprintf(ns, sizeof ns, " in namespace '%.64s'%s", rns,
+				         r->namespace_ ? "" : " (the canary's)");
+			if (c->n_files > 1)
+				snprintf(where, sizeof where, "the %zu files", c->n_files);
+			cfg_err_pos(x, r->line, r->col, "%s: no %s named '%s'%s in %s; %s%s", r->path,
+			            kind, r->name, ns, where, b.len ? "there are: " : "there are none",
+			            b.len ? b.p : "");
 			buf_release(&b);
-		} else if (t && t->ok && r->metric >= 0 && r->canary < c->n_canaries) {
-			cfg_metric_source *s = &c->canaries[r->canary].sources[r->metric];
+		} else if (t && !r->alert && t->ok && !t->has_query &&
+		           t->src.type == CFG_PROVIDER_PROMETHEUS) {
+			cfg_err_pos(x, r->line, r->col, "%s: MetricTemplate '%s' (%s:%d) has no "
+			            "spec.query, so there is nothing to ask its provider", r->path, t->name,
+			            t->file, t->line);
+		} else if (t && !r->alert && t->ok && r->metric >= 0 && cc) {
+			cfg_metric_source *s = &cc->sources[r->metric];
+			/* the metric's templateVariables stay; the rest is the template's */
+			tmpl_kv *vars = s->variables;
+			size_t nv = s->n_variables;
+			s->variables = NULL;
+			s->n_variables = 0;
 			cfg_src_release(s);
 			src_copy(s, &t->src);
 			s->template_name = xstrdup(t->name);
+			s->variables = vars;
+			s->n_variables = nv;
+			json_t *o = json_object();
+			for (size_t j = 0; j < nv; j++)
+				json_object_set_new(o, vars[j].key, json_string(vars[j].value));
+			char where[PATH_LEN + 64];
+			snprintf(where, sizeof where, "MetricTemplate '%s' (%s:%d) spec.query: ", t->name,
+			         t->file, t->line);
+			check_vars(x, NULL, r->line, r->col, r->path, where, s->query, o);
+			json_decref(o);
 		}
 		free(r->name);
 		free(r->namespace_);
@@ -723,6 +953,18 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 	free(x->refs);
 	x->refs = NULL;
 	x->n_refs = x->refs_cap = 0;
+	size_t notes_cap = 0;
+	for (size_t i = 0; i < x->n_defs; i++) {
+		const tmpl_def *t = &x->defs[i];
+		if (t->ok && t->src.type == CFG_PROVIDER_UNSUPPORTED) {
+			buf b = BUF_INIT;
+			buf_printf(&b, "%s:%d:1: note: MetricTemplate '%s' has provider type '%s', which "
+			           "canaryd does not read: canaryd will not start with a metric that uses "
+			           "it", t->file, t->line, t->name, t->src.type_name);
+			cfg_grow(&c->notes, c->n_notes, &notes_cap, sizeof *c->notes);
+			c->notes[c->n_notes++] = cfg_escape_controls(b.p);
+		}
+	}
 	for (size_t i = 0; i < x->n_defs; i++) {
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);

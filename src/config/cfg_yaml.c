@@ -39,7 +39,7 @@ void cfg_errs_push(ctx *x, size_t line, size_t col, char *msg)
 	}
 	e->msg[e->n++] = msg;
 	cfg_grow(&x->pos, x->n_pos, &x->pos_cap, sizeof *x->pos);
-	x->pos[x->n_pos] = (struct errpos){ line, col, x->n_pos, msg };
+	x->pos[x->n_pos] = (struct errpos){ x->file, line, col, x->n_pos, msg };
 	x->n_pos++;
 }
 
@@ -53,6 +53,8 @@ bool cfg_errs_full(const ctx *x)
 static int errpos_cmp(const void *a, const void *b)
 {
 	const struct errpos *p = a, *q = b;
+	if (p->file != q->file)
+		return p->file < q->file ? -1 : 1;
 	if (p->line != q->line)
 		return p->line < q->line ? -1 : 1;
 	if (p->col != q->col)
@@ -61,7 +63,8 @@ static int errpos_cmp(const void *a, const void *b)
 }
 
 /* Puts the messages of this load in file order (a reader fixes a file top
- * to bottom); those at one position keep the order they were found in. */
+ * to bottom), the files in the order they were read; those at one position
+ * keep the order they were found in. */
 void cfg_errs_sort(ctx *x)
 {
 	if (!x->n_pos)
@@ -113,6 +116,8 @@ static void err_vpos(ctx *x, size_t line, size_t col, const char *fmt, va_list a
 		if (!x->dropped++) {
 			x->drop_line = line;
 			x->drop_col = col;
+			x->drop_file = x->file;
+			x->drop_name = x->name;
 		}
 		return;
 	}

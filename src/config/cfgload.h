@@ -87,7 +87,9 @@ void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
                    yaml_node_t *v, void *obj);
 bool cfg_address_ok(const char *s);
 void cfg_src_release(cfg_metric_source *s);
-void cfg_load_template(ctx *x, yaml_node_t *root, int line);
+void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
+                  yaml_node_t *v, void *obj);
+void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert);
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete);
 
 #endif

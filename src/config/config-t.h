@@ -20,26 +20,36 @@
 
 /* ---- the load in progress ---- */
 
-/* A MetricTemplate document, kept until the end of the file because the
- * canaries that use it may come before it. */
+/* A MetricTemplate or AlertProvider document, kept until every file is
+ * read because the canaries that use it may come before it, or in
+ * another file. */
 typedef struct tmpl_def {
 	char *name, *namespace_;
+	bool alert;              /* an AlertProvider (no source) */
 	cfg_metric_source src;   /* query and provider (template_name unset) */
+	bool has_query;          /* spec.query was given (Flagger's may lack it) */
 	bool ok;                 /* read without errors */
+	const char *file;        /* the file (ctx.name) and its index */
+	size_t file_idx;
 	int line;                /* where the document starts */
 } tmpl_def;
 
-/* A metric's templateRef, resolved once every document is read. */
+/* A metric's templateRef, or an alert's providerRef, resolved once every
+ * document is read. */
 typedef struct tmpl_ref {
+	bool alert;              /* a providerRef */
 	size_t canary;           /* index in cfg.canaries */
 	int metric;              /* index in policy.metrics; -1: the metric had errors */
 	char *name, *namespace_;
+	const char *file;        /* where the ref is */
+	size_t file_idx;
 	size_t line, col;        /* of the templateRef key */
 	char path[PATH_LEN];
 } tmpl_ref;
 
 typedef struct ctx {
-	const char *name;      /* file name for messages */
+	const char *name;      /* file name for messages: the file being read */
+	size_t file;           /* its index in the load (messages sort by it) */
 	cfg_errors *errs;
 	yaml_document_t *doc;
 	bool flagger;          /* the document being read is Flagger's */
@@ -51,10 +61,12 @@ typedef struct ctx {
 	bool too_big;          /* a bound was crossed (reported): stop reading */
 	/* where each message added by this load points (1-based), to sort them
 	 * by position at the end; past CFG_MAX_ERRORS they are counted only */
-	struct errpos { size_t line, col, seq; char *msg; } *pos;
+	struct errpos { size_t file, line, col, seq; char *msg; } *pos;
 	size_t n_pos, pos_cap;
 	size_t dropped;        /* messages past CFG_MAX_ERRORS */
 	size_t drop_line, drop_col; /* where the first of them was */
+	size_t drop_file;      /* and in which file (index, name) */
+	const char *drop_name;
 	bool stopping;         /* the message being added ends the reading: never
 	                        * left out */
 	bool in_template;      /* reading a MetricTemplate, not a Canary */
@@ -107,6 +119,7 @@ typedef struct metric_in {
 	char *query;
 	char *ref_name, *ref_ns; /* templateRef */
 	yaml_node_t *ref_key;
+	json_t *variables;   /* templateVariables: an object of strings, or NULL */
 } metric_in;
 
 struct doc {

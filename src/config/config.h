@@ -1,8 +1,11 @@
-/* config.h - the YAML configuration: a stream of Canary documents, either
+/* config.h - the YAML configuration: one file, several, or the YAML files
+ * of a directory (read as one configuration), each a stream of Canary
+ * documents, either
  * native (apiVersion canaryd/v1, unknown fields are errors) or Flagger's
  * (apiVersion flagger.app/v1beta1, spec.analysis as Flagger means it; the
  * Kubernetes-only fields are kept in <raw> for the mesh routers), and the
- * MetricTemplate documents their metrics refer to (templateRef).
+ * MetricTemplate and AlertProvider documents their metrics and alerts
+ * refer to, in any of the files, as objects of one cluster do.
  * Every error is reported, each as "FILE:LINE:COL: message". */
 #ifndef CANARYD_CONFIG_H
 #define CANARYD_CONFIG_H
@@ -11,6 +14,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "engine.h"
+#include "template.h"
 
 typedef struct cfg_webhook {
 	char *name;
@@ -44,6 +48,10 @@ typedef struct cfg_proxy {
 typedef enum {
 	CFG_PROVIDER_NONE = 0, CFG_PROVIDER_BUILTIN = CFG_PROVIDER_NONE,
 	CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB,
+	/* a Flagger provider type canaryd does not read (datadog, cloudwatch,
+	 * ...; type_name says which): valid, but canaryd does not start with
+	 * it. Far from the others so that no table indexed by type reaches it. */
+	CFG_PROVIDER_UNSUPPORTED = 100,
 } cfg_provider_type;
 
 typedef struct cfg_metric_source {
@@ -58,6 +66,10 @@ typedef struct cfg_metric_source {
 	char *json_path;    /* web: where the number is, e.g. "$.data.value" */
 	uint64_t timeout_ms;/* per request: 10s */
 	char *template_name;/* the MetricTemplate it came from, or NULL */
+	char *type_name;    /* CFG_PROVIDER_UNSUPPORTED: Flagger's provider type */
+	tmpl_kv *variables; /* the metric's templateVariables ({{ variables.KEY }}),
+	                     * keys and values owned */
+	size_t n_variables;
 } cfg_metric_source;
 
 /* Where a value is in its file (1-based). */
@@ -68,6 +80,11 @@ typedef struct cfg_pos {
 typedef struct cfg_canary {
 	char *name;
 	char *namespace_;      /* Flagger metadata.namespace or NULL */
+	char *file;            /* the file the document is in */
+	char *target;          /* Flagger: spec.targetRef.name, or NULL */
+	char *service;         /* Flagger: spec.service.name, or NULL ({{ service }}) */
+	char *ingress;         /* Flagger: spec.ingressRef.name, or NULL ({{ ingress }}) */
+	char *route;           /* Flagger: spec.routeRef.name, or NULL ({{ route }}) */
 	int flagger;           /* 1 for flagger.app/v1beta1 documents */
 	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
 	char *listen;          /* builtin router: "HOST:PORT", or NULL */
@@ -95,7 +112,13 @@ typedef struct cfg_canary {
 } cfg_canary;
 
 typedef struct cfg {
-	char *path;
+	char *path;            /* the first file read */
+	char **files;          /* every file read, in the order read */
+	size_t n_files;
+	char **notes;          /* "FILE:LINE:COL: note: ..." lines for --check: what is
+	                        * valid but will not run (a MetricTemplate of a
+	                        * provider type canaryd does not read) */
+	size_t n_notes;
 	cfg_canary *canaries;
 	size_t n_canaries;
 } cfg;
@@ -110,6 +133,11 @@ typedef struct cfg {
 #define CFG_MAX_VALUES    100000      /* values in the file, counting each use of an alias */
 #define CFG_MAX_TEXT      (16u << 20) /* bytes of keys and scalars, likewise: 16 MiB */
 #define CFG_MAX_ERRORS    1000        /* messages a load reports; one more says so */
+/* and for a load of several files, in all */
+#define CFG_MAX_FILES     256         /* files, those of directories included */
+#define CFG_MAX_TOTAL_BYTES (32u << 20) /* bytes of all the files: 32 MiB */
+#define CFG_MAX_TOTAL_VALUES 400000   /* values, as CFG_MAX_VALUES counts them */
+#define CFG_MAX_TOTAL_TEXT (64u << 20) /* bytes of keys and scalars, as CFG_MAX_TEXT */
 
 /* Error messages, each "FILE:LINE:COL: message" (LINE:COL 1:1 for what is
  * about the whole file), with control characters shown as \xNN. */
@@ -128,6 +156,16 @@ typedef struct cfg_errors {
  * they may run on another thread (the daemon loads a reload on the libuv
  * thread pool); what they return shares nothing with an earlier load. */
 int cfg_load(const char *path, cfg **out, cfg_errors *errs);
+
+/* As cfg_load, for the files and directories <paths> (<n> of them, at
+ * least one) read as one configuration: a directory gives its *.yaml and
+ * *.yml files (regular files, not hidden, not its subdirectories, as
+ * `kubectl apply -f DIR`), sorted by name. Each message names the file it
+ * is about; a templateRef or providerRef finds its document in any file;
+ * a canary name used twice, in one file or two, is an error naming both
+ * places. The CFG_MAX_ bounds apply to each file, CFG_MAX_FILES and the
+ * CFG_MAX_TOTAL_ ones to all. A file named twice is read once. */
+int cfg_load_paths(const char *const *paths, size_t n, cfg **out, cfg_errors *errs);
 
 /* As cfg_load, from a string (<name> is used in messages). */
 int cfg_load_string(const char *name, const char *text, size_t len, cfg **out,

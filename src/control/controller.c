@@ -996,7 +996,14 @@ static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
 			.vars = {
 				.name = rt->name,
 				.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
-				.target = rt->name,
+				/* Flagger's model: targetRef, service, ingressRef and
+				 * routeRef names (template.h defaults them) */
+				.target = rt->conf->target ? rt->conf->target : rt->name,
+				.service = rt->conf->service,
+				.ingress = rt->conf->ingress,
+				.route = rt->conf->route,
+				.variables = src->variables,
+				.n_variables = src->n_variables,
 				.interval = span,
 				.revision = w[k].which == RD_CANARY ? rt->st.canary_rev : rt->st.stable_rev,
 			},

@@ -21,17 +21,23 @@ static const provider_ops *const providers[] = {
 	[CFG_PROVIDER_WEB] = &provider_web,
 };
 
+const provider_ops *provider_by_type(cfg_provider_type t)
+{
+	size_t n = (size_t)t;
+	return n < sizeof providers / sizeof providers[0] ? providers[n] : NULL;
+}
+
 const provider_ops *provider_of(const cfg_canary *cc, int i)
 {
 	if (i < 0 || i >= cc->policy.n_metrics)
 		return NULL;
-	size_t t = (size_t)cc->sources[i].type;
+	cfg_provider_type t = cc->sources[i].type;
 	/* a built-in metric is measured where the traffic goes: behind a
 	 * mesh, by the mesh's proxies, into Prometheus */
 	if (t == CFG_PROVIDER_BUILTIN && cc->policy.metrics[i].kind != ENG_M_CUSTOM &&
 	    provider_is_mesh(cc))
 		return &provider_mesh;
-	return t < sizeof providers / sizeof providers[0] ? providers[t] : NULL;
+	return provider_by_type(t);
 }
 
 int provider_check(const cfg_canary *cc, char *err, size_t errlen)

@@ -78,6 +78,9 @@ typedef struct provider_ops {
  * this build has none for. */
 const provider_ops *provider_of(const cfg_canary *cc, int i);
 
+/* The provider of sources of type <t> (the table's row), or NULL. */
+const provider_ops *provider_by_type(cfg_provider_type t);
+
 /* Runs the check of every metric's provider of <cc> (provider_ops.check):
  * 0, or -1 with <err>. */
 int provider_check(const cfg_canary *cc, char *err, size_t errlen);

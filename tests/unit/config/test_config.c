@@ -571,7 +571,8 @@ static void test_webhooks_are_checked(void **state)
 static void test_kind_and_api_version_must_be_known(void **state)
 {
 	cfg_errors e = must_fail("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
-	assert_error(&e, "c.yaml:2:7: ", "kind must be Canary or MetricTemplate, got 'Deployment'");
+	assert_error(&e, "c.yaml:2:7: ", "kind must be Canary, MetricTemplate or AlertProvider, got "
+	             "'Deployment'");
 	assert_error(&e, "c.yaml:1:13: ", "apiVersion: must be canaryd/v1 or flagger.app/v1beta1, "
 	             "got 'apps/v1'");
 	assert_int_equal(e.n, 2);
@@ -801,7 +802,7 @@ static void test_the_crd_is_not_a_canary(void **state)
 	cfg *c = load_flagger("crd.yaml", &e, &rc);
 	assert_int_equal(rc, -1);
 	assert_null(c);
-	assert_error(&e, "", "crd.yaml:2:7: kind must be Canary or MetricTemplate, got "
+	assert_error(&e, "", "crd.yaml:2:7: kind must be Canary, MetricTemplate or AlertProvider, got "
 	             "'CustomResourceDefinition'");
 	cfg_errors_release(&e);
 }
@@ -1043,30 +1044,47 @@ static void test_unknown_template_ref_names_the_templates_there_are(void **state
 	buf_release(&b);
 }
 
-static void test_unsupported_provider_types_are_errors(void **state)
+/* Flagger's provider types that canaryd does not read are valid (a
+ * Flagger user's files pass --check); canaryd refuses to start with a
+ * metric that needs one (cmd/main.c), and --check says so. */
+static void test_flaggers_other_provider_types_are_valid_but_unsupported(void **state)
 {
+	cfg *c = must_load(
+		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: dd}\n"
+		"spec:\n  provider: {type: datadog, address: 'https://api.datadoghq.com',\n"
+		"    secretRef: {name: dd}}\n  query: avg:x{ns:{{ namespace }}}\n"
+		"---\n"
+		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: cw}\n"
+		"spec:\n  provider: {type: cloudwatch, region: ap-northeast-1}\n  query: '[]'\n"
+		"---\n" METRICS "      - {name: a, templateRef: {name: dd}, threshold: 1}\n"
+		"      - {name: b, templateRef: {name: cw}, threshold: 1}\n"
+		"      - name: c\n        query: q\n"
+		"        provider: {type: newrelic}\n        threshold: 1\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->policy.n_metrics, 3);
+	static const char *const types[] = { "datadog", "cloudwatch", "newrelic" };
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(k->sources[i].type, CFG_PROVIDER_UNSUPPORTED);
+		assert_string_equal(k->sources[i].type_name, types[i]);
+	}
+	assert_string_equal(k->sources[0].query, "avg:x{ns:{{ namespace }}}");
+	cfg_free(c);
+
+	/* the query is still a template Flagger renders: checked */
 	cfg_errors e = must_fail(
 		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: dd}\n"
-		"spec:\n  provider: {type: datadog, address: 'https://api.datadoghq.com'}\n"
-		"  query: avg:x{*}\n");
-	assert_error(&e, "c.yaml:5:20: ", "spec.provider.type: provider type 'datadog' is not "
-	             "supported; use prometheus, or a web metric");
-	assert_error(&e, "c.yaml:1:1: ", "no Canary documents"); /* a template is not a canary */
-	assert_int_equal(e.n, 2);
-	cfg_errors_release(&e);
-
-	e = must_fail(METRICS "      - name: x\n        query: q\n"
-	              "        provider: {type: cloudwatch}\n        threshold: 1\n");
-	assert_error(&e, "c.yaml:15:26: ", "spec.analysis.metrics[0].provider.type: provider "
-	             "type 'cloudwatch' is not supported");
+		"spec:\n  provider: {type: datadog}\n  query: avg:x{ {{ nmae }} }\n---\n"
+		METRICS "      - {name: a, templateRef: {name: dd}, threshold: 1}\n");
+	assert_error(&e, "c.yaml:6:10: ", "spec.query: unknown variable {{ nmae }}");
 	assert_int_equal(e.n, 1);
 	cfg_errors_release(&e);
 
 	e = must_fail(METRICS "      - name: x\n        query: q\n"
 	              "        provider: {type: graphyte, address: 'http://127.0.0.1:1'}\n"
 	              "        threshold: 1\n");
-	assert_error(&e, "c.yaml:15:26: ", "provider.type: must be prometheus or web, got "
-	             "'graphyte'");
+	assert_error(&e, "c.yaml:15:26: ", "provider.type: must be prometheus or web (or one of "
+	             "Flagger's types canaryd does not read, influxdb, datadog");
+	assert_error(&e, "c.yaml:15:26: ", "got 'graphyte'");
 	cfg_errors_release(&e);
 
 	/* web is canaryd's: not in a Flagger MetricTemplate */
@@ -1093,7 +1111,8 @@ static void test_template_variables_are_checked_at_load(void **state)
 		"          url: 'http://127.0.0.1:9/{{ revison }}'\n"
 		"          headers: {X-A: '{{ x }}'}\n");
 	assert_error(&e, "c.yaml:6:10: ", "spec.query: unknown variable {{ nmae }} at character "
-	             "9; known: name, namespace, target, interval, revision");
+	             "9; known: name, namespace, target, service, ingress, route, interval, "
+	             "revision, variables.KEY, printf, print");
 	/* the canary starts at line 8, its metrics at line 20 */
 	assert_error(&e, "c.yaml:21:16: ", "spec.analysis.metrics[0].query: unclosed {{");
 	assert_error(&e, "c.yaml:29:16: ", "spec.analysis.metrics[1].provider.url: unknown "
@@ -1727,7 +1746,7 @@ int main(void)
 		cmocka_unit_test(test_flagger_canary_uses_a_template_after_it),
 		cmocka_unit_test(test_each_canary_owns_its_copy_of_a_template),
 		cmocka_unit_test(test_unknown_template_ref_names_the_templates_there_are),
-		cmocka_unit_test(test_unsupported_provider_types_are_errors),
+		cmocka_unit_test(test_flaggers_other_provider_types_are_valid_but_unsupported),
 		cmocka_unit_test(test_template_variables_are_checked_at_load),
 		cmocka_unit_test(test_query_without_a_provider_needs_an_address),
 		cmocka_unit_test(test_provider_keys_are_checked_by_type),

@@ -181,12 +181,106 @@ static void test_unknown_variable_is_named_with_its_place(void **state)
 {
 	assert_refused("up{app=\"{{ nmae }}\"}", &VARS, TMPL_PROMQL,
 	               "unknown variable {{ nmae }} at character 9; known: name, namespace, "
-	               "target, interval, revision");
+	               "target, service, ingress, route, interval, revision, variables.KEY, "
+	               "printf, print");
 	char err[256];
-	assert_int_equal(tmpl_check("x {{ variables.app }}", err, sizeof err), -1);
-	assert_non_null(strstr(err, "unknown variable {{ variables.app }} at character 3"));
 	assert_int_equal(tmpl_check("{{ Name }}", err, sizeof err), -1);
 	assert_non_null(strstr(err, "unknown variable {{ Name }}"));
+}
+
+/* Flagger's model: service, ingress and route are the target unless
+ * the canary names them (toMetricModel). */
+static void test_flagger_functions_and_their_defaults(void **state)
+{
+	tmpl_vars v = VARS;
+	assert_renders("{{ service }}|{{ ingress }}|{{ route }}", &v, TMPL_RAW,
+	               "podinfo-canary|podinfo-canary|podinfo-canary");
+	v.service = "svc";
+	v.ingress = "ing";
+	v.route = "rt";
+	assert_renders("{{ service }}|{{ ingress }}|{{ route }}", &v, TMPL_RAW, "svc|ing|rt");
+	v = VARS;
+	v.target = NULL;
+	assert_renders("[{{ target }}|{{ service }}]", &v, TMPL_RAW, "[|]");
+}
+
+static const tmpl_kv KV[] = { { "direction", "inbound" }, { "path", "a b" } };
+
+static void test_template_variables(void **state)
+{
+	tmpl_vars v = VARS;
+	v.variables = KV;
+	v.n_variables = 2;
+	assert_renders("direction=\"{{ variables.direction }}\"", &v, TMPL_PROMQL,
+	               "direction=\"inbound\"");
+	assert_renders("p={{ variables.path }}", &v, TMPL_URL, "p=a%20b");
+	/* the value is checked as any other: it cannot end the string */
+	assert_refused("{{ variables.path }}", &v, TMPL_PROMQL,
+	               "unsafe value for {{ variables.path }}: 'a b'");
+	/* Flagger's missingkey=error: never an empty string */
+	assert_refused("x {{ variables.reporter }}", &v, TMPL_RAW,
+	               "{{ variables.reporter }} at character 3: the metric's templateVariables "
+	               "has no key 'reporter'");
+	assert_refused("{{ variables }}", &v, TMPL_RAW, "name a key (variables.KEY)");
+	assert_refused("{{ name.x }}", &v, TMPL_RAW, "only variables has keys");
+	/* the syntax is right: tmpl_check does not know the metric's variables */
+	char err[256];
+	assert_int_equal(tmpl_check("x {{ variables.app }}", err, sizeof err), 0);
+}
+
+/* The query of Flagger's Skipper tutorial, and Go's pipelines. */
+static void test_printf_and_print(void **state)
+{
+	tmpl_vars v = VARS;
+	v.ingress = "podinfo-ing";
+	v.service = "podinfo-svc";
+	assert_renders("route=~\"{{ printf \"kube(ew)?_%s__%s_canary__.*__%s_canary(_[0-9]+)?\" "
+	               "namespace ingress service }}\"", &v, TMPL_PROMQL,
+	               "route=~\"kube(ew)?_test__podinfo-ing_canary__.*__podinfo-svc_canary"
+	               "(_[0-9]+)?\"");
+	assert_renders("{{ name | printf \"%s-primary\" }}", &v, TMPL_RAW, "podinfo-primary");
+	assert_renders("{{ printf \"%s/%d%%\" (printf \"%v\" target) 5 }}", &v, TMPL_RAW,
+	               "podinfo-canary/5%");
+	assert_renders("{{ print name \"-\" namespace }}|{{ print 1 2 }}", &v, TMPL_RAW,
+	               "podinfo-test|1 2");
+	assert_renders("{{ `raw\\n` }}", &v, TMPL_RAW, "raw\\n");
+	/* a value in printf is escaped as anywhere else; the format is the
+	 * template's own text */
+	v.name = "a\"b";
+	assert_refused("{{ printf \"%s\" name }}", &v, TMPL_PROMQL, "unsafe value for {{ name }}");
+	assert_renders("{{ printf \"%s\" name }}", &v, TMPL_JSON, "a\\\"b");
+	assert_refused("{{ printf \"%s %s\" name }}", &VARS, TMPL_RAW, "the format needs more");
+	assert_refused("{{ printf \"%s\" name target }}", &VARS, TMPL_RAW, "2 arguments but the "
+	               "format uses 1");
+	assert_refused("{{ printf \"%q\" name }}", &VARS, TMPL_RAW, "%q is not supported");
+	assert_refused("{{ printf \"%d\" name }}", &VARS, TMPL_RAW, "%d of a string");
+	assert_refused("{{ name \"x\" }}", &VARS, TMPL_RAW, "{{ name }} at character 1 takes no "
+	               "arguments");
+	char err[256];
+	assert_int_equal(tmpl_check("{{ printf \"%s\" }}", err, sizeof err), -1);
+	assert_non_null(strstr(err, "the format needs more"));
+}
+
+static void test_trim_markers_and_comments(void **state)
+{
+	assert_renders("a  {{- name -}}\n b{{/* why */}}c{{- /* x */ -}}  d", &VARS, TMPL_RAW,
+	               "apodinfobcd");
+	/* "{{-3}}" is the number -3, not a trim marker */
+	assert_renders("a {{-3}}", &VARS, TMPL_RAW, "a -3");
+	assert_refused("{{/* open }}", &VARS, TMPL_RAW, "unclosed comment");
+	/* "}}" inside a string does not end the action */
+	assert_renders("{{ printf \"}}%s\" name }}", &VARS, TMPL_RAW, "}}podinfo");
+}
+
+static void test_go_actions_and_data_are_refused_by_name(void **state)
+{
+	assert_refused("{{ if name }}x{{ end }}", &VARS, TMPL_RAW,
+	               "{{ if }} at character 1 is not supported in a metric query");
+	assert_refused("{{ .Name }}", &VARS, TMPL_RAW, "Flagger passes no data to a template");
+	assert_refused("{{ $x }}", &VARS, TMPL_RAW, "Flagger passes no data to a template");
+	assert_refused("{{ printf \"%s\" (name }}", &VARS, TMPL_RAW, "unclosed '('");
+	assert_refused("{{ \"abc }}", &VARS, TMPL_RAW, "unclosed {{");
+	assert_refused("{{ name | }}", &VARS, TMPL_RAW, "empty {{ }}");
 }
 
 static void test_empty_braces_are_an_error(void **state)
@@ -238,6 +332,11 @@ int main(void)
 		cmocka_unit_test(test_adjacent_variables),
 		cmocka_unit_test(test_rendering_appends_to_the_buffer),
 		cmocka_unit_test(test_unknown_variable_is_named_with_its_place),
+		cmocka_unit_test(test_flagger_functions_and_their_defaults),
+		cmocka_unit_test(test_template_variables),
+		cmocka_unit_test(test_printf_and_print),
+		cmocka_unit_test(test_trim_markers_and_comments),
+		cmocka_unit_test(test_go_actions_and_data_are_refused_by_name),
 		cmocka_unit_test(test_empty_braces_are_an_error),
 		cmocka_unit_test(test_unclosed_braces_are_an_error),
 		cmocka_unit_test(test_check_accepts_every_known_variable),
