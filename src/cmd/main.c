@@ -15,6 +15,7 @@
 #include "controller.h"
 #include "log.h"
 #include "resolve.h"
+#include "router_k8s.h"
 #include "store.h"
 #include "util.h"
 
@@ -23,6 +24,7 @@
 static const char usage[] =
 	"usage: canaryd -c FILE [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
 	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
+	"               [--kubeconfig F]\n"
 	"               [--admin-host NAME]... [--admin-max-connections N]\n"
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
 	"       canaryd --check -c FILE\n"
@@ -46,6 +48,8 @@ static const char usage[] =
 	"      --token-file F     require 'Authorization: Bearer TOKEN' on mutating API calls;\n"
 	"                         one token a line, 'NAME TOKEN' or 'TOKEN'\n"
 	"      --drain-timeout D  on SIGTERM, how long requests in flight may take (default 10s)\n"
+	"      --kubeconfig F     the Kubernetes API of the istio, gatewayapi and smi routers\n"
+	"                         (default: the pod's service account when in a cluster)\n"
 	"      --check            validate the configuration, print every error, exit 0 or 2\n"
 	"\n"
 	"signals: SIGHUP reloads the configuration, SIGTERM drains and exits 0\n";
@@ -350,6 +354,7 @@ int main(int argc, char **argv)
 	const char *config = NULL, *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
 	const char *drain = "10s";
+	const char *kubeconfig = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
 	const char *max_conns = NULL;
 	const char *admin_hosts[16];
@@ -363,6 +368,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "kubeconfig", required_argument, NULL, 'K' },
 		{ "admin-host", required_argument, NULL, 'H' },
 		{ "admin-max-connections", required_argument, NULL, 'M' },
 		{ "admin-head-timeout", required_argument, NULL, '1' },
@@ -383,6 +389,7 @@ int main(int argc, char **argv)
 		case 'l': level_arg = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'D': drain = optarg; break;
+		case 'K': kubeconfig = optarg; break;
 		case 'H':
 			if (n_admin_hosts == sizeof admin_hosts / sizeof admin_hosts[0]) {
 				fprintf(stderr, "canaryd: at most %zu --admin-host names\n", n_admin_hosts);
@@ -483,6 +490,7 @@ int main(int argc, char **argv)
 	d.config_path = config;
 	d.drain_timeout_ms = drain_ms;
 	d.loop = uv_default_loop();
+	router_k8s_kubeconfig(kubeconfig);
 	if (store_open(data_dir, &d.db, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		cfg_free(conf);

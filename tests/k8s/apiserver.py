@@ -616,6 +616,12 @@ class Handler(BaseHTTPRequestHandler):
             self.fake.log.append(entry)
         try:
             body = self.read_body() if method in ("POST", "PUT", "PATCH") else b""
+            if body:
+                # what was written, for tests that follow a sequence of writes
+                try:
+                    entry["body"] = json.loads(body)
+                except ValueError:
+                    entry["body"] = body[:4096].decode("utf-8", "replace")
             fault = self.fake.take_fault(method, url.path, query)
             if fault and self.apply_fault(fault, url.path, query):
                 return
@@ -1558,6 +1564,43 @@ class Control(BaseHTTPRequestHandler):
                 new["metadata"]["managedFields"] = st.managed_fields(key)
                 st.objects[key] = new
                 st.emit("MODIFIED" if old else "ADDED", key, new)
+                return {"object": new}
+        elif op == "rollout":
+            # the Deployment controller, driven by the test: {"ns", "name",
+            # "available": N (default spec.replicas), "deadline": bool}
+            # writes the status a real controller would once N replicas of
+            # the current generation are available (or its progress
+            # deadline passed), observing the current generation
+            key = ("apps", "deployments", cmd["ns"], cmd["name"])
+            with st.lock:
+                old = st.objects.get(key)
+                if old is None:
+                    raise ValueError("no deployment %s/%s" % (cmd["ns"], cmd["name"]))
+                new = copy.deepcopy(old)
+                want = (new.get("spec") or {}).get("replicas", 1)
+                avail = min(int(cmd.get("available", want)), want)
+                gen = new["metadata"].get("generation", 1)
+                ok = avail >= want and not cmd.get("deadline")
+                prog = {"type": "Progressing", "status": "False" if cmd.get("deadline") else "True",
+                        "reason": "ProgressDeadlineExceeded" if cmd.get("deadline") else
+                        ("NewReplicaSetAvailable" if ok else "ReplicaSetUpdated"),
+                        "message": "ReplicaSet has timed out progressing." if cmd.get("deadline")
+                        else "ReplicaSet is progressing."}
+                new["status"] = {
+                    "observedGeneration": gen, "replicas": want, "updatedReplicas": want,
+                    "readyReplicas": avail, "availableReplicas": avail,
+                    "unavailableReplicas": want - avail,
+                    "conditions": [
+                        {"type": "Available", "status": "True" if ok else "False",
+                         "reason": "MinimumReplicasAvailable" if ok else
+                         "MinimumReplicasUnavailable",
+                         "message": "Deployment has %d of %d replicas available." %
+                         (avail, want)}, prog]}
+                new["metadata"]["resourceVersion"] = str(st.bump())
+                st.record_update(key, old, new, "deployment-controller", "apps/v1", "status")
+                new["metadata"]["managedFields"] = st.managed_fields(key)
+                st.objects[key] = new
+                st.emit("MODIFIED", key, new)
                 return {"object": new}
         elif op == "rv":
             with st.lock:
