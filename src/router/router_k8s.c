@@ -31,6 +31,7 @@
  * when the last closes. */
 #include "router_k8s.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,12 +111,16 @@ static void client_put(void)
 
 /* ---- the router ---- */
 
-/* A split waiting to be written, or replaced by a newer one. */
-typedef struct waiting {
+/* A split: what the controller asked (the members are not kept: the
+ * Services select the pods). */
+typedef struct ksplit {
 	uint64_t generation;
+	int weight;
+	bool watch_ready;
+	char stable_rev[ENG_REV_LEN], canary_rev[ENG_REV_LEN];
 	router_done_fn done;
 	void *arg;
-} waiting;
+} ksplit;
 
 /* One object a split writes, as the API last answered for it. */
 typedef struct kobj {
@@ -127,6 +132,16 @@ typedef struct kobj {
 	json_int_t generation;
 } kobj;
 
+/* What a step of a split does with its object (see start_split). */
+typedef enum {
+	STEP_CREATE = 0,  /* create when missing, else leave it as it is */
+	STEP_PRIMARY,     /* the primary Deployment, created from the target */
+	STEP_PROMOTE,     /* the target's pod template into the primary */
+	STEP_WAIT,        /* until the primary runs the stable revision, available */
+	STEP_ROUTE,       /* Flagger's write: the desired spec when it differs */
+	STEP_SCALE,       /* the target's replicas */
+} step_kind;
+
 struct kroute {
 	router base;
 	uv_loop_t *loop;
@@ -134,59 +149,85 @@ struct kroute {
 	json_t *doc;                  /* its document (cfg_canary.raw, a reference) */
 	char *provider;               /* cc->router */
 	render_target target;
+	uint64_t deadline_ms;         /* progressDeadlineSeconds */
 	k8s *k;
 	router_events ev;             /* cleared by retire */
-	bool retired, closed;
+	bool retired, closed, timer_closed;
 	int ops;                      /* k8s operations in flight (each holds <kr>) */
 	kroute *next_zombie;
+	uv_timer_t timer;             /* bounds STEP_WAIT */
 
-	/* the split being written */
+	/* the split being written, step by step */
 	bool busy;
-	uint64_t gen;
-	int weight;
-	router_done_fn done;
-	void *done_arg;
-	json_t *objects;              /* rendered, in creation order */
-	size_t at;                    /* the one being written */
-	json_t *writing;              /* objects[at] */
+	ksplit cur;
+	json_t *steps;                /* [{"step": KIND, "object": {...}}] */
+	size_t at;
+	const json_t *writing;        /* steps[at].object */
+	char run_rev[ENG_REV_LEN];    /* the revision the primary must run */
+	int route_weight;             /* the canary's weight in the routes */
+	char services_for[ENG_REV_LEN]; /* the rollout the Services were checked for */
+	bool failed;                  /* the last split failed: check everything */
+	json_t *audits;               /* messages of the writes, sent at the end */
+	step_kind kind;               /* steps[at].step */
 	bool discovered;              /* the route's API group is served */
 	/* the splits that arrived meanwhile: the last is written next, the
 	 * others are answered with its outcome */
-	waiting wait[MAX_WAITING];
+	ksplit wait[MAX_WAITING];
 	size_t n_wait;
-	router_split next;            /* the last one's split (no members) */
-	char next_stable[ENG_REV_LEN], next_canary[ENG_REV_LEN];
 
 	/* what status shows */
 	kobj *objs;
 	size_t n_objs;
-	char last_err[512];
 
-	/* readiness */
-	bool watch_ready;
-	char target_name[254];        /* spec.targetRef.name, "" when none */
+	/* the workload (spec.targetRef) and its primary, as watched */
+	char target_name[254];        /* "" when the document names none */
+	char primary_name[262];       /* <target>-primary */
 	char ns[64];                  /* metadata.namespace, "" for the client's */
-	k8s_watch *w_deploy, *w_route;
+	k8s_watch *w_deploy, *w_primary, *w_route;
+	json_t *target_obj, *primary_obj;
+	char target_rev[ENG_REV_LEN]; /* the hash of the target's pod template */
+	char reported_rev[ENG_REV_LEN];
+	bool watch_ready;             /* of the split in force */
 	int deploy_ok, route_ok;      /* 1 ready, 0 not yet, -1 failed */
 	char deploy_why[512], route_why[512];
+	char route_name[254];         /* the apex */
 };
 
 static void kr_free(kroute *kr)
 {
 	json_decref(kr->doc);
-	json_decref(kr->objects);
+	json_decref(kr->steps);
+	json_decref(kr->audits);
+	json_decref(kr->target_obj);
+	json_decref(kr->primary_obj);
 	free(kr->objs);
 	free(kr->provider);
 	free(kr->name);
 	free(kr);
 }
 
+/* Frees a closed router once nothing refers to it: no operation in flight,
+ * its timer closed. */
+static void maybe_free(kroute *kr)
+{
+	if (!kr->closed || !kr->timer_closed || kr->ops > 0)
+		return;
+	for (kroute **p = &zombies; *p; p = &(*p)->next_zombie)
+		if (*p == kr) {
+			*p = kr->next_zombie;
+			break;
+		}
+	kr_free(kr);
+}
+
 static void zombies_free(void)
 {
-	while (zombies) {
-		kroute *kr = zombies;
-		zombies = kr->next_zombie;
-		kr_free(kr);
+	/* the client is gone with every operation: none will answer */
+	kroute *kr = zombies, *next;
+	for (; kr; kr = next) {
+		next = kr->next_zombie;
+		kr->ops = 0;
+		maybe_free(kr);
 	}
 }
 
@@ -211,7 +252,7 @@ const router_ops *router_k8s_find(const char *provider)
 	return ops_of(t.router);
 }
 
-/* The plural resource name of an object's kind (the ones render.h writes). */
+/* The plural resource name of an object's kind (the ones written here). */
 static const char *resource_of(const char *kind)
 {
 	static const char *const map[][2] = {
@@ -238,10 +279,10 @@ static void split_api(const char *api, char *group, size_t gl, char *version, si
 	}
 }
 
-/* Renders the objects of <cc>'s document for weight <w>, or returns NULL
- * with every error in <err>. <cookie> is the session-affinity value. */
+/* Renders the route objects of <doc> for weight <w>, or returns NULL with
+ * every error in <err>. <cookie> is the session-affinity value. */
 static json_t *render_for(const json_t *doc, const char *provider, int w, const char *cookie,
-                          char *err, size_t errlen, json_t **notes)
+                          char *err, size_t errlen)
 {
 	render_opts o = { .provider = provider,
 	                  .split = { .weight = w, .cookie = cookie, .primary_cookie = cookie } };
@@ -257,10 +298,27 @@ static json_t *render_for(const json_t *doc, const char *provider, int w, const 
 			n += (size_t)snprintf(err + (n < errlen ? n : errlen), n < errlen ? errlen - n : 0,
 			                      "%s%s", i ? "; " : "", json_string_value(e));
 	}
-	if (notes)
-		*notes = json_incref(r.notes);
 	render_result_release(&r);
 	return objs;
+}
+
+/* The apex: the name of the route object (the last one rendered). */
+static void apex_of(const json_t *doc, const char *provider, char *out, size_t outlen)
+{
+	char why[512];
+	json_t *objs = render_for(doc, provider, 0, "aaaaaaaaaa", why, sizeof why);
+	const json_t *last = json_array_get(objs, json_array_size(objs) - 1);
+	const char *n = json_string_value(json_object_get(json_object_get(last, "metadata"),
+	                                                  "name"));
+	snprintf(out, outlen, "%s", n ? n : "");
+	json_decref(objs);
+}
+
+static uint64_t fnv(uint64_t h, const char *p)
+{
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
 }
 
 /* Session affinity needs a cookie value while the canary has weight
@@ -270,12 +328,8 @@ static json_t *render_for(const json_t *doc, const char *provider, int w, const 
  * value. */
 static void cookie_of(const char *name, const char *rev, char out[11])
 {
-	uint64_t h = 1469598103934665603ULL;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
-	h = (h ^ 0xff) * 1099511628211ULL;
-	for (const char *p = rev ? rev : ""; *p; p++)
-		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	uint64_t h = fnv(fnv(1469598103934665603ULL, name), "/");
+	h = fnv(h, rev ? rev : "");
 	for (int i = 0; i < 10; i++) {
 		out[i] = (char)('a' + h % 26);
 		h = h / 26 ^ (h << 7);
@@ -283,10 +337,34 @@ static void cookie_of(const char *name, const char *rev, char out[11])
 	out[10] = '\0';
 }
 
+/* The revision of a Deployment's pod template: a hash of its canonical
+ * JSON (keys sorted), as kubectl's pod-template-hash names a ReplicaSet.
+ * "" when the object has no template. */
+static void template_rev(const json_t *deploy, char *out, size_t outlen)
+{
+	const json_t *t = json_object_get(json_object_get(deploy, "spec"), "template");
+	out[0] = '\0';
+	if (!json_is_object(t))
+		return;
+	char *text = json_dumps(t, JSON_SORT_KEYS | JSON_COMPACT);
+	if (!text)
+		return;
+	snprintf(out, outlen, "%016llx", (unsigned long long)fnv(1469598103934665603ULL, text));
+	free(text);
+}
+
+#define REV_ANNOTATION "canaryd.io/revision"
+
+static const char *rev_annotation(const json_t *deploy)
+{
+	return json_string_value(json_object_get(json_object_get(json_object_get(deploy,
+	                         "metadata"), "annotations"), REV_ANNOTATION));
+}
+
 static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 {
 	char why[2048];
-	json_t *objs = render_for(cc->raw, cc->router, 0, "aaaaaaaaaa", why, sizeof why, NULL);
+	json_t *objs = render_for(cc->raw, cc->router, 0, "aaaaaaaaaa", why, sizeof why);
 	if (!objs) {
 		snprintf(err, errlen, "canary '%s': router '%s' cannot render its objects: %s",
 		         cc->name, cc->router, why);
@@ -296,7 +374,37 @@ static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 	return 0;
 }
 
-/* ---- readiness ---- */
+static void audit(kroute *kr, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void audit(kroute *kr, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	log_msg(LOG_INFO, kr->name, "router '%s': %s", kr->base.ops->name, msg);
+	if (!kr->audits)
+		kr->audits = json_array();
+	json_array_append_new(kr->audits, json_string(msg));
+}
+
+/* Sends the audit events of the writes made: once a split is answered,
+ * since the controller re-applies after recording one (a split that then
+ * writes nothing). */
+static void audits_flush(kroute *kr)
+{
+	json_t *a = kr->audits;
+	kr->audits = NULL;
+	size_t i;
+	json_t *m;
+	json_array_foreach(a, i, m)
+		if (!kr->retired && kr->ev.audit)
+			kr->ev.audit(kr->ev.arg, "router-write", json_string_value(m));
+	json_decref(a);
+}
+
+/* ---- watches: readiness and revisions ---- */
 
 static void report_ready(kroute *kr)
 {
@@ -307,8 +415,8 @@ static void report_ready(kroute *kr)
 	kr->ev.ready(kr->ev.arg, ok);
 }
 
-/* The state of the one object a watch of <name> knows from <ev>: the
- * object, or NULL when it is gone or not there. */
+/* The one object a watch of <name> knows after <ev>: the object, or NULL
+ * when it is gone or not there. */
 static const json_t *watched(const k8s_event *ev, const char *name)
 {
 	if (ev->type == K8S_EV_DELETED)
@@ -327,22 +435,45 @@ static const json_t *watched(const k8s_event *ev, const char *name)
 	return NULL;
 }
 
+static void step_wait_check(kroute *kr);
+
 static void on_deploy(void *arg, const k8s_event *ev)
 {
 	kroute *kr = arg;
 	if (ev->type == K8S_EV_BOOKMARK || ev->type == K8S_EV_ERROR)
 		return; /* the watch goes on: what is known stays true */
 	const json_t *d = watched(ev, kr->target_name);
+	json_decref(kr->target_obj);
+	kr->target_obj = d ? json_deep_copy(d) : NULL;
 	if (!d) {
 		kr->deploy_ok = 0;
+		kr->target_rev[0] = '\0';
 		snprintf(kr->deploy_why, sizeof kr->deploy_why, "Deployment '%s' does not exist",
 		         kr->target_name);
 	} else {
 		kr->deploy_ok = k8s_deployment_ready(d, kr->deploy_why, sizeof kr->deploy_why);
 		if (kr->deploy_ok == 1)
 			kr->deploy_why[0] = '\0';
+		template_rev(d, kr->target_rev, sizeof kr->target_rev);
 	}
 	report_ready(kr);
+	/* a new pod template is a new revision: the controller decides */
+	if (kr->target_rev[0] && strcmp(kr->target_rev, kr->reported_rev) != 0 && !kr->retired) {
+		snprintf(kr->reported_rev, sizeof kr->reported_rev, "%s", kr->target_rev);
+		if (kr->ev.revision)
+			kr->ev.revision(kr->ev.arg, kr->target_rev);
+	}
+}
+
+static void on_primary(void *arg, const k8s_event *ev)
+{
+	kroute *kr = arg;
+	if (ev->type == K8S_EV_BOOKMARK || ev->type == K8S_EV_ERROR)
+		return;
+	const json_t *d = watched(ev, kr->primary_name);
+	json_decref(kr->primary_obj);
+	kr->primary_obj = d ? json_deep_copy(d) : NULL;
+	step_wait_check(kr);
 }
 
 static void on_route(void *arg, const k8s_event *ev)
@@ -350,11 +481,11 @@ static void on_route(void *arg, const k8s_event *ev)
 	kroute *kr = arg;
 	if (ev->type == K8S_EV_BOOKMARK || ev->type == K8S_EV_ERROR)
 		return;
-	const char *apex = kr->n_objs ? kr->objs[kr->n_objs - 1].name : kr->name;
-	const json_t *o = watched(ev, apex);
+	const json_t *o = watched(ev, kr->route_name);
 	if (!o) {
 		kr->route_ok = 0;
-		snprintf(kr->route_why, sizeof kr->route_why, "HTTPRoute '%s' does not exist", apex);
+		snprintf(kr->route_why, sizeof kr->route_why, "HTTPRoute '%s' does not exist",
+		         kr->route_name);
 	} else {
 		kr->route_ok = k8s_httproute_ready(o, kr->route_why, sizeof kr->route_why);
 		if (kr->route_ok == 1)
@@ -365,62 +496,137 @@ static void on_route(void *arg, const k8s_event *ev)
 
 static void watches_stop(kroute *kr)
 {
-	if (kr->w_deploy)
-		k8s_watch_stop(kr->w_deploy);
-	if (kr->w_route)
-		k8s_watch_stop(kr->w_route);
-	kr->w_deploy = kr->w_route = NULL;
+	k8s_watch *w[] = { kr->w_deploy, kr->w_primary, kr->w_route };
+	for (size_t i = 0; i < 3; i++)
+		if (w[i])
+			k8s_watch_stop(w[i]);
+	kr->w_deploy = kr->w_primary = kr->w_route = NULL;
 }
 
-/* Reads the names readiness watches from the document, and starts the
- * watches. The route's name is the apex, the last object rendered. */
-static void watches_start(kroute *kr, const char *apex)
+/* Reads from the document what the watches follow, and starts them. */
+static void watches_start(kroute *kr)
 {
 	const json_t *spec = json_object_get(kr->doc, "spec");
 	const char *t = json_string_value(json_object_get(json_object_get(spec, "targetRef"), "name"));
 	const char *ns = json_string_value(json_object_get(json_object_get(kr->doc, "metadata"),
 	                                                   "namespace"));
 	snprintf(kr->target_name, sizeof kr->target_name, "%s", t ? t : "");
+	snprintf(kr->primary_name, sizeof kr->primary_name, "%s-primary", t ? t : "");
 	snprintf(kr->ns, sizeof kr->ns, "%s", ns ? ns : "");
+	apex_of(kr->doc, kr->provider, kr->route_name, sizeof kr->route_name);
 	kr->deploy_ok = kr->route_ok = 0;
 	char err[512];
+	const char *nsp = kr->ns[0] ? kr->ns : NULL;
 	if (kr->target_name[0]) {
-		k8s_ref ref = { "apps", "v1", "deployments", kr->ns[0] ? kr->ns : NULL, kr->target_name };
+		k8s_ref ref = { "apps", "v1", "deployments", nsp, kr->target_name };
 		kr->w_deploy = k8s_watch_start(kr->k, &ref, NULL, on_deploy, kr, err, sizeof err);
 		if (!kr->w_deploy)
-			log_msg(LOG_ERROR, kr->name, "cannot watch the canary's Deployment: %s", err);
+			log_msg(LOG_ERROR, kr->name, "cannot watch the target Deployment: %s", err);
+		ref.name = kr->primary_name;
+		kr->w_primary = k8s_watch_start(kr->k, &ref, NULL, on_primary, kr, err, sizeof err);
+		if (!kr->w_primary)
+			log_msg(LOG_ERROR, kr->name, "cannot watch the primary Deployment: %s", err);
 	}
-	if (kr->target.router == RENDER_GATEWAYAPI && apex) {
+	if (kr->target.router == RENDER_GATEWAYAPI && kr->route_name[0]) {
 		char group[128], version[64];
 		split_api(kr->target.api_version, group, sizeof group, version, sizeof version);
-		k8s_ref ref = { group, version, "httproutes", kr->ns[0] ? kr->ns : NULL, apex };
+		k8s_ref ref = { group, version, "httproutes", nsp, kr->route_name };
 		kr->w_route = k8s_watch_start(kr->k, &ref, NULL, on_route, kr, err, sizeof err);
 		if (!kr->w_route)
 			log_msg(LOG_ERROR, kr->name, "cannot watch the HTTPRoute: %s", err);
 	}
 }
 
+/* ---- the workloads (Flagger's kubernetes_default.go and deployment
+ * controller, as far as canaryd drives them) ---- */
+
+/* The selector label key of the target: the first of app, name,
+ * app.kubernetes.io/name it has, as Flagger picks it. */
+static const char *label_key(const json_t *deploy)
+{
+	static const char *const keys[] = { "app", "name", "app.kubernetes.io/name" };
+	const json_t *ml = json_object_get(json_object_get(json_object_get(deploy, "spec"),
+	                                                   "selector"), "matchLabels");
+	for (size_t i = 0; i < 3; i++)
+		if (json_is_string(json_object_get(ml, keys[i])))
+			return keys[i];
+	return NULL;
+}
+
+/* The target's pod template, relabelled for the primary. */
+static json_t *primary_template(const json_t *target, const char *key, const char *primary)
+{
+	json_t *t = json_deep_copy(json_object_get(json_object_get(target, "spec"), "template"));
+	json_t *m = json_object_get(t, "metadata");
+	if (!json_is_object(m)) {
+		m = json_object();
+		json_object_set_new(t, "metadata", m);
+	}
+	json_t *l = json_object_get(m, "labels");
+	if (!json_is_object(l)) {
+		l = json_object();
+		json_object_set_new(m, "labels", l);
+	}
+	json_object_set_new(l, key, json_string(primary));
+	return t;
+}
+
+/* The three ClusterIP Services Flagger makes: <apex> and <apex>-primary
+ * select the primary's pods, <apex>-canary the target's. */
+static void add_services(kroute *kr, json_t *steps, const char *key)
+{
+	const json_t *svc = json_object_get(json_object_get(kr->doc, "spec"), "service");
+	json_int_t port = json_integer_value(json_object_get(svc, "port"));
+	const json_t *tp = json_object_get(svc, "targetPort");
+	const char *pname = json_string_value(json_object_get(svc, "portName"));
+	const char *proto = json_string_value(json_object_get(svc, "appProtocol"));
+	const char *names[3][2] = { { "", "primary" }, { "-primary", "primary" },
+	                            { "-canary", "target" } };
+	for (int i = 0; i < 3; i++) {
+		char name[300];
+		snprintf(name, sizeof name, "%s%s", kr->route_name, names[i][0]);
+		json_t *p = json_pack("{s:s,s:s,s:I}", "name", pname ? pname : "http",
+		                      "protocol", "TCP", "port", port);
+		json_object_set_new(p, "targetPort", json_is_integer(tp) || json_is_string(tp) ?
+		                    json_deep_copy(tp) : json_integer(port));
+		if (proto)
+			json_object_set_new(p, "appProtocol", json_string(proto));
+		json_t *o = json_pack("{s:s,s:s,s:{s:s},s:{s:s,s:{s:s},s:[o]}}",
+		                      "apiVersion", "v1", "kind", "Service",
+		                      "metadata", "name", name,
+		                      "spec", "type", "ClusterIP", "selector", key,
+		                      names[i][1][0] == 'p' ? kr->primary_name : kr->target_name,
+		                      "ports", p);
+		if (kr->ns[0])
+			json_object_set_new(json_object_get(o, "metadata"), "namespace",
+			                    json_string(kr->ns));
+		json_array_append_new(steps, json_pack("{s:i,s:o}", "step", STEP_CREATE, "object", o));
+	}
+}
+
+/* A step on a Deployment (the target or the primary): <o> names it. */
+static json_t *deploy_ref(kroute *kr, const char *name)
+{
+	json_t *o = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "apps/v1", "kind", "Deployment",
+	                      "metadata", "name", name);
+	if (kr->ns[0])
+		json_object_set_new(json_object_get(o, "metadata"), "namespace", json_string(kr->ns));
+	return o;
+}
+
 /* ---- applying a split ---- */
 
-static void write_next(kroute *kr);
+static void next_step(kroute *kr);
 static void start_split(kroute *kr);
 
 /* An operation's answer came: returns whether <kr> still wants it (else it
- * was closed meanwhile and is freed once nothing is in flight). */
+ * was closed meanwhile, and is freed once nothing refers to it). */
 static bool op_back(kroute *kr)
 {
 	kr->ops--;
 	if (!kr->closed)
 		return true;
-	if (kr->ops == 0) {
-		/* unlink from the zombies and free */
-		for (kroute **p = &zombies; *p; p = &(*p)->next_zombie)
-			if (*p == kr) {
-				*p = kr->next_zombie;
-				break;
-			}
-		kr_free(kr);
-	}
+	maybe_free(kr);
 	return false;
 }
 
@@ -428,34 +634,31 @@ static bool op_back(kroute *kr)
  * then the splits it replaced, then the next one starts. */
 static void split_end(kroute *kr, int status, const char *err)
 {
-	json_decref(kr->objects);
-	kr->objects = NULL;
+	json_decref(kr->steps);
+	kr->steps = NULL;
 	kr->writing = NULL;
 	kr->busy = false;
-	if (status < 0)
-		snprintf(kr->last_err, sizeof kr->last_err, "%s", err ? err : "failed");
-	else
-		kr->last_err[0] = '\0';
-	if (!kr->retired && kr->done)
-		kr->done(kr->done_arg, kr->gen, status, err);
-	kr->done = NULL;
-	if (kr->n_wait == 0 || kr->retired)
+	uv_timer_stop(&kr->timer);
+	ksplit done = kr->cur;
+	kr->failed = status < 0;
+	if (!kr->retired && done.done)
+		done.done(done.arg, done.generation, status, err);
+	if (kr->n_wait == 0 || kr->retired) {
+		audits_flush(kr);
 		return;
+	}
 	/* all but the last waiting split were replaced: they get this outcome,
 	 * after the answer above (which the controller keeps) */
-	waiting last = kr->wait[kr->n_wait - 1];
 	for (size_t i = 0; i + 1 < kr->n_wait; i++)
 		if (!kr->retired && kr->wait[i].done)
 			kr->wait[i].done(kr->wait[i].arg, kr->wait[i].generation, status, err);
+	kr->cur = kr->wait[kr->n_wait - 1];
 	kr->n_wait = 0;
-	kr->gen = last.generation;
-	kr->done = last.done;
-	kr->done_arg = last.arg;
-	kr->weight = kr->next.weight;
 	start_split(kr);
+	audits_flush(kr);
 }
 
-/* Remembers what the API answered for the object just written. */
+/* Remembers what the API answered for an object. */
 static void note_object(kroute *kr, const json_t *obj)
 {
 	const json_t *m = json_object_get(obj, "metadata");
@@ -483,16 +686,32 @@ static void note_object(kroute *kr, const json_t *obj)
 	o->generation = json_integer_value(json_object_get(m, "generation"));
 }
 
-/* Flagger's write decision: nothing when the live object already holds
- * the desired spec, labels and annotations (compared ignoring what the API
- * fills in); else the live object with the desired spec and its metadata
- * laid over (k8s_upsert sets the resourceVersion it fetched). */
-static int mutate(void *arg, const json_t *live, json_t **out, char *err, size_t errlen)
+/* The live object less what the API owns, to be written back changed. */
+static json_t *writable(const json_t *live)
 {
-	kroute *kr = arg;
-	const json_t *want = kr->writing;
-	(void)err;
-	(void)errlen;
+	json_t *o = json_deep_copy(live);
+	json_object_del(o, "status");
+	json_object_del(json_object_get(o, "metadata"), "managedFields");
+	return o;
+}
+
+static void set_annotation(json_t *o, const char *key, const char *value)
+{
+	json_t *m = json_object_get(o, "metadata");
+	json_t *a = json_object_get(m, "annotations");
+	if (!json_is_object(a)) {
+		a = json_object();
+		json_object_set_new(m, "annotations", a);
+	}
+	json_object_set_new(a, key, json_string(value));
+}
+
+/* Flagger's route write: nothing when the live object already holds the
+ * desired spec, labels and annotations (compared ignoring what the API
+ * fills in); else the live object with the desired spec and metadata laid
+ * over (k8s_upsert sets the resourceVersion it fetched). */
+static int mutate_route(const json_t *want, const json_t *live, json_t **out)
+{
 	if (!live) {
 		*out = json_deep_copy(want);
 		return 1;
@@ -503,10 +722,8 @@ static int mutate(void *arg, const json_t *live, json_t **out, char *err, size_t
 	    k8s_json_subset(json_object_get(wm, "labels"), json_object_get(lm, "labels")) &&
 	    k8s_json_subset(json_object_get(wm, "annotations"), json_object_get(lm, "annotations")))
 		return 0;
-	json_t *o = json_deep_copy(live);
-	json_object_del(o, "status");
+	json_t *o = writable(live);
 	json_t *om = json_object_get(o, "metadata");
-	json_object_del(om, "managedFields");
 	const char *keys[] = { "labels", "annotations" };
 	for (int i = 0; i < 2; i++) {
 		const json_t *w = json_object_get(wm, keys[i]);
@@ -524,6 +741,112 @@ static int mutate(void *arg, const json_t *live, json_t **out, char *err, size_t
 	return 1;
 }
 
+static int mutate(void *arg, const json_t *live, json_t **out, char *err, size_t errlen)
+{
+	kroute *kr = arg;
+	const json_t *t = kr->target_obj;
+	const char *key = t ? label_key(t) : NULL;
+	switch (kr->kind) {
+	case STEP_ROUTE:
+		return mutate_route(kr->writing, live, out);
+	case STEP_CREATE:
+		if (live)
+			return 0;
+		*out = json_deep_copy(kr->writing);
+		return 1;
+	case STEP_PRIMARY: {
+		if (live)
+			return 0;
+		if (!t || !key) {
+			snprintf(err, errlen, "the target Deployment '%s' %s", kr->target_name, !t ?
+			         "is not known yet (no such Deployment, or its watch has not listed it)" :
+			         "has no app, name or app.kubernetes.io/name label in its selector");
+			return -1;
+		}
+		json_t *o = writable(t);
+		json_t *m = json_object_get(o, "metadata");
+		json_t *nm = json_pack("{s:s}", "name", kr->primary_name);
+		if (json_object_get(m, "namespace"))
+			json_object_set(nm, "namespace", json_object_get(m, "namespace"));
+		json_object_set_new(o, "metadata", nm);
+		/* a list's items have no kind: the object written says it */
+		json_object_set_new(o, "apiVersion", json_string("apps/v1"));
+		json_object_set_new(o, "kind", json_string("Deployment"));
+		char rev[ENG_REV_LEN];
+		template_rev(t, rev, sizeof rev);
+		set_annotation(o, REV_ANNOTATION, rev);
+		json_t *spec = json_object_get(o, "spec");
+		json_t *ml = json_object_get(json_object_get(spec, "selector"), "matchLabels");
+		json_object_set_new(ml, key, json_string(kr->primary_name));
+		json_object_set_new(spec, "template", primary_template(t, key, kr->primary_name));
+		json_int_t n = json_integer_value(json_object_get(spec, "replicas"));
+		if (n < 1)
+			json_object_set_new(spec, "replicas", json_integer(1));
+		*out = o;
+		return 1;
+	}
+	case STEP_PROMOTE: {
+		const char *want = json_string_value(json_object_get(json_object_get(kr->writing,
+		                                     "metadata"), "revision"));
+		const char *have = rev_annotation(live);
+		if (!live) {
+			snprintf(err, errlen, "the primary Deployment '%s' does not exist",
+			         kr->primary_name);
+			return -1;
+		}
+		if (have && !strcmp(have, want))
+			return 0;
+		if (!t || !key || strcmp(kr->target_rev, want) != 0) {
+			/* the analysed template is gone: promoting another would route
+			 * everything to a template nobody analysed */
+			snprintf(err, errlen, "cannot promote revision %s: the target Deployment '%s' "
+			         "now runs revision %s", want, kr->target_name,
+			         kr->target_rev[0] ? kr->target_rev : "(unknown)");
+			return -1;
+		}
+		json_t *o = writable(live);
+		set_annotation(o, REV_ANNOTATION, want);
+		json_object_set_new(json_object_get(o, "spec"), "template",
+		                    primary_template(t, key, kr->primary_name));
+		*out = o;
+		return 1;
+	}
+	case STEP_SCALE: {
+		json_int_t want = json_integer_value(json_object_get(json_object_get(kr->writing,
+		                                     "spec"), "replicas"));
+		if (!live) {
+			snprintf(err, errlen, "the target Deployment '%s' does not exist", kr->target_name);
+			return -1;
+		}
+		const json_t *r = json_object_get(json_object_get(live, "spec"), "replicas");
+		json_int_t have = r ? json_integer_value(r) : 1;
+		if (want < 0) /* scale up: to the primary's replicas, when at zero */
+			want = have > 0 ? have : -want;
+		if (have == want)
+			return 0;
+		json_t *o = writable(live);
+		json_object_set_new(json_object_get(o, "spec"), "replicas", json_integer(want));
+		*out = o;
+		return 1;
+	}
+	case STEP_WAIT:
+		break;
+	}
+	snprintf(err, errlen, "nothing to write");
+	return -1;
+}
+
+static const char *step_what(step_kind k)
+{
+	switch (k) {
+	case STEP_CREATE: return "created";
+	case STEP_PRIMARY: return "created the primary";
+	case STEP_PROMOTE: return "promoted: copied the target's pod template into";
+	case STEP_SCALE: return "scaled";
+	default: return "wrote";
+	}
+}
+
 static void on_written(void *arg, const k8s_result *res)
 {
 	kroute *kr = arg;
@@ -534,23 +857,78 @@ static void on_written(void *arg, const k8s_result *res)
 		return;
 	}
 	note_object(kr, res->object);
-	if (res->written)
-		log_msg(LOG_INFO, kr->name, "router '%s': wrote %s '%s' (resourceVersion %s, "
-		        "weight %d)%s%s", kr->base.ops->name,
-		        kr->objs[kr->n_objs - 1].kind, kr->objs[kr->n_objs - 1].name,
-		        kr->objs[kr->n_objs - 1].resource_version, kr->weight,
-		        res->warnings ? ": " : "", res->warnings ? res->warnings : "");
+	if (res->written) {
+		const json_t *m = json_object_get(res->object, "metadata");
+		const char *kind = json_string_value(json_object_get(res->object, "kind"));
+		const char *name = json_string_value(json_object_get(m, "name"));
+		const char *rv = json_string_value(json_object_get(m, "resourceVersion"));
+		char extra[128] = "";
+		if (kr->kind == STEP_ROUTE)
+			snprintf(extra, sizeof extra, ", canary weight %d", kr->route_weight);
+		else if (kr->kind == STEP_SCALE)
+			snprintf(extra, sizeof extra, ", replicas %lld", (long long)json_integer_value(
+			         json_object_get(json_object_get(res->object, "spec"), "replicas")));
+		else if (kr->kind == STEP_PROMOTE || kr->kind == STEP_PRIMARY)
+			snprintf(extra, sizeof extra, ", revision %s", rev_annotation(res->object) ?
+			         rev_annotation(res->object) : "?");
+		audit(kr, "%s %s '%s' (resourceVersion %s%s)%s%s", step_what(kr->kind),
+		      kind ? kind : "?", name ? name : "?", rv ? rv : "?", extra,
+		      res->warnings ? "; the API warns: " : "", res->warnings ? res->warnings : "");
+	}
 	kr->at++;
-	write_next(kr);
+	next_step(kr);
 }
 
-static void write_next(kroute *kr)
+/* STEP_WAIT: done once the primary runs the stable revision and is
+ * available; progressDeadlineSeconds bounds it (kr->timer). */
+static void step_wait_check(kroute *kr)
 {
-	if (kr->at >= json_array_size(kr->objects)) {
+	if (!kr->busy || !kr->writing || kr->kind != STEP_WAIT)
+		return;
+	const char *want = kr->run_rev;
+	const json_t *p = kr->primary_obj;
+	char why[512];
+	const char *have = rev_annotation(p);
+	if (!p || !have || strcmp(have, want) != 0)
+		return;
+	int ok = k8s_deployment_ready(p, why, sizeof why);
+	if (ok == 0)
+		return;
+	if (ok < 0) {
+		split_end(kr, -1, why);
+		return;
+	}
+	kr->at++;
+	next_step(kr);
+}
+
+static void on_wait_timeout(uv_timer_t *t)
+{
+	kroute *kr = t->data;
+	char why[512] = "";
+	if (kr->primary_obj)
+		k8s_deployment_ready(kr->primary_obj, why, sizeof why);
+	char err[768];
+	snprintf(err, sizeof err, "the primary Deployment '%s' is not available with revision %s "
+	         "after %llus: %s", kr->primary_name, kr->run_rev,
+	         (unsigned long long)(kr->deadline_ms / 1000), why[0] ? why : "not seen");
+	split_end(kr, -1, err);
+}
+
+static void next_step(kroute *kr)
+{
+	if (kr->at >= json_array_size(kr->steps)) {
 		split_end(kr, 0, NULL);
 		return;
 	}
-	kr->writing = json_array_get(kr->objects, kr->at);
+	const json_t *st = json_array_get(kr->steps, kr->at);
+	kr->kind = (step_kind)json_integer_value(json_object_get(st, "step"));
+	kr->writing = json_object_get(st, "object");
+	if (kr->kind == STEP_WAIT) {
+		uv_timer_start(&kr->timer, on_wait_timeout, kr->deadline_ms, 0);
+		step_wait_check(kr);
+		return;
+	}
 	const char *api = json_string_value(json_object_get(kr->writing, "apiVersion"));
 	const char *kind = json_string_value(json_object_get(kr->writing, "kind"));
 	const json_t *m = json_object_get(kr->writing, "metadata");
@@ -559,8 +937,8 @@ static void write_next(kroute *kr)
 	const char *res = resource_of(kind);
 	char group[128], version[64], err[1024];
 	if (!api || !name || !res) {
-		snprintf(err, sizeof err, "cannot write a rendered %s: no apiVersion, name or known "
-		         "kind", kind ? kind : "object");
+		snprintf(err, sizeof err, "cannot write a %s: no apiVersion, name or known kind",
+		         kind ? kind : "object");
 		split_end(kr, -1, err);
 		return;
 	}
@@ -583,32 +961,112 @@ static void on_discovered(void *arg, const k8s_result *res)
 		return;
 	}
 	kr->discovered = true;
-	write_next(kr);
+	next_step(kr);
 }
 
-/* Renders the split in kr->gen/weight and starts writing it. */
+static void add_step(json_t *steps, step_kind k, json_t *obj)
+{
+	json_array_append_new(steps, json_pack("{s:i,s:o}", "step", (int)k, "object", obj));
+}
+
+/* Whether <k> is the engine's promotion (see start_split). */
+static bool is_promotion(const kroute *kr, const ksplit *k)
+{
+	return !k->watch_ready && k->weight == 100 && k->canary_rev[0] && kr->target_name[0];
+}
+
+/* The revision the primary must run for <k>. */
+static const char *run_rev_of(const kroute *kr, const ksplit *k)
+{
+	return is_promotion(kr, k) ? k->canary_rev : k->stable_rev;
+}
+
+/* Plans the split kr->cur, then starts it. In order, as Flagger's
+ * reconcile does: the primary Deployment (from the target, when missing)
+ * and the three Services (when missing); when the stable revision is not
+ * the primary's, the target's pod template copied into the primary, and
+ * a wait until it is available with it (so that 100 % to the primary
+ * means the promoted revision); the route objects; then the target scaled
+ * up while a rollout runs, and to zero when none does (after a promotion
+ * or a rollback). */
 static void start_split(kroute *kr)
 {
 	char err[2048], cookie[11];
 	kr->busy = true;
-	cookie_of(kr->name, kr->next_canary, cookie);
-	kr->objects = render_for(kr->doc, kr->provider, kr->weight, cookie, err, sizeof err, NULL);
-	if (!kr->objects) {
+	cookie_of(kr->name, kr->cur.canary_rev, cookie);
+	/* the engine promotes by sending 100 % to the canary's revision (the
+	 * built-in proxy: to its endpoints); on Kubernetes that is Flagger's
+	 * promotion: the primary gets the canary's pod template, then all the
+	 * traffic. A weight of 100 while a rollout is analysed (set by hand) is
+	 * routed as it says. */
+	bool promoting = is_promotion(kr, &kr->cur);
+	snprintf(kr->run_rev, sizeof kr->run_rev, "%s", run_rev_of(kr, &kr->cur));
+	kr->route_weight = promoting ? 0 : kr->cur.weight;
+	json_t *routes = render_for(kr->doc, kr->provider, kr->route_weight, cookie, err, sizeof err);
+	if (!routes) {
 		split_end(kr, -1, err);
 		return;
 	}
+	json_t *steps = json_array();
+	const char *key = kr->target_obj ? label_key(kr->target_obj) : NULL;
+	/* what the watches show done needs no request: the primary exists, the
+	 * Services were there for this rollout, the primary runs the revision */
+	if (kr->target_name[0]) {
+		if (!kr->primary_obj)
+			add_step(steps, STEP_PRIMARY, deploy_ref(kr, kr->primary_name));
+		if (strcmp(kr->services_for, kr->cur.canary_rev) != 0 || kr->failed) {
+			add_services(kr, steps, key ? key : "app");
+			snprintf(kr->services_for, sizeof kr->services_for, "%s", kr->cur.canary_rev);
+		}
+		const char *have = rev_annotation(kr->primary_obj);
+		if (kr->run_rev[0] && (!have || strcmp(have, kr->run_rev) != 0 ||
+		                       k8s_deployment_ready(kr->primary_obj, err, sizeof err) != 1)) {
+			json_t *o = deploy_ref(kr, kr->primary_name);
+			json_object_set_new(json_object_get(o, "metadata"), "revision",
+			                    json_string(kr->run_rev));
+			add_step(steps, STEP_PROMOTE, o);
+			add_step(steps, STEP_WAIT, deploy_ref(kr, kr->primary_name));
+		}
+	}
+	size_t i;
+	json_t *r;
+	json_array_foreach(routes, i, r)
+		add_step(steps, STEP_ROUTE, json_incref(r));
+	json_decref(routes);
+	if (kr->target_name[0]) {
+		json_t *o = deploy_ref(kr, kr->target_name);
+		/* -1: up to the primary's replicas (1 at least) when at zero */
+		json_int_t n = kr->cur.watch_ready ? -1 : 0;
+		if (n < 0 && kr->primary_obj) {
+			json_int_t p = json_integer_value(json_object_get(json_object_get(
+			               kr->primary_obj, "spec"), "replicas"));
+			n = p > 0 ? -p : -1;
+		}
+		json_object_set_new(o, "spec", json_pack("{s:I}", "replicas", n));
+		/* not before the primary is known to run the stable revision (the
+		 * wait above): until then the target may be all that serves */
+		const json_t *tr = json_object_get(json_object_get(kr->target_obj, "spec"), "replicas");
+		json_int_t have = tr ? json_integer_value(tr) : 1;
+		bool done = kr->target_obj && !kr->failed && (n == 0 ? have == 0 : have > 0);
+		if ((kr->cur.watch_ready || kr->run_rev[0]) && !done)
+			add_step(steps, STEP_SCALE, o);
+		else
+			json_decref(o);
+	}
+	kr->steps = steps;
 	kr->at = 0;
 	if (kr->discovered) {
-		write_next(kr);
+		next_step(kr);
 		return;
 	}
 	/* the route's API first: "Istio is not installed" says more than a 404
 	 * on the object's path */
-	const json_t *last = json_array_get(kr->objects, json_array_size(kr->objects) - 1);
-	const char *api = json_string_value(json_object_get(last, "apiVersion"));
-	const char *res = resource_of(json_string_value(json_object_get(last, "kind")));
 	char group[128], version[64];
-	split_api(api ? api : kr->target.api_version, group, sizeof group, version, sizeof version);
+	split_api(kr->target.api_version, group, sizeof group, version, sizeof version);
+	static const char *const route_res[] = { [RENDER_ISTIO] = "virtualservices",
+	                                         [RENDER_GATEWAYAPI] = "httproutes",
+	                                         [RENDER_SMI] = "trafficsplits" };
+	const char *res = route_res[kr->target.router];
 	if (k8s_discover(kr->k, group, version, res, on_discovered, kr, err, sizeof err) < 0) {
 		split_end(kr, -1, err);
 		return;
@@ -621,25 +1079,29 @@ static void k_apply(router *r, const router_split *s, router_done_fn done, void 
 	kroute *kr = (kroute *)r;
 	bool was = kr->watch_ready;
 	kr->watch_ready = s->watch_ready;
-	snprintf(kr->next_stable, sizeof kr->next_stable, "%s", s->stable_rev ? s->stable_rev : "");
-	snprintf(kr->next_canary, sizeof kr->next_canary, "%s", s->canary_rev ? s->canary_rev : "");
-	kr->next.weight = s->weight;
-	if (kr->busy) {
+	ksplit k = { .generation = s->generation, .weight = s->weight,
+	             .watch_ready = s->watch_ready, .done = done, .arg = arg };
+	snprintf(k.stable_rev, sizeof k.stable_rev, "%s", s->stable_rev ? s->stable_rev : "");
+	snprintf(k.canary_rev, sizeof k.canary_rev, "%s", s->canary_rev ? s->canary_rev : "");
+	if (kr->busy && kr->kind == STEP_WAIT && kr->writing && kr->n_wait < MAX_WAITING &&
+	    strcmp(run_rev_of(kr, &k), kr->run_rev) != 0) {
+		/* a later split for another revision (a rollback) does not wait
+		 * behind a promotion that waits */
+		kr->wait[kr->n_wait++] = k;
+		split_end(kr, -1, "replaced by a later split while the primary was not available");
+	} else if (kr->busy) {
 		if (kr->n_wait == MAX_WAITING) {
-			/* the oldest replaced split gets its answer now: a failure, which
-			 * the controller ignores once a later one is answered */
-			waiting *o = &kr->wait[0];
+			/* the oldest replaced split gets its answer now: a failure,
+			 * which the controller ignores once a later one is answered */
+			ksplit *o = &kr->wait[0];
 			if (o->done)
 				o->done(o->arg, o->generation, -1, "replaced by a later split");
 			memmove(kr->wait, kr->wait + 1, (MAX_WAITING - 1) * sizeof *kr->wait);
 			kr->n_wait--;
 		}
-		kr->wait[kr->n_wait++] = (waiting){ s->generation, done, arg };
+		kr->wait[kr->n_wait++] = k;
 	} else {
-		kr->gen = s->generation;
-		kr->weight = s->weight;
-		kr->done = done;
-		kr->done_arg = arg;
+		kr->cur = k;
 		start_split(kr);
 	}
 	if (s->watch_ready && !was)
@@ -670,18 +1132,17 @@ static int k_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	kr->doc = json_incref(cc->raw);
 	kr->provider = xstrdup(cc->router);
 	kr->target = t;
+	kr->deadline_ms = cc->policy.progress_deadline_ms ? cc->policy.progress_deadline_ms : 600000;
 	kr->k = k;
 	kr->ev = *ev;
+	uv_timer_init(loop, &kr->timer);
+	kr->timer.data = kr;
+	snprintf(kr->services_for, sizeof kr->services_for, "\n"); /* no revision: check them */
 	if (note[0])
 		log_msg(LOG_WARN, cc->name, "%s", note);
 	log_msg(LOG_INFO, cc->name, "router '%s' writes %s through the Kubernetes API (%s)",
 	        kr->base.ops->name, t.api_version, shared_source);
-	json_t *objs = render_for(kr->doc, kr->provider, 0, "aaaaaaaaaa", why, sizeof why, NULL);
-	const json_t *last = json_array_get(objs, json_array_size(objs) - 1);
-	const char *apex = json_string_value(json_object_get(json_object_get(last, "metadata"),
-	                                                     "name"));
-	watches_start(kr, apex);
-	json_decref(objs);
+	watches_start(kr);
 	*out = &kr->base;
 	return 0;
 }
@@ -699,16 +1160,18 @@ static void k_finish(router *r, const cfg_canary *cc)
 	kr->doc = json_incref(cc->raw);
 	free(kr->provider);
 	kr->provider = xstrdup(cc->router);
-	render_target_of(cc->router, &kr->target, (char[256]){ 0 }, 256, (char[256]){ 0 }, 256);
+	char note[256], why[512];
+	render_target_of(cc->router, &kr->target, note, sizeof note, why, sizeof why);
+	kr->deadline_ms = cc->policy.progress_deadline_ms ? cc->policy.progress_deadline_ms : 600000;
 	kr->discovered = false;
-	/* the workload or the route may have another name now */
+	/* the workload or the route may have other names now */
 	watches_stop(kr);
-	char why[1024];
-	json_t *objs = render_for(kr->doc, kr->provider, 0, "aaaaaaaaaa", why, sizeof why, NULL);
-	const json_t *last = json_array_get(objs, json_array_size(objs) - 1);
-	watches_start(kr, json_string_value(json_object_get(json_object_get(last, "metadata"),
-	                                                    "name")));
-	json_decref(objs);
+	json_decref(kr->target_obj);
+	json_decref(kr->primary_obj);
+	kr->target_obj = kr->primary_obj = NULL;
+	kr->reported_rev[0] = '\0';
+	snprintf(kr->services_for, sizeof kr->services_for, "\n");
+	watches_start(kr);
 }
 
 static void k_cancel(router *r)
@@ -736,9 +1199,16 @@ static void k_status(router *r, json_t *o)
 	if (kr->target_name[0]) {
 		json_t *w = json_pack("{s:s,s:b}", "name", kr->target_name, "available",
 		                      kr->deploy_ok == 1);
+		if (kr->target_rev[0])
+			json_object_set_new(w, "revision", json_string(kr->target_rev));
 		if (kr->deploy_why[0])
 			json_object_set_new(w, "waitingFor", json_string(kr->deploy_why));
 		json_object_set_new(k, "workload", w);
+		const char *pr = rev_annotation(kr->primary_obj);
+		json_t *p = json_pack("{s:s}", "name", kr->primary_name);
+		if (pr)
+			json_object_set_new(p, "revision", json_string(pr));
+		json_object_set_new(k, "primary", p);
 	}
 	if (kr->w_route) {
 		json_t *w = json_pack("{s:b}", "accepted", kr->route_ok == 1);
@@ -746,6 +1216,9 @@ static void k_status(router *r, json_t *o)
 			json_object_set_new(w, "waitingFor", json_string(kr->route_why));
 		json_object_set_new(k, "route", w);
 	}
+	if (kr->busy && kr->kind == STEP_WAIT && kr->writing)
+		json_object_set_new(k, "waitingFor", json_pack("{s:s,s:s}", "primary",
+		                    kr->primary_name, "revision", kr->run_rev));
 	json_object_set_new(o, "kubernetes", k);
 }
 
@@ -766,6 +1239,14 @@ static void k_retire(router *r)
 	kr->retired = true;
 	memset(&kr->ev, 0, sizeof kr->ev);
 	watches_stop(kr);
+	uv_timer_stop(&kr->timer);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	kroute *kr = h->data;
+	kr->timer_closed = true;
+	maybe_free(kr);
 }
 
 static void k_close(router *r)
@@ -773,13 +1254,11 @@ static void k_close(router *r)
 	kroute *kr = (kroute *)r;
 	k_retire(r);
 	kr->closed = true;
-	if (kr->ops > 0) {
-		/* an answer will come (or the client goes, with its last user) */
-		kr->next_zombie = zombies;
-		zombies = kr;
-	} else {
-		kr_free(kr);
-	}
+	/* freed once its timer is closed and no answer is due (or the client
+	 * goes, with its last user, and with it every answer) */
+	kr->next_zombie = zombies;
+	zombies = kr;
+	uv_close((uv_handle_t *)&kr->timer, timer_closed);
 	client_put();
 }
 

@@ -47,7 +47,7 @@ ROUTE_OF = {  # provider -> (group, version, resource, kind) of the route object
 }
 
 
-def canary_doc(provider="istio", interval="300ms", threshold=2, max_weight=30, step=10,
+def canary_doc(provider="istio", interval="%dms" % (500 * SLOW), threshold=2, max_weight=30, step=10,
                deadline=60):
     svc = {"port": 9898}
     if provider.startswith("gatewayapi"):
@@ -85,6 +85,9 @@ class Env:
                                       user=user or {"token": ADMIN})
         self.api.control(op="put", group="apps", resource="deployments", ns=NS, name="podinfo",
                          object=deployment())
+        # what canaryd writes to Deployments becomes available on its own;
+        # the test's own changes when it says so (rollout())
+        self.api.control(op="deployments", mode="auto", delay=0.05)
         if available:
             self.rollout()
         self.doc = canary_doc(provider, **kw)
@@ -98,6 +101,17 @@ class Env:
         """The Deployment controller: the workload's current generation is
         available (or as <kw> says)."""
         self.api.control(op="rollout", ns=NS, name="podinfo", **kw)
+
+    def set_image(self, image):
+        """A user updates the target's pod template (a new generation)."""
+        old = self.deploy("podinfo")
+        new = deployment(image)
+        new["spec"]["replicas"] = old["spec"]["replicas"]
+        self.api.control(op="put", group="apps", resource="deployments", ns=NS, name="podinfo",
+                         object=new, generation=old["metadata"]["generation"] + 1)
+
+    def deploy(self, name):
+        return self.obj("apps", "deployments", name)
 
     def route_ref(self):
         return ROUTE_OF[self.provider]
@@ -158,24 +172,64 @@ def distinct(seq):
     return out
 
 
+def image_of(dep):
+    return dep["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def initialized(e, d):
+    """canaryd took the workload's revision as stable, made the primary and
+    the Services, routes 100 % to the primary and scaled the target to 0."""
+    s = wait_for("initialised", lambda: (lambda s: s if s["stableRevision"] and
+                                         "applying" not in s and "routerError" not in s and
+                                         e.deploy("podinfo")["spec"]["replicas"] == 0
+                                         else None)(d.status("podinfo")))
+    assert s["canaryWeight"] == 0 and s["phase"] == "Initialized", s
+    assert s["kubernetes"]["workload"]["revision"] == s["stableRevision"], s
+    assert s["kubernetes"]["primary"]["revision"] == s["stableRevision"], s
+    p = e.deploy("podinfo-primary")
+    assert image_of(p) == "podinfo:6.0.0", p
+    assert p["spec"]["selector"]["matchLabels"] == {"app": "podinfo-primary"}, p
+    for name, sel in (("podinfo", "podinfo-primary"), ("podinfo-primary", "podinfo-primary"),
+                      ("podinfo-canary", "podinfo")):
+        svc = e.obj("", "services", name)
+        assert svc["spec"]["selector"] == {"app": sel}, svc
+        assert svc["spec"]["ports"][0]["port"] == 9898, svc
+    assert weights_of(e.route()) == (100, 0), e.route()
+    for o in s["kubernetes"]["objects"]:
+        assert int(o["resourceVersion"]) > 0 and o["generation"] >= 1, o
+    return s
+
+
 def full_rollout(provider):
     e = Env(provider)
     d = e.start()
-    s = wait_for("first split applied", lambda: applied(d))
-    assert s["canaryWeight"] == 0 and s["appliedGeneration"] >= 1, s
-    assert weights_of(e.route()) == (100, 0), e.route()
-    names = [(o["kind"], o["name"]) for o in s["kubernetes"]["objects"]]
-    assert ("podinfo" in [n for _k, n in names]), names
-    for o in s["kubernetes"]["objects"]:
-        assert int(o["resourceVersion"]) > 0 and o["generation"] >= 1, o
-    rc, out, err = d.ctl("rollout", "podinfo", "--revision", "v2")
-    assert rc == 0, (rc, out, err)
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    s = wait_for("rollout started", lambda: (lambda s: s if s["canaryRevision"] and
+                                             s["canaryRevision"] != s0["stableRevision"]
+                                             else None)(d.status("podinfo")))
+    rev = s["canaryRevision"]
     s = d.wait_phase("podinfo", "Succeeded", timeout=30)
-    s = wait_for("promotion applied", lambda: applied(d))
-    assert s["canaryWeight"] == 0, s
+    s = wait_for("promotion applied", lambda: (lambda s: s if "applying" not in s and
+                                               e.deploy("podinfo")["spec"]["replicas"] == 0
+                                               else None)(d.status("podinfo")))
+    assert s["canaryWeight"] == 0 and s["stableRevision"] == rev, s
+    assert "routerError" not in s, s
+    # the primary runs the promoted template; the target is scaled to zero
+    assert image_of(e.deploy("podinfo-primary")) == "podinfo:6.1.0"
+    assert e.deploy("podinfo-primary")["metadata"]["annotations"]["canaryd.io/revision"] == rev
     g, _v, r, _k = e.route_ref()
     ws = distinct(weights_of(w["body"]) for w in e.writes(r))
     assert ws == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], ws
+    # the primary had the new template before the route went back to it
+    log = [w for w in e.writes() if w["method"] == "PUT"]
+    promote = [i for i, w in enumerate(log) if w["body"]["kind"] == "Deployment" and
+               w["body"]["metadata"]["name"] == "podinfo-primary"]
+    back = [i for i, w in enumerate(log) if w["body"]["kind"] == e.route_ref()[3] and
+            weights_of(w["body"]) == (100, 0)]
+    assert promote and back and promote[-1] < back[-1], (promote, back)
+    types = [(x["type"], x.get("actor")) for x in d.events("podinfo")]
+    assert ("revision", "router") in types and ("router-write", "router") in types, types
     check_crds(e.writes())
     return e, d
 
@@ -187,6 +241,7 @@ def check_crds(writes):
     n = 0
     for i, w in enumerate(writes):
         b = w["body"]
+        assert "kind" in b, w
         if b["kind"] not in ("VirtualService", "DestinationRule", "HTTPRoute", "TrafficSplit"):
             continue
         m = {k: v for k, v in b["metadata"].items() if k in ("name", "namespace", "labels",
