@@ -91,7 +91,8 @@ typedef struct canary_rt {
 	int applied_weight;
 	int asked[APPLY_RING];      /* the weight of each of the last splits, by
 	                             * generation % APPLY_RING */
-	char apply_err[256];        /* why the last split failed, "" if it did not */
+	char apply_err[1024];       /* why the last split failed, "" if it did not
+	                             * (a Kubernetes 403 names the RBAC rule: long) */
 	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
 	uint64_t data_from_sec;     /* monotonic second canary data counts from */
 	int ready;                  /* the canary takes requests (the router says,
@@ -1085,7 +1086,12 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	free(out);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
 		observe(rt, now);
-	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
+	/* a check judges the split in force: while the router has not applied
+	 * the last one (a Kubernetes write in flight, an HTTPRoute its gateway
+	 * has not accepted, an API that refuses), the check waits, as Flagger's
+	 * analysis waits for its routes */
+	bool applied_all = rt->done_gen == rt->gen && !rt->apply_err[0];
+	if (rt->gate_pending == 0 && applied_all && eng_check_due(&rt->st, p, now)) {
 		/* held at one while they start, so that a read that answers at
 		 * once does not run the check before the others have started */
 		rt->gate_pending = 1;

@@ -42,6 +42,8 @@
 #include "util.h"
 
 #define MAX_WAITING 64        /* replaced splits kept for their answer */
+#define DRIFT_MIN_MS 1000     /* a route changed by someone else: written again
+                               * at most this often */
 
 /* ---- the client every mesh router shares ---- */
 
@@ -140,6 +142,7 @@ typedef enum {
 	STEP_WAIT,        /* until the primary runs the stable revision, available */
 	STEP_ROUTE,       /* Flagger's write: the desired spec when it differs */
 	STEP_SCALE,       /* the target's replicas */
+	STEP_ACCEPT,      /* until every parent Accepted the HTTPRoute as written */
 } step_kind;
 
 struct kroute {
@@ -168,6 +171,10 @@ struct kroute {
 	char services_for[ENG_REV_LEN]; /* the rollout the Services were checked for */
 	bool failed;                  /* the last split failed: check everything */
 	json_t *audits;               /* messages of the writes, sent at the end */
+	json_t *last_route;           /* the route object as last written */
+	uint64_t drift_ms;            /* when it was last written again (on_route) */
+	json_t *route_obj;            /* the route as last watched */
+	json_int_t accept_gen;        /* the HTTPRoute generation written */
 	step_kind kind;               /* steps[at].step */
 	bool discovered;              /* the route's API group is served */
 	/* the splits that arrived meanwhile: the last is written next, the
@@ -198,6 +205,8 @@ static void kr_free(kroute *kr)
 	json_decref(kr->doc);
 	json_decref(kr->steps);
 	json_decref(kr->audits);
+	json_decref(kr->last_route);
+	json_decref(kr->route_obj);
 	json_decref(kr->target_obj);
 	json_decref(kr->primary_obj);
 	free(kr->objs);
@@ -411,7 +420,7 @@ static void report_ready(kroute *kr)
 	if (!kr->watch_ready || kr->retired || !kr->ev.ready)
 		return;
 	bool ok = (!kr->target_name[0] || kr->deploy_ok == 1) &&
-	          (!kr->w_route || kr->route_ok == 1);
+	          (kr->target.router != RENDER_GATEWAYAPI || kr->route_ok == 1);
 	kr->ev.ready(kr->ev.arg, ok);
 }
 
@@ -476,12 +485,40 @@ static void on_primary(void *arg, const k8s_event *ev)
 	step_wait_check(kr);
 }
 
+static void start_split(kroute *kr);
+
 static void on_route(void *arg, const k8s_event *ev)
 {
 	kroute *kr = arg;
 	if (ev->type == K8S_EV_BOOKMARK || ev->type == K8S_EV_ERROR)
 		return;
 	const json_t *o = watched(ev, kr->route_name);
+	/* someone else changed (or deleted) the route since canaryd wrote it:
+	 * traffic no longer follows the split in force, so it is written
+	 * again, as Flagger's next reconcile would (nobody waits for this
+	 * write: the split was answered) */
+	bool drift = kr->last_route && !kr->busy && !kr->failed && !kr->retired &&
+	             (!o || !k8s_json_subset(json_object_get(kr->last_route, "spec"),
+	                                     json_object_get(o, "spec")));
+	/* at most once a second: two writers that disagree (another controller
+	 * owning the route) must not make a storm of writes */
+	if (drift && uv_now(kr->loop) < kr->drift_ms + DRIFT_MIN_MS) {
+		log_msg(LOG_WARN, kr->name, "router '%s': '%s' changed outside canaryd again within "
+		        "%dms: left as it is until the next split", kr->base.ops->name, kr->route_name,
+		        DRIFT_MIN_MS);
+	} else if (drift) {
+		kr->drift_ms = uv_now(kr->loop);
+		log_msg(LOG_WARN, kr->name, "router '%s': %s '%s' was %s outside canaryd: writing "
+		        "it again", kr->base.ops->name, json_string_value(json_object_get(
+		        kr->last_route, "kind")), kr->route_name, o ? "changed" : "deleted");
+		kr->cur.done = NULL;
+		start_split(kr);
+	}
+	json_decref(kr->route_obj);
+	kr->route_obj = o ? json_deep_copy(o) : NULL;
+	if (kr->target.router != RENDER_GATEWAYAPI)
+		return;
+	step_wait_check(kr);
 	if (!o) {
 		kr->route_ok = 0;
 		snprintf(kr->route_why, sizeof kr->route_why, "HTTPRoute '%s' does not exist",
@@ -501,6 +538,17 @@ static void watches_stop(kroute *kr)
 		if (w[i])
 			k8s_watch_stop(w[i]);
 	kr->w_deploy = kr->w_primary = kr->w_route = NULL;
+}
+
+/* The resource of the route object (the apex). */
+static const char *route_resource(const kroute *kr)
+{
+	switch (kr->target.router) {
+	case RENDER_ISTIO: return "virtualservices";
+	case RENDER_GATEWAYAPI: return "httproutes";
+	case RENDER_SMI: return "trafficsplits";
+	}
+	return "";
 }
 
 /* Reads from the document what the watches follow, and starts them. */
@@ -527,13 +575,13 @@ static void watches_start(kroute *kr)
 		if (!kr->w_primary)
 			log_msg(LOG_ERROR, kr->name, "cannot watch the primary Deployment: %s", err);
 	}
-	if (kr->target.router == RENDER_GATEWAYAPI && kr->route_name[0]) {
+	if (kr->route_name[0]) {
 		char group[128], version[64];
 		split_api(kr->target.api_version, group, sizeof group, version, sizeof version);
-		k8s_ref ref = { group, version, "httproutes", nsp, kr->route_name };
+		k8s_ref ref = { group, version, route_resource(kr), nsp, kr->route_name };
 		kr->w_route = k8s_watch_start(kr->k, &ref, NULL, on_route, kr, err, sizeof err);
 		if (!kr->w_route)
-			log_msg(LOG_ERROR, kr->name, "cannot watch the HTTPRoute: %s", err);
+			log_msg(LOG_ERROR, kr->name, "cannot watch the route: %s", err);
 	}
 }
 
@@ -830,6 +878,7 @@ static int mutate(void *arg, const json_t *live, json_t **out, char *err, size_t
 		return 1;
 	}
 	case STEP_WAIT:
+	case STEP_ACCEPT:
 		break;
 	}
 	snprintf(err, errlen, "nothing to write");
@@ -857,6 +906,14 @@ static void on_written(void *arg, const k8s_result *res)
 		return;
 	}
 	note_object(kr, res->object);
+	const char *wname = json_string_value(json_object_get(json_object_get(kr->writing,
+	                                      "metadata"), "name"));
+	if (kr->kind == STEP_ROUTE && wname && !strcmp(wname, kr->route_name)) {
+		json_decref(kr->last_route);
+		kr->last_route = json_deep_copy(kr->writing);
+		kr->accept_gen = json_integer_value(json_object_get(json_object_get(res->object,
+		                                    "metadata"), "generation"));
+	}
 	if (res->written) {
 		const json_t *m = json_object_get(res->object, "metadata");
 		const char *kind = json_string_value(json_object_get(res->object, "kind"));
@@ -883,11 +940,30 @@ static void on_written(void *arg, const k8s_result *res)
  * available; progressDeadlineSeconds bounds it (kr->timer). */
 static void step_wait_check(kroute *kr)
 {
+	char why[512];
+	if (kr->busy && kr->writing && kr->kind == STEP_ACCEPT) {
+		/* Flagger's GetRoutes: the route is not trusted until every parent
+		 * accepted the generation written */
+		const json_t *o = kr->route_obj;
+		json_int_t gen = json_integer_value(json_object_get(json_object_get(o, "metadata"),
+		                                                    "generation"));
+		if (!o || gen < kr->accept_gen)
+			return;
+		int ok = k8s_httproute_ready(o, why, sizeof why);
+		if (ok == 0)
+			return;
+		if (ok < 0) {
+			split_end(kr, -1, why);
+			return;
+		}
+		kr->at++;
+		next_step(kr);
+		return;
+	}
 	if (!kr->busy || !kr->writing || kr->kind != STEP_WAIT)
 		return;
 	const char *want = kr->run_rev;
 	const json_t *p = kr->primary_obj;
-	char why[512];
 	const char *have = rev_annotation(p);
 	if (!p || !have || strcmp(have, want) != 0)
 		return;
@@ -906,6 +982,16 @@ static void on_wait_timeout(uv_timer_t *t)
 {
 	kroute *kr = t->data;
 	char why[512] = "";
+	if (kr->kind == STEP_ACCEPT) {
+		char err[768];
+		if (kr->route_obj)
+			k8s_httproute_ready(kr->route_obj, why, sizeof why);
+		snprintf(err, sizeof err, "HTTPRoute '%s' generation %lld not accepted by its parents "
+		         "after %llus: %s", kr->route_name, (long long)kr->accept_gen,
+		         (unsigned long long)(kr->deadline_ms / 1000), why[0] ? why : "not seen");
+		split_end(kr, -1, err);
+		return;
+	}
 	if (kr->primary_obj)
 		k8s_deployment_ready(kr->primary_obj, why, sizeof why);
 	char err[768];
@@ -924,7 +1010,7 @@ static void next_step(kroute *kr)
 	const json_t *st = json_array_get(kr->steps, kr->at);
 	kr->kind = (step_kind)json_integer_value(json_object_get(st, "step"));
 	kr->writing = json_object_get(st, "object");
-	if (kr->kind == STEP_WAIT) {
+	if (kr->kind == STEP_WAIT || kr->kind == STEP_ACCEPT) {
 		uv_timer_start(&kr->timer, on_wait_timeout, kr->deadline_ms, 0);
 		step_wait_check(kr);
 		return;
@@ -1033,6 +1119,8 @@ static void start_split(kroute *kr)
 	json_array_foreach(routes, i, r)
 		add_step(steps, STEP_ROUTE, json_incref(r));
 	json_decref(routes);
+	if (kr->target.router == RENDER_GATEWAYAPI)
+		add_step(steps, STEP_ACCEPT, json_object());
 	if (kr->target_name[0]) {
 		json_t *o = deploy_ref(kr, kr->target_name);
 		/* -1: up to the primary's replicas (1 at least) when at zero */
@@ -1063,10 +1151,7 @@ static void start_split(kroute *kr)
 	 * on the object's path */
 	char group[128], version[64];
 	split_api(kr->target.api_version, group, sizeof group, version, sizeof version);
-	static const char *const route_res[] = { [RENDER_ISTIO] = "virtualservices",
-	                                         [RENDER_GATEWAYAPI] = "httproutes",
-	                                         [RENDER_SMI] = "trafficsplits" };
-	const char *res = route_res[kr->target.router];
+	const char *res = route_resource(kr);
 	if (k8s_discover(kr->k, group, version, res, on_discovered, kr, err, sizeof err) < 0) {
 		split_end(kr, -1, err);
 		return;
@@ -1083,10 +1168,12 @@ static void k_apply(router *r, const router_split *s, router_done_fn done, void 
 	             .watch_ready = s->watch_ready, .done = done, .arg = arg };
 	snprintf(k.stable_rev, sizeof k.stable_rev, "%s", s->stable_rev ? s->stable_rev : "");
 	snprintf(k.canary_rev, sizeof k.canary_rev, "%s", s->canary_rev ? s->canary_rev : "");
-	if (kr->busy && kr->kind == STEP_WAIT && kr->writing && kr->n_wait < MAX_WAITING &&
-	    strcmp(run_rev_of(kr, &k), kr->run_rev) != 0) {
+	if (kr->busy && kr->writing && kr->n_wait < MAX_WAITING &&
+	    ((kr->kind == STEP_WAIT && strcmp(run_rev_of(kr, &k), kr->run_rev) != 0) ||
+	     kr->kind == STEP_ACCEPT)) {
 		/* a later split for another revision (a rollback) does not wait
-		 * behind a promotion that waits */
+		 * behind a promotion that waits, nor a later route behind the
+		 * acceptance of this one */
 		kr->wait[kr->n_wait++] = k;
 		split_end(kr, -1, "replaced by a later split while the primary was not available");
 	} else if (kr->busy) {
@@ -1210,7 +1297,7 @@ static void k_status(router *r, json_t *o)
 			json_object_set_new(p, "revision", json_string(pr));
 		json_object_set_new(k, "primary", p);
 	}
-	if (kr->w_route) {
+	if (kr->target.router == RENDER_GATEWAYAPI) {
 		json_t *w = json_pack("{s:b}", "accepted", kr->route_ok == 1);
 		if (kr->route_why[0])
 			json_object_set_new(w, "waitingFor", json_string(kr->route_why));
@@ -1219,6 +1306,9 @@ static void k_status(router *r, json_t *o)
 	if (kr->busy && kr->kind == STEP_WAIT && kr->writing)
 		json_object_set_new(k, "waitingFor", json_pack("{s:s,s:s}", "primary",
 		                    kr->primary_name, "revision", kr->run_rev));
+	if (kr->busy && kr->kind == STEP_ACCEPT && kr->writing)
+		json_object_set_new(k, "waitingFor", json_pack("{s:s,s:I}", "accepted",
+		                    kr->route_name, "generation", (json_int_t)kr->accept_gen));
 	json_object_set_new(o, "kubernetes", k);
 }
 

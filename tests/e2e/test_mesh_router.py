@@ -10,12 +10,13 @@ No real cluster runs here: docs/kubernetes.md says what this covers.
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "k8s"))
-from harness import SLOW, Canaryd, run, tmpdir  # noqa: E402
+from harness import BUILD, SLOW, Canaryd, free_port, run, tmpdir  # noqa: E402
 from fakeapi import FakeAPI, make_pki, write  # noqa: E402
 import crdcheck  # noqa: E402
 
@@ -44,10 +45,11 @@ ROUTE_OF = {  # provider -> (group, version, resource, kind) of the route object
     "gatewayapi:v1": ("gateway.networking.k8s.io", "v1", "httproutes", "HTTPRoute"),
     "linkerd": ("split.smi-spec.io", "v1alpha1", "trafficsplits", "TrafficSplit"),
     "osm": ("split.smi-spec.io", "v1alpha2", "trafficsplits", "TrafficSplit"),
+    "smi:v1alpha2:osm": ("split.smi-spec.io", "v1alpha2", "trafficsplits", "TrafficSplit"),
 }
 
 
-def canary_doc(provider="istio", interval="%dms" % (500 * SLOW), threshold=2, max_weight=30, step=10,
+def canary_doc(provider="istio", interval="%dms" % (250 * SLOW), threshold=2, max_weight=30, step=10,
                deadline=60):
     svc = {"port": 9898}
     if provider.startswith("gatewayapi"):
@@ -273,6 +275,278 @@ def test_linkerd_full_rollout_writes_string_weights():
 
 def test_osm_full_rollout():
     full_rollout("osm")
+
+
+def started(e, d, s0):
+    """Waits until the rollout of the new template has started."""
+    return wait_for("rollout started", lambda: (lambda s: s if s["canaryRevision"] and
+                                                s["canaryRevision"] != s0["stableRevision"]
+                                                else None)(d.status("podinfo")))
+
+
+def route_weights(e):
+    g, _v, r, _k = e.route_ref()
+    return distinct(weights_of(w["body"]) for w in e.writes(r))
+
+
+def test_rollback_when_the_canary_never_becomes_available():
+    e = Env("istio", deadline=1, interval="%dms" % (3000 * SLOW))
+    d = e.start()
+    s0 = initialized(e, d)
+    # the new pods never become available: the Deployment controller waits
+    e.api.control(op="deployments", mode="manual")
+    e.set_image("podinfo:6.1.0-broken")
+    started(e, d, s0)
+    s = d.wait_phase("podinfo", "Failed", timeout=30)
+    s = wait_for("rollback applied", lambda: (lambda s: s if "applying" not in s and
+                                              e.deploy("podinfo")["spec"]["replicas"] == 0
+                                              else None)(d.status("podinfo")))
+    assert s["stableRevision"] == s0["stableRevision"] and s["canaryWeight"] == 0, s
+    assert weights_of(e.route()) == (100, 0), e.route()
+    # the primary kept the stable template: nothing was promoted
+    p = e.deploy("podinfo-primary")
+    assert image_of(p) == "podinfo:6.0.0", p
+    assert p["metadata"]["annotations"]["canaryd.io/revision"] == s0["stableRevision"], p
+    assert s["kubernetes"]["workload"]["available"] is False, s
+    # the same template is not rolled out again (after a restart either)
+    d.stop()
+    d = Canaryd(e.doc, extra=["--kubeconfig", e.kc], data_dir=d.data_dir)
+    time.sleep(1.5 * SLOW)
+    s = d.status("podinfo")
+    assert s["phase"] == "Failed", s
+
+
+def test_abort_rolls_back_and_scales_the_canary_to_zero():
+    e = Env("linkerd", interval="%dms" % (2000 * SLOW))
+    d = e.start()
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    started(e, d, s0)
+    wait_for("first step", lambda: weights_of(e.route()) == (90, 10))
+    rc, out, err = d.ctl("abort", "podinfo")
+    assert rc == 0, (rc, out, err)
+    wait_for("rolled back", lambda: weights_of(e.route()) == (100, 0) and
+             e.deploy("podinfo")["spec"]["replicas"] == 0)
+    assert image_of(e.deploy("podinfo-primary")) == "podinfo:6.0.0"
+
+
+def test_a_conflicting_writer_is_retried_from_a_fresh_get():
+    e = Env("istio")
+    # every PUT of the VirtualService meets another writer twice first
+    e.api.control(op="fault", fault={"action": "conflict", "method": "PUT",
+                                     "path": "virtualservices/podinfo$", "times": 6})
+    d = e.start()
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    d.wait_phase("podinfo", "Succeeded", timeout=30)
+    wait_for("promotion applied", lambda: applied(d) and weights_of(e.route()) == (100, 0))
+    puts = [x for x in e.api.log() if x["method"] == "PUT" and
+            x["path"].endswith("virtualservices/podinfo")]
+    assert [x["status"] for x in puts].count(409) == 6, [x["status"] for x in puts]
+    assert route_weights(e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
+        route_weights(e)
+    # the other writer's annotation is kept: canaryd writes the spec
+    vs = e.route()
+    assert "fake.canaryd.io/other-writer" in vs["metadata"]["annotations"], vs
+    assert "routerError" not in d.status("podinfo")
+
+
+def test_a_route_edited_by_hand_is_written_back():
+    e = Env("gatewayapi:v1")
+    d = e.start()
+    initialized(e, d)
+    rt = e.route()
+    rt["spec"]["rules"][0]["backendRefs"][1]["weight"] = 50
+    rt["metadata"].pop("managedFields", None)
+    e.api.control(op="put", group="gateway.networking.k8s.io", resource="httproutes", ns=NS,
+                  name="podinfo", object=rt)
+    wait_for("written back", lambda: weights_of(e.route()) == (100, 0))
+    assert "changed outside canaryd" in d.output()
+
+
+def test_missing_crd_is_reported_then_healed():
+    e = Env("istio")
+    e.api.control(op="uninstall", group="networking.istio.io")
+    d = e.start()
+    s = wait_for("router error", lambda: (lambda s: s if "routerError" in s else None)(
+        d.status("podinfo")))
+    assert s["routerError"] == ("Istio is not installed (no networking.istio.io/v1beta1 in "
+                                "the API)"), s
+    assert s["appliedGeneration"] == 0 and s["canaryWeight"] == 0, s
+    e.api.control(op="install", group="networking.istio.io")
+    s = wait_for("healed", lambda: applied(d))
+    assert weights_of(e.route()) == (100, 0), e.route()
+
+
+def test_forbidden_names_the_rbac_rule_then_heals():
+    e = Env("gatewayapi:v1", user={"token": "tok-sa"})
+    e.api.control(op="rules", user=SA_USER, rules=[
+        {"verbs": ["get", "list", "watch"], "apiGroups": ["*"], "resources": ["*"]},
+        {"verbs": ["create", "update"], "apiGroups": ["", "apps"], "resources": ["*"]}])
+    d = e.start()
+    s = wait_for("router error", lambda: (lambda s: s if "routerError" in s else None)(
+        d.status("podinfo")))
+    err = s["routerError"]
+    assert "forbidden (403)" in err, err
+    assert ('canaryd needs an RBAC rule {apiGroups: ["gateway.networking.k8s.io"], resources: '
+            '["httproutes"], verbs: ["create"]}') in err, err
+    e.api.control(op="rules", user=SA_USER, rules=None)
+    wait_for("healed", lambda: applied(d) and weights_of(e.route()) == (100, 0))
+
+
+def test_token_rotation_mid_rollout():
+    e = Env("istio", tokens={"tok-A": SA_USER, "tok-B": SA_USER},
+            interval="%dms" % (1000 * SLOW))
+    tok = os.path.join(e.dir, "token")
+    write(tok, "tok-A\n")
+    e.kc = e.api.kubeconfig(os.path.join(e.dir, "kc-file"), user={"tokenFile": tok})
+    d = e.start()
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    started(e, d, s0)
+    wait_for("first step", lambda: weights_of(e.route()) == (90, 10))
+    # the token rotates and the old one is revoked at once: a 401, the file
+    # read again, the request made again
+    write(tok, "tok-B\n")
+    e.api.control(op="tokens", tokens={"tok-B": SA_USER})
+    d.wait_phase("podinfo", "Succeeded", timeout=30)
+    wait_for("promotion applied", lambda: applied(d) and weights_of(e.route()) == (100, 0))
+    assert route_weights(e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
+        route_weights(e)
+    auths = [x["auth"] for x in e.api.log() if x["method"] == "PUT"]
+    assert auths[-1] == "bearer:tok-B", auths
+
+
+def test_watch_410_mid_rollout_relists_and_follows_the_template():
+    e = Env("smi:v1alpha2:osm", interval="%dms" % (1000 * SLOW))
+    d = e.start()
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    s1 = started(e, d, s0)
+    # history compacted and every watch ended: they resume from a version
+    # that is gone (410) and must list again
+    e.api.control(op="compact")
+    e.api.control(op="expire_watches")
+    d.wait_phase("podinfo", "Succeeded", timeout=30)
+    wait_for("promoted", lambda: applied(d) and e.deploy("podinfo")["spec"]["replicas"] == 0)
+    # the relisted watch still sees the next template
+    e.set_image("podinfo:6.2.0")
+    s2 = wait_for("next rollout", lambda: (lambda s: s if s["canaryRevision"] not in
+                                           (s1["canaryRevision"],) and s["canaryRevision"]
+                                           else None)(d.status("podinfo")))
+    assert s2["stableRevision"] == s1["canaryRevision"], s2
+    log = e.api.log()
+    relists = [x for x in log if x["method"] == "GET" and "deployments" in x["path"] and
+               "watch" not in x["query"]]
+    assert len(relists) >= 2, relists
+
+
+def test_api_down_then_back_status_follows_the_api():
+    e = Env("istio", interval="%dms" % (1000 * SLOW))
+    d = e.start()
+    s0 = initialized(e, d)
+    e.set_image("podinfo:6.1.0")
+    started(e, d, s0)
+    wait_for("first step", lambda: weights_of(e.route()) == (90, 10) and applied(d))
+    # the API goes down: every request is cut
+    e.api.control(op="fault", fault={"action": "reset", "times": 100000})
+    s = wait_for("router error", lambda: (lambda s: s if "routerError" in s else None)(
+        d.status("podinfo")))
+    # status says what traffic does: the split the API last took (and the
+    # one being applied, while a retry is in flight); the analysis waits
+    assert s["canaryWeight"] == 10 and s.get("applying", {"canaryWeight": 20})[
+        "canaryWeight"] == 20, s
+    assert "cannot" in s["routerError"], s
+    time.sleep(1.5 * SLOW)
+    s = d.status("podinfo")
+    assert s["canaryWeight"] == 10 and s["phase"] == "Progressing", s
+    e.api.control(op="clear_faults")
+    d.wait_phase("podinfo", "Succeeded", timeout=40)
+    wait_for("promotion applied", lambda: applied(d) and weights_of(e.route()) == (100, 0))
+    ws = route_weights(e)
+    assert ws[:2] == [(100, 0), (90, 10)] and ws[-1] == (100, 0), ws
+    assert all(w[1] in (0, 10, 20, 30) for w in ws), ws
+
+
+def test_httproute_not_accepted_holds_the_step():
+    e = Env("gatewayapi:v1", interval="%dms" % (300 * SLOW))
+    d = e.start()
+    s0 = initialized(e, d)
+    # the gateway stops reading routes: a new generation is never Accepted
+    e.api.control(op="gateway", mode="off")
+    e.set_image("podinfo:6.1.0")
+    started(e, d, s0)
+    wait_for("first step", lambda: weights_of(e.route()) == (90, 10))
+    time.sleep(2.0 * SLOW)
+    s = d.status("podinfo")
+    assert s["phase"] == "Progressing" and weights_of(e.route()) == (90, 10), s
+    assert s["kubernetes"]["route"]["accepted"] is False and not s["canaryReady"], s
+    e.api.control(op="gateway", mode="accept")
+    # the next write is Accepted: a status for the current generation
+    g = e.route()
+    g["metadata"].pop("managedFields", None)
+    e.api.control(op="status", group="gateway.networking.k8s.io", resource="httproutes", ns=NS,
+                  name="podinfo", status={"parents": [{
+                      "parentRef": {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                    "namespace": "istio-ingress", "name": "public"},
+                      "controllerName": "example.net/fake-gateway-controller",
+                      "conditions": [{"type": "Accepted", "status": "True",
+                                      "reason": "Accepted", "message": "",
+                                      "observedGeneration": g["metadata"]["generation"],
+                                      "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]})
+    d.wait_phase("podinfo", "Succeeded", timeout=30)
+    assert route_weights(e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
+        route_weights(e)
+
+
+def test_without_an_api_a_mesh_canary_is_refused_at_start():
+    d = tmpdir()
+    path = os.path.join(d, "c.yaml")
+    with open(path, "w") as f:
+        f.write(canary_doc("istio"))
+    env = dict(os.environ)
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    r = subprocess.run([os.path.join(BUILD, "canaryd"), "-c", path, "--data-dir",
+                        os.path.join(d, "data"), "--admin", "127.0.0.1:%d" % free_port()],
+                       capture_output=True, text=True, timeout=30 * SLOW, env=env)
+    assert r.returncode == 1, r
+    assert r.stderr.strip().splitlines()[-1] == (
+        "canaryd: canary 'podinfo': router 'istio': no Kubernetes API to write to: give "
+        "--kubeconfig FILE, or run in a cluster (KUBERNETES_SERVICE_HOST is not set)"), r.stderr
+    r = subprocess.run([os.path.join(BUILD, "canaryd"), "--check", "-c", path],
+                       capture_output=True, text=True, timeout=30 * SLOW)
+    assert r.returncode == 0, r
+
+
+def test_providers_map_onto_the_routers():
+    """Flagger's providers: which router drives each, and which are refused."""
+    d = tmpdir()
+    cases = {"istio": "istio", "linkerd": "smi", "osm": "smi", "smi:v1alpha1:linkerd": "smi",
+             "gatewayapi:v1": "gatewayapi", "gatewayapi:v1beta1": "gatewayapi",
+             "gatewayapi": "gatewayapi", "kubernetes": None, "appmesh": None, "contour": None}
+    kc = os.path.join(d, "kc")
+    with open(kc, "w") as f:  # a server that is never reached
+        json.dump({"apiVersion": "v1", "kind": "Config", "current-context": "x",
+                   "clusters": [{"name": "x", "cluster": {"server": "https://127.0.0.1:9"}}],
+                   "users": [{"name": "x", "user": {"token": "t"}}],
+                   "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}]}, f)
+    for provider, router in cases.items():
+        path = os.path.join(d, "c.yaml")
+        with open(path, "w") as f:
+            f.write(canary_doc(provider))
+        c = Canaryd(config_path=path, extra=["--kubeconfig", kc], wait=False)
+        if router is None:
+            rc = c.p.wait(30 * SLOW)
+            out = c.output()
+            assert rc == 1, (provider, out)
+            assert ("only 'builtin'" in out and "'istio', 'gatewayapi', 'smi'" in out), out
+            continue
+        c.wait_ready()
+        s = c.status("podinfo")
+        assert s["router"] == provider and "kubernetes" in s, (provider, s)
+        if provider == "gatewayapi":
+            assert "read as gatewayapi:v1" in c.output(), c.output()
+        c.stop()
 
 
 def _cleanup():
