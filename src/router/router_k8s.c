@@ -983,7 +983,7 @@ static void on_wait_timeout(uv_timer_t *t)
 	kroute *kr = t->data;
 	char why[512] = "";
 	if (kr->kind == STEP_ACCEPT) {
-		char err[768];
+		char err[1400];
 		if (kr->route_obj)
 			k8s_httproute_ready(kr->route_obj, why, sizeof why);
 		snprintf(err, sizeof err, "HTTPRoute '%s' generation %lld not accepted by its parents "
@@ -994,7 +994,7 @@ static void on_wait_timeout(uv_timer_t *t)
 	}
 	if (kr->primary_obj)
 		k8s_deployment_ready(kr->primary_obj, why, sizeof why);
-	char err[768];
+	char err[1400];
 	snprintf(err, sizeof err, "the primary Deployment '%s' is not available with revision %s "
 	         "after %llus: %s", kr->primary_name, kr->run_rev,
 	         (unsigned long long)(kr->deadline_ms / 1000), why[0] ? why : "not seen");
