@@ -373,6 +373,24 @@ static const char *rev_annotation(const json_t *deploy)
 static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 {
 	char why[2048];
+	/* the workloads are Deployments (spec.targetRef), which only a Flagger
+	 * Canary names; a canaryd/v1 document's endpoints would be ignored */
+	const json_t *t = json_object_get(json_object_get(json_object_get(cc->raw, "spec"),
+	                                                  "targetRef"), "name");
+	if (!cc->flagger || !json_is_string(t)) {
+		snprintf(err, errlen, "canary '%s': router '%s' drives Kubernetes workloads: it needs "
+		         "a Flagger Canary (apiVersion flagger.app/v1beta1) whose spec.targetRef "
+		         "names the Deployment", cc->name, cc->router);
+		return -1;
+	}
+	const char *kind = json_string_value(json_object_get(json_object_get(json_object_get(
+	                                     cc->raw, "spec"), "targetRef"), "kind"));
+	if (kind && strcmp(kind, "Deployment") != 0) {
+		snprintf(err, errlen, "canary '%s': spec.targetRef.kind '%.60s': router '%s' drives "
+		         "Deployments only (Flagger also drives DaemonSets and Services)", cc->name,
+		         kind, cc->router);
+		return -1;
+	}
 	json_t *objs = render_for(cc->raw, cc->router, 0, "aaaaaaaaaa", why, sizeof why);
 	if (!objs) {
 		snprintf(err, errlen, "canary '%s': router '%s' cannot render its objects: %s",

@@ -529,6 +529,30 @@ def test_without_an_api_a_mesh_canary_is_refused_at_start():
     assert r.returncode == 0, r
 
 
+def test_what_a_mesh_router_cannot_drive_is_refused_at_start():
+    e = Env("istio")
+    d = tmpdir()
+    native = ("apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: web}\nspec:\n"
+              "  router: istio\n  stable: {revision: v1, endpoints: ['127.0.0.1:9001']}\n"
+              "  analysis: {interval: 1s, threshold: 1, stepWeight: 10}\n")
+    doc = json.loads(canary_doc("istio"))
+    doc["spec"]["targetRef"]["kind"] = "DaemonSet"
+    for text, want in ((native, "canaryd: canary 'web': router 'istio' drives Kubernetes "
+                        "workloads: it needs a Flagger Canary (apiVersion flagger.app/v1beta1) "
+                        "whose spec.targetRef names the Deployment"),
+                       (json.dumps(doc), "canaryd: canary 'podinfo': spec.targetRef.kind "
+                        "'DaemonSet': router 'istio' drives Deployments only (Flagger also "
+                        "drives DaemonSets and Services)")):
+        path = os.path.join(d, "c.yaml")
+        with open(path, "w") as f:
+            f.write(text)
+        r = subprocess.run([os.path.join(BUILD, "canaryd"), "-c", path, "--kubeconfig", e.kc,
+                            "--data-dir", os.path.join(d, "data"), "--admin",
+                            "127.0.0.1:%d" % free_port()],
+                           capture_output=True, text=True, timeout=30 * SLOW)
+        assert r.returncode == 1 and r.stderr.strip().splitlines()[-1] == want, r.stderr
+
+
 def test_providers_map_onto_the_routers():
     """Flagger's providers: which router drives each, and which are refused."""
     d = tmpdir()
