@@ -1186,14 +1186,18 @@ static void k_apply(router *r, const router_split *s, router_done_fn done, void 
 	             .watch_ready = s->watch_ready, .done = done, .arg = arg };
 	snprintf(k.stable_rev, sizeof k.stable_rev, "%s", s->stable_rev ? s->stable_rev : "");
 	snprintf(k.canary_rev, sizeof k.canary_rev, "%s", s->canary_rev ? s->canary_rev : "");
+	int route_w = is_promotion(kr, &k) ? 0 : k.weight;
+	bool other_rev = strcmp(run_rev_of(kr, &k), kr->run_rev) != 0;
 	if (kr->busy && kr->writing && kr->n_wait < MAX_WAITING &&
-	    ((kr->kind == STEP_WAIT && strcmp(run_rev_of(kr, &k), kr->run_rev) != 0) ||
-	     kr->kind == STEP_ACCEPT)) {
+	    ((kr->kind == STEP_WAIT && other_rev) ||
+	     (kr->kind == STEP_ACCEPT && (other_rev || route_w != kr->route_weight)))) {
 		/* a later split for another revision (a rollback) does not wait
-		 * behind a promotion that waits, nor a later route behind the
+		 * behind a promotion that waits, nor another route behind the
 		 * acceptance of this one */
 		kr->wait[kr->n_wait++] = k;
-		split_end(kr, -1, "replaced by a later split while the primary was not available");
+		split_end(kr, -1, kr->kind == STEP_WAIT ?
+		          "replaced by a later split while the primary was not available" :
+		          "replaced by a later split before the gateway accepted this one");
 	} else if (kr->busy) {
 		if (kr->n_wait == MAX_WAITING) {
 			/* the oldest replaced split gets its answer now: a failure,
