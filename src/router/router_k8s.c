@@ -383,6 +383,22 @@ static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 		         "names the Deployment", cc->name, cc->router);
 		return -1;
 	}
+	/* the engine sends weights: routes it cannot ask for are refused rather
+	 * than written as something else (an A/B match at weight 0 would send
+	 * the matched users to the primary) */
+	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
+	const json_t *match = json_object_get(an, "match");
+	if (json_is_array(match) && json_array_size(match) > 0) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.match: router '%s' does not run A/B "
+		         "tests yet (the daemon applies weights only; canaryctl render --iteration "
+		         "shows the routes Flagger would write)", cc->name, cc->router);
+		return -1;
+	}
+	if (json_is_true(json_object_get(an, "mirror"))) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.mirror: router '%s' does not mirror "
+		         "traffic yet (the daemon applies weights only)", cc->name, cc->router);
+		return -1;
+	}
 	const char *kind = json_string_value(json_object_get(json_object_get(json_object_get(
 	                                     cc->raw, "spec"), "targetRef"), "kind"));
 	if (kind && strcmp(kind, "Deployment") != 0) {

@@ -537,7 +537,13 @@ def test_what_a_mesh_router_cannot_drive_is_refused_at_start():
               "  analysis: {interval: 1s, threshold: 1, stepWeight: 10}\n")
     doc = json.loads(canary_doc("istio"))
     doc["spec"]["targetRef"]["kind"] = "DaemonSet"
-    for text, want in ((native, "canaryd: canary 'web': router 'istio' drives Kubernetes "
+    ab = json.loads(canary_doc("istio"))
+    ab["spec"]["analysis"] = {"interval": "1s", "threshold": 1, "iterations": 3,
+                              "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
+    for text, want in ((json.dumps(ab), "canaryd: canary 'podinfo': spec.analysis.match: "
+                        "router 'istio' does not run A/B tests yet (the daemon applies weights "
+                        "only; canaryctl render --iteration shows the routes Flagger would "
+                        "write)"),(native, "canaryd: canary 'web': router 'istio' drives Kubernetes "
                         "workloads: it needs a Flagger Canary (apiVersion flagger.app/v1beta1) "
                         "whose spec.targetRef names the Deployment"),
                        (json.dumps(doc), "canaryd: canary 'podinfo': spec.targetRef.kind "
