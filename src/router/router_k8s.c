@@ -1,30 +1,36 @@
 /* router_k8s.c - the Kubernetes routers: "istio" (VirtualService and two
  * DestinationRules), "gatewayapi" (HTTPRoute) and "smi" (TrafficSplit), and
  * the Flagger providers that map onto them (istio, linkerd, osm,
- * smi:VERSION:MESH, gatewayapi:v1, gatewayapi:v1beta1, gatewayapi).
+ * smi:VERSION:MESH, gatewayapi:v1, gatewayapi:v1beta1, gatewayapi). A
+ * Canary means what it means to Flagger (docs/routers.md, "Driving a
+ * cluster"): spec.targetRef names the Deployment users update.
  *
- * An apply renders the objects Flagger v1.44.0 would hold for that split
- * (render.h) and writes them one after the other as Flagger does: GET; on
- * 404 create; else PUT the desired spec with the fetched resourceVersion,
- * only when the live object does not already hold it (k8s_upsert: a 409
- * starts again from the GET). The split is reported done once the API
- * accepted the last write: what canaryd then says is what the cluster
- * holds. A failure (the mesh not installed, a 403 with the RBAC rule, the
- * API down) is reported as the apply's error, one line; the controller
- * tries the split again later, and a later split supersedes one that has
- * not started.
+ * A split is carried out in steps (start_split), each a k8s_upsert (GET; on
+ * 404 create; else PUT with the fetched resourceVersion, only when the live
+ * object does not hold what is wanted; a 409 starts again from the GET) or
+ * a wait: the primary Deployment and the Services when missing; the
+ * target's pod template copied into the primary when the split's stable
+ * revision is not the primary's, then a wait until the primary is
+ * available with it (so that 100 % to the primary means the promoted
+ * revision); the route objects Flagger v1.44.0 would hold for the split's
+ * weight (render.h); for an HTTPRoute a wait until its parents accepted the
+ * generation written; the target scaled up during a rollout, to zero
+ * otherwise. The split is answered once the last step is done: what
+ * canaryd then says is what the cluster holds. A failure (the mesh not
+ * installed, a 403 with the RBAC rule, the API down, a wait past
+ * progressDeadlineSeconds) is the split's error, one line; the controller
+ * tries again later.
  *
- * Applies run one at a time per canary: a split that arrives while one is
- * being written waits, and one that waits is replaced by a newer one (the
+ * Splits run one at a time per canary: one that arrives while another is
+ * carried out waits, and one that waits is replaced by a newer one (the
  * replaced split is answered with the newer one's outcome, after it: the
- * controller ignores an answer older than one it had).
+ * controller ignores an answer older than one it had). A wait for the
+ * primary or the gateway ends early for a split that wants something else.
  *
- * Readiness (router_events.ready, while a split with watch_ready is in
- * force) comes from watches, which resume and relist on 410 (k8s.h): the
- * canary workload (spec.targetRef, a Deployment) must be available
- * (k8s_deployment_ready), and for an HTTPRoute every parent must have
- * Accepted its current generation (k8s_httproute_ready), as Flagger's
- * GetRoutes waits for before trusting a route.
+ * Watches (resumed, relisted on 410: k8s.h) follow the target (readiness,
+ * and its pod template's hash: a new one is reported as a revision), the
+ * primary, and the route object (an HTTPRoute's Accepted conditions; a
+ * route changed by someone else is written again).
  *
  * One Kubernetes client serves every mesh canary of the daemon: made when
  * the first opens (from --kubeconfig, or the pod's service account), freed
@@ -585,8 +591,10 @@ static const char *route_resource(const kroute *kr)
 	return "";
 }
 
-/* Reads from the document what the watches follow, and starts them. */
-static void watches_start(kroute *kr)
+/* Reads from the document what the watches follow, and starts them.
+ * Returns 0, or -1 with <err> when one cannot start (the client's 32
+ * watches are taken: three a canary). */
+static int watches_start(kroute *kr, char *err, size_t errlen)
 {
 	const json_t *spec = json_object_get(kr->doc, "spec");
 	const char *t = json_string_value(json_object_get(json_object_get(spec, "targetRef"), "name"));
@@ -597,26 +605,35 @@ static void watches_start(kroute *kr)
 	snprintf(kr->ns, sizeof kr->ns, "%s", ns ? ns : "");
 	apex_of(kr->doc, kr->provider, kr->route_name, sizeof kr->route_name);
 	kr->deploy_ok = kr->route_ok = 0;
-	char err[512];
+	char why[512];
 	const char *nsp = kr->ns[0] ? kr->ns : NULL;
 	if (kr->target_name[0]) {
 		k8s_ref ref = { "apps", "v1", "deployments", nsp, kr->target_name };
-		kr->w_deploy = k8s_watch_start(kr->k, &ref, NULL, on_deploy, kr, err, sizeof err);
-		if (!kr->w_deploy)
-			log_msg(LOG_ERROR, kr->name, "cannot watch the target Deployment: %s", err);
+		kr->w_deploy = k8s_watch_start(kr->k, &ref, NULL, on_deploy, kr, why, sizeof why);
+		if (!kr->w_deploy) {
+			snprintf(err, errlen, "cannot watch the target Deployment: %s", why);
+			return -1;
+		}
 		ref.name = kr->primary_name;
-		kr->w_primary = k8s_watch_start(kr->k, &ref, NULL, on_primary, kr, err, sizeof err);
-		if (!kr->w_primary)
-			log_msg(LOG_ERROR, kr->name, "cannot watch the primary Deployment: %s", err);
+		kr->w_primary = k8s_watch_start(kr->k, &ref, NULL, on_primary, kr, why, sizeof why);
+		if (!kr->w_primary) {
+			snprintf(err, errlen, "cannot watch the primary Deployment: %s", why);
+			watches_stop(kr);
+			return -1;
+		}
 	}
 	if (kr->route_name[0]) {
 		char group[128], version[64];
 		split_api(kr->target.api_version, group, sizeof group, version, sizeof version);
 		k8s_ref ref = { group, version, route_resource(kr), nsp, kr->route_name };
-		kr->w_route = k8s_watch_start(kr->k, &ref, NULL, on_route, kr, err, sizeof err);
-		if (!kr->w_route)
-			log_msg(LOG_ERROR, kr->name, "cannot watch the route: %s", err);
+		kr->w_route = k8s_watch_start(kr->k, &ref, NULL, on_route, kr, why, sizeof why);
+		if (!kr->w_route) {
+			snprintf(err, errlen, "cannot watch the route: %s", why);
+			watches_stop(kr);
+			return -1;
+		}
 	}
+	return 0;
 }
 
 /* ---- the workloads (Flagger's kubernetes_default.go and deployment
@@ -1235,6 +1252,8 @@ static void k_apply(router *r, const router_split *s, router_done_fn done, void 
 
 /* ---- the ops ---- */
 
+static void k_close(router *r);
+
 static int k_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router_events *ev,
                   router **out, char *err, size_t errlen)
 {
@@ -1265,9 +1284,14 @@ static int k_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	snprintf(kr->services_for, sizeof kr->services_for, "\n"); /* no revision: check them */
 	if (note[0])
 		log_msg(LOG_WARN, cc->name, "%s", note);
+	if (watches_start(kr, why, sizeof why) < 0) {
+		snprintf(err, errlen, "canary '%s': router '%s': %s", cc->name, cc->router, why);
+		kr->retired = true;
+		k_close(&kr->base);
+		return -1;
+	}
 	log_msg(LOG_INFO, cc->name, "router '%s' writes %s through the Kubernetes API (%s)",
 	        kr->base.ops->name, t.api_version, shared_source);
-	watches_start(kr);
 	*out = &kr->base;
 	return 0;
 }
@@ -1296,7 +1320,10 @@ static void k_finish(router *r, const cfg_canary *cc)
 	kr->target_obj = kr->primary_obj = NULL;
 	kr->reported_rev[0] = '\0';
 	snprintf(kr->services_for, sizeof kr->services_for, "\n");
-	watches_start(kr);
+	char err[600];
+	if (watches_start(kr, err, sizeof err) < 0)
+		log_msg(LOG_ERROR, kr->name, "router '%s': %s: the workload is not followed until "
+		        "canaryd restarts", kr->base.ops->name, err);
 }
 
 static void k_cancel(router *r)

@@ -10,6 +10,7 @@ No real cluster runs here: docs/kubernetes.md says what this covers.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -508,6 +509,29 @@ def test_httproute_not_accepted_holds_the_step():
     d.wait_phase("podinfo", "Succeeded", timeout=30)
     assert route_weights(e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
         route_weights(e)
+
+
+def test_reload_to_another_mesh_and_a_refused_one():
+    e = Env("istio")
+    d = e.start()
+    initialized(e, d)
+    # the same Canary on Linkerd: another router kind, opened on reload
+    with open(d.config_path, "w") as f:
+        f.write(canary_doc("linkerd"))
+    d.kill(signal.SIGHUP)
+    wait_for("TrafficSplit written", lambda: e.obj("split.smi-spec.io", "trafficsplits",
+                                                   "podinfo"))
+    s = wait_for("applied", lambda: applied(d))
+    assert s["router"] == "linkerd", s
+    assert weights_of(e.obj("split.smi-spec.io", "trafficsplits", "podinfo")) == (100, 0)
+    # a Canary the router cannot drive: the running configuration stays
+    doc = json.loads(canary_doc("linkerd"))
+    doc["spec"]["analysis"]["mirror"] = True
+    with open(d.config_path, "w") as f:
+        f.write(json.dumps(doc))
+    d.kill(signal.SIGHUP)
+    wait_for("refused", lambda: "spec.analysis.mirror" in d.output())
+    assert d.status("podinfo")["router"] == "linkerd"
 
 
 def test_without_an_api_a_mesh_canary_is_refused_at_start():
