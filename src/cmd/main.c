@@ -17,6 +17,7 @@
 #include "provider.h"
 #include "resolve.h"
 #include "router.h"
+#include "router_k8s.h"
 #include "store.h"
 #include "util.h"
 
@@ -25,6 +26,7 @@
 static const char usage[] =
 	"usage: canaryd -c FILE|DIR [-c ...] [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"
 	"               [--log-level debug|info|warn|error] [--token-file F] [--drain-timeout DUR]\n"
+	"               [--kubeconfig F]\n"
 	"               [--admin-host NAME]... [--admin-max-connections N]\n"
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR] [--admin-idle-timeout DUR]\n"
 	"               [--metrics-server URL]\n"
@@ -56,6 +58,8 @@ static const char usage[] =
 	"                         from, with Flagger's queries (Flagger's -metrics-server; no\n"
 	"                         default: a mesh canary with built-in metrics needs it, or its\n"
 	"                         spec.metricsServer)\n"
+	"      --kubeconfig F     the Kubernetes API of the istio, gatewayapi and smi routers\n"
+	"                         (default: the pod's service account when in a cluster)\n"
 	"      --check            validate the configuration, print every error, exit 0 or 2\n"
 	"\n"
 	"signals: SIGHUP reloads the configuration, SIGTERM drains and exits 0\n";
@@ -463,6 +467,7 @@ int main(int argc, char **argv)
 	const char *admin_addr = "127.0.0.1:9901", *data_dir = "./canaryd-data";
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
 	const char *drain = "10s", *metrics_server = NULL;
+	const char *kubeconfig = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
 	const char *max_conns = NULL;
 	const char *admin_hosts[16];
@@ -476,6 +481,7 @@ int main(int argc, char **argv)
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "token-file", required_argument, NULL, 't' },
 		{ "drain-timeout", required_argument, NULL, 'D' },
+		{ "kubeconfig", required_argument, NULL, 'K' },
 		{ "admin-host", required_argument, NULL, 'H' },
 		{ "admin-max-connections", required_argument, NULL, 'M' },
 		{ "admin-head-timeout", required_argument, NULL, '1' },
@@ -504,6 +510,7 @@ int main(int argc, char **argv)
 		case 'l': level_arg = optarg; break;
 		case 't': token_file = optarg; break;
 		case 'D': drain = optarg; break;
+		case 'K': kubeconfig = optarg; break;
 		case 'H':
 			if (n_admin_hosts == sizeof admin_hosts / sizeof admin_hosts[0]) {
 				fprintf(stderr, "canaryd: at most %zu --admin-host names\n", n_admin_hosts);
@@ -624,6 +631,7 @@ int main(int argc, char **argv)
 	d.n_configs = n_configs;
 	d.drain_timeout_ms = drain_ms;
 	d.loop = uv_default_loop();
+	router_k8s_kubeconfig(kubeconfig);
 	if (store_open(data_dir, &d.db, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		cfg_free(conf);

@@ -91,7 +91,8 @@ typedef struct canary_rt {
 	int applied_weight;
 	int asked[APPLY_RING];      /* the weight of each of the last splits, by
 	                             * generation % APPLY_RING */
-	char apply_err[256];        /* why the last split failed, "" if it did not */
+	char apply_err[1024];       /* why the last split failed, "" if it did not
+	                             * (a Kubernetes 403 names the RBAC rule: long) */
 	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
 	uint64_t data_from_sec;     /* monotonic second canary data counts from */
 	int ready;                  /* the canary takes requests (the router says,
@@ -1092,7 +1093,12 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	free(out);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
 		observe(rt, now);
-	if (rt->gate_pending == 0 && eng_check_due(&rt->st, p, now)) {
+	/* a check judges the split in force: while the router has not applied
+	 * the last one (a Kubernetes write in flight, an HTTPRoute its gateway
+	 * has not accepted, an API that refuses), the check waits, as Flagger's
+	 * analysis waits for its routes */
+	bool applied_all = rt->done_gen == rt->gen && !rt->apply_err[0];
+	if (rt->gate_pending == 0 && applied_all && eng_check_due(&rt->st, p, now)) {
 		/* held at one while they start, so that a read that answers at
 		 * once does not run the check before the others have started */
 		rt->gate_pending = 1;
@@ -1341,12 +1347,74 @@ static void on_ready(void *arg, bool ready)
 	rt->ready = ready;
 }
 
+static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t **result,
+                       char *err, size_t errlen);
+
+/* The router's word that the workload runs revision <rev> (router.h): a
+ * rollout of it, as `canaryctl rollout` without endpoints, by actor
+ * "router"; or, when there is no stable revision yet and no rollout ever
+ * ran, the stable revision (an audit event "revision" says so). */
+static void on_revision(void *arg, const char *rev)
+{
+	canary_rt *rt = arg;
+	/* the last rollout's revision, ended or not, is not rolled out again
+	 * (a restart reports the workload's revision anew; Flagger too waits
+	 * for the next change after a rollback) */
+	if (!rev || !rev[0] || strlen(rev) >= ENG_REV_LEN || !strcmp(rev, rt->st.stable_rev) ||
+	    !strcmp(rev, rt->st.canary_rev))
+		return;
+	char err[512];
+	if (!rt->st.stable_rev[0] && !rt->st.canary_rev[0]) {
+		eng_output *out = xcalloc(1, sizeof *out);
+		eng_state prev = rt->st;
+		snprintf(rt->st.stable_rev, sizeof rt->st.stable_rev, "%s", rev);
+		out->changed = true;
+		eng_event *ev = &out->events[out->n_events++];
+		snprintf(ev->type, sizeof ev->type, "revision");
+		ev->phase = rt->st.phase;
+		ev->weight = rt->st.weight;
+		snprintf(ev->actor, sizeof ev->actor, "router");
+		snprintf(ev->message, sizeof ev->message, "the workload runs revision %s: the "
+		         "stable revision", rev);
+		log_msg(LOG_INFO, rt->name, "stable revision %s (reported by router '%s')", rev,
+		        rt->router->ops->name);
+		if (commit(rt, &prev, out, err, sizeof err) < 0)
+			log_msg(LOG_ERROR, rt->name, "cannot take revision %s as stable: %s", rev, err);
+		free(out);
+		return;
+	}
+	eng_cmd cmd = { .kind = ENG_CMD_ROLLOUT, .revision = rev, .actor = "router" };
+	json_t *result = NULL;
+	log_msg(LOG_INFO, rt->name, "router '%s' reports revision %s: rollout",
+	        rt->router->ops->name, rev);
+	if (run_command(rt, &cmd, NULL, &result, err, sizeof err) != 200)
+		log_msg(LOG_ERROR, rt->name, "cannot start the rollout of revision %s: %s", rev, err);
+	json_decref(result);
+}
+
+/* What a router changed outside canaryd (router.h): an audit event. */
+static void on_router_audit(void *arg, const char *type, const char *message)
+{
+	canary_rt *rt = arg;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "%s", type);
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "router");
+	snprintf(ev->message, sizeof ev->message, "%s", message);
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
 /* Opens the router of <cc> for <rt>. Returns 0, or -1 with <err>. */
 static int open_router(canary_rt *rt, const cfg_canary *cc, router **out, char *err,
                        size_t errlen)
 {
 	const router_ops *ops = router_find(cc->router);
-	router_events ev = { .endpoint = on_endpoint, .ready = on_ready, .arg = rt };
+	router_events ev = { .endpoint = on_endpoint, .ready = on_ready,
+	                     .revision = on_revision, .audit = on_router_audit, .arg = rt };
 	return ops->open(rt->owner->loop, cc, rt->stats, &ev, out, err, errlen) < 0 ? -1 : 0;
 }
 

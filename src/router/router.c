@@ -1,12 +1,18 @@
 /* router.c - the table of router kinds (see router.h). A new kind is a
  * row here: its ops in router_NAME.c. */
 #include "router.h"
+#include "router_k8s.h"
 
 #include <stdio.h>
 #include <string.h>
 
 static const router_ops *const builtins[] = {
 	&router_builtin,
+	/* the Kubernetes routers (router_k8s.c); Flagger's spec.provider
+	 * names map onto them in router_find */
+	&router_istio,
+	&router_gatewayapi,
+	&router_smi,
 };
 
 #define N_BUILTINS (sizeof builtins / sizeof builtins[0])
@@ -31,7 +37,7 @@ const router_ops *router_find(const char *name)
 	for (size_t i = 0; i < N_BUILTINS; i++)
 		if (strcmp(builtins[i]->name, name) == 0)
 			return builtins[i];
-	return NULL;
+	return router_k8s_find(name);
 }
 
 void router_names(char *out, size_t outlen)

@@ -66,6 +66,17 @@ typedef struct router_events {
 	/* While a split with watch_ready is in force: whether the canary can
 	 * take requests, each time the router has found out. */
 	void (*ready)(void *arg, bool ready);
+	/* The workload the router watches now runs revision <rev> (a Kubernetes
+	 * router: a hash of the target Deployment's pod template): the
+	 * controller starts a rollout of it as `canaryctl rollout` would (no
+	 * new endpoints), unless it is the stable revision or that of the last
+	 * rollout (ended or not); the first revision seen with no stable one becomes
+	 * the stable revision. May be NULL for routers that never call it. */
+	void (*revision)(void *arg, const char *rev);
+	/* The router changed something outside canaryd (a Kubernetes write):
+	 * an audit event of <type> ("router-write") with <message>, actor
+	 * "router". May be NULL. */
+	void (*audit)(void *arg, const char *type, const char *message);
 	void *arg;
 } router_events;
 

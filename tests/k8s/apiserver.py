@@ -466,8 +466,53 @@ class Fake:
         self.log = []
         self.bookmark_s = 1.0
         self.gateway = {"mode": "accept", "delay": 0.05, "reason": "NotAllowedByListeners"}
+        # the Deployment controller: "manual" (the test says when a rollout
+        # is available: the "rollout" control op) or "auto" (every new
+        # generation is available after the delay)
+        self.deployments = {"mode": "manual", "delay": 0.05}
         self.watch_conns = []                     # open watch streams (handlers)
         self.lock = threading.Lock()
+
+    def rollout_deployment(self, ns, name, available=None, deadline=False, generation=None):
+        """Writes the status the Deployment controller would once <available>
+        replicas (default spec.replicas) of the current generation are
+        available, or once its progress deadline passed; observes the
+        current generation (only <generation>'s, when given: else nothing)."""
+        st = self.store
+        key = ("apps", "deployments", ns, name)
+        with st.lock:
+            old = st.objects.get(key)
+            if old is None:
+                if generation is not None:
+                    return None
+                raise ValueError("no deployment %s/%s" % (ns, name))
+            gen = old["metadata"].get("generation", 1)
+            if generation is not None and gen != generation:
+                return None
+            new = copy.deepcopy(old)
+            want = (new.get("spec") or {}).get("replicas", 1)
+            avail = want if available is None else min(int(available), want)
+            ok = avail >= want and not deadline
+            prog = {"type": "Progressing", "status": "False" if deadline else "True",
+                    "reason": "ProgressDeadlineExceeded" if deadline else
+                    ("NewReplicaSetAvailable" if ok else "ReplicaSetUpdated"),
+                    "message": "ReplicaSet has timed out progressing." if deadline
+                    else "ReplicaSet is progressing."}
+            new["status"] = {
+                "observedGeneration": gen, "replicas": want, "updatedReplicas": want,
+                "readyReplicas": avail, "availableReplicas": avail,
+                "unavailableReplicas": want - avail,
+                "conditions": [
+                    {"type": "Available", "status": "True" if ok else "False",
+                     "reason": "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable",
+                     "message": "Deployment has %d of %d replicas available." % (avail, want)},
+                    prog]}
+            new["metadata"]["resourceVersion"] = str(st.bump())
+            st.record_update(key, old, new, "deployment-controller", "apps/v1", "status")
+            new["metadata"]["managedFields"] = st.managed_fields(key)
+            st.objects[key] = new
+            st.emit("MODIFIED", key, new)
+            return new
 
     # faults
     def take_fault(self, method, path, query):
@@ -616,6 +661,12 @@ class Handler(BaseHTTPRequestHandler):
             self.fake.log.append(entry)
         try:
             body = self.read_body() if method in ("POST", "PUT", "PATCH") else b""
+            if body:
+                # what was written, for tests that follow a sequence of writes
+                try:
+                    entry["body"] = json.loads(body)
+                except ValueError:
+                    entry["body"] = body[:4096].decode("utf-8", "replace")
             fault = self.fake.take_fault(method, url.path, query)
             if fault and self.apply_fault(fault, url.path, query):
                 return
@@ -1289,7 +1340,19 @@ class Ctx:
 
     def after_write(self, obj):
         """The gateway controller: accepts (or rejects) an HTTPRoute's new
-        generation for each of its parents, after a delay."""
+        generation for each of its parents, after a delay. The Deployment
+        controller in "auto" mode: a Deployment's new generation is
+        available after a delay."""
+        if self.rtype.plural == "deployments" and self.sub != "status":
+            dep = dict(self.h.fake.deployments)
+            if dep.get("mode") == "auto":
+                fake, ns, name = self.h.fake, self.key[2], self.key[3]
+                gen = obj["metadata"].get("generation", 1)
+                t = threading.Timer(float(dep.get("delay", 0)),
+                                    lambda: fake.rollout_deployment(ns, name, generation=gen))
+                t.daemon = True
+                t.start()
+            return
         if self.rtype.plural != "httproutes" or self.sub == "status":
             return
         gw = dict(self.h.fake.gateway)
@@ -1559,6 +1622,15 @@ class Control(BaseHTTPRequestHandler):
                 st.objects[key] = new
                 st.emit("MODIFIED" if old else "ADDED", key, new)
                 return {"object": new}
+        elif op == "rollout":
+            # the Deployment controller, driven by the test: {"ns", "name",
+            # "available": N (default spec.replicas), "deadline": bool}
+            return {"object": fake.rollout_deployment(cmd["ns"], cmd["name"],
+                                                      cmd.get("available"),
+                                                      cmd.get("deadline", False))}
+        elif op == "deployments":     # {"mode": "auto"|"manual", "delay": s}
+            fake.deployments = dict(fake.deployments,
+                                    **{k: v for k, v in cmd.items() if k != "op"})
         elif op == "rv":
             with st.lock:
                 return {"rv": st.rv, "compacted": st.compacted}

@@ -19,16 +19,31 @@
 #include "log.h"
 #include "resolve.h"
 #include "router.h"
+#include "router_k8s.h"
 
 static void test_table(void **state)
 {
 	assert_ptr_equal(router_find("builtin"), &router_builtin);
-	assert_null(router_find("istio"));           /* configured, not driven yet */
+	/* the Kubernetes routers, by canaryd's names and by Flagger's providers */
+	assert_ptr_equal(router_find("istio"), &router_istio);
+	assert_ptr_equal(router_find("gatewayapi"), &router_gatewayapi);
+	assert_ptr_equal(router_find("gatewayapi:v1"), &router_gatewayapi);
+	assert_ptr_equal(router_find("gatewayapi:v1beta1"), &router_gatewayapi);
+	assert_ptr_equal(router_find("smi"), &router_smi);
+	assert_ptr_equal(router_find("linkerd"), &router_smi);
+	assert_ptr_equal(router_find("osm"), &router_smi);
+	assert_ptr_equal(router_find("smi:v1alpha3:linkerd"), &router_smi);
+	/* Flagger's own objects canaryd does not render, and kubernetes
+	 * (no route object): refused at start */
+	assert_null(router_find("appmesh"));
+	assert_null(router_find("appmesh:v1beta2"));
+	assert_null(router_find("contour"));
+	assert_null(router_find("kubernetes"));
 	assert_null(router_find(""));
 	assert_null(router_find(NULL));
 	char names[64];
 	router_names(names, sizeof names);
-	assert_string_equal(names, "'builtin'");
+	assert_string_equal(names, "'builtin', 'istio', 'gatewayapi', 'smi'");
 	char err[256] = "";
 	cfg_canary cc;
 	memset(&cc, 0, sizeof cc);
