@@ -142,8 +142,31 @@ static void provider_names(char *out, size_t outlen)
 static int cannot_run(const cfg_canary *cc, int what, char *why, size_t whylen)
 {
 	char names[256];
+	/* Flagger's analysis keys that no router here acts on: promotion in
+	 * steps, and pod-count readiness thresholds (canaryd's readiness is
+	 * all or nothing: every endpoint, or the whole Deployment, available) */
+	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
+	static const char *const unacted[] = { "stepWeightPromotion", "primaryReadyThreshold",
+	                                       "canaryReadyThreshold" };
+	for (size_t k = 0; what == 0 && k < sizeof unacted / sizeof unacted[0]; k++) {
+		const json_t *v = json_object_get(an, unacted[k]);
+		/* a threshold of 100 % is what canaryd does anyway */
+		if (!v || (k > 0 && json_is_integer(v) && json_integer_value(v) == 100))
+			continue;
+		snprintf(why, whylen, "canary '%s' (%s:%d): spec.analysis.%s is not acted on by "
+		         "canaryd yet (%s)", cc->name, cc->file, cc->line, unacted[k],
+		         k == 0 ? "promotion goes to 100% at once" :
+		         "a version is ready when all of its endpoints or pods are");
+		return -1;
+	}
 	if (what == 0) {
-		if (router_find(cc->router))
+		const router_ops *ops = router_find(cc->router);
+		char err[512];
+		if (ops && ops->check(cc, err, sizeof err) < 0) {
+			snprintf(why, whylen, "%s (%s:%d)", err, cc->file, cc->line);
+			return -1;
+		}
+		if (ops)
 			return 0;
 		router_names(names, sizeof names);
 		snprintf(why, whylen, "canary '%s' (%s:%d): %s '%s' is not one canaryd drives "

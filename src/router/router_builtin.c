@@ -218,6 +218,24 @@ static int b_check(const cfg_canary *cc, char *err, size_t errlen)
 		snprintf(err, errlen, "canary '%s': router 'builtin' needs spec.listen", cc->name);
 		return -1;
 	}
+	/* the proxy splits by weight only: an A/B test run as a weighted
+	 * split, or a mirror that is not made, would not be what was asked */
+	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
+	if (json_array_size(json_object_get(an, "match")) > 0) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.match: router 'builtin' does not "
+		         "route by header or cookie (A/B tests) yet; it splits by weight", cc->name);
+		return -1;
+	}
+	if (json_is_true(json_object_get(an, "mirror"))) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.mirror: router 'builtin' does not "
+		         "mirror traffic yet", cc->name);
+		return -1;
+	}
+	if (json_object_get(an, "sessionAffinity")) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.sessionAffinity: router 'builtin' "
+		         "does not pin users to a version by cookie yet", cc->name);
+		return -1;
+	}
 	return 0;
 }
 

@@ -77,6 +77,34 @@ def test_check_accepts_the_flagger_examples():
         assert rc == 0, (f, rc, err)
 
 
+def test_what_the_proxy_does_not_do_is_noted_then_refused_at_start():
+    # the built-in proxy splits by weight only: an A/B test, a mirror or a
+    # cookie it would not make, or Flagger's promotion in steps, is valid
+    # configuration (--check notes it) that does not start, rather than
+    # running as something else
+    base = canary_yaml("web", "127.0.0.1:%d" % free_port(), ["127.0.0.1:9001"],
+                       canary=["127.0.0.1:9002"])
+    cases = [("    match:\n      - headers: {x-canary: {exact: insider}}\n",
+              "spec.analysis.match: router 'builtin' does not route by header or cookie"),
+             ("    mirror: true\n", "spec.analysis.mirror: router 'builtin' does not mirror"),
+             ("    sessionAffinity: {cookieName: v}\n",
+              "spec.analysis.sessionAffinity: router 'builtin' does not pin users"),
+             ("    stepWeightPromotion: 20\n", "spec.analysis.stepWeightPromotion is not acted on"),
+             ("    canaryReadyThreshold: 50\n",
+              "spec.analysis.canaryReadyThreshold is not acted on")]
+    for extra, want in cases:
+        p = _write(base.replace("  analysis:\n", "  analysis:\n" + extra))
+        rc, out, err = _check(p)
+        assert rc == 0 and want in out and "will not start" in out, (rc, out, err)
+        data = os.path.join(tmpdir(), "data")
+        r = subprocess.run([CANARYD, "-c", p, "--data-dir", data, "--admin",
+                            "127.0.0.1:%d" % free_port()], capture_output=True, text=True,
+                           timeout=30 * SLOW)
+        assert r.returncode == 2 and want in r.stderr, (r.returncode, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert not os.path.exists(data), "a database was made"
+
+
 def test_bad_config_never_starts():
     p = _write("apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: x}\nspec: {listen: nope}\n")
     r = subprocess.run([CANARYD, "-c", p, "--admin", "127.0.0.1:%d" % free_port(),
