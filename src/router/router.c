@@ -7,6 +7,7 @@
 
 static const router_ops *const builtins[] = {
 	&router_builtin,
+	&router_haproxy,
 };
 
 #define N_BUILTINS (sizeof builtins / sizeof builtins[0])
