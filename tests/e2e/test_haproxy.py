@@ -296,7 +296,7 @@ def test_no_errors_across_1000_weight_changes():
     try:
         for i in range(1000):
             w = weights[i % len(weights)]
-            s, body = cd.api("POST", "/api/v1/canaries/web/set-weight", {"weight": w})
+            s, body = cd.api("POST", "/api/v1/canaries/web/weight", {"weight": w})
             assert s == 200, (s, body)
             wait_applied(cd, "web", w)
     finally:
