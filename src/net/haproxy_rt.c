@@ -317,7 +317,7 @@ static bool read_u64(const char *s, size_t n, uint64_t max, uint64_t *v)
 		if (s[i] < '0' || s[i] > '9')
 			return false;
 		unsigned d = (unsigned)(s[i] - '0');
-		if (x > (max - d) / 10)
+		if (d > max || x > (max - d) / 10)
 			return false;
 		x = x * 10 + d;
 	}

@@ -119,33 +119,44 @@ static unsigned gcd(unsigned a, unsigned b)
 	return a;
 }
 
-/* The weight of each stable and each canary server for canary share <w>
- * (0..100) over <ns> stable and <nc> canary servers, in 0..MAX_WEIGHT:
- * stable (100-w)*k/ns and canary w*k/nc for the largest exact k, so that
- * the canary's servers together get w % of new requests (exactly when the
- * reduced ratio fits in 256, else within 1/256 of each weight). A target
- * without servers gets nothing and the other everything; a share above 0
- * never rounds to weight 0. */
+/* Spreads <total> over n servers as evenly as integers allow: the first
+ * total % n get one more. */
+static void spread(unsigned total, size_t n, int *out)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = (int)(total / n + (i < total % n));
+}
+
+/* The weights of <ns> stable servers (ws[]) and <nc> canary servers (wc[])
+ * for canary share <w> (0..100), each in 0..MAX_WEIGHT, such that the
+ * canary's servers together get exactly w % of new requests: the sums are
+ * (100-w)*k and w*k (reduced by their common divisor). The smallest k that
+ * gives every server of a side the same weight ("(100-w)*k/ns" and
+ * "w*k/nc") is taken when it fits in 256; otherwise the largest k that
+ * fits, spread so that the servers of a side differ by one at most (an
+ * extreme split over many servers, e.g. 1 % over 4 canary servers and 1
+ * stable: 99/1/0/0/0, may leave some at 0). A target without servers gets
+ * nothing and the other everything. */
 static void hap_weights(int w, size_t ns, size_t nc, int *ws, int *wc)
 {
 	if (nc == 0)
 		w = 0;
 	else if (ns == 0)
 		w = 100;
-	unsigned a = (unsigned)(100 - w) * (unsigned)(nc ? nc : 1);
-	unsigned b = (unsigned)w * (unsigned)(ns ? ns : 1);
-	unsigned g = gcd(a, b);
-	a /= g;
-	b /= g;
-	unsigned top = a > b ? a : b;
-	if (top > MAX_WEIGHT) {
-		unsigned sa = (unsigned)(((uint64_t)a * MAX_WEIGHT + top / 2) / top);
-		unsigned sb = (unsigned)(((uint64_t)b * MAX_WEIGHT + top / 2) / top);
-		a = a && !sa ? 1 : sa;
-		b = b && !sb ? 1 : sb;
+	unsigned S = (unsigned)(100 - w), C = (unsigned)w, g = gcd(S, C);
+	S /= g;
+	C /= g;
+	/* the smallest k making S*k a multiple of ns and C*k one of nc */
+	unsigned ks = S && ns ? (unsigned)ns / gcd(S, (unsigned)ns) : 1;
+	unsigned kc = C && nc ? (unsigned)nc / gcd(C, (unsigned)nc) : 1;
+	unsigned k = ks / gcd(ks, kc) * kc;
+	if ((ns && S * k / ns > MAX_WEIGHT) || (nc && C * k / nc > MAX_WEIGHT)) {
+		unsigned a = S ? MAX_WEIGHT * (unsigned)ns / S : UINT32_MAX;
+		unsigned b = C ? MAX_WEIGHT * (unsigned)nc / C : UINT32_MAX;
+		k = a < b ? a : b;
 	}
-	*ws = (int)a;
-	*wc = (int)b;
+	spread(S * k, ns, ws);
+	spread(C * k, nc, wc);
 }
 
 static char target_letter(int t)
@@ -273,56 +284,79 @@ static void plan_write(hap *h, const hart_server *live, size_t n_live, buf *b)
 	int *next = xcalloc(want ? want : 1, sizeof *next);
 	char (*names)[HART_NAME_LEN] = xcalloc(want ? want : 1, HART_NAME_LEN);
 	buf adds = BUF_INIT, tail = BUF_INIT;
-	int ws, wc;
-	hap_weights(h->weight, h->n_members[TARGET_STABLE], h->n_members[TARGET_CANARY], &ws, &wc);
+	/* the numbers go on from the highest seen, so that a name is not
+	 * reused while HAProxy may still count requests under it */
+	for (size_t i = 0; i < n_live; i++)
+		if (owned_target(h->prefix, live[i].name) >= 0) {
+			unsigned v = (unsigned)strtoul(live[i].name + strlen(h->prefix) + 1, NULL, 10);
+			if (v >= h->next_idx && v < 1000000)
+				h->next_idx = v + 1;
+		}
+	/* the servers: one per address (two names of one host may share one) */
 	for (int t = 0; t < TARGET_COUNT; t++)
 		for (size_t k = 0; k < h->n_members[t]; k++) {
 			hsrv *s = &h->plan[h->n_plan];
 			member_host(&h->members[t][k], s->host, sizeof s->host, &s->port);
 			s->target = t;
-			s->weight = t == TARGET_CANARY ? wc : ws;
-			/* the same address twice (two names for one host) is one server */
 			bool dup = false;
 			for (size_t j = 0; j < h->n_plan; j++)
 				if (h->plan[j].target == t && h->plan[j].port == s->port &&
 				    !strcmp(h->plan[j].host, s->host))
 					dup = true;
-			if (dup)
-				continue;
-			ssize_t found = -1;
-			for (size_t i = 0; i < n_live && found < 0; i++)
-				if (!used[i] && owned_target(h->prefix, live[i].name) == t &&
-				    live[i].port == s->port && !strcmp(live[i].addr, s->host))
-					found = (ssize_t)i;
-			if (found >= 0) {
-				used[found] = true;
-				/* wanted again before it was deleted: it stays */
-				for (size_t j = 0; j < h->n_leaving; j++)
-					if (!strcmp(h->leaving[j], live[found].name)) {
-						free(h->leaving[j]);
-						h->leaving[j--] = h->leaving[--h->n_leaving];
-					}
-				snprintf(s->name, sizeof s->name, "%s", live[found].name);
-				cur[h->n_plan] = live[found].uweight;
-				if (live[found].admin_state & HART_ADMIN_FMAINT)
-					buf_printf(&adds, "%sset server %s/%s state ready",
-					           adds.len ? "; " : "", h->backend, s->name);
-			} else {
-				do
-					snprintf(s->name, sizeof s->name, "%s%c%u", h->prefix,
-					         target_letter(t), h->next_idx++);
-				while (name_taken(live, n_live, s->name));
-				const char *l = strchr(s->host, ':') ? "[" : "";
-				const char *r = *l ? "]" : "";
-				buf_printf(&adds, "%sadd server %s/%s %s%s%s:%d weight 0; enable server %s/%s",
-				           adds.len ? "; " : "", h->backend, s->name, l, s->host, r,
-				           s->port, h->backend, s->name);
-				cur[h->n_plan] = 0;
-			}
-			next[h->n_plan] = s->weight;
-			memcpy(names[h->n_plan], s->name, HART_NAME_LEN);
-			h->n_plan++;
+			if (!dup)
+				h->n_plan++;
 		}
+	size_t n_of[TARGET_COUNT] = { 0, 0 };
+	for (size_t i = 0; i < h->n_plan; i++)
+		n_of[h->plan[i].target]++;
+	int *wt[TARGET_COUNT];
+	for (int t = 0; t < TARGET_COUNT; t++)
+		wt[t] = xcalloc(n_of[t] ? n_of[t] : 1, sizeof(int));
+	hap_weights(h->weight, n_of[TARGET_STABLE], n_of[TARGET_CANARY], wt[TARGET_STABLE],
+	            wt[TARGET_CANARY]);
+	size_t planned = h->n_plan, at[TARGET_COUNT] = { 0, 0 };
+	h->n_plan = 0;
+	for (size_t p = 0; p < planned; p++) {
+		hsrv *s = &h->plan[h->n_plan];
+		*s = h->plan[p];
+		int t = s->target;
+		s->weight = wt[t][at[t]++];
+		ssize_t found = -1;
+		for (size_t i = 0; i < n_live && found < 0; i++)
+			if (!used[i] && owned_target(h->prefix, live[i].name) == t &&
+			    live[i].port == s->port && !strcmp(live[i].addr, s->host))
+				found = (ssize_t)i;
+		if (found >= 0) {
+			used[found] = true;
+			/* wanted again before it was deleted: it stays */
+			for (size_t j = 0; j < h->n_leaving; j++)
+				if (!strcmp(h->leaving[j], live[found].name)) {
+					free(h->leaving[j]);
+					h->leaving[j--] = h->leaving[--h->n_leaving];
+				}
+			snprintf(s->name, sizeof s->name, "%s", live[found].name);
+			cur[h->n_plan] = live[found].uweight;
+			if (live[found].admin_state & HART_ADMIN_FMAINT)
+				buf_printf(&adds, "%sset server %s/%s state ready",
+				           adds.len ? "; " : "", h->backend, s->name);
+		} else {
+			do
+				snprintf(s->name, sizeof s->name, "%s%c%u", h->prefix,
+				         target_letter(t), h->next_idx++);
+			while (name_taken(live, n_live, s->name));
+			const char *l = strchr(s->host, ':') ? "[" : "";
+			const char *r = *l ? "]" : "";
+			buf_printf(&adds, "%sadd server %s/%s %s%s%s:%d weight 0; enable server %s/%s",
+			           adds.len ? "; " : "", h->backend, s->name, l, s->host, r,
+			           s->port, h->backend, s->name);
+			cur[h->n_plan] = 0;
+		}
+		next[h->n_plan] = s->weight;
+		memcpy(names[h->n_plan], s->name, HART_NAME_LEN);
+		h->n_plan++;
+	}
+	for (int t = 0; t < TARGET_COUNT; t++)
+		free(wt[t]);
 	/* canaryd's servers that left: weight 0 with the other falls, then
 	 * maintenance (new requests stop; those in flight finish) */
 	for (size_t i = 0; i < n_live; i++) {
@@ -342,14 +376,6 @@ static void plan_write(hap *h, const hart_server *live, size_t n_live, buf *b)
 			h->leaving[h->n_leaving++] = xstrdup(live[i].name);
 		}
 	}
-	/* the numbers go on from the highest seen, so a name is not reused
-	 * while HAProxy may still count requests under it */
-	for (size_t i = 0; i < n_live; i++)
-		if (owned_target(h->prefix, live[i].name) >= 0) {
-			unsigned v = (unsigned)strtoul(live[i].name + strlen(h->prefix) + 1, NULL, 10);
-			if (v >= h->next_idx && v < 1000000)
-				h->next_idx = v + 1;
-		}
 	buf_puts(b, adds.len ? adds.p : "");
 	buf weights = BUF_INIT;
 	hap_order(&weights, h->backend, names, cur, next, h->n_plan);
@@ -431,7 +457,8 @@ static void count_stat(hap *h, const hart_stat *rows, size_t n)
 	}
 	free(h->last);
 	h->last = xmalloc((n ? n : 1) * sizeof *h->last);
-	memcpy(h->last, rows, n * sizeof *rows);
+	if (n)
+		memcpy(h->last, rows, n * sizeof *rows);
 	h->n_last = n;
 	h->have_last = true;
 }
@@ -740,7 +767,8 @@ static void h_apply(router *r, const router_split *s, router_done_fn done, void 
 		free(h->members[t]);
 		h->n_members[t] = s->n_members[t];
 		h->members[t] = xmalloc((s->n_members[t] ? s->n_members[t] : 1) * sizeof(route_member));
-		memcpy(h->members[t], s->members[t], s->n_members[t] * sizeof(route_member));
+		if (s->n_members[t])
+			memcpy(h->members[t], s->members[t], s->n_members[t] * sizeof(route_member));
 	}
 	h->watching = s->watch_ready;
 	h->pend = xrealloc(h->pend, (h->n_pend + 1) * sizeof *h->pend);

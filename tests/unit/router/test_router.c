@@ -23,12 +23,13 @@
 static void test_table(void **state)
 {
 	assert_ptr_equal(router_find("builtin"), &router_builtin);
+	assert_ptr_equal(router_find("haproxy"), &router_haproxy);
 	assert_null(router_find("istio"));           /* configured, not driven yet */
 	assert_null(router_find(""));
 	assert_null(router_find(NULL));
 	char names[64];
 	router_names(names, sizeof names);
-	assert_string_equal(names, "'builtin'");
+	assert_string_equal(names, "'builtin', 'haproxy'");
 	char err[256] = "";
 	cfg_canary cc;
 	memset(&cc, 0, sizeof cc);
