@@ -307,10 +307,11 @@ int hart_answer_ok(const char *ans, size_t len, char *err, size_t errlen)
 	return 0;
 }
 
-/* A whole decimal number in [s, s+n) into *v, at most <max>. */
+/* A whole decimal number in [s, s+n) into *v, at most <max>, written as
+ * HAProxy writes numbers: digits only, no leading zero. */
 static bool read_u64(const char *s, size_t n, uint64_t max, uint64_t *v)
 {
-	if (n == 0 || n > 20)
+	if (n == 0 || n > 20 || (n > 1 && s[0] == '0'))
 		return false;
 	uint64_t x = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -400,6 +401,16 @@ static bool copy_field(char *dst, size_t dstlen, const char *s, size_t n)
 	return true;
 }
 
+/* A server name or address as HAProxy writes them: letters, digits and
+ * "-_.:" (IPv6 addresses, and a zone after '%'). */
+static bool copy_name(char *dst, size_t dstlen, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("-_.:%", s[i]))
+			return false;
+	return copy_field(dst, dstlen, s, n);
+}
+
 #define MAX_COLS 256
 
 enum { SV_BE, SV_NAME, SV_ADDR, SV_OP, SV_ADMIN, SV_UWEIGHT, SV_PORT, SV_N };
@@ -457,8 +468,8 @@ int hart_parse_servers(const char *ans, size_t len, const char *backend, hart_se
 		hart_server *s = &v[k];
 		memset(s, 0, sizeof *s);
 		uint64_t x;
-		if (!copy_field(s->name, sizeof s->name, f[col[SV_NAME]], fl[col[SV_NAME]]) ||
-		    !copy_field(s->addr, sizeof s->addr, f[col[SV_ADDR]], fl[col[SV_ADDR]]))
+		if (!copy_name(s->name, sizeof s->name, f[col[SV_NAME]], fl[col[SV_NAME]]) ||
+		    !copy_name(s->addr, sizeof s->addr, f[col[SV_ADDR]], fl[col[SV_ADDR]]))
 			goto bad;
 		if (!read_u64(f[col[SV_PORT]], fl[col[SV_PORT]], 65535, &x))
 			goto bad;
@@ -536,7 +547,7 @@ int hart_parse_stat(const char *ans, size_t len, const char *backend, hart_stat 
 		}
 		hart_stat *s = &v[k];
 		memset(s, 0, sizeof *s);
-		if (!copy_field(s->name, sizeof s->name, sv, svl))
+		if (!copy_name(s->name, sizeof s->name, sv, svl))
 			goto bad;
 		/* an empty counter is one HAProxy does not keep (a TCP backend) */
 		static const int num[] = { ST_SCUR, ST_OTHER, ST_1, ST_2, ST_3, ST_4, ST_5,
@@ -573,7 +584,7 @@ static bool read_i64(const char *s, size_t n, int64_t *v)
 		s++;
 		n--;
 	}
-	if (!read_u64(s, n, INT64_MAX, &x))
+	if (!read_u64(s, n, INT64_MAX, &x) || (neg && x == 0))
 		return false;
 	*v = neg ? -(int64_t)x : (int64_t)x;
 	return true;

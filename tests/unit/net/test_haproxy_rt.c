@@ -76,6 +76,8 @@ static void test_info(void **state)
 	assert_int_equal(hart_parse_info(S("Pid: -1\nUptime_sec: 3\n"), &in, err, sizeof err), -1);
 	assert_int_equal(hart_parse_info(S("Pid: 99999999999\nUptime_sec: 3\n"), &in, err,
 	                                 sizeof err), -1);
+	/* found by fuzz_haproxy: "06" is not how HAProxy writes 6 */
+	assert_int_equal(hart_parse_info(S("Pid: 251\nUptime_sec: 06\n"), &in, err, sizeof err), -1);
 	assert_int_equal(hart_parse_info(S(""), &in, err, sizeof err), -1);
 	assert_string_equal(err, "show info: haproxy answered nothing");
 }
@@ -114,7 +116,10 @@ static void test_servers(void **state)
 	const char *rows[] = { "3 be 2 x 127.0.0.1 2 0\n",
 		"3 be 2 x 127.0.0.1 2 0 257 0 1 1 0 0 0 0 0 0 - 18002 - 0 0 - - 0\n",
 		"3 be 2 x 127.0.0.1 2 0 1 0 1 1 0 0 0 0 0 0 - 70000 - 0 0 - - 0\n",
-		"3 be 2 x 127.0.0.1 9 0 1 0 1 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n" };
+		"3 be 2 x 127.0.0.1 9 0 1 0 1 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n",
+		/* found by fuzz_haproxy: a comma or a blank is no address */
+		"3 be 2 x ,127.0.0.1 2 0 1 0 1 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n",
+		"3 be 2 x;y 127.0.0.1 2 0 1 0 1 1 0 0 0 0 0 0 - 80 - 0 0 - - 0\n" };
 	const char *head = strchr(SERVERS, '\n') + 1;
 	size_t hl = (size_t)(strchr(head, '\n') + 1 - SERVERS);
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -200,6 +205,10 @@ static void test_log(void **state)
 	assert_int_equal(hart_parse_log(S(" [01/x] a b/c 1/2/3/4/-7 200"), &l), -1);
 	assert_int_equal(hart_parse_log(S(" [01/x] a b/c 1/2/3/4/5/6 200"), &l), -1);
 	assert_int_equal(hart_parse_log(S(""), &l), -1);
+	/* found by fuzz_haproxy_log: HAProxy writes no leading zero */
+	assert_int_equal(hart_parse_log(S(" [01/x] a b/c 1/2/3/4/05 200"), &l), -1);
+	assert_int_equal(hart_parse_log(S(" [01/x] a b/c 1/2/3/4/0 200"), &l), 0);
+	assert_int_equal(hart_parse_log(S(" [01/x] a b/c 1/2/3/4/-0 200"), &l), -1);
 }
 
 static void test_addr(void **state)
