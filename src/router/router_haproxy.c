@@ -75,6 +75,9 @@ typedef struct hap {
 	route_member *members[TARGET_COUNT];
 	size_t n_members[TARGET_COUNT];
 	bool watching;
+	uint64_t want_ns;            /* uv_hrtime() when the wanted split came */
+	uint64_t sync_ns;            /* ... that of the split the sync in flight writes */
+	double last_apply_ms;        /* from apply to HAProxy's answer to the write, -1 */
 	pending *pend;               /* applies not reported yet */
 	size_t n_pend;
 	/* the runtime API */
@@ -524,6 +527,7 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 		h->n_plan = 0;
 		if (h->sync_gen == h->want_gen)
 			h->dirty = false;
+		h->last_apply_ms = (double)(uv_hrtime() - h->sync_ns) / 1e6;
 		report(h, h->sync_gen, 0);
 		report_ready(h);
 		break;
@@ -538,6 +542,7 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 			        "was %ld): its servers and weights are set again", h->api, in.pid,
 			        h->pid);
 			h->dirty = true;
+			h->want_ns = uv_hrtime();   /* the re-assertion is timed from here */
 			h->have_last = false;
 		}
 		h->known = true;
@@ -587,6 +592,7 @@ static void kick(hap *h)
 		return;
 	if (h->dirty && h->want_gen) {
 		h->sync_gen = h->want_gen;
+		h->sync_ns = h->want_ns;
 		char cmd[HART_NAME_LEN + 32];
 		snprintf(cmd, sizeof cmd, "show servers state %s", h->backend);
 		send_batch(h, STEP_READ, cmd);
@@ -745,6 +751,7 @@ static int h_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	uv_timer_init(loop, &h->tick);
 	h->tick.data = h;
 	h->closes = 1;
+	h->last_apply_ms = -1;
 	if (h->log_addr && log_open(h, err, errlen) < 0) {
 		if (h->udp_open)
 			uv_close((uv_handle_t *)&h->udp, h_closed);
@@ -762,6 +769,7 @@ static void h_apply(router *r, const router_split *s, router_done_fn done, void 
 {
 	hap *h = (hap *)r;
 	h->want_gen = s->generation;
+	h->want_ns = uv_hrtime();
 	h->weight = s->weight;
 	for (int t = 0; t < TARGET_COUNT; t++) {
 		free(h->members[t]);
@@ -825,6 +833,10 @@ static void h_status(router *r, json_t *o)
 		                                   "weight", h->srv[i].weight));
 	}
 	json_object_set_new(x, "servers", a);
+	/* from the apply to HAProxy's answer to the write, for the last split
+	 * written (retries included; a restart healed: from when it was seen) */
+	if (h->last_apply_ms >= 0)
+		json_object_set_new(x, "lastApplyMs", json_real(h->last_apply_ms));
 	json_t *l = json_array();
 	for (size_t i = 0; i < h->n_leaving; i++)
 		json_array_append_new(l, json_string(h->leaving[i]));
