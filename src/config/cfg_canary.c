@@ -645,6 +645,20 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	if (!hap && seen[S_HAPROXY].key)
 		cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.haproxy: only with router haproxy "
 		       "(the router is '%s')", c->router ? c->router : "builtin");
+	/* show stat has a moving mean of times, no distribution: a p99 needs
+	 * each request's time, from HAProxy's logs (docs/routers.md) */
+	for (int i = 0; hap && seen[S_HAPROXY].key && !c->haproxy_log && i < c->policy.n_metrics;
+	     i++)
+		if (c->policy.metrics[i].kind == ENG_M_DURATION)
+			cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.analysis.metrics[%d] '%s': "
+			       "request-duration with router haproxy needs spec.haproxy.log (HAProxy's "
+			       "show stat has only a moving mean of response times, not a p99)", i,
+			       c->policy.metrics[i].name);
+	if (hap && seen[S_HAPROXY].key && !c->haproxy_log &&
+	    c->policy.judge == ENG_JUDGE_SEQUENTIAL && c->policy.judge_latency_ratio > 0)
+		cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.analysis.judge: the sequential judge's "
+		       "latency test with router haproxy needs spec.haproxy.log (or "
+		       "spec.analysis.latencyRatio: 0)");
 	if (hap && seen[S_LISTEN].key)
 		cfg_err_at(d->x, seen[S_LISTEN].key, "spec.listen: not with router haproxy (clients "
 		       "connect to HAProxy; canaryd adds servers to spec.haproxy.backend)");

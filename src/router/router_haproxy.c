@@ -700,7 +700,7 @@ static int h_check(const cfg_canary *cc, char *err, size_t errlen)
 		}
 	if (cc->policy.judge == ENG_JUDGE_SEQUENTIAL && cc->policy.judge_latency_ratio > 0) {
 		snprintf(err, errlen, "canary '%s': the sequential judge's latency test needs "
-		         "spec.haproxy.log with router 'haproxy' (or analysis.latencyRatio 0)",
+		         "spec.haproxy.log with router 'haproxy' (or spec.analysis.latencyRatio: 0)",
 		         cc->name);
 		return -1;
 	}

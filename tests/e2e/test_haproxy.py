@@ -439,6 +439,10 @@ def test_request_duration_refused_without_log():
                        capture_output=True, text=True, timeout=20)
     assert p.returncode != 0, p
     assert "needs spec.haproxy.log" in p.stderr + p.stdout, p
+    p = subprocess.run([os.path.join(BUILD, "canaryd"), "--check", "-c", path],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode == 2 and "c.yaml:7:3: spec.analysis.metrics[0] 'request-duration': " \
+        "request-duration with router haproxy needs spec.haproxy.log" in p.stderr, p
 
 
 def test_bad_runtime_api_answers():

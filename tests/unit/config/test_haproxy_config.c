@@ -111,12 +111,45 @@ static void test_bad_values(void **state)
 	expect(t, "longer than a unix socket path");
 }
 
+/* show stat has no p99: request-duration needs the request logs */
+static void test_duration_needs_log(void **state)
+{
+	const char *base = "apiVersion: canaryd/v1\n"
+		"kind: Canary\n"
+		"metadata: {name: web}\n"
+		"spec:\n"
+		"  router: haproxy\n"
+		"  haproxy: {runtimeAPI: 'unix:/x.sock', backend: be%s}\n"
+		"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+		"  analysis:\n"
+		"    interval: 1m\n"
+		"    stepWeight: 10\n"
+		"%s";
+	char t[1024];
+	const char *dur = "    metrics:\n"
+		"      - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
+	snprintf(t, sizeof t, base, "", dur);
+	expect(t, NULL);
+	dur = "    metrics:\n"
+		"      - {name: request-duration, thresholdRange: {max: 500}, interval: 1m}\n";
+	snprintf(t, sizeof t, base, "", dur);
+	expect(t, "c.yaml:6:3: spec.analysis.metrics[0] 'request-duration': request-duration with "
+	       "router haproxy needs spec.haproxy.log");
+	snprintf(t, sizeof t, base, ", log: '127.0.0.1:5140'", dur);
+	expect(t, NULL);
+	snprintf(t, sizeof t, base, "", "    judge: sequential\n");
+	expect(t, "latency test with router haproxy needs spec.haproxy.log");
+	snprintf(t, sizeof t, base, "", "    judge: sequential\n    latencyRatio: 0\n");
+	expect(t, NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_loads),
 		cmocka_unit_test(test_required_and_refused),
 		cmocka_unit_test(test_bad_values),
+		cmocka_unit_test(test_duration_needs_log),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
