@@ -103,7 +103,9 @@ typedef struct hap {
 	bool have_last;
 	uv_timer_t tick;
 	uint64_t last_poll_ms;
-	char err[400];               /* the last error, "" when the last batch worked */
+	char err[400];               /* the last write's error, "" when it worked */
+	char poll_err[400];          /* the last poll's (show info, show stat) */
+	uint64_t retry_ms;           /* a failed write is not tried again before */
 	uv_udp_t udp;                /* HAProxy's logs, with log_addr */
 	bool udp_open;
 	char *dgram;
@@ -198,8 +200,11 @@ static void hap_order(buf *b, const char *backend, char (*names)[HART_NAME_LEN],
 
 /* ---- reports ---- */
 
-static void set_error(hap *h, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void set_error(hap *h, const char *fmt, ...)
+/* Sets <slot> (h->err or h->poll_err), logging only a change: a failure
+ * that lasts is tried again every second and logged once. */
+static void set_error(hap *h, char *slot, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void set_error(hap *h, char *slot, const char *fmt, ...)
 {
 	char e[sizeof h->err];
 	va_list ap;
@@ -207,16 +212,16 @@ static void set_error(hap *h, const char *fmt, ...)
 	vsnprintf(e, sizeof e, fmt, ap);
 	va_end(ap);
 	util_ascii_line(e);
-	if (strcmp(e, h->err) != 0)
+	if (strcmp(e, slot) != 0)
 		log_msg(LOG_ERROR, h->name, "router 'haproxy': %s", e);
-	snprintf(h->err, sizeof h->err, "%s", e);
+	snprintf(slot, sizeof h->err, "%s", e);
 }
 
-static void clear_error(hap *h)
+static void clear_error(hap *h, char *slot)
 {
-	if (h->err[0])
+	if (slot[0])
 		log_msg(LOG_INFO, h->name, "router 'haproxy': haproxy '%s' answers again", h->api);
-	h->err[0] = '\0';
+	slot[0] = '\0';
 }
 
 /* Reports the applies up to <gen> (all of them with an error). */
@@ -238,7 +243,7 @@ static void report(hap *h, uint64_t gen, int status)
 static void report_ready(hap *h)
 {
 	if (h->watching && h->ev.ready)
-		h->ev.ready(h->ev.arg, h->canary_up && !h->err[0]);
+		h->ev.ready(h->ev.arg, h->canary_up && !h->err[0] && !h->poll_err[0]);
 }
 
 /* ---- the batches ---- */
@@ -470,6 +475,8 @@ static void sync_failed(hap *h)
 {
 	report(h, 0, -1);
 	report_ready(h);
+	/* not again at once: a missing socket fails at once, every time */
+	h->retry_ms = uv_now(h->loop) + POLL_MS;
 }
 
 static void on_answer(void *arg, int status, const char *ans, size_t len, const char *err)
@@ -479,10 +486,11 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 	h->req = NULL;
 	h->step = STEP_IDLE;
 	if (status < 0) {
-		set_error(h, "%s", err);
-		if (s == STEP_READ || s == STEP_WRITE)
+		bool sync = s == STEP_READ || s == STEP_WRITE;
+		set_error(h, sync ? h->err : h->poll_err, "%s", err);
+		if (sync)
 			sync_failed(h);
-		else if (s == STEP_INFO)
+		else
 			report_ready(h);
 		kick(h);
 		return;
@@ -493,7 +501,7 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 		hart_server *live;
 		size_t n;
 		if (hart_parse_servers(ans, len, h->backend, &live, &n, e, sizeof e) < 0) {
-			set_error(h, "haproxy '%s', backend '%s': %s", h->api, h->backend, e);
+			set_error(h, h->err, "haproxy '%s', backend '%s': %s", h->api, h->backend, e);
 			sync_failed(h);
 			break;
 		}
@@ -513,13 +521,13 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 	/* fall through */
 	case STEP_WRITE:
 		if (hart_answer_ok(ans, len, e, sizeof e) < 0) {
-			set_error(h, "haproxy '%s', backend '%s': %s%s", h->api, h->backend, e,
+			set_error(h, h->err, "haproxy '%s', backend '%s': %s%s", h->api, h->backend, e,
 			          strstr(e, "Permission denied") ? " (the stats socket needs "
 			          "'level admin')" : "");
 			sync_failed(h);
 			break;
 		}
-		clear_error(h);
+		clear_error(h, h->err);
 		free(h->srv);
 		h->srv = h->plan;
 		h->n_srv = h->n_plan;
@@ -534,7 +542,8 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 	case STEP_INFO: {
 		hart_info in;
 		if (hart_parse_info(ans, len, &in, e, sizeof e) < 0) {
-			set_error(h, "haproxy '%s': %s", h->api, e);
+			set_error(h, h->poll_err, "haproxy '%s': %s", h->api, e);
+			report_ready(h);
 			break;
 		}
 		if (h->known && (in.pid != h->pid || in.uptime_sec < h->uptime)) {
@@ -554,6 +563,7 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 			send_batch(h, STEP_STAT, "show stat");
 			return;
 		}
+		clear_error(h, h->poll_err);
 		report_ready(h);
 		break;
 	}
@@ -561,9 +571,11 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 		hart_stat *rows;
 		size_t n;
 		if (hart_parse_stat(ans, len, h->backend, &rows, &n, e, sizeof e) < 0) {
-			set_error(h, "haproxy '%s': %s", h->api, e);
+			set_error(h, h->poll_err, "haproxy '%s': %s", h->api, e);
+			report_ready(h);
 			break;
 		}
+		clear_error(h, h->poll_err);
 		if (!h->log_addr)
 			count_stat(h, rows, n);
 		report_ready(h);
@@ -590,7 +602,8 @@ static void kick(hap *h)
 {
 	if (h->req || h->retired)
 		return;
-	if (h->dirty && h->want_gen) {
+	uint64_t now = uv_now(h->loop);
+	if (h->dirty && h->want_gen && now >= h->retry_ms) {
 		h->sync_gen = h->want_gen;
 		h->sync_ns = h->want_ns;
 		char cmd[HART_NAME_LEN + 32];
@@ -598,7 +611,6 @@ static void kick(hap *h)
 		send_batch(h, STEP_READ, cmd);
 		return;
 	}
-	uint64_t now = uv_now(h->loop);
 	if (now - h->last_poll_ms >= POLL_MS) {
 		h->last_poll_ms = now;
 		send_batch(h, STEP_INFO, "show info");
@@ -782,6 +794,7 @@ static void h_apply(router *r, const router_split *s, router_done_fn done, void 
 	h->pend = xrealloc(h->pend, (h->n_pend + 1) * sizeof *h->pend);
 	h->pend[h->n_pend++] = (pending){ s->generation, done, arg };
 	h->dirty = true;
+	h->retry_ms = 0;   /* a new split is tried at once */
 	kick(h);
 }
 
@@ -841,8 +854,8 @@ static void h_status(router *r, json_t *o)
 	for (size_t i = 0; i < h->n_leaving; i++)
 		json_array_append_new(l, json_string(h->leaving[i]));
 	json_object_set_new(x, "draining", l);
-	if (h->err[0])
-		json_object_set_new(x, "error", json_string(h->err));
+	if (h->err[0] || h->poll_err[0])
+		json_object_set_new(x, "error", json_string(h->err[0] ? h->err : h->poll_err));
 	json_object_set_new(o, "haproxy", x);
 }
 

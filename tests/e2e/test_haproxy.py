@@ -493,16 +493,16 @@ def test_bad_runtime_api_answers():
     srv.bind(("127.0.0.1", gport))
     srv.listen(16)
     running = [True]
+    accepted = [0]
 
     def garbage():
         srv.settimeout(0.2)
-        n = 0
-        while running[0] and n < 500:
+        while running[0] and accepted[0] < 5000:
             try:
                 c, _ = srv.accept()
             except socket.timeout:
                 continue
-            n += 1
+            accepted[0] += 1
             try:
                 c.recv(4096)
                 c.sendall(b"\x00\xff garbage\r\n1\n# x y\n" + os.urandom(64))
@@ -515,6 +515,13 @@ def test_bad_runtime_api_answers():
     e = wait_for("routerError", lambda: cd.status("web").get("routerError"), timeout=10)
     print("  routerError: %s" % e)
     assert "show servers state" in e and "\n" not in e, e
+    # a failed write is tried again each second, not at once (a split, a
+    # show info and a show stat a second at most)
+    n0 = accepted[0]
+    time.sleep(3)
+    tries = accepted[0] - n0
+    print("  connections to a garbage runtime API in 3s: %d" % tries)
+    assert tries <= 15, tries
     assert cd.alive()
     cd.stop()
     running[0] = False
