@@ -11,7 +11,8 @@
  *   numbers;
  * - show servers state / show stat: every server read has a name (no
  *   blank, comma or NUL) found in the answer, a port, weight and state in
- *   range; a failure returns nothing;
+ *   range; a failure returns nothing; a balance algorithm read is a name
+ *   found in the answer;
  * - every error is one printable line within its buffer, naming the
  *   command; the same answer reads the same twice. */
 #include <stdbool.h>
@@ -148,6 +149,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3: {
 		hart_stat *v, *v2;
 		size_t k, k2;
+		char algo[64];
+		if (hart_stat_algo(s, n, "be", algo, sizeof algo) == 0 &&
+		    !name_ok(algo, sizeof algo, s, n))
+			abort();
 		int rc = hart_parse_stat(s, n, "be", &v, &k, err, sizeof err);
 		if (rc < 0) {
 			if (v || k)

@@ -573,6 +573,31 @@ bad:
 	return -1;
 }
 
+int hart_stat_algo(const char *ans, size_t len, const char *backend, char *algo,
+                   size_t algolen)
+{
+	const char *p = ans, *end = ans + len, *l;
+	size_t ll;
+	if (!next_line(&p, end, &l, &ll) || ll < 2 || l[0] != '#' || l[1] != ' ')
+		return -1;
+	const char *f[MAX_COLS + 1];
+	size_t fl[MAX_COLS + 1];
+	size_t nf = split(l + 2, ll - 2, ',', f, fl, MAX_COLS);
+	int px, sv, al;
+	if (nf > MAX_COLS || (px = column(f, fl, nf, "pxname")) < 0 ||
+	    (sv = column(f, fl, nf, "svname")) < 0 || (al = column(f, fl, nf, "algo")) < 0)
+		return -1;
+	while (next_line(&p, end, &l, &ll)) {
+		size_t nr = split(l, ll, ',', f, fl, MAX_COLS);
+		if (nr > MAX_COLS || (int)nr <= px || (int)nr <= sv || (int)nr <= al)
+			continue;
+		if (fl[px] == strlen(backend) && !memcmp(f[px], backend, fl[px]) && fl[sv] == 7 &&
+		    !memcmp(f[sv], "BACKEND", 7))
+			return copy_name(algo, algolen, f[al], fl[al]) ? 0 : -1;
+	}
+	return -1;
+}
+
 /* A signed decimal (a leading '+' allowed: HAProxy marks times logged
  * before the end with it) in [s, s+n). */
 static bool read_i64(const char *s, size_t n, int64_t *v)

@@ -105,6 +105,12 @@ typedef struct hart_stat {
 int hart_parse_stat(const char *ans, size_t len, const char *backend, hart_stat **out,
                     size_t *n, char *err, size_t errlen);
 
+/* The balance algorithm of <backend> from a `show stat` answer (column
+ * "algo" of its BACKEND row: "roundrobin", "static-rr", "source", ...)
+ * into <algo>. Returns 0, or -1 when the answer has no such row. */
+int hart_stat_algo(const char *ans, size_t len, const char *backend, char *algo,
+                   size_t algolen);
+
 /* One request as HAProxy logs it with `option httplog` to a syslog
  * address (RFC 3164 or 5424 header; the HTTP log format after the
  * "haproxy[PID]: " tag, or a log-format starting the same way):

@@ -19,7 +19,8 @@
  *   means HAProxy restarted and lost its runtime servers and weights, so
  *   the split is made again (the state is canaryd's, in SQLite);
  * - requests are counted from HAProxy itself: per server response counters
- *   of `show stat` every second, or, with spec.haproxy.log, each request's
+ *   of `show stat` every second (which also says the backend's balance
+ *   algorithm: one that ignores runtime weights is an error), or, with spec.haproxy.log, each request's
  *   own log line (status and total time) sent by HAProxy to a UDP syslog
  *   address canaryd listens on. show stat has only a moving mean of times
  *   (rtime/ttime over the last 1024 requests), so request-duration (a
@@ -105,6 +106,7 @@ typedef struct hap {
 	uint64_t last_poll_ms;
 	char err[400];               /* the last write's error, "" when it worked */
 	char poll_err[400];          /* the last poll's (show info, show stat) */
+	char algo_err[200];          /* the backend balances ignoring runtime weights */
 	uint64_t retry_ms;           /* a failed write is not tried again before */
 	uv_udp_t udp;                /* HAProxy's logs, with log_addr */
 	bool udp_open;
@@ -243,7 +245,8 @@ static void report(hap *h, uint64_t gen, int status)
 static void report_ready(hap *h)
 {
 	if (h->watching && h->ev.ready)
-		h->ev.ready(h->ev.arg, h->canary_up && !h->err[0] && !h->poll_err[0]);
+		h->ev.ready(h->ev.arg, h->canary_up && !h->err[0] && !h->poll_err[0] &&
+		            !h->algo_err[0]);
 }
 
 /* ---- the batches ---- */
@@ -471,6 +474,43 @@ static void count_stat(hap *h, const hart_stat *rows, size_t n)
 	h->have_last = true;
 }
 
+/* Reports the applies waiting with <why>, as a failed write does. */
+static void report_error(hap *h, const char *why)
+{
+	char keep[sizeof h->err];
+	snprintf(keep, sizeof keep, "%s", h->err);
+	snprintf(h->err, sizeof h->err, "%s", why);
+	report(h, 0, -1);
+	snprintf(h->err, sizeof h->err, "%s", keep);
+	report_ready(h);
+}
+
+/* With balance static-rr, first or a hash, HAProxy ignores weights set at
+ * run time (README 1.1): every split would be "applied" and not followed.
+ * Said as an error until the backend's algorithm changes, then the split
+ * is written again. */
+static void check_algo(hap *h, const char *ans, size_t len)
+{
+	char algo[64];
+	if (hart_stat_algo(ans, len, h->backend, algo, sizeof algo) < 0)
+		return;
+	bool ok = !strcmp(algo, "roundrobin") || !strcmp(algo, "leastconn") ||
+	          !strcmp(algo, "random");
+	if (!ok && !h->algo_err[0]) {
+		snprintf(h->algo_err, sizeof h->algo_err, "haproxy '%s', backend '%s': balance '%s' "
+		         "ignores weights set at run time (use balance roundrobin)", h->api,
+		         h->backend, algo);
+		log_msg(LOG_ERROR, h->name, "router 'haproxy': %s", h->algo_err);
+		report_error(h, h->algo_err);
+	} else if (ok && h->algo_err[0]) {
+		log_msg(LOG_INFO, h->name, "router 'haproxy': backend '%s' balances with '%s' now",
+		        h->backend, algo);
+		h->algo_err[0] = '\0';
+		h->dirty = true;   /* report the split as applied */
+		h->want_ns = uv_hrtime();
+	}
+}
+
 static void sync_failed(hap *h)
 {
 	report(h, 0, -1);
@@ -536,6 +576,11 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 		if (h->sync_gen == h->want_gen)
 			h->dirty = false;
 		h->last_apply_ms = (double)(uv_hrtime() - h->sync_ns) / 1e6;
+		if (h->algo_err[0]) {
+			/* written, but HAProxy does not split by it */
+			report_error(h, h->algo_err);
+			break;
+		}
 		report(h, h->sync_gen, 0);
 		report_ready(h);
 		break;
@@ -559,13 +604,12 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 		h->uptime = in.uptime_sec;
 		if (h->dirty)
 			break;
-		if (!h->log_addr || h->n_leaving) {
-			send_batch(h, STEP_STAT, "show stat");
-			return;
-		}
-		clear_error(h, h->poll_err);
-		report_ready(h);
-		break;
+		/* the backend's rows only: a big configuration's whole show stat
+		 * is megabytes a second */
+		char cmd[HART_NAME_LEN + 32];
+		snprintf(cmd, sizeof cmd, "show stat %s -1 -1", h->backend);
+		send_batch(h, STEP_STAT, cmd);
+		return;
 	}
 	case STEP_STAT: {
 		hart_stat *rows;
@@ -576,6 +620,7 @@ static void on_answer(void *arg, int status, const char *ans, size_t len, const 
 			break;
 		}
 		clear_error(h, h->poll_err);
+		check_algo(h, ans, len);
 		if (!h->log_addr)
 			count_stat(h, rows, n);
 		report_ready(h);
@@ -854,8 +899,9 @@ static void h_status(router *r, json_t *o)
 	for (size_t i = 0; i < h->n_leaving; i++)
 		json_array_append_new(l, json_string(h->leaving[i]));
 	json_object_set_new(x, "draining", l);
-	if (h->err[0] || h->poll_err[0])
-		json_object_set_new(x, "error", json_string(h->err[0] ? h->err : h->poll_err));
+	const char *e = h->err[0] ? h->err : h->algo_err[0] ? h->algo_err : h->poll_err;
+	if (e[0])
+		json_object_set_new(x, "error", json_string(e));
 	json_object_set_new(o, "haproxy", x);
 }
 

@@ -30,11 +30,13 @@ class HAProxy(Proc):
     lines), stats socket <d>/admin.sock at level admin; logs in httplog
     format to 127.0.0.1:<log_port> when given."""
 
-    def __init__(self, servers=(), d=None, port=None, log_port=None, level="admin"):
+    def __init__(self, servers=(), d=None, port=None, log_port=None, level="admin",
+                 balance="roundrobin"):
         self.dir = d or tmpdir()
         self.port = port or free_port()
         self.sock = os.path.join(self.dir, "admin.sock")
         self.servers_cfg, self.log_port, self.level = list(servers), log_port, level
+        self.balance = balance
         cfg = os.path.join(self.dir, "haproxy.cfg")
         lines = ["global",
                  "    stats socket %s mode 600 level %s" % (self.sock, level),
@@ -47,7 +49,7 @@ class HAProxy(Proc):
         if log_port:
             lines += ["    log global", "    option httplog"]
         lines += ["frontend fe", "    bind 127.0.0.1:%d" % self.port,
-                  "    default_backend be", "backend be", "    balance roundrobin"]
+                  "    default_backend be", "backend be", "    balance " + balance]
         lines += ["    " + s for s in self.servers_cfg]
         with open(cfg, "w") as f:
             f.write("\n".join(lines) + "\n")
@@ -63,7 +65,7 @@ class HAProxy(Proc):
         """Stops this HAProxy and starts another on the same files and port."""
         self.stop()
         return HAProxy(self.servers_cfg, d=self.dir, port=self.port, log_port=self.log_port,
-                       level=self.level)
+                       level=self.level, balance=self.balance)
 
     def cmd(self, line):
         s = socket.socket(socket.AF_UNIX)
@@ -478,6 +480,25 @@ def test_bad_runtime_api_answers():
     e = wait_for("routerError", lambda: cd.status("web").get("routerError"), timeout=10)
     print("  routerError: %s" % e)
     assert "backend 'nope'" in e and "Can't find backend" in e, e
+    cd.stop()
+    # balance static-rr: HAProxy refuses canaryd's servers itself
+    hp3 = HAProxy(balance="static-rr")
+    cd = Canaryd(hap_yaml("web", "unix:" + hp3.sock, [st.addr]))
+    e = wait_for("routerError", lambda: cd.status("web").get("routerError"), timeout=10)
+    print("  routerError: %s" % e)
+    assert "dynamic load balancing" in e, e
+    cd.stop()
+    # a hash: servers can be added, but requests are not split by weight
+    hp4 = HAProxy(balance="source\n    hash-type consistent")
+    cd = Canaryd(hap_yaml("web", "unix:" + hp4.sock, [st.addr]))
+    e = wait_for("haproxy.error", lambda: cd.status("web")["haproxy"].get("error"), timeout=10)
+    print("  haproxy.error: %s" % e)
+    assert "balance 'source' ignores weights set at run time" in e, e
+    # a split asked now is reported as not applied
+    rc, out, err = cd.ctl("rollout", "web", "--revision", "v2", "--endpoints", st.addr)
+    assert rc == 0, (rc, out, err)
+    e = wait_for("routerError", lambda: cd.status("web").get("routerError"), timeout=10)
+    assert "'source'" in e, e
     cd.stop()
     # a socket at level user: every change is refused
     hp2 = HAProxy(level="user")

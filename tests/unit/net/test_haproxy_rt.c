@@ -162,6 +162,16 @@ static void test_stat(void **state)
 	assert_int_equal(s[0].ttime_ms, 8);
 	assert_int_equal(s[1].hrsp[2], 0);
 	free(s);
+	/* the balance algorithm, from the backend's own row */
+	char algo[32];
+	assert_int_equal(hart_stat_algo(S(text), "be", algo, sizeof algo), -1);  /* no algo column */
+	assert_int_equal(hart_stat_algo(S("# pxname,svname,algo\nfe,FRONTEND,\nbe,s1,\n"
+	                                  "be,BACKEND,static-rr\n"), "be", algo, sizeof algo), 0);
+	assert_string_equal(algo, "static-rr");
+	assert_int_equal(hart_stat_algo(S("# pxname,svname,algo\nbe,BACKEND,a;b\n"), "be", algo,
+	                                sizeof algo), -1);
+	assert_int_equal(hart_stat_algo(S("# pxname,svname,algo\nbe,BACKEND,roundrobin\n"), "x",
+	                                algo, sizeof algo), -1);
 	assert_int_equal(hart_parse_stat(S("Permission denied\n"), "be", &s, &n, err, sizeof err), -1);
 	assert_string_equal(err, "show stat: haproxy answered 'Permission denied'");
 	assert_int_equal(hart_parse_stat(S("# pxname,svname\n"), "be", &s, &n, err, sizeof err), -1);
