@@ -357,6 +357,28 @@ def test_restart_is_healed():
     assert bad == 0 and share == 100.0, (share, bad)
 
 
+def test_canaryd_restart_keeps_its_servers():
+    st, ca, other, hp, cd = setup()
+    rc, out, err = cd.ctl("rollout", "web", "--revision", "v2", "--endpoints", ca[0].addr)
+    assert rc == 0
+    cd.wait_phase("web", ("Progressing",))
+    cd.ctl("set-weight", "web", "30")
+    wait_applied(cd, "web", 30)
+    before = hp.servers()
+    tr = Traffic(hp.port)
+    cd.stop()
+    # HAProxy keeps serving the last split while canaryd is away
+    time.sleep(0.3)
+    cd2 = Canaryd(config_path=cd.config_path, data_dir=cd.data_dir)
+    wait_applied(cd2, "web", 30)
+    tr.stop()
+    after = hp.servers()
+    assert before == after, (before, after)   # the same servers, nothing moved
+    assert tr.errors == 0 and set(tr.codes) == {200}, (tr.errors, tr.codes)
+    share, longest, bad = sample(hp.port, 1000)
+    assert bad == 0 and abs(share - 30) <= 1, share
+
+
 def test_endpoints_swapped_at_run_time():
     st, ca, other, hp, cd = setup(n_canary=2)
     rc, out, err = cd.ctl("rollout", "web", "--revision", "v2", "--endpoints", ca[0].addr)
