@@ -19,12 +19,14 @@
  *   means HAProxy restarted and lost its runtime servers and weights, so
  *   the split is made again (the state is canaryd's, in SQLite);
  * - requests are counted from HAProxy itself: per server response counters
- *   of `show stat` every second (which also says the backend's balance
- *   algorithm: one that ignores runtime weights is an error), or, with spec.haproxy.log, each request's
+ *   of `show stat` every second, or, with spec.haproxy.log, each request's
  *   own log line (status and total time) sent by HAProxy to a UDP syslog
  *   address canaryd listens on. show stat has only a moving mean of times
  *   (rtime/ttime over the last 1024 requests), so request-duration (a
- *   p99) is refused without the log: docs/routers.md. */
+ *   p99) is refused without the log: docs/routers.md;
+ * - show stat also gives the backend's balance algorithm: one that does
+ *   not split requests by weight (a hash) is an error, not a split that
+ *   is reported applied and not followed. */
 #include "router.h"
 
 #include <inttypes.h>
