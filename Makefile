@@ -74,9 +74,11 @@ $(BUILD)/canaryd-k8sctl: tools/k8sctl.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 
+# $< and the library, not $^: a test that #includes the .c it tests has
+# that .c among its dependencies (-MMD), and it must not be linked twice
 $(BUILD)/tests/%: %.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS) $(CMOCKA_LIBS)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $< $(BUILD)/libcanaryd.a $(LDLIBS) $(CMOCKA_LIBS)
 
 # what each target needs, installed only when missing (scripts/setup.sh)
 setup:

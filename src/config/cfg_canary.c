@@ -2,6 +2,7 @@
  * keys, from metadata to spec.analysis (its metrics are read by
  * cfg_metric.c), their defaults, the checks that span several keys, and
  * the clashes between canaries of one file. */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -14,6 +15,7 @@
 #include <strings.h>
 
 #include "cfgload.h"
+#include "haproxy_rt.h"
 #include "resolve.h"
 #include "util.h"
 
@@ -407,6 +409,85 @@ static void h_listen(doc *d, const field *f, const char *path, yaml_node_t *k,
 		d->listen_val = v;
 }
 
+/* spec.haproxy: the HAProxy canaryd drives (router haproxy). */
+static void h_hap_api(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	char *s, why[300];
+	if (cfg_read_string(d, path, v, &s) < 0)
+		return;
+	if (hart_addr_check(s, why, sizeof why) < 0) {
+		cfg_err_at(d->x, v, "%s: %s", path, why);
+		free(s);
+		return;
+	}
+	free(d->c->haproxy_api);
+	d->c->haproxy_api = s;
+}
+
+/* HAProxy's proxy names: letters, digits, '-', '_', '.' and ':'. */
+static void h_hap_backend(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	char *s;
+	if (cfg_read_string(d, path, v, &s) < 0)
+		return;
+	size_t n = strlen(s);
+	bool ok = n > 0 && n < 64;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = isalnum((unsigned char)s[i]) || strchr("-_.:", s[i]);
+	if (!ok) {
+		cfg_err_at(d->x, v, "%s: must be a HAProxy backend name (1 to 63 letters, digits, "
+		       "'-', '_', '.' or ':'), got %s", path, GOT(v));
+		free(s);
+		return;
+	}
+	free(d->c->haproxy_backend);
+	d->c->haproxy_backend = s;
+}
+
+static void h_hap_log(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	char *s, host[256];
+	int port;
+	if (cfg_read_hostport(d, path, v, "127.0.0.1:5140", &s) < 0)
+		return;
+	struct in6_addr a6;
+	struct in_addr a4;
+	util_parse_hostport(s, host, sizeof host, &port);
+	if (inet_pton(AF_INET, host, &a4) != 1 && inet_pton(AF_INET6, host, &a6) != 1) {
+		cfg_err_at(d->x, v, "%s: must be an IP address and port canaryd listens on for "
+		       "HAProxy's logs, such as 127.0.0.1:5140, got '%s'", path, s);
+		free(s);
+		return;
+	}
+	free(d->c->haproxy_log);
+	d->c->haproxy_log = s;
+}
+
+static const field haproxy_fields[] = {
+	{ "runtimeAPI", h_hap_api, F_NATIVE, NOSTORE, 0, 0 },
+	{ "backend", h_hap_backend, F_NATIVE, NOSTORE, 0, 0 },
+	{ "log", h_hap_log, F_NATIVE, NOSTORE, 0, 0 },
+};
+enum { H_API, H_BACKEND };
+
+static void h_haproxy(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	slot seen[N_OF(haproxy_fields)];
+	if (!cfg_walk_map(d, path, v, haproxy_fields, N_OF(haproxy_fields), d->c, seen))
+		return;
+	if (!seen[H_API].key)
+		cfg_err_at(d->x, k, "%s.runtimeAPI: required (HAProxy's stats socket at level "
+		       "admin: unix:/run/haproxy/admin.sock or 127.0.0.1:9999)", path);
+	if (!seen[H_BACKEND].key)
+		cfg_err_at(d->x, k, "%s.backend: required (the backend canaryd adds its servers "
+		       "to)", path);
+}
+
 static void h_deadline(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
 {
@@ -536,13 +617,18 @@ static const field spec_fields[] = {
 	{ "outlierDetection", h_outliers, F_NATIVE, NOSTORE, 0, 0 },
 	{ "alerts", h_alerts, F_BOTH, NOSTORE, 0, 0 },
 	{ "dns", h_dns, F_NATIVE, NOSTORE, 0, 0 },
+	{ "haproxy", h_haproxy, F_NATIVE, NOSTORE, 0, 0 },
 	{ "targetRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, target), 0, 0 },
 	{ "service", h_object_ref, F_FLAGGER, offsetof(cfg_canary, service), 0, 0 },
 	{ "ingressRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, ingress), 0, 0 },
 	{ "routeRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, route), 0, 0 },
 };
+/* the rows above, in order: seen[] is indexed by them */
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
-       S_ANALYSIS };
+       S_ANALYSIS, S_WORKERS, S_LIMITS, S_OUTLIERS, S_ALERTS, S_DNS, S_HAPROXY, S_TARGETREF,
+       S_SERVICE, S_INGRESSREF, S_ROUTEREF, S_COUNT };
+_Static_assert(S_COUNT == sizeof spec_fields / sizeof spec_fields[0],
+               "an S_ name for each row of spec_fields");
 
 static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
                    void *obj)
@@ -575,6 +661,30 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	if (c->router && !strcmp(c->router, "builtin") && !seen[S_LISTEN].key)
 		cfg_err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
 		       "clients connect, such as 127.0.0.1:8080)");
+	bool hap = c->router && !strcmp(c->router, "haproxy");
+	if (hap && !seen[S_HAPROXY].key)
+		cfg_err_at(d->x, k, "spec.haproxy: required with router haproxy ({runtimeAPI: "
+		       "unix:/run/haproxy/admin.sock, backend: NAME})");
+	if (!hap && seen[S_HAPROXY].key)
+		cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.haproxy: only with router haproxy "
+		       "(the router is '%s')", c->router ? c->router : "builtin");
+	/* show stat has a moving mean of times, no distribution: a p99 needs
+	 * each request's time, from HAProxy's logs (docs/routers.md) */
+	for (int i = 0; hap && seen[S_HAPROXY].key && !c->haproxy_log && i < c->policy.n_metrics;
+	     i++)
+		if (c->policy.metrics[i].kind == ENG_M_DURATION)
+			cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.analysis.metrics[%d] '%s': "
+			       "request-duration with router haproxy needs spec.haproxy.log (HAProxy's "
+			       "show stat has only a moving mean of response times, not a p99)", i,
+			       c->policy.metrics[i].name);
+	if (hap && seen[S_HAPROXY].key && !c->haproxy_log &&
+	    c->policy.judge == ENG_JUDGE_SEQUENTIAL && c->policy.judge_latency_ratio > 0)
+		cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.analysis.judge: the sequential judge's "
+		       "latency test with router haproxy needs spec.haproxy.log (or "
+		       "spec.analysis.latencyRatio: 0)");
+	if (hap && seen[S_LISTEN].key)
+		cfg_err_at(d->x, seen[S_LISTEN].key, "spec.listen: not with router haproxy (clients "
+		       "connect to HAProxy; canaryd adds servers to spec.haproxy.backend)");
 	if (c->stable_rev && c->canary_rev && !strcmp(c->stable_rev, c->canary_rev))
 		cfg_err_at(d->x, d->canary_rev_val, "spec.canary.revision: must differ from "
 		       "spec.stable.revision ('%s')", c->stable_rev);
@@ -611,6 +721,9 @@ void cfg_canary_release(cfg_canary *c)
 	free(c->route);
 	free(c->router);
 	free(c->listen);
+	free(c->haproxy_api);
+	free(c->haproxy_backend);
+	free(c->haproxy_log);
 	free(c->stable_rev);
 	for (size_t i = 0; i < c->n_stable_eps; i++)
 		free(c->stable_eps[i]);

@@ -88,6 +88,11 @@ typedef struct cfg_canary {
 	int flagger;           /* 1 for flagger.app/v1beta1 documents */
 	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
 	char *listen;          /* builtin router: "HOST:PORT", or NULL */
+	/* router haproxy (spec.haproxy), else NULL */
+	char *haproxy_api;     /* runtimeAPI: "unix:/path" or "HOST:PORT" */
+	char *haproxy_backend; /* backend: where canaryd adds its own servers */
+	char *haproxy_log;     /* log: "HOST:PORT" where canaryd takes HAProxy's
+	                        * request logs (UDP syslog), or NULL */
 	char *stable_rev;      /* may be NULL for Flagger documents */
 	char **stable_eps;     /* "HOST:PORT" strings: an IP address, localhost
 	                        * or a host name (resolve.h) */

@@ -8,6 +8,7 @@
 
 static const router_ops *const builtins[] = {
 	&router_builtin,
+	&router_haproxy,
 	/* the Kubernetes routers (router_k8s.c); Flagger's spec.provider
 	 * names map onto them in router_find */
 	&router_istio,

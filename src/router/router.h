@@ -142,5 +142,6 @@ void router_names(char *out, size_t outlen);
 void router_register(const router_ops *ops);
 
 extern const router_ops router_builtin;
+extern const router_ops router_haproxy;   /* router_haproxy.c */
 
 #endif

@@ -608,7 +608,7 @@ def test_providers_map_onto_the_routers():
             # refused before anything opens, in one line naming what works
             assert rc == 2, (provider, out)
             assert ("'%s' is not one canaryd drives" % provider in out and
-                    "'builtin', 'istio', 'gatewayapi', 'smi'" in out), out
+                    "'builtin', 'haproxy', 'istio', 'gatewayapi', 'smi'" in out), out
             assert len(out.strip().splitlines()) == 1, out
             continue
         c.wait_ready()

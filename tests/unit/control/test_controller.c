@@ -144,6 +144,7 @@ static const char *const CONFIG =
 	"metadata: {name: web}\n"
 	"spec:\n"
 	"  router: haproxy\n"
+	"  haproxy: {runtimeAPI: unix:/tmp/canaryd-test.sock, backend: be}\n"
 	"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
 	"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
 
@@ -334,6 +335,7 @@ static void test_a_removed_canary_retires_its_router(void **state)
 		"metadata: {name: shop}\n"
 		"spec:\n"
 		"  router: haproxy\n"
+		"  haproxy: {runtimeAPI: unix:/tmp/canaryd-test.sock, backend: be}\n"
 		"  stable: {revision: v1, endpoints: [127.0.0.1:9003]}\n"
 		"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
 	cfg *conf = NULL;

@@ -24,6 +24,7 @@
 static void test_table(void **state)
 {
 	assert_ptr_equal(router_find("builtin"), &router_builtin);
+	assert_ptr_equal(router_find("haproxy"), &router_haproxy);
 	/* the Kubernetes routers, by canaryd's names and by Flagger's providers */
 	assert_ptr_equal(router_find("istio"), &router_istio);
 	assert_ptr_equal(router_find("gatewayapi"), &router_gatewayapi);
@@ -43,7 +44,7 @@ static void test_table(void **state)
 	assert_null(router_find(NULL));
 	char names[64];
 	router_names(names, sizeof names);
-	assert_string_equal(names, "'builtin', 'istio', 'gatewayapi', 'smi'");
+	assert_string_equal(names, "'builtin', 'haproxy', 'istio', 'gatewayapi', 'smi'");
 	char err[256] = "";
 	cfg_canary cc;
 	memset(&cc, 0, sizeof cc);
