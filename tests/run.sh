@@ -61,15 +61,18 @@ if [ -s "$queue" ]; then
 	{ grep ' 3 ' "$queue"; grep -v ' 3 ' "$queue"; } | awk '{print NR, $0}' >"$queue.n"
 	# shellcheck disable=SC2016
 	# each line is "N BUILD SLOW FILE": sh -c gets them as $0..$3. A file
-	# takes a free slot (a lock held while it runs) and its ports from that
-	# slot's range (harness.free_port: 2000 ports from 12000 + 2000 * slot,
-	# below the kernel's ephemeral ports), so that files running side by
-	# side never pick the same port
-	CANARYD_OUT="$outdir" xargs -P "$jobs" -L 1 sh -c '
+	# takes a free slot (a lock held while it runs, shared by every run of
+	# this script on the machine) and its ports from that slot's range
+	# (harness.free_port: 2000 ports from 12000 + 2000 * slot, below the
+	# kernel's ephemeral ports), so that files running side by side never
+	# pick the same port
+	CANARYD_OUT="$outdir" CANARYD_SLOTS="${TMPDIR:-/tmp}/canaryd-test-slot" \
+	xargs -P "$jobs" -L 1 sh -c '
 		slot=0
 		while [ $slot -lt 10 ]; do
-			exec 9>"$CANARYD_OUT/slot$slot"
-			flock -n 9 && break
+			# command: a file it may not open (another user'"'"'s) is
+			# the next slot, not the end of this shell
+			{ command exec 9>>"$CANARYD_SLOTS$slot"; } 2>/dev/null && flock -n 9 && break
 			slot=$((slot + 1))
 		done
 		[ $slot -lt 10 ] && export CANARYD_PORT_BASE=$((12000 + 2000 * slot))
