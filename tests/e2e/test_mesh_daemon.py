@@ -1,0 +1,174 @@
+"""A mesh canary's built-in metrics read by the DAEMON's checks during a
+real rollout: canaryd with --kubeconfig (the test API server,
+tests/k8s/apiserver.py, playing the Deployment controller) and
+--metrics-server (a real Prometheus scraping a test exporter of Istio's
+series). The analysis is Flagger's example: request-success-rate (min 99)
+and request-duration (max 500 ms) over 1m.
+
+Flagger's istio queries select reporter="destination",
+destination_workload_namespace = the Canary's namespace, and
+destination_workload = the target's name for the canary, <target>-primary
+for stable (src/metrics/provider_mesh.c). The exporter serves the canary
+workload's series at rates the test sets, so each check's value is known:
+a ratio of rates, or a quantile inside one bucket.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from harness import SLOW, Canaryd, run  # noqa: E402
+from promstack import Prometheus  # noqa: E402
+import test_mesh_metrics as mm  # noqa: E402
+import test_mesh_router as mr  # noqa: E402
+
+BUILTIN = [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "interval": "1m"},
+           {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "1m"}]
+
+
+class Mesh:
+    """The test API server with the workload, an exporter of Istio's series
+    for the canary (podinfo) and the primary, a Prometheus scraping it, and
+    canaryd reading its checks from that Prometheus."""
+
+    def __init__(self, ok, err, threshold, interval_ms=600):
+        self.exp = mm.Exporter()
+        # the canary's workload, and the primary's (healthy); decoys the
+        # query must not count: the source-side reports, another namespace
+        self.canary = mm.istio(self.exp, mr.NS, "podinfo", ok, err)
+        mm.istio(self.exp, mr.NS, "podinfo-primary", 100, 0)
+        mm.istio(self.exp, mr.NS, "podinfo", 0, 100, reporter="source")
+        mm.istio(self.exp, "other", "podinfo", 0, 100)
+        self.prom = Prometheus([self.exp.addr])
+        self.e = mr.Env("istio", interval="%dms" % (interval_ms * SLOW), threshold=threshold,
+                        max_weight=30, step=10)
+        doc = json.loads(self.e.doc)
+        doc["spec"]["analysis"]["metrics"] = BUILTIN
+        self.e.doc = json.dumps(doc)
+        # the first check must not come before Prometheus has two scrapes
+        # of the canary's series (that would be "no value", a failed check)
+        self.prom.wait_value('sum(rate(istio_requests_total{destination_workload="podinfo"}[1m]))',
+                             lambda v: v > 0)
+        self.d = Canaryd(self.e.doc, extra=["--kubeconfig", self.e.kc,
+                                            "--metrics-server", self.prom.url])
+        self.s0 = mr.initialized(self.e, self.d)
+
+    def start_rollout(self):
+        self.e.set_image("podinfo:6.1.0")
+        return mr.started(self.e, self.d, self.s0)
+
+    def checks(self):
+        return [x for x in self.d.events("podinfo") if x["type"] == "check"]
+
+    def close(self):
+        self.exp.close()
+        self.prom.stop()
+
+
+def passed(check):
+    return all(m["passed"] for m in check["metrics"])
+
+
+def by_name(check):
+    return {m["name"]: m for m in check["metrics"]}
+
+
+def rolled_back(m, s0):
+    s = m.d.wait_phase("podinfo", "Failed", timeout=40)
+    s = mr.wait_for("rollback applied", lambda: (lambda s: s if "applying" not in s and
+                                                 m.e.deploy("podinfo")["spec"]["replicas"] == 0
+                                                 else None)(m.d.status("podinfo")))
+    assert s["stableRevision"] == s0["stableRevision"] and s["canaryWeight"] == 0, s
+    # what traffic does: the VirtualService, read from the API server,
+    # routes everything to the primary again
+    assert mr.weights_of(m.e.route()) == (100, 0), m.e.route()
+    assert mr.image_of(m.e.deploy("podinfo-primary")) == "podinfo:6.0.0"
+    return s
+
+
+def test_healthy_canary_is_promoted_step_by_step_on_the_mesh_metrics():
+    # 199 of 200 requests a second succeed: 99.5 %; every request takes
+    # between 100 and 250 ms, so the 99th percentile is 248.5 (248 whole ms)
+    m = Mesh(199, 1, threshold=2)
+    try:
+        s1 = m.start_rollout()
+        s = m.d.wait_phase("podinfo", "Succeeded", timeout=40)
+        mr.wait_for("promotion applied", lambda: mr.applied(m.d) and
+                    mr.weights_of(m.e.route()) == (100, 0))
+        s = m.d.status("podinfo")
+        assert s["stableRevision"] == s1["canaryRevision"], s
+        assert mr.route_weights(m.e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
+            mr.route_weights(m.e)
+        assert mr.image_of(m.e.deploy("podinfo-primary")) == "podinfo:6.1.0"
+        checks = m.checks()
+        # one passing check per step (10, 20, 30), and the values are what
+        # the exporter serves for the canary workload, not the decoys
+        assert len(checks) >= 3, checks
+        for c in checks:
+            ms = by_name(c)
+            assert set(ms) == {"request-success-rate", "request-duration"}, c
+            sr, du = ms["request-success-rate"], ms["request-duration"]
+            assert sr["passed"] is True and abs(sr["value"] - 99.5) <= 0.01, c
+            assert du["passed"] is True and du["value"] == 248, c
+    finally:
+        m.close()
+
+
+def test_failing_canary_is_rolled_back_and_the_audit_names_the_metric():
+    # the canary workload answers 5xx to 1 request in 10: 90 %
+    threshold = 2
+    m = Mesh(90, 10, threshold=threshold)
+    try:
+        m.start_rollout()
+        rolled_back(m, m.s0)
+        ws = mr.route_weights(m.e)
+        assert ws[0] == (100, 0) and ws[-1] == (100, 0) and (90, 10) in ws, ws
+        assert all(w[1] in (0, 10) for w in ws), ws  # it never went past the first step
+        checks = m.checks()
+        failed = [c for c in checks if not passed(c)]
+        assert len(failed) == threshold, checks
+        for c in failed:
+            sr = by_name(c)["request-success-rate"]
+            assert sr["passed"] is False and abs(sr["value"] - 90) <= 0.01, c
+            assert by_name(c)["request-duration"]["value"] == 248, c
+        assert [c["message"] for c in failed] == [
+            "check failed (%d/%d): request-success-rate 90.00 < 99" % (i + 1, threshold)
+            for i in range(threshold)], failed
+        # the rollback's own audit entry says which metric, at what value
+        rb = [x for x in m.d.events("podinfo") if x["type"] == "rollback"]
+        assert [x["message"] for x in rb] == [
+            "canary failed %d checks, rolling back: request-success-rate 90.00 < 99"
+            % threshold], rb
+    finally:
+        m.close()
+
+
+def test_prometheus_stopped_mid_rollout_fails_the_checks_without_a_crash():
+    threshold = 3
+    m = Mesh(199, 1, threshold=threshold, interval_ms=1000)
+    try:
+        m.start_rollout()
+        mr.wait_for("first check passed", lambda: any(passed(c) for c in m.checks()),
+                    timeout=30)
+        url = m.prom.url
+        m.prom.stop()
+        rolled_back(m, m.s0)
+        assert m.d.alive(), m.d.output()
+        failed = [c for c in m.checks() if not passed(c)]
+        assert len(failed) == threshold, m.checks()
+        for c in failed:
+            for x in c["metrics"]:
+                assert x["passed"] is False and x["value"] is None, c
+                assert ("Prometheus at '%s' did not answer" % url) in x["reason"], c
+        # the daemon still answers, and says why the rollout failed
+        assert m.d.api("GET", "/healthz")[0] == 200
+    finally:
+        m.close()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(run(globals()))
+    finally:
+        mr._cleanup()
