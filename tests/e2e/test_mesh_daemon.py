@@ -32,7 +32,7 @@ class Mesh:
     for the canary (podinfo) and the primary, a Prometheus scraping it, and
     canaryd reading its checks from that Prometheus."""
 
-    def __init__(self, ok, err, threshold, interval_ms=600):
+    def __init__(self, ok, err, threshold, interval_ms=600, deadline=60):
         self.exp = mm.Exporter()
         # the canary's workload, and the primary's (healthy); decoys the
         # query must not count: the source-side reports, another namespace
@@ -42,7 +42,7 @@ class Mesh:
         mm.istio(self.exp, "other", "podinfo", 0, 100)
         self.prom = Prometheus([self.exp.addr])
         self.e = mr.Env("istio", interval="%dms" % (interval_ms * SLOW), threshold=threshold,
-                        max_weight=30, step=10)
+                        max_weight=30, step=10, deadline=deadline)
         doc = json.loads(self.e.doc)
         doc["spec"]["analysis"]["metrics"] = BUILTIN
         self.e.doc = json.dumps(doc)
@@ -140,6 +140,30 @@ def test_failing_canary_is_rolled_back_and_the_audit_names_the_metric():
         assert [x["message"] for x in rb] == [
             "canary failed %d checks, rolling back: request-success-rate 90.00 < 99"
             % threshold], rb
+    finally:
+        m.close()
+
+
+def test_checks_wait_for_the_canary_to_be_ready():
+    # Flagger's analysis starts once the canary Deployment is available:
+    # until then its metrics are not the new revision's (no pods: no
+    # series, or the last revision's), so a check would judge nothing
+    m = Mesh(199, 1, threshold=2, interval_ms=300)
+    try:
+        # the new pods do not become available until the test says so
+        m.e.api.control(op="deployments", mode="manual")
+        m.start_rollout()
+        mr.wait_for("canary scaled up", lambda: m.e.deploy("podinfo")["spec"]["replicas"] == 2)
+        time.sleep(2.0 * SLOW)  # several analysis intervals
+        s = m.d.status("podinfo")
+        assert s["phase"] == "Progressing" and not s["canaryReady"], s
+        assert m.checks() == [], m.checks()
+        assert s["canaryWeight"] <= 10, s
+        # the Deployment controller makes them available: the analysis runs
+        m.e.rollout()
+        m.d.wait_phase("podinfo", "Succeeded", timeout=40)
+        checks = m.checks()
+        assert len(checks) >= 3 and all(passed(c) for c in checks), checks
     finally:
         m.close()
 
