@@ -32,19 +32,22 @@ class Mesh:
     for the canary (podinfo) and the primary, a Prometheus scraping it, and
     canaryd reading its checks from that Prometheus."""
 
-    def __init__(self, ok, err, threshold, interval_ms=600, deadline=60):
+    def __init__(self, ok, err, threshold, interval_ms=600, deadline=60, namespaced=True):
         self.exp = mm.Exporter()
         # the canary's workload, and the primary's (healthy); decoys the
         # query must not count: the source-side reports, another namespace
+        # (Kubernetes's "default")
         self.canary = mm.istio(self.exp, mr.NS, "podinfo", ok, err)
         mm.istio(self.exp, mr.NS, "podinfo-primary", 100, 0)
         mm.istio(self.exp, mr.NS, "podinfo", 0, 100, reporter="source")
-        mm.istio(self.exp, "other", "podinfo", 0, 100)
+        mm.istio(self.exp, "default", "podinfo", 0, 100)
         self.prom = Prometheus([self.exp.addr])
         self.e = mr.Env("istio", interval="%dms" % (interval_ms * SLOW), threshold=threshold,
                         max_weight=30, step=10, deadline=deadline)
         doc = json.loads(self.e.doc)
         doc["spec"]["analysis"]["metrics"] = BUILTIN
+        if not namespaced:
+            del doc["metadata"]["namespace"]
         self.e.doc = json.dumps(doc)
         # the first check must not come before Prometheus has two scrapes
         # of the canary's series (that would be "no value", a failed check)
@@ -164,6 +167,24 @@ def test_checks_wait_for_the_canary_to_be_ready():
         m.d.wait_phase("podinfo", "Succeeded", timeout=40)
         checks = m.checks()
         assert len(checks) >= 3 and all(passed(c) for c in checks), checks
+    finally:
+        m.close()
+
+
+def test_a_canary_without_a_namespace_is_read_where_its_router_writes():
+    # no metadata.namespace: as kubectl applies it, the Canary is in the
+    # kubeconfig context's namespace ("test"), where the router writes its
+    # objects; the mesh queries select that namespace too, not "default",
+    # whose podinfo fails every request
+    m = Mesh(199, 1, threshold=1, namespaced=False)
+    try:
+        m.start_rollout()
+        s = m.d.wait_phase("podinfo", ("Succeeded", "Failed"), timeout=40)
+        checks = m.checks()
+        assert s["phase"] == "Succeeded", (s, checks)
+        assert m.e.route()["metadata"]["namespace"] == mr.NS
+        for c in checks:
+            assert abs(by_name(c)["request-success-rate"]["value"] - 99.5) <= 0.01, c
     finally:
         m.close()
 
