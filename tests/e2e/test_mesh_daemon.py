@@ -92,11 +92,16 @@ def rolled_back(m, s0):
 
 def test_healthy_canary_is_promoted_step_by_step_on_the_mesh_metrics():
     # 199 of 200 requests a second succeed: 99.5 %; every request takes
-    # between 100 and 250 ms, so the 99th percentile is 248.5 (248 whole ms)
-    m = Mesh(199, 1, threshold=2)
+    # between 100 and 250 ms, so the 99th percentile is 248.5 (248 whole ms).
+    # The Canary names no namespace: as kubectl applies it, it is in the
+    # kubeconfig context's ("test"), where the router writes its objects;
+    # the queries select that namespace too, not "default", whose podinfo
+    # fails every request
+    m = Mesh(199, 1, threshold=1, namespaced=False)
     try:
         s1 = m.start_rollout()
-        s = m.d.wait_phase("podinfo", "Succeeded", timeout=40)
+        s = m.d.wait_phase("podinfo", ("Succeeded", "Failed"), timeout=40)
+        assert s["phase"] == "Succeeded", (s, m.checks())
         mr.wait_for("promotion applied", lambda: mr.applied(m.d) and
                     mr.weights_of(m.e.route()) == (100, 0))
         s = m.d.status("podinfo")
@@ -104,6 +109,7 @@ def test_healthy_canary_is_promoted_step_by_step_on_the_mesh_metrics():
         assert mr.route_weights(m.e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
             mr.route_weights(m.e)
         assert mr.image_of(m.e.deploy("podinfo-primary")) == "podinfo:6.1.0"
+        assert m.e.route()["metadata"]["namespace"] == mr.NS
         checks = m.checks()
         # one passing check per step (10, 20, 30), and the values are what
         # the exporter serves for the canary workload, not the decoys
@@ -157,7 +163,7 @@ def test_checks_wait_for_the_canary_to_be_ready():
         m.e.api.control(op="deployments", mode="manual")
         m.start_rollout()
         mr.wait_for("canary scaled up", lambda: m.e.deploy("podinfo")["spec"]["replicas"] == 2)
-        time.sleep(2.0 * SLOW)  # several analysis intervals
+        time.sleep(1.5 * SLOW)  # five analysis intervals
         s = m.d.status("podinfo")
         assert s["phase"] == "Progressing" and not s["canaryReady"], s
         assert m.checks() == [], m.checks()
@@ -171,27 +177,9 @@ def test_checks_wait_for_the_canary_to_be_ready():
         m.close()
 
 
-def test_a_canary_without_a_namespace_is_read_where_its_router_writes():
-    # no metadata.namespace: as kubectl applies it, the Canary is in the
-    # kubeconfig context's namespace ("test"), where the router writes its
-    # objects; the mesh queries select that namespace too, not "default",
-    # whose podinfo fails every request
-    m = Mesh(199, 1, threshold=1, namespaced=False)
-    try:
-        m.start_rollout()
-        s = m.d.wait_phase("podinfo", ("Succeeded", "Failed"), timeout=40)
-        checks = m.checks()
-        assert s["phase"] == "Succeeded", (s, checks)
-        assert m.e.route()["metadata"]["namespace"] == mr.NS
-        for c in checks:
-            assert abs(by_name(c)["request-success-rate"]["value"] - 99.5) <= 0.01, c
-    finally:
-        m.close()
-
-
 def test_prometheus_stopped_mid_rollout_fails_the_checks_without_a_crash():
-    threshold = 3
-    m = Mesh(199, 1, threshold=threshold, interval_ms=1000)
+    threshold = 2
+    m = Mesh(199, 1, threshold=threshold)
     try:
         m.start_rollout()
         mr.wait_for("first check passed", lambda: any(passed(c) for c in m.checks()),
