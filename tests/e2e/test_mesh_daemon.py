@@ -2,15 +2,16 @@
 real rollout: canaryd with --kubeconfig (the test API server,
 tests/k8s/apiserver.py, playing the Deployment controller) and
 --metrics-server (a real Prometheus scraping a test exporter of Istio's
-series). The analysis is Flagger's example: request-success-rate (min 99)
-and request-duration (max 500 ms) over 1m.
+or Linkerd's series). The analysis is Flagger's example:
+request-success-rate (min 99) and request-duration (max 500 ms) over 1m.
 
 Flagger's istio queries select reporter="destination",
 destination_workload_namespace = the Canary's namespace, and
 destination_workload = the target's name for the canary, <target>-primary
-for stable (src/metrics/provider_mesh.c). The exporter serves the canary
-workload's series at rates the test sets, so each check's value is known:
-a ratio of rates, or a quantile inside one bucket.
+for stable; its linkerd ones direction="inbound", namespace and deployment
+(src/metrics/provider_mesh.c). The exporter serves the canary workload's
+series at rates the test sets, so each check's value is known: a ratio of
+rates, or a quantile inside one bucket.
 """
 import json
 import os
@@ -27,22 +28,42 @@ BUILTIN = [{"name": "request-success-rate", "thresholdRange": {"min": 99}, "inte
            {"name": "request-duration", "thresholdRange": {"max": 500}, "interval": "1m"}]
 
 
-class Mesh:
-    """The test API server with the workload, an exporter of Istio's series
-    for the canary (podinfo) and the primary, a Prometheus scraping it, and
-    canaryd reading its checks from that Prometheus."""
+def linkerd(exp, ns, workload, ok, err, direction="inbound"):
+    """The series Linkerd's proxies export for <workload>'s pods: responses
+    classified, and their latency (the same buckets as mm.istio's)."""
+    lab = {"namespace": ns, "deployment": workload, "direction": direction,
+           "pod": workload + "-5d8f9c7b4-x2x7q", "status_code": "200"}
+    return (exp.add("response_total", dict(lab, classification="success"), ok),
+            exp.add("response_total", dict(lab, classification="failure", status_code="503"), err),
+            exp.histogram("response_latency_ms", lab,
+                          ["5", "10", "25", "50", "100", "250", "500", "1000"], "250", ok + err))
 
-    def __init__(self, ok, err, threshold, interval_ms=600, deadline=60, namespaced=True):
+
+SERIES = {"istio": (mm.istio, "istio_requests_total{destination_workload=\"podinfo\"}",
+                    {"reporter": "source"}),
+          "linkerd": (linkerd, "response_total{deployment=\"podinfo\"}",
+                      {"direction": "outbound"})}
+
+
+class Mesh:
+    """The test API server with the workload, an exporter of <provider>'s
+    series for the canary (podinfo) and the primary, a Prometheus scraping
+    it, and canaryd reading its checks from that Prometheus."""
+
+    def __init__(self, ok, err, threshold, interval_ms=600, deadline=60, namespaced=True,
+                 provider="istio"):
         self.exp = mm.Exporter()
+        series, scraped, other_side = SERIES[provider]
         # the canary's workload, and the primary's (healthy); decoys the
-        # query must not count: the source-side reports, another namespace
-        # (Kubernetes's "default")
-        self.canary = mm.istio(self.exp, mr.NS, "podinfo", ok, err)
-        mm.istio(self.exp, mr.NS, "podinfo-primary", 100, 0)
-        mm.istio(self.exp, mr.NS, "podinfo", 0, 100, reporter="source")
-        mm.istio(self.exp, "default", "podinfo", 0, 100)
+        # query must not count: the other side's reports (Istio's source
+        # reporter, Linkerd's outbound), another namespace (Kubernetes's
+        # "default")
+        self.canary = series(self.exp, mr.NS, "podinfo", ok, err)
+        series(self.exp, mr.NS, "podinfo-primary", 100, 0)
+        series(self.exp, mr.NS, "podinfo", 0, 100, **other_side)
+        series(self.exp, "default", "podinfo", 0, 100)
         self.prom = Prometheus([self.exp.addr])
-        self.e = mr.Env("istio", interval="%dms" % (interval_ms * SLOW), threshold=threshold,
+        self.e = mr.Env(provider, interval="%dms" % (interval_ms * SLOW), threshold=threshold,
                         max_weight=30, step=10, deadline=deadline)
         doc = json.loads(self.e.doc)
         doc["spec"]["analysis"]["metrics"] = BUILTIN
@@ -51,8 +72,7 @@ class Mesh:
         self.e.doc = json.dumps(doc)
         # the first check must not come before Prometheus has two scrapes
         # of the canary's series (that would be "no value", a failed check)
-        self.prom.wait_value('sum(rate(istio_requests_total{destination_workload="podinfo"}[1m]))',
-                             lambda v: v > 0)
+        self.prom.wait_value("sum(rate(%s[1m]))" % scraped, lambda v: v > 0)
         self.d = Canaryd(self.e.doc, extra=["--kubeconfig", self.e.kc,
                                             "--metrics-server", self.prom.url])
         self.s0 = mr.initialized(self.e, self.d)
@@ -157,7 +177,8 @@ def test_checks_wait_for_the_canary_to_be_ready():
     # Flagger's analysis starts once the canary Deployment is available:
     # until then its metrics are not the new revision's (no pods: no
     # series, or the last revision's), so a check would judge nothing
-    m = Mesh(199, 1, threshold=2, interval_ms=300)
+    # On Linkerd: its series, and a TrafficSplit
+    m = Mesh(199, 1, threshold=2, interval_ms=300, provider="linkerd")
     try:
         # the new pods do not become available until the test says so
         m.e.api.control(op="deployments", mode="manual")
@@ -168,11 +189,21 @@ def test_checks_wait_for_the_canary_to_be_ready():
         assert s["phase"] == "Progressing" and not s["canaryReady"], s
         assert m.checks() == [], m.checks()
         assert s["canaryWeight"] <= 10, s
-        # the Deployment controller makes them available: the analysis runs
+        # the Deployment controller makes them available (and what canaryd
+        # writes from now on, the primary's new template): the analysis runs
+        m.e.api.control(op="deployments", mode="auto", delay=0.05)
         m.e.rollout()
         m.d.wait_phase("podinfo", "Succeeded", timeout=40)
+        mr.wait_for("promotion applied", lambda: mr.applied(m.d) and
+                    mr.weights_of(m.e.route()) == (100, 0))
         checks = m.checks()
-        assert len(checks) >= 3 and all(passed(c) for c in checks), checks
+        assert len(checks) >= 3, checks
+        for c in checks:
+            ms = by_name(c)
+            assert abs(ms["request-success-rate"]["value"] - 99.5) <= 0.01, c
+            assert ms["request-duration"]["value"] == 248 and passed(c), c
+        assert mr.route_weights(m.e) == [(100, 0), (90, 10), (80, 20), (70, 30), (100, 0)], \
+            mr.route_weights(m.e)
     finally:
         m.close()
 
