@@ -50,6 +50,7 @@
 #include "readings.h"
 #include "resolve.h"
 #include "router.h"
+#include "router_k8s.h"
 #include "stats.h"
 
 #define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
@@ -1098,7 +1099,13 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	 * has not accepted, an API that refuses), the check waits, as Flagger's
 	 * analysis waits for its routes */
 	bool applied_all = rt->done_gen == rt->gen && !rt->apply_err[0];
-	if (rt->gate_pending == 0 && applied_all && eng_check_due(&rt->st, p, now)) {
+	/* nor does it judge a Kubernetes canary whose pods are not available
+	 * yet: its mesh metrics are not the new revision's (no pods, no
+	 * series; or the last pods'), and Flagger's analysis starts only once
+	 * the canary is ready; progressDeadlineSeconds bounds the wait. The
+	 * built-in proxy's checks read its own requests, failed ones too */
+	bool judged = rt->ready || !router_k8s_find(rt->conf->router);
+	if (rt->gate_pending == 0 && applied_all && judged && eng_check_due(&rt->st, p, now)) {
 		/* held at one while they start, so that a read that answers at
 		 * once does not run the check before the others have started */
 		rt->gate_pending = 1;

@@ -69,6 +69,19 @@ const char *provider_metrics_server(void)
 	return metrics_server;
 }
 
+static char *mesh_namespace;
+
+void provider_set_mesh_namespace(const char *ns)
+{
+	free(mesh_namespace);
+	mesh_namespace = ns && *ns ? xstrdup(ns) : NULL;
+}
+
+const char *provider_mesh_namespace(void)
+{
+	return mesh_namespace ? mesh_namespace : "default";
+}
+
 /* Reasons quote what a receiver sent (its error message, the parser's view
  * of its bytes), so they are made one line of plain text here, before the
  * audit, the log or a terminal sees them. */

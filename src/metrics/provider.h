@@ -92,6 +92,14 @@ int provider_check(const cfg_canary *cc, char *err, size_t errlen);
 void provider_set_metrics_server(const char *url);
 const char *provider_metrics_server(void);
 
+/* The namespace of a mesh canary whose document names none: the Kubernetes
+ * client's (its kubeconfig context's, or the pod's service account's),
+ * where the router writes its objects, as kubectl would apply the Canary.
+ * Set by the Kubernetes router when it makes its client; <ns> is copied;
+ * NULL (or never set: canaryctl query) means "default". */
+void provider_set_mesh_namespace(const char *ns);
+const char *provider_mesh_namespace(void);
+
 /* Whether <s> may be a Prometheus address: http:// or https://, a host, at
  * most 2048 bytes, no blanks or control characters (the rules of a
  * prometheus provider's address). */

@@ -302,8 +302,9 @@ int mesh_query(const cfg_canary *cc, eng_metric_kind kind, int stable, const cha
 		return -1;
 	}
 	/* toMetricModel: target is spec.targetRef.name (a canaryd/v1 document
-	 * has none: its name); the namespace is the Canary's, "default" when
-	 * the document does not say, as kubectl applies it */
+	 * has none: its name); the namespace is the Canary's, the Kubernetes
+	 * client's when the document does not say, as kubectl applies it and
+	 * as the router writes the canary's objects */
 	const char *target = cc->flagger ? str_at(tref, "name") : cc->name;
 	if (!target || !*target) {
 		snprintf(err, errlen, "spec.targetRef.name is needed: Flagger's queries select the "
@@ -314,7 +315,8 @@ int mesh_query(const cfg_canary *cc, eng_metric_kind kind, int stable, const cha
 	buf_printf(&tgt, "%s%s", target, stable ? "-primary" : "");
 	tmpl_vars v = {
 		.name = cc->name,
-		.namespace_ = cc->namespace_ && *cc->namespace_ ? cc->namespace_ : "default",
+		.namespace_ = cc->namespace_ && *cc->namespace_ ? cc->namespace_ :
+		              provider_mesh_namespace(),
 		.target = tgt.p,
 		.interval = interval,
 	};

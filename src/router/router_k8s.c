@@ -44,6 +44,7 @@
 
 #include "k8s.h"
 #include "log.h"
+#include "provider.h"
 #include "render.h"
 #include "util.h"
 
@@ -95,6 +96,9 @@ static k8s *client_get(uv_loop_t *loop, char *err, size_t errlen)
 	}
 	shared = k8s_new(loop, &c, why, sizeof why);
 	snprintf(shared_source, sizeof shared_source, "%s", c.source ? c.source : "");
+	/* a Canary with no namespace is in the client's, where its objects
+	 * are written: its mesh metrics are read there too */
+	provider_set_mesh_namespace(shared ? c.namespace : NULL);
 	k8s_config_release(&c);
 	if (!shared) {
 		snprintf(err, errlen, "%s", why);
