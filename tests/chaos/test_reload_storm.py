@@ -255,10 +255,10 @@ def test_reloading_100000_brackets_does_not_stall_traffic():
 
 
 def big_valid_config(listen, up, values):
-    """A valid canary made slow to read: <values> items in analysis.match
-    (checked for type, kept), within CFG_MAX_VALUES."""
-    return config(listen, up).replace(
-        "  analysis:\n", "  analysis:\n    match: [%s]\n" % ",".join(["x"] * values), 1)
+    """A valid canary made slow to read: <values> keys and values in
+    metadata.labels (checked, kept), within CFG_MAX_VALUES."""
+    labels = ",".join("l%d: x" % i for i in range(values // 2))
+    return config(listen, up).replace("  name: shop\n", "  name: shop\n  labels: {%s}\n" % labels, 1)
 
 
 def test_reading_a_big_config_never_holds_up_requests():
