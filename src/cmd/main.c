@@ -175,14 +175,26 @@ static int cannot_run(const cfg_canary *cc, int what, char *why, size_t whylen)
 		return -1;
 	}
 	const cfg_metric_source *s = &cc->sources[what - 1];
-	if (provider_of(cc, what - 1))
+	const char *tmpl = s->template_name;
+	if (!provider_of(cc, what - 1)) {
+		provider_names(names, sizeof names);
+		snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s' reads provider type "
+		         "'%s'%s%s%s, which canaryd does not read (it reads the built-in metrics "
+		         "and %s)", cc->name, cc->file, cc->line, cc->policy.metrics[what - 1].name,
+		         s->type_name ? s->type_name : "?", tmpl ? " (MetricTemplate '" : "",
+		         tmpl ? tmpl : "", tmpl ? "')" : "", names);
+		return -1;
+	}
+	if (!s->unread)
 		return 0;
-	provider_names(names, sizeof names);
-	snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s' reads provider type '%s'%s%s%s, "
-	         "which canaryd does not read (it reads the built-in metrics and %s)",
-	         cc->name, cc->file, cc->line, cc->policy.metrics[what - 1].name,
-	         s->type_name ? s->type_name : "?", s->template_name ? " (MetricTemplate '" : "",
-	         s->template_name ? s->template_name : "", s->template_name ? "')" : "", names);
+	snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s'%s%s%s: provider.%s is not honoured "
+	         "by canaryd (%s)", cc->name, cc->file, cc->line, cc->policy.metrics[what - 1].name,
+	         tmpl ? " (MetricTemplate '" : "", tmpl ? tmpl : "", tmpl ? "')" : "", s->unread,
+	         !strcmp(s->unread, "secretRef") ?
+	         "it reads no Kubernetes secrets: the queries would go without their credentials; "
+	         "give an address that needs none" :
+	         "it always verifies TLS: give a server whose certificate verifies, and remove "
+	         "insecureSkipVerify");
 	return -1;
 }
 

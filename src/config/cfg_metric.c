@@ -65,6 +65,7 @@ static void src_copy(cfg_metric_source *dst, const cfg_metric_source *src)
 	dst->timeout_ms = src->timeout_ms;
 	dst->template_name = dup_or_null(src->template_name);
 	dst->type_name = dup_or_null(src->type_name);
+	dst->unread = src->unread;
 	/* templateVariables are the metric's, not the template's: not copied */
 }
 
@@ -205,13 +206,14 @@ static const field provider_fields[] = {
 	{ "headers", h_headers, F_BOTH, NOSTORE, 0, 0 },
 	{ "body", cfg_h_text, F_BOTH, offsetof(src_in, s.body), 0, 0 },
 	{ "jsonPath", cfg_h_string, F_BOTH, offsetof(src_in, s.json_path), 0, 0 },
-	/* Flagger's, accepted and ignored (canaryd reads no Kubernetes secrets;
-	 * TLS is always verified) */
+	/* Flagger's: valid, but canaryd reads no Kubernetes secrets and always
+	 * verifies TLS, so a metric with either does not start (main.c) */
 	{ "secretRef", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
-	{ "insecureSkipVerify", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
+	{ "insecureSkipVerify", cfg_h_bool, F_BOTH, offsetof(src_in, insecure), 0, 0 },
 	{ "region", NULL, F_FLAGGER, NOSTORE, 0, 0 },
 };
-enum { P_TYPE, P_ADDRESS, P_TIMEOUT, P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH };
+enum { P_TYPE, P_ADDRESS, P_TIMEOUT, P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH,
+       P_SECRETREF, P_INSECURE };
 
 /* Flagger's provider types that canaryd does not speak. */
 static const char *const flagger_providers[] = {
@@ -231,6 +233,7 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 	char p[PATH_LEN];
 	size_t e0 = d->x->errs->n;
 	si->s.query = query;
+	si->s.unread = ps[P_SECRETREF].key ? "secretRef" : si->insecure ? "insecureSkipVerify" : NULL;
 	if (!ps[P_TYPE].key) {
 		cfg_err_at(d->x, pk, "%s.type: required (prometheus or web)", ppath);
 		return false;

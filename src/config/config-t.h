@@ -106,6 +106,7 @@ typedef struct slot {
 typedef struct src_in {
 	cfg_metric_source s;
 	char *type;
+	bool insecure;       /* insecureSkipVerify: true */
 } src_in;
 
 /* What is read from one metric before it becomes an eng_metric: the checks

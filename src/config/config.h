@@ -67,6 +67,9 @@ typedef struct cfg_metric_source {
 	uint64_t timeout_ms;/* per request: 10s */
 	char *template_name;/* the MetricTemplate it came from, or NULL */
 	char *type_name;    /* CFG_PROVIDER_UNSUPPORTED: Flagger's provider type */
+	const char *unread; /* a Flagger provider key canaryd cannot honour
+	                     * ("secretRef", "insecureSkipVerify"), or NULL:
+	                     * valid, but the metric does not start (main.c) */
 	tmpl_kv *variables; /* the metric's templateVariables ({{ variables.KEY }}),
 	                     * keys and values owned */
 	size_t n_variables;

@@ -92,8 +92,17 @@ def test_what_the_proxy_does_not_do_is_noted_then_refused_at_start():
              ("    stepWeightPromotion: 20\n", "spec.analysis.stepWeightPromotion is not acted on"),
              ("    canaryReadyThreshold: 50\n",
               "spec.analysis.canaryReadyThreshold is not acted on")]
+    # a Flagger provider key canaryd cannot honour
+    for key, want in (("secretRef: {name: prom-auth}", "provider.secretRef is not honoured"),
+                      ("insecureSkipVerify: true", "provider.insecureSkipVerify is not honoured")):
+        cases.append(("    metrics:\n      - name: errs\n        provider: {type: prometheus, "
+                      "address: 'http://127.0.0.1:9', %s}\n        query: up\n"
+                      "        thresholdRange: {max: 1}\n" % key, want))
     for extra, want in cases:
-        p = _write(base.replace("  analysis:\n", "  analysis:\n" + extra))
+        if extra.startswith("    metrics:"):
+            p = _write(base.replace("    metrics:\n", extra))
+        else:
+            p = _write(base.replace("  analysis:\n", "  analysis:\n" + extra))
         rc, out, err = _check(p)
         assert rc == 0 and want in out and "will not start" in out, (rc, out, err)
         data = os.path.join(tmpdir(), "data")
