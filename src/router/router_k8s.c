@@ -41,6 +41,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "k8s.h"
 #include "log.h"
@@ -155,6 +156,16 @@ typedef enum {
 	STEP_ACCEPT,      /* until every parent Accepted the HTTPRoute as written */
 } step_kind;
 
+/* How a rollout's iterations are routed (Flagger's scheduler, not the
+ * engine's weight: the engine sends the iterations of A/B testing and
+ * blue/green as weight 0, and the router alone knows what they mean). */
+typedef enum {
+	ITER_WEIGHTS = 0, /* the split's weight, as in every step */
+	ITER_AB,          /* runAB: the matched route all to the canary, the rest
+	                   * to the primary (rendered at weight 100) */
+	ITER_MIRROR,      /* runBlueGreen with mirror: the weight, mirrored */
+} iter_mode;
+
 struct kroute {
 	router base;
 	uv_loop_t *loop;
@@ -178,6 +189,8 @@ struct kroute {
 	const json_t *writing;        /* steps[at].object */
 	char run_rev[ENG_REV_LEN];    /* the revision the primary must run */
 	int route_weight;             /* the canary's weight in the routes */
+	bool route_mirror;            /* and whether they mirror to the canary */
+	iter_mode iter;               /* how the document's iterations are routed */
 	char services_for[ENG_REV_LEN]; /* the rollout the Services were checked for */
 	bool failed;                  /* the last split failed: check everything */
 	json_t *audits;               /* messages of the writes, sent at the end */
@@ -298,13 +311,15 @@ static void split_api(const char *api, char *group, size_t gl, char *version, si
 	}
 }
 
-/* Renders the route objects of <doc> for weight <w>, or returns NULL with
- * every error in <err>. <cookie> is the session-affinity value. */
-static json_t *render_for(const json_t *doc, const char *provider, int w, const char *cookie,
-                          char *err, size_t errlen)
+/* Renders the route objects of <doc> for weight <w> (mirrored to the
+ * canary with <mirror>), or returns NULL with every error in <err>.
+ * <cookie> is the session-affinity value. */
+static json_t *render_for(const json_t *doc, const char *provider, int w, bool mirror,
+                          const char *cookie, char *err, size_t errlen)
 {
 	render_opts o = { .provider = provider,
-	                  .split = { .weight = w, .cookie = cookie, .primary_cookie = cookie } };
+	                  .split = { .weight = w, .mirror = mirror, .cookie = cookie,
+	                             .primary_cookie = cookie } };
 	render_result r;
 	json_t *objs = NULL;
 	if (render_canary(doc, &o, &r) == 0) {
@@ -325,7 +340,7 @@ static json_t *render_for(const json_t *doc, const char *provider, int w, const 
 static void apex_of(const json_t *doc, const char *provider, char *out, size_t outlen)
 {
 	char why[512];
-	json_t *objs = render_for(doc, provider, 0, "aaaaaaaaaa", why, sizeof why);
+	json_t *objs = render_for(doc, provider, 0, false, "aaaaaaaaaa", why, sizeof why);
 	const json_t *last = json_array_get(objs, json_array_size(objs) - 1);
 	const char *n = json_string_value(json_object_get(json_object_get(last, "metadata"),
 	                                                  "name"));
@@ -380,6 +395,74 @@ static const char *rev_annotation(const json_t *deploy)
 	                         "metadata"), "annotations"), REV_ANNOTATION));
 }
 
+/* Flagger runs A/B testing or blue/green when analysis.iterations is set
+ * (the configuration loader then drops the steps, as Flagger ignores
+ * them); that is when the engine runs iterations too. */
+static bool has_iterations(const cfg_canary *cc)
+{
+	return cc->policy.iterations > 0 && cc->policy.step_weight <= 0 &&
+	       cc->policy.n_step_weights <= 0;
+}
+
+static iter_mode iter_mode_of(const cfg_canary *cc)
+{
+	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
+	if (!has_iterations(cc))
+		return ITER_WEIGHTS;
+	if (json_array_size(json_object_get(an, "match")) > 0)
+		return ITER_AB;
+	if (json_is_true(json_object_get(an, "mirror")))
+		return ITER_MIRROR;
+	return ITER_WEIGHTS;
+}
+
+/* The A/B match and the mirror of <cc>: 0 when its routes can carry them
+ * as Flagger's scheduler does, or -1 with <err>. What a route cannot
+ * express is refused rather than written as something else: an A/B match
+ * that SMI or a TCP route drops would send every request to the canary. */
+static int iter_mode_check(const cfg_canary *cc, char *err, size_t errlen)
+{
+	const json_t *spec = json_object_get(cc->raw, "spec");
+	const json_t *an = json_object_get(spec, "analysis");
+	bool match = json_array_size(json_object_get(an, "match")) > 0;
+	bool mirror = json_is_true(json_object_get(an, "mirror"));
+	if (!match && !mirror)
+		return 0;
+	const char *key = match ? "match" : "mirror";
+	const char *appp = json_string_value(json_object_get(json_object_get(spec, "service"),
+	                                                      "appProtocol"));
+	render_target t = { 0 };
+	char note[256], why[512];
+	if (render_target_of(cc->router, &t, note, sizeof note, why, sizeof why) == 0 &&
+	    t.router == RENDER_SMI) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.%s: router '%s' cannot %s: an SMI "
+		         "TrafficSplit has weights only (use istio or gatewayapi)", cc->name, key,
+		         cc->router, match ? "run an A/B test" : "mirror traffic");
+		return -1;
+	}
+	if (t.router == RENDER_ISTIO && appp && !strcasecmp(appp, "tcp")) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.%s: router '%s' cannot %s on a "
+		         "TCP route (spec.service.appProtocol tcp has no request match or mirror)",
+		         cc->name, key, cc->router, match ? "run an A/B test" : "mirror traffic");
+		return -1;
+	}
+	if (!has_iterations(cc)) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.%s: router '%s' %s during "
+		         "analysis.iterations only (%s); this canary shifts weight in steps",
+		         cc->name, key, cc->router, match ? "runs A/B tests" : "mirrors traffic",
+		         match ? "Flagger's A/B testing" : "Flagger's blue/green; the mirror step "
+		         "before the first weight step is not run");
+		return -1;
+	}
+	if (match && mirror) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.mirror: router '%s' does not mirror "
+		         "an A/B test (Flagger's A/B testing ignores mirror): remove one", cc->name,
+		         cc->router);
+		return -1;
+	}
+	return 0;
+}
+
 static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 {
 	char why[2048];
@@ -393,22 +476,8 @@ static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 		         "names the Deployment", cc->name, cc->router);
 		return -1;
 	}
-	/* the engine sends weights: routes it cannot ask for are refused rather
-	 * than written as something else (an A/B match at weight 0 would send
-	 * the matched users to the primary) */
-	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
-	const json_t *match = json_object_get(an, "match");
-	if (json_is_array(match) && json_array_size(match) > 0) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.match: router '%s' does not run A/B "
-		         "tests yet (the daemon applies weights only; canaryctl render --iteration "
-		         "shows the routes Flagger would write)", cc->name, cc->router);
+	if (iter_mode_check(cc, err, errlen) < 0)
 		return -1;
-	}
-	if (json_is_true(json_object_get(an, "mirror"))) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.mirror: router '%s' does not mirror "
-		         "traffic yet (the daemon applies weights only)", cc->name, cc->router);
-		return -1;
-	}
 	const char *kind = json_string_value(json_object_get(json_object_get(json_object_get(
 	                                     cc->raw, "spec"), "targetRef"), "kind"));
 	if (kind && strcmp(kind, "Deployment") != 0) {
@@ -417,7 +486,14 @@ static int k_check(const cfg_canary *cc, char *err, size_t errlen)
 		         kind, cc->router);
 		return -1;
 	}
-	json_t *objs = render_for(cc->raw, cc->router, 0, "aaaaaaaaaa", why, sizeof why);
+	/* the routes of an iteration too, where they differ */
+	iter_mode m = iter_mode_of(cc);
+	json_t *objs = render_for(cc->raw, cc->router, 0, false, "aaaaaaaaaa", why, sizeof why);
+	if (objs && m != ITER_WEIGHTS) {
+		json_decref(objs);
+		objs = render_for(cc->raw, cc->router, m == ITER_AB ? 100 : 0, m == ITER_MIRROR,
+		                  "aaaaaaaaaa", why, sizeof why);
+	}
 	if (!objs) {
 		snprintf(err, errlen, "canary '%s': router '%s' cannot render its objects: %s",
 		         cc->name, cc->router, why);
@@ -531,6 +607,26 @@ static void on_primary(void *arg, const k8s_event *ev)
 
 static void start_split(kroute *kr);
 
+/* Whether the live route's spec <live> holds the desired <want>: what the
+ * API fills in is ignored (k8s_json_subset), but not a mirror that
+ * <want> does not have. A VirtualService route's mirror is a key of its
+ * own, so a subset test would leave the mirror of the iterations in place
+ * once the routes are written without it (an HTTPRoute's RequestMirror is
+ * a filter in a list, whose length differs). */
+static bool route_holds(const json_t *want, const json_t *live)
+{
+	if (!k8s_json_subset(want, live))
+		return false;
+	const json_t *wh = json_object_get(want, "http"), *lh = json_object_get(live, "http");
+	for (size_t i = 0; i < json_array_size(lh); i++) {
+		const json_t *w = json_array_get(wh, i), *l = json_array_get(lh, i);
+		if ((json_object_get(l, "mirror") && !json_object_get(w, "mirror")) ||
+		    (json_object_get(l, "mirrorPercentage") && !json_object_get(w, "mirrorPercentage")))
+			return false;
+	}
+	return true;
+}
+
 static void on_route(void *arg, const k8s_event *ev)
 {
 	kroute *kr = arg;
@@ -542,8 +638,8 @@ static void on_route(void *arg, const k8s_event *ev)
 	 * again, as Flagger's next reconcile would (nobody waits for this
 	 * write: the split was answered) */
 	bool drift = kr->last_route && !kr->busy && !kr->failed && !kr->retired &&
-	             (!o || !k8s_json_subset(json_object_get(kr->last_route, "spec"),
-	                                     json_object_get(o, "spec")));
+	             (!o || !route_holds(json_object_get(kr->last_route, "spec"),
+	                                 json_object_get(o, "spec")));
 	/* at most once a second: two writers that disagree (another controller
 	 * owning the route) must not make a storm of writes */
 	if (drift && uv_now(kr->loop) < kr->drift_ms + DRIFT_MIN_MS) {
@@ -821,7 +917,7 @@ static int mutate_route(const json_t *want, const json_t *live, json_t **out)
 	}
 	const json_t *wm = json_object_get(want, "metadata");
 	const json_t *lm = json_object_get(live, "metadata");
-	if (k8s_json_subset(json_object_get(want, "spec"), json_object_get(live, "spec")) &&
+	if (route_holds(json_object_get(want, "spec"), json_object_get(live, "spec")) &&
 	    k8s_json_subset(json_object_get(wm, "labels"), json_object_get(lm, "labels")) &&
 	    k8s_json_subset(json_object_get(wm, "annotations"), json_object_get(lm, "annotations")))
 		return 0;
@@ -976,7 +1072,9 @@ static void on_written(void *arg, const k8s_result *res)
 		const char *rv = json_string_value(json_object_get(m, "resourceVersion"));
 		char extra[128] = "";
 		if (kr->kind == STEP_ROUTE)
-			snprintf(extra, sizeof extra, ", canary weight %d", kr->route_weight);
+			snprintf(extra, sizeof extra, ", canary weight %d%s%s", kr->route_weight,
+			         kr->iter == ITER_AB && kr->route_weight == 100 ?
+			         " on the A/B match" : "", kr->route_mirror ? ", mirrored" : "");
 		else if (kr->kind == STEP_SCALE)
 			snprintf(extra, sizeof extra, ", replicas %lld", (long long)json_integer_value(
 			         json_object_get(json_object_get(res->object, "spec"), "replicas")));
@@ -1116,6 +1214,23 @@ static bool is_promotion(const kroute *kr, const ksplit *k)
 	return !k->watch_ready && k->weight == 100 && k->canary_rev[0] && kr->target_name[0];
 }
 
+/* The canary's weight in the routes for <k>, and in *mirror whether they
+ * mirror to it, as Flagger's scheduler routes each phase: the promotion's
+ * 100 % is the primary's once it runs the canary's template; while a
+ * rollout is analysed an A/B test sends its matched requests to the
+ * canary and blue/green with mirror mirrors; otherwise (idle, rolled
+ * back, promoted) no match reaches the canary and nothing is mirrored. */
+static int route_split_of(const kroute *kr, const ksplit *k, bool *mirror)
+{
+	*mirror = false;
+	if (is_promotion(kr, k))
+		return 0;
+	if (k->watch_ready && kr->iter == ITER_AB)
+		return 100;
+	*mirror = k->watch_ready && kr->iter == ITER_MIRROR;
+	return k->weight;
+}
+
 /* The revision the primary must run for <k>. */
 static const char *run_rev_of(const kroute *kr, const ksplit *k)
 {
@@ -1139,11 +1254,12 @@ static void start_split(kroute *kr)
 	 * built-in proxy: to its endpoints); on Kubernetes that is Flagger's
 	 * promotion: the primary gets the canary's pod template, then all the
 	 * traffic. A weight of 100 while a rollout is analysed (set by hand) is
-	 * routed as it says. */
-	bool promoting = is_promotion(kr, &kr->cur);
+	 * routed as it says; the iterations of an A/B test or blue/green with
+	 * mirror as Flagger routes them (route_split_of). */
 	snprintf(kr->run_rev, sizeof kr->run_rev, "%s", run_rev_of(kr, &kr->cur));
-	kr->route_weight = promoting ? 0 : kr->cur.weight;
-	json_t *routes = render_for(kr->doc, kr->provider, kr->route_weight, cookie, err, sizeof err);
+	kr->route_weight = route_split_of(kr, &kr->cur, &kr->route_mirror);
+	json_t *routes = render_for(kr->doc, kr->provider, kr->route_weight, kr->route_mirror,
+	                            cookie, err, sizeof err);
 	if (!routes) {
 		split_end(kr, -1, err);
 		return;
@@ -1223,11 +1339,13 @@ static void k_apply(router *r, const router_split *s, router_done_fn done, void 
 	             .watch_ready = s->watch_ready, .done = done, .arg = arg };
 	snprintf(k.stable_rev, sizeof k.stable_rev, "%s", s->stable_rev ? s->stable_rev : "");
 	snprintf(k.canary_rev, sizeof k.canary_rev, "%s", s->canary_rev ? s->canary_rev : "");
-	int route_w = is_promotion(kr, &k) ? 0 : k.weight;
+	bool route_m;
+	int route_w = route_split_of(kr, &k, &route_m);
 	bool other_rev = strcmp(run_rev_of(kr, &k), kr->run_rev) != 0;
 	if (kr->busy && kr->writing && kr->n_wait < MAX_WAITING &&
 	    ((kr->kind == STEP_WAIT && other_rev) ||
-	     (kr->kind == STEP_ACCEPT && (other_rev || route_w != kr->route_weight)))) {
+	     (kr->kind == STEP_ACCEPT && (other_rev || route_w != kr->route_weight ||
+	                                  route_m != kr->route_mirror)))) {
 		/* a later split for another revision (a rollback) does not wait
 		 * behind a promotion that waits, nor another route behind the
 		 * acceptance of this one */
@@ -1280,6 +1398,7 @@ static int k_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	kr->doc = json_incref(cc->raw);
 	kr->provider = xstrdup(cc->router);
 	kr->target = t;
+	kr->iter = iter_mode_of(cc);
 	kr->deadline_ms = cc->policy.progress_deadline_ms ? cc->policy.progress_deadline_ms : 600000;
 	kr->k = k;
 	kr->ev = *ev;
@@ -1315,6 +1434,7 @@ static void k_finish(router *r, const cfg_canary *cc)
 	kr->provider = xstrdup(cc->router);
 	char note[256], why[512];
 	render_target_of(cc->router, &kr->target, note, sizeof note, why, sizeof why);
+	kr->iter = iter_mode_of(cc);
 	kr->deadline_ms = cc->policy.progress_deadline_ms ? cc->policy.progress_deadline_ms : 600000;
 	kr->discovered = false;
 	/* the workload or the route may have other names now */

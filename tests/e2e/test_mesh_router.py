@@ -57,7 +57,7 @@ ROUTE_OF = {  # provider -> (group, version, resource, kind) of the route object
 
 
 def canary_doc(provider="istio", interval="%dms" % (250 * SLOW), threshold=2, max_weight=30, step=10,
-               deadline=60):
+               deadline=60, analysis=None):
     svc = {"port": 9898}
     if provider.startswith("gatewayapi"):
         svc["gatewayRefs"] = [{"name": "public", "namespace": "istio-ingress"}]
@@ -70,6 +70,10 @@ def canary_doc(provider="istio", interval="%dms" % (250 * SLOW), threshold=2, ma
                     "progressDeadlineSeconds": deadline, "service": svc,
                     "analysis": {"interval": interval, "threshold": threshold,
                                  "maxWeight": max_weight, "stepWeight": step}}}
+    if analysis:  # iterations instead of steps (A/B testing, blue/green)
+        a = doc["spec"]["analysis"]
+        del a["maxWeight"], a["stepWeight"]
+        a.update(analysis)
     return json.dumps(doc)  # JSON is YAML
 
 
@@ -511,6 +515,95 @@ def test_httproute_not_accepted_holds_the_step():
         route_weights(e)
 
 
+# ---- A/B testing and blue/green with mirror: Flagger's routes per phase ----
+
+AB = {"iterations": 2, "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
+
+
+def rendered_spec(e, d, *split):
+    """The route object's spec `canaryctl render` gives for the document."""
+    r = subprocess.run([os.path.join(BUILD, "canaryctl"), "render", "-f", d.config_path,
+                        "-o", "json"] + list(split), capture_output=True, text=True,
+                       timeout=30 * SLOW)
+    assert r.returncode == 0, r
+    kind = e.route_ref()[3]
+    return [o for o in json.loads(r.stdout)["items"] if o["kind"] == kind][0]["spec"]
+
+
+def route_specs(e):
+    """The route's specs as written, in order, repeats folded."""
+    return distinct(w["body"]["spec"] for w in e.writes(e.route_ref()[2]))
+
+
+def iterations_rollout(provider, analysis):
+    """A rollout of a new template through its iterations to promotion:
+    the route is what `canaryctl render` gives when idle (--weight 0), at
+    each iteration (--iteration), and after the promotion (idle again)."""
+    e = Env(provider, analysis=analysis)
+    d = e.start()
+    s0 = initialized(e, d)
+    idle, it = rendered_spec(e, d, "--weight", "0"), rendered_spec(e, d, "--iteration")
+    assert idle != it
+    e.set_image("podinfo:6.1.0")
+    rev = started(e, d, s0)["canaryRevision"]
+    d.wait_phase("podinfo", "Succeeded", timeout=30)
+    s = wait_for("promotion applied", lambda: (lambda s: s if "applying" not in s and
+                                               e.deploy("podinfo")["spec"]["replicas"] == 0
+                                               else None)(d.status("podinfo")))
+    assert s["stableRevision"] == rev and "routerError" not in s, s
+    assert image_of(e.deploy("podinfo-primary")) == "podinfo:6.1.0"
+    assert route_specs(e) == [idle, it, idle], route_specs(e)
+    # the primary had the new template before the route went back to it
+    log = [w for w in e.writes() if w["method"] == "PUT"]
+    promote = [i for i, w in enumerate(log) if w["body"]["kind"] == "Deployment" and
+               w["body"]["metadata"]["name"] == "podinfo-primary"]
+    back = [i for i, w in enumerate(log) if w["body"]["kind"] == e.route_ref()[3]]
+    assert promote and back and promote[-1] < back[-1], (promote, back)
+    _written.extend(e.writes())
+    return e, d, it
+
+
+def test_istio_ab_test_routes_the_match_to_the_canary_then_promotes():
+    e, d, it = iterations_rollout("istio", AB)
+    # during the iterations: the matched requests all to the canary, the
+    # rest to the primary (Flagger's runAB); after: the match to the primary
+    assert it["http"][0]["match"] == [{"headers": {"x-canary": {"exact": "insider"}}}], it
+    assert weights_of(e.route()) == (100, 0) and e.route()["spec"]["http"][1]["route"] == [
+        {"destination": {"host": "podinfo-primary"}, "weight": 100}], e.route()
+    msgs = [x.get("message", "") for x in d.events("podinfo") if x["type"] == "router-write"]
+    assert any("canary weight 100 on the A/B match" in m for m in msgs), msgs
+
+
+def test_gatewayapi_ab_test_routes_the_match_to_the_canary_then_promotes():
+    e, d, it = iterations_rollout("gatewayapi:v1", AB)
+    assert [b["weight"] for b in it["rules"][0]["backendRefs"]] == [0, 100], it
+    assert weights_of(e.route()) == (100, 0), e.route()
+
+
+def test_istio_blue_green_mirrors_during_the_iterations_only():
+    e, d, it = iterations_rollout("istio", {"iterations": 2, "mirror": True,
+                                            "mirrorWeight": 50})
+    assert it["http"][0]["mirror"] == {"host": "podinfo-canary"}, it
+    assert it["http"][0]["mirrorPercentage"] == {"value": 50}, it
+    assert "mirror" not in e.route()["spec"]["http"][0], e.route()
+
+
+def test_ab_test_rolled_back_sends_the_match_back_to_the_primary():
+    e = Env("istio", interval="%dms" % (2000 * SLOW), analysis=AB)
+    d = e.start()
+    s0 = initialized(e, d)
+    idle, it = rendered_spec(e, d, "--weight", "0"), rendered_spec(e, d, "--iteration")
+    e.set_image("podinfo:6.1.0")
+    started(e, d, s0)
+    wait_for("A/B route", lambda: e.route()["spec"] == it)
+    rc, out, err = d.ctl("abort", "podinfo")
+    assert rc == 0, (rc, out, err)
+    wait_for("rolled back", lambda: e.route()["spec"] == idle and
+             e.deploy("podinfo")["spec"]["replicas"] == 0)
+    assert image_of(e.deploy("podinfo-primary")) == "podinfo:6.0.0"
+    assert route_specs(e) == [idle, it, idle], route_specs(e)
+
+
 def test_reload_to_another_mesh_and_a_refused_one():
     e = Env("istio")
     d = e.start()
@@ -561,13 +654,24 @@ def test_what_a_mesh_router_cannot_drive_is_refused_at_start():
               "  analysis: {interval: 1s, threshold: 1, stepWeight: 10}\n")
     doc = json.loads(canary_doc("istio"))
     doc["spec"]["targetRef"]["kind"] = "DaemonSet"
-    ab = json.loads(canary_doc("istio"))
-    ab["spec"]["analysis"] = {"interval": "1s", "threshold": 1, "iterations": 3,
-                              "match": [{"headers": {"x-canary": {"exact": "insider"}}}]}
-    for text, want in ((json.dumps(ab), "canaryd: canary 'podinfo': spec.analysis.match: "
-                        "router 'istio' does not run A/B tests yet (the daemon applies weights "
-                        "only; canaryctl render --iteration shows the routes Flagger would "
-                        "write)"),(native, "canaryd: canary 'web': router 'istio' drives Kubernetes "
+    # A/B and mirror where the routes cannot carry them as Flagger does
+    ab_smi = canary_doc("linkerd", analysis=AB)
+    ab_steps = json.loads(canary_doc("istio"))
+    ab_steps["spec"]["analysis"]["match"] = AB["match"]
+    mirror_steps = json.loads(canary_doc("istio"))
+    mirror_steps["spec"]["analysis"]["mirror"] = True
+    ab_mirror = canary_doc("istio", analysis=dict(AB, mirror=True))
+    for text, want in ((ab_smi, "canaryd: canary 'podinfo': spec.analysis.match: router "
+                        "'linkerd' cannot run an A/B test: an SMI TrafficSplit has weights "
+                        "only (use istio or gatewayapi)"),
+                       (json.dumps(ab_steps), "canaryd: canary 'podinfo': spec.analysis.match: "
+                        "router 'istio' runs A/B tests during analysis.iterations only"),
+                       (json.dumps(mirror_steps), "canaryd: canary 'podinfo': "
+                        "spec.analysis.mirror: router 'istio' mirrors traffic during "
+                        "analysis.iterations only"),
+                       (ab_mirror, "canaryd: canary 'podinfo': spec.analysis.mirror: router "
+                        "'istio' does not mirror an A/B test"),
+                       (native, "canaryd: canary 'web': router 'istio' drives Kubernetes "
                         "workloads: it needs a Flagger Canary (apiVersion flagger.app/v1beta1) "
                         "whose spec.targetRef names the Deployment"),
                        (json.dumps(doc), "canaryd: canary 'podinfo': spec.targetRef.kind "
