@@ -1089,6 +1089,21 @@ static void on_written(void *arg, const k8s_result *res)
 	next_step(kr);
 }
 
+/* A waiting step's readiness answer <ok> (k8s_*_ready: 1 ready, 0 not
+ * yet, -1 never, with <why>): the next step, the split's end, or more
+ * waiting. */
+static void step_on_ready(kroute *kr, int ok, const char *why)
+{
+	if (ok == 0)
+		return;
+	if (ok < 0) {
+		split_end(kr, -1, why);
+		return;
+	}
+	kr->at++;
+	next_step(kr);
+}
+
 /* STEP_WAIT: done once the primary runs the stable revision and is
  * available; progressDeadlineSeconds bounds it (kr->timer). */
 static void step_wait_check(kroute *kr)
@@ -1102,15 +1117,7 @@ static void step_wait_check(kroute *kr)
 		                                                    "generation"));
 		if (!o || gen < kr->accept_gen)
 			return;
-		int ok = k8s_httproute_ready(o, why, sizeof why);
-		if (ok == 0)
-			return;
-		if (ok < 0) {
-			split_end(kr, -1, why);
-			return;
-		}
-		kr->at++;
-		next_step(kr);
+		step_on_ready(kr, k8s_httproute_ready(o, why, sizeof why), why);
 		return;
 	}
 	if (!kr->busy || !kr->writing || kr->kind != STEP_WAIT)
@@ -1120,15 +1127,7 @@ static void step_wait_check(kroute *kr)
 	const char *have = rev_annotation(p);
 	if (!p || !have || strcmp(have, want) != 0)
 		return;
-	int ok = k8s_deployment_ready(p, why, sizeof why);
-	if (ok == 0)
-		return;
-	if (ok < 0) {
-		split_end(kr, -1, why);
-		return;
-	}
-	kr->at++;
-	next_step(kr);
+	step_on_ready(kr, k8s_deployment_ready(p, why, sizeof why), why);
 }
 
 static void on_wait_timeout(uv_timer_t *t)
