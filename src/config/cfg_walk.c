@@ -170,32 +170,30 @@ bool cfg_controls_ok(doc *d, const char *path, yaml_node_t *v, bool text)
 	return true;
 }
 
-/* A string of one line, taken from <v> into *out. */
-int cfg_read_string(doc *d, const char *path, yaml_node_t *v, char **out)
+/* A string taken from <v> into *out: one line, or with <text> a text that
+ * may have tabs and line breaks. */
+static int read_str(doc *d, const char *path, yaml_node_t *v, bool text, char **out)
 {
 	char got_[64];
 	if (!cfg_is_scalar(v) || cfg_is_null(v)) {
 		cfg_err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
 		return -1;
 	}
-	if (!cfg_controls_ok(d, path, v, false))
+	if (!cfg_controls_ok(d, path, v, text))
 		return -1;
 	*out = xstrdup(cfg_sval(v));
 	return 0;
 }
 
+int cfg_read_string(doc *d, const char *path, yaml_node_t *v, char **out)
+{
+	return read_str(d, path, v, false, out);
+}
+
 /* As cfg_read_string, for text that may have tabs and line breaks. */
 static int read_text(doc *d, const char *path, yaml_node_t *v, char **out)
 {
-	char got_[64];
-	if (!cfg_is_scalar(v) || cfg_is_null(v)) {
-		cfg_err_at(d->x, v, "%s: must be a string, got %s", path, GOT(v));
-		return -1;
-	}
-	if (!cfg_controls_ok(d, path, v, true))
-		return -1;
-	*out = xstrdup(cfg_sval(v));
-	return 0;
+	return read_str(d, path, v, true, out);
 }
 
 int cfg_read_int(doc *d, const char *path, yaml_node_t *v, long long lo, long long hi,
