@@ -69,6 +69,21 @@ typedef enum {
 	ENG_JUDGE_SEQUENTIAL,    /* always-valid sequential test (src/judge.h) */
 } eng_judge;
 
+/* analysis.onNoData: what a check whose metric has no data (or fewer than
+ * minSamples requests behind it) does. */
+typedef enum {
+	ENG_NODATA_HOLD = 0, /* holds the weight, neither passes nor fails */
+	ENG_NODATA_FAIL,     /* fails the check, as in Flagger */
+} eng_on_no_data;
+
+/* analysis.onMaxDuration: what happens to a rollout still undecided after
+ * maxDuration. */
+typedef enum {
+	ENG_MAXDUR_PAUSE = 0, /* pause it (the operator decides) */
+	ENG_MAXDUR_ROLLBACK,
+	ENG_MAXDUR_PROMOTE,
+} eng_on_max_duration;
+
 /* The analysis policy of one canary (spec.analysis), with defaults applied. */
 typedef struct eng_policy {
 	uint64_t interval_ms;            /* between checks; default 60s, >= 100ms */
@@ -90,6 +105,17 @@ typedef struct eng_policy {
 	double judge_latency_ratio;      /* sequential: canary latency may be this
 	                                  * many times stable's; 1.25; 0 turns the
 	                                  * latency test off */
+	double judge_error_ratio;        /* sequential: canary error rate may be this
+	                                  * many times stable's (a margin that
+	                                  * scales with the base rate) */
+	double judge_latency_quantile;   /* sequential: the latency quantile
+	                                  * compared (0.99) */
+	uint64_t warmup_ms;              /* the canary's first warmup_ms of a
+	                                  * rollout are not judged (0: none) */
+	uint64_t max_duration_ms;        /* an analysis still undecided after
+	                                  * this long ends (0: never) */
+	eng_on_max_duration on_max_duration; /* how it ends */
+	eng_on_no_data on_no_data;       /* a check without data holds or fails */
 } eng_policy;
 
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
@@ -140,6 +166,8 @@ typedef struct eng_reading {
 	double stable_value;
 	bool has_baseline;    /* baseline metrics: stable's value, long window */
 	double baseline_value;
+	bool has_samples;     /* the canary requests the value rests on are */
+	uint64_t samples;     /* known (built-in metrics): this many */
 } eng_reading;
 
 typedef struct eng_metric_result {
