@@ -172,11 +172,13 @@ static void test_equal_error_rates_with_steps_rarely_roll_back(void **state)
 	assert_true(sh.worse <= 3);
 }
 
-/* The issue's target: a canary failing 20% at 10% of 200 req/s rolled back
- * in under 2 s (median), never later than 5 s. */
-static void test_canary_failing_20_percent_rolls_back_within_2s(void **state)
+/* A canary failing 20% at 10% of 200 req/s is rolled back within seconds.
+ * Not within 2 s any more (issue 4's target): a window of the error test
+ * holds 50 canary requests, 2.5 s here, and weighs at most 5, so that a
+ * burst of failures on one version is one piece of evidence (issue 10). */
+static void test_canary_failing_20_percent_rolls_back_within_seconds(void **state)
 {
-	err_sim sim = { 0.1, 0.20, 0.005, 10, 0, 1.25 };
+	err_sim sim = { 0.1, 0.20, 0.005, 30, 0, 1.25 };
 	static int when[MAX_RUNS];
 	int within2 = 0, worse = 0;
 	for (int i = 0; i < 200; i++) {
@@ -191,12 +193,9 @@ static void test_canary_failing_20_percent_rolls_back_within_2s(void **state)
 	       "in %d/200, median %.1f s, slowest %.1f s\n", within2,
 	       worse ? (when[worse / 2] + 1) / 10.0 : -1,
 	       worse ? (when[worse - 1] + 1) / 10.0 : -1);
-	/* 40 canary requests in 2 s hold ~8 failures, but 1 run in 13 has 4 or
-	 * fewer: no test at alpha 0.01 can be sure then (docs/analysis.md) */
 	assert_int_equal(worse, 200);
-	assert_true(within2 >= 180);
-	assert_true(when[worse / 2] < 15);
-	assert_true(when[worse - 1] < 5 * TICKS_PER_SEC);
+	assert_true(when[worse / 2] < 10 * TICKS_PER_SEC);
+	assert_true(when[worse - 1] < 15 * TICKS_PER_SEC);
 }
 
 static void test_canary_at_2_percent_rolls_back_in_30_minutes(void **state)
@@ -348,9 +347,12 @@ static void test_latency_reset_is_skipped_not_double_counted(void **state)
 /* ---- the exact statistic and the edge cases ---- */
 
 /* One stratum of 1 canary and 1 stable request with the canary's one
- * failure: the conditional likelihood ratio for odds ratio r is 2r/(1+r);
- * the e-value is the start's weight 3/4 times the grid's weighted
- * average (half the mass on the 7 small odds ratios, half on the 5 large). */
+ * failure: P_psi(x = 1) = e^psi / (e^psi + 1), and the null is the
+ * margin's log odds ratio psi0 at the baseline's prior (0.5 %: the margin
+ * rate is max(0.5 % + 0.5 points, 0.5 % x 1.2) = 1 %). The e-value is the
+ * start's weight 3/4 times the grid's weighted average of the likelihood
+ * ratios of psi0 + delta_j against psi0 (half the mass on the 7 small
+ * deltas, half on the 5 large). */
 static void test_error_evalue_of_one_stratum_is_exact(void **state)
 {
 	judge_params p;
@@ -359,10 +361,11 @@ static void test_error_evalue_of_one_stratum_is_exact(void **state)
 	judge_init(&st, &p);
 	judge_evidence ev;
 	judge_errors(&st, 1, 1, 1, 0, &ev);
-	double want = 0;
+	double b = 0.5 / 100, psi0 = log(0.01 / 0.99) - log(b / (1 - b));
+	double p0 = exp(psi0) / (exp(psi0) + 1), want = 0;
 	for (int j = 0; j < JUDGE_GRID; j++) {
-		double r = exp((j + 1) * log(2) / 2);
-		want += 2 * r / (1 + r) * (j < 7 ? 0.5 / 7 : 0.5 / 5);
+		double e = exp(psi0 + (j + 1) * log(2) / 2);
+		want += e / (e + 1) / p0 * (j < 7 ? 0.5 / 7 : 0.5 / 5);
 	}
 	want = 0.75 * want;
 	assert_true(fabs(ev.e_value - want) < 1e-9 * want);
@@ -482,8 +485,9 @@ static void test_counter_reset_is_skipped_not_double_counted(void **state)
 	/* the canary's counters restart from zero */
 	judge_errors(&st, 10, 5, 9100, 91, &ev);
 	assert_int_equal(st.resets, 1);
+	/* the whole look is skipped: half a stratum is not one */
 	assert_int_equal(ev.canary_n, 1000);
-	assert_int_equal(ev.stable_n, 9100);
+	assert_int_equal(ev.stable_n, 9000);
 	judge_errors(&st, 30, 5, 9300, 93, &ev);
 	assert_int_equal(ev.canary_n, 1020);
 	assert_true(fabs(ev.canary_rate - 10.0 / 1020) < 1e-12);
@@ -514,12 +518,16 @@ static void test_huge_counts_stay_finite(void **state)
 	judge_errors(&st, 1ull << 40, 1ull << 39, 1ull << 41, 1ull << 30, &ev);
 	assert_int_equal(st.skipped, 1);
 	assert_false(isnan(ev.e_value) || isinf(ev.e_value));
-	/* a large but summable one: overwhelming evidence, finite numbers */
+	/* large but summable ones: overwhelming evidence, finite numbers (a
+	 * window weighs at most 5: several are needed) */
 	judge_init(&st, &p);
-	judge_verdict v = judge_errors(&st, 40000, 20000, 400000, 2000, &ev);
+	judge_verdict v = JUDGE_CONTINUE;
+	for (uint64_t i = 1; i <= 200 && v != JUDGE_WORSE; i++)
+		v = judge_errors(&st, 400 * i, 200 * i, 4000 * i, 20 * i, &ev);
 	assert_int_equal(v, JUDGE_WORSE);
 	assert_false(isnan(ev.e_value) || isinf(ev.e_value));
-	assert_true(ev.p_value >= 0 && ev.p_value < 1e-100);
+	assert_true(ev.p_value >= 0 && ev.p_value < 1e-2);
+	assert_false(isnan(ev.p_value));
 	/* every request failing on both sides: no information, no NaN */
 	judge_init(&st, &p);
 	v = judge_errors(&st, 100, 100, 900, 900, &ev);
@@ -533,9 +541,14 @@ static void test_worse_is_sticky(void **state)
 	judge_params_defaults(&p);
 	judge_state st;
 	judge_init(&st, &p);
-	assert_int_equal(judge_errors(&st, 1000, 500, 9000, 45, NULL), JUDGE_WORSE);
+	judge_verdict v = JUDGE_CONTINUE;
+	uint64_t i;
+	for (i = 1; i <= 200 && v != JUDGE_WORSE; i++)
+		v = judge_errors(&st, 100 * i, 50 * i, 900 * i, 5 * i, NULL);
+	assert_int_equal(v, JUDGE_WORSE);
 	/* a long good stretch afterwards does not undo a rollback verdict */
-	assert_int_equal(judge_errors(&st, 100000, 500, 900000, 4500, NULL),
+	assert_int_equal(judge_errors(&st, 100000 + 100 * i, 50 * i, 900000 + 900 * i,
+	                              4500 + 5 * i, NULL),
 	                 JUDGE_WORSE);
 	judge_step(&st);
 	assert_int_equal(judge_errors(&st, 200000, 500, 1800000, 9000, NULL),
@@ -617,7 +630,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_equal_error_rates_rarely_roll_back),
 		cmocka_unit_test(test_equal_error_rates_with_steps_rarely_roll_back),
-		cmocka_unit_test(test_canary_failing_20_percent_rolls_back_within_2s),
+		cmocka_unit_test(test_canary_failing_20_percent_rolls_back_within_seconds),
 		cmocka_unit_test(test_canary_at_2_percent_rolls_back_in_30_minutes),
 		cmocka_unit_test(test_latency_twice_slower_rolls_back_quickly),
 		cmocka_unit_test(test_latency_identical_rarely_rolls_back),
