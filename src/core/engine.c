@@ -410,6 +410,8 @@ static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
 	copy_str(res->reason, sizeof res->reason, what);
 }
 
+static bool sequential_guard(const eng_policy *p, int i);
+
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out)
 {
@@ -424,6 +426,14 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	int failed = 0, noted = 0, pending = 0;
 	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "";
 	for (int i = 0; i < n; i++) {
+		if (p->judge == ENG_JUDGE_SEQUENTIAL && sequential_guard(p, i)) {
+			/* tested on every tick by eng_observe, with its share of
+			 * alpha, not against a window each interval */
+			memset(&res[i], 0, sizeof res[i]);
+			copy_str(res[i].name, sizeof res[i].name, p->metrics[i].name);
+			res[i].passed = true;
+			continue;
+		}
 		judge(&p->metrics[i], readings ? &readings[i] : NULL, now_ms,
 		      &s->breach_since_ms[i], &res[i]);
 		if (!res[i].passed) {
@@ -756,6 +766,13 @@ static double guard_bound(const eng_metric *m, double quantile)
 		break;
 	}
 	return -1;
+}
+
+static bool sequential_guard(const eng_policy *p, int i)
+{
+	double b = guard_bound(&p->metrics[i], p->judge_latency_quantile > 0 ?
+	                                           p->judge_latency_quantile : 0.99);
+	return b > 0 && b < 1;
 }
 
 /* What guard metric <m> counts as beyond its bound in <c>: failures, or

@@ -1321,24 +1321,43 @@ static void test_sequential_ignores_paused_rollouts(void **state)
 	assert_int_equal(O.n_events, 0);
 }
 
-static void test_sequential_checks_are_guards_that_do_not_step(void **state)
+/* Under the sequential judge a built-in metric with a fixed threshold is
+ * a sequential guard: eng_check passes it (it never counts a failed
+ * check), and eng_observe rolls back once the canary's share of requests
+ * slower than the bound is shown above 1 % (p99 <= 500 ms). */
+static void test_sequential_checks_are_guards_tested_on_every_tick(void **state)
 {
 	(void)state;
 	sequential();
+	P.judge_latency_ratio = 0; /* only the guard judges latency */
 	P.n_metrics = 1;
 	P.metrics[0].kind = ENG_M_DURATION;
+	snprintf(P.metrics[0].name, sizeof P.metrics[0].name, "request-duration");
 	P.metrics[0].has_max = true;
 	P.metrics[0].max = 500;
 	P.metrics[0].has_min = false;
 	start("v2");
-	check_one(120, NAN, NAN);
+	check_one(900, NAN, NAN);
 	assert_true(check_result()->passed);
-	assert_int_equal(S.weight, 10); /* held: the judge steps up */
-	check_one(900, NAN, NAN);
-	check_one(900, NAN, NAN);
-	assert_int_equal(S.failed_checks, 2);
-	check_one(900, NAN, NAN);
+	assert_int_equal(S.failed_checks, 0);
+	/* every canary request takes 900 ms, stable's 100 ms */
+	static stats_summary ch, sh;
+	memset(&ch, 0, sizeof ch);
+	memset(&sh, 0, sizeof sh);
+	C.canary_latency = &ch;
+	C.stable_latency = &sh;
+	int ticks = 0;
+	while (ticks < 600 && S.phase == ENG_PROGRESSING) {
+		observe_tick(200, 0, 0);
+		ch.hist[stats_bucket_of(900000)] = C.canary_requests;
+		sh.hist[stats_bucket_of(100000)] = C.stable_requests;
+		ticks++;
+	}
+	C.canary_latency = C.stable_latency = NULL;
 	assert_int_equal(S.phase, ENG_FAILED);
+	const eng_event *ev = find_event("rollback");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "sequential guard request-duration"));
 }
 
 static void test_sequential_restarts_with_a_new_rollout(void **state)
@@ -1478,7 +1497,7 @@ int main(void)
 		T(test_sequential_steps_up_a_healthy_canary_after_min_samples),
 		T(test_sequential_holds_without_evidence),
 		T(test_sequential_ignores_paused_rollouts),
-		T(test_sequential_checks_are_guards_that_do_not_step),
+		T(test_sequential_checks_are_guards_tested_on_every_tick),
 		T(test_sequential_restarts_with_a_new_rollout),
 		T(test_sequential_survives_counts_that_restart),
 		T(test_sequential_rolls_back_a_slow_canary),
