@@ -509,6 +509,9 @@ static double margin_psi(const judge_state *s, double b)
  * before this look's counts are in: it depends on the past only. */
 static bool departs(const judge_state *s)
 {
+	/* a baseline is learnt first, from the rollout's first windows */
+	if (s->base_windows < JUDGE_RECENT)
+		return false;
 	uint64_t n = s->win_n, e = s->win_err;
 	for (int i = 0; i < JUDGE_RECENT; i++) {
 		n += s->recent_n[i];
@@ -656,6 +659,7 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 		s->open_n[TARGET_STABLE] += dns;
 		s->open_err[TARGET_STABLE] += des;
 	}
+	s->surge = false;
 	/* a stratum closes once both targets have served: when that happens
 	 * depends on request counts only, never on outcomes */
 	if (s->open_n[TARGET_CANARY] > 0 && s->open_n[TARGET_STABLE] > 0) {
@@ -674,8 +678,17 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 				down[j] /= s->dispersion;
 			}
 			mix_add(&s->mix_err, up);
-			if (s->psi0 > 0)
+			/* non-inferiority, but not from a stratum whose failures
+			 * surge on the whole service (an incident's first look,
+			 * before the hold sees it): chosen by the stratum's
+			 * margins, so the test stays valid */
+			double mu = baseline_rate(s) * ((double)s->open_n[TARGET_CANARY] +
+			                                (double)s->open_n[TARGET_STABLE]);
+			bool surge = f > mu + JUDGE_DEPART_Z * sqrt(mu) + JUDGE_DEPART_C;
+			if (s->psi0 > 0 && !surge)
 				mix_add(&s->mix_ni, down);
+			if (surge)
+				s->surge = true;
 		}
 		memset(s->open_n, 0, sizeof s->open_n);
 		memset(s->open_err, 0, sizeof s->open_err);
@@ -683,15 +696,12 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 	/* stable's counts: the baseline outside holds, the recent windows
 	 * always (they tell when the hold ends) */
 	if (!held) {
-		s->base_n += dns;
-		s->base_err += des;
-		s->cbase_n += dnc;
-		s->cbase_err += dec;
 		s->wo_n[TARGET_CANARY] += dnc;
 		s->wo_err[TARGET_CANARY] += dec;
 		s->wo_n[TARGET_STABLE] += dns;
 		s->wo_err[TARGET_STABLE] += des;
 	}
+	s->win_held |= held;
 	s->win_n += dns;
 	s->win_err += des;
 	s->win_canary_n += dnc;
@@ -708,6 +718,17 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 		s->recent_n[0] = s->win_n;
 		s->recent_err[0] = s->win_err;
 		s->win_n = s->win_err = 0;
+		/* the baseline takes a window once it has closed without a
+		 * hold: an incident's first looks, before the hold sees them,
+		 * never raise the baseline it is measured against */
+		if (!s->win_held) {
+			s->base_windows++;
+			s->base_n += s->wo_n[TARGET_STABLE];
+			s->base_err += s->wo_err[TARGET_STABLE];
+			s->cbase_n += s->wo_n[TARGET_CANARY];
+			s->cbase_err += s->wo_err[TARGET_CANARY];
+		}
+		s->win_held = false;
 		window_dispersion(s);
 	}
 	if (s->mix_err.log_e >= -log(s->alpha_errors))
@@ -716,7 +737,7 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 	judge_verdict v = JUDGE_CONTINUE;
 	if (s->err_worse) {
 		v = JUDGE_WORSE;
-	} else if (!held && s->step_canary_n >= s->p.min_samples) {
+	} else if (!held && !s->surge && s->step_canary_n >= s->p.min_samples) {
 		/* two routes to non-inferiority, alpha/2 each */
 		if (s->mix_ni.log_e >= log(2 / s->p.alpha) || cs_noninferior(s))
 			v = JUDGE_NONINFERIOR;

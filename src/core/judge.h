@@ -128,6 +128,7 @@ typedef struct judge_state {
 	                            * being gathered (until both targets served) */
 	uint64_t base_n, base_err; /* stable's counts outside holds: its baseline */
 	uint64_t cbase_n, cbase_err; /* the canary's outside holds */
+	uint32_t base_windows;     /* windows in the baseline */
 	uint64_t recent_n[JUDGE_RECENT], recent_err[JUDGE_RECENT]; /* stable,
 	                            * per window, the last JUDGE_RECENT windows */
 	uint64_t win_n, win_err;   /* stable in the current window */
@@ -138,6 +139,8 @@ typedef struct judge_state {
 	double disp_num, disp_den; /* Pearson's statistic of the windows */
 	double dispersion;         /* its ratio, >= 1: the tempering */
 	bool held;                 /* stable departs from its baseline now */
+	bool surge;                /* this look's failures surge on both */
+	bool win_held;             /* a look of the current window was held */
 	uint64_t holds;            /* holds begun */
 	double psi0;               /* the margin as a log odds ratio, last used */
 	judge_mix mix_err;         /* "worse than the margin" (rollback) */

@@ -1360,6 +1360,61 @@ static void test_sequential_checks_are_guards_tested_on_every_tick(void **state)
 	assert_non_null(strstr(ev->message, "sequential guard request-duration"));
 }
 
+/* A shared incident: both versions fail half their requests for 10 s.
+ * The judge holds (an event says why), neither advances nor rolls back,
+ * and resumes when stable is back (another event). */
+static void test_sequential_holds_while_stable_departs(void **state)
+{
+	(void)state;
+	sequential();
+	start("v2");
+	/* the baseline is learnt from the first windows (5 of 2.5 s here) */
+	for (int i = 0; i < 300; i++)
+		observe_tick(200, 0, 0);
+	int w = S.weight;
+	bool held = false, resumed = false;
+	for (int i = 0; i < 100; i++) {
+		observe_tick(200, 500, 500);
+		const eng_event *ev = find_event("check");
+		if (ev && strstr(ev->message, "holding weight") &&
+		    strstr(ev->message, "departs from its baseline"))
+			held = true;
+		assert_int_equal(S.phase, ENG_PROGRESSING);
+	}
+	assert_true(held);
+	assert_true(S.judge_held);
+	assert_int_equal(S.weight, w);
+	for (int i = 0; i < 200 && !resumed; i++) {
+		observe_tick(200, 0, 0);
+		const eng_event *ev = find_event("check");
+		resumed = ev && strstr(ev->message, "judging resumes");
+	}
+	assert_true(resumed);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+}
+
+/* The canary's warm-up (analysis.warmup) is not judged: failing half its
+ * requests for its first 30 s does not roll it back. */
+static void test_sequential_warmup_is_not_judged(void **state)
+{
+	(void)state;
+	sequential();
+	P.warmup_ms = 30000;
+	start("v2");
+	for (int i = 0; i < 300; i++)
+		observe_tick(200, 500, 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	for (int i = 0; i < 600 && S.phase == ENG_PROGRESSING; i++)
+		observe_tick(200, 0, 0);
+	assert_int_not_equal(S.phase, ENG_FAILED);
+	/* without it, the same canary goes */
+	sequential();
+	P.warmup_ms = 0;
+	start("v2");
+	observe_until_decided(200, 500, 0, 300);
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
 static void test_sequential_restarts_with_a_new_rollout(void **state)
 {
 	(void)state;
@@ -1498,6 +1553,8 @@ int main(void)
 		T(test_sequential_holds_without_evidence),
 		T(test_sequential_ignores_paused_rollouts),
 		T(test_sequential_checks_are_guards_tested_on_every_tick),
+		T(test_sequential_holds_while_stable_departs),
+		T(test_sequential_warmup_is_not_judged),
 		T(test_sequential_restarts_with_a_new_rollout),
 		T(test_sequential_survives_counts_that_restart),
 		T(test_sequential_rolls_back_a_slow_canary),
