@@ -324,6 +324,29 @@ static void h_error_margin(doc *d, const field *f, const char *path, yaml_node_t
 		p->judge_margin = m / 100.0;
 }
 
+/* The sequential judge's margin as a ratio: the canary is no worse while
+ * its error rate is at most this many times stable's (or within
+ * errorMargin points of it, whichever allows more). */
+static void h_error_ratio(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double r;
+	if (cfg_read_number(d, path, v, 1, 100, " (a ratio, 1 or more)", &r) == 0)
+		p->judge_error_ratio = r;
+}
+
+/* The latency quantile the sequential judge compares, in percent (99 is
+ * p99, as Flagger's request-duration). */
+static void h_latency_quantile(doc *d, const field *f, const char *path, yaml_node_t *k,
+                               yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	double q;
+	if (cfg_read_number(d, path, v, 1, 99.99, " (a percentile, such as 99 for p99)", &q) == 0)
+		p->judge_latency_quantile = q / 100.0;
+}
+
 /* How many times slower than stable the canary may be before the latency
  * test calls it worse; 0 turns the latency test off. */
 static void h_latency_ratio(doc *d, const field *f, const char *path, yaml_node_t *k,
@@ -363,6 +386,8 @@ static const field analysis_fields[] = {
 	{ "minSamples", h_min_samples, F_BOTH, NOSTORE, 0, 0 },
 	{ "errorMargin", h_error_margin, F_BOTH, NOSTORE, 0, 0 },
 	{ "latencyRatio", h_latency_ratio, F_BOTH, NOSTORE, 0, 0 },
+	{ "errorRatio", h_error_ratio, F_BOTH, NOSTORE, 0, 0 },
+	{ "latencyQuantile", h_latency_quantile, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
 
@@ -682,6 +707,32 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 		cfg_err_at(d->x, seen[S_HAPROXY].key, "spec.analysis.judge: the sequential judge's "
 		       "latency test with router haproxy needs spec.haproxy.log (or "
 		       "spec.analysis.latencyRatio: 0)");
+	/* the sequential judge's promise covers the whole analysis: every
+	 * metric must be one it can test sequentially (docs/analysis.md) */
+	for (int i = 0; c->policy.judge == ENG_JUDGE_SEQUENTIAL && i < c->policy.n_metrics; i++) {
+		const eng_metric *m = &c->policy.metrics[i];
+		const char *why = NULL;
+		if (m->kind == ENG_M_CUSTOM)
+			why = "its values come from a provider, and a fixed threshold checked on them "
+			      "each interval has no false-rollback bound";
+		else if (m->relative || m->baseline_window_ms || m->failure_duration_ms)
+			why = "the sequential judge compares with stable itself: use "
+			      "errorMargin, errorRatio or latencyRatio instead of relative, baseline "
+			      "or failureDuration";
+		else if (m->kind == ENG_M_ERROR_RATE && (!m->has_max || m->has_min || m->max <= 0 ||
+		                                         m->max >= 100))
+			why = "an error-rate guard needs thresholdRange.max alone, above 0 and below 100";
+		else if (m->kind == ENG_M_SUCCESS_RATE && (!m->has_min || m->has_max ||
+		                                           m->min <= 0 || m->min >= 100))
+			why = "a request-success-rate guard needs thresholdRange.min alone, above 0 and "
+			      "below 100";
+		else if (m->kind == ENG_M_DURATION && (!m->has_max || m->has_min || m->max <= 0))
+			why = "a request-duration guard needs thresholdRange.max alone, above 0";
+		if (why)
+			cfg_err_at(d->x, seen[S_ANALYSIS].key ? seen[S_ANALYSIS].key : k,
+			           "spec.analysis.metrics[%d] '%s': not with judge sequential: %s "
+			           "(or use judge: threshold)", i, m->name, why);
+	}
 	if (hap && seen[S_LISTEN].key)
 		cfg_err_at(d->x, seen[S_LISTEN].key, "spec.listen: not with router haproxy (clients "
 		       "connect to HAProxy; canaryd adds servers to spec.haproxy.backend)");

@@ -410,6 +410,8 @@ static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
 	copy_str(res->reason, sizeof res->reason, what);
 }
 
+static bool sequential_guard(const eng_policy *p, int i);
+
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out)
 {
@@ -424,6 +426,14 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	int failed = 0, noted = 0, pending = 0;
 	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "";
 	for (int i = 0; i < n; i++) {
+		if (p->judge == ENG_JUDGE_SEQUENTIAL && sequential_guard(p, i)) {
+			/* tested on every tick by eng_observe, with its share of
+			 * alpha, not against a window each interval */
+			memset(&res[i], 0, sizeof res[i]);
+			copy_str(res[i].name, sizeof res[i].name, p->metrics[i].name);
+			res[i].passed = true;
+			continue;
+		}
 		judge(&p->metrics[i], readings ? &readings[i] : NULL, now_ms,
 		      &s->breach_since_ms[i], &res[i]);
 		if (!res[i].passed) {
@@ -721,7 +731,11 @@ static void judge_params_of(const eng_policy *p, judge_params *jp)
 	jp->min_samples = p->min_samples;
 	if (p->judge_margin > 0)
 		jp->margin = p->judge_margin;
+	if (p->judge_error_ratio > 0)
+		jp->error_ratio = p->judge_error_ratio;
 	jp->latency_ratio = p->judge_latency_ratio;
+	if (p->judge_latency_quantile > 0)
+		jp->latency_quantile = p->judge_latency_quantile;
 }
 
 /* "p = 0.0021" or, below what the e-value can show, "p < 1e-06". */
@@ -733,6 +747,73 @@ static void fmt_p(char *dst, size_t n, double pv)
 		fmt(dst, n, "p = %.2g", pv);
 }
 
+/* The rate a guard bounds, from a built-in metric's fixed threshold (a
+ * share of the canary's requests: failed, or slower than the bound), or
+ * -1 when the metric is not a guard the judge can test (config.c refuses
+ * those under the sequential judge). */
+static double guard_bound(const eng_metric *m, double quantile)
+{
+	if (m->relative || m->baseline_window_ms || m->failure_duration_ms)
+		return -1;
+	switch (m->kind) {
+	case ENG_M_ERROR_RATE:
+		return m->has_max && !m->has_min ? m->max / 100 : -1;
+	case ENG_M_SUCCESS_RATE:
+		return m->has_min && !m->has_max ? 1 - m->min / 100 : -1;
+	case ENG_M_DURATION:
+		return m->has_max && !m->has_min && m->max > 0 ? 1 - quantile : -1;
+	case ENG_M_CUSTOM:
+		break;
+	}
+	return -1;
+}
+
+static bool sequential_guard(const eng_policy *p, int i)
+{
+	double b = guard_bound(&p->metrics[i], p->judge_latency_quantile > 0 ?
+	                                           p->judge_latency_quantile : 0.99);
+	return b > 0 && b < 1;
+}
+
+/* What guard metric <m> counts as beyond its bound in <c>: failures, or
+ * canary requests whose whole bucket is slower than the bound (so a
+ * bucket straddling it is never counted against the canary). */
+static uint64_t guard_count(const eng_metric *m, const eng_counts *c)
+{
+	if (m->kind != ENG_M_DURATION)
+		return c->canary_errors;
+	if (!c->canary_latency)
+		return 0;
+	uint64_t x = 0;
+	double bound_us = m->max * 1000;
+	for (int b = 0; b < STATS_BUCKETS; b++) {
+		uint64_t lo, hi;
+		stats_bucket_bounds(b, &lo, &hi);
+		if ((double)lo >= bound_us)
+			x += c->canary_latency->hist[b];
+	}
+	return x;
+}
+
+static void judge_start(eng_state *s, const eng_policy *p)
+{
+	judge_params jp;
+	judge_params_of(p, &jp);
+	judge_init(&s->judge, &jp);
+	s->judge_started = true;
+	s->judge_weight = s->weight;
+	s->judge_held = false;
+	int n = p->n_metrics < ENG_MAX_METRICS ? p->n_metrics : ENG_MAX_METRICS;
+	for (int i = 0; i < n; i++) {
+		double b = guard_bound(&p->metrics[i], s->judge.p.latency_quantile);
+		if (b > 0 && b < 1) {
+			int g = judge_add_guard(&s->judge, b);
+			if (g >= 0)
+				s->judge_guard_metric[g] = i;
+		}
+	}
+}
+
 void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
                  const eng_counts *c, eng_output *out)
 {
@@ -740,16 +821,24 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	if (p->judge != ENG_JUDGE_SEQUENTIAL || s->phase != ENG_PROGRESSING || !c)
 		return;
 	if (!s->judge_started) {
-		judge_params jp;
-		judge_params_of(p, &jp);
-		judge_init(&s->judge, &jp);
-		s->judge_started = true;
-		s->judge_weight = s->weight;
+		judge_start(s, p);
 	} else if (s->judge_weight != s->weight) {
 		/* stepped up by a check, a command or this judge: min_samples
 		 * counts afresh from here */
 		judge_step(&s->judge);
 		s->judge_weight = s->weight;
+	}
+	/* the canary's warm-up is not evidence either way: each look moves
+	 * the origin, and judging starts from where the warm-up ended */
+	if (p->warmup_ms && now_ms < s->rollout_started_ms + p->warmup_ms) {
+		judge_origin(&s->judge, c->canary_requests, c->canary_errors,
+		             c->stable_requests, c->stable_errors, c->canary_latency,
+		             c->stable_latency);
+		for (int g = 0; g < s->judge.n_guards; g++) {
+			const eng_metric *m = &p->metrics[s->judge_guard_metric[g]];
+			judge_guard_look(&s->judge, g, c->canary_requests, guard_count(m, c), NULL);
+		}
+		return;
 	}
 	judge_evidence ev, lev;
 	judge_verdict ve = judge_errors(&s->judge, c->canary_requests, c->canary_errors,
@@ -757,37 +846,85 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	judge_verdict vl = JUDGE_CONTINUE;
 	if (c->canary_latency && c->stable_latency)
 		vl = judge_latency(&s->judge, c->canary_latency, c->stable_latency, &lev);
+	int worse_guard = -1;
+	double guard_e = 0;
+	for (int g = 0; g < s->judge.n_guards; g++) {
+		const eng_metric *m = &p->metrics[s->judge_guard_metric[g]];
+		double e;
+		if (judge_guard_look(&s->judge, g, c->canary_requests, guard_count(m, c), &e) ==
+		        JUDGE_WORSE &&
+		    worse_guard < 0) {
+			worse_guard = g;
+			guard_e = e;
+		}
+	}
 	judge_verdict v = judge_combine(ve, vl);
+	if (worse_guard >= 0)
+		v = JUDGE_WORSE;
 	char pv[32], msg[ENG_MSG_LEN];
 	if (v == JUDGE_WORSE) {
 		if (ve == JUDGE_WORSE) {
 			fmt_p(pv, sizeof pv, ev.p_value);
 			fmt(msg, sizeof msg,
 			    "sequential test: canary error rate %.2f%% vs stable %.2f%% "
-			    "(%llu vs %llu requests), %s < %g, rolling back",
+			    "(%llu vs %llu requests), above the margin %.2f%%, %s < %g, rolling back",
 			    100 * ev.canary_rate, 100 * ev.stable_rate,
-			    (unsigned long long)ev.canary_n, (unsigned long long)ev.stable_n, pv,
-			    s->judge.alpha_errors);
-		} else {
+			    (unsigned long long)ev.canary_n, (unsigned long long)ev.stable_n,
+			    100 * ev.margin_rate, pv, s->judge.alpha_errors);
+		} else if (vl == JUDGE_WORSE) {
 			fmt_p(pv, sizeof pv, lev.p_value);
 			fmt(msg, sizeof msg,
-			    "sequential test: canary latency p99 %.1f ms vs stable %.1f ms, slower "
-			    "than x%g (%llu vs %llu requests), %s < %g, rolling back",
-			    stats_quantile_ms(c->canary_latency, 0.99),
-			    stats_quantile_ms(c->stable_latency, 0.99), s->judge.p.latency_ratio,
+			    "sequential test: canary latency p%g %.1f ms vs stable %.1f ms: "
+			    "%.2f%% of canary requests beyond x%g stable's, %.2f%% of stable's "
+			    "(%llu vs %llu requests), %s < %g, rolling back",
+			    100 * s->judge.p.latency_quantile,
+			    stats_quantile_ms(c->canary_latency, s->judge.p.latency_quantile),
+			    stats_quantile_ms(c->stable_latency, s->judge.p.latency_quantile),
+			    100 * lev.canary_exceed, s->judge.p.latency_ratio, 100 * lev.stable_exceed,
 			    (unsigned long long)lev.canary_n, (unsigned long long)lev.stable_n, pv,
 			    s->judge.alpha_latency);
+		} else {
+			const judge_guard *g = &s->judge.guards[worse_guard];
+			fmt(msg, sizeof msg,
+			    "sequential guard %s: %.2f%% of canary requests beyond its threshold, "
+			    "more than %.2f%% (%llu requests), p <= %.2g < %g, rolling back",
+			    p->metrics[s->judge_guard_metric[worse_guard]].name,
+			    g->n ? 100.0 * (double)g->x / (double)g->n : 0, 100 * g->bound,
+			    (unsigned long long)g->n, guard_e > 1 ? 1 / guard_e : 1, g->alpha);
 		}
 		rollback(s, now_ms, out, AUTO_ACTOR, msg);
 		return;
 	}
-	if (v != JUDGE_NONINFERIOR)
+	if (ev.held != s->judge_held) {
+		s->judge_held = ev.held;
+		out->changed = true;
+		if (ev.held)
+			emit(out, s, "check", AUTO_ACTOR,
+			     "holding weight %d: stable's error rate %.2f%% over its last seconds "
+			     "departs from its baseline %.2f%%; the judge waits for it to return",
+			     s->weight, 100 * ev.recent_rate, 100 * ev.baseline_rate);
+		else
+			emit(out, s, "check", AUTO_ACTOR,
+			     "stable's error rate is back to its baseline %.2f%%: judging resumes",
+			     100 * ev.baseline_rate);
+	}
+	if (v != JUDGE_NONINFERIOR && v != JUDGE_ADVANCE)
 		return;
-	fmt(msg, sizeof msg,
-	    "sequential test: canary error rate %.2f%% vs stable %.2f%%, at most %+.2f "
-	    "points worse with %g%% confidence after %llu canary requests in this step",
-	    100 * ev.canary_rate, 100 * ev.stable_rate, 100 * ev.diff_upper,
-	    100 * (1 - s->judge.alpha_errors), (unsigned long long)ev.step_canary_n);
+	bool last = iterations_mode(p) || next_step(p, s->weight) < 0;
+	if (v == JUDGE_ADVANCE && last)
+		return; /* promotion needs the confidence of NONINFERIOR */
+	if (v == JUDGE_NONINFERIOR)
+		fmt(msg, sizeof msg,
+		    "sequential test: canary error rate %.2f%% vs stable %.2f%%, within the "
+		    "margin %.2f%% with %g%% confidence after %llu canary requests in this step",
+		    100 * ev.canary_rate, 100 * ev.stable_rate, 100 * ev.margin_rate,
+		    100 * (1 - s->judge.p.alpha), (unsigned long long)ev.step_canary_n);
+	else
+		fmt(msg, sizeof msg,
+		    "sequential test: canary error rate %.2f%% vs stable %.2f%%, leaning within "
+		    "the margin %.2f%% (e = %.1f) after %llu canary requests in this step",
+		    100 * ev.canary_rate, 100 * ev.stable_rate, 100 * ev.margin_rate,
+		    ev.ni_e_value, (unsigned long long)ev.step_canary_n);
 	char suffix[ENG_MSG_LEN];
 	fmt(suffix, sizeof suffix, " (%s)", msg);
 	s->next_check_ms = now_ms + p->interval_ms;

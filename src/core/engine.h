@@ -151,6 +151,9 @@ typedef struct eng_state {
 	 * does keep it must write it on its own schedule. */
 	bool judge_started;
 	int judge_weight;          /* the weight whose step the judge counts */
+	bool judge_held;           /* the judge holds: stable is off its
+	                            * baseline (an event marks each change) */
+	int judge_guard_metric[JUDGE_MAX_GUARDS]; /* policy metric of guard i */
 	judge_state judge;
 } eng_state;
 

@@ -252,7 +252,9 @@ def test_sequential_judge_rolls_back_a_failing_canary_in_seconds():
     ev = d.events("web")
     assert ev[-1]["type"] == "rollback" and "sequential" in ev[-1]["message"], ev[-1]
     assert [e for e in ev if e["type"] == "check"] == [], "the 1m interval check never ran"
-    assert dt < 6 * SLOW, dt
+    # windows of 50 canary requests, at most x5 each: ~2.5 s apiece here
+    # (docs/analysis.md, "Bursts")
+    assert dt < 15 * SLOW, dt
 
 
 if __name__ == "__main__":

@@ -1552,7 +1552,7 @@ static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
 	                    "stepWeight, stepWeights, iterations, metrics, webhooks, match, mirror, "
 	                    "mirrorWeight, primaryReadyThreshold, canaryReadyThreshold, alerts, "
 	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
-	                    "errorMargin, latencyRatio");
+	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile");
 	assert_messages_are_lines(&e, 1024);
 	cfg_errors_release(&e);
 }

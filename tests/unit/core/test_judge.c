@@ -172,11 +172,13 @@ static void test_equal_error_rates_with_steps_rarely_roll_back(void **state)
 	assert_true(sh.worse <= 3);
 }
 
-/* The issue's target: a canary failing 20% at 10% of 200 req/s rolled back
- * in under 2 s (median), never later than 5 s. */
-static void test_canary_failing_20_percent_rolls_back_within_2s(void **state)
+/* A canary failing 20% at 10% of 200 req/s is rolled back within seconds.
+ * Not within 2 s any more (issue 4's target): a window of the error test
+ * holds 50 canary requests, 2.5 s here, and weighs at most 5, so that a
+ * burst of failures on one version is one piece of evidence (issue 10). */
+static void test_canary_failing_20_percent_rolls_back_within_seconds(void **state)
 {
-	err_sim sim = { 0.1, 0.20, 0.005, 10, 0, 1.25 };
+	err_sim sim = { 0.1, 0.20, 0.005, 30, 0, 1.25 };
 	static int when[MAX_RUNS];
 	int within2 = 0, worse = 0;
 	for (int i = 0; i < 200; i++) {
@@ -191,12 +193,9 @@ static void test_canary_failing_20_percent_rolls_back_within_2s(void **state)
 	       "in %d/200, median %.1f s, slowest %.1f s\n", within2,
 	       worse ? (when[worse / 2] + 1) / 10.0 : -1,
 	       worse ? (when[worse - 1] + 1) / 10.0 : -1);
-	/* 40 canary requests in 2 s hold ~8 failures, but 1 run in 13 has 4 or
-	 * fewer: no test at alpha 0.01 can be sure then (docs/analysis.md) */
 	assert_int_equal(worse, 200);
-	assert_true(within2 >= 180);
-	assert_true(when[worse / 2] < 15);
-	assert_true(when[worse - 1] < 5 * TICKS_PER_SEC);
+	assert_true(when[worse / 2] < 10 * TICKS_PER_SEC);
+	assert_true(when[worse - 1] < 15 * TICKS_PER_SEC);
 }
 
 static void test_canary_at_2_percent_rolls_back_in_30_minutes(void **state)
@@ -348,9 +347,12 @@ static void test_latency_reset_is_skipped_not_double_counted(void **state)
 /* ---- the exact statistic and the edge cases ---- */
 
 /* One stratum of 1 canary and 1 stable request with the canary's one
- * failure: the conditional likelihood ratio for odds ratio r is 2r/(1+r);
- * the e-value is the start's weight 3/4 times the grid's weighted
- * average (half the mass on the 7 small odds ratios, half on the 5 large). */
+ * failure: P_psi(x = 1) = e^psi / (e^psi + 1), and the null is the
+ * margin's log odds ratio psi0 at the baseline's prior (0.5 %: the margin
+ * rate is max(0.5 % + 0.5 points, 0.5 % x 1.2) = 1 %). The e-value is the
+ * start's weight 3/4 times the grid's weighted average of the likelihood
+ * ratios of psi0 + delta_j against psi0 (half the mass on the 7 small
+ * deltas, half on the 5 large). */
 static void test_error_evalue_of_one_stratum_is_exact(void **state)
 {
 	judge_params p;
@@ -359,10 +361,11 @@ static void test_error_evalue_of_one_stratum_is_exact(void **state)
 	judge_init(&st, &p);
 	judge_evidence ev;
 	judge_errors(&st, 1, 1, 1, 0, &ev);
-	double want = 0;
+	double b = 0.5 / 100, psi0 = log(0.01 / 0.99) - log(b / (1 - b));
+	double p0 = exp(psi0) / (exp(psi0) + 1), want = 0;
 	for (int j = 0; j < JUDGE_GRID; j++) {
-		double r = exp((j + 1) * log(2) / 2);
-		want += 2 * r / (1 + r) * (j < 7 ? 0.5 / 7 : 0.5 / 5);
+		double e = exp(psi0 + (j + 1) * log(2) / 2);
+		want += e / (e + 1) / p0 * (j < 7 ? 0.5 / 7 : 0.5 / 5);
 	}
 	want = 0.75 * want;
 	assert_true(fabs(ev.e_value - want) < 1e-9 * want);
@@ -482,8 +485,9 @@ static void test_counter_reset_is_skipped_not_double_counted(void **state)
 	/* the canary's counters restart from zero */
 	judge_errors(&st, 10, 5, 9100, 91, &ev);
 	assert_int_equal(st.resets, 1);
+	/* the whole look is skipped: half a stratum is not one */
 	assert_int_equal(ev.canary_n, 1000);
-	assert_int_equal(ev.stable_n, 9100);
+	assert_int_equal(ev.stable_n, 9000);
 	judge_errors(&st, 30, 5, 9300, 93, &ev);
 	assert_int_equal(ev.canary_n, 1020);
 	assert_true(fabs(ev.canary_rate - 10.0 / 1020) < 1e-12);
@@ -514,12 +518,16 @@ static void test_huge_counts_stay_finite(void **state)
 	judge_errors(&st, 1ull << 40, 1ull << 39, 1ull << 41, 1ull << 30, &ev);
 	assert_int_equal(st.skipped, 1);
 	assert_false(isnan(ev.e_value) || isinf(ev.e_value));
-	/* a large but summable one: overwhelming evidence, finite numbers */
+	/* large but summable ones: overwhelming evidence, finite numbers (a
+	 * window weighs at most 5: several are needed) */
 	judge_init(&st, &p);
-	judge_verdict v = judge_errors(&st, 40000, 20000, 400000, 2000, &ev);
+	judge_verdict v = JUDGE_CONTINUE;
+	for (uint64_t i = 1; i <= 200 && v != JUDGE_WORSE; i++)
+		v = judge_errors(&st, 400 * i, 200 * i, 4000 * i, 20 * i, &ev);
 	assert_int_equal(v, JUDGE_WORSE);
 	assert_false(isnan(ev.e_value) || isinf(ev.e_value));
-	assert_true(ev.p_value >= 0 && ev.p_value < 1e-100);
+	assert_true(ev.p_value >= 0 && ev.p_value < 1e-2);
+	assert_false(isnan(ev.p_value));
 	/* every request failing on both sides: no information, no NaN */
 	judge_init(&st, &p);
 	v = judge_errors(&st, 100, 100, 900, 900, &ev);
@@ -533,9 +541,14 @@ static void test_worse_is_sticky(void **state)
 	judge_params_defaults(&p);
 	judge_state st;
 	judge_init(&st, &p);
-	assert_int_equal(judge_errors(&st, 1000, 500, 9000, 45, NULL), JUDGE_WORSE);
+	judge_verdict v = JUDGE_CONTINUE;
+	uint64_t i;
+	for (i = 1; i <= 200 && v != JUDGE_WORSE; i++)
+		v = judge_errors(&st, 100 * i, 50 * i, 900 * i, 5 * i, NULL);
+	assert_int_equal(v, JUDGE_WORSE);
 	/* a long good stretch afterwards does not undo a rollback verdict */
-	assert_int_equal(judge_errors(&st, 100000, 500, 900000, 4500, NULL),
+	assert_int_equal(judge_errors(&st, 100000 + 100 * i, 50 * i, 900000 + 900 * i,
+	                              4500 + 5 * i, NULL),
 	                 JUDGE_WORSE);
 	judge_step(&st);
 	assert_int_equal(judge_errors(&st, 200000, 500, 1800000, 9000, NULL),
@@ -612,12 +625,256 @@ static void test_combine_and_names(void **state)
 	assert_string_equal(judge_verdict_name(JUDGE_CONTINUE), "continue");
 }
 
+/* ---- whole rollouts on traffic that is not kind (issue 10) ---- */
+
+/* A rollout at weights 10, 20, 30, 40, 50 %, stepped as the engine steps
+ * (ADVANCE below the top, NONINFERIOR to promote), on Poisson traffic with
+ * optional bursts, a shared outage, latency shapes and a guard. */
+typedef struct scn {
+	double rps, canary_p, stable_p;
+	int seconds;
+	int burst;             /* > 0: failures come as the next <burst>
+	                        * requests of one version, picked by its share
+	                        * of the expected failures */
+	double outage_at, outage_for, outage_p; /* both versions fail at p */
+	double tail_share, tail_factor;  /* canary: this share of requests at
+	                                  * tail_factor x stable's p99 */
+	double slow_for, slow_factor;    /* canary: this much slower at first */
+	double guard;          /* > 0: a guard on the canary's error rate */
+} scn;
+
+enum { SCN_PROMOTED, SCN_ROLLED_BACK, SCN_UNDECIDED };
+
+static uint64_t rng_poisson(rng *r, double m)
+{
+	if (m <= 0)
+		return 0;
+	if (m > 30) {
+		double x = m + sqrt(m) * rng_normal(r);
+		return x < 0 ? 0 : (uint64_t)(x + 0.5);
+	}
+	double l = exp(-m), p = 1;
+	uint64_t k = 0;
+	do {
+		k++;
+		p *= rng_unif(r);
+	} while (p > l && k < 1000);
+	return k - 1;
+}
+
+static void add_latency(rng *r, stats_summary *h, uint64_t n, double factor, double tail_share,
+                        double tail_factor)
+{
+	for (uint64_t i = 0; i < n; i++) {
+		double ms = 50 * exp(0.5 * rng_normal(r)) * factor;
+		if (tail_share > 0 && rng_unif(r) < tail_share)
+			ms = 50 * exp(0.5 * 2.326) * tail_factor * exp(0.1 * rng_normal(r));
+		h->hist[stats_bucket_of((uint64_t)(ms * 1000))]++;
+	}
+}
+
+/* Runs one rollout; returns its outcome and the decision's second in *at. */
+static int run_scn(const scn *c, uint64_t seed, double *at, judge_state *st)
+{
+	rng r;
+	rng_seed(&r, seed);
+	judge_params p;
+	judge_params_defaults(&p);
+	judge_init(st, &p);
+	int g = c->guard > 0 ? judge_add_guard(st, c->guard) : -1;
+	static stats_summary ch, sh;
+	memset(&ch, 0, sizeof ch);
+	memset(&sh, 0, sizeof sh);
+	static const int weights[] = { 10, 20, 30, 40, 50 };
+	int wi = 0, burst_left = 0, burst_canary = 0;
+	uint64_t cn = 0, ce = 0, sn = 0, se = 0;
+	for (int t = 1; t <= c->seconds * TICKS_PER_SEC; t++) {
+		double sec = t / (double)TICKS_PER_SEC;
+		uint64_t n = rng_poisson(&r, c->rps / TICKS_PER_SEC);
+		uint64_t nc = rng_binom(&r, n, weights[wi] / 100.0), ns = n - nc;
+		double pc = c->canary_p, ps = c->stable_p;
+		if (c->outage_for > 0 && sec >= c->outage_at && sec < c->outage_at + c->outage_for)
+			pc = ps = c->outage_p;
+		uint64_t xc, xs;
+		if (c->burst > 0) {
+			double fc = (double)nc * pc, fs = (double)ns * ps;
+			if (burst_left == 0 && rng_unif(&r) < (fc + fs) / c->burst) {
+				burst_left = c->burst;
+				burst_canary = rng_unif(&r) * (fc + fs) < fc;
+			}
+			uint64_t m = burst_canary ? nc : ns;
+			uint64_t k = m < (uint64_t)burst_left ? m : (uint64_t)burst_left;
+			burst_left -= (int)k;
+			xc = burst_canary ? k : 0;
+			xs = burst_canary ? 0 : k;
+		} else {
+			xc = rng_binom(&r, nc, pc);
+			xs = rng_binom(&r, ns, ps);
+		}
+		cn += nc;
+		ce += xc;
+		sn += ns;
+		se += xs;
+		add_latency(&r, &ch, nc, sec < c->slow_for ? c->slow_factor : 1, c->tail_share,
+		            c->tail_factor);
+		add_latency(&r, &sh, ns, 1, 0, 0);
+		judge_verdict v = judge_errors(st, cn, ce, sn, se, NULL);
+		v = judge_combine(v, judge_latency(st, &ch, &sh, NULL));
+		if (g >= 0 && judge_guard_look(st, g, cn, ce, NULL) == JUDGE_WORSE)
+			v = JUDGE_WORSE;
+		*at = sec;
+		if (v == JUDGE_WORSE)
+			return SCN_ROLLED_BACK;
+		if (v == JUDGE_NONINFERIOR || (v == JUDGE_ADVANCE && wi < 4)) {
+			if (wi == 4)
+				return SCN_PROMOTED;
+			wi++;
+			judge_step(st);
+		}
+	}
+	return SCN_UNDECIDED;
+}
+
+typedef struct scn_share {
+	int runs, outcome[3];
+	double median_s;  /* of the decided runs */
+	double within;    /* share decided as <want> within <by> seconds */
+} scn_share;
+
+static int cmp_dbl(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+static scn_share run_scns(const scn *c, int runs, int want, double by, const char *what)
+{
+	static double when[MAX_RUNS];
+	static judge_state st;
+	scn_share sh = { .runs = runs };
+	int nd = 0, ok = 0;
+	for (int i = 0; i < runs; i++) {
+		double at = 0;
+		int o = run_scn(c, 7000 + (uint64_t)i, &at, &st);
+		sh.outcome[o]++;
+		if (o != SCN_UNDECIDED)
+			when[nd++] = at;
+		if (o == want && at <= by)
+			ok++;
+	}
+	qsort(when, (size_t)nd, sizeof when[0], cmp_dbl);
+	sh.median_s = nd ? when[nd / 2] : -1;
+	sh.within = (double)ok / runs;
+	printf("[judge] %s: promoted %d, rolled back %d, undecided %d of %d; median %.1f s; "
+	       "%s within %.0f s: %.1f%%\n", what, sh.outcome[SCN_PROMOTED],
+	       sh.outcome[SCN_ROLLED_BACK], sh.outcome[SCN_UNDECIDED], runs, sh.median_s,
+	       want == SCN_PROMOTED ? "promoted" : "rolled back", by, 100 * sh.within);
+	return sh;
+}
+
+/* A canary inside the margin (0.8 % vs 0.5 %: within 0.5 points) is not
+ * rolled back: the margin is in the rollback test's null. */
+static void test_canary_inside_the_margin_is_not_rolled_back(void **state)
+{
+	scn c = { .rps = 200, .canary_p = 0.008, .stable_p = 0.005, .seconds = 1800 };
+	scn_share sh = run_scns(&c, 60, SCN_PROMOTED, 1800, "0.8% vs 0.5%, margin 0.5 points");
+	assert_true(sh.outcome[SCN_ROLLED_BACK] <= 1);
+}
+
+/* Failures in bursts of 50 on one version at a time, both at 1 %: one
+ * burst is one piece of evidence, not fifty. */
+static void test_bursts_on_one_version_rarely_roll_back(void **state)
+{
+	scn c = { .rps = 200, .canary_p = 0.01, .stable_p = 0.01, .seconds = 1800, .burst = 50 };
+	scn_share sh = run_scns(&c, 100, SCN_PROMOTED, 1800, "1%/1% in bursts of 50");
+	assert_true(sh.outcome[SCN_ROLLED_BACK] <= 3);
+}
+
+/* A 60 s outage shared by both versions: the canary that is worse (1.5 %
+ * vs 0.5 %) is still rolled back, and never promoted. */
+static void test_shared_outage_holds_and_the_worse_canary_goes(void **state)
+{
+	scn c = { .rps = 200, .canary_p = 0.015, .stable_p = 0.005, .seconds = 1800,
+	          .outage_at = 120, .outage_for = 60, .outage_p = 0.5 };
+	scn_share sh = run_scns(&c, 40, SCN_ROLLED_BACK, 1800, "1.5% vs 0.5%, 60 s shared outage");
+	assert_int_equal(sh.outcome[SCN_PROMOTED], 0);
+	assert_true(sh.outcome[SCN_ROLLED_BACK] >= 38);
+	/* and during it, the judge holds */
+	judge_state st;
+	double at;
+	c.seconds = 150;
+	run_scn(&c, 1, &at, &st);
+	assert_true(st.held);
+	assert_true(st.holds >= 1);
+}
+
+/* 1 req/s in all: strata close once both versions have served, so a
+ * canary failing 10 % is still caught (docs/analysis.md: what 15 minutes
+ * of this traffic allow). */
+static void test_low_traffic_still_gives_evidence(void **state)
+{
+	scn c = { .rps = 1, .canary_p = 0.10, .stable_p = 0.005, .seconds = 3600 };
+	scn_share sh = run_scns(&c, 60, SCN_ROLLED_BACK, 900, "1 req/s, canary 10% vs 0.5%");
+	assert_true(sh.within >= 0.4);
+	assert_true(sh.outcome[SCN_ROLLED_BACK] >= 57);
+}
+
+/* p99 x 3 on the canary, median unchanged: the quantile test sees it. */
+static void test_tail_only_slowdown_is_caught(void **state)
+{
+	scn c = { .rps = 200, .canary_p = 0.005, .stable_p = 0.005, .seconds = 300,
+	          .tail_share = 0.02, .tail_factor = 3 };
+	scn_share sh = run_scns(&c, 60, SCN_ROLLED_BACK, 300, "p99 x3, median unchanged");
+	assert_true(sh.within >= 0.95);
+}
+
+/* A guard (error rate <= 1 %) under the judge, A/A at 0.5 %: a
+ * sequential test with its share of alpha, not a naive threshold. */
+static void test_guard_keeps_the_promise(void **state)
+{
+	scn c = { .rps = 200, .canary_p = 0.005, .stable_p = 0.005, .seconds = 1800,
+	          .guard = 0.01 };
+	scn_share sh = run_scns(&c, 100, SCN_PROMOTED, 1800, "A/A 0.5% with a 1% guard");
+	assert_true(sh.outcome[SCN_ROLLED_BACK] <= 2);
+	/* and a canary failing 3 % is caught by it */
+	judge_state st;
+	judge_params p;
+	judge_params_defaults(&p);
+	judge_init(&st, &p);
+	int g = judge_add_guard(&st, 0.01);
+	assert_int_equal(g, 0);
+	assert_true(st.alpha_errors < p.alpha * 0.8);
+	judge_verdict v = JUDGE_CONTINUE;
+	uint64_t i;
+	for (i = 1; i <= 3000 && v != JUDGE_WORSE; i++)
+		v = judge_guard_look(&st, g, 20 * i, 20 * i * 3 / 100, NULL);
+	assert_int_equal(v, JUDGE_WORSE);
+}
+
+/* Warm-up: judge_origin moves the origin, so what the canary did before
+ * is not evidence. */
+static void test_origin_discards_the_warm_up(void **state)
+{
+	judge_params p;
+	judge_params_defaults(&p);
+	judge_state st;
+	judge_init(&st, &p);
+	/* 30 s of a canary failing half its requests, then origin */
+	judge_origin(&st, 300, 150, 2700, 13, NULL, NULL);
+	judge_evidence ev;
+	for (uint64_t i = 1; i <= 600; i++)
+		assert_int_not_equal(judge_errors(&st, 300 + 2 * i, 150, 2700 + 18 * i,
+		                                  13 + i / 11, &ev), JUDGE_WORSE);
+	assert_int_equal(ev.canary_n, 1200);
+}
+
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_equal_error_rates_rarely_roll_back),
 		cmocka_unit_test(test_equal_error_rates_with_steps_rarely_roll_back),
-		cmocka_unit_test(test_canary_failing_20_percent_rolls_back_within_2s),
+		cmocka_unit_test(test_canary_failing_20_percent_rolls_back_within_seconds),
 		cmocka_unit_test(test_canary_at_2_percent_rolls_back_in_30_minutes),
 		cmocka_unit_test(test_latency_twice_slower_rolls_back_quickly),
 		cmocka_unit_test(test_latency_identical_rarely_rolls_back),
@@ -634,6 +891,13 @@ int main(void)
 		cmocka_unit_test(test_huge_counts_stay_finite),
 		cmocka_unit_test(test_worse_is_sticky),
 		cmocka_unit_test(test_breakage_after_a_step_is_caught_quickly),
+		cmocka_unit_test(test_canary_inside_the_margin_is_not_rolled_back),
+		cmocka_unit_test(test_bursts_on_one_version_rarely_roll_back),
+		cmocka_unit_test(test_shared_outage_holds_and_the_worse_canary_goes),
+		cmocka_unit_test(test_low_traffic_still_gives_evidence),
+		cmocka_unit_test(test_tail_only_slowdown_is_caught),
+		cmocka_unit_test(test_guard_keeps_the_promise),
+		cmocka_unit_test(test_origin_discards_the_warm_up),
 		cmocka_unit_test(test_params_check_names_the_field),
 		cmocka_unit_test(test_combine_and_names),
 	};
