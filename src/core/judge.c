@@ -135,6 +135,20 @@ static void err_weights(double *g)
 		g[j] = j < ERR_BIG ? 0.5 / ERR_BIG : 0.5 / (JUDGE_GRID - ERR_BIG);
 }
 
+/* The error rollback test's weights: component 0 is the plug-in (its
+ * effect size is the one the data so far show, fixed before each
+ * stratum: Robbins and Siegmund's predictable plug-in), the rest the grid,
+ * half of it on the five large effects. The plug-in saves what a grid
+ * costs where failures are few (low traffic). */
+#define ERR_PLUG_WEIGHT 0.4
+static void err_plug_weights(double *g)
+{
+	g[0] = ERR_PLUG_WEIGHT;
+	for (int j = 1; j < JUDGE_GRID; j++)
+		g[j] = (1 - ERR_PLUG_WEIGHT) / 2 /
+		       (j < ERR_BIG ? ERR_BIG - 1 : JUDGE_GRID - ERR_BIG);
+}
+
 /* Non-inferiority: alternatives below the margin's log odds ratio psi0,
  * at psi0 - c_j psi0. c = 1 (the canary exactly as good as stable) gets
  * the most mass; c > 1 is a canary better than stable. */
@@ -291,8 +305,9 @@ void judge_init(judge_state *s, const judge_params *p)
 		s->latency_shift = shift_for_ratio(s->p.latency_ratio);
 	}
 	double g[JUDGE_GRID];
-	err_weights(g);
+	err_plug_weights(g);
 	mix_init(&s->mix_err, g, JUDGE_LOG_CAP);
+	err_weights(g);
 	for (int j = 0; j < JUDGE_GRID; j++)
 		g[j] = 1.0 / JUDGE_GRID;
 	mix_init(&s->mix_lat, g, JUDGE_LAT_LOG_CAP);
@@ -449,14 +464,14 @@ static bool fisher_lse(double nc, double ns, double f, const double *psi, int np
  * of psi0 - c_j psi0 against psi0 (non-inferiority, <down>; NULL to skip).
  * By monotone likelihood ratio each has conditional mean <= 1 whenever the
  * true log odds ratio is on the null's side of psi0. */
-static bool fisher_loglr(double nc, double ns, double x, double f, double psi0,
+static bool fisher_loglr(double nc, double ns, double x, double f, double psi0, double plug,
                          double *up, double *down, uint64_t *skipped)
 {
 	double psi[2 * JUDGE_GRID + 1], lse[2 * JUDGE_GRID + 1];
 	int n = 0;
 	psi[n++] = psi0;
 	for (int j = 0; j < JUDGE_GRID; j++)
-		psi[n++] = psi0 + err_delta(j);
+		psi[n++] = psi0 + (j == 0 && plug > 0 ? plug : err_delta(j));
 	if (down)
 		for (int j = 0; j < JUDGE_GRID; j++)
 			psi[n++] = psi0 - ni_c[j] * psi0;
@@ -503,6 +518,18 @@ static double margin_psi(const judge_state *s, double b)
 	double r = margin_rate(s, b);
 	double psi = logit(r) - logit(b);
 	return psi > 0 ? psi : 0;
+}
+
+/* The plug-in's effect size beyond the margin: the log odds ratio the
+ * closed windows outside holds show, minus psi0, kept within the grid's
+ * range. It depends on the past only. */
+static double plug_delta(const judge_state *s)
+{
+	double pc = ((double)s->cbase_err + 0.5) / ((double)s->cbase_n + 1);
+	double ps = ((double)s->base_err + 0.5) / ((double)s->base_n + 1);
+	double d = logit(pc) - logit(ps) - s->psi0;
+	double lo = err_delta(0), hi = err_delta(JUDGE_GRID - 1);
+	return d < lo ? lo : d > hi ? hi : d;
 }
 
 /* Does stable depart from its baseline over its recent windows? Decided
@@ -669,7 +696,8 @@ judge_verdict judge_errors(judge_state *s, uint64_t canary_n,
 		double up[JUDGE_GRID], down[JUDGE_GRID];
 		if (f > 0 && fisher_loglr((double)s->open_n[TARGET_CANARY],
 		                          (double)s->open_n[TARGET_STABLE],
-		                          (double)s->open_err[TARGET_CANARY], f, s->psi0, up,
+		                          (double)s->open_err[TARGET_CANARY], f, s->psi0,
+		                          plug_delta(s), up,
 		                          s->psi0 > 0 ? down : NULL, &s->skipped)) {
 			/* tempered: LR^(1/D) with D >= 1 fixed by the past
 			 * still has mean <= 1 (Jensen) */
@@ -854,7 +882,8 @@ static bool lat_loglr(judge_state *s, int qb, double nc, double ns, double *out)
 		}
 		double up[JUDGE_GRID];
 		bool ok = x + y > 0 &&
-		          fisher_loglr(nc, ns, (double)x, (double)(x + y), 0, up, NULL, &s->skipped);
+		          fisher_loglr(nc, ns, (double)x, (double)(x + y), 0, 0, up, NULL,
+		                       &s->skipped);
 		for (int d = 0; d < 4; d++)
 			out[t * 4 + d] = ok ? up[lat_delta[d]] : 0;
 		any |= ok;

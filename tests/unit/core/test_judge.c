@@ -350,9 +350,9 @@ static void test_latency_reset_is_skipped_not_double_counted(void **state)
  * failure: P_psi(x = 1) = e^psi / (e^psi + 1), and the null is the
  * margin's log odds ratio psi0 at the baseline's prior (0.5 %: the margin
  * rate is max(0.5 % + 0.5 points, 0.5 % x 1.2) = 1 %). The e-value is the
- * start's weight 3/4 times the grid's weighted average of the likelihood
- * ratios of psi0 + delta_j against psi0 (half the mass on the 7 small
- * deltas, half on the 5 large). */
+ * start's weight 3/4 times the weighted average of the likelihood ratios
+ * of psi0 + delta_j against psi0 (4/10 on the plug-in, 3/10 on the 6
+ * other small deltas, 3/10 on the 5 large). */
 static void test_error_evalue_of_one_stratum_is_exact(void **state)
 {
 	judge_params p;
@@ -364,8 +364,11 @@ static void test_error_evalue_of_one_stratum_is_exact(void **state)
 	double b = 0.5 / 100, psi0 = log(0.01 / 0.99) - log(b / (1 - b));
 	double p0 = exp(psi0) / (exp(psi0) + 1), want = 0;
 	for (int j = 0; j < JUDGE_GRID; j++) {
+		/* component 0 is the plug-in: with no closed window yet its
+		 * effect is the grid's smallest */
 		double e = exp(psi0 + (j + 1) * log(2) / 2);
-		want += e / (e + 1) / p0 * (j < 7 ? 0.5 / 7 : 0.5 / 5);
+		double g = j == 0 ? 0.4 : j < 7 ? 0.3 / 6 : 0.3 / 5;
+		want += e / (e + 1) / p0 * g;
 	}
 	want = 0.75 * want;
 	assert_true(fabs(ev.e_value - want) < 1e-9 * want);
