@@ -921,7 +921,7 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 	const char *safter = NULL, *schange = NULL, *oat = NULL, *ofor = NULL, *orate = NULL;
 	const char *rafter = NULL, *rchange = NULL, *rramp = NULL, *burst = NULL;
 	const char *warm = NULL, *warmf = NULL, *tailf = NULL, *tails = NULL;
-	const char *rules_s = NULL, *flim = NULL, *celim = NULL;
+	const char *rules_s = NULL, *flim = NULL, *celim = NULL, *replay = NULL;
 	const option opts[] = {
 		{ "-f", "--file", &file, NULL },
 		{ "--rps", NULL, &rps, NULL },
@@ -949,6 +949,7 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		{ "--runs", NULL, &runs_s, NULL },
 		{ "--seed", NULL, &seed_s, NULL },
 		{ "--data", NULL, &data, NULL },
+		{ "--replay", NULL, &replay, NULL },
 		{ "--change-at", NULL, &change, NULL },
 		{ "--limit", NULL, &limit_s, NULL },
 		{ "-o", "--output", &out, NULL },
@@ -1046,6 +1047,11 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 	if (opt_num(cmd, "--consecutive-error-limit", celim, 0, 1000000, true, &x) < 0)
 		return EXIT_USAGE;
 	rules.consecutive_error_limit = (int)x;
+	if (replay && !data)
+		return usage_error(cmd, "--replay goes with --data CSV");
+	if (replay && strcmp(replay, "weights") != 0 && strcmp(replay, "recorded") != 0)
+		return usage_error(cmd, "--replay '%s' is not weights or recorded", replay);
+	tr.replay_recorded_split = replay && strcmp(replay, "recorded") == 0;
 	int runs = 1;
 	if (runs_s) {
 		if (parse_num(runs_s, 1, 1000000, &v) < 0 || v != floor(v))
@@ -1136,7 +1142,8 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		describe_policy(&cc->policy, pol, sizeof pol);
 		printf("canary %s: %s\n", cc->name, pol);
 		if (data)
-			printf("traffic: replay of '%s' (%zu s)\n", data, rec.n);
+			printf("traffic: replay of '%s' (%zu s) %s\n", data, rec.n,
+			       tr.replay_recorded_split ? "as recorded" : "at the engine's weights");
 		else
 			printf("traffic: %g req/s, stable %.2f%% errors, canary %.2f%% errors, "
 			       "median latency %g ms, canary's %g ms\n", tr.rps, 100 * tr.stable_error_rate,
@@ -1521,7 +1528,7 @@ static const command commands[] = {
 	  "[--latency-ms MS] [--canary-latency-ms MS] [--canary-warmup DUR [--canary-warmup-factor X]] "
 	  "[--canary-tail-factor X [--canary-tail-share P]] "
 	  "[--rules canaryd|flagger|argo [--failure-limit N] [--consecutive-error-limit N]] "
-	  "[--data CSV] [--runs N] [--seed S] [--limit DUR] [-o json]",
+	  "[--data CSV [--replay weights|recorded]] [--runs N] [--seed S] [--limit DUR] [-o json]",
 	  "offline: run NAME's rollout policy against synthetic (or --data recorded) traffic and "
 	  "report the outcome and time to decision; rates as fractions (0.005) or percentages (0.5%); "
 	  "times from the rollout's start; --canary-latency-ms is the canary's extra median latency "
@@ -1530,6 +1537,7 @@ static const command commands[] = {
 	  "--canary-warmup: the canary X (2) times slower for DUR; --canary-tail-factor: its slowest "
 	  "P (2%) of requests X times slower (p99 x X, median unchanged); --rules: Flagger's or Argo "
 	  "Rollouts' rules on the same traffic (failureLimit 0, consecutiveErrorLimit 4); "
+	  "--replay: the recording's requests split at the engine's weight (default) or as recorded; "
 	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m (see docs/simulate.md)", cmd_simulate },
 	{ "render", "-f FILE|DIR [NAME] (--weight W | --iteration) [--mirror] [--cookie V] "
 	  "[--primary-cookie V] [--provider P] [-o yaml|json]",

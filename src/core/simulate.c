@@ -396,6 +396,8 @@ sim *sim_new(const eng_policy *p, const sim_traffic *t, uint64_t limit_ms,
 		if (s->latency)
 			s->row_hist[tg] = xcalloc(s->nsec * STATS_BUCKETS, sizeof(uint64_t));
 	}
+	for (int w = 0; w <= 100; w++)
+		brate_init(&s->split[w], w / 100.0);
 	if (!t->data) {
 		prate_init(&s->per_tick, t->rps * SIM_TICK_MS / 1000.0);
 		brate_init(&s->err_stable, t->stable_error_rate);
@@ -403,8 +405,6 @@ sim *sim_new(const eng_policy *p, const sim_traffic *t, uint64_t limit_ms,
 		brate_init(&s->err_canary_after, t->canary_error_rate_after);
 		brate_init(&s->err_stable_after, t->stable_error_rate_after);
 		brate_init(&s->err_outage, t->outage_error_rate);
-		for (int w = 0; w <= 100; w++)
-			brate_init(&s->split[w], w / 100.0);
 		double cmed = t->latency_median_ms + t->canary_extra_latency_ms;
 		double share = t->canary_tail_factor > 1 ? t->canary_tail_share : 0;
 		latency_model_init(&s->lat[TARGET_STABLE], t->latency_median_ms, t->latency_sigma, 1, 0, 1);
@@ -663,9 +663,72 @@ static uint64_t tick_share(uint64_t count, int j)
  * tenth of its recorded histograms, or without them the canary's requests
  * at the second's p99 (so that a window's p99 is the request-weighted 99th
  * percentile of the recorded ones). */
+/* Adds <k> latencies drawn from recorded histogram <h> (of <total>
+ * requests) to <out>: one at a time for few, else the expected count per
+ * bucket rounded at random. */
+static void draw_hist(sim *s, uint64_t *out, const uint64_t *h, uint64_t total, uint64_t k)
+{
+	if (!total || !k)
+		return;
+	if (k > LAT_EXACT_MAX) {
+		for (int b = 0; b < STATS_BUCKETS; b++) {
+			double x = (double)k * (double)h[b] / (double)total;
+			uint64_t n = (uint64_t)x;
+			if (rng_uniform(&s->rng) < x - (double)n)
+				n++;
+			out[b] += n;
+		}
+		return;
+	}
+	for (uint64_t i = 0; i < k; i++) {
+		uint64_t r = (uint64_t)(rng_uniform(&s->rng) * (double)total);
+		int b = 0;
+		for (; b < STATS_BUCKETS - 1 && r >= h[b]; b++)
+			r -= h[b];
+		out[b]++;
+	}
+}
+
+/* One tick of a recorded second replayed at the engine's weight: a tenth
+ * of the second's requests of both versions, split between them as the
+ * engine's weight splits them; each version's errors at its recorded
+ * error rate of the second and latencies drawn from its recorded
+ * histogram (a version without requests that second borrows the other's:
+ * a recording made before the canary had traffic replays as A/A). Without
+ * histograms, the canary's requests take the second's canary_p99_ms. */
+static void replay_tick_at_weight(sim *s, const sim_second *d, int j)
+{
+	uint64_t n = tick_share(d->stable_requests + d->canary_requests, j);
+	int w = s->st.weight < 0 ? 0 : s->st.weight > 100 ? 100 : s->st.weight;
+	uint64_t nc = binomial(&s->rng, n, &s->split[w]), ns = n - nc;
+	const uint64_t req[TARGET_COUNT] = { d->stable_requests, d->canary_requests };
+	const uint64_t errs[TARGET_COUNT] = { d->stable_errors, d->canary_errors };
+	const uint64_t k[TARGET_COUNT] = { ns, nc };
+	for (int tg = 0; tg < TARGET_COUNT; tg++) {
+		int src = req[tg] ? tg : 1 - tg;
+		brate er;
+		brate_init(&er, req[src] ? (double)errs[src] / (double)req[src] : 0);
+		uint64_t e = binomial(&s->rng, k[tg], &er);
+		bool lat = s->latency;
+		s->latency = false;
+		add_requests(s, tg, k[tg], e, NULL);
+		s->latency = lat;
+		if (!lat)
+			continue;
+		if (d->hist)
+			draw_hist(s, s->run[tg].hist, &d->hist[src * STATS_BUCKETS], req[src], k[tg]);
+		else if (tg == TARGET_CANARY && d->has_p99 && k[tg] > 0)
+			s->run[tg].hist[stats_bucket_of((uint64_t)(d->canary_p99_ms * 1000.0))] += k[tg];
+	}
+}
+
 static void replay_tick(sim *s, size_t sec, int j)
 {
 	const sim_second *d = &s->tr.data->sec[sec];
+	if (!s->tr.replay_recorded_split) {
+		replay_tick_at_weight(s, d, j);
+		return;
+	}
 	uint64_t ns = tick_share(d->stable_requests, j), es = tick_share(d->stable_errors, j);
 	uint64_t nc = tick_share(d->canary_requests, j), ec = tick_share(d->canary_errors, j);
 	if (es > ns)

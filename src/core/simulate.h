@@ -17,8 +17,19 @@
  * starts half-way through a second of that ring, so that a check, as in
  * the daemon, sees part of the current second. The
  * engine is driven as the daemon drives it: eng_tick each tick, eng_observe
- * each tick under the sequential judge, eng_check when due. Custom metrics
- * (providers) and webhook gates cannot be simulated and are left out. */
+ * each tick under the sequential judge (with both versions' cumulative
+ * latency histograms since the rollout's start, as controller.c's
+ * observe() gives them), eng_check when due. Custom metrics (providers)
+ * and webhook gates cannot be simulated and are left out.
+ *
+ * The traffic can change over the rollout (sim_traffic): rates of either
+ * version, a shared outage, failures in bursts, the request rate in steps
+ * or ramps, a slow warm-up or a slow tail of the canary. A recording
+ * (sim_data) is replayed at the engine's weights: each second's requests
+ * of both versions are split as the engine's weight splits them, each
+ * version at its recorded error rate and latency histogram (or, with
+ * replay_recorded_split, each version's requests as recorded).
+ * docs/simulate.md has the models in full. */
 #ifndef CANARYD_SIMULATE_H
 #define CANARYD_SIMULATE_H
 
@@ -79,6 +90,8 @@ typedef struct sim_traffic {
 	double canary_tail_factor;   /* > 1: the canary's slowest canary_tail_share */
 	double canary_tail_share;    /* of requests are this many times slower: 0.02 */
 	const sim_data *data;        /* non-NULL: replay this instead (borrowed) */
+	bool replay_recorded_split;  /* replay each version's recorded requests
+	                              * as they are, not at the engine's weight */
 } sim_traffic;
 
 /* Whose rules decide the rollout (canaryctl simulate --rules). */

@@ -106,6 +106,12 @@ def test_csv_with_histograms_replays():
                                                           "40:20" if i < 2 else "40:10;90:10"))
     out = sim_json("-f", os.path.join(BENCH, "threshold.yaml"), "--data", p)
     assert out["outcome"] == "Failed", out
+    assert out["results"][0]["canaryRequests"] > 40, out  # 10 % of 200 req/s and more
+    rec = sim_json("-f", os.path.join(BENCH, "threshold.yaml"), "--data", p, "--replay", "recorded")
+    assert rec["outcome"] == "Failed" and rec["results"][0]["canaryRequests"] < \
+        out["results"][0]["canaryRequests"], (rec, out)
+    r = sim("-f", os.path.join(BENCH, "threshold.yaml"), "--replay", "recorded")
+    assert r.returncode == 2 and "--replay goes with --data" in r.stderr, r
     with open(p, "a") as f:
         f.write("40,10,0,1,0,,40:9,40:1\n")
     r = sim("-f", os.path.join(BENCH, "threshold.yaml"), "--data", p)

@@ -337,6 +337,7 @@ static void test_csv_replay_rolls_back_after_the_failure_starts(void **state)
 	add_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 5, 2000);
 	P.step_weight = 5; /* 10 steps: no promotion within the recording */
 	T.data = &d;
+	T.replay_recorded_split = true;
 	sim *s = new_sim(0);
 	sim_result r;
 	sim_run(s, 1, &r);
@@ -344,6 +345,43 @@ static void test_csv_replay_rolls_back_after_the_failure_starts(void **state)
 	assert_int_equal(r.outcome, SIM_ROLLED_BACK);
 	assert_int_equal(r.decision_ms, 6000);
 	assert_int_equal(r.canary_requests, 120);
+	sim_free(s);
+	sim_data_release(&d);
+}
+
+/* A recording of stable alone (the canary had no traffic yet) replays at
+ * the engine's weights: the canary gets its share of the requests at
+ * stable's recorded error rate and latencies (an A/A test). */
+static void test_csv_replay_at_the_engines_weight(void **state)
+{
+	(void)state;
+	char text[8192];
+	size_t len = 0;
+	int fast = stats_bucket_of(40000), slow = stats_bucket_of(400000);
+	for (int i = 0; i < 60; i++)
+		len += (size_t)snprintf(text + len, sizeof text - len, "%d,200,2,0,0,,%d:196;%d:4,\n", i,
+		                        fast, slow);
+	sim_data d;
+	assert_int_equal(sim_parse_csv("a.csv", text, len, &d, err, sizeof err), 0);
+	P.threshold = 1000000; /* stays at 10 %: 20 of 200 req/s */
+	P.n_metrics = 0;
+	add_metric(ENG_M_SUCCESS_RATE, "request-success-rate", 100.5, NAN, 60000);
+	add_metric(ENG_M_DURATION, "request-duration", NAN, 1000, 60000);
+	T.data = &d;
+	sim *s = new_sim(0);
+	sim_result r;
+	sim_run(s, 1, &r);
+	assert_int_equal(r.outcome, SIM_UNDECIDED);
+	printf("# stable-only recording at weight 10: canary %llu requests, %llu errors\n",
+	       (unsigned long long)r.canary_requests, (unsigned long long)r.canary_errors);
+	assert_true(r.canary_requests > 1000 && r.canary_requests < 1400);
+	assert_true(r.canary_errors > 2 && r.canary_errors < 30); /* 1 %: 12 */
+	sim_free(s);
+	/* as recorded: the canary had nothing */
+	T.replay_recorded_split = true;
+	s = new_sim(0);
+	sim_run(s, 1, &r);
+	assert_int_equal(r.canary_requests, 0);
 	sim_free(s);
 	sim_data_release(&d);
 }
@@ -816,6 +854,7 @@ int main(void)
 		TS(test_csv_gaps_are_seconds_without_traffic),
 		TS(test_csv_errors_name_the_line),
 		TS(test_csv_replay_rolls_back_after_the_failure_starts),
+		TS(test_csv_replay_at_the_engines_weight),
 		TS(test_csv_replay_p99_feeds_the_duration_metric),
 		TS(test_csv_replay_ends_undecided_with_the_data),
 		TS(test_csv_replay_without_p99_leaves_out_the_duration_metric),
