@@ -183,7 +183,8 @@ typedef struct latency_model {
 } latency_model;
 
 struct sim {
-	eng_policy pol;          /* custom metrics removed */
+	eng_policy pol;          /* custom metrics removed; as the rules make it */
+	eng_policy pol0;         /* the same under canaryd's rules */
 	sim_traffic tr;
 	uint64_t limit_ms;
 	char skipped[ENG_MAX_METRICS][ENG_NAME_LEN];
@@ -384,6 +385,7 @@ sim *sim_new(const eng_policy *p, const sim_traffic *t, uint64_t limit_ms,
 			s->latency = true;
 		s->pol.metrics[s->pol.n_metrics++] = *m;
 	}
+	s->pol0 = s->pol;
 	/* The daemon gives the sequential judge both histograms on every
 	 * tick (controller.c observe()): so does the simulation, unless a
 	 * recording has no latencies to give. */
@@ -849,6 +851,8 @@ int sim_set_rules(sim *s, const sim_rules *r, char *err, size_t errlen)
 {
 	if (r->failure_limit < 0 || r->consecutive_error_limit < 0)
 		return fail(err, errlen, "failure and consecutive error limits must be 0 or more");
+	s->pol = s->pol0;
+	s->rules.kind = SIM_RULES_CANARYD;
 	if (r->kind != SIM_RULES_CANARYD) {
 		const char *who = r->kind == SIM_RULES_FLAGGER ? "flagger" : "argo";
 		for (int i = 0; i < s->pol.n_metrics; i++) {
@@ -882,8 +886,10 @@ int sim_set_rules(sim *s, const sim_rules *r, char *err, size_t errlen)
 					break;
 			}
 		}
-		if (s->n_argo_steps == 0)
+		if (s->n_argo_steps == 0) {
+			s->pol = s->pol0;
 			return fail(err, errlen, "argo's rules need step weights (stepWeight or stepWeights)");
+		}
 	}
 	s->rules = *r;
 	return 0;

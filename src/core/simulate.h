@@ -174,9 +174,11 @@ void sim_run(sim *s, uint64_t seed, sim_result *r);
  * <each> is not NULL, run i's result goes to each[i] too. */
 void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_result *each);
 
-/* Replaces canaryd's rules by Flagger's or Argo Rollouts' (SIM_RULES_*)
- * for the runs that follow. Returns 0, or -1 with <err> filled (negative
- * limits; Argo's rules need step weights). */
+/* Sets whose rules (canaryd's, Flagger's or Argo Rollouts': SIM_RULES_*)
+ * decide the runs that follow. Returns 0, or -1 with <err> filled and
+ * canaryd's rules in force (negative limits; a metric with a relative
+ * threshold, a baseline or a failureDuration, which neither tool has;
+ * Argo's rules without step weights). */
 int sim_set_rules(sim *s, const sim_rules *r, char *err, size_t errlen);
 
 /* Parses recorded traffic: CSV with the columns second, stable_requests,

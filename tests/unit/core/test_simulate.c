@@ -727,6 +727,12 @@ static void test_flagger_rules_floor_the_interval(void **state)
 	assert_int_equal(r.outcome, SIM_ROLLED_BACK);
 	assert_int_equal(r.checks, 3);
 	assert_int_equal(r.decision_ms, 40000);
+	/* and back to canaryd's: checks every second, rolled back at the third */
+	sim_rules cr = { .kind = SIM_RULES_CANARYD };
+	assert_int_equal(sim_set_rules(s, &cr, err, sizeof err), 0);
+	sim_run(s, 1, &r);
+	assert_int_equal(r.outcome, SIM_ROLLED_BACK);
+	assert_true(r.decision_ms <= 5000);
 	sim_free(s);
 	/* a relative metric is canaryd's own */
 	P.metrics[0].relative = true;
