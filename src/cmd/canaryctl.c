@@ -892,7 +892,7 @@ static int opt_num(const command *cmd, const char *flag, const char *v, double l
 {
 	double t;
 	if (v && (parse_num(v, lo, hi, &t) < 0 || (whole && t != floor(t)))) {
-		usage_error(cmd, "%s '%s' is not a %s from %g to %g", flag, v,
+		usage_error(cmd, "%s '%s' is not a %s from %.10g to %.10g", flag, v,
 		            whole ? "whole number" : "number", lo, hi);
 		return -1;
 	}
@@ -901,15 +901,21 @@ static int opt_num(const command *cmd, const char *flag, const char *v, double l
 	return 0;
 }
 
-/* One run's result as JSON (-o json "results"). */
-static json_t *sim_result_json(const sim_result *r, uint64_t seed)
+/* sim_each_fn for -o json: prints each run's result as an element of
+ * "results" as it ends, so that a million runs need no memory for them. */
+static void print_result_json(void *arg, int i, uint64_t seed, const sim_result *r)
 {
-	return json_pack("{s:I, s:s, s:f, s:i, s:i, s:I, s:I, s:s}", "seed", (json_int_t)seed,
+	(void)arg;
+	json_t *o = json_pack("{s:I, s:s, s:f, s:i, s:i, s:I, s:I, s:s}", "seed", (json_int_t)seed,
 	                 "outcome", sim_outcome_name(r->outcome),
 	                 "decisionSeconds", (double)r->decision_ms / 1000.0,
 	                 "finalWeight", r->final_weight, "checks", r->checks,
 	                 "canaryRequests", (json_int_t)r->canary_requests,
 	                 "canaryErrors", (json_int_t)r->canary_errors, "message", r->message);
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+	printf("%s    %s", i ? ",\n" : "", text ? text : "null");
+	free(text);
+	json_decref(o);
 }
 
 static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
@@ -1103,8 +1109,9 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		fprintf(stderr, "canaryctl: note: metric '%s' cannot be simulated and is left out\n",
 		        sim_skipped_metric(s, i));
 	sim_summary sum;
-	sim_result *each = as_json ? xcalloc((size_t)runs, sizeof *each) : NULL;
-	sim_run_many(s, runs, seed, &sum, each);
+	if (as_json)
+		fputs("{\n  \"results\": [\n", stdout);
+	sim_run_many(s, runs, seed, &sum, as_json ? print_result_json : NULL, NULL);
 	sim_free(s);
 
 	if (as_json) {
@@ -1125,17 +1132,11 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 			json_object_set_new(o, "finalWeight", json_integer(sum.first.final_weight));
 			json_object_set_new(o, "message", json_string(sum.first.message));
 		}
-		json_t *arr = json_array();
-		for (int i = 0; i < runs; i++)
-			json_array_append_new(arr, sim_result_json(&each[i], seed + (uint64_t)i));
-		json_object_set_new(o, "results", arr);
-		free(each);
-		/* 10 digits: 1.4, not 1.3999999999999999 */
+		/* 10 digits: 1.4, not 1.3999999999999999; the summary's members
+		 * follow "results" in the object opened above */
 		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-		if (text) {
-			puts(text);
-			free(text);
-		}
+		printf("\n  ],%s\n", text && text[0] == '{' ? text + 1 : "\n}");
+		free(text);
 		json_decref(o);
 	} else {
 		char pol[256];

@@ -1001,7 +1001,8 @@ static double nearest_rank(const double *v, int n, double q)
 	return v[k - 1];
 }
 
-void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_result *each)
+void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_each_fn each,
+                  void *arg)
 {
 	memset(out, 0, sizeof *out);
 	out->median_decision_s = out->p95_decision_s = -1;
@@ -1015,7 +1016,7 @@ void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_result 
 		if (i == 0)
 			out->first = r;
 		if (each)
-			each[i] = r;
+			each(arg, i, seed + (uint64_t)i, &r);
 		out->runs++;
 		if (r.outcome == SIM_PROMOTED)
 			out->promoted++;

@@ -170,9 +170,13 @@ double sim_latency_quantile_ms(const sim *s, int tg, bool warm, double q);
  * result. */
 void sim_run(sim *s, uint64_t seed, sim_result *r);
 
-/* <runs> rollouts with seeds seed, seed+1, ... summed up in <out>; when
- * <each> is not NULL, run i's result goes to each[i] too. */
-void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_result *each);
+/* Called with each run's result as it ends (run <i>, its <seed>). */
+typedef void (*sim_each_fn)(void *arg, int i, uint64_t seed, const sim_result *r);
+
+/* <runs> rollouts with seeds seed, seed+1, ... summed up in <out>; <each>
+ * (when not NULL) is given every run's result, with <arg>. */
+void sim_run_many(sim *s, int runs, uint64_t seed, sim_summary *out, sim_each_fn each,
+                  void *arg);
 
 /* Sets whose rules (canaryd's, Flagger's or Argo Rollouts': SIM_RULES_*)
  * decide the runs that follow. Returns 0, or -1 with <err> filled and

@@ -85,7 +85,7 @@ static void test_healthy_canary_promotes_in_steps_times_interval(void **state)
 	add_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 5, 30000);
 	sim *s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 50, 1, &sum, NULL);
+	sim_run_many(s, 50, 1, &sum, NULL, NULL);
 	/* 10% at the start, four checks to 50%, the fifth promotes */
 	assert_int_equal(sum.promoted, 50);
 	assert_true(sum.median_decision_s >= 5.0 && sum.median_decision_s <= 6.0);
@@ -109,7 +109,7 @@ static void test_failing_canary_rolls_back_at_the_threshold_th_check(void **stat
 		assert_non_null(strstr(r.message, "rolling back"));
 	}
 	sim_summary sum;
-	sim_run_many(s, 100, 1, &sum, NULL);
+	sim_run_many(s, 100, 1, &sum, NULL, NULL);
 	assert_int_equal(sum.rolled_back, 100);
 	assert_true(fabs(sum.median_decision_s - 3.0) < 1e-9);
 	sim_free(s);
@@ -238,7 +238,7 @@ static void test_thousand_half_hour_runs_are_fast(void **state)
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &a);
 	clock_gettime(CLOCK_MONOTONIC, &wa);
 	sim_summary sum;
-	sim_run_many(s, 1000, 1, &sum, NULL);
+	sim_run_many(s, 1000, 1, &sum, NULL, NULL);
 	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &b);
 	clock_gettime(CLOCK_MONOTONIC, &wb);
 	double secs = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
@@ -464,7 +464,7 @@ static void test_sequential_rolls_back_a_failing_canary_within_seconds(void **st
 	T.canary_error_rate = 0.20;
 	sim *s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 200, 1, &sum, NULL);
+	sim_run_many(s, 200, 1, &sum, NULL, NULL);
 	printf("# sequential, 20%% failing canary at 10%% of 200 req/s: median %.1f s, p95 %.1f s\n",
 	       sum.median_decision_s, sum.p95_decision_s);
 	assert_int_equal(sum.rolled_back, 200);
@@ -479,7 +479,7 @@ static void test_sequential_promotes_a_healthy_canary(void **state)
 	sequential();
 	sim *s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 100, 1, &sum, NULL);
+	sim_run_many(s, 100, 1, &sum, NULL, NULL);
 	printf("# sequential, healthy canary: %d of 100 promoted, median %.1f s\n", sum.promoted,
 	       sum.median_decision_s);
 	/* alpha 0.01 bounds the false rollbacks; 3 of 100 would be very unlikely */
@@ -495,7 +495,7 @@ static void test_sequential_rolls_back_a_slightly_worse_canary(void **state)
 	T.canary_error_rate = 0.02;
 	sim *s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 100, 1, &sum, NULL);
+	sim_run_many(s, 100, 1, &sum, NULL, NULL);
 	printf("# sequential, canary 2%% vs stable 0.5%%: %d of 100 rolled back, median %.1f s\n",
 	       sum.rolled_back, sum.median_decision_s);
 	assert_true(sum.rolled_back >= 90);
@@ -583,13 +583,13 @@ static void test_warmup_slows_the_canary_for_its_first_seconds(void **state)
 	add_metric(ENG_M_DURATION, "request-duration", NAN, 320, 5000);
 	s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 20, 1, &sum, NULL);
+	sim_run_many(s, 20, 1, &sum, NULL, NULL);
 	assert_int_equal(sum.rolled_back, 20);
 	assert_true(sum.p95_decision_s < 30);
 	sim_free(s);
 	T.canary_warmup_ms = 0;
 	s = new_sim(0);
-	sim_run_many(s, 20, 1, &sum, NULL);
+	sim_run_many(s, 20, 1, &sum, NULL, NULL);
 	assert_int_equal(sum.promoted, 20);
 	sim_free(s);
 }
@@ -636,7 +636,7 @@ static void test_stable_change_moves_stable_only(void **state)
 	T.stable_error_rate_after = 0.30;
 	s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 10, 1, &sum, NULL);
+	sim_run_many(s, 10, 1, &sum, NULL, NULL);
 	assert_true(sum.promoted >= 9);
 	sim_free(s);
 }
@@ -705,7 +705,7 @@ static void test_sequential_judge_gets_the_histograms(void **state)
 	T.canary_extra_latency_ms = 100;
 	sim *s = new_sim(0);
 	sim_summary sum;
-	sim_run_many(s, 20, 1, &sum, NULL);
+	sim_run_many(s, 20, 1, &sum, NULL, NULL);
 	printf("# sequential, no duration metric, canary median 150 vs 50 ms: %d of 20 rolled back\n",
 	       sum.rolled_back);
 	assert_true(sum.rolled_back >= 19);
