@@ -861,22 +861,101 @@ static const cfg_canary *load_canary(const char *file, const char *name, cfg **c
 	return cc;
 }
 
+/* A duration option: 0 when absent; -1 after a usage error. */
+static int opt_duration(const command *cmd, const char *flag, const char *v, bool zero_ok,
+                        uint64_t *ms)
+{
+	*ms = 0;
+	if (!v)
+		return 0;
+	if (util_parse_duration(v, ms) < 0 || (!zero_ok && *ms == 0) || *ms > 24ULL * 3600 * 1000) {
+		usage_error(cmd, "%s '%s' is not a duration %s 24h (like 90s, 5m)", flag, v,
+		            zero_ok ? "up to" : "above 0 and at most");
+		return -1;
+	}
+	return 0;
+}
+
+/* A rate option (fraction or percentage); -1 after a usage error. */
+static int opt_rate(const command *cmd, const char *flag, const char *v, double *p)
+{
+	if (v && parse_rate(v, p) < 0) {
+		usage_error(cmd, "%s '%s' is not a fraction (0.005) or a percentage (0.5%%)", flag, v);
+		return -1;
+	}
+	return 0;
+}
+
+/* A number option in [lo, hi] (whole when <whole>); -1 after a usage error. */
+static int opt_num(const command *cmd, const char *flag, const char *v, double lo, double hi,
+                   bool whole, double *x)
+{
+	double t;
+	if (v && (parse_num(v, lo, hi, &t) < 0 || (whole && t != floor(t)))) {
+		usage_error(cmd, "%s '%s' is not a %s from %.10g to %.10g", flag, v,
+		            whole ? "whole number" : "number", lo, hi);
+		return -1;
+	}
+	if (v)
+		*x = t;
+	return 0;
+}
+
+/* sim_each_fn for -o json: prints each run's result as an element of
+ * "results" as it ends, so that a million runs need no memory for them. */
+static void print_result_json(void *arg, int i, uint64_t seed, const sim_result *r)
+{
+	(void)arg;
+	json_t *o = json_pack("{s:I, s:s, s:f, s:i, s:i, s:I, s:I, s:s}", "seed", (json_int_t)seed,
+	                 "outcome", sim_outcome_name(r->outcome),
+	                 "decisionSeconds", (double)r->decision_ms / 1000.0,
+	                 "finalWeight", r->final_weight, "checks", r->checks,
+	                 "canaryRequests", (json_int_t)r->canary_requests,
+	                 "canaryErrors", (json_int_t)r->canary_errors, "message", r->message);
+	char *text = o ? json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6)) : NULL;
+	printf("%s    %s", i ? ",\n" : "", text ? text : "null");
+	free(text);
+	json_decref(o);
+}
+
 static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 {
+	(void)cl;
 	const char *file = NULL, *rps = NULL, *ser = NULL, *cer = NULL, *clat = NULL;
 	const char *lat = NULL, *runs_s = NULL, *seed_s = NULL, *data = NULL, *change = NULL;
 	const char *after = NULL, *limit_s = NULL, *out = NULL, *pos[1];
+	const char *safter = NULL, *schange = NULL, *oat = NULL, *ofor = NULL, *orate = NULL;
+	const char *rafter = NULL, *rchange = NULL, *rramp = NULL, *burst = NULL;
+	const char *warm = NULL, *warmf = NULL, *tailf = NULL, *tails = NULL;
+	const char *rules_s = NULL, *flim = NULL, *celim = NULL, *replay = NULL;
 	const option opts[] = {
 		{ "-f", "--file", &file, NULL },
 		{ "--rps", NULL, &rps, NULL },
+		{ "--rps-after", NULL, &rafter, NULL },
+		{ "--rps-change-at", NULL, &rchange, NULL },
+		{ "--rps-ramp", NULL, &rramp, NULL },
 		{ "--stable-error-rate", NULL, &ser, NULL },
+		{ "--stable-error-rate-after", NULL, &safter, NULL },
+		{ "--stable-change-at", NULL, &schange, NULL },
 		{ "--canary-error-rate-after", NULL, &after, NULL },
 		{ "--canary-error-rate", NULL, &cer, NULL },
+		{ "--outage-at", NULL, &oat, NULL },
+		{ "--outage-for", NULL, &ofor, NULL },
+		{ "--outage-error-rate", NULL, &orate, NULL },
+		{ "--burst-size", NULL, &burst, NULL },
 		{ "--canary-latency-ms", NULL, &clat, NULL },
 		{ "--latency-ms", NULL, &lat, NULL },
+		{ "--canary-warmup", NULL, &warm, NULL },
+		{ "--canary-warmup-factor", NULL, &warmf, NULL },
+		{ "--canary-tail-factor", NULL, &tailf, NULL },
+		{ "--canary-tail-share", NULL, &tails, NULL },
+		{ "--rules", NULL, &rules_s, NULL },
+		{ "--failure-limit", NULL, &flim, NULL },
+		{ "--consecutive-error-limit", NULL, &celim, NULL },
 		{ "--runs", NULL, &runs_s, NULL },
 		{ "--seed", NULL, &seed_s, NULL },
 		{ "--data", NULL, &data, NULL },
+		{ "--replay", NULL, &replay, NULL },
 		{ "--change-at", NULL, &change, NULL },
 		{ "--limit", NULL, &limit_s, NULL },
 		{ "-o", "--output", &out, NULL },
@@ -899,10 +978,9 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 			return usage_error(cmd, "--rps '%s' is not a rate above 0 and at most 10000000", rps);
 		tr.rps = v;
 	}
-	if (ser && parse_rate(ser, &tr.stable_error_rate) < 0)
-		return usage_error(cmd, "--stable-error-rate '%s' is not a fraction (0.005) or a percentage (0.5%%)", ser);
-	if (cer && parse_rate(cer, &tr.canary_error_rate) < 0)
-		return usage_error(cmd, "--canary-error-rate '%s' is not a fraction (0.005) or a percentage (0.5%%)", cer);
+	if (opt_rate(cmd, "--stable-error-rate", ser, &tr.stable_error_rate) < 0 ||
+	    opt_rate(cmd, "--canary-error-rate", cer, &tr.canary_error_rate) < 0)
+		return EXIT_USAGE;
 	if (clat) {
 		if (parse_num(clat, -1e6, 1e6, &v) < 0)
 			return usage_error(cmd, "--canary-latency-ms '%s' is not a number of milliseconds", clat);
@@ -915,12 +993,71 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 	}
 	if ((change == NULL) != (after == NULL))
 		return usage_error(cmd, "--change-at DUR and --canary-error-rate-after P go together");
-	if (change) {
-		if (util_parse_duration(change, &tr.change_at_ms) < 0 || tr.change_at_ms == 0)
-			return usage_error(cmd, "--change-at '%s' is not a duration above 0 (like 90s, 5m)", change);
-		if (parse_rate(after, &tr.canary_error_rate_after) < 0)
-			return usage_error(cmd, "--canary-error-rate-after '%s' is not a fraction (0.005) or a percentage (0.5%%)", after);
+	if (opt_duration(cmd, "--change-at", change, false, &tr.change_at_ms) < 0 ||
+	    opt_rate(cmd, "--canary-error-rate-after", after, &tr.canary_error_rate_after) < 0)
+		return EXIT_USAGE;
+	if ((schange == NULL) != (safter == NULL))
+		return usage_error(cmd, "--stable-change-at DUR and --stable-error-rate-after P go together");
+	if (opt_duration(cmd, "--stable-change-at", schange, false, &tr.stable_change_at_ms) < 0 ||
+	    opt_rate(cmd, "--stable-error-rate-after", safter, &tr.stable_error_rate_after) < 0)
+		return EXIT_USAGE;
+	if (!ofor && (oat || orate))
+		return usage_error(cmd, "--outage-at and --outage-error-rate need --outage-for DUR");
+	if (opt_duration(cmd, "--outage-at", oat, true, &tr.outage_at_ms) < 0 ||
+	    opt_duration(cmd, "--outage-for", ofor, false, &tr.outage_for_ms) < 0)
+		return EXIT_USAGE;
+	tr.outage_error_rate = 1;
+	if (opt_rate(cmd, "--outage-error-rate", orate, &tr.outage_error_rate) < 0)
+		return EXIT_USAGE;
+	if ((rchange == NULL) != (rafter == NULL))
+		return usage_error(cmd, "--rps-change-at DUR and --rps-after N go together");
+	if (rramp && !rchange)
+		return usage_error(cmd, "--rps-ramp DUR needs --rps-change-at DUR and --rps-after N");
+	if (opt_duration(cmd, "--rps-change-at", rchange, false, &tr.rps_change_at_ms) < 0 ||
+	    opt_duration(cmd, "--rps-ramp", rramp, false, &tr.rps_ramp_ms) < 0 ||
+	    opt_num(cmd, "--rps-after", rafter, 0.001, 1e7, false, &tr.rps_after) < 0)
+		return EXIT_USAGE;
+	double x = 0;
+	if (opt_num(cmd, "--burst-size", burst, 1, 1000000, true, &x) < 0)
+		return EXIT_USAGE;
+	tr.burst_size = (uint64_t)x;
+	if (warmf && !warm)
+		return usage_error(cmd, "--canary-warmup-factor X needs --canary-warmup DUR");
+	if (tails && !tailf)
+		return usage_error(cmd, "--canary-tail-share P needs --canary-tail-factor X");
+	if (opt_duration(cmd, "--canary-warmup", warm, false, &tr.canary_warmup_ms) < 0 ||
+	    opt_num(cmd, "--canary-warmup-factor", warmf, 0.01, 1000, false, &tr.canary_warmup_factor) < 0 ||
+	    opt_num(cmd, "--canary-tail-factor", tailf, 1, 1000, false, &tr.canary_tail_factor) < 0 ||
+	    opt_rate(cmd, "--canary-tail-share", tails, &tr.canary_tail_share) < 0)
+		return EXIT_USAGE;
+	if (tails && !(tr.canary_tail_share > 0 && tr.canary_tail_share < 0.5))
+		return usage_error(cmd, "--canary-tail-share '%s' is not a share above 0 and below 50%%", tails);
+	sim_rules rules = { .kind = SIM_RULES_CANARYD, .failure_limit = 0, .consecutive_error_limit = 4 };
+	if (rules_s) {
+		if (strcmp(rules_s, "canaryd") == 0)
+			rules.kind = SIM_RULES_CANARYD;
+		else if (strcmp(rules_s, "flagger") == 0)
+			rules.kind = SIM_RULES_FLAGGER;
+		else if (strcmp(rules_s, "argo") == 0)
+			rules.kind = SIM_RULES_ARGO;
+		else
+			return usage_error(cmd, "--rules '%s' is not canaryd, flagger or argo", rules_s);
 	}
+	if ((flim || celim) && rules.kind != SIM_RULES_ARGO)
+		return usage_error(cmd, "--failure-limit and --consecutive-error-limit go with --rules argo");
+	x = rules.failure_limit;
+	if (opt_num(cmd, "--failure-limit", flim, 0, 1000000, true, &x) < 0)
+		return EXIT_USAGE;
+	rules.failure_limit = (int)x;
+	x = rules.consecutive_error_limit;
+	if (opt_num(cmd, "--consecutive-error-limit", celim, 0, 1000000, true, &x) < 0)
+		return EXIT_USAGE;
+	rules.consecutive_error_limit = (int)x;
+	if (replay && !data)
+		return usage_error(cmd, "--replay goes with --data CSV");
+	if (replay && strcmp(replay, "weights") != 0 && strcmp(replay, "recorded") != 0)
+		return usage_error(cmd, "--replay '%s' is not weights or recorded", replay);
+	tr.replay_recorded_split = replay && strcmp(replay, "recorded") == 0;
 	int runs = 1;
 	if (runs_s) {
 		if (parse_num(runs_s, 1, 1000000, &v) < 0 || v != floor(v))
@@ -931,10 +1068,10 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 	if (seed_s) {
 		char *end;
 		errno = 0;
-		unsigned long long x = strtoull(seed_s, &end, 10);
+		unsigned long long sx = strtoull(seed_s, &end, 10);
 		if (end == seed_s || *end || errno || seed_s[0] == '-')
 			return usage_error(cmd, "--seed '%s' is not a non-negative integer", seed_s);
-		seed = x;
+		seed = sx;
 	}
 	uint64_t limit = SIM_DEFAULT_LIMIT_MS;
 	if (limit_s && (util_parse_duration(limit_s, &limit) < 0 || limit == 0 ||
@@ -961,8 +1098,9 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		tr.data = &rec;
 	}
 	sim *s = sim_new(&cc->policy, &tr, limit, err, sizeof err);
-	if (!s) {
+	if (!s || sim_set_rules(s, &rules, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryctl: %s\n", err);
+		sim_free(s);
 		sim_data_release(&rec);
 		cfg_free(conf);
 		return EXIT_USAGE;
@@ -971,33 +1109,42 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		fprintf(stderr, "canaryctl: note: metric '%s' cannot be simulated and is left out\n",
 		        sim_skipped_metric(s, i));
 	sim_summary sum;
-	sim_run_many(s, runs, seed, &sum);
+	if (as_json)
+		fputs("{\n  \"results\": [\n", stdout);
+	sim_run_many(s, runs, seed, &sum, as_json ? print_result_json : NULL, NULL);
 	sim_free(s);
 
 	if (as_json) {
-		json_t *o = json_pack("{s:i, s:i, s:i, s:i}", "runs", sum.runs, "promoted", sum.promoted,
+		json_t *o = json_pack("{s:s, s:i, s:i, s:i, s:i}", "rules",
+		                      rules.kind == SIM_RULES_FLAGGER ? "flagger"
+		                      : rules.kind == SIM_RULES_ARGO ? "argo" : "canaryd",
+		                      "runs", sum.runs, "promoted", sum.promoted,
 		                      "rolledBack", sum.rolled_back, "undecided", sum.undecided);
 		json_object_set_new(o, "medianDecisionSeconds",
 		                    sum.median_decision_s < 0 ? json_null() : json_real(sum.median_decision_s));
+		json_object_set_new(o, "p50DecisionSeconds",
+		                    sum.median_decision_s < 0 ? json_null() : json_real(sum.median_decision_s));
+		json_object_set_new(o, "p95DecisionSeconds",
+		                    sum.p95_decision_s < 0 ? json_null() : json_real(sum.p95_decision_s));
 		if (runs == 1) {
 			json_object_set_new(o, "outcome", json_string(sim_outcome_name(sum.first.outcome)));
 			json_object_set_new(o, "decisionSeconds", json_real((double)sum.first.decision_ms / 1000.0));
 			json_object_set_new(o, "finalWeight", json_integer(sum.first.final_weight));
 			json_object_set_new(o, "message", json_string(sum.first.message));
 		}
-		/* 10 digits: 1.4, not 1.3999999999999999 */
+		/* 10 digits: 1.4, not 1.3999999999999999; the summary's members
+		 * follow "results" in the object opened above */
 		char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
-		if (text) {
-			puts(text);
-			free(text);
-		}
+		printf("\n  ],%s\n", text && text[0] == '{' ? text + 1 : "\n}");
+		free(text);
 		json_decref(o);
 	} else {
 		char pol[256];
 		describe_policy(&cc->policy, pol, sizeof pol);
 		printf("canary %s: %s\n", cc->name, pol);
 		if (data)
-			printf("traffic: replay of '%s' (%zu s)\n", data, rec.n);
+			printf("traffic: replay of '%s' (%zu s) %s\n", data, rec.n,
+			       tr.replay_recorded_split ? "as recorded" : "at the engine's weights");
 		else
 			printf("traffic: %g req/s, stable %.2f%% errors, canary %.2f%% errors, "
 			       "median latency %g ms, canary's %g ms\n", tr.rps, 100 * tr.stable_error_rate,
@@ -1006,6 +1153,29 @@ static int cmd_simulate(client *cl, const command *cmd, int argc, char **argv)
 		if (change)
 			printf("  from %s on the canary's error rate is %.2f%%\n", change,
 			       100 * tr.canary_error_rate_after);
+		if (schange)
+			printf("  from %s on stable's error rate is %.2f%%\n", schange,
+			       100 * tr.stable_error_rate_after);
+		if (ofor)
+			printf("  a shared outage at %s for %s: both versions fail %.2f%%\n", oat ? oat : "0s",
+			       ofor, 100 * tr.outage_error_rate);
+		if (rchange)
+			printf("  from %s on %g req/s%s%s\n", rchange, tr.rps_after, rramp ? ", ramped over " : "",
+			       rramp ? rramp : "");
+		if (tr.burst_size > 1)
+			printf("  failures in bursts of %llu requests of one version\n",
+			       (unsigned long long)tr.burst_size);
+		if (warm)
+			printf("  the canary %g times slower for its first %s\n", tr.canary_warmup_factor, warm);
+		if (tailf)
+			printf("  the canary's slowest %g%% of requests %g times slower\n",
+			       100 * tr.canary_tail_share, tr.canary_tail_factor);
+		if (rules.kind == SIM_RULES_FLAGGER)
+			printf("rules: Flagger's (interval at least 10s, no data fails a check, rollback an "
+			       "interval after the threshold-th failed check)\n");
+		else if (rules.kind == SIM_RULES_ARGO)
+			printf("rules: Argo Rollouts' (a step each interval, failureLimit %d, "
+			       "consecutiveErrorLimit %d)\n", rules.failure_limit, rules.consecutive_error_limit);
 		if (runs == 1) {
 			const sim_result *r = &sum.first;
 			printf("%s after %.1fs at canary weight %d (checks: %d; canary served %llu requests, %llu errors)\n",
@@ -1352,13 +1522,24 @@ static const command commands[] = {
 	  "manual traffic override (0..100); the analysis is paused while it holds", cmd_set_weight },
 	{ "approve", "NAME", "approve a pending manual gate", cmd_simple },
 	{ "history", "NAME [-o json]", "the audit events of NAME, oldest first", cmd_history },
-	{ "simulate", "-f FILE|DIR [NAME] [--rps N] [--stable-error-rate P] [--canary-error-rate P] "
-	  "[--canary-latency-ms MS] [--latency-ms MS] [--change-at DUR --canary-error-rate-after P] "
-	  "[--data CSV] [--runs N] [--seed S] [--limit DUR] [-o json]",
+	{ "simulate", "-f FILE|DIR [NAME] [--rps N] [--rps-change-at DUR --rps-after N [--rps-ramp DUR]] "
+	  "[--stable-error-rate P] [--canary-error-rate P] [--change-at DUR --canary-error-rate-after P] "
+	  "[--stable-change-at DUR --stable-error-rate-after P] "
+	  "[--outage-at DUR --outage-for DUR --outage-error-rate P] [--burst-size N] "
+	  "[--latency-ms MS] [--canary-latency-ms MS] [--canary-warmup DUR [--canary-warmup-factor X]] "
+	  "[--canary-tail-factor X [--canary-tail-share P]] "
+	  "[--rules canaryd|flagger|argo [--failure-limit N] [--consecutive-error-limit N]] "
+	  "[--data CSV [--replay weights|recorded]] [--runs N] [--seed S] [--limit DUR] [-o json]",
 	  "offline: run NAME's rollout policy against synthetic (or --data recorded) traffic and "
 	  "report the outcome and time to decision; rates as fractions (0.005) or percentages (0.5%); "
-	  "--canary-latency-ms is the canary's extra median latency over --latency-ms (50); "
-	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m", cmd_simulate },
+	  "times from the rollout's start; --canary-latency-ms is the canary's extra median latency "
+	  "over --latency-ms (50); --burst-size N: each version's failures come N requests at a time "
+	  "at its long-run rate; --outage-*: both versions fail at P (default 100%) for DUR; "
+	  "--canary-warmup: the canary X (2) times slower for DUR; --canary-tail-factor: its slowest "
+	  "P (2%) of requests X times slower (p99 x X, median unchanged); --rules: Flagger's or Argo "
+	  "Rollouts' rules on the same traffic (failureLimit 0, consecutiveErrorLimit 4); "
+	  "--replay: the recording's requests split at the engine's weight (default) or as recorded; "
+	  "defaults 200 req/s, 0.5% errors, 1 run, seed 1, --limit 30m (see docs/simulate.md)", cmd_simulate },
 	{ "render", "-f FILE|DIR [NAME] (--weight W | --iteration) [--mirror] [--cookie V] "
 	  "[--primary-cookie V] [--provider P] [-o yaml|json]",
 	  "offline: print the Kubernetes router objects of NAME (Istio, Gateway API, SMI) as "
