@@ -107,6 +107,15 @@ void provider_redact(char *s, const char *secret)
 		return;
 	for (char *p = s; (p = strstr(p, secret)) != NULL; p += kl)
 		memset(p, '*', kl);
+	/* a reason is cut to its buffer, which may end inside the key: the
+	 * start of a key at the very end is masked too (from 4 characters,
+	 * below which a text's last word would be masked by chance) */
+	size_t n = strlen(s);
+	for (size_t l = kl - 1 < n ? kl - 1 : n; l >= 4; l--)
+		if (!memcmp(s + n - l, secret, l)) {
+			memset(s + n - l, '*', l);
+			break;
+		}
 }
 
 /* A plain decimal number as JSON writes it and as Prometheus formats

@@ -188,9 +188,10 @@ int provider_parse_newrelic(int status, const char *body, size_t len, double *va
                             char *reason, size_t rlen);
 
 /* Overwrites each occurrence of <secret> (a provider's key; NULL or "" is
- * none) in NUL-terminated <s> with '*': a receiver that echoes a key back
- * in an error must not put it in a reason, which goes to the audit and
- * the logs. */
+ * none) in NUL-terminated <s> with '*', and the key's first 4 or more
+ * characters at the end of <s> (where a cut reason ends): a receiver that
+ * echoes a key back in an error must not put it in a reason, which goes
+ * to the audit and the logs. */
 void provider_redact(char *s, const char *secret);
 
 /* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]") in <root>:

@@ -204,6 +204,23 @@ static void test_a_key_echoed_back_is_scrubbed(void **state)
 	provider_redact(s, NULL);
 	provider_redact(s, "");
 	assert_string_equal(s, "HTTP 403: key ****** is invalid (************)");
+	/* a reason cut inside the key: its start is masked too */
+	char cut[64] = "HTTP 401: bad key abc1";
+	provider_redact(cut, "abc123");
+	assert_string_equal(cut, "HTTP 401: bad key ****");
+	char word[64] = "HTTP 401: abc";   /* too short to tell from a word */
+	provider_redact(word, "abc123");
+	assert_string_equal(word, "HTTP 401: abc");
+	/* through the parser: a long error cut inside an echoed key */
+	char body[512], reason[256];
+	double v;
+	snprintf(body, sizeof body, "{\"errors\": [\"%0140d key 0123456789abcdefghij\"]}", 0);
+	provider_parse_datadog(403, body, strlen(body), &v, reason, sizeof reason);
+	assert_non_null(strstr(reason, " key 01234")); /* the parser cut it... */
+	assert_null(strstr(reason, "0123456789abcdefghij"));
+	provider_redact(reason, "0123456789abcdefghij");
+	assert_null(strstr(reason, " key 0123")); /* ...and what is left of it is masked */
+	assert_non_null(strstr(reason, " key ****"));
 }
 
 static void test_the_table_has_both(void **state)
