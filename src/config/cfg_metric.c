@@ -278,12 +278,15 @@ static const char *const key_titles[CFG_KEYS] = { "API key", "application key", 
 
 #define KEY_MAX 4096 /* a key longer than this is not one (a wrong file) */
 
-/* Whether <k> (<n> bytes) can be sent as a header value as it is: visible
- * ASCII, no blanks. Real keys are hex digits or letters, digits and '-'. */
+/* Whether <k> (<n> bytes) is made of the characters keys are made of:
+ * letters, digits and - _ . ~ + / = (Datadog's are hex digits, New
+ * Relic's letters, digits and '-'; base64 at most). It goes in a header
+ * as it is, and a reason that echoes it can be masked with '*'
+ * (provider_redact) without the mask making a key again. */
 static bool key_chars_ok(const char *k, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)k[i] <= 0x20 || (unsigned char)k[i] >= 0x7f)
+		if (!isalnum((unsigned char)k[i]) && !strchr("-_.~+/=", k[i]))
 			return false;
 	return true;
 }
@@ -336,8 +339,8 @@ static int key_from_file(const char *cfgfile, const char *path, char **out, char
 	else if (!n)
 		snprintf(why, whylen, "the file is empty");
 	else if (!key_chars_ok(k, n))
-		snprintf(why, whylen, "the key has a blank, control or non-ASCII character (one "
-		         "line of visible ASCII, a trailing line break is trimmed)");
+		snprintf(why, whylen, "the key has a character keys do not have (letters, digits "
+		         "and - _ . ~ + / =; a trailing line break is trimmed)");
 	else {
 		*out = k;
 		return 0;
@@ -400,8 +403,8 @@ static void read_key(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps,
 		           "'%s', which is empty", p, kp->title, key_titles[k], whose, name);
 	else if (n > KEY_MAX || !key_chars_ok(v, n))
 		cfg_err_at(d->x, e->val, "%s: environment variable '%s' does not hold a %s %s: it is "
-		           "longer than %d bytes or has a blank, control or non-ASCII character", p,
-		           name, kp->title, key_titles[k], KEY_MAX);
+		           "longer than %d bytes or has a character keys do not have (letters, digits "
+		           "and - _ . ~ + / =)", p, name, kp->title, key_titles[k], KEY_MAX);
 	else {
 		si->s.key[k] = xmalloc(n + 1);
 		memcpy(si->s.key[k], v, n);

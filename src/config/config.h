@@ -73,7 +73,8 @@ typedef struct cfg_metric_source {
 	char *account_id;   /* newrelic: the account, digits */
 	/* datadog: [CFG_KEY_API] DD-API-KEY and [CFG_KEY_APP] DD-APPLICATION-KEY;
 	 * newrelic: [CFG_KEY_QUERY] X-Query-Key. key[] holds the keys
-	 * themselves (visible ASCII, never logged, shown or put in a message);
+	 * themselves (letters, digits and - _ . ~ + / =; never logged, shown
+	 * or put in a message);
 	 * key_file[] and key_env[] where each was read (provider.apiKeyFile,
 	 * ...Env), for messages. */
 	char *key[CFG_KEYS];

@@ -191,7 +191,8 @@ int provider_parse_newrelic(int status, const char *body, size_t len, double *va
  * none) in NUL-terminated <s> with '*', and the key's first 4 or more
  * characters at the end of <s> (where a cut reason ends): a receiver that
  * echoes a key back in an error must not put it in a reason, which goes
- * to the audit and the logs. */
+ * to the audit and the logs. Afterwards <s> holds neither, for a key
+ * without '*' (the configuration takes none: config.h). */
 void provider_redact(char *s, const char *secret);
 
 /* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]") in <root>:

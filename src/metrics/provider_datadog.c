@@ -61,16 +61,18 @@ int provider_parse_datadog(int status, const char *body, size_t len, double *val
 	}
 	if (!root)
 		return provider_no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
-	const char *st = json_string_value(json_object_get(root, "status"));
+	const json_t *stj = json_object_get(root, "status");
+	const char *st = json_string_value(stj);
 	const json_t *series = json_object_get(root, "series");
 	const json_t *pl = json_object_get(json_array_get(series, 0), "pointlist");
 	const json_t *point = json_array_get(pl, 0);
 	const json_t *v = json_array_get(point, 1);
 	if (!json_is_object(root)) {
 		provider_no_value(reason, rlen, "answer is not a JSON object");
-	} else if ((st && strcmp(st, "ok") != 0) || json_object_get(root, "errors")) {
+	} else if ((stj && !(st && !strcmp(st, "ok"))) || json_object_get(root, "errors")) {
 		const char *e = error_message(root);
-		provider_no_value(reason, rlen, "query failed: %.150s", e ? e : st);
+		provider_no_value(reason, rlen, "query failed: %.150s",
+		                  e ? e : st ? st : "status is not 'ok'");
 	} else if (!json_is_array(series)) {
 		provider_no_value(reason, rlen, "answer has no series");
 	} else if (json_array_size(series) == 0) {

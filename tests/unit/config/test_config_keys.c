@@ -103,6 +103,7 @@ static int setup(void **state)
 	write_file("nr.key", NRKEY);
 	write_file("empty.key", "\n");
 	write_file("blank.key", "dd01 2345\n");
+	write_file("star.key", "dd01*2345\n"); /* '*' is the mask of a scrubbed key */
 	setenv("CANARYD_TEST_NR", NRKEY "\n", 1);
 	setenv("CANARYD_TEST_EMPTY", "", 1);
 	unsetenv("CANARYD_TEST_UNSET");
@@ -112,7 +113,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	static const char *const files[] = { "c.yaml", "api.key", "app.key", "nr.key",
-	                                     "empty.key", "blank.key" };
+	                                     "empty.key", "blank.key", "star.key" };
 	char p[512];
 	for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
 		snprintf(p, sizeof p, "%s/%s", dir, files[i]);
@@ -171,7 +172,10 @@ static void test_key_errors_name_provider_metric_and_place(void **state)
 	must_fail(DD_METRIC("apiKeyFile: empty.key, applicationKeyFile: app.key"), NULL,
 	          (const char *const[]){ "'empty.key': the file is empty", NULL });
 	must_fail(DD_METRIC("apiKeyFile: blank.key, applicationKeyFile: app.key"), NULL,
-	          (const char *const[]){ "'blank.key': the key has a blank", NULL });
+	          (const char *const[]){ "'blank.key': the key has a character keys do not have", NULL });
+	must_fail(DD_METRIC("apiKeyFile: api.key, applicationKeyFile: star.key"), NULL,
+	          (const char *const[]){ "'star.key': the key has a character keys do not have",
+	          NULL });
 	must_fail(DD_METRIC("apiKeyFile: '.', applicationKeyFile: app.key"), NULL,
 	          (const char *const[]){ "from '.': not a regular file", NULL });
 	must_fail(DD_METRIC("apiKeyFile: api.key"), NULL,
