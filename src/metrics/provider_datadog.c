@@ -135,7 +135,7 @@ static int datadog_url(const cfg_metric_source *src, const provider_window *w, t
 	while (al && a[al - 1] == '/')
 		al--;
 	/* Flagger: int64(10 * interval.Seconds()) */
-	long long delta = (long long)(DATADOG_FROM_FACTOR * (w->w.span_ms / 1000));
+	long long delta = (long long)(DATADOG_FROM_FACTOR * w->w.span_ms / 1000);
 	buf_append(out, a, al);
 	buf_printf(out, "/api/v1/query?from=%lld&to=%lld&query=", (long long)now - delta,
 	           (long long)now);

@@ -262,6 +262,15 @@ def test_datadog_errors_and_empty_answers_are_no_data_with_a_reason():
     assert rc == 0 and "canary value: 0.5\n" in out, out
     assert ("canary query: GET %s/api/v1/query?from=" % api.url) in out, out
     assert "&query=sum%3Atrace.http.request.errors%7Bservice%3Ashop%2Cversion%3A" in out, out
+    # Flagger's window is int64(10 * interval.Seconds()): 15 s for 1500ms
+    with open(cfgp) as f:
+        text = f.read()
+    with open(cfgp, "w") as f:
+        f.write(text.replace("interval: 1m", "interval: 1500ms"))
+    del api.requests[:]
+    rc, out = _query(cfgp)
+    params = api.requests[0][1]
+    assert rc == 0 and int(params["to"][0]) - int(params["from"][0]) == 15, (params, out)
     rc, out = _query(cfgp, "-o", "json")
     read = json.loads(out)["reads"][0]
     assert read["provider"] == "datadog" and read["value"] == 0.5, read
