@@ -187,6 +187,12 @@ static int cannot_run(const cfg_canary *cc, int what, char *why, size_t whylen)
 	}
 	if (!s->unread)
 		return 0;
+	if (s->unread_why) {
+		snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s'%s%s%s: %s", cc->name, cc->file,
+		         cc->line, cc->policy.metrics[what - 1].name, tmpl ? " (MetricTemplate '" : "",
+		         tmpl ? tmpl : "", tmpl ? "')" : "", s->unread_why);
+		return -1;
+	}
 	snprintf(why, whylen, "canary '%s' (%s:%d): metric '%s'%s%s%s: provider.%s is not honoured "
 	         "by canaryd (%s)", cc->name, cc->file, cc->line, cc->policy.metrics[what - 1].name,
 	         tmpl ? " (MetricTemplate '" : "", tmpl ? tmpl : "", tmpl ? "')" : "", s->unread,

@@ -5,6 +5,7 @@
  * resolved into the metrics whose templateRef names them. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -12,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cfgload.h"
 #include "template.h"
@@ -39,6 +42,12 @@ void cfg_src_release(cfg_metric_source *s)
 	free(s->json_path);
 	free(s->template_name);
 	free(s->type_name);
+	free(s->account_id);
+	for (int k = 0; k < CFG_KEYS; k++) {
+		free(s->key[k]);
+		free(s->key_file[k]);
+		free(s->key_env[k]);
+	}
 	for (size_t i = 0; i < s->n_variables; i++) {
 		free((char *)s->variables[i].key);
 		free((char *)s->variables[i].value);
@@ -66,6 +75,13 @@ static void src_copy(cfg_metric_source *dst, const cfg_metric_source *src)
 	dst->template_name = dup_or_null(src->template_name);
 	dst->type_name = dup_or_null(src->type_name);
 	dst->unread = src->unread;
+	dst->unread_why = src->unread_why;
+	dst->account_id = dup_or_null(src->account_id);
+	for (int k = 0; k < CFG_KEYS; k++) {
+		dst->key[k] = dup_or_null(src->key[k]);
+		dst->key_file[k] = dup_or_null(src->key_file[k]);
+		dst->key_env[k] = dup_or_null(src->key_env[k]);
+	}
 	/* templateVariables are the metric's, not the template's: not copied */
 }
 
@@ -211,15 +227,265 @@ static const field provider_fields[] = {
 	{ "secretRef", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
 	{ "insecureSkipVerify", cfg_h_bool, F_BOTH, offsetof(src_in, insecure), 0, 0 },
 	{ "region", NULL, F_FLAGGER, NOSTORE, 0, 0 },
+	/* datadog and newrelic: where their keys are (never the keys), in
+	 * the order of CFG_KEY_, a file and a variable each */
+	{ "accountId", cfg_h_string, F_BOTH, offsetof(src_in, s.account_id), 0, 0 },
+	{ "apiKeyFile", cfg_h_string, F_BOTH, offsetof(src_in, s.key_file[CFG_KEY_API]), 0, 0 },
+	{ "apiKeyEnv", cfg_h_string, F_BOTH, offsetof(src_in, s.key_env[CFG_KEY_API]), 0, 0 },
+	{ "applicationKeyFile", cfg_h_string, F_BOTH, offsetof(src_in, s.key_file[CFG_KEY_APP]),
+	  0, 0 },
+	{ "applicationKeyEnv", cfg_h_string, F_BOTH, offsetof(src_in, s.key_env[CFG_KEY_APP]),
+	  0, 0 },
+	{ "queryKeyFile", cfg_h_string, F_BOTH, offsetof(src_in, s.key_file[CFG_KEY_QUERY]),
+	  0, 0 },
+	{ "queryKeyEnv", cfg_h_string, F_BOTH, offsetof(src_in, s.key_env[CFG_KEY_QUERY]), 0, 0 },
 };
 enum { P_TYPE, P_ADDRESS, P_TIMEOUT, P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH,
-       P_SECRETREF, P_INSECURE };
+       P_SECRETREF, P_INSECURE, P_REGION, P_ACCOUNT, P_KEYS };
+#define P_KEY_FILE(k) (P_KEYS + 2 * (k))
+#define P_KEY_ENV(k) (P_KEYS + 2 * (k) + 1)
 
 /* Flagger's provider types that canaryd does not speak. */
 static const char *const flagger_providers[] = {
-	"influxdb", "datadog", "externalmetrics", "stackdriver", "cloudwatch", "newrelic",
-	"graphite", "dynatrace", "keptn", "splunk",
+	"influxdb", "externalmetrics", "stackdriver", "cloudwatch", "graphite", "dynatrace",
+	"keptn", "splunk",
 };
+
+/* The types canaryd reads with keys: Flagger's defaults and what a
+ * provider of each needs. */
+static const struct keyed {
+	const char *type;
+	const char *title;          /* in messages */
+	cfg_provider_type t;
+	const char *address;        /* Flagger's default address */
+	int keys[2], n_keys;        /* CFG_KEY_ it needs */
+	const char *why;            /* cfg_metric_source.unread_why */
+} keyed_providers[] = {
+	{ "datadog", "Datadog", CFG_PROVIDER_DATADOG, "https://api.datadoghq.com",
+	  { CFG_KEY_API, CFG_KEY_APP }, 2,
+	  "canaryd reads no Kubernetes secrets (Flagger's secretRef): give the Datadog keys in a "
+	  "MetricTemplate of apiVersion " API_NATIVE ", with provider.apiKeyFile (or apiKeyEnv) "
+	  "and provider.applicationKeyFile (or applicationKeyEnv)" },
+	{ "newrelic", "New Relic", CFG_PROVIDER_NEWRELIC, "https://insights-api.newrelic.com",
+	  { CFG_KEY_QUERY }, 1,
+	  "canaryd reads no Kubernetes secrets (Flagger's secretRef): give the New Relic account "
+	  "and key in a MetricTemplate of apiVersion " API_NATIVE ", with provider.accountId "
+	  "and provider.queryKeyFile (or queryKeyEnv)" },
+};
+
+/* What each key is called in messages, by CFG_KEY_. */
+static const char *const key_titles[CFG_KEYS] = { "API key", "application key", "query key" };
+
+#define KEY_MAX 4096 /* a key longer than this is not one (a wrong file) */
+
+/* Whether <k> (<n> bytes) is made of the characters keys are made of:
+ * letters, digits and - _ . ~ + / = (Datadog's are hex digits, New
+ * Relic's letters, digits and '-'; base64 at most). It goes in a header
+ * as it is, and a reason that echoes it can be masked with '*'
+ * (provider_redact) without the mask making a key again. */
+static bool key_chars_ok(const char *k, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)k[i]) && !strchr("-_.~+/=", k[i]))
+			return false;
+	return true;
+}
+
+/* Reads the key in file <path> (relative to the directory of <cfgfile>,
+ * the configuration file that names it) into *out: the whole file, its
+ * trailing line breaks trimmed. Returns 0, or -1 with <why> (which never
+ * holds the file's content). */
+static int key_from_file(const char *cfgfile, const char *path, char **out, char *why,
+                         size_t whylen)
+{
+	buf full = BUF_INIT;
+	const char *slash = strrchr(cfgfile, '/');
+	if (path[0] != '/' && slash)
+		buf_append(&full, cfgfile, (size_t)(slash - cfgfile) + 1);
+	buf_puts(&full, path);
+	/* O_NONBLOCK: a FIFO named by mistake must not hang the load */
+	int fd = open(full.p, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	buf_release(&full);
+	struct stat st;
+	if (fd < 0) {
+		snprintf(why, whylen, "%s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "not a regular file");
+		close(fd);
+		return -1;
+	}
+	char *k = xmalloc(KEY_MAX + 2);
+	size_t n = 0;
+	ssize_t r;
+	while (n < KEY_MAX + 1 && (r = read(fd, k + n, KEY_MAX + 1 - n)) != 0) {
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			snprintf(why, whylen, "%s", strerror(errno));
+			close(fd);
+			free(k);
+			return -1;
+		}
+		n += (size_t)r;
+	}
+	close(fd);
+	while (n && (k[n - 1] == '\n' || k[n - 1] == '\r'))
+		n--;
+	k[n] = '\0';
+	if (n > KEY_MAX)
+		snprintf(why, whylen, "larger than %d bytes: not a key", KEY_MAX);
+	else if (!n)
+		snprintf(why, whylen, "the file is empty");
+	else if (!key_chars_ok(k, n))
+		snprintf(why, whylen, "the key has a character keys do not have (letters, digits "
+		         "and - _ . ~ + / =; a trailing line break is trimmed)");
+	else {
+		*out = k;
+		return 0;
+	}
+	free(k);
+	return -1;
+}
+
+/* Reads key <k> of a <kp> provider into si->s.key[k]: from the file or
+ * the environment variable its keys <ps> name (exactly one of them),
+ * checked as a header value. <whose> names the metric or MetricTemplate
+ * in messages; a message names where the key was to come from, never
+ * the key. */
+static void read_key(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps, src_in *si,
+                     const struct keyed *kp, int k, const char *whose)
+{
+	const slot *f = &ps[P_KEY_FILE(k)], *e = &ps[P_KEY_ENV(k)];
+	const char *fk = provider_fields[P_KEY_FILE(k)].key, *ek = provider_fields[P_KEY_ENV(k)].key;
+	char p[PATH_LEN], why[256];
+	if (!f->key && !e->key) {
+		cfg_err_at(d->x, pk, "%s.%s or %s.%s: required (the %s %s of %s, read from a file or "
+		           "an environment variable; it is never written in the configuration)", ppath,
+		           fk, ppath, ek, kp->title, key_titles[k], whose);
+		return;
+	}
+	if (f->key && e->key) {
+		cfg_join(p, ppath, ek);
+		cfg_err_at(d->x, e->key, "%s: cannot be used with %s (the key is read from one place)",
+		           p, fk);
+		return;
+	}
+	if (f->key) {
+		cfg_join(p, ppath, fk);
+		if (!si->s.key_file[k])
+			return; /* reported by cfg_read_string */
+		if (key_from_file(d->x->name, si->s.key_file[k], &si->s.key[k], why, sizeof why) < 0)
+			cfg_err_at(d->x, f->val, "%s: cannot read the %s %s of %s from '%s': %s", p,
+			           kp->title, key_titles[k], whose, si->s.key_file[k], why);
+		return;
+	}
+	cfg_join(p, ppath, ek);
+	const char *name = si->s.key_env[k];
+	if (!name)
+		return;
+	bool name_ok = isalpha((unsigned char)*name) || *name == '_';
+	for (const char *c = name; *c; c++)
+		name_ok = name_ok && (isalnum((unsigned char)*c) || *c == '_');
+	const char *v = name_ok ? getenv(name) : NULL;
+	size_t n = v ? strlen(v) : 0;
+	while (n && (v[n - 1] == '\n' || v[n - 1] == '\r'))
+		n--;
+	if (!name_ok)
+		cfg_err_at(d->x, e->val, "%s: must be an environment variable's name (letters, digits "
+		           "and '_', not starting with a digit), got '%.64s'", p, name);
+	else if (!v)
+		cfg_err_at(d->x, e->val, "%s: the %s %s of %s is to come from environment variable "
+		           "'%s', which is not set", p, kp->title, key_titles[k], whose, name);
+	else if (!n)
+		cfg_err_at(d->x, e->val, "%s: the %s %s of %s is to come from environment variable "
+		           "'%s', which is empty", p, kp->title, key_titles[k], whose, name);
+	else if (n > KEY_MAX || !key_chars_ok(v, n))
+		cfg_err_at(d->x, e->val, "%s: environment variable '%s' does not hold a %s %s: it is "
+		           "longer than %d bytes or has a character keys do not have (letters, digits "
+		           "and - _ . ~ + / =)", p, name, kp->title, key_titles[k], KEY_MAX);
+	else {
+		si->s.key[k] = xmalloc(n + 1);
+		memcpy(si->s.key[k], v, n);
+		si->s.key[k][n] = '\0';
+	}
+}
+
+/* Finishes a datadog or newrelic provider (<kp>) read into <si>, as
+ * finish_source does. A Flagger document is read as Flagger reads it,
+ * its keys in a Kubernetes secret (secretRef) that canaryd cannot read:
+ * valid, but a metric that uses it does not start, and the message says
+ * what to write instead. A canaryd document names where its keys are. */
+static void finish_keyed(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps,
+                         src_in *si, const struct keyed *kp, yaml_node_t *qk,
+                         yaml_node_t *qv, const char *qpath, yaml_node_t *qwhere,
+                         const char *whose)
+{
+	char got_[64];
+	char p[PATH_LEN];
+	bool flagger = d->x->flagger;
+	si->s.type = kp->t;
+	static const int web_only[] = { P_URL, P_METHOD, P_HEADERS, P_BODY, P_JSONPATH };
+	for (size_t i = 0; i < N_OF(web_only); i++) {
+		int r = web_only[i];
+		if (!ps[r].key || (r == P_HEADERS && flagger && d->x->in_template))
+			continue;
+		cfg_join(p, ppath, provider_fields[r].key);
+		cfg_err_at(d->x, ps[r].key, "%s: only for provider type web", p);
+	}
+	/* the keys of the other keyed type, and all of them in a Flagger document */
+	for (int r = P_ACCOUNT; r < (int)N_OF(provider_fields); r++) {
+		if (!ps[r].key)
+			continue;
+		int k = r == P_ACCOUNT ? CFG_KEY_QUERY : (r - P_KEYS) / 2;
+		bool mine = k == kp->keys[0] || (kp->n_keys > 1 && k == kp->keys[1]);
+		cfg_join(p, ppath, provider_fields[r].key);
+		if (flagger)
+			cfg_err_at(d->x, ps[r].key, "%s: is canaryd's: use apiVersion " API_NATIVE " for "
+			           "this %s (Flagger reads its keys from secretRef)", p,
+			           d->x->in_template ? "MetricTemplate" : "Canary");
+		else if (!mine)
+			cfg_err_at(d->x, ps[r].key, "%s: only for provider type %s", p,
+			           kp->t == CFG_PROVIDER_DATADOG ? "newrelic" : "datadog");
+	}
+	if (!ps[P_ADDRESS].key)
+		si->s.address = xstrdup(kp->address);
+	else if (si->s.address && !cfg_address_ok(si->s.address))
+		cfg_err_at(d->x, ps[P_ADDRESS].val, "%s.address: must be an http:// or https:// URL "
+		           "such as %s, got %s", ppath, kp->address, GOT(ps[P_ADDRESS].val));
+	if (!ps[P_TIMEOUT].key)
+		si->s.timeout_ms = 5000; /* Flagger's, fixed there */
+	if (!qk && !(flagger && d->x->in_template))
+		cfg_err_at(d->x, qwhere, "%s: required with provider type %s (the %s query)", qpath,
+		           kp->type, kp->t == CFG_PROVIDER_DATADOG ? "Datadog metrics" : "NRQL");
+	else if (si->s.query)
+		check_template(d, qpath, qv, si->s.query);
+	if (flagger || si->s.unread) {
+		/* Flagger's keys are in its secretRef; a canaryd document with
+		 * secretRef or insecureSkipVerify is refused at start as any */
+		si->s.unread = si->s.unread ? si->s.unread : "secretRef";
+		si->s.unread_why = !strcmp(si->s.unread, "secretRef") ? kp->why : NULL;
+		if (flagger)
+			return;
+	}
+	for (int i = 0; i < kp->n_keys; i++)
+		read_key(d, ppath, pk, ps, si, kp, kp->keys[i], whose);
+	if (kp->t != CFG_PROVIDER_NEWRELIC)
+		return;
+	const char *a = si->s.account_id;
+	if (!ps[P_ACCOUNT].key) {
+		cfg_err_at(d->x, pk, "%s.accountId: required (the New Relic account the query "
+		           "reads, such as 1234567)", ppath);
+	} else if (a) {
+		size_t n = strspn(a, "0123456789");
+		if (!n || a[n] || n > 20) {
+			cfg_join(p, ppath, "accountId");
+			cfg_err_at(d->x, ps[P_ACCOUNT].val, "%s: must be a New Relic account id (digits), "
+			           "got %s", p, GOT(ps[P_ACCOUNT].val));
+		}
+	}
+}
 
 /* Checks a provider read into <si> (key <pk> at <ppath>, its keys in <ps>)
  * together with its query (<query>, taken; key <qk> and value <qv> at
@@ -227,7 +493,7 @@ static const char *const flagger_providers[] = {
  * at <qwhere>) and fills si->s. Returns true when all is well. */
 static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps,
                           src_in *si, char *query, const char *qpath, yaml_node_t *qk,
-                          yaml_node_t *qv, yaml_node_t *qwhere)
+                          yaml_node_t *qv, yaml_node_t *qwhere, const char *whose)
 {
 	char got_[64];
 	char p[PATH_LEN];
@@ -235,13 +501,19 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 	si->s.query = query;
 	si->s.unread = ps[P_SECRETREF].key ? "secretRef" : si->insecure ? "insecureSkipVerify" : NULL;
 	if (!ps[P_TYPE].key) {
-		cfg_err_at(d->x, pk, "%s.type: required (prometheus or web)", ppath);
+		cfg_err_at(d->x, pk, "%s.type: required (prometheus, web, datadog or newrelic)", ppath);
 		return false;
 	}
 	if (!si->type)
 		return false; /* reported by cfg_read_string */
 	cfg_join(p, ppath, "type");
 	bool prom = !strcmp(si->type, "prometheus"), web = !strcmp(si->type, "web");
+	for (size_t i = 0; i < N_OF(keyed_providers); i++) {
+		if (strcmp(si->type, keyed_providers[i].type))
+			continue;
+		finish_keyed(d, ppath, pk, ps, si, &keyed_providers[i], qk, qv, qpath, qwhere, whose);
+		return d->x->errs->n == e0;
+	}
 	if (!prom && !web) {
 		size_t i = 0;
 		while (i < N_OF(flagger_providers) && strcmp(flagger_providers[i], si->type))
@@ -250,8 +522,8 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 			buf b = BUF_INIT;
 			for (size_t j = 0; j < N_OF(flagger_providers); j++)
 				buf_printf(&b, ", %s", flagger_providers[j]);
-			cfg_err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus or web (or one of "
-			       "Flagger's types canaryd does not read%s), got %s", p, b.p,
+			cfg_err_at(d->x, ps[P_TYPE].val, "%s: must be prometheus, web, datadog or newrelic "
+			       "(or one of Flagger's types canaryd does not read%s), got %s", p, b.p,
 			       GOT(ps[P_TYPE].val));
 			buf_release(&b);
 			return false;
@@ -271,6 +543,14 @@ static bool finish_source(doc *d, const char *ppath, yaml_node_t *pk, const slot
 		cfg_err_at(d->x, ps[P_TYPE].val, "%s: provider type 'web' is canaryd's: use apiVersion "
 		       API_NATIVE " for this MetricTemplate", p);
 		return false;
+	}
+	for (int r = P_ACCOUNT; r < (int)N_OF(provider_fields); r++) {
+		if (!ps[r].key)
+			continue;
+		bool nr = r == P_ACCOUNT || r == P_KEY_FILE(CFG_KEY_QUERY) || r == P_KEY_ENV(CFG_KEY_QUERY);
+		cfg_join(p, ppath, provider_fields[r].key);
+		cfg_err_at(d->x, ps[r].key, "%s: only for provider type %s", p,
+		           nr ? "newrelic" : "datadog");
 	}
 	if (prom) {
 		si->s.type = CFG_PROVIDER_PROMETHEUS;
@@ -494,7 +774,10 @@ static bool read_source(doc *d, const char *path, yaml_node_t *v, const slot *se
 		if (cfg_walk_map(d, p, pr->val, provider_fields, N_OF(provider_fields), &mi->src, ps)) {
 			char *query = mi->query;
 			mi->query = NULL;
-			if (finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v)) {
+			char whose[128];
+			snprintf(whose, sizeof whose, "metric '%s'", mi->m.name);
+			if (finish_source(d, p, pr->key, ps, &mi->src, query, qp, q->key, q->val, v,
+			                  whose)) {
 				const cfg_metric_source *s = &mi->src.s;
 				char sp[PATH_LEN];
 				check_vars(d->x, q->val, 0, 0, qp, "", s->query, mi->variables);
@@ -832,8 +1115,11 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert)
 				cfg_err_at(x, seen[T_SPEC].key, "spec.provider: required (type and address)");
 			else if (cfg_walk_map(&d, "spec.provider", ss[0].val, provider_fields,
 			                  N_OF(provider_fields), &si, ps)) {
+				char whose[160];
+				snprintf(whose, sizeof whose, "MetricTemplate '%.100s'",
+				         meta.name ? meta.name : "?");
 				finish_source(&d, "spec.provider", ss[0].key, ps, &si, query, "spec.query",
-				              ss[1].key, ss[1].val, seen[T_SPEC].key);
+				              ss[1].key, ss[1].val, seen[T_SPEC].key, whose);
 				query = NULL; /* taken */
 			}
 		}
@@ -925,7 +1211,8 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 			            b.len ? b.p : "");
 			buf_release(&b);
 		} else if (t && !r->alert && t->ok && !t->has_query &&
-		           t->src.type == CFG_PROVIDER_PROMETHEUS) {
+		           (t->src.type == CFG_PROVIDER_PROMETHEUS || t->src.type == CFG_PROVIDER_DATADOG ||
+		            t->src.type == CFG_PROVIDER_NEWRELIC)) {
 			cfg_err_pos(x, r->line, r->col, "%s: MetricTemplate '%s' (%s:%d) has no "
 			            "spec.query, so there is nothing to ask its provider", r->path, t->name,
 			            t->file, t->line);
@@ -964,6 +1251,15 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 			buf_printf(&b, "%s:%d:1: note: MetricTemplate '%s' has provider type '%s', which "
 			           "canaryd does not read: canaryd will not start with a metric that uses "
 			           "it", t->file, t->line, t->name, t->src.type_name);
+			cfg_grow(&c->notes, c->n_notes, &notes_cap, sizeof *c->notes);
+			c->notes[c->n_notes++] = cfg_escape_controls(b.p);
+		} else if (t->ok && t->src.unread_why) {
+			buf b = BUF_INIT;
+			buf_printf(&b, "%s:%d:1: note: MetricTemplate '%s' has provider type '%s' without "
+			           "keys canaryd can read: canaryd will not start with a metric that uses "
+			           "it (%s)", t->file, t->line, t->name,
+			           t->src.type == CFG_PROVIDER_DATADOG ? "datadog" : "newrelic",
+			           t->src.unread_why);
 			cfg_grow(&c->notes, c->n_notes, &notes_cap, sizeof *c->notes);
 			c->notes[c->n_notes++] = cfg_escape_controls(b.p);
 		}

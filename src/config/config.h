@@ -47,12 +47,17 @@ typedef struct cfg_proxy {
  * metric has none, and is read by the builtin provider (provider.h). */
 typedef enum {
 	CFG_PROVIDER_NONE = 0, CFG_PROVIDER_BUILTIN = CFG_PROVIDER_NONE,
-	CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB,
+	CFG_PROVIDER_PROMETHEUS, CFG_PROVIDER_WEB, CFG_PROVIDER_DATADOG, CFG_PROVIDER_NEWRELIC,
 	/* a Flagger provider type canaryd does not read (datadog, cloudwatch,
 	 * ...; type_name says which): valid, but canaryd does not start with
 	 * it. Far from the others so that no table indexed by type reaches it. */
 	CFG_PROVIDER_UNSUPPORTED = 100,
 } cfg_provider_type;
+
+/* The keys a datadog or newrelic provider sends (cfg_metric_source.key):
+ * each read when the configuration is loaded from a file or an
+ * environment variable that the configuration names, never written in it. */
+enum { CFG_KEY_API, CFG_KEY_APP, CFG_KEY_QUERY, CFG_KEYS };
 
 typedef struct cfg_metric_source {
 	cfg_provider_type type;
@@ -64,12 +69,23 @@ typedef struct cfg_metric_source {
 	json_t *headers;    /* web: object of header name -> value (a template), or NULL */
 	char *body;         /* web: body template, or NULL */
 	char *json_path;    /* web: where the number is, e.g. "$.data.value" */
-	uint64_t timeout_ms;/* per request: 10s */
+	uint64_t timeout_ms;/* per request: 10s (datadog and newrelic: 5s, as Flagger) */
+	char *account_id;   /* newrelic: the account, digits */
+	/* datadog: [CFG_KEY_API] DD-API-KEY and [CFG_KEY_APP] DD-APPLICATION-KEY;
+	 * newrelic: [CFG_KEY_QUERY] X-Query-Key. key[] holds the keys
+	 * themselves (letters, digits and - _ . ~ + / =; never logged, shown
+	 * or put in a message);
+	 * key_file[] and key_env[] where each was read (provider.apiKeyFile,
+	 * ...Env), for messages. */
+	char *key[CFG_KEYS];
+	char *key_file[CFG_KEYS];
+	char *key_env[CFG_KEYS];
 	char *template_name;/* the MetricTemplate it came from, or NULL */
 	char *type_name;    /* CFG_PROVIDER_UNSUPPORTED: Flagger's provider type */
 	const char *unread; /* a Flagger provider key canaryd cannot honour
 	                     * ("secretRef", "insecureSkipVerify"), or NULL:
 	                     * valid, but the metric does not start (main.c) */
+	const char *unread_why; /* with <unread>: what to do instead, or NULL */
 	tmpl_kv *variables; /* the metric's templateVariables ({{ variables.KEY }}),
 	                     * keys and values owned */
 	size_t n_variables;

@@ -1,6 +1,7 @@
 /* provider.c - see provider.h: the table of providers, and reading their
- * answers. The reads are in provider_builtin.c (the request stats) and
- * provider_http.c (Prometheus and web metrics). */
+ * answers. The reads are in provider_builtin.c (the request stats),
+ * provider_http.c (Prometheus and web metrics), provider_mesh.c,
+ * provider_datadog.c and provider_newrelic.c. */
 #include "provider.h"
 
 #include <ctype.h>
@@ -19,6 +20,8 @@ static const provider_ops *const providers[] = {
 	[CFG_PROVIDER_BUILTIN] = &provider_builtin,
 	[CFG_PROVIDER_PROMETHEUS] = &provider_prometheus,
 	[CFG_PROVIDER_WEB] = &provider_web,
+	[CFG_PROVIDER_DATADOG] = &provider_datadog,
+	[CFG_PROVIDER_NEWRELIC] = &provider_newrelic,
 };
 
 const provider_ops *provider_by_type(cfg_provider_type t)
@@ -95,6 +98,24 @@ int provider_no_value(char *reason, size_t rlen, const char *fmt, ...)
 	va_end(ap);
 	util_ascii_line(reason);
 	return 0;
+}
+
+void provider_redact(char *s, const char *secret)
+{
+	size_t kl = secret ? strlen(secret) : 0;
+	if (!kl)
+		return;
+	for (char *p = s; (p = strstr(p, secret)) != NULL; p += kl)
+		memset(p, '*', kl);
+	/* a reason is cut to its buffer, which may end inside the key: the
+	 * start of a key at the very end is masked too (from 4 characters,
+	 * below which a text's last word would be masked by chance) */
+	size_t n = strlen(s);
+	for (size_t l = kl - 1 < n ? kl - 1 : n; l >= 4; l--)
+		if (!memcmp(s + n - l, secret, l)) {
+			memset(s + n - l, '*', l);
+			break;
+		}
 }
 
 /* A plain decimal number as JSON writes it and as Prometheus formats

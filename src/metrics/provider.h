@@ -9,7 +9,9 @@
  *   Rollouts' web metric);
  * - mesh: the same built-in metrics for a canary whose traffic goes
  *   through a service mesh or Gateway API (Kubernetes routers), read from
- *   Prometheus with the queries Flagger v1.44.0 runs for that provider.
+ *   Prometheus with the queries Flagger v1.44.0 runs for that provider;
+ * - datadog and newrelic: Flagger v1.44.0's providers of those types, their
+ *   keys read from files or the environment when the configuration loads.
  * The controller finds a metric's provider in a table (provider_of: by its
  * source's type, and for a built-in metric by the canary's router) and
  * knows nothing else of it: a new provider is a row of that table and a
@@ -109,6 +111,8 @@ extern const provider_ops provider_builtin;     /* provider_builtin.c */
 extern const provider_ops provider_prometheus;  /* provider_http.c */
 extern const provider_ops provider_web;         /* provider_http.c */
 extern const provider_ops provider_mesh;        /* provider_mesh.c */
+extern const provider_ops provider_datadog;     /* provider_datadog.c */
+extern const provider_ops provider_newrelic;    /* provider_newrelic.c */
 
 /* ---- the mesh provider's parts, pure, for tests and canaryctl ---- */
 
@@ -163,6 +167,33 @@ int provider_parse_prometheus(const char *body, size_t len, double *value,
  * with <reason>. Pure, for tests. */
 int provider_parse_web(const char *body, size_t len, const char *path, double *value,
                        char *reason, size_t rlen);
+
+/* Parses a Datadog /api/v1/query answer of HTTP status <status>, as
+ * Flagger reads it: the value of the first point of the first series.
+ * Returns 1 with *value (finite), or 0 with <reason>: a status other than
+ * 200 (with the first of its documented {"errors": [...]}), a status
+ * field not "ok", no series, no points, a point that is not [time, value],
+ * a null or non-number value, not JSON or JSON with a duplicated key.
+ * A reason is one line of printable ASCII. Pure, for tests. */
+int provider_parse_datadog(int status, const char *body, size_t len, double *value,
+                           char *reason, size_t rlen);
+
+/* Parses a New Relic Insights query answer of HTTP status <status>, as
+ * Flagger reads it: results[0].result of an answer with exactly one
+ * result. Returns 1 with *value (finite), or 0 with <reason>: a status
+ * other than 200 (with its documented {"error": "..."}), no results or
+ * several, no "result" (a row named after its function), null, a
+ * non-number, not JSON or JSON with a duplicated key. Pure, for tests. */
+int provider_parse_newrelic(int status, const char *body, size_t len, double *value,
+                            char *reason, size_t rlen);
+
+/* Overwrites each occurrence of <secret> (a provider's key; NULL or "" is
+ * none) in NUL-terminated <s> with '*', and the key's first 4 or more
+ * characters at the end of <s> (where a cut reason ends): a receiver that
+ * echoes a key back in an error must not put it in a reason, which goes
+ * to the audit and the logs. Afterwards <s> holds neither, for a key
+ * without '*' (the configuration takes none: config.h). */
+void provider_redact(char *s, const char *secret);
 
 /* Finds the number at <path> ("$.a.b[0]['c']" or "$.a[\"c\"]") in <root>:
  * a JSON number, or a string holding a plain decimal number. Returns 1

@@ -294,9 +294,13 @@ def test_every_flagger_document_passes_check():
     for p in ("contour", "gloo", "nginx", "skipper", "traefik", "apisix", "knative"):
         assert any("provider '%s' is not one canaryd drives" % p in n for n in notes), p
     # (the CloudWatch one is in an old API version: skipped.txt)
-    for t in ("datadog", "newrelic", "graphite", "dynatrace", "influxdb",
-              "stackdriver", "splunk", "keptn"):
-        assert any("provider type '%s'" % t in n for n in notes), t
+    for t in ("graphite", "dynatrace", "influxdb", "stackdriver", "splunk", "keptn"):
+        assert any("provider type '%s', which canaryd does not read" % t in n for n in notes), t
+    # datadog and newrelic are read, but their keys are in a Kubernetes
+    # secret: the note says where canaryd takes them from instead
+    for t, key in (("datadog", "provider.apiKeyFile"), ("newrelic", "provider.queryKeyFile")):
+        assert any("provider type '%s' without keys canaryd can read" % t in n and key in n
+                   for n in notes), t
     # the skipped ones are listed with why, and the old API versions refused clearly
     skipped = open(os.path.join(CORPUS, "skipped.txt")).read().strip().split("\n")
     assert len(skipped) == 18, skipped
@@ -328,15 +332,15 @@ def test_what_canaryd_cannot_drive_or_read_is_refused_at_start():
         templateRef: {name: dd}
         thresholdRange: {max: 1}
 ---
-""" + template("dd", "avg:trace.errors{service:{{ name }}}", provider="type: datadog, "
-                    "address: 'https://api.datadoghq.com', secretRef: {name: dd}")))
+""" + template("dd", "avg:trace.errors{service:{{ name }}}", provider="type: graphite, "
+                    "address: 'http://graphite:8080', secretRef: {name: dd}")))
     rc, out, err = canaryd("--check", "-c", p)
-    assert rc == 0 and "metric 'apm' reads provider type 'datadog'" in out, (out, err)
+    assert rc == 0 and "metric 'apm' reads provider type 'graphite'" in out, (out, err)
     rc, out, err = canaryd("-c", p, "--data-dir", os.path.join(d, "data"), "--admin",
                            "127.0.0.1:%d" % free_port())
     lines = err.strip().split("\n")
     assert rc == 2 and len(lines) == 1 and lines[0].startswith(
-        "canaryd: canary 'web' (%s:1): metric 'apm' reads provider type 'datadog' "
+        "canaryd: canary 'web' (%s:1): metric 'apm' reads provider type 'graphite' "
         "(MetricTemplate 'dd'), which canaryd does not read (it reads the built-in metrics "
         "and " % p), err
     assert "'prometheus'" in lines[0] and "'web'" in lines[0], lines

@@ -1051,7 +1051,7 @@ static void test_flaggers_other_provider_types_are_valid_but_unsupported(void **
 {
 	cfg *c = must_load(
 		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: dd}\n"
-		"spec:\n  provider: {type: datadog, address: 'https://api.datadoghq.com',\n"
+		"spec:\n  provider: {type: graphite, address: 'http://graphite:8080',\n"
 		"    secretRef: {name: dd}}\n  query: avg:x{ns:{{ namespace }}}\n"
 		"---\n"
 		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: cw}\n"
@@ -1059,10 +1059,10 @@ static void test_flaggers_other_provider_types_are_valid_but_unsupported(void **
 		"---\n" METRICS "      - {name: a, templateRef: {name: dd}, threshold: 1}\n"
 		"      - {name: b, templateRef: {name: cw}, threshold: 1}\n"
 		"      - name: c\n        query: q\n"
-		"        provider: {type: newrelic}\n        threshold: 1\n");
+		"        provider: {type: dynatrace}\n        threshold: 1\n");
 	const cfg_canary *k = &c->canaries[0];
 	assert_int_equal(k->policy.n_metrics, 3);
-	static const char *const types[] = { "datadog", "cloudwatch", "newrelic" };
+	static const char *const types[] = { "graphite", "cloudwatch", "dynatrace" };
 	for (int i = 0; i < 3; i++) {
 		assert_int_equal(k->sources[i].type, CFG_PROVIDER_UNSUPPORTED);
 		assert_string_equal(k->sources[i].type_name, types[i]);
@@ -1073,7 +1073,7 @@ static void test_flaggers_other_provider_types_are_valid_but_unsupported(void **
 	/* the query is still a template Flagger renders: checked */
 	cfg_errors e = must_fail(
 		"apiVersion: flagger.app/v1beta1\nkind: MetricTemplate\nmetadata: {name: dd}\n"
-		"spec:\n  provider: {type: datadog}\n  query: avg:x{ {{ nmae }} }\n---\n"
+		"spec:\n  provider: {type: graphite}\n  query: avg:x{ {{ nmae }} }\n---\n"
 		METRICS "      - {name: a, templateRef: {name: dd}, threshold: 1}\n");
 	assert_error(&e, "c.yaml:6:10: ", "spec.query: unknown variable {{ nmae }}");
 	assert_int_equal(e.n, 1);
@@ -1082,8 +1082,9 @@ static void test_flaggers_other_provider_types_are_valid_but_unsupported(void **
 	e = must_fail(METRICS "      - name: x\n        query: q\n"
 	              "        provider: {type: graphyte, address: 'http://127.0.0.1:1'}\n"
 	              "        threshold: 1\n");
-	assert_error(&e, "c.yaml:15:26: ", "provider.type: must be prometheus or web (or one of "
-	             "Flagger's types canaryd does not read, influxdb, datadog");
+	assert_error(&e, "c.yaml:15:26: ", "provider.type: must be prometheus, web, datadog or "
+	             "newrelic (or one of Flagger's types canaryd does not read, influxdb, "
+	             "externalmetrics");
 	assert_error(&e, "c.yaml:15:26: ", "got 'graphyte'");
 	cfg_errors_release(&e);
 
@@ -1162,7 +1163,8 @@ static void test_provider_keys_are_checked_by_type(void **state)
 	             "$.data.value");
 	assert_error(&e, "c.yaml:22:63: ", "metrics[2].provider.method: must be one of GET, POST, "
 	             "got 'PUT'");
-	assert_error(&e, "c.yaml:26:9: ", "metrics[3].provider.type: required (prometheus or web)");
+	assert_error(&e, "c.yaml:26:9: ", "metrics[3].provider.type: required (prometheus, web, datadog "
+	             "or newrelic)");
 	assert_error(&e, "c.yaml:30:36: ", "metrics[4].provider.url: must be an http:// or "
 	             "https:// URL");
 	assert_error(&e, "c.yaml:30:63: ", "metrics[4].provider.address: only for provider type "
