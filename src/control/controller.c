@@ -928,8 +928,10 @@ static void do_check(canary_rt *rt)
 		m->min = 1;
 		eng_reading *rd = &r[p->n_metrics];
 		memset(rd, 0, sizeof *rd);
-		/* a failed gate has no value to show, only why it failed */
+		/* a failed gate has no value to show, only why it failed; and it
+		 * fails the check whatever onNoData says: it is an answer */
 		rd->has_data = rt->gates[g].ok;
+		rd->fails = !rt->gates[g].ok;
 		rd->value = 1;
 		if (!rt->gates[g].ok)
 			snprintf(rd->reason, sizeof rd->reason, "%s", rt->gates[g].reason);
