@@ -359,6 +359,15 @@ static void judge(const eng_policy *p, const eng_metric *m, const eng_reading *r
 	}
 	res->has_value = true;
 	res->value = r->value;
+	res->has_baseline = m->baseline_window_ms > 0 && r->has_baseline;
+	res->baseline_value = res->has_baseline ? r->baseline_value : 0;
+	double x = r->value;
+	if (m->relative && r->has_stable) {
+		res->has_stable = true;
+		res->stable_value = r->stable_value;
+		x = rate_kind(m->kind) ? r->value - r->stable_value : ratio(r->value, r->stable_value);
+		res->compared = x;
+	}
 	if (r->has_samples && r->samples < p->min_samples) {
 		/* a rate over 12 requests moves 8 points with one of them: it
 		 * says nothing either way, so it is shown but does not count */
@@ -367,18 +376,9 @@ static void judge(const eng_policy *p, const eng_metric *m, const eng_reading *r
 		res->held = hold;
 		return;
 	}
-	res->has_baseline = m->baseline_window_ms > 0 && r->has_baseline;
-	res->baseline_value = res->has_baseline ? r->baseline_value : 0;
-	double x = r->value;
-	if (m->relative) {
-		if (!r->has_stable) {
-			copy_str(res->reason, sizeof res->reason, "no stable data to compare with");
-			return;
-		}
-		res->has_stable = true;
-		res->stable_value = r->stable_value;
-		x = rate_kind(m->kind) ? r->value - r->stable_value : ratio(r->value, r->stable_value);
-		res->compared = x;
+	if (m->relative && !r->has_stable) {
+		copy_str(res->reason, sizeof res->reason, "no stable data to compare with");
+		return;
 	}
 	int side = breach_side(m, x);
 	if (side == 0) {

@@ -1245,6 +1245,36 @@ static void test_too_few_samples_hold_the_check(void **state)
 	                    "enough data (12 of 100 requests)");
 }
 
+static void test_too_few_samples_still_show_the_comparison(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].relative = true;
+	P.min_samples = 100;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	r[0].has_data = true;
+	r[0].value = 10;
+	r[0].has_stable = true;
+	r[0].stable_value = 9.5;
+	r[0].has_samples = true;
+	r[0].samples = 20;
+	eng_check(&S, &P, now, r, &O);
+	const eng_metric_result *m = check_result();
+	assert_true(m->held);
+	assert_true(m->has_stable);
+	assert_true(m->stable_value == 9.5);
+	assert_true(fabs(m->compared - 0.5) < 1e-9);
+	/* without stable's value either, it is still too little to judge */
+	r[0].has_stable = false;
+	now = S.next_check_ms;
+	eng_check(&S, &P, now, r, &O);
+	assert_true(check_result()->held);
+	assert_int_equal(S.failed_checks, 0);
+}
+
 static void test_min_samples_reached_counts_either_way(void **state)
 {
 	(void)state;
@@ -1785,6 +1815,7 @@ int main(void)
 		T(test_no_data_holds_the_check_under_on_no_data_hold),
 		T(test_no_data_holds_forever_without_rolling_back),
 		T(test_too_few_samples_hold_the_check),
+		T(test_too_few_samples_still_show_the_comparison),
 		T(test_min_samples_reached_counts_either_way),
 		T(test_too_few_samples_fail_under_on_no_data_fail),
 		T(test_min_samples_of_one_counts_any_request),
