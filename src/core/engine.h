@@ -127,7 +127,10 @@ typedef struct eng_policy {
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
  * 100, stepWeight 0, progressDeadline 600s, no metrics) and the sequential
  * judge's (judge threshold, alpha 0.01, min_samples 100, margin 0.005,
- * latency ratio 1.25). */
+ * latency ratio 1.25), and canaryd's for checks: on_no_data hold, no
+ * warm-up, no maxDuration. Flagger's own check rules are min_samples 1
+ * and on_no_data fail (what the configuration gives a Flagger document
+ * under the threshold judge). */
 void eng_policy_defaults(eng_policy *p);
 
 /* The persisted state of one canary. Plain data: it is stored as is. */

@@ -340,5 +340,25 @@ def test_max_duration_ends_an_undecided_rollout_by_its_outcome():
     d.wait_phase("pause", "Paused", timeout=10)
 
 
+def test_warmup_holds_the_first_checks():
+    # a failing canary under a 1.5 s warm-up: the checks due in it are
+    # held unmade, the first one after it fails and rolls back
+    v1, v2 = Upstream("v1"), Upstream("v2", fail_rate=0.5)
+    port = free_port()
+    d = Canaryd(_analysis(canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="200ms",
+                                      threshold=1), "warmup: 1500ms", "minSamples: 5"))
+    load = Load(port, threads=2, rps_per_thread=50)
+    t0 = time.time()
+    assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    d.wait_phase("web", "Failed", timeout=10)
+    assert time.time() - t0 >= 1.4, "judged during the warm-up"
+    load.stop()
+    checks = [e for e in d.events("web") if e["type"] == "check"]
+    warm = [c for c in checks if "warming up" in c["message"]]
+    assert len(warm) >= 3 and all(c["metrics"] == [] for c in warm), checks
+    assert warm[0]["message"].startswith("check held at weight 10: warming up, 0."), warm[0]
+    assert checks[-1]["message"].startswith("check failed (1/1)"), checks[-1]
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
