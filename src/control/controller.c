@@ -96,6 +96,10 @@ typedef struct canary_rt {
 	                             * (a Kubernetes 403 names the RBAC rule: long) */
 	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
 	uint64_t data_from_sec;     /* monotonic second canary data counts from */
+	/* judged_from_sec's answer, fixed for a rollout and warm-up: the
+	 * judge's counts must not move their start by a second to and fro */
+	uint64_t judged_sec, judged_rollout, judged_warmup;
+	bool judged_known;
 	int ready;                  /* the canary takes requests (the router says,
 	                             * while a rollout runs) */
 	/* webhook gates (pre-rollout until it passes, rollout on every check) */
@@ -981,15 +985,23 @@ static void metric_done(void *arg, int has_data, double value, const char *reaso
  * clock from rollout_started_ms, as the engine counts it, so a restarted
  * daemon does not warm up again; the second it gives may be one late,
  * never early. */
-static uint64_t judged_from_sec(const canary_rt *rt, uint64_t now_wall, uint64_t now_sec)
+static uint64_t judged_from_sec(canary_rt *rt, uint64_t now_wall, uint64_t now_sec)
 {
 	const eng_policy *p = &rt->conf->policy;
 	if (p->warmup_ms == 0)
 		return rt->data_from_sec;
-	uint64_t ago = now_wall > rt->st.rollout_started_ms
-	               ? (now_wall - rt->st.rollout_started_ms) / 1000 : 0;
-	uint64_t from = rd_judged_from(p, now_sec > ago ? now_sec - ago : 0);
-	return from > rt->data_from_sec ? from : rt->data_from_sec;
+	/* the wall and monotonic clocks tick their seconds at different
+	 * moments: computed once, or the start would move by one now and then */
+	if (!rt->judged_known || rt->judged_rollout != rt->st.rollout_started_ms ||
+	    rt->judged_warmup != p->warmup_ms) {
+		uint64_t ago = now_wall > rt->st.rollout_started_ms
+		               ? (now_wall - rt->st.rollout_started_ms) / 1000 : 0;
+		rt->judged_sec = rd_judged_from(p, now_sec > ago ? now_sec - ago : 0);
+		rt->judged_rollout = rt->st.rollout_started_ms;
+		rt->judged_warmup = p->warmup_ms;
+		rt->judged_known = true;
+	}
+	return rt->judged_sec > rt->data_from_sec ? rt->judged_sec : rt->data_from_sec;
 }
 
 /* Starts the reads of metric <i> for a check made during second <now_sec>:
