@@ -440,8 +440,10 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		fmt_secs(a, sizeof a, now_ms > s->rollout_started_ms ? now_ms - s->rollout_started_ms : 0);
 		fmt_secs(b, sizeof b, p->warmup_ms);
 		s->next_check_ms = now_ms + p->interval_ms;
-		emit(out, s, "check", AUTO_ACTOR, "check held at weight %d: warming up, %s of %s",
-		     s->weight, a, b);
+		eng_event *ev = emit(out, s, "check", AUTO_ACTOR,
+		                     "check held at weight %d: warming up, %s of %s", s->weight, a, b);
+		if (ev)
+			ev->held = true;
 		return;
 	}
 	add_hook(out, ENG_HOOK_ROLLOUT);
@@ -484,6 +486,8 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	} else if (held) {
 		ev = emit(out, s, "check", AUTO_ACTOR, "check held at weight %d: %s%s%s", s->weight,
 		          holds, noted ? "; " : "", notes);
+		if (ev)
+			ev->held = true;
 	} else {
 		ev = pending ? emit(out, s, "check", AUTO_ACTOR,
 		                    "check passed, holding weight %d (%s)", s->weight, notes)

@@ -217,6 +217,8 @@ typedef struct eng_event {
 	int weight;           /* weight after the event */
 	char message[ENG_MSG_LEN];
 	char actor[ENG_NAME_LEN];   /* "canaryd" for automatic, else who */
+	bool held;            /* a check held unmade (no data, warm-up): neither
+	                       * passed nor failed */
 	eng_metric_result metrics[ENG_MAX_METRICS]; /* checks only */
 	int n_metrics;
 } eng_event;

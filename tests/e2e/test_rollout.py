@@ -302,6 +302,10 @@ def test_check_without_canary_traffic_is_held_not_failed():
         assert m["held"] is True and m["passed"] is False and m["value"] is None, m
     rc, out, err = d.ctl("history", "held")
     assert rc == 0 and "request-success-rate=n/a [99..] held" in out, out
+    # a held check is not made: it counts neither as passed nor as failed
+    st, text = d.api("GET", "/metrics")
+    for result in ("pass", "fail"):
+        assert 'canaryd_checks_total{canary="held",result="%s"} 0\n' % result in text, text
 
 
 def test_max_duration_ends_an_undecided_rollout_by_its_outcome():

@@ -1196,6 +1196,7 @@ static void test_no_data_holds_the_check_under_on_no_data_hold(void **state)
 	assert_non_null(c);
 	assert_string_equal(c->message, "check held at weight 10: request-success-rate has no "
 	                    "data: no canary requests in the last 60s");
+	assert_true(c->held);
 	assert_true(c->metrics[0].held);
 	assert_false(c->metrics[0].passed);
 	assert_false(c->metrics[1].held);
@@ -1341,6 +1342,7 @@ static void test_a_failing_metric_fails_a_check_with_a_held_one(void **state)
 	eng_check(&S, &P, now, r, &O);
 	assert_int_equal(S.failed_checks, 1);
 	assert_int_equal(S.iterations, 1);
+	assert_false(find_event("check")->held);
 	assert_non_null(strstr(find_event("check")->message, "check failed (1/3): request-duration"));
 }
 
@@ -1415,6 +1417,7 @@ static void test_warmup_holds_the_checks_it_covers(void **state)
 		checks++;
 		assert_int_equal(O.n_events, 1);
 		assert_int_equal(O.events[0].n_metrics, 0);
+		assert_true(O.events[0].held);
 	}
 	assert_int_equal(checks, 29);
 	assert_string_equal(O.events[0].message, "check held at weight 10: warming up, 29s of 30s");
