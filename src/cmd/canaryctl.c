@@ -428,7 +428,8 @@ static void print_events(const json_t *arr)
 			print_number(json_object_get(m, "min"));
 			fputs("..", stdout);
 			print_number(json_object_get(m, "max"));
-			printf("] %s", json_is_true(json_object_get(m, "passed")) ? "pass" : "FAIL");
+			printf("] %s", json_is_true(json_object_get(m, "held")) ? "held"
+			               : json_is_true(json_object_get(m, "passed")) ? "pass" : "FAIL");
 			const char *reason = jstr(m, "reason", NULL);
 			if (reason && *reason)
 				printf(" (%s)", reason);

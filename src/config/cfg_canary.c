@@ -362,6 +362,33 @@ static void h_latency_ratio(doc *d, const field *f, const char *path, yaml_node_
 	}
 }
 
+/* analysis.onNoData: hold | fail. */
+static void h_on_no_data(doc *d, const field *f, const char *path, yaml_node_t *k,
+                         yaml_node_t *v, void *obj)
+{
+	static const char *const ways[] = { "hold", "fail" };
+	eng_policy *p = obj;
+	char *s;
+	if (cfg_read_one_of(d, path, v, ways, N_OF(ways), &s) < 0)
+		return;
+	p->on_no_data = strcmp(s, "fail") ? ENG_NODATA_HOLD : ENG_NODATA_FAIL;
+	free(s);
+}
+
+/* analysis.onMaxDuration: pause | rollback | promote. */
+static void h_on_max_duration(doc *d, const field *f, const char *path, yaml_node_t *k,
+                              yaml_node_t *v, void *obj)
+{
+	static const char *const ways[] = { "pause", "rollback", "promote" };
+	eng_policy *p = obj;
+	char *s;
+	if (cfg_read_one_of(d, path, v, ways, N_OF(ways), &s) < 0)
+		return;
+	p->on_max_duration = !strcmp(s, "rollback") ? ENG_MAXDUR_ROLLBACK
+	                     : !strcmp(s, "promote") ? ENG_MAXDUR_PROMOTE : ENG_MAXDUR_PAUSE;
+	free(s);
+}
+
 static const field analysis_fields[] = {
 	{ "interval", cfg_h_duration, F_BOTH, offsetof(eng_policy, interval_ms), 100, 86400000 },
 	{ "threshold", cfg_h_int, F_BOTH, offsetof(eng_policy, threshold), 1, INT_MAX },
@@ -388,8 +415,22 @@ static const field analysis_fields[] = {
 	{ "latencyRatio", h_latency_ratio, F_BOTH, NOSTORE, 0, 0 },
 	{ "errorRatio", h_error_ratio, F_BOTH, NOSTORE, 0, 0 },
 	{ "latencyQuantile", h_latency_quantile, F_BOTH, NOSTORE, 0, 0 },
+	{ "warmup", cfg_h_duration, F_BOTH, offsetof(eng_policy, warmup_ms), 0, 86400000 },
+	{ "maxDuration", cfg_h_duration, F_BOTH, offsetof(eng_policy, max_duration_ms), 0,
+	  30ULL * 86400000 },
+	{ "onMaxDuration", h_on_max_duration, F_BOTH, NOSTORE, 0, 0 },
+	{ "onNoData", h_on_no_data, F_BOTH, NOSTORE, 0, 0 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
+
+/* The key of row <key> of analysis_fields that was present, or NULL. */
+static yaml_node_t *seen_analysis(const slot *seen, const char *key)
+{
+	for (size_t i = 0; i < N_OF(analysis_fields); i++)
+		if (!strcmp(analysis_fields[i].key, key))
+			return seen[i].key;
+	return NULL;
+}
 
 static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
@@ -398,6 +439,31 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 	slot seen[N_OF(analysis_fields)];
 	if (!cfg_walk_map(d, path, v, analysis_fields, N_OF(analysis_fields), p, seen))
 		return;
+	/* A Flagger document under the threshold judge is analysed as Flagger
+	 * does (docs/config.md): a check counts on whatever requests its
+	 * window had, one being enough, and fails without data. canaryd's own
+	 * documents, and Flagger ones that chose canaryd's sequential judge,
+	 * hold a check on no data or fewer than minSamples requests. Any
+	 * document may set either key: a Flagger one may carry canaryd's
+	 * analysis keys, as it may carry judge */
+	bool flaggers = d->x->flagger && p->judge == ENG_JUDGE_THRESHOLD;
+	if (!seen_analysis(seen, "onNoData"))
+		p->on_no_data = flaggers ? ENG_NODATA_FAIL : ENG_NODATA_HOLD;
+	if (flaggers && !seen_analysis(seen, "minSamples"))
+		p->min_samples = 1;
+	yaml_node_t *on_max = seen_analysis(seen, "onMaxDuration");
+	if (on_max && p->max_duration_ms == 0)
+		cfg_err_at(d->x, on_max, "%s.onMaxDuration: needs %s.maxDuration (how long an "
+		       "analysis may stay undecided, such as 2h)", path, path);
+	yaml_node_t *max = seen_analysis(seen, "maxDuration");
+	if (max && p->max_duration_ms > 0 && p->max_duration_ms <= p->warmup_ms) {
+		char a[32], b[32];
+		util_format_duration(p->max_duration_ms, a, sizeof a);
+		util_format_duration(p->warmup_ms, b, sizeof b);
+		cfg_err_at(d->x, max, "%s.maxDuration: must be longer than %s.warmup (%s is not "
+		       "longer than %s: the analysis would end before its first check)", path, path,
+		       a, b);
+	}
 	bool steps = seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key;
 	if (seen[A_STEP_WEIGHT].key && seen[A_STEP_WEIGHTS].key)
 		cfg_err_at(d->x, seen[A_STEP_WEIGHTS].key, "%s: stepWeight and stepWeights cannot be "

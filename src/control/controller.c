@@ -96,6 +96,10 @@ typedef struct canary_rt {
 	                             * (a Kubernetes 403 names the RBAC rule: long) */
 	uint64_t apply_retry_ms;    /* monotonic: when a failed split is tried again */
 	uint64_t data_from_sec;     /* monotonic second canary data counts from */
+	/* judged_from_sec's answer, fixed for a rollout and warm-up: the
+	 * judge's counts must not move their start by a second to and fro */
+	uint64_t judged_sec, judged_rollout, judged_warmup;
+	bool judged_known;
 	int ready;                  /* the canary takes requests (the router says,
 	                             * while a rollout runs) */
 	/* webhook gates (pre-rollout until it passes, rollout on every check) */
@@ -400,7 +404,7 @@ static void log_event(const canary_rt *rt, const eng_event *ev)
 			buf_printf(&b, " %s=%.2f", m->name, m->value);
 		else
 			buf_printf(&b, " %s=nodata", m->name);
-		buf_printf(&b, "(%s)", m->passed ? "pass" : "fail");
+		buf_printf(&b, "(%s)", m->held ? "held" : m->passed ? "pass" : "fail");
 	}
 	log_msg(lvl, rt->name, "%s", b.p);
 	buf_release(&b);
@@ -843,7 +847,9 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	apply_traffic(rt);
 	for (int i = 0; i < out->n_events; i++) {
 		const eng_event *ev = &out->events[i];
-		if (strcmp(ev->type, "check") == 0) {
+		if (strcmp(ev->type, "check") == 0 && ev->held) {
+			/* not made (no data, warm-up): neither result */
+		} else if (strcmp(ev->type, "check") == 0) {
 			int passed = 1;
 			for (int m = 0; m < ev->n_metrics; m++)
 				passed &= ev->metrics[m].passed;
@@ -928,8 +934,10 @@ static void do_check(canary_rt *rt)
 		m->min = 1;
 		eng_reading *rd = &r[p->n_metrics];
 		memset(rd, 0, sizeof *rd);
-		/* a failed gate has no value to show, only why it failed */
+		/* a failed gate has no value to show, only why it failed; and it
+		 * fails the check whatever onNoData says: it is an answer */
 		rd->has_data = rt->gates[g].ok;
+		rd->fails = !rt->gates[g].ok;
 		rd->value = 1;
 		if (!rt->gates[g].ok)
 			snprintf(rd->reason, sizeof rd->reason, "%s", rt->gates[g].reason);
@@ -972,13 +980,39 @@ static void metric_done(void *arg, int has_data, double value, const char *reaso
 	free(mc);
 }
 
+/* The first monotonic second the current rollout's checks and judge read
+ * (readings.h, rd_judged_from): the rollout's first second past the
+ * warm-up, and never before data_from_sec, where the stats begin (a
+ * restart moves it to its own start). The warm-up is counted on the wall
+ * clock from rollout_started_ms, as the engine counts it, so a restarted
+ * daemon does not warm up again; the second it gives may be one late,
+ * never early. */
+static uint64_t judged_from_sec(canary_rt *rt, uint64_t now_wall, uint64_t now_sec)
+{
+	const eng_policy *p = &rt->conf->policy;
+	if (p->warmup_ms == 0)
+		return rt->data_from_sec;
+	/* the wall and monotonic clocks tick their seconds at different
+	 * moments: computed once, or the start would move by one now and then */
+	if (!rt->judged_known || rt->judged_rollout != rt->st.rollout_started_ms ||
+	    rt->judged_warmup != p->warmup_ms) {
+		uint64_t ago = now_wall > rt->st.rollout_started_ms
+		               ? (now_wall - rt->st.rollout_started_ms) / 1000 : 0;
+		rt->judged_sec = rd_judged_from(p, now_sec > ago ? now_sec - ago : 0);
+		rt->judged_rollout = rt->st.rollout_started_ms;
+		rt->judged_warmup = p->warmup_ms;
+		rt->judged_known = true;
+	}
+	return rt->judged_sec > rt->data_from_sec ? rt->judged_sec : rt->data_from_sec;
+}
+
 /* Starts the reads of metric <i> for a check made during second <now_sec>:
  * the canary's value, and stable's for a relative threshold and a baseline
  * (readings.h says over which seconds; a query gets the stable revision),
  * each from the metric's provider. Each read counts in rt->gate_pending
  * until it answers, which the builtin provider does before its read
  * returns. */
-static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
+static void start_metric_reads(canary_rt *rt, int i, uint64_t now, uint64_t now_sec)
 {
 	const eng_metric *m = &rt->conf->policy.metrics[i];
 	const cfg_metric_source *src = &rt->conf->sources[i];
@@ -988,7 +1022,14 @@ static void start_metric_reads(canary_rt *rt, int i, uint64_t now_sec)
 	snprintf(r->reason, sizeof r->reason, "no answer from the provider");
 	provider_env env = { .http = rt->owner->hk, .st = rt->stats, .cc = rt->conf };
 	rd_window w[RD_COUNT];
-	int n = rd_windows(m, now_sec, rt->data_from_sec, w);
+	int n = rd_windows(m, now_sec, judged_from_sec(rt, now, now_sec), w);
+	if (ops == &provider_builtin && m->kind != ENG_M_CUSTOM) {
+		/* the requests the value rests on: minSamples (engine.h) */
+		stats_summary *sum = xmalloc(sizeof *sum);
+		stats_query(rt->stats, TARGET_CANARY, w[0].from_sec, w[0].to_sec, sum);
+		rd_store_samples(r, sum);
+		free(sum);
+	}
 	for (int k = 0; k < n && ops; k++) {
 		char span[32];
 		util_format_duration(w[k].span_ms, span, sizeof span);
@@ -1063,9 +1104,11 @@ static void start_gates(canary_rt *rt)
 static void observe(canary_rt *rt, uint64_t now)
 {
 	uint64_t now_sec = uv_now(rt->owner->loop) / 1000;
+	/* past the warm-up: the canary's cold start is not evidence */
+	uint64_t from = judged_from_sec(rt, now, now_sec);
 	stats_summary *cs = xcalloc(2, sizeof *cs), *ss = cs + 1;
-	stats_query(rt->stats, TARGET_CANARY, rt->data_from_sec, now_sec, cs);
-	stats_query(rt->stats, TARGET_STABLE, rt->data_from_sec, now_sec, ss);
+	stats_query(rt->stats, TARGET_CANARY, from, now_sec, cs);
+	stats_query(rt->stats, TARGET_STABLE, from, now_sec, ss);
 	eng_counts counts = {
 		.canary_requests = cs->total, .canary_errors = cs->by_class[5],
 		.stable_requests = ss->total, .stable_errors = ss->by_class[5],
@@ -1106,12 +1149,17 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	 * built-in proxy's checks read its own requests, failed ones too */
 	bool judged = rt->ready || !router_k8s_find(rt->conf->router);
 	if (rt->gate_pending == 0 && applied_all && judged && eng_check_due(&rt->st, p, now)) {
+		if (eng_warming_up(&rt->st, p, now)) {
+			/* nothing is read nor asked: the engine holds the check */
+			do_check(rt);
+			return;
+		}
 		/* held at one while they start, so that a read that answers at
 		 * once does not run the check before the others have started */
 		rt->gate_pending = 1;
 		start_gates(rt);
 		for (int i = 0; i < p->n_metrics; i++)
-			start_metric_reads(rt, i, now_mono / 1000);
+			start_metric_reads(rt, i, now, now_mono / 1000);
 		if (--rt->gate_pending == 0)
 			do_check(rt);
 	}

@@ -6,6 +6,7 @@
 
 #include "engine.h"
 #include "hist.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -336,11 +337,11 @@ static void describe_breach(const eng_metric *m, const eng_metric_result *res,
 		    res->compared, op, bound);
 }
 
-/* Judges reading <r> (NULL: no reading) of metric <m> at <now_ms> into
- * <res>, keeping the metric's breach clock <since> (engine.h, "Judging one
- * metric"). */
-static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
-                  uint64_t *since, eng_metric_result *res)
+/* Judges reading <r> (NULL: no reading) of metric <m> at <now_ms> under
+ * policy <p> into <res>, keeping the metric's breach clock <since>
+ * (engine.h, "Judging one metric"). */
+static void judge(const eng_policy *p, const eng_metric *m, const eng_reading *r,
+                  uint64_t now_ms, uint64_t *since, eng_metric_result *res)
 {
 	memset(res, 0, sizeof *res);
 	copy_str(res->name, sizeof res->name, m->name);
@@ -349,9 +350,11 @@ static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
 	res->min = m->min;
 	res->max = m->max;
 	res->relative = m->relative;
+	bool hold = p->on_no_data == ENG_NODATA_HOLD;
 	if (!r || !r->has_data) {
 		copy_str(res->reason, sizeof res->reason,
 		         r && r->reason[0] ? r->reason : "no data");
+		res->held = hold && !(r && r->fails);
 		return;
 	}
 	res->has_value = true;
@@ -359,15 +362,23 @@ static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
 	res->has_baseline = m->baseline_window_ms > 0 && r->has_baseline;
 	res->baseline_value = res->has_baseline ? r->baseline_value : 0;
 	double x = r->value;
-	if (m->relative) {
-		if (!r->has_stable) {
-			copy_str(res->reason, sizeof res->reason, "no stable data to compare with");
-			return;
-		}
+	if (m->relative && r->has_stable) {
 		res->has_stable = true;
 		res->stable_value = r->stable_value;
 		x = rate_kind(m->kind) ? r->value - r->stable_value : ratio(r->value, r->stable_value);
 		res->compared = x;
+	}
+	if (r->has_samples && r->samples < p->min_samples) {
+		/* a rate over 12 requests moves 8 points with one of them: it
+		 * says nothing either way, so it is shown but does not count */
+		fmt(res->reason, sizeof res->reason, "not enough data (%llu of %llu requests)",
+		    (unsigned long long)r->samples, (unsigned long long)p->min_samples);
+		res->held = hold;
+		return;
+	}
+	if (m->relative && !r->has_stable) {
+		copy_str(res->reason, sizeof res->reason, "no stable data to compare with");
+		return;
 	}
 	int side = breach_side(m, x);
 	if (side == 0) {
@@ -412,19 +423,38 @@ static void judge(const eng_metric *m, const eng_reading *r, uint64_t now_ms,
 
 static bool sequential_guard(const eng_policy *p, int i);
 
+bool eng_warming_up(const eng_state *s, const eng_policy *p, uint64_t now_ms)
+{
+	return p->warmup_ms > 0 && eng_active(s) &&
+	       now_ms < s->rollout_started_ms + p->warmup_ms;
+}
+
 void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out)
 {
 	eng_output_clear(out);
 	if (s->phase != ENG_PROGRESSING)
 		return;
+	if (eng_warming_up(s, p, now_ms)) {
+		/* a canary's first seconds (cold caches, JIT, connection pools)
+		 * are not what it will be: nothing is judged, nothing counts */
+		char a[32], b[32];
+		fmt_secs(a, sizeof a, now_ms > s->rollout_started_ms ? now_ms - s->rollout_started_ms : 0);
+		fmt_secs(b, sizeof b, p->warmup_ms);
+		s->next_check_ms = now_ms + p->interval_ms;
+		eng_event *ev = emit(out, s, "check", AUTO_ACTOR,
+		                     "check held at weight %d: warming up, %s of %s", s->weight, a, b);
+		if (ev)
+			ev->held = true;
+		return;
+	}
 	add_hook(out, ENG_HOOK_ROLLOUT);
 	int n = p->n_metrics < 0 ? 0 : p->n_metrics;
 	if (n > ENG_MAX_METRICS)
 		n = ENG_MAX_METRICS;
 	eng_metric_result res[ENG_MAX_METRICS];
-	int failed = 0, noted = 0, pending = 0;
-	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "";
+	int failed = 0, noted = 0, pending = 0, held = 0;
+	char why[ENG_MSG_LEN] = "", notes[ENG_MSG_LEN] = "", holds[ENG_MSG_LEN] = "";
 	for (int i = 0; i < n; i++) {
 		if (p->judge == ENG_JUDGE_SEQUENTIAL && sequential_guard(p, i)) {
 			/* tested on every tick by eng_observe, with its share of
@@ -434,9 +464,14 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			res[i].passed = true;
 			continue;
 		}
-		judge(&p->metrics[i], readings ? &readings[i] : NULL, now_ms,
+		judge(p, &p->metrics[i], readings ? &readings[i] : NULL, now_ms,
 		      &s->breach_since_ms[i], &res[i]);
-		if (!res[i].passed) {
+		if (res[i].held) {
+			bool few = res[i].has_value; /* has a value, on too few requests */
+			append(holds, sizeof holds, "%s%s has %s%s", held ? "; " : "", res[i].name,
+			       few ? "" : "no data: ", res[i].reason);
+			held++;
+		} else if (!res[i].passed) {
 			append(why, sizeof why, "%s%s %s", failed ? "; " : "", res[i].name,
 			       res[i].reason);
 			failed++;
@@ -448,14 +483,21 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			pending += res[i].pending;
 		}
 	}
-	s->iterations++;
 	s->next_check_ms = now_ms + p->interval_ms;
+	/* a held check was not made: it does not count as an iteration */
+	if (failed || !held)
+		s->iterations++;
 	int threshold = p->threshold > 0 ? p->threshold : 1;
 	eng_event *ev;
 	if (failed) {
 		s->failed_checks++;
 		ev = emit(out, s, "check", AUTO_ACTOR, "check failed (%d/%d): %s",
 		          s->failed_checks, threshold, why);
+	} else if (held) {
+		ev = emit(out, s, "check", AUTO_ACTOR, "check held at weight %d: %s%s%s", s->weight,
+		          holds, noted ? "; " : "", notes);
+		if (ev)
+			ev->held = true;
 	} else {
 		ev = pending ? emit(out, s, "check", AUTO_ACTOR,
 		                    "check passed, holding weight %d (%s)", s->weight, notes)
@@ -476,8 +518,9 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		return;
 	}
 	/* a breach that has not lasted failureDuration yet is not a failure,
-	 * but no reason to send the canary more traffic either */
-	if (pending)
+	 * but no reason to send the canary more traffic either; nor is a
+	 * metric that cannot say yet */
+	if (pending || held)
 		return;
 	/* under the sequential judge the metrics are guards: the judge alone
 	 * decides when there is enough evidence to step up */
@@ -495,6 +538,37 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 }
 
 /* ---- time ---- */
+
+/* maxDuration (engine.h, eng_tick): ends an analysis that has been running
+ * (Progressing) since last_transition_ms for max_duration_ms. */
+static void max_duration(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_output *out)
+{
+	if (p->max_duration_ms == 0 || s->phase != ENG_PROGRESSING ||
+	    now_ms < s->last_transition_ms || now_ms - s->last_transition_ms < p->max_duration_ms)
+		return;
+	char d[32], msg[ENG_MSG_LEN];
+	util_format_duration(p->max_duration_ms, d, sizeof d);
+	switch (p->on_max_duration) {
+	case ENG_MAXDUR_ROLLBACK:
+		fmt(msg, sizeof msg, "analysis undecided after %s (maxDuration): rolling back to %s",
+		    d, s->stable_rev[0] ? s->stable_rev : "the stable revision");
+		rollback(s, now_ms, out, AUTO_ACTOR, msg);
+		break;
+	case ENG_MAXDUR_PROMOTE:
+		fmt(msg, sizeof msg, "analysis undecided after %s (maxDuration)", d);
+		start_promoting(s, now_ms, out, AUTO_ACTOR, msg);
+		break;
+	default:
+		/* the operator decides: resume (another maxDuration), promote or
+		 * abort; the event reaches them through the event webhooks */
+		s->manual_weight = false;
+		set_phase(s, ENG_PAUSED, now_ms);
+		emit(out, s, "max-duration", AUTO_ACTOR,
+		     "analysis undecided after %s (maxDuration): paused at weight %d, "
+		     "resume, promote or abort", d, s->weight);
+		break;
+	}
+}
 
 void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
               bool canary_ready, eng_output *out)
@@ -522,6 +596,7 @@ void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			s->unready_since_ms = 0;
 			out->changed = true;
 		}
+		max_duration(s, p, now_ms, out);
 		return;
 	}
 	char dl[32];
@@ -538,7 +613,9 @@ void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		char msg[ENG_MSG_LEN];
 		fmt(msg, sizeof msg, "canary not ready for %s (progressDeadlineSeconds)", dl);
 		rollback(s, now_ms, out, AUTO_ACTOR, msg);
+		return;
 	}
+	max_duration(s, p, now_ms, out);
 }
 
 /* ---- operator commands ---- */

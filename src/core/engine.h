@@ -98,7 +98,10 @@ typedef struct eng_policy {
 	int n_metrics;
 	eng_judge judge;                 /* analysis.judge, default threshold */
 	double alpha;                    /* sequential: false rollback bound, 0.01 */
-	uint64_t min_samples;            /* sequential: canary requests before a step, 100 */
+	uint64_t min_samples;            /* sequential: canary requests before a step,
+	                                  * 100; and for every check: a reading
+	                                  * resting on fewer canary requests
+	                                  * (eng_reading.samples) is no data */
 	double judge_margin;             /* sequential: canary error rate may exceed
 	                                  * stable's by less than this (a fraction)
 	                                  * to advance; 0.005 (judge.h's margin) */
@@ -110,10 +113,13 @@ typedef struct eng_policy {
 	                                  * scales with the base rate) */
 	double judge_latency_quantile;   /* sequential: the latency quantile
 	                                  * compared (0.99) */
-	uint64_t warmup_ms;              /* the canary's first warmup_ms of a
-	                                  * rollout are not judged (0: none) */
-	uint64_t max_duration_ms;        /* an analysis still undecided after
-	                                  * this long ends (0: never) */
+	uint64_t warmup_ms;              /* analysis.warmup: no check is made in a
+	                                  * rollout's first warmup_ms (eng_check
+	                                  * holds it), and the readings' windows
+	                                  * start after it (readings.h); 0: none */
+	uint64_t max_duration_ms;        /* analysis.maxDuration: an analysis still
+	                                  * undecided after this long ends by
+	                                  * on_max_duration (eng_tick); 0: never */
 	eng_on_max_duration on_max_duration; /* how it ends */
 	eng_on_no_data on_no_data;       /* a check without data holds or fails */
 } eng_policy;
@@ -121,7 +127,10 @@ typedef struct eng_policy {
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
  * 100, stepWeight 0, progressDeadline 600s, no metrics) and the sequential
  * judge's (judge threshold, alpha 0.01, min_samples 100, margin 0.005,
- * latency ratio 1.25). */
+ * latency ratio 1.25), and canaryd's for checks: on_no_data hold, no
+ * warm-up, no maxDuration. Flagger's own check rules are min_samples 1
+ * and on_no_data fail (what the configuration gives a Flagger document
+ * under the threshold judge). */
 void eng_policy_defaults(eng_policy *p);
 
 /* The persisted state of one canary. Plain data: it is stored as is. */
@@ -162,7 +171,11 @@ void eng_state_init(eng_state *s, const char *stable_rev, uint64_t now_ms);
 
 /* A metric reading for one check, in the order of policy->metrics. */
 typedef struct eng_reading {
-	bool has_data;        /* false: no data in the window (check fails) */
+	bool has_data;        /* false: no data in the window (the check holds
+	                       * or fails, by policy->on_no_data) */
+	bool fails;           /* with !has_data: the reading is a failure, not
+	                       * a lack of data (a webhook gate that did not
+	                       * pass): the check fails whatever on_no_data */
 	double value;         /* percent or milliseconds, per kind */
 	char reason[96];      /* why there is no data, when !has_data */
 	bool has_stable;      /* relative metrics: stable's value, same window */
@@ -170,7 +183,8 @@ typedef struct eng_reading {
 	bool has_baseline;    /* baseline metrics: stable's value, long window */
 	double baseline_value;
 	bool has_samples;     /* the canary requests the value rests on are */
-	uint64_t samples;     /* known (built-in metrics): this many */
+	uint64_t samples;     /* known (built-in metrics): this many; fewer
+	                       * than policy->min_samples is no data */
 } eng_reading;
 
 typedef struct eng_metric_result {
@@ -192,17 +206,22 @@ typedef struct eng_metric_result {
 	double baseline_value;
 	/* failureDuration: out of range, but not for long enough yet to fail */
 	bool pending;
+	/* no data (or fewer than min_samples requests) under onNoData hold:
+	 * neither passed nor failed */
+	bool held;
 } eng_metric_result;
 
 /* An audit event produced by the engine. type is one of: "rollout-started",
  * "weight", "check", "paused", "resumed", "promoting", "succeeded",
- * "rollback", "manual", "not-ready". */
+ * "rollback", "manual", "not-ready", "max-duration". */
 typedef struct eng_event {
 	char type[24];
 	eng_phase phase;      /* phase after the event */
 	int weight;           /* weight after the event */
 	char message[ENG_MSG_LEN];
 	char actor[ENG_NAME_LEN];   /* "canaryd" for automatic, else who */
+	bool held;            /* a check held unmade (no data, warm-up): neither
+	                       * passed nor failed */
 	eng_metric_result metrics[ENG_MAX_METRICS]; /* checks only */
 	int n_metrics;
 } eng_event;
@@ -228,13 +247,27 @@ typedef struct eng_output {
 void eng_output_clear(eng_output *o);
 
 /* True when a check is due at <now>: phase Progressing and now >=
- * next_check_ms. The driver then reads every metric and calls eng_check. */
+ * next_check_ms. The driver then reads every metric and calls eng_check
+ * (during the warm-up, eng_warming_up, it may call it without readings). */
 bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms);
 
-/* One analysis check with readings[i] for p->metrics[i]. A metric with no
- * data, or out of its range, fails the check (subject to the metric's
- * relative, baseline_window_ms and failure_duration_ms settings: see
- * "Judging one metric" below); a failing check holds the
+/* True while the rollout's warm-up (policy->warmup_ms from
+ * rollout_started_ms) lasts at <now>: a check then is held unmade, so the
+ * driver need not read any metric for it. */
+bool eng_warming_up(const eng_state *s, const eng_policy *p, uint64_t now_ms);
+
+/* One analysis check with readings[i] for p->metrics[i]. A metric out of
+ * its range fails the check (subject to the metric's relative,
+ * baseline_window_ms and failure_duration_ms settings: see "Judging one
+ * metric" below); a metric with no data, or with fewer than min_samples
+ * canary requests behind it, fails it under onNoData fail and is held
+ * under onNoData hold. A check with no failing metric but a held one is
+ * held: a "check" event says why ("check held at weight 10: error-rate
+ * has no data: no canary requests in the last 60s"), the weight stays,
+ * failed_checks and iterations do not count it. During the warm-up
+ * (eng_warming_up) the check is held the same way without judging any
+ * reading ("check held: warming up, 12s of 30s"; <readings> may be NULL).
+ * A failing check holds the
  * weight and counts; the threshold-th failure rolls back (weight 0, phase
  * Failed, rollback hook). A passing check raises the weight to the next step
  * (capped at max_weight); a passing check at max_weight promotes (phase
@@ -247,8 +280,12 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out);
 
 /* Judging one metric, in this order:
- * - no data (has_data false): fails with the reader's reason, at once
- *   (failureDuration does not apply: the check cannot be made).
+ * - no data (has_data false), or a reading that knows its canary requests
+ *   (has_samples) and has fewer than policy->min_samples ("not enough
+ *   data (12 of 100 requests)"): held under onNoData hold, unless the
+ *   reading itself fails (fails true); otherwise fails with the reader's
+ *   reason, at once (failureDuration does not apply: the check cannot be
+ *   made). Either way the breach clock is left as it was.
  * - relative: [min, max] applies to value - stable_value for success and
  *   error rates (percentage points) and to value / stable_value for
  *   request-duration and custom metrics (0 / 0 is 1, x / 0 is +-infinity);
@@ -302,7 +339,21 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 /* Time passing: Promoting becomes Succeeded (promote=true, weight 0, the
  * canary revision becomes stable) once an interval has passed since the
  * promotion; a rollout whose canary has been unready (<canary_ready> false)
- * for progress_deadline_ms rolls back. Call at least once per interval. */
+ * for progress_deadline_ms rolls back. Call at least once per interval.
+ *
+ * maxDuration (policy->max_duration_ms > 0): an analysis that has run
+ * Progressing for max_duration_ms without being decided ends by
+ * on_max_duration, with why in the message ("analysis undecided after 2h
+ * (maxDuration): ..."): pause (phase Paused, a "max-duration" event, the
+ * weight kept: the operator decides), rollback (as a failed analysis:
+ * "rollback" event, rollback hook) or promote (Promoting, as a passing
+ * last step). Both judges. The clock runs from when the analysis last
+ * began to run: the rollout's start, or an operator's resume, approval or
+ * promotion out of Paused or WaitingApproval (last_transition_ms, as
+ * stepping up within Progressing does not change the phase). So time
+ * Paused or WaitingApproval does not count, and a rollout resumed after
+ * a max-duration pause gets a whole maxDuration again; nothing beyond the
+ * persisted state is needed across a restart. */
 void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
               bool canary_ready, eng_output *out);
 

@@ -86,10 +86,22 @@ void rd_store(eng_reading *r, rd_which which, bool has_data, double value,
 	}
 }
 
+uint64_t rd_judged_from(const eng_policy *p, uint64_t first_sec)
+{
+	return first_sec + (p->warmup_ms + 999) / 1000;
+}
+
+void rd_store_samples(eng_reading *r, const stats_summary *canary)
+{
+	r->has_samples = true;
+	r->samples = canary->total;
+}
+
 void rd_read_builtin(const eng_policy *p, uint64_t now_sec, uint64_t first_sec,
                      rd_sum_fn sum, void *arg, eng_reading *r)
 {
 	stats_summary *s = xmalloc(sizeof *s);
+	first_sec = rd_judged_from(p, first_sec);
 	for (int i = 0; i < p->n_metrics; i++) {
 		const eng_metric *m = &p->metrics[i];
 		memset(&r[i], 0, sizeof r[i]);
@@ -103,6 +115,8 @@ void rd_read_builtin(const eng_policy *p, uint64_t now_sec, uint64_t first_sec,
 			sum(arg, w[k].target, w[k].from_sec, w[k].to_sec, m->kind == ENG_M_DURATION, s);
 			int ok = rd_value(m->kind, &w[k], s, &v, why, sizeof why);
 			rd_store(&r[i], w[k].which, ok, v, why);
+			if (w[k].which == RD_CANARY)
+				rd_store_samples(&r[i], s);
 		}
 	}
 	free(s);

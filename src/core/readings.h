@@ -64,8 +64,23 @@ void rd_store(eng_reading *r, rd_which which, bool has_data, double value,
 typedef void (*rd_sum_fn)(void *arg, int target, uint64_t from_sec, uint64_t to_sec,
                           bool hist, stats_summary *out);
 
-/* Every built-in metric of <p> read at <now_sec> (as rd_windows) into
- * r[i]; r[i] of a custom metric is zeroed and left to its provider. */
+/* The first second a rollout's checks may read, for a rollout whose first
+ * second is <first_sec>: that one, or with a warm-up (policy->warmup_ms)
+ * the first second after it, counted in whole seconds (30s: first_sec +
+ * 30). A check's windows start there, so that a check made 35 s into a
+ * rollout with a 30 s warm-up reads its last 5 s only, however long its
+ * window, not the canary's cold start. */
+uint64_t rd_judged_from(const eng_policy *p, uint64_t first_sec);
+
+/* Puts into <r> how many canary requests the value of a built-in metric
+ * rests on: <canary>, the sums of its canary window (the engine holds a
+ * check on fewer than policy->min_samples). */
+void rd_store_samples(eng_reading *r, const stats_summary *canary);
+
+/* Every built-in metric of <p> read at <now_sec> (as rd_windows, from
+ * rd_judged_from(p, first_sec), <first_sec> the rollout's first second)
+ * into r[i], with the canary requests behind it (rd_store_samples); r[i]
+ * of a custom metric is zeroed and left to its provider. */
 void rd_read_builtin(const eng_policy *p, uint64_t now_sec, uint64_t first_sec,
                      rd_sum_fn sum, void *arg, eng_reading *r);
 

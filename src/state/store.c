@@ -657,6 +657,8 @@ static char *metrics_json(const eng_event *ev)
 			json_object_set_new(o, "baselineValue", json_real(m->baseline_value));
 		if (m->pending)
 			json_object_set_new(o, "pending", json_true());
+		if (m->held)
+			json_object_set_new(o, "held", json_true());
 		if (m->reason[0])
 			json_object_set_new(o, "reason", json_string(m->reason));
 		json_array_append_new(arr, o);

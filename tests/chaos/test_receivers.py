@@ -152,6 +152,8 @@ class Receiver:
 
 def _yaml(port, stable, metrics="", webhooks="", interval="500ms", threshold=1,
           max_weight=50, step=10):
+    # onNoData fail: a reading that is no value fails its check, so that a
+    # misbehaving receiver shows as a failed rollout (hold would wait)
     text = """apiVersion: canaryd/v1
 kind: Canary
 metadata:
@@ -165,6 +167,7 @@ spec:
     threshold: %d
     maxWeight: %d
     stepWeight: %d
+    onNoData: fail
     metrics:
       - name: request-success-rate
         thresholdRange: {min: 0}

@@ -443,7 +443,9 @@ def test_request_duration_from_haproxy_logs():
     hp = HAProxy(log_port=lp)
     cd = Canaryd(hap_yaml("web", "unix:" + hp.sock, [st.addr], step_weights=(50, 60),
                           interval="1s", threshold=2, log="127.0.0.1:%d" % lp,
-                          metrics=[("request-duration", "max: 200", "2s")]))
+                          metrics=[("request-duration", "max: 200", "2s")]).replace(
+        # some 16 canary requests in a 2 s window: enough here
+        "  analysis:\n", "  analysis:\n    minSamples: 5\n"))
     rc, out, err = cd.ctl("rollout", "web", "--revision", "v2", "--endpoints", ca.addr)
     assert rc == 0
     stop = time.time() + 30 * SLOW

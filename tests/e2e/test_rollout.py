@@ -10,6 +10,12 @@ from harness import (SLOW, Canaryd, Load, Upstream, canary_yaml, free_port, get,
                      run)
 
 
+def _analysis(text, *lines):
+    """<text> (canary_yaml's) with <lines> added to each spec.analysis."""
+    extra = "".join("    %s\n" % l for l in lines)
+    return text.replace("  analysis:\n", "  analysis:\n" + extra)
+
+
 def _setup(name="web", **kw):
     v1, v2 = Upstream("v1"), Upstream(kw.pop("canary_name", "v2"), fail_rate=kw.pop("fail_rate", 0))
     port = free_port()
@@ -52,8 +58,13 @@ def test_healthy_canary_is_promoted_and_no_request_fails():
 
 
 def test_failing_canary_is_rolled_back_within_threshold_times_interval():
-    v1, v2, port, d = _setup(fail_rate=0.2, interval="1s", threshold=3, max_weight=50,
-                             step_weight=10)
+    # 20 canary requests a second: minSamples 10 lets the first check count
+    # (the default 100 would hold the checks of the first 5 s)
+    v1, v2 = Upstream("v1"), Upstream("v2", fail_rate=0.2)
+    port = free_port()
+    d = Canaryd(_analysis(canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="1s",
+                                      threshold=3, max_weight=50, step_weight=10),
+                          "minSamples: 10"))
     load = Load(port, threads=4, rps_per_thread=50)
     time.sleep(0.3)
     t0 = time.time()
@@ -255,6 +266,104 @@ def test_sequential_judge_rolls_back_a_failing_canary_in_seconds():
     # windows of 50 canary requests, at most x5 each: ~2.5 s apiece here
     # (docs/analysis.md, "Bursts")
     assert dt < 15 * SLOW, dt
+
+
+def _wait(what, pred, timeout=10):
+    end = time.time() + timeout * SLOW
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def test_check_without_canary_traffic_is_held_not_failed():
+    # no client at all: every check's window is empty. A canaryd document
+    # holds the weight (onNoData hold) and says why; with onNoData fail, as
+    # a Flagger document has it, the first check fails and rolls back
+    v1, v2 = Upstream("v1"), Upstream("v2")
+    port, port2 = free_port(), free_port()
+    held = canary_yaml("held", "127.0.0.1:%d" % port, [v1.addr], interval="200ms", threshold=1)
+    failed = _analysis(canary_yaml("failed", "127.0.0.1:%d" % port2, [v1.addr],
+                                   interval="200ms", threshold=1), "onNoData: fail")
+    d = Canaryd(held + "---\n" + failed)
+    for name in ("held", "failed"):
+        assert d.ctl("rollout", name, "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    s = d.wait_phase("failed", "Failed", timeout=10)
+    assert "no canary requests in the last" in s["message"], s
+    checks = _wait("5 held checks", lambda: (lambda c: c if len(c) >= 5 else None)(
+        [e for e in d.events("held") if e["type"] == "check"]))
+    s = d.status("held")
+    assert s["phase"] == "Progressing" and s["failedChecks"] == 0, s
+    assert s["canaryWeight"] == 10, s
+    for c in checks:
+        assert c["message"].startswith("check held at weight 10: request-success-rate has no "
+                                       "data: no canary requests in the last"), c
+        m = c["metrics"][0]
+        assert m["held"] is True and m["passed"] is False and m["value"] is None, m
+    rc, out, err = d.ctl("history", "held")
+    assert rc == 0 and "request-success-rate=n/a [99..] held" in out, out
+    # a held check is not made: it counts neither as passed nor as failed
+    st, text = d.api("GET", "/metrics")
+    for result in ("pass", "fail"):
+        assert 'canaryd_checks_total{canary="held",result="%s"} 0\n' % result in text, text
+
+
+def test_max_duration_ends_an_undecided_rollout_by_its_outcome():
+    # three canaries without traffic, so never decided: after maxDuration
+    # 2s each ends as its onMaxDuration says
+    v1, v2 = Upstream("v1"), Upstream("v2")
+    docs, ports = [], {}
+    for how in ("pause", "rollback", "promote"):
+        ports[how] = free_port()
+        docs.append(_analysis(canary_yaml(how, "127.0.0.1:%d" % ports[how], [v1.addr],
+                                          interval="200ms", threshold=1),
+                              "maxDuration: 2s", "onMaxDuration: " + how))
+    d = Canaryd("---\n".join(docs))
+    t0 = time.time()
+    for how in ports:
+        assert d.ctl("rollout", how, "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    s = d.wait_phase("pause", "Paused", timeout=10)
+    assert time.time() - t0 >= 1.9, "ended before maxDuration"
+    assert s["canaryWeight"] == 10, s
+    ev = d.events("pause")[-1]
+    assert ev["type"] == "max-duration" and ev["message"].startswith(
+        "analysis undecided after 2s (maxDuration): paused at weight 10"), ev
+    s = d.wait_phase("rollback", "Failed", timeout=10)
+    ev = d.events("rollback")[-1]
+    assert ev["type"] == "rollback" and "(maxDuration): rolling back to v1" in ev["message"], ev
+    assert get(ports["rollback"])[2] == b"v1\n"
+    s = d.wait_phase("promote", "Succeeded", timeout=10)
+    assert s["stableRevision"] == "v2", s
+    types = [(e["type"], e["message"]) for e in d.events("promote")]
+    assert ("promoting", "analysis undecided after 2s (maxDuration), promoting v2: 100% to "
+            "canary") in types, types
+    assert get(ports["promote"])[2] == b"v2\n"
+    # a resume gives the paused one another 2 s of analysis
+    assert d.ctl("resume", "pause")[0] == 0
+    assert d.status("pause")["phase"] == "Progressing"
+    d.wait_phase("pause", "Paused", timeout=10)
+
+
+def test_warmup_holds_the_first_checks():
+    # a failing canary under a 1.5 s warm-up: the checks due in it are
+    # held unmade, the first one after it fails and rolls back
+    v1, v2 = Upstream("v1"), Upstream("v2", fail_rate=0.5)
+    port = free_port()
+    d = Canaryd(_analysis(canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], interval="200ms",
+                                      threshold=1), "warmup: 1500ms", "minSamples: 5"))
+    load = Load(port, threads=2, rps_per_thread=50)
+    t0 = time.time()
+    assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    d.wait_phase("web", "Failed", timeout=10)
+    assert time.time() - t0 >= 1.4, "judged during the warm-up"
+    load.stop()
+    checks = [e for e in d.events("web") if e["type"] == "check"]
+    warm = [c for c in checks if "warming up" in c["message"]]
+    assert len(warm) >= 3 and all(c["metrics"] == [] for c in warm), checks
+    assert warm[0]["message"].startswith("check held at weight 10: warming up, 0."), warm[0]
+    assert checks[-1]["message"].startswith("check failed (1/1)"), checks[-1]
 
 
 if __name__ == "__main__":

@@ -1265,8 +1265,81 @@ static void test_judge_alpha_and_min_samples_defaults(void **state)
 	p = &c->canaries[0].policy;
 	assert_int_equal(p->judge, ENG_JUDGE_THRESHOLD);
 	assert_true(p->alpha == 0.01);
-	assert_int_equal(p->min_samples, 100);
+	/* Flagger counts a check on any request: minSamples does not apply */
+	assert_int_equal(p->min_samples, 1);
 	cfg_free(c);
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {stepWeight: 10, judge: sequential}\n");
+	assert_int_equal(c->canaries[0].policy.min_samples, 100);
+	assert_int_equal(c->canaries[0].policy.on_no_data, ENG_NODATA_HOLD);
+	cfg_free(c);
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {stepWeight: 10, minSamples: 20}\n");
+	assert_int_equal(c->canaries[0].policy.min_samples, 20);
+	cfg_free(c);
+}
+
+static void test_no_data_warmup_and_max_duration_defaults(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->on_no_data, ENG_NODATA_HOLD);
+	assert_int_equal(p->warmup_ms, 0);
+	assert_int_equal(p->max_duration_ms, 0);
+	assert_int_equal(p->on_max_duration, ENG_MAXDUR_PAUSE);
+	cfg_free(c);
+	/* a Flagger document fails a check without data, as Flagger does */
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {stepWeight: 10}\n");
+	p = &c->canaries[0].policy;
+	assert_int_equal(p->on_no_data, ENG_NODATA_FAIL);
+	assert_int_equal(p->warmup_ms, 0);
+	assert_int_equal(p->max_duration_ms, 0);
+	cfg_free(c);
+}
+
+static void test_no_data_warmup_and_max_duration_are_read(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n    onNoData: fail\n    warmup: 30s\n"
+	                   "    maxDuration: 2h\n    onMaxDuration: rollback\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->on_no_data, ENG_NODATA_FAIL);
+	assert_int_equal(p->warmup_ms, 30000);
+	assert_int_equal(p->max_duration_ms, 2 * 3600 * 1000);
+	assert_int_equal(p->on_max_duration, ENG_MAXDUR_ROLLBACK);
+	cfg_free(c);
+	c = must_load(MINIMAL "    stepWeight: 5\n    maxDuration: 10m\n    onMaxDuration: promote\n");
+	assert_int_equal(c->canaries[0].policy.on_max_duration, ENG_MAXDUR_PROMOTE);
+	cfg_free(c);
+	c = must_load(FLAGGER_HEAD "spec:\n  analysis: {stepWeight: 10, onNoData: hold, "
+	              "maxDuration: 1h, onMaxDuration: pause}\n");
+	p = &c->canaries[0].policy;
+	assert_int_equal(p->on_no_data, ENG_NODATA_HOLD);
+	assert_int_equal(p->max_duration_ms, 3600 * 1000);
+	assert_int_equal(p->on_max_duration, ENG_MAXDUR_PAUSE);
+	cfg_free(c);
+}
+
+static void test_no_data_warmup_and_max_duration_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    onNoData: skip\n"
+	                         "    warmup: soon\n    maxDuration: -1s\n"
+	                         "    onMaxDuration: abort\n");
+	assert_error(&e, "c.yaml:12:15: ", "spec.analysis.onNoData: must be one of hold, fail, "
+	             "got 'skip'");
+	assert_error(&e, "c.yaml:13:13: ", "spec.analysis.warmup: must be a duration from 0s to 24h");
+	assert_error(&e, "c.yaml:14:18: ", "spec.analysis.maxDuration: must be a duration from 0s "
+	             "to 720h");
+	assert_error(&e, "c.yaml:15:20: ", "spec.analysis.onMaxDuration: must be one of pause, "
+	             "rollback, promote, got 'abort'");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    onMaxDuration: promote\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.onMaxDuration: needs "
+	             "spec.analysis.maxDuration");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    warmup: 1m\n    maxDuration: 30s\n");
+	assert_error(&e, "c.yaml:13:5: ", "spec.analysis.maxDuration: must be longer than "
+	             "spec.analysis.warmup (30s is not longer than 1m");
+	assert_int_equal(e.n, 1);
+	cfg_errors_release(&e);
 }
 
 static void test_judge_alpha_and_min_samples_are_read(void **state)
@@ -1554,7 +1627,8 @@ static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
 	                    "stepWeight, stepWeights, iterations, metrics, webhooks, match, mirror, "
 	                    "mirrorWeight, primaryReadyThreshold, canaryReadyThreshold, alerts, "
 	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
-	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile");
+	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile, warmup, "
+	                    "maxDuration, onMaxDuration, onNoData");
 	assert_messages_are_lines(&e, 1024);
 	cfg_errors_release(&e);
 }
@@ -1756,6 +1830,9 @@ int main(void)
 		cmocka_unit_test(test_relative_baseline_and_failure_duration_are_read),
 		cmocka_unit_test(test_relative_baseline_and_failure_duration_are_checked),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_defaults),
+		cmocka_unit_test(test_no_data_warmup_and_max_duration_defaults),
+		cmocka_unit_test(test_no_data_warmup_and_max_duration_are_read),
+		cmocka_unit_test(test_no_data_warmup_and_max_duration_are_checked),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_read),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_checked),
 		cmocka_unit_test(test_alert_matchers_are_read),

@@ -437,6 +437,7 @@ static void test_check_event_carries_each_metric_result(void **state)
 static void test_no_data_fails_the_check_with_the_readers_reason(void **state)
 {
 	(void)state;
+	P.on_no_data = ENG_NODATA_FAIL;
 	start("v2");
 	now = S.next_check_ms;
 	eng_reading r[ENG_MAX_METRICS];
@@ -1151,6 +1152,7 @@ static void test_failure_duration_does_not_delay_no_data(void **state)
 	(void)state;
 	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
 	P.metrics[0].failure_duration_ms = 30000;
+	P.on_no_data = ENG_NODATA_FAIL;
 	start("v2");
 	now = S.next_check_ms;
 	eng_reading r[ENG_MAX_METRICS];
@@ -1170,6 +1172,390 @@ static void test_breach_clocks_reset_by_a_new_rollout(void **state)
 	assert_true(S.breach_since_ms[0] != 0);
 	start("v3");
 	assert_int_equal(S.breach_since_ms[0], 0);
+}
+
+
+/* ---- no data, too few requests, warm-up, maxDuration ---- */
+
+static void test_no_data_holds_the_check_under_on_no_data_hold(void **state)
+{
+	(void)state;
+	assert_int_equal(P.on_no_data, ENG_NODATA_HOLD);
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 99.9, 100);
+	r[0].has_data = false;
+	snprintf(r[0].reason, sizeof r[0].reason, "no canary requests in the last 60s");
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.iterations, 0);
+	assert_int_equal(S.next_check_ms, now + INTERVAL);
+	const eng_event *c = find_event("check");
+	assert_non_null(c);
+	assert_string_equal(c->message, "check held at weight 10: request-success-rate has no "
+	                    "data: no canary requests in the last 60s");
+	assert_true(c->held);
+	assert_true(c->metrics[0].held);
+	assert_false(c->metrics[0].passed);
+	assert_false(c->metrics[1].held);
+	assert_true(c->metrics[1].passed);
+	assert_null(find_event("weight"));
+	/* once the data is there the check counts again */
+	check_at_due(99.9, 100);
+	assert_int_equal(S.weight, 20);
+	assert_int_equal(S.iterations, 1);
+}
+
+static void test_no_data_holds_forever_without_rolling_back(void **state)
+{
+	(void)state;
+	start("v2");
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 50; i++) {
+		now = S.next_check_ms;
+		eng_check(&S, &P, now, r, &O);
+	}
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.weight, 10);
+}
+
+static void test_too_few_samples_hold_the_check(void **state)
+{
+	(void)state;
+	P.min_samples = 100;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 91.0, 100); /* 1 failure in 12 requests: not evidence */
+	r[0].has_samples = true;
+	r[0].samples = 12;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.weight, 10);
+	const eng_event *c = find_event("check");
+	assert_non_null(c);
+	assert_true(c->metrics[0].held);
+	assert_true(c->metrics[0].has_value);
+	assert_true(fabs(c->metrics[0].value - 91.0) < 1e-9);
+	assert_string_equal(c->metrics[0].reason, "not enough data (12 of 100 requests)");
+	assert_string_equal(c->message, "check held at weight 10: request-success-rate has not "
+	                    "enough data (12 of 100 requests)");
+}
+
+static void test_too_few_samples_still_show_the_comparison(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_ERROR_RATE, "error-rate", NAN, 1);
+	P.metrics[0].relative = true;
+	P.min_samples = 100;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	r[0].has_data = true;
+	r[0].value = 10;
+	r[0].has_stable = true;
+	r[0].stable_value = 9.5;
+	r[0].has_samples = true;
+	r[0].samples = 20;
+	eng_check(&S, &P, now, r, &O);
+	const eng_metric_result *m = check_result();
+	assert_true(m->held);
+	assert_true(m->has_stable);
+	assert_true(m->stable_value == 9.5);
+	assert_true(fabs(m->compared - 0.5) < 1e-9);
+	/* without stable's value either, it is still too little to judge */
+	r[0].has_stable = false;
+	now = S.next_check_ms;
+	eng_check(&S, &P, now, r, &O);
+	assert_true(check_result()->held);
+	assert_int_equal(S.failed_checks, 0);
+}
+
+static void test_min_samples_reached_counts_either_way(void **state)
+{
+	(void)state;
+	P.min_samples = 100;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 99.5, 100);
+	r[0].has_samples = true;
+	r[0].samples = 100;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.weight, 20);
+	now = S.next_check_ms;
+	readings(r, 90, 100);
+	r[0].has_samples = true;
+	r[0].samples = 100;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_too_few_samples_fail_under_on_no_data_fail(void **state)
+{
+	(void)state;
+	P.min_samples = 100;
+	P.on_no_data = ENG_NODATA_FAIL;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 100, 100);
+	r[0].has_samples = true;
+	r[0].samples = 12;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+	const eng_event *c = find_event("check");
+	assert_false(c->metrics[0].held);
+	assert_false(c->metrics[0].passed);
+	assert_string_equal(c->metrics[0].reason, "not enough data (12 of 100 requests)");
+}
+
+static void test_min_samples_of_one_counts_any_request(void **state)
+{
+	(void)state;
+	P.min_samples = 1; /* a Flagger document's: any request counts */
+	P.on_no_data = ENG_NODATA_FAIL;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 0, 100);
+	r[0].has_samples = true;
+	r[0].samples = 1;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+	assert_string_equal(find_event("check")->metrics[0].reason, "0.00 < 99");
+}
+
+static void test_a_failing_metric_fails_a_check_with_a_held_one(void **state)
+{
+	(void)state;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 99.9, 900);
+	r[0].has_data = false;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+	assert_int_equal(S.iterations, 1);
+	assert_false(find_event("check")->held);
+	assert_non_null(strstr(find_event("check")->message, "check failed (1/3): request-duration"));
+}
+
+static void test_a_failed_reading_fails_whatever_on_no_data(void **state)
+{
+	(void)state;
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 99.9, 100);
+	r[1].has_data = false;
+	r[1].fails = true; /* a webhook gate that said no */
+	snprintf(r[1].reason, sizeof r[1].reason, "webhook answered 500");
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+	assert_false(find_event("check")->metrics[1].held);
+}
+
+static void test_custom_metric_without_data_holds(void **state)
+{
+	(void)state;
+	one_metric(ENG_M_CUSTOM, "apdex", 0.9, NAN);
+	start("v2");
+	now = S.next_check_ms;
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	snprintf(r[0].reason, sizeof r[0].reason, "query returned no sample");
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 0);
+	assert_true(check_result()->held);
+	assert_string_equal(find_event("check")->message, "check held at weight 10: apdex has "
+	                    "no data: query returned no sample");
+	P.on_no_data = ENG_NODATA_FAIL;
+	now = S.next_check_ms;
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_held_checks_are_not_iterations(void **state)
+{
+	(void)state;
+	P.step_weight = 0;
+	P.max_weight = 100;
+	P.iterations = 2;
+	start("v2");
+	eng_reading r[ENG_MAX_METRICS];
+	memset(r, 0, sizeof r);
+	for (int i = 0; i < 3; i++) {
+		now = S.next_check_ms;
+		eng_check(&S, &P, now, r, &O);
+	}
+	assert_int_equal(S.iterations, 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	check_at_due(99.9, 100);
+	check_at_due(99.9, 100);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+}
+
+static void test_warmup_holds_the_checks_it_covers(void **state)
+{
+	(void)state;
+	P.warmup_ms = 30000;
+	start("v2");
+	assert_true(eng_warming_up(&S, &P, now));
+	eng_reading r[ENG_MAX_METRICS];
+	readings(r, 50, 5000); /* a cold canary: would fail every check */
+	int checks = 0;
+	while (S.next_check_ms < T0 + 30000) {
+		now = S.next_check_ms;
+		assert_true(eng_check_due(&S, &P, now));
+		eng_check(&S, &P, now, checks % 2 ? r : NULL, &O);
+		checks++;
+		assert_int_equal(O.n_events, 1);
+		assert_int_equal(O.events[0].n_metrics, 0);
+		assert_true(O.events[0].held);
+	}
+	assert_int_equal(checks, 29);
+	assert_string_equal(O.events[0].message, "check held at weight 10: warming up, 29s of 30s");
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.iterations, 0);
+	assert_int_equal(S.weight, 10);
+	/* the first check after the warm-up is made */
+	now = S.next_check_ms;
+	assert_false(eng_warming_up(&S, &P, now));
+	eng_check(&S, &P, now, r, &O);
+	assert_int_equal(S.failed_checks, 1);
+}
+
+static void test_warmup_starts_again_with_a_new_rollout(void **state)
+{
+	(void)state;
+	P.warmup_ms = 5000;
+	start("v2");
+	now += 6000;
+	assert_false(eng_warming_up(&S, &P, now));
+	start("v3");
+	assert_true(eng_warming_up(&S, &P, now + 4999));
+	assert_false(eng_warming_up(&S, &P, now + 5000));
+	P.warmup_ms = 0;
+	assert_false(eng_warming_up(&S, &P, now));
+}
+
+/* Ticks every 100 ms from now to <until> (a ready canary), stopping at the
+ * first tick that changes anything. */
+static void tick_until(uint64_t until)
+{
+	while (now < until) {
+		now += 100;
+		eng_tick(&S, &P, now, true, &O);
+		if (O.changed)
+			return;
+	}
+}
+
+static void test_max_duration_pauses_and_notifies(void **state)
+{
+	(void)state;
+	P.max_duration_ms = 2 * 3600 * 1000;
+	start("v2");
+	pass();
+	tick_until(T0 + 2 * 3600 * 1000 - 100);
+	assert_false(O.changed);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	now = T0 + 2 * 3600 * 1000;
+	eng_tick(&S, &P, now, true, &O);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(S.weight, 20);
+	const eng_event *e = find_event("max-duration");
+	assert_non_null(e);
+	assert_string_equal(e->actor, "canaryd");
+	assert_int_equal(e->phase, ENG_PAUSED);
+	assert_string_equal(e->message, "analysis undecided after 2h (maxDuration): paused at "
+	                    "weight 20, resume, promote or abort");
+	assert_false(eng_check_due(&S, &P, now + 10 * INTERVAL));
+	/* a resume starts a whole maxDuration again */
+	now += 3600 * 1000;
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), 0);
+	uint64_t resumed = now;
+	tick_until(resumed + 2 * 3600 * 1000 - 100);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	tick_until(resumed + 2 * 3600 * 1000);
+	assert_int_equal(S.phase, ENG_PAUSED);
+}
+
+static void test_max_duration_rolls_back(void **state)
+{
+	(void)state;
+	P.max_duration_ms = 2000;
+	P.on_max_duration = ENG_MAXDUR_ROLLBACK;
+	start("v2");
+	tick_until(T0 + 5000);
+	assert_int_equal(now, T0 + 2000);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_true(has_hook(ENG_HOOK_ROLLBACK));
+	assert_string_equal(find_event("rollback")->message,
+	                    "analysis undecided after 2s (maxDuration): rolling back to v1");
+}
+
+static void test_max_duration_promotes(void **state)
+{
+	(void)state;
+	P.max_duration_ms = 2000;
+	P.on_max_duration = ENG_MAXDUR_PROMOTE;
+	start("v2");
+	tick_until(T0 + 5000);
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	assert_int_equal(S.weight, 100);
+	assert_string_equal(find_event("promoting")->message,
+	                    "analysis undecided after 2s (maxDuration), promoting v2: 100% to canary");
+	tick_until(now + 5000);
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	assert_true(O.promote);
+}
+
+static void test_max_duration_does_not_count_a_pause(void **state)
+{
+	(void)state;
+	P.max_duration_ms = 10000;
+	P.on_max_duration = ENG_MAXDUR_ROLLBACK;
+	start("v2");
+	now += 5000;
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
+	tick_until(T0 + 60000);
+	assert_int_equal(S.phase, ENG_PAUSED); /* paused: the clock does not end it */
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), 0);
+	uint64_t resumed = now;
+	tick_until(resumed + 9900);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	tick_until(resumed + 10000);
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
+static void test_max_duration_ends_the_sequential_judge_too(void **state)
+{
+	(void)state;
+	P.judge = ENG_JUDGE_SEQUENTIAL;
+	P.max_duration_ms = 1000;
+	start("v2");
+	tick_until(T0 + 1000);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), 0);
+	tick_until(now + 1000);
+	assert_int_equal(S.phase, ENG_PAUSED);
+}
+
+static void test_max_duration_zero_never_ends(void **state)
+{
+	(void)state;
+	start("v2");
+	tick_until(T0 + 48ULL * 3600 * 1000);
+	assert_false(O.changed);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
 }
 
 
@@ -1503,6 +1889,25 @@ int main(void)
 		T(test_check_message_lists_failing_metrics),
 		T(test_check_event_carries_each_metric_result),
 		T(test_no_data_fails_the_check_with_the_readers_reason),
+		T(test_no_data_holds_the_check_under_on_no_data_hold),
+		T(test_no_data_holds_forever_without_rolling_back),
+		T(test_too_few_samples_hold_the_check),
+		T(test_too_few_samples_still_show_the_comparison),
+		T(test_min_samples_reached_counts_either_way),
+		T(test_too_few_samples_fail_under_on_no_data_fail),
+		T(test_min_samples_of_one_counts_any_request),
+		T(test_a_failing_metric_fails_a_check_with_a_held_one),
+		T(test_a_failed_reading_fails_whatever_on_no_data),
+		T(test_custom_metric_without_data_holds),
+		T(test_held_checks_are_not_iterations),
+		T(test_warmup_holds_the_checks_it_covers),
+		T(test_warmup_starts_again_with_a_new_rollout),
+		T(test_max_duration_pauses_and_notifies),
+		T(test_max_duration_rolls_back),
+		T(test_max_duration_promotes),
+		T(test_max_duration_does_not_count_a_pause),
+		T(test_max_duration_ends_the_sequential_judge_too),
+		T(test_max_duration_zero_never_ends),
 		T(test_min_bound_is_inclusive),
 		T(test_max_bound_is_inclusive),
 		T(test_nan_reading_fails),

@@ -158,6 +158,39 @@ static void test_read_builtin(void **state)
 	assert_false(r[1].has_stable);
 	assert_string_equal(r[1].reason, "");
 	assert_true(r[2].has_data && r[2].value > 0.9 && r[2].value < 1.3);
+	/* the canary requests each value rests on: 4 a second */
+	assert_true(r[0].has_samples);
+	assert_int_equal(r[0].samples, 24);
+	assert_false(r[1].has_samples);
+	assert_true(r[2].has_samples);
+	assert_int_equal(r[2].samples, 20);
+}
+
+/* A warm-up moves the windows' start past it: 35 s into a rollout with a
+ * 30 s warm-up a 1m window reads the last 5 s (and a bit), the baseline
+ * still its whole span. */
+static void test_read_builtin_skips_the_warmup(void **state)
+{
+	eng_policy p;
+	memset(&p, 0, sizeof p);
+	p.n_metrics = 1;
+	p.metrics[0] = metric(ENG_M_ERROR_RATE, 60000, true, 600000);
+	p.warmup_ms = 30000;
+	assert_int_equal(rd_judged_from(&p, 1000), 1030);
+	p.warmup_ms = 1;
+	assert_int_equal(rd_judged_from(&p, 1000), 1001);
+	p.warmup_ms = 0;
+	assert_int_equal(rd_judged_from(&p, 1000), 1000);
+	p.warmup_ms = 30000;
+	eng_reading r[1];
+	calls c = { 0 };
+	rd_read_builtin(&p, 1035, 1000, fake_sum, &c, r);
+	assert_int_equal(c.n, 3);
+	assert_int_equal(c.from[0], 1030);
+	assert_int_equal(c.to[0], 1035);
+	assert_int_equal(c.from[1], 1030);
+	assert_int_equal(c.from[2], 1035 + 1 - 600);
+	assert_int_equal(r[0].samples, 24);
 }
 
 int main(void)
@@ -167,6 +200,7 @@ int main(void)
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_store_keeps_the_canary_reason),
 		cmocka_unit_test(test_read_builtin),
+		cmocka_unit_test(test_read_builtin_skips_the_warmup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,11 +35,14 @@ static eng_metric *add_metric(eng_metric_kind kind, const char *name, double min
 }
 
 /* A threshold policy: interval 1s, threshold 3, stepWeight 10 up to 50,
- * request-success-rate >= 99 over 1m; 200 req/s, 0.5% errors on both. */
+ * request-success-rate >= 99 over 1m; 200 req/s, 0.5% errors on both.
+ * Flagger's rules for a check: any request counts, no data fails. */
 static int setup(void **state)
 {
 	(void)state;
 	eng_policy_defaults(&P);
+	P.min_samples = 1;
+	P.on_no_data = ENG_NODATA_FAIL;
 	P.interval_ms = 1000;
 	P.threshold = 3;
 	P.max_weight = 50;
@@ -447,6 +450,7 @@ static void sequential(void)
 	P.judge = ENG_JUDGE_SEQUENTIAL;
 	P.alpha = 0.01;
 	P.min_samples = 100;
+	P.on_no_data = ENG_NODATA_HOLD;
 	P.step_weight = 0;
 	P.n_step_weights = 4;
 	P.step_weights[0] = 10;
