@@ -539,6 +539,43 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 
 /* ---- time ---- */
 
+/* Does the evidence so far lean towards a worse canary? Under the
+ * sequential judge: a rollback test's e-value above 1; under the
+ * threshold judge: a failed check in this rollout. Says how in <why>. */
+static bool leans_worse(const eng_state *s, const eng_policy *p, char *why, size_t n)
+{
+	if (p->judge == ENG_JUDGE_SEQUENTIAL) {
+		if (!s->judge_started)
+			return false;
+		const judge_state *j = &s->judge;
+		double e = j->mix_err.log_e;
+		const char *what = "the error rate";
+		if (j->alpha_latency > 0 && j->mix_lat.log_e > e) {
+			e = j->mix_lat.log_e;
+			what = "the latency tail";
+		}
+		if (j->alpha_latency > 0 && j->mix_rank.log_e > e) {
+			e = j->mix_rank.log_e;
+			what = "the latency";
+		}
+		for (int i = 0; i < j->n_guards; i++)
+			if (j->guards[i].mix.log_e > e) {
+				e = j->guards[i].mix.log_e;
+				what = "a guard";
+			}
+		if (e <= 0)
+			return false;
+		fmt(why, n, "the evidence on %s leans towards a worse canary (e = %.2g)", what,
+		    exp(e < 700 ? e : 700));
+		return true;
+	}
+	if (s->failed_checks == 0)
+		return false;
+	fmt(why, n, "%d check%s failed in this rollout", s->failed_checks,
+	    s->failed_checks == 1 ? "" : "s");
+	return true;
+}
+
 /* maxDuration (engine.h, eng_tick): ends an analysis that has been running
  * (Progressing) since last_transition_ms for max_duration_ms. */
 static void max_duration(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_output *out)
@@ -554,10 +591,23 @@ static void max_duration(eng_state *s, const eng_policy *p, uint64_t now_ms, eng
 		    d, s->stable_rev[0] ? s->stable_rev : "the stable revision");
 		rollback(s, now_ms, out, AUTO_ACTOR, msg);
 		break;
-	case ENG_MAXDUR_PROMOTE:
+	case ENG_MAXDUR_PROMOTE: {
+		/* undecided is not the same as leaning worse: a canary whose
+		 * evidence leans towards worse (a rollback e-value above 1, or
+		 * a failed check) is paused for the operator, not promoted */
+		char lean[ENG_MSG_LEN];
+		if (leans_worse(s, p, lean, sizeof lean)) {
+			s->manual_weight = false;
+			set_phase(s, ENG_PAUSED, now_ms);
+			emit(out, s, "max-duration", AUTO_ACTOR,
+			     "analysis undecided after %s (maxDuration), but %s: paused at weight %d "
+			     "instead of promoting; resume, promote or abort", d, lean, s->weight);
+			break;
+		}
 		fmt(msg, sizeof msg, "analysis undecided after %s (maxDuration)", d);
 		start_promoting(s, now_ms, out, AUTO_ACTOR, msg);
 		break;
+	}
 	default:
 		/* the operator decides: resume (another maxDuration), promote or
 		 * abort; the event reaches them through the event webhooks */

@@ -1801,6 +1801,41 @@ static void test_sequential_warmup_is_not_judged(void **state)
 	assert_int_equal(S.phase, ENG_FAILED);
 }
 
+/* onMaxDuration: promote does not promote a canary whose evidence leans
+ * worse: a failed check (threshold judge) or a rollback e-value above 1
+ * (sequential judge) pauses it for the operator instead. */
+static void test_max_duration_promote_pauses_a_canary_leaning_worse(void **state)
+{
+	(void)state;
+	P.max_duration_ms = 2000;
+	P.on_max_duration = ENG_MAXDUR_PROMOTE;
+	P.threshold = 5;
+	start("v2");
+	check_one(90, NAN, NAN); /* success rate 90 % < 99: one failed check */
+	assert_int_equal(S.failed_checks, 1);
+	tick_until(T0 + 5000);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	const eng_event *ev = find_event("max-duration");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "1 check failed in this rollout"));
+	assert_non_null(strstr(ev->message, "instead of promoting"));
+	/* the sequential judge: a canary failing 3 % against 0.5 %, too
+	 * little traffic to decide */
+	sequential();
+	P.max_duration_ms = 30000;
+	P.on_max_duration = ENG_MAXDUR_PROMOTE;
+	start("v2");
+	for (int i = 0; i < 290; i++)
+		observe_tick(100, 30, 5);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_true(S.judge.mix_err.log_e > 0);
+	tick_until(now + 2000);
+	assert_int_equal(S.phase, ENG_PAUSED);
+	ev = find_event("max-duration");
+	assert_non_null(ev);
+	assert_non_null(strstr(ev->message, "leans towards a worse canary"));
+}
+
 static void test_sequential_restarts_with_a_new_rollout(void **state)
 {
 	(void)state;
@@ -1905,6 +1940,7 @@ int main(void)
 		T(test_max_duration_pauses_and_notifies),
 		T(test_max_duration_rolls_back),
 		T(test_max_duration_promotes),
+		T(test_max_duration_promote_pauses_a_canary_leaning_worse),
 		T(test_max_duration_does_not_count_a_pause),
 		T(test_max_duration_ends_the_sequential_judge_too),
 		T(test_max_duration_zero_never_ends),
