@@ -85,6 +85,7 @@ ROWS = [
          expects="rolled back <= 1 % (alpha)", check=rb_at_most(ALPHA)),
     dict(name="1 req/s in total, canary failing 10 %",
          flags=["--rps", "1", "--canary-error-rate", "10%", "--limit", "15m"],
+         cfg={"sequential": "sequential-lowtraffic.yaml", "threshold": "threshold-lowtraffic.yaml"},
          expects="rolled back >= 95 % within 15 min", check=rb_at_least(0.95, 900)),
     dict(name="p99 x 3 on the canary, median unchanged",
          flags=["--canary-tail-factor", "3", "--limit", "5m"],
@@ -95,8 +96,9 @@ ROWS = [
          cfg={"sequential": "sequential-warmup.yaml", "threshold": "threshold-warmup.yaml",
               "argo": "argo-warmup.yaml"},
          expects="rolled back <= 1 %", check=rb_at_most(ALPHA)),
-    dict(name="1 req/s, healthy canary (windows without data)",
+    dict(name="1 req/s, healthy canary (windows without data; maxDuration 1h, onMaxDuration promote)",
          flags=["--rps", "1", "--limit", "2h"],
+         cfg={"sequential": "sequential-lowtraffic.yaml", "threshold": "threshold-lowtraffic.yaml"},
          expects="rolled back <= 1 % (held, not failed), promoted >= 95 % within 2 h",
          check=lambda s: rb_at_most(ALPHA)(s) and share(s, "promoted") >= 0.95),
     dict(name="A/A at 0.5 %, guard error-rate <= 1 % over 1m (interval 10s, threshold 3)",
@@ -108,7 +110,8 @@ ROWS = [
          expects="promoted >= 99 %, p50 <= 6 min", check=promoted_p50_within(360)),
     dict(name="A/A at 5 %",
          flags=["--stable-error-rate", "5%", "--canary-error-rate", "5%", "--limit", "30m"],
-         expects="decided >= 95 % within 30 min", check=decided_at_least(0.95)),
+         expects="decided >= 95 % within 30 min, rolled back <= 1 %",
+         check=lambda s: decided_at_least(0.95)(s) and rb_at_most(ALPHA)(s)),
 ]
 
 

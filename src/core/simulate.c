@@ -762,6 +762,10 @@ static bool decided(const sim *s, uint64_t t_ms, sim_result *r)
 		r->outcome = SIM_PROMOTED;
 	else if (st->phase == ENG_FAILED)
 		r->outcome = SIM_ROLLED_BACK;
+	else if (st->phase == ENG_PAUSED)
+		/* only maxDuration pauses a simulated rollout (no operator):
+		 * it ends undecided, at that time */
+		r->outcome = SIM_UNDECIDED;
 	else
 		return false;
 	r->decision_ms = t_ms;
