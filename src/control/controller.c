@@ -1754,6 +1754,32 @@ static json_t *hosts_json(const canary_rt *rt)
 	return arr;
 }
 
+/* The sequential judge's evidence now, for the status: what the operator
+ * and the dashboard show beside the weight. */
+static json_t *judge_json(const judge_state *j)
+{
+	json_t *e = json_object();
+	double cn = (double)j->n[TARGET_CANARY], sn = (double)j->n[TARGET_STABLE];
+	json_object_set_new(e, "canaryRequests", json_integer((json_int_t)j->n[TARGET_CANARY]));
+	json_object_set_new(e, "stableRequests", json_integer((json_int_t)j->n[TARGET_STABLE]));
+	json_object_set_new(e, "canaryErrorRate",
+	                    json_real(cn > 0 ? (double)j->err[TARGET_CANARY] / cn : 0));
+	json_object_set_new(e, "stableErrorRate",
+	                    json_real(sn > 0 ? (double)j->err[TARGET_STABLE] / sn : 0));
+	/* e-values are kept in logs; a JSON number must be finite */
+	double le = j->mix_err.log_e < 700 ? j->mix_err.log_e : 700;
+	double ln = j->mix_ni.log_e < 700 ? j->mix_ni.log_e : 700;
+	json_object_set_new(e, "worseEValue", json_real(exp(le)));
+	json_object_set_new(e, "worseThreshold", json_real(1 / j->alpha_errors));
+	json_object_set_new(e, "noWorseEValue", json_real(exp(ln)));
+	json_object_set_new(e, "noWorseThreshold", json_real(2 / j->p.alpha));
+	json_object_set_new(e, "held", json_boolean(j->held));
+	json_object_set_new(e, "holds", json_integer((json_int_t)j->holds));
+	json_object_set_new(e, "dispersion", json_real(j->dispersion));
+	json_object_set_new(e, "stepCanaryRequests", json_integer((json_int_t)j->step_canary_n));
+	return e;
+}
+
 static json_t *status_json(const canary_rt *rt)
 {
 	char ts[40], dur[32];
@@ -1807,6 +1833,25 @@ static json_t *status_json(const canary_rt *rt)
 			json_array_append_new(sw, json_integer(p->step_weights[i]));
 		json_object_set_new(a, "stepWeights", sw);
 	}
+	json_object_set_new(a, "judge", json_string(p->judge == ENG_JUDGE_SEQUENTIAL ?
+	                                            "sequential" : "threshold"));
+	json_object_set_new(a, "minSamples", json_integer((json_int_t)p->min_samples));
+	json_object_set_new(a, "onNoData",
+	                    json_string(p->on_no_data == ENG_NODATA_FAIL ? "fail" : "hold"));
+	if (p->warmup_ms) {
+		util_format_duration(p->warmup_ms, dur, sizeof dur);
+		json_object_set_new(a, "warmup", json_string(dur));
+	}
+	if (p->max_duration_ms) {
+		static const char *const outcome[] = { "pause", "rollback", "promote" };
+		util_format_duration(p->max_duration_ms, dur, sizeof dur);
+		json_object_set_new(a, "maxDuration", json_string(dur));
+		json_object_set_new(a, "onMaxDuration",
+		                    json_string(outcome[p->on_max_duration <= ENG_MAXDUR_PROMOTE ?
+		                                        p->on_max_duration : 0]));
+	}
+	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.judge_started && eng_active(&rt->st))
+		json_object_set_new(a, "evidence", judge_json(&rt->st.judge));
 	json_object_set_new(o, "analysis", a);
 	return o;
 }

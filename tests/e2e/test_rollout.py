@@ -256,6 +256,18 @@ def test_sequential_judge_rolls_back_a_failing_canary_in_seconds():
     time.sleep(0.5)
     t0 = time.time()
     assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
+    # the judge's evidence is in the status while it runs
+    ev = None
+    for _ in range(100):
+        st = d.status("web")
+        ev = st.get("analysis", {}).get("evidence")
+        if ev or st["phase"] == "Failed":
+            break
+        time.sleep(0.05)
+    assert st["analysis"]["judge"] == "sequential", st["analysis"]
+    assert ev, st["analysis"]
+    assert ev["worseThreshold"] > 100 and ev["noWorseThreshold"] == 200, ev
+    assert ev["canaryRequests"] >= 0 and ev["held"] is False, ev
     s = d.wait_phase("web", "Failed", timeout=20)
     dt = time.time() - t0
     load.stop()
