@@ -92,6 +92,9 @@ spec:
   listen: 127.0.0.1:%d
   stable: {revision: v1, endpoints: [%s]}
   analysis:
+    # a check whose provider gives no data fails, as in Flagger (canaryd's
+    # default holds it): the failing-API test counts on it
+    onNoData: fail
     interval: %s
     threshold: %d
     maxWeight: 20
