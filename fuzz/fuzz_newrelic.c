@@ -21,31 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "keyed.h"
 #include "provider.h"
-
-static void check_reason(const char *reason, size_t rlen)
-{
-	size_t n = strnlen(reason, rlen);
-	if (n == rlen || (rlen > 1 && n == 0))
-		abort();
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)reason[i] < 0x20 || (unsigned char)reason[i] >= 0x7f)
-			abort();
-}
-
-/* The key is gone from <reason>, whole or cut at its end (for a key
- * without '*', the mask: the configuration takes none). */
-static void check_scrubbed(const char *reason, const char *key)
-{
-	size_t kl = strlen(key), n = strlen(reason);
-	if (!kl || strchr(key, '*'))
-		return;
-	if (strstr(reason, key))
-		abort();
-	for (size_t l = 4; l < kl && l <= n; l++)
-		if (!memcmp(reason + n - l, key, l))
-			abort();
-}
 
 /* The value the oracle reads from <body>: 1 with *v, or 0. */
 static int oracle(int status, const char *body, size_t len, double *v)
@@ -73,42 +50,5 @@ static int oracle(int status, const char *body, size_t len, double *v)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const int statuses[] = { 200, 200, 400, 401 };
-	if (size < 1)
-		return 0;
-	int status = statuses[data[0] & 3];
-	size_t rlen = (size_t)(data[0] >> 2) * 6 + 1; /* 1 .. 379 */
-	const char *p = (const char *)data + 1, *end = (const char *)data + size;
-	const char *nl = memchr(p, '\n', (size_t)(end - p));
-	char key[65];
-	if (!nl || (size_t)(nl - p) >= sizeof key || memchr(p, '\0', (size_t)(nl - p)))
-		return 0;
-	memcpy(key, p, (size_t)(nl - p));
-	key[nl - p] = '\0';
-	p = nl + 1;
-	size_t n = (size_t)(end - p);
-	char *body = malloc(n ? n : 1); /* a private copy: ASan sees reads past it */
-	if (!body)
-		return 0;
-	memcpy(body, p, n);
-	char *reason = malloc(rlen);
-	memset(reason, 'x', rlen);
-	reason[rlen - 1] = '\0';
-	double v1 = 0, v2 = 0, want = 0;
-	int ok = provider_parse_newrelic(status, body, n, &v1, reason, rlen);
-	if (ok != oracle(status, body, n, &want))
-		abort();
-	if (ok && (!isfinite(v1) || memcmp(&v1, &want, sizeof v1) != 0))
-		abort();
-	if (!ok) {
-		check_reason(reason, rlen);
-		provider_redact(reason, key);
-		check_reason(reason, rlen);
-		check_scrubbed(reason, key);
-	}
-	if (provider_parse_newrelic(status, body, n, &v2, reason, rlen) != ok ||
-	    (ok && memcmp(&v1, &v2, sizeof v1) != 0))
-		abort();
-	free(reason);
-	free(body);
-	return 0;
+	return keyed_one(data, size, statuses, provider_parse_newrelic, oracle);
 }

@@ -281,3 +281,95 @@ int provider_parse_web(const char *body, size_t len, const char *path, double *v
 	json_decref(root);
 	return ok;
 }
+
+/* ---- keyed APIs (datadog, newrelic) ---- */
+
+int provider_json_answer(int status, const char *body, size_t len,
+                         const char *(*message)(const json_t *root), json_t **root,
+                         char *reason, size_t rlen)
+{
+	json_error_t jerr;
+	*root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (status != 200) {
+		const char *e = json_is_object(*root) ? message(*root) : NULL;
+		if (e)
+			provider_no_value(reason, rlen, "answered HTTP %d: %.150s", status, e);
+		else
+			provider_no_value(reason, rlen, "answered HTTP %d", status);
+		json_decref(*root);
+		*root = NULL;
+		return 0;
+	}
+	if (!*root)
+		return provider_no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
+	return 1;
+}
+
+typedef struct keyed_read {
+	provider_fn done;
+	void *arg;
+	provider_parse_fn parse;
+	char *keys[2];     /* copies, to scrub a reason that echoes one */
+	char what[160];
+} keyed_read;
+
+static void keyed_free(keyed_read *r)
+{
+	for (int i = 0; i < 2; i++)
+		free(r->keys[i]);
+	free(r);
+}
+
+static void keyed_answer(void *arg, int status, const char *error, const char *body,
+                         size_t body_len, uint64_t elapsed_ms)
+{
+	keyed_read *r = arg;
+	char why[256], reason[448];
+	double value = 0;
+	int ok = 0;
+	(void)elapsed_ms;
+	if (error)
+		provider_no_value(reason, sizeof reason, "%s did not answer: %s", r->what, error);
+	else if (!(ok = r->parse(status, body, body_len, &value, why, sizeof why)))
+		provider_no_value(reason, sizeof reason, "%s: %s", r->what, why);
+	for (int i = 0; !ok && i < 2; i++)
+		provider_redact(reason, r->keys[i]);
+	r->done(r->arg, ok, value, ok ? "" : reason);
+	keyed_free(r);
+}
+
+int provider_keyed_get(const provider_env *env, const char *url, const char *const *names,
+                       const char *const *keys, int n, const char *what, provider_parse_fn parse,
+                       uint64_t timeout_ms, size_t max_body, provider_fn done, void *arg,
+                       char *err, size_t errlen)
+{
+	if (!env->http) {
+		snprintf(err, errlen, "no HTTP client (libcurl failed to initialise)");
+		return -1;
+	}
+	if (n < 0 || n > 2) {
+		snprintf(err, errlen, "%s: %d keys, at most 2", what, n);
+		return -1;
+	}
+	keyed_read *r = xcalloc(1, sizeof *r);
+	r->done = done;
+	r->arg = arg;
+	r->parse = parse;
+	snprintf(r->what, sizeof r->what, "%s", what);
+	buf h[2] = { BUF_INIT, BUF_INIT };
+	const char *hdrs[2];
+	for (int i = 0; i < n; i++) {
+		r->keys[i] = xstrdup(keys[i]);
+		buf_printf(&h[i], "%s: %s", names[i], keys[i]);
+		hdrs[i] = h[i].p;
+	}
+	int rc = hooks_request(env->http, "GET", url, hdrs, (size_t)n, NULL, timeout_ms, max_body,
+	                       keyed_answer, r);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot start the request to %s", r->what);
+		keyed_free(r);
+	}
+	for (int i = 0; i < 2; i++)
+		buf_release(&h[i]);
+	return rc;
+}

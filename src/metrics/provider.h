@@ -187,6 +187,31 @@ int provider_parse_datadog(int status, const char *body, size_t len, double *val
 int provider_parse_newrelic(int status, const char *body, size_t len, double *value,
                             char *reason, size_t rlen);
 
+/* Reads a keyed API's answer: provider_parse_datadog, _newrelic. */
+typedef int (*provider_parse_fn)(int status, const char *body, size_t len, double *value,
+                                 char *reason, size_t rlen);
+
+/* The start of reading a JSON API's answer: a status other than 200 is no
+ * value, with the API's own message when <message>(root) finds one in the
+ * body (as Flagger, which takes anything but 200 as an error); a body that
+ * is not JSON is no value. Returns 1 with the parsed body in *root (the
+ * caller frees it), or 0 with <reason> and nothing to free. */
+int provider_json_answer(int status, const char *body, size_t len,
+                         const char *(*message)(const json_t *root), json_t **root,
+                         char *reason, size_t rlen);
+
+/* Starts GET <url> with one header line "<names[i]>: <keys[i]>" per key
+ * (<n> of them, at most 2), <parse> reading the answer, and calls <done>
+ * once with its value or a reason that names the API (<what>: "Datadog at
+ * 'URL'") and never holds a key (provider_redact). Returns 0, or -1 with
+ * <err> (no HTTP client, a request that cannot start) and <done> is not
+ * called. The keyed providers share it: the keys live in the headers and
+ * in the scrubbing, nowhere else. */
+int provider_keyed_get(const provider_env *env, const char *url, const char *const *names,
+                       const char *const *keys, int n, const char *what, provider_parse_fn parse,
+                       uint64_t timeout_ms, size_t max_body, provider_fn done, void *arg,
+                       char *err, size_t errlen);
+
 /* Overwrites each occurrence of <secret> (a provider's key; NULL or "" is
  * none) in NUL-terminated <s> with '*', and the key's first 4 or more
  * characters at the end of <s> (where a cut reason ends): a receiver that

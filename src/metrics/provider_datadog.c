@@ -22,12 +22,6 @@
 #define DATADOG_MAX_BODY (4u << 20)   /* as the other providers' answers */
 #define DATADOG_FROM_FACTOR 10        /* Flagger: from = now - 10 x interval */
 
-typedef struct dd_read {
-	provider_fn done;
-	void *arg;
-	char *keys[2];     /* copies, to scrub a reason that echoes one */
-	char what[160];    /* "Datadog at 'URL'" */
-} dd_read;
 
 /* The first message of a Datadog error body, {"errors": ["...", ...]} (its
  * documented form), or of {"error": "..."} (a query answer whose status is
@@ -46,21 +40,10 @@ static const char *error_message(const json_t *root)
 int provider_parse_datadog(int status, const char *body, size_t len, double *value,
                            char *reason, size_t rlen)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	int ok = 0;
-	if (status != 200) {
-		/* Flagger: anything but 200 is an error, with the body */
-		const char *e = json_is_object(root) ? error_message(root) : NULL;
-		if (e)
-			provider_no_value(reason, rlen, "answered HTTP %d: %.150s", status, e);
-		else
-			provider_no_value(reason, rlen, "answered HTTP %d", status);
-		json_decref(root);
+	json_t *root;
+	if (!provider_json_answer(status, body, len, error_message, &root, reason, rlen))
 		return 0;
-	}
-	if (!root)
-		return provider_no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
+	int ok = 0;
 	const json_t *stj = json_object_get(root, "status");
 	const char *st = json_string_value(stj);
 	const json_t *series = json_object_get(root, "series");
@@ -98,30 +81,6 @@ int provider_parse_datadog(int status, const char *body, size_t len, double *val
 	return ok;
 }
 
-static void free_read(dd_read *r)
-{
-	for (int i = 0; i < 2; i++)
-		free(r->keys[i]);
-	free(r);
-}
-
-static void on_answer(void *arg, int status, const char *error, const char *body,
-                      size_t body_len, uint64_t elapsed_ms)
-{
-	dd_read *r = arg;
-	char why[256], reason[448];
-	double value = 0;
-	int ok = 0;
-	if (error)
-		provider_no_value(reason, sizeof reason, "%s did not answer: %s", r->what, error);
-	else if (!(ok = provider_parse_datadog(status, body, body_len, &value, why, sizeof why)))
-		provider_no_value(reason, sizeof reason, "%s: %s", r->what, why);
-	for (int i = 0; !ok && i < 2; i++)
-		provider_redact(reason, r->keys[i]);
-	r->done(r->arg, ok, value, ok ? "" : reason);
-	free_read(r);
-}
-
 /* The URL a read of window <w> sends at <now> (seconds since the epoch):
  * {address}/api/v1/query?from=..&to=..&query=.. (Flagger's parameters). */
 static int datadog_url(const cfg_metric_source *src, const provider_window *w, time_t now,
@@ -155,34 +114,19 @@ static int datadog_read(const provider_env *env, const cfg_metric_source *src,
                         const provider_window *w, provider_fn done, void *arg, char *err,
                         size_t errlen)
 {
-	if (!env->http) {
-		snprintf(err, errlen, "no HTTP client (libcurl failed to initialise)");
-		return -1;
-	}
 	if (!src->key[CFG_KEY_API] || !src->key[CFG_KEY_APP]) {
 		snprintf(err, errlen, "the datadog provider has no keys");
 		return -1;
 	}
-	buf url = BUF_INIT, h1 = BUF_INIT, h2 = BUF_INIT;
+	buf url = BUF_INIT;
 	if (datadog_url(src, w, time(NULL), &url, err, errlen) < 0)
 		return -1;
-	dd_read *r = xcalloc(1, sizeof *r);
-	r->done = done;
-	r->arg = arg;
-	r->keys[0] = xstrdup(src->key[CFG_KEY_API]);
-	r->keys[1] = xstrdup(src->key[CFG_KEY_APP]);
-	snprintf(r->what, sizeof r->what, "Datadog at '%.120s'", src->address);
-	buf_printf(&h1, "DD-API-KEY: %s", src->key[CFG_KEY_API]);
-	buf_printf(&h2, "DD-APPLICATION-KEY: %s", src->key[CFG_KEY_APP]);
-	const char *hdrs[] = { h1.p, h2.p };
-	int rc = hooks_request(env->http, "GET", url.p, hdrs, 2, NULL, src->timeout_ms,
-	                       DATADOG_MAX_BODY, on_answer, r);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot start the request to %s", r->what);
-		free_read(r);
-	}
-	buf_release(&h1);
-	buf_release(&h2);
+	char what[160];
+	snprintf(what, sizeof what, "Datadog at '%.120s'", src->address);
+	static const char *const names[] = { "DD-API-KEY", "DD-APPLICATION-KEY" };
+	const char *keys[] = { src->key[CFG_KEY_API], src->key[CFG_KEY_APP] };
+	int rc = provider_keyed_get(env, url.p, names, keys, 2, what, provider_parse_datadog,
+	                            src->timeout_ms, DATADOG_MAX_BODY, done, arg, err, errlen);
 	buf_release(&url);
 	return rc;
 }

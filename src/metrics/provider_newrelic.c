@@ -19,12 +19,6 @@
 
 #define NEWRELIC_MAX_BODY (4u << 20)
 
-typedef struct nr_read {
-	provider_fn done;
-	void *arg;
-	char *key;         /* a copy, to scrub a reason that echoes it */
-	char what[160];    /* "New Relic at 'URL'" */
-} nr_read;
 
 /* The message of a New Relic error body, {"error": "..."} (its documented
  * form; some answers nest it: {"error": {"message": "..."}}), or NULL. */
@@ -40,21 +34,10 @@ static const char *error_message(const json_t *root)
 int provider_parse_newrelic(int status, const char *body, size_t len, double *value,
                             char *reason, size_t rlen)
 {
-	json_error_t jerr;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	int ok = 0;
-	if (status != 200) {
-		/* Flagger: anything but 200 is an error, with the body */
-		const char *e = json_is_object(root) ? error_message(root) : NULL;
-		if (e)
-			provider_no_value(reason, rlen, "answered HTTP %d: %.150s", status, e);
-		else
-			provider_no_value(reason, rlen, "answered HTTP %d", status);
-		json_decref(root);
+	json_t *root;
+	if (!provider_json_answer(status, body, len, error_message, &root, reason, rlen))
 		return 0;
-	}
-	if (!root)
-		return provider_no_value(reason, rlen, "answer is not JSON: %s", jerr.text);
+	int ok = 0;
 	const json_t *results = json_object_get(root, "results");
 	const json_t *row = json_array_get(results, 0);
 	const json_t *v = json_object_get(row, "result");
@@ -92,24 +75,6 @@ int provider_parse_newrelic(int status, const char *body, size_t len, double *va
 	return ok;
 }
 
-static void on_answer(void *arg, int status, const char *error, const char *body,
-                      size_t body_len, uint64_t elapsed_ms)
-{
-	nr_read *r = arg;
-	char why[256], reason[448];
-	double value = 0;
-	int ok = 0;
-	if (error)
-		provider_no_value(reason, sizeof reason, "%s did not answer: %s", r->what, error);
-	else if (!(ok = provider_parse_newrelic(status, body, body_len, &value, why, sizeof why)))
-		provider_no_value(reason, sizeof reason, "%s: %s", r->what, why);
-	if (!ok)
-		provider_redact(reason, r->key);
-	r->done(r->arg, ok, value, ok ? "" : reason);
-	free(r->key);
-	free(r);
-}
-
 /* The URL a read of window <w> sends: the query with Flagger's " SINCE N
  * seconds ago", N the window's span in whole seconds. */
 static int newrelic_url(const cfg_metric_source *src, const provider_window *w, buf *out,
@@ -143,32 +108,19 @@ static int newrelic_read(const provider_env *env, const cfg_metric_source *src,
                          const provider_window *w, provider_fn done, void *arg, char *err,
                          size_t errlen)
 {
-	if (!env->http) {
-		snprintf(err, errlen, "no HTTP client (libcurl failed to initialise)");
-		return -1;
-	}
 	if (!src->key[CFG_KEY_QUERY] || !src->account_id) {
 		snprintf(err, errlen, "the newrelic provider has no query key or account");
 		return -1;
 	}
-	buf url = BUF_INIT, h = BUF_INIT;
+	buf url = BUF_INIT;
 	if (newrelic_url(src, w, &url, err, errlen) < 0)
 		return -1;
-	nr_read *r = xcalloc(1, sizeof *r);
-	r->done = done;
-	r->arg = arg;
-	r->key = xstrdup(src->key[CFG_KEY_QUERY]);
-	snprintf(r->what, sizeof r->what, "New Relic at '%.120s'", src->address);
-	buf_printf(&h, "X-Query-Key: %s", src->key[CFG_KEY_QUERY]);
-	const char *hdrs[] = { h.p };
-	int rc = hooks_request(env->http, "GET", url.p, hdrs, 1, NULL, src->timeout_ms,
-	                       NEWRELIC_MAX_BODY, on_answer, r);
-	if (rc < 0) {
-		snprintf(err, errlen, "cannot start the request to %s", r->what);
-		free(r->key);
-		free(r);
-	}
-	buf_release(&h);
+	char what[160];
+	snprintf(what, sizeof what, "New Relic at '%.120s'", src->address);
+	static const char *const names[] = { "X-Query-Key" };
+	const char *keys[] = { src->key[CFG_KEY_QUERY] };
+	int rc = provider_keyed_get(env, url.p, names, keys, 1, what, provider_parse_newrelic,
+	                            src->timeout_ms, NEWRELIC_MAX_BODY, done, arg, err, errlen);
 	buf_release(&url);
 	return rc;
 }
