@@ -307,8 +307,9 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 struct stats_summary; /* stats.h: a latency histogram */
 
 /* What the sequential judge sees: cumulative counts since the rollout
- * started (the daemon's stats_forget at the rollout's start makes its
- * per-second rings start there too). */
+ * started, or since its warm-up ended (the daemon's stats_forget at the
+ * rollout's start makes its per-second rings start there too; the judge
+ * takes the first look after the warm-up as its origin either way). */
 typedef struct eng_counts {
 	uint64_t canary_requests, canary_errors; /* errors: 5xx responses */
 	uint64_t stable_requests, stable_errors;
@@ -323,16 +324,23 @@ typedef struct eng_counts {
  * always and latency when both histograms are given, with one judge_state
  * per rollout (s->judge, started at the first call of a rollout) and a new
  * judge step whenever the weight differs from the step it was counting:
- * - worse: rolls back at once ("rollback" event, rollback hook), the
- *   evidence in the message ("sequential test: canary error rate 19.8% vs
- *   stable 0.5%, p = 0.0021 < 0.01");
- * - non-inferior with at least min_samples canary requests in this step:
- *   steps up one step, or promotes at the top, as a passing check does
- *   ("weight" or "promoting" event with the evidence);
+ * - worse (the error test, the latency tests or a guard): rolls back at
+ *   once ("rollback" event, rollback hook), the evidence in the message
+ *   ("sequential test: canary error rate 19.8% vs stable 0.5% (...), above
+ *   the margin 1.00%, p = 0.0021 < 0.008, rolling back");
+ * - no worse than the margin with confidence (NONINFERIOR), and
+ *   min_samples canary requests in this step: steps up, or promotes at the
+ *   top, as a passing check does ("weight" or "promoting" event with the
+ *   evidence); leaning no worse (ADVANCE): steps up, but never promotes;
+ * - stable departing from its baseline: holds, with a "check" event when
+ *   the hold begins and another when judging resumes (s->judge_held);
  * - otherwise: nothing (out->changed stays false).
- * The counts may restart from zero (a restarted daemon): the judge then
- * takes the new counts as a new origin. The fixed-threshold metrics still
- * run through eng_check on their interval, as guards. */
+ * Before rollout start + policy->warmup_ms each call only moves the
+ * judge's origin. The counts may restart from zero (a restarted daemon):
+ * the judge then takes the new counts as a new origin. Built-in metrics
+ * with fixed thresholds are the judge's guards (tested here, on every
+ * call; eng_check passes them); config.c refuses any other metric under
+ * this judge. */
 void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
                  const eng_counts *c, eng_output *out);
 
