@@ -100,11 +100,16 @@ test:
 
 # The tests that run several proxy workers (threads), under ThreadSanitizer,
 # with every end-to-end test in them run with 2 workers.
+# src/core is pure and single-threaded (engine.h, judge.h, simulate.h):
+# ThreadSanitizer has nothing to find in its unit tests, which are the
+# longest (the judge's and the simulator's rollouts)
+TSAN_UNIT_SKIP = test_engine test_judge test_simulate test_readings test_template
 TSAN_E2E = tests/e2e/test_workers.py tests/e2e/test_zero_loss.py tests/e2e/test_proxy.py tests/e2e/test_hardening.py
 test-tsan:
 	@sh scripts/setup.sh test
 	@$(MAKE) -s all SAN=thread
-	@CANARYD_TEST_WORKERS=2 CANARYD_E2E_FILES="$(TSAN_E2E)" sh tests/run.sh build-tsan
+	@CANARYD_TEST_WORKERS=2 CANARYD_E2E_FILES="$(TSAN_E2E)" \
+	 CANARYD_UNIT_SKIP="$(TSAN_UNIT_SKIP)" sh tests/run.sh build-tsan
 
 test-unit: all
 	@sh tests/run.sh --unit-only $(BUILD)
