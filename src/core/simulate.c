@@ -754,6 +754,19 @@ static void replay_tick(sim *s, size_t sec, int j)
 	}
 }
 
+/* One tick of traffic from <t>, synthetic or replayed, into the
+ * per-second slots (the seconds before it closed first); returns the time
+ * after it. Both rule sets' loops run on it. */
+static uint64_t traffic_tick(sim *s, uint64_t t)
+{
+	finish_seconds(s, (size_t)((t + PHASE_MS) / 1000));
+	if (s->tr.data)
+		replay_tick(s, (size_t)(t / 1000), (int)(t % 1000 / SIM_TICK_MS));
+	else
+		synth_tick(s, t);
+	return t + SIM_TICK_MS;
+}
+
 /* Has the engine decided? Fills <r> when it has. */
 static bool decided(const sim *s, uint64_t t_ms, sim_result *r)
 {
@@ -801,12 +814,7 @@ void sim_run(sim *s, uint64_t seed, sim_result *r)
 	uint64_t t = 0;
 	bool done = false;
 	while (!done && t < limit) {
-		finish_seconds(s, (size_t)((t + PHASE_MS) / 1000));
-		if (s->tr.data)
-			replay_tick(s, (size_t)(t / 1000), (int)(t % 1000 / SIM_TICK_MS));
-		else
-			synth_tick(s, t);
-		t += SIM_TICK_MS;
+		t = traffic_tick(s, t);
 		uint64_t now = T0_MS + t;
 		eng_tick(&s->st, &s->pol, now, true, &s->out);
 		if ((done = decided(s, t, r)))
@@ -933,12 +941,7 @@ static void argo_run(sim *s, uint64_t limit, sim_result *r)
 	s->st.weight = s->argo_steps[0];
 	uint64_t t = 0;
 	while (t < limit) {
-		finish_seconds(s, (size_t)((t + PHASE_MS) / 1000));
-		if (s->tr.data)
-			replay_tick(s, (size_t)(t / 1000), (int)(t % 1000 / SIM_TICK_MS));
-		else
-			synth_tick(s, t);
-		t += SIM_TICK_MS;
+		t = traffic_tick(s, t);
 		if (t >= next_measure) {
 			next_measure += iv;
 			rd_read_builtin(&s->pol, SEC0 + (t + PHASE_MS) / 1000, SEC0, sim_sum, s, readings);
