@@ -56,11 +56,12 @@ void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us)
 		*hi_us = UINT64_MAX; /* catches everything larger */
 }
 
-double stats_quantile_ms(const stats_summary *sum, double q)
+int stats_quantile_bucket(const uint64_t *hist, double q, uint64_t *rank_out,
+                          uint64_t *below_out)
 {
 	uint64_t n = 0;
 	for (int b = 0; b < STATS_BUCKETS; b++)
-		n += sum->hist[b];
+		n += hist[b];
 	if (n == 0)
 		return -1;
 	if (!(q > 0)) /* also NaN */
@@ -79,10 +80,23 @@ double stats_quantile_ms(const stats_summary *sum, double q)
 	uint64_t below = 0;
 	int b = 0;
 	for (; b < STATS_BUCKETS - 1; b++) {
-		if (below + sum->hist[b] >= rank)
+		if (below + hist[b] >= rank)
 			break;
-		below += sum->hist[b];
+		below += hist[b];
 	}
+	if (rank_out)
+		*rank_out = rank;
+	if (below_out)
+		*below_out = below;
+	return b;
+}
+
+double stats_quantile_ms(const stats_summary *sum, double q)
+{
+	uint64_t rank, below;
+	int b = stats_quantile_bucket(sum->hist, q, &rank, &below);
+	if (b < 0)
+		return -1;
 	uint64_t lo, hi;
 	nominal_bounds(b, &lo, &hi);
 	if (hi - lo == 1)

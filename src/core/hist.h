@@ -31,6 +31,14 @@ typedef struct stats_summary {
  * interpolated inside its bucket; -1 when the summary is empty. */
 double stats_quantile_ms(const stats_summary *sum, double q);
 
+/* The bucket of the <q> quantile (0..1) of latency buckets <hist>
+ * (STATS_BUCKETS of them): the first whose running count reaches the
+ * quantile's rank, ceil(q n) and at least 1; -1 when they are empty.
+ * <rank_out> and <below_out> (either NULL) get that rank and the count in
+ * the buckets below it. */
+int stats_quantile_bucket(const uint64_t *hist, double q, uint64_t *rank_out,
+                          uint64_t *below_out);
+
 /* Bucket index for a latency, and a bucket's bounds [lo, hi) in us. */
 int stats_bucket_of(uint64_t latency_us);
 void stats_bucket_bounds(int bucket, uint64_t *lo_us, uint64_t *hi_us);

@@ -809,13 +809,7 @@ static int quantile_bucket(const uint64_t *h, double q)
 		n += (double)h[b];
 	if (n < JUDGE_LAT_MIN_TAIL / (1 - q))
 		return -1;
-	double below = 0;
-	for (int b = 0; b < STATS_BUCKETS; b++) {
-		below += (double)h[b];
-		if (below >= q * n)
-			return b;
-	}
-	return STATS_BUCKETS - 1;
+	return stats_quantile_bucket(h, q, NULL, NULL);
 }
 
 /* Latency test: tilts of the ridit score, 0.25 * sqrt(2)^0 .. ^11 (0.25 to
