@@ -447,6 +447,18 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 	 * document may set either key: a Flagger one may carry canaryd's
 	 * analysis keys, as it may carry judge */
 	bool flaggers = d->x->flagger && p->judge == ENG_JUDGE_THRESHOLD;
+	/* the sequential judge's own keys mean nothing to the threshold judge:
+	 * accepting them would let a user believe a margin or an alpha guards
+	 * the rollout when fixed thresholds alone decide it */
+	static const char *const seq_only[] = { "alpha", "errorMargin", "errorRatio",
+		                                "latencyRatio", "latencyQuantile" };
+	for (size_t i = 0; p->judge == ENG_JUDGE_THRESHOLD && i < N_OF(seq_only); i++) {
+		yaml_node_t *sk = seen_analysis(seen, seq_only[i]);
+		if (sk)
+			cfg_err_at(d->x, sk, "%s.%s: only with judge: sequential (the threshold "
+			           "judge decides by the metrics' thresholdRange alone; set %s.judge: "
+			           "sequential, or remove it)", path, seq_only[i], path);
+	}
 	if (!seen_analysis(seen, "onNoData"))
 		p->on_no_data = flaggers ? ENG_NODATA_FAIL : ENG_NODATA_HOLD;
 	if (flaggers && !seen_analysis(seen, "minSamples"))

@@ -1353,9 +1353,10 @@ static void test_judge_alpha_and_min_samples_are_read(void **state)
 	assert_true(p->judge_margin == 0.01);
 	assert_true(p->judge_latency_ratio == 1.5);
 	cfg_free(c);
-	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    errorMargin: 0\n    latencyRatio: 0.5\n");
-	assert_error(&e, "c.yaml:12:18: ", "spec.analysis.errorMargin: must be a number from 0.01 to 50");
-	assert_error(&e, "c.yaml:13:19: ", "spec.analysis.latencyRatio: must be 0 (off) or at least 1");
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    judge: sequential\n"
+	                         "    errorMargin: 0\n    latencyRatio: 0.5\n");
+	assert_error(&e, "c.yaml:13:18: ", "spec.analysis.errorMargin: must be a number from 0.01 to 50");
+	assert_error(&e, "c.yaml:14:19: ", "spec.analysis.latencyRatio: must be 0 (off) or at least 1");
 	assert_int_equal(e.n, 2);
 	cfg_errors_release(&e);
 	c = must_load(MINIMAL "    stepWeight: 5\n    judge: threshold\n    minSamples: 1\n");
@@ -1368,13 +1369,14 @@ static void test_judge_alpha_and_min_samples_are_checked(void **state)
 {
 	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    judge: bayes\n    alpha: 0.5\n"
 	                         "    minSamples: 0\n");
+	/* judge: bayes leaves the threshold judge, which refuses alpha too */
 	assert_error(&e, "c.yaml:12:12: ", "spec.analysis.judge: must be one of threshold, "
 	             "sequential, got 'bayes'");
 	assert_error(&e, "c.yaml:13:12: ", "spec.analysis.alpha: must be a number greater than 0 "
 	             "and less than 0.5");
 	assert_error(&e, "c.yaml:14:17: ", "spec.analysis.minSamples: must be an integer >= 1, "
 	             "got '0'");
-	assert_int_equal(e.n, 3);
+	assert_int_equal(e.n, 4);
 	cfg_errors_release(&e);
 	e = must_fail(MINIMAL "    stepWeight: 5\n    alpha: 0\n");
 	assert_error(&e, "c.yaml:12:12: ", "spec.analysis.alpha: must be a number greater than 0");
@@ -1382,6 +1384,29 @@ static void test_judge_alpha_and_min_samples_are_checked(void **state)
 	e = must_fail(MINIMAL "    stepWeight: 5\n    alpha: '0.1'\n");
 	assert_error(&e, "c.yaml:12:12: ", "got the string '0.1'");
 	cfg_errors_release(&e);
+}
+
+static void test_sequential_keys_are_refused_under_the_threshold_judge(void **state)
+{
+	/* accepted and ignored, they let a user believe a margin guards the
+	 * rollout when the metrics' thresholds alone decide it */
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    alpha: 0.05\n"
+	                         "    errorMargin: 1\n    errorRatio: 2\n    latencyRatio: 1.5\n"
+	                         "    latencyQuantile: 95\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.alpha: only with judge: sequential");
+	assert_error(&e, "c.yaml:13:5: ", "spec.analysis.errorMargin: only with judge: sequential");
+	assert_error(&e, "c.yaml:14:5: ", "spec.analysis.errorRatio: only with judge: sequential");
+	assert_error(&e, "c.yaml:15:5: ", "spec.analysis.latencyRatio: only with judge: sequential");
+	assert_error(&e, "c.yaml:16:5: ", "spec.analysis.latencyQuantile: only with judge: "
+	             "sequential");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    judge: threshold\n    errorMargin: 1\n");
+	assert_error(&e, "c.yaml:13:5: ", "set spec.analysis.judge: sequential, or remove it");
+	cfg_errors_release(&e);
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n    judge: sequential\n    errorMargin: 1\n"
+	                   "    errorRatio: 2\n");
+	cfg_free(c);
 }
 
 static void test_alert_matchers_are_read(void **state)
@@ -1835,6 +1860,7 @@ int main(void)
 		cmocka_unit_test(test_no_data_warmup_and_max_duration_are_checked),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_read),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_checked),
+		cmocka_unit_test(test_sequential_keys_are_refused_under_the_threshold_judge),
 		cmocka_unit_test(test_alert_matchers_are_read),
 		cmocka_unit_test(test_alert_matchers_are_checked),
 		cmocka_unit_test(test_deep_nesting_stops_reading_where_it_crosses_the_bound),
