@@ -1756,27 +1756,23 @@ static json_t *hosts_json(const canary_rt *rt)
 
 /* The sequential judge's evidence now, for the status: what the operator
  * and the dashboard show beside the weight. */
-static json_t *judge_json(const judge_state *j)
+static json_t *judge_json(const judge_state *js)
 {
+	judge_summary j;
+	judge_summarize(js, &j);
 	json_t *e = json_object();
-	double cn = (double)j->n[TARGET_CANARY], sn = (double)j->n[TARGET_STABLE];
-	json_object_set_new(e, "canaryRequests", json_integer((json_int_t)j->n[TARGET_CANARY]));
-	json_object_set_new(e, "stableRequests", json_integer((json_int_t)j->n[TARGET_STABLE]));
-	json_object_set_new(e, "canaryErrorRate",
-	                    json_real(cn > 0 ? (double)j->err[TARGET_CANARY] / cn : 0));
-	json_object_set_new(e, "stableErrorRate",
-	                    json_real(sn > 0 ? (double)j->err[TARGET_STABLE] / sn : 0));
-	/* e-values are kept in logs; a JSON number must be finite */
-	double le = j->mix_err.log_e < 700 ? j->mix_err.log_e : 700;
-	double ln = j->mix_ni.log_e < 700 ? j->mix_ni.log_e : 700;
-	json_object_set_new(e, "worseEValue", json_real(exp(le)));
-	json_object_set_new(e, "worseThreshold", json_real(1 / j->alpha_errors));
-	json_object_set_new(e, "noWorseEValue", json_real(exp(ln)));
-	json_object_set_new(e, "noWorseThreshold", json_real(2 / j->p.alpha));
-	json_object_set_new(e, "held", json_boolean(j->held));
-	json_object_set_new(e, "holds", json_integer((json_int_t)j->holds));
-	json_object_set_new(e, "dispersion", json_real(j->dispersion));
-	json_object_set_new(e, "stepCanaryRequests", json_integer((json_int_t)j->step_canary_n));
+	json_object_set_new(e, "canaryRequests", json_integer((json_int_t)j.canary_n));
+	json_object_set_new(e, "stableRequests", json_integer((json_int_t)j.stable_n));
+	json_object_set_new(e, "canaryErrorRate", json_real(j.canary_rate));
+	json_object_set_new(e, "stableErrorRate", json_real(j.stable_rate));
+	json_object_set_new(e, "worseEValue", json_real(j.worse_e));
+	json_object_set_new(e, "worseThreshold", json_real(j.worse_threshold));
+	json_object_set_new(e, "noWorseEValue", json_real(j.noworse_e));
+	json_object_set_new(e, "noWorseThreshold", json_real(j.noworse_threshold));
+	json_object_set_new(e, "held", json_boolean(j.held));
+	json_object_set_new(e, "holds", json_integer((json_int_t)j.holds));
+	json_object_set_new(e, "dispersion", json_real(j.dispersion));
+	json_object_set_new(e, "stepCanaryRequests", json_integer((json_int_t)j.step_canary_n));
 	return e;
 }
 

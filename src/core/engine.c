@@ -547,26 +547,12 @@ static bool leans_worse(const eng_state *s, const eng_policy *p, char *why, size
 	if (p->judge == ENG_JUDGE_SEQUENTIAL) {
 		if (!s->judge_started)
 			return false;
-		const judge_state *j = &s->judge;
-		double e = j->mix_err.log_e;
-		const char *what = "the error rate";
-		if (j->alpha_latency > 0 && j->mix_lat.log_e > e) {
-			e = j->mix_lat.log_e;
-			what = "the latency tail";
-		}
-		if (j->alpha_latency > 0 && j->mix_rank.log_e > e) {
-			e = j->mix_rank.log_e;
-			what = "the latency";
-		}
-		for (int i = 0; i < j->n_guards; i++)
-			if (j->guards[i].mix.log_e > e) {
-				e = j->guards[i].mix.log_e;
-				what = "a guard";
-			}
-		if (e <= 0)
+		judge_summary j;
+		judge_summarize(&s->judge, &j);
+		if (j.lean_worse_e <= 1)
 			return false;
-		fmt(why, n, "the evidence on %s leans towards a worse canary (e = %.2g)", what,
-		    exp(e < 700 ? e : 700));
+		fmt(why, n, "the evidence on %s leans towards a worse canary (e = %.2g)",
+		    j.lean_worse_test, j.lean_worse_e);
 		return true;
 	}
 	if (s->failed_checks == 0)

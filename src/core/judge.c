@@ -1023,3 +1023,41 @@ judge_verdict judge_guard_look(judge_state *s, int gi, uint64_t n, uint64_t x,
 		*e_value = exp(g->mix.log_e < 700 ? g->mix.log_e : 700);
 	return g->worse ? JUDGE_WORSE : JUDGE_CONTINUE;
 }
+
+static double capped_exp(double log_e)
+{
+	return exp(log_e < 700 ? log_e : 700);
+}
+
+void judge_summarize(const judge_state *s, judge_summary *o)
+{
+	memset(o, 0, sizeof *o);
+	o->canary_n = s->n[TARGET_CANARY];
+	o->stable_n = s->n[TARGET_STABLE];
+	o->canary_rate = o->canary_n ? (double)s->err[TARGET_CANARY] / (double)o->canary_n : 0;
+	o->stable_rate = o->stable_n ? (double)s->err[TARGET_STABLE] / (double)o->stable_n : 0;
+	o->worse_e = capped_exp(s->mix_err.log_e);
+	o->worse_threshold = 1 / s->alpha_errors;
+	o->noworse_e = capped_exp(s->mix_ni.log_e);
+	o->noworse_threshold = 2 / s->p.alpha;
+	double e = s->mix_err.log_e;
+	o->lean_worse_test = "the error rate";
+	if (s->alpha_latency > 0 && s->mix_lat.log_e > e) {
+		e = s->mix_lat.log_e;
+		o->lean_worse_test = "the latency tail";
+	}
+	if (s->alpha_latency > 0 && s->mix_rank.log_e > e) {
+		e = s->mix_rank.log_e;
+		o->lean_worse_test = "the latency";
+	}
+	for (int i = 0; i < s->n_guards; i++)
+		if (s->guards[i].mix.log_e > e) {
+			e = s->guards[i].mix.log_e;
+			o->lean_worse_test = "a guard";
+		}
+	o->lean_worse_e = capped_exp(e);
+	o->held = s->held;
+	o->holds = s->holds;
+	o->dispersion = s->dispersion;
+	o->step_canary_n = s->step_canary_n;
+}

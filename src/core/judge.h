@@ -243,6 +243,29 @@ judge_verdict judge_latency(judge_state *s, const stats_summary *canary,
 judge_verdict judge_guard_look(judge_state *s, int g, uint64_t n, uint64_t x,
                                double *e_value);
 
+/* What a judge has seen and how its evidence stands, for the status and
+ * for decisions outside the judge (maxDuration's promote): plain numbers,
+ * finite (e-values past e^700 are capped there). */
+typedef struct judge_summary {
+	uint64_t canary_n, stable_n;       /* requests judged since the origin */
+	double canary_rate, stable_rate;   /* their error rates (0 with none) */
+	double worse_e, worse_threshold;   /* the error test's rollback e-value
+	                                    * and the 1/alpha_errors it needs */
+	double noworse_e, noworse_threshold; /* non-inferiority's, and 2/alpha */
+	double lean_worse_e;               /* the largest worse-leaning e-value
+	                                    * of every test (errors, latency
+	                                    * tail and ranks, guards) */
+	const char *lean_worse_test;       /* which: "the error rate", "the
+	                                    * latency tail", "the latency",
+	                                    * "a guard" */
+	bool held;                         /* stable is off its baseline */
+	uint64_t holds;
+	double dispersion;
+	uint64_t step_canary_n;            /* canary requests in this step */
+} judge_summary;
+
+void judge_summarize(const judge_state *s, judge_summary *out);
+
 /* The verdict of a look from both tests: WORSE if either is WORSE, else
  * the errors' verdict. */
 judge_verdict judge_combine(judge_verdict errors, judge_verdict latency);
