@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include "oneline.h"
 #include "template.h"
 
 static const char *const names[5] = { "name", "namespace", "target", "interval", "revision" };
@@ -55,9 +56,7 @@ static void check_err(const char *err)
 {
 	if (!err[0])
 		abort();
-	for (const char *p = err; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-			abort();
+	fuzz_check_line(err, SIZE_MAX, true);
 }
 
 /* Renders; on failure checks the buffer and the message. */

@@ -18,16 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "oneline.h"
 #include "provider.h"
 
 static void check_reason(const char *reason, size_t rlen)
 {
-	size_t n = strnlen(reason, rlen);
-	if (n == rlen || (rlen > 1 && n == 0))
-		abort();
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)reason[i] < 0x20 || (unsigned char)reason[i] >= 0x7f)
-			abort();
+	fuzz_check_line(reason, rlen, true);
 }
 
 /* The key is gone from <reason>, whole or cut at its end (for a key
