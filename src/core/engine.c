@@ -19,7 +19,8 @@ static const char *const phase_names[ENG_PHASE_COUNT] = {
 	[ENG_INITIALIZED] = "Initialized",
 	[ENG_PROGRESSING] = "Progressing",
 	[ENG_PAUSED] = "Paused",
-	[ENG_WAITING_APPROVAL] = "WaitingApproval",
+	[ENG_WAITING_PROMOTION] = "WaitingPromotion",
+	[ENG_WAITING] = "Waiting",
 	[ENG_PROMOTING] = "Promoting",
 	[ENG_SUCCEEDED] = "Succeeded",
 	[ENG_FAILED] = "Failed",
@@ -39,7 +40,21 @@ int eng_phase_parse(const char *s)
 	for (int i = 0; i < ENG_PHASE_COUNT; i++)
 		if (strcmp(s, phase_names[i]) == 0)
 			return i;
+	if (strcmp(s, "WaitingApproval") == 0)
+		return ENG_WAITING_PROMOTION; /* its name in states saved before */
 	return -1;
+}
+
+const char *eng_gate_name(eng_gate g)
+{
+	static const char *const names[ENG_GATE_COUNT] = {
+		[ENG_GATE_NONE] = "",
+		[ENG_GATE_ROLLOUT] = "confirm-rollout",
+		[ENG_GATE_TRAFFIC] = "confirm-traffic-increase",
+		[ENG_GATE_PROMOTION] = "confirm-promotion",
+		[ENG_GATE_APPROVAL] = "approval",
+	};
+	return (int)g >= 0 && g < ENG_GATE_COUNT ? names[g] : "";
 }
 
 void eng_policy_defaults(eng_policy *p)
@@ -57,6 +72,7 @@ void eng_policy_defaults(eng_policy *p)
 	p->min_samples = jp.min_samples;
 	p->judge_margin = jp.margin;
 	p->judge_latency_ratio = jp.latency_ratio;
+	p->undo_window_ms = 3600 * 1000;
 }
 
 /* ---- small helpers ---- */
@@ -193,9 +209,10 @@ static int next_step(const eng_policy *p, int w)
 	return top;
 }
 
-/* The weight a new rollout starts at. In iterations mode the canary gets
- * max_weight only when that is an explicit split below 100 (A/B with a
- * fixed share); otherwise it gets no weighted traffic during the analysis. */
+/* The weight a rollout without analysis.steps starts at. In iterations
+ * mode the canary gets max_weight only when that is an explicit split
+ * below 100 (A/B with a fixed share); otherwise it gets no weighted
+ * traffic during the analysis. */
 static int first_weight(const eng_policy *p)
 {
 	if (iterations_mode(p))
@@ -211,6 +228,12 @@ static void leave_analysis(eng_state *s)
 	s->manual_weight = false;
 	s->unready_since_ms = 0;
 	memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
+	s->step_paused = false;
+	s->pause_until_ms = 0;
+	s->failure_paused = false;
+	s->waiting = ENG_GATE_NONE;
+	s->gate_ok = 0;
+	s->gate_reason[0] = '\0';
 }
 
 static void start_promoting(eng_state *s, uint64_t now_ms, eng_output *out,
@@ -234,23 +257,192 @@ static void rollback(eng_state *s, uint64_t now_ms, eng_output *out,
 	emit(out, s, "rollback", actor, "%s", why);
 }
 
-/* One step up from a passed check or a promote command: the next weight,
- * or Promoting from the top (and at once in iterations mode, which has no
- * steps). <suffix> ends the weight event's message. */
+/* A failed analysis: rolled back, or under onFailure: pause held at its
+ * weight for the operator (abort, resume or promote), with why. */
+static void analysis_failed(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                            eng_output *out, const char *why)
+{
+	if (p->on_failure != ENG_ONFAIL_PAUSE) {
+		rollback(s, now_ms, out, AUTO_ACTOR, why);
+		return;
+	}
+	s->manual_weight = false;
+	s->step_paused = false;
+	s->pause_until_ms = 0;
+	s->waiting = ENG_GATE_NONE;
+	s->failure_paused = true;
+	set_phase(s, ENG_PAUSED, now_ms);
+	emit(out, s, "paused", AUTO_ACTOR, "%s; paused at weight %d instead of rolling back "
+	     "(onFailure: pause): abort, resume or promote", why, s->weight);
+}
+
+/* ---- steps and gates ---- */
+
+typedef enum { MOVE_WEIGHT, MOVE_PAUSE, MOVE_PROMOTE } move_kind;
+
+/* The analysis' next move from where <s> stands: to a weight (*weight), a
+ * pause step (*pause_ms), or the promotion. */
+static move_kind next_move(const eng_state *s, const eng_policy *p, int *weight,
+                           uint64_t *pause_ms)
+{
+	if (p->n_steps > 0) {
+		int i = s->step + 1 > 0 ? s->step + 1 : 0;
+		if (i >= p->n_steps || i >= ENG_MAX_STEPS)
+			return MOVE_PROMOTE;
+		if (p->steps[i].weight < 0) {
+			*pause_ms = p->steps[i].pause_ms;
+			return MOVE_PAUSE;
+		}
+		*weight = p->steps[i].weight;
+		return MOVE_WEIGHT;
+	}
+	int next = iterations_mode(p) ? -1 : next_step(p, s->weight);
+	if (next < 0)
+		return MOVE_PROMOTE;
+	*weight = next;
+	return MOVE_WEIGHT;
+}
+
+/* The gate that holds a move, or ENG_GATE_NONE. Only moves that send the
+ * canary more traffic are gated: a pause, or a step down, never waits. */
+static eng_gate gate_of(const eng_state *s, const eng_policy *p, move_kind mk, int w)
+{
+	if (mk == MOVE_PAUSE || (mk == MOVE_WEIGHT && w <= s->weight))
+		return ENG_GATE_NONE;
+	int to = mk == MOVE_PROMOTE ? 100 : w;
+	if (p->has_approval && to > p->approval_above && !s->approved)
+		return ENG_GATE_APPROVAL;
+	if (mk == MOVE_PROMOTE && p->gate_promotion && !(s->gate_ok & (1u << ENG_GATE_PROMOTION)))
+		return ENG_GATE_PROMOTION;
+	if (mk == MOVE_WEIGHT && p->gate_traffic && !(s->gate_ok & (1u << ENG_GATE_TRAFFIC)))
+		return ENG_GATE_TRAFFIC;
+	return ENG_GATE_NONE;
+}
+
+/* Holds the move at gate <g>: an event when the wait begins (not on every
+ * look that finds it still closed). */
+static void wait_at(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_output *out,
+                    eng_gate g, move_kind mk, int w, const char *why)
+{
+	if (s->waiting == g)
+		return;
+	s->waiting = g;
+	s->gate_reason[0] = '\0';
+	out->changed = true;
+	char move[48];
+	if (mk == MOVE_PROMOTE)
+		fmt(move, sizeof move, "promoting");
+	else
+		fmt(move, sizeof move, "canary weight %d -> %d", s->weight, w);
+	if (g == ENG_GATE_APPROVAL) {
+		set_phase(s, ENG_WAITING_PROMOTION, now_ms);
+		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for approval before %s (analysis."
+		     "approval: above %d%%): canaryctl approve", why, move, p->approval_above);
+	} else if (g == ENG_GATE_PROMOTION) {
+		set_phase(s, ENG_WAITING_PROMOTION, now_ms);
+		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for the confirm-promotion webhooks "
+		     "before %s", why, move);
+	} else {
+		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for the %s webhooks before %s", why,
+		     eng_gate_name(g), move);
+	}
+}
+
+/* The analysis passed where it stands (a check, the judge, a pause that
+ * ended, a gate that opened, or an operator: <manual> passes every gate):
+ * the next move, unless a gate holds it. <why> says what passed (the
+ * promotion's message), <suffix> ends a weight event's message. */
+static void advance(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_output *out,
+                    const char *actor, const char *why, const char *suffix, bool manual)
+{
+	int w = 0;
+	uint64_t pause_ms = 0;
+	move_kind mk = next_move(s, p, &w, &pause_ms);
+	eng_gate g = manual ? ENG_GATE_NONE : gate_of(s, p, mk, w);
+	if (g != ENG_GATE_NONE) {
+		wait_at(s, p, now_ms, out, g, mk, w, why);
+		return;
+	}
+	/* an answer opens its gate for one move */
+	if (mk == MOVE_PROMOTE)
+		s->gate_ok &= ~(1u << ENG_GATE_PROMOTION);
+	else if (mk == MOVE_WEIGHT && w > s->weight)
+		s->gate_ok &= ~(1u << ENG_GATE_TRAFFIC);
+	s->waiting = ENG_GATE_NONE;
+	s->gate_reason[0] = '\0';
+	s->step_paused = false;
+	s->pause_until_ms = 0;
+	if (mk == MOVE_PROMOTE) {
+		start_promoting(s, now_ms, out, actor, why);
+		return;
+	}
+	int n = p->n_steps;
+	if (n > 0)
+		s->step = s->step + 1 > 0 ? s->step + 1 : 0;
+	if (mk == MOVE_PAUSE) {
+		s->step_paused = true;
+		s->pause_until_ms = pause_ms ? now_ms + pause_ms : 0;
+		s->manual_weight = false;
+		set_phase(s, ENG_PAUSED, now_ms);
+		char d[32];
+		fmt_secs(d, sizeof d, pause_ms);
+		if (pause_ms)
+			emit(out, s, "paused", actor, "step %d/%d: pause for %s at weight %d", s->step + 1,
+			     n, d, s->weight);
+		else
+			emit(out, s, "paused", actor, "step %d/%d: pause at weight %d until resumed, "
+			     "approved or promoted", s->step + 1, n, s->weight);
+		return;
+	}
+	int before = s->weight;
+	s->weight = w;
+	set_phase(s, ENG_PROGRESSING, now_ms);
+	if (n > 0)
+		emit(out, s, "weight", actor, "step %d/%d: canary weight %d -> %d%s", s->step + 1, n,
+		     before, w, suffix);
+	else
+		emit(out, s, "weight", actor, "%s canary weight %d -> %d%s",
+		     w >= before ? "advance" : "lower", before, w, suffix);
+}
+
+/* One step up from a passed check: the next move (in iterations mode,
+ * which has no steps, the promotion). */
 static void step_up(eng_state *s, const eng_policy *p, uint64_t now_ms,
                     eng_output *out, const char *actor, const char *why,
                     const char *suffix)
 {
-	int next = iterations_mode(p) ? -1 : next_step(p, s->weight);
-	if (next < 0) {
-		start_promoting(s, now_ms, out, actor, why);
+	advance(s, p, now_ms, out, actor, why, suffix, false);
+}
+
+/* The analysis of a rollout begins (at once, or once its confirm-rollout
+ * gate opened): the first weight, the pre-rollout and rollout hooks. */
+static void begin_analysis(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                           eng_output *out, const char *actor)
+{
+	s->rollout_started_ms = now_ms;
+	s->next_check_ms = now_ms + p->interval_ms;
+	s->waiting = ENG_GATE_NONE;
+	s->gate_reason[0] = '\0';
+	set_phase(s, ENG_PROGRESSING, now_ms);
+	s->last_transition_ms = now_ms;
+	add_hook(out, ENG_HOOK_PRE_ROLLOUT);
+	add_hook(out, ENG_HOOK_ROLLOUT);
+	if (p->n_steps > 0) {
+		s->step = -1;
+		advance(s, p, now_ms, out, actor, "analysis started", "", false);
 		return;
 	}
 	int before = s->weight;
-	s->weight = next;
-	set_phase(s, ENG_PROGRESSING, now_ms);
-	emit(out, s, "weight", actor, "advance canary weight %d -> %d%s", before, next,
-	     suffix);
+	int w = first_weight(p);
+	if (w > before && !iterations_mode(p)) {
+		/* the first step up is a step up like the others */
+		advance(s, p, now_ms, out, actor, "analysis started", "", false);
+		return;
+	}
+	s->weight = w;
+	if (s->weight != before)
+		emit(out, s, "weight", actor, "%s canary weight %d -> %d",
+		     s->weight > before ? "advance" : "lower", before, s->weight);
 }
 
 /* ---- state ---- */
@@ -259,6 +451,7 @@ void eng_state_init(eng_state *s, const char *stable_rev, uint64_t now_ms)
 {
 	memset(s, 0, sizeof *s);
 	s->phase = ENG_INITIALIZED;
+	s->step = -1;
 	copy_str(s->stable_rev, sizeof s->stable_rev, stable_rev);
 	s->last_transition_ms = now_ms;
 	fmt(s->message, sizeof s->message, "stable revision %s, no rollout yet",
@@ -276,19 +469,27 @@ void eng_output_clear(eng_output *o)
 bool eng_active(const eng_state *s)
 {
 	return s->phase == ENG_PROGRESSING || s->phase == ENG_PAUSED ||
-	       s->phase == ENG_WAITING_APPROVAL || s->phase == ENG_PROMOTING;
+	       s->phase == ENG_WAITING_PROMOTION || s->phase == ENG_WAITING ||
+	       s->phase == ENG_PROMOTING;
 }
 
 /* A rollout that is still being analysed (not yet handed over). */
 static bool analysing(const eng_state *s)
 {
 	return s->phase == ENG_PROGRESSING || s->phase == ENG_PAUSED ||
-	       s->phase == ENG_WAITING_APPROVAL;
+	       s->phase == ENG_WAITING_PROMOTION;
+}
+
+/* Checks are made, and the judge looks, while the analysis runs: also
+ * while a gate holds its next move (automatic rollback stays on). */
+static bool judging(const eng_state *s)
+{
+	return s->phase == ENG_PROGRESSING || s->phase == ENG_WAITING_PROMOTION;
 }
 
 bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms)
 {
-	return s->phase == ENG_PROGRESSING && now_ms >= s->next_check_ms;
+	return judging(s) && now_ms >= s->next_check_ms;
 }
 
 /* ---- the analysis ---- */
@@ -433,7 +634,7 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
                const eng_reading *readings, eng_output *out)
 {
 	eng_output_clear(out);
-	if (s->phase != ENG_PROGRESSING)
+	if (!judging(s))
 		return;
 	if (eng_warming_up(s, p, now_ms)) {
 		/* a canary's first seconds (cold caches, JIT, connection pools)
@@ -513,7 +714,7 @@ void eng_check(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			char msg[ENG_MSG_LEN];
 			fmt(msg, sizeof msg, "canary failed %d checks, rolling back: %s",
 			    s->failed_checks, why);
-			rollback(s, now_ms, out, AUTO_ACTOR, msg);
+			analysis_failed(s, p, now_ms, out, msg);
 		}
 		return;
 	}
@@ -591,7 +792,12 @@ static void max_duration(eng_state *s, const eng_policy *p, uint64_t now_ms, eng
 			break;
 		}
 		fmt(msg, sizeof msg, "analysis undecided after %s (maxDuration)", d);
-		start_promoting(s, now_ms, out, AUTO_ACTOR, msg);
+		/* the promotion's own gates (approval, confirm-promotion) hold */
+		eng_gate g = gate_of(s, p, MOVE_PROMOTE, 100);
+		if (g != ENG_GATE_NONE)
+			wait_at(s, p, now_ms, out, g, MOVE_PROMOTE, 100, msg);
+		else
+			start_promoting(s, now_ms, out, AUTO_ACTOR, msg);
 		break;
 	}
 	default:
@@ -613,6 +819,9 @@ void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	if (s->phase == ENG_PROMOTING) {
 		if (now_ms < s->last_transition_ms + p->interval_ms)
 			return;
+		/* the replaced stable may come back (undo) for undo_window_ms */
+		copy_str(s->prev_stable_rev, sizeof s->prev_stable_rev, s->stable_rev);
+		s->undo_until_ms = p->undo_window_ms ? now_ms + p->undo_window_ms : 0;
 		copy_str(s->stable_rev, sizeof s->stable_rev, s->canary_rev);
 		/* the driver moves the canary's endpoints into the stable set, so
 		 * the (now empty) canary set gets nothing */
@@ -627,6 +836,20 @@ void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	}
 	if (!analysing(s))
 		return;
+	if (s->phase == ENG_PAUSED && s->step_paused && s->pause_until_ms &&
+	    now_ms >= s->pause_until_ms) {
+		char d[32], why[ENG_MSG_LEN];
+		fmt_secs(d, sizeof d, p->steps[s->step >= 0 && s->step < ENG_MAX_STEPS ? s->step : 0]
+		                          .pause_ms);
+		fmt(why, sizeof why, "step %d/%d: pause of %s ended", s->step + 1, p->n_steps, d);
+		s->step_paused = false;
+		s->pause_until_ms = 0;
+		s->next_check_ms = now_ms + p->interval_ms;
+		set_phase(s, ENG_PROGRESSING, now_ms);
+		emit(out, s, "resumed", AUTO_ACTOR, "%s at weight %d", why, s->weight);
+		advance(s, p, now_ms, out, AUTO_ACTOR, why, "", false);
+		return;
+	}
 	if (canary_ready) {
 		if (s->unready_since_ms != 0) {
 			s->unready_since_ms = 0;
@@ -668,9 +891,12 @@ static int fail(char *err, size_t errlen, const char *f, ...)
 	return -1;
 }
 
-/* Checks that <cmd> can apply to <s>, without touching anything, so that a
- * refused command leaves state and output as they were. */
-static int validate(const eng_state *s, const eng_cmd *cmd, char *err, size_t errlen)
+/* Checks that <cmd> can apply to <s> at <now_ms>, without touching
+ * anything, so that a refused command leaves state and output as they
+ * were. Returns 0, -1 (refused, <err>) or 1 (nothing to do, <err> says
+ * why: pause and resume are idempotent). */
+static int validate(const eng_state *s, const eng_policy *p, uint64_t now_ms,
+                    const eng_cmd *cmd, char *err, size_t errlen)
 {
 	const char *ph = eng_phase_name(s->phase);
 	switch (cmd->kind) {
@@ -685,6 +911,23 @@ static int validate(const eng_state *s, const eng_cmd *cmd, char *err, size_t er
 			return fail(err, errlen, "revision '%s' is already stable", rev);
 		return 0;
 	}
+	case ENG_CMD_RETRY:
+		if (s->phase != ENG_FAILED || !s->canary_rev[0])
+			return fail(err, errlen, "nothing to retry: the last rollout did not fail "
+			            "(phase %s)", ph);
+		if (strcmp(s->canary_rev, s->stable_rev) == 0)
+			return fail(err, errlen, "revision '%s' is stable now: nothing to retry",
+			            s->canary_rev);
+		return 0;
+	case ENG_CMD_UNDO:
+		if (s->phase != ENG_SUCCEEDED || !s->prev_stable_rev[0])
+			return fail(err, errlen, "nothing to undo: no promotion is the last thing that "
+			            "happened (phase %s)", ph);
+		if (s->undo_until_ms == 0 || now_ms >= s->undo_until_ms)
+			return fail(err, errlen, "the undo window of the promotion of '%s' has passed "
+			            "(analysis.undoWindow); roll out '%s' again instead", s->stable_rev,
+			            s->prev_stable_rev);
+		return 0;
 	case ENG_CMD_SET_WEIGHT:
 		if (cmd->weight < 0 || cmd->weight > 100)
 			return fail(err, errlen, "weight must be 0..100, not %d", cmd->weight);
@@ -708,12 +951,22 @@ static int validate(const eng_state *s, const eng_cmd *cmd, char *err, size_t er
 			return fail(err, errlen, "revision '%s' is already promoting", s->canary_rev);
 		break;
 	case ENG_CMD_PAUSE:
-		if (s->phase == ENG_PAUSED)
-			return fail(err, errlen, "already paused");
+		if (s->phase == ENG_PAUSED && !(s->step_paused && s->pause_until_ms)) {
+			fail(err, errlen, "already paused at weight %d", s->weight);
+			return 1;
+		}
 		if (s->phase == ENG_PROMOTING)
 			return fail(err, errlen, "cannot pause: revision '%s' is promoting", s->canary_rev);
+		if (s->phase == ENG_WAITING)
+			return fail(err, errlen, "cannot pause: the rollout waits for its "
+			            "confirm-rollout webhooks; abort it, or approve it to start");
 		break;
 	case ENG_CMD_RESUME:
+		if (s->phase == ENG_PROGRESSING || s->phase == ENG_WAITING_PROMOTION ||
+		    s->phase == ENG_WAITING) {
+			fail(err, errlen, "not paused: already %s at weight %d", ph, s->weight);
+			return 1;
+		}
 		if (s->phase != ENG_PAUSED)
 			return fail(err, errlen, "not paused (phase %s)", ph);
 		break;
@@ -723,47 +976,68 @@ static int validate(const eng_state *s, const eng_cmd *cmd, char *err, size_t er
 			            s->canary_rev);
 		break;
 	case ENG_CMD_APPROVE:
-		if (s->phase != ENG_WAITING_APPROVAL)
-			return fail(err, errlen, "no approval pending (phase %s)", ph);
+		if (s->waiting == ENG_GATE_NONE && !(s->phase == ENG_PAUSED && s->step_paused))
+			return fail(err, errlen, "no gate is waiting for approval (phase %s)", ph);
 		break;
 	default:
 		break;
 	}
+	(void)p;
 	return 0;
 }
 
+/* " (reason: ...)" for an audit message, or "" without a reason. */
+static void reason_suffix(char *dst, size_t n, const char *reason)
+{
+	if (reason && reason[0])
+		fmt(dst, n, " (reason: %s)", reason);
+	else
+		dst[0] = '\0';
+}
+
 static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
-                        const char *rev, eng_output *out, const char *actor)
+                        const char *rev, eng_output *out, const char *actor, const char *how)
 {
 	char old[ENG_REV_LEN] = "";
 	if (eng_active(s))
 		copy_str(old, sizeof old, s->canary_rev);
-	int before = s->weight;
 	copy_str(s->canary_rev, sizeof s->canary_rev, rev);
+	leave_analysis(s);
 	s->failed_checks = 0;
 	s->iterations = 0;
-	s->manual_weight = false;
 	s->rollout_started_ms = now_ms;
-	s->unready_since_ms = 0;
-	memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
 	s->judge_started = false;
+	s->judge_held = false;
+	s->step = -1;
+	s->approved = false;
+	s->aborted = false;
+	s->prev_stable_rev[0] = '\0';
+	s->undo_until_ms = 0;
 	s->next_check_ms = now_ms + p->interval_ms;
-	s->phase = ENG_PROGRESSING;
 	/* a replaced rollout is a new transition even though the phase stays */
 	s->last_transition_ms = now_ms;
-	if (old[0])
+	if (how)
+		emit(out, s, "rollout-started", actor, "%s, starting canary analysis of %s again",
+		     how, rev);
+	else if (old[0])
 		emit(out, s, "rollout-started", actor,
 		     "new revision %s detected, starting canary analysis (replacing the rollout of %s)",
 		     rev, old);
 	else
 		emit(out, s, "rollout-started", actor,
 		     "new revision %s detected, starting canary analysis", rev);
-	s->weight = first_weight(p);
-	if (s->weight != before)
-		emit(out, s, "weight", actor, "%s canary weight %d -> %d",
-		     s->weight > before ? "advance" : "lower", before, s->weight);
-	add_hook(out, ENG_HOOK_PRE_ROLLOUT);
-	add_hook(out, ENG_HOOK_ROLLOUT);
+	if (p->gate_rollout) {
+		/* Flagger's confirm-rollout: nothing starts, the canary gets no
+		 * traffic, until its webhooks pass (or an operator approves) */
+		int before = s->weight;
+		s->weight = 0;
+		s->waiting = ENG_GATE_ROLLOUT;
+		set_phase(s, ENG_WAITING, now_ms);
+		emit(out, s, "gate", AUTO_ACTOR, "waiting for the confirm-rollout webhooks before "
+		     "starting the analysis of %s%s", rev, before ? ", canary weight -> 0" : "");
+		return;
+	}
+	begin_analysis(s, p, now_ms, out, actor);
 }
 
 int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
@@ -771,39 +1045,86 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 {
 	if (!cmd)
 		return fail(err, errlen, "no command");
-	if (validate(s, cmd, err, errlen) < 0)
-		return -1;
+	int v = validate(s, p, now_ms, cmd, err, errlen);
+	if (v != 0)
+		return v;
 	const char *actor = cmd->actor && cmd->actor[0] ? cmd->actor : "unknown";
 	eng_output_clear(out);
 	out->changed = true;
-	char text[ENG_MSG_LEN];
+	char text[ENG_MSG_LEN], why[ENG_MSG_LEN], rs[ENG_MSG_LEN];
+	reason_suffix(rs, sizeof rs, cmd->reason);
 	switch (cmd->kind) {
 	case ENG_CMD_ROLLOUT:
-		cmd_rollout(s, p, now_ms, cmd->revision, out, actor);
+		cmd_rollout(s, p, now_ms, cmd->revision, out, actor, NULL);
 		break;
+	case ENG_CMD_RETRY: {
+		char rev[ENG_REV_LEN], how[ENG_MSG_LEN];
+		copy_str(rev, sizeof rev, s->canary_rev);
+		fmt(how, sizeof how, "retry by %s%s", actor, rs);
+		cmd_rollout(s, p, now_ms, rev, out, actor, how);
+		break;
+	}
+	case ENG_CMD_UNDO: {
+		/* the promoted revision is the canary that failed now: the
+		 * driver swaps the endpoint sets back (out->undo) */
+		char bad[ENG_REV_LEN];
+		copy_str(bad, sizeof bad, s->stable_rev);
+		copy_str(s->stable_rev, sizeof s->stable_rev, s->prev_stable_rev);
+		copy_str(s->canary_rev, sizeof s->canary_rev, bad);
+		s->prev_stable_rev[0] = '\0';
+		s->undo_until_ms = 0;
+		s->weight = 0;
+		s->aborted = true;
+		leave_analysis(s);
+		set_phase(s, ENG_FAILED, now_ms);
+		out->undo = true;
+		add_hook(out, ENG_HOOK_ROLLBACK);
+		emit(out, s, "undo", actor, "promotion of %s undone by %s%s: 100%% back to %s", bad,
+		     actor, rs, s->stable_rev);
+		break;
+	}
 	case ENG_CMD_PROMOTE:
+		/* passes the current pause or gate: the next move, whatever
+		 * the gates say */
 		s->manual_weight = false;
+		s->failure_paused = false;
 		s->next_check_ms = now_ms + p->interval_ms;
-		fmt(text, sizeof text, " (promoted by %s)", actor);
-		{
-			char why[ENG_MSG_LEN];
-			fmt(why, sizeof why, "promoted by %s at the last step", actor);
-			step_up(s, p, now_ms, out, actor, why, text);
+		if (s->phase == ENG_WAITING) {
+			emit(out, s, "manual", actor, "promoted by %s%s: confirm-rollout passed by hand",
+			     actor, rs);
+			begin_analysis(s, p, now_ms, out, actor);
+			break;
 		}
+		fmt(text, sizeof text, " (promoted by %s%s)", actor, rs);
+		fmt(why, sizeof why, "promoted by %s%s at the last step", actor, rs);
+		advance(s, p, now_ms, out, actor, why, text, true);
 		break;
 	case ENG_CMD_PROMOTE_FULL:
-		fmt(text, sizeof text, "full promotion by %s, skipping the remaining steps", actor);
+		fmt(text, sizeof text, "full promotion by %s%s, skipping the remaining steps", actor,
+		    rs);
 		start_promoting(s, now_ms, out, actor, text);
 		break;
 	case ENG_CMD_ABORT:
-		fmt(text, sizeof text, "aborted by %s, rolling back to %s", actor,
-		    s->stable_rev[0] ? s->stable_rev : "the stable revision");
-		rollback(s, now_ms, out, actor, text);
+		s->aborted = true;
+		leave_analysis(s);
+		s->weight = 0;
+		set_phase(s, ENG_FAILED, now_ms);
+		add_hook(out, ENG_HOOK_ROLLBACK);
+		emit(out, s, "abort", actor, "aborted by %s%s, rolling back to %s", actor, rs,
+		     s->stable_rev[0] ? s->stable_rev : "the stable revision");
 		break;
 	case ENG_CMD_PAUSE:
 		s->manual_weight = false;
+		if (s->phase == ENG_PAUSED) {
+			/* a timed pause step becomes an operator's pause */
+			s->pause_until_ms = 0;
+			emit(out, s, "paused", actor, "paused by %s%s at weight %d: the step's pause "
+			     "now waits for resume", actor, rs, s->weight);
+			break;
+		}
+		s->waiting = ENG_GATE_NONE;
 		set_phase(s, ENG_PAUSED, now_ms);
-		emit(out, s, "paused", actor, "paused by %s at weight %d", actor, s->weight);
+		emit(out, s, "paused", actor, "paused by %s%s at weight %d", actor, rs, s->weight);
 		break;
 	case ENG_CMD_RESUME:
 		s->manual_weight = false;
@@ -811,25 +1132,96 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		 * lasted through the pause */
 		memset(s->breach_since_ms, 0, sizeof s->breach_since_ms);
 		s->next_check_ms = now_ms + p->interval_ms;
+		if (s->failure_paused) {
+			/* the operator overrules the failure: the judge starts afresh
+			 * (its verdict stands for the evidence it had) */
+			s->failure_paused = false;
+			s->judge_started = false;
+		}
 		set_phase(s, ENG_PROGRESSING, now_ms);
-		emit(out, s, "resumed", actor, "resumed by %s at weight %d", actor, s->weight);
+		emit(out, s, "resumed", actor, "resumed by %s%s at weight %d", actor, rs, s->weight);
+		if (s->step_paused) {
+			fmt(why, sizeof why, "step %d/%d: pause ended by %s", s->step + 1, p->n_steps,
+			    actor);
+			advance(s, p, now_ms, out, actor, why, "", false);
+		}
 		break;
 	case ENG_CMD_SET_WEIGHT: {
 		int before = s->weight;
 		s->weight = cmd->weight;
 		s->manual_weight = true;
+		s->waiting = ENG_GATE_NONE;
 		set_phase(s, ENG_PAUSED, now_ms);
-		emit(out, s, "manual", actor, "canary weight set %d -> %d by %s, analysis paused",
-		     before, s->weight, actor);
+		emit(out, s, "manual", actor, "canary weight set %d -> %d by %s%s, analysis paused",
+		     before, s->weight, actor, rs);
 		break;
 	}
-	case ENG_CMD_APPROVE:
+	case ENG_CMD_APPROVE: {
+		eng_gate g = s->waiting;
+		fmt(why, sizeof why, "%s approved by %s%s", g != ENG_GATE_NONE ? eng_gate_name(g)
+		                                                              : "pause",
+		    actor, rs);
+		emit(out, s, "approved", actor, "%s at weight %d", why, s->weight);
 		s->next_check_ms = now_ms + p->interval_ms;
+		if (g == ENG_GATE_ROLLOUT) {
+			begin_analysis(s, p, now_ms, out, actor);
+			break;
+		}
+		if (g == ENG_GATE_APPROVAL)
+			s->approved = true;
+		else if (g != ENG_GATE_NONE)
+			s->gate_ok |= 1u << g;
+		s->waiting = ENG_GATE_NONE;
+		s->step_paused = false;
+		s->pause_until_ms = 0;
 		set_phase(s, ENG_PROGRESSING, now_ms);
-		emit(out, s, "resumed", actor, "approved by %s at weight %d", actor, s->weight);
+		advance(s, p, now_ms, out, actor, why, "", false);
 		break;
+	}
 	}
 	return 0;
+}
+
+void eng_gate_answer(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_gate g,
+                     bool ok, const char *reason, eng_output *out)
+{
+	eng_output_clear(out);
+	if (g == ENG_GATE_NONE || g == ENG_GATE_APPROVAL || s->waiting != g)
+		return;
+	if (!ok) {
+		char r[sizeof s->gate_reason];
+		copy_str(r, sizeof r, reason && reason[0] ? reason : "did not pass");
+		if (strcmp(r, s->gate_reason) != 0) {
+			/* what it waits on, in the status: a gate that cannot be
+			 * reached is a state, not a silent pass */
+			copy_str(s->gate_reason, sizeof s->gate_reason, r);
+			fmt(s->message, sizeof s->message, "waiting for the %s webhooks: %s",
+			    eng_gate_name(g), r);
+			out->changed = true;
+		}
+		return;
+	}
+	char why[ENG_MSG_LEN];
+	fmt(why, sizeof why, "%s webhooks passed", eng_gate_name(g));
+	s->gate_reason[0] = '\0';
+	if (g == ENG_GATE_ROLLOUT) {
+		emit(out, s, "gate", AUTO_ACTOR, "%s", why);
+		begin_analysis(s, p, now_ms, out, AUTO_ACTOR);
+		return;
+	}
+	s->gate_ok |= 1u << g;
+	s->waiting = ENG_GATE_NONE;
+	if (s->phase == ENG_WAITING_PROMOTION)
+		set_phase(s, ENG_PROGRESSING, now_ms);
+	int before = s->weight;
+	advance(s, p, now_ms, out, AUTO_ACTOR, why, " (" "gate passed)", false);
+	if (s->weight != before) {
+		s->next_check_ms = now_ms + p->interval_ms;
+		if (s->judge_started) {
+			judge_step(&s->judge);
+			s->judge_weight = s->weight;
+		}
+	}
 }
 
 /* ---- the sequential judge ---- */
@@ -931,7 +1323,7 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
                  const eng_counts *c, eng_output *out)
 {
 	eng_output_clear(out);
-	if (p->judge != ENG_JUDGE_SEQUENTIAL || s->phase != ENG_PROGRESSING || !c)
+	if (p->judge != ENG_JUDGE_SEQUENTIAL || !judging(s) || !c)
 		return;
 	if (!s->judge_started) {
 		judge_start(s, p);
@@ -1005,7 +1397,7 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 			    g->n ? 100.0 * (double)g->x / (double)g->n : 0, 100 * g->bound,
 			    (unsigned long long)g->n, guard_e > 1 ? 1 / guard_e : 1, g->alpha);
 		}
-		rollback(s, now_ms, out, AUTO_ACTOR, msg);
+		analysis_failed(s, p, now_ms, out, msg);
 		return;
 	}
 	if (ev.held != s->judge_held) {
@@ -1023,7 +1415,9 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	}
 	if (v != JUDGE_NONINFERIOR && v != JUDGE_ADVANCE)
 		return;
-	bool last = iterations_mode(p) || next_step(p, s->weight) < 0;
+	int next_w = 0;
+	uint64_t pause_ms = 0;
+	bool last = next_move(s, p, &next_w, &pause_ms) == MOVE_PROMOTE;
 	if (v == JUDGE_ADVANCE && last)
 		return; /* promotion needs the confidence of NONINFERIOR */
 	if (v == JUDGE_NONINFERIOR)
@@ -1040,9 +1434,12 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		    ev.ni_e_value, (unsigned long long)ev.step_canary_n);
 	char suffix[ENG_MSG_LEN];
 	fmt(suffix, sizeof suffix, " (%s)", msg);
-	s->next_check_ms = now_ms + p->interval_ms;
+	int before = s->weight, before_step = s->step;
 	step_up(s, p, now_ms, out, AUTO_ACTOR, msg, suffix);
-	if (s->phase == ENG_PROGRESSING) {
+	if (s->weight != before || s->step != before_step) {
+		/* moved (not held at a gate): the checks and the judge count
+		 * this step afresh */
+		s->next_check_ms = now_ms + p->interval_ms;
 		judge_step(&s->judge);
 		s->judge_weight = s->weight;
 	}

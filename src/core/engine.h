@@ -28,16 +28,20 @@ typedef enum {
 	ENG_INITIALIZED = 0, /* no rollout yet: 100% stable */
 	ENG_PROGRESSING,     /* analysis running, weight stepping up */
 	ENG_PAUSED,          /* held by pause or set-weight; no checks */
-	ENG_WAITING_APPROVAL,/* a manual gate is pending (hybrid mode) */
+	ENG_WAITING_PROMOTION,/* a confirm-promotion webhook or an approval
+	                      * gate holds the next step up; checks go on */
 	ENG_PROMOTING,       /* 100% to canary; becomes stable at next tick */
 	ENG_SUCCEEDED,       /* canary revision is now stable: 100% stable */
 	ENG_FAILED,          /* rolled back: 100% stable */
+	ENG_WAITING,         /* a confirm-rollout webhook holds the start: no
+	                      * canary traffic, no checks */
 	ENG_PHASE_COUNT
 } eng_phase;
 
 /* "Initialized", "Progressing", ... as in Flagger's status.phase. */
 const char *eng_phase_name(eng_phase p);
-/* Inverse of eng_phase_name; -1 when unknown. */
+/* Inverse of eng_phase_name ("WaitingApproval", its name before version
+ * 11 of the state, is WaitingPromotion); -1 when unknown. */
 int eng_phase_parse(const char *s);
 
 typedef enum {
@@ -84,6 +88,35 @@ typedef enum {
 	ENG_MAXDUR_PROMOTE,
 } eng_on_max_duration;
 
+/* analysis.onFailure: what a failed analysis (threshold failed checks, or
+ * the sequential judge's "worse") does. */
+typedef enum {
+	ENG_ONFAIL_ROLLBACK = 0, /* 100% to stable at once (Flagger's) */
+	ENG_ONFAIL_PAUSE,        /* hold the weight, paused, for the operator */
+} eng_on_failure;
+
+/* One entry of analysis.steps (Argo Rollouts' model): a weight to set, or
+ * a pause. */
+typedef struct eng_step {
+	int weight;            /* setWeight 0..100, or -1 for a pause */
+	uint64_t pause_ms;     /* a pause's duration; 0: until resumed */
+} eng_step;
+
+/* What a rollout waits for before its next move (eng_state.waiting). */
+typedef enum {
+	ENG_GATE_NONE = 0,
+	ENG_GATE_ROLLOUT,      /* confirm-rollout webhooks: phase Waiting */
+	ENG_GATE_TRAFFIC,      /* confirm-traffic-increase: Progressing, held */
+	ENG_GATE_PROMOTION,    /* confirm-promotion: WaitingPromotion */
+	ENG_GATE_APPROVAL,     /* analysis.approval: WaitingPromotion until
+	                        * an operator approves */
+	ENG_GATE_COUNT
+} eng_gate;
+
+/* "confirm-rollout", "confirm-traffic-increase", "confirm-promotion",
+ * "approval", or "" for ENG_GATE_NONE. */
+const char *eng_gate_name(eng_gate g);
+
 /* The analysis policy of one canary (spec.analysis), with defaults applied. */
 typedef struct eng_policy {
 	uint64_t interval_ms;            /* between checks; default 60s, >= 100ms */
@@ -122,6 +155,22 @@ typedef struct eng_policy {
 	                                  * on_max_duration (eng_tick); 0: never */
 	eng_on_max_duration on_max_duration; /* how it ends */
 	eng_on_no_data on_no_data;       /* a check without data holds or fails */
+	/* analysis.steps: when n_steps > 0 they replace stepWeight(s): each
+	 * setWeight holds until the analysis passes at that weight, each
+	 * pause holds the phase Paused (for pause_ms, or until resumed,
+	 * approved or promoted); past the last step the canary promotes */
+	eng_step steps[ENG_MAX_STEPS];
+	int n_steps;
+	/* gates: webhooks of these types exist (the driver polls them while
+	 * the rollout waits, eng_gate_answer), and analysis.approval */
+	bool gate_rollout, gate_traffic, gate_promotion;
+	bool has_approval;
+	int approval_above;              /* a step to a weight above this (or
+	                                  * the promotion) needs approval */
+	eng_on_failure on_failure;
+	uint64_t undo_window_ms;         /* after a promotion, eng_command's
+	                                  * UNDO may bring back the previous
+	                                  * stable for this long; 0: never */
 } eng_policy;
 
 /* Fills <p> with Flagger's defaults (interval 60s, threshold 1, maxWeight
@@ -164,6 +213,23 @@ typedef struct eng_state {
 	                            * baseline (an event marks each change) */
 	int judge_guard_metric[JUDGE_MAX_GUARDS]; /* policy metric of guard i */
 	judge_state judge;
+	/* analysis.steps: the index of the step the rollout is at (-1: none
+	 * yet); paused by a pause step (until pause_until_ms, 0: until
+	 * resumed) */
+	int step;
+	bool step_paused;
+	uint64_t pause_until_ms;
+	bool failure_paused;      /* paused by onFailure: pause */
+	/* gates */
+	eng_gate waiting;         /* what the next move waits for */
+	unsigned gate_ok;         /* 1u << gate: a webhook answer that passed,
+	                           * not used yet (not persisted: asked again) */
+	char gate_reason[128];    /* the last answer that did not pass */
+	bool approved;            /* analysis.approval given in this rollout */
+	bool aborted;             /* the rollout ended by an operator's abort */
+	/* undo: the stable revision a promotion replaced, until when */
+	char prev_stable_rev[ENG_REV_LEN];
+	uint64_t undo_until_ms;
 } eng_state;
 
 /* Initial state: Initialized, weight 0, <stable_rev>, no canary. */
@@ -239,6 +305,8 @@ typedef struct eng_output {
 	eng_hook hooks[ENG_MAX_HOOKS]; /* to run, in order */
 	int n_hooks;
 	bool promote;   /* the canary's endpoints become the stable ones now */
+	bool undo;      /* the previous stable's endpoints become the stable
+	                 * ones again, the (promoted) stable's the canary's */
 	bool changed;   /* the state changed and must be persisted */
 } eng_output;
 
@@ -373,7 +441,10 @@ typedef enum {
 	ENG_CMD_PAUSE,
 	ENG_CMD_RESUME,
 	ENG_CMD_SET_WEIGHT,  /* manual weight; analysis paused while it holds */
-	ENG_CMD_APPROVE,     /* pass a WaitingApproval gate */
+	ENG_CMD_APPROVE,     /* pass the gate the rollout waits for */
+	ENG_CMD_RETRY,       /* start the failed rollout of canary_rev again */
+	ENG_CMD_UNDO,        /* after a promotion, within the undo window:
+	                      * the previous stable again, at once */
 } eng_cmd_kind;
 
 typedef struct eng_cmd {
@@ -381,15 +452,27 @@ typedef struct eng_cmd {
 	const char *revision; /* ROLLOUT */
 	int weight;           /* SET_WEIGHT, 0..100 */
 	const char *actor;    /* who: API client address or token name */
+	const char *reason;   /* why, in the audit (may be NULL) */
 } eng_cmd;
 
-/* Applies an operator command. Returns 0, or -1 with a message in <err>
- * (e.g. "no rollout in progress", "weight must be 0..100") and the state
- * untouched. */
+/* Applies an operator command. Returns 0; 1 when there is nothing to do
+ * (pause when paused, resume when not paused: <err> says so, the state
+ * and <out> stay as they were: commands are idempotent); or -1 with a
+ * message in <err> (e.g. "no rollout in progress", "weight must be
+ * 0..100") and the state untouched. */
 int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
                 const eng_cmd *cmd, eng_output *out, char *err, size_t errlen);
 
-/* Is a rollout running (Progressing, Paused, WaitingApproval, Promoting)? */
+/* The answer of the webhooks of gate <g> (all of them passed: <ok>; else
+ * <reason>, one line), polled by the driver each interval while
+ * s->waiting is <g>. An answer for another gate than the one waited for
+ * is ignored. A pass moves on at once: the rollout starts (confirm-
+ * rollout), steps up or promotes, unless another gate holds that move. */
+void eng_gate_answer(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_gate g,
+                     bool ok, const char *reason, eng_output *out);
+
+/* Is a rollout running (Progressing, Paused, Waiting, WaitingPromotion,
+ * Promoting)? */
 bool eng_active(const eng_state *s);
 
 #endif

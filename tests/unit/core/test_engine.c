@@ -8,6 +8,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine.h"
@@ -687,23 +688,28 @@ static void test_pause_and_resume(void **state)
 	assert_int_equal(S.weight, 30);
 }
 
-static void test_pause_twice_is_an_error(void **state)
+static void test_pause_twice_changes_nothing(void **state)
 {
 	(void)state;
 	start("v2");
 	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 0);
 	eng_state before = S;
-	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), -1);
-	assert_string_equal(err, "already paused");
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "bob"), 1);
+	assert_string_equal(err, "already paused at weight 10");
 	assert_memory_equal(&before, &S, sizeof S);
 }
 
-static void test_resume_when_not_paused_is_an_error(void **state)
+static void test_resume_when_not_paused_changes_nothing(void **state)
 {
 	(void)state;
 	start("v2");
+	eng_state before = S;
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), 1);
+	assert_string_equal(err, "not paused: already Progressing at weight 10");
+	assert_memory_equal(&before, &S, sizeof S);
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "bob"), 0);
 	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "bob"), -1);
-	assert_string_equal(err, "not paused (phase Progressing)");
+	assert_string_equal(err, "no rollout in progress (phase Failed)");
 }
 
 static void test_set_weight_pauses_with_manual_flag(void **state)
@@ -814,10 +820,13 @@ static void test_abort_rolls_back(void **state)
 	assert_int_equal(S.last_transition_ms, now);
 	assert_int_equal(O.n_hooks, 1);
 	assert_int_equal(O.hooks[0], ENG_HOOK_ROLLBACK);
-	const eng_event *e = find_event("rollback");
+	/* an abort, not an automatic rollback */
+	assert_null(find_event("rollback"));
+	const eng_event *e = find_event("abort");
 	assert_non_null(e);
 	assert_string_equal(e->actor, "frank");
 	assert_non_null(strstr(e->message, "aborted by frank"));
+	assert_true(S.aborted);
 	assert_string_equal(S.stable_rev, "v1");
 }
 
@@ -873,13 +882,20 @@ static void test_approve_passes_a_pending_gate(void **state)
 	(void)state;
 	start("v2");
 	assert_int_equal(command(ENG_CMD_APPROVE, NULL, 0, "gina"), -1);
-	assert_string_equal(err, "no approval pending (phase Progressing)");
-	S.phase = ENG_WAITING_APPROVAL; /* no gate moves here yet */
+	assert_string_equal(err, "no gate is waiting for approval (phase Progressing)");
+	P.has_approval = true;
+	P.approval_above = 10;
+	pass(); /* 10 -> 20 needs approval */
+	assert_int_equal(S.phase, ENG_WAITING_PROMOTION);
+	assert_int_equal(S.waiting, ENG_GATE_APPROVAL);
+	assert_int_equal(S.weight, 10);
 	now += 10;
 	assert_int_equal(command(ENG_CMD_APPROVE, NULL, 0, "gina"), 0);
 	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 20);
 	assert_int_equal(S.next_check_ms, now + INTERVAL);
 	assert_string_equal(O.events[0].actor, "gina");
+	assert_string_equal(O.events[0].type, "approved");
 }
 
 static void test_automatic_events_have_actor_canaryd(void **state)
@@ -907,13 +923,14 @@ static void test_state_message_follows_the_last_event(void **state)
 static void test_phase_name_and_parse_round_trip(void **state)
 {
 	(void)state;
-	const char *names[] = { "Initialized", "Progressing", "Paused", "WaitingApproval",
-		                "Promoting", "Succeeded", "Failed" };
+	const char *names[] = { "Initialized", "Progressing", "Paused", "WaitingPromotion",
+		                "Promoting", "Succeeded", "Failed", "Waiting" };
 	assert_int_equal(sizeof names / sizeof names[0], ENG_PHASE_COUNT);
 	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
 		assert_string_equal(eng_phase_name((eng_phase)i), names[i]);
 		assert_int_equal(eng_phase_parse(names[i]), i);
 	}
+	assert_int_equal(eng_phase_parse("WaitingApproval"), ENG_WAITING_PROMOTION);
 	assert_int_equal(eng_phase_parse("progressing"), -1);
 	assert_int_equal(eng_phase_parse(""), -1);
 	assert_int_equal(eng_phase_parse(NULL), -1);
@@ -924,7 +941,7 @@ static void test_eng_active_phases(void **state)
 	(void)state;
 	bool expect[ENG_PHASE_COUNT] = {
 		[ENG_PROGRESSING] = true, [ENG_PAUSED] = true,
-		[ENG_WAITING_APPROVAL] = true, [ENG_PROMOTING] = true,
+		[ENG_WAITING_PROMOTION] = true, [ENG_PROMOTING] = true, [ENG_WAITING] = true,
 	};
 	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
 		S.phase = (eng_phase)i;
@@ -1902,6 +1919,250 @@ static void test_sequential_rolls_back_a_slow_canary(void **state)
 
 #define T(f) cmocka_unit_test_setup(f, setup)
 
+
+/* ---- steps, gates, onFailure, retry, undo (issue 11) ---- */
+
+static void set_steps(const char *spec)
+{
+	/* "2 5 p0 10 p5000 20": weights, and pauses of N ms (0: until resumed) */
+	P.n_steps = 0;
+	P.step_weight = 0;
+	for (const char *c = spec; *c && P.n_steps < ENG_MAX_STEPS;) {
+		while (*c == ' ')
+			c++;
+		if (!*c)
+			break;
+		eng_step *st = &P.steps[P.n_steps++];
+		if (*c == 'p') {
+			st->weight = -1;
+			st->pause_ms = strtoull(c + 1, (char **)&c, 10);
+		} else {
+			st->weight = (int)strtol(c, (char **)&c, 10);
+			st->pause_ms = 0;
+		}
+	}
+}
+
+static void tick(void)
+{
+	eng_tick(&S, &P, now, true, &O);
+}
+
+static void test_steps_set_weights_and_pause_until_resumed(void **state)
+{
+	(void)state;
+	set_steps("2 5 p0 10");
+	start("v2");
+	assert_int_equal(S.weight, 2);
+	assert_int_equal(S.step, 0);
+	assert_non_null(strstr(find_event("weight")->message, "step 1/4: canary weight 0 -> 2"));
+	pass();
+	assert_int_equal(S.weight, 5);
+	pass(); /* the pause step */
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_true(S.step_paused);
+	assert_int_equal(S.weight, 5);
+	assert_non_null(strstr(S.message, "until resumed"));
+	now += 3600 * 1000; /* an indefinite pause waits, ticks or not */
+	tick();
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(command(ENG_CMD_RESUME, NULL, 0, "ops"), 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.step, 3);
+	pass(); /* past the last step: promotion */
+	assert_int_equal(S.phase, ENG_PROMOTING);
+}
+
+static void test_timed_pause_ends_by_itself_and_approve_ends_one(void **state)
+{
+	(void)state;
+	set_steps("10 p5000 20 p0 30");
+	start("v2");
+	pass();
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(S.pause_until_ms, now + 5000);
+	now += 4999;
+	tick();
+	assert_int_equal(S.phase, ENG_PAUSED);
+	now += 1;
+	tick();
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 20);
+	assert_non_null(find_event("resumed"));
+	pass();
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(command(ENG_CMD_APPROVE, NULL, 0, "lead"), 0);
+	assert_int_equal(S.weight, 30);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	/* pause during a timed pause makes it the operator's */
+	set_steps("10 p5000 20");
+	start("v3");
+	pass();
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "ops"), 0);
+	assert_int_equal(S.pause_until_ms, 0);
+	now += 10000;
+	tick();
+	assert_int_equal(S.phase, ENG_PAUSED);
+}
+
+static void test_confirm_rollout_waits_with_no_traffic(void **state)
+{
+	(void)state;
+	P.gate_rollout = true;
+	start("v2");
+	assert_int_equal(S.phase, ENG_WAITING);
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.waiting, ENG_GATE_ROLLOUT);
+	assert_int_equal(O.n_hooks, 0); /* pre-rollout waits too */
+	assert_false(eng_check_due(&S, &P, now + 10 * INTERVAL));
+	eng_gate_answer(&S, &P, now, ENG_GATE_ROLLOUT, false,
+	                "cannot connect to '127.0.0.1:1': connection refused", &O);
+	assert_int_equal(S.phase, ENG_WAITING);
+	assert_non_null(strstr(S.message, "connection refused"));
+	assert_true(O.changed);
+	eng_gate_answer(&S, &P, now, ENG_GATE_ROLLOUT, false,
+	                "cannot connect to '127.0.0.1:1': connection refused", &O);
+	assert_false(O.changed); /* the same answer again: nothing new */
+	eng_gate_answer(&S, &P, now, ENG_GATE_PROMOTION, true, NULL, &O); /* not waited for */
+	assert_int_equal(S.phase, ENG_WAITING);
+	now += 5;
+	eng_gate_answer(&S, &P, now, ENG_GATE_ROLLOUT, true, NULL, &O);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_int_equal(S.weight, 10);
+	assert_true(has_hook(ENG_HOOK_PRE_ROLLOUT));
+	assert_int_equal(S.rollout_started_ms, now);
+}
+
+static void test_confirm_traffic_increase_and_promotion_hold_until_passed(void **state)
+{
+	(void)state;
+	P.gate_traffic = true;
+	P.gate_promotion = true;
+	P.max_weight = 20;
+	start("v2");
+	/* the first step up waits too */
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.waiting, ENG_GATE_TRAFFIC);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	eng_gate_answer(&S, &P, now, ENG_GATE_TRAFFIC, true, NULL, &O);
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.waiting, ENG_GATE_NONE);
+	pass(); /* the answer was used: the next step asks again */
+	assert_int_equal(S.weight, 10);
+	assert_int_equal(S.waiting, ENG_GATE_TRAFFIC);
+	eng_gate_answer(&S, &P, now, ENG_GATE_TRAFFIC, true, NULL, &O);
+	assert_int_equal(S.weight, 20);
+	pass();
+	assert_int_equal(S.phase, ENG_WAITING_PROMOTION);
+	assert_int_equal(S.waiting, ENG_GATE_PROMOTION);
+	/* checks go on while it waits, and a failing canary is rolled back */
+	assert_true(eng_check_due(&S, &P, S.next_check_ms));
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_FAILED);
+}
+
+static void test_approval_above_a_weight(void **state)
+{
+	(void)state;
+	P.has_approval = true;
+	P.approval_above = 20;
+	P.max_weight = 40;
+	start("v2");
+	pass();
+	assert_int_equal(S.weight, 20);
+	pass();
+	assert_int_equal(S.phase, ENG_WAITING_PROMOTION);
+	assert_int_equal(S.weight, 20);
+	pass(); /* still waiting: no event for every look */
+	assert_null(find_event("gate"));
+	eng_cmd c = { .kind = ENG_CMD_APPROVE, .actor = "alice", .reason = "CAB-1234 signed off" };
+	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), 0);
+	assert_int_equal(S.weight, 30);
+	assert_non_null(strstr(O.events[0].message, "approval approved by alice (reason: "
+	                                             "CAB-1234 signed off)"));
+	pass();
+	assert_int_equal(S.weight, 40);
+	pass(); /* approved once for the rollout */
+	assert_int_equal(S.phase, ENG_PROMOTING);
+	/* a new rollout needs a new approval */
+	tick();
+	start("v3");
+	pass();
+	pass();
+	assert_int_equal(S.phase, ENG_WAITING_PROMOTION);
+}
+
+static void test_on_failure_pause_holds_the_weight(void **state)
+{
+	(void)state;
+	P.on_failure = ENG_ONFAIL_PAUSE;
+	start("v2");
+	pass();
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_PAUSED);
+	assert_int_equal(S.weight, 20);
+	assert_false(has_hook(ENG_HOOK_ROLLBACK));
+	assert_non_null(strstr(S.message, "onFailure: pause"));
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "ops"), 0);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+}
+
+static void test_retry_restarts_a_failed_rollout(void **state)
+{
+	(void)state;
+	assert_int_equal(command(ENG_CMD_RETRY, NULL, 0, "ops"), -1);
+	start("v2");
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_FAILED);
+	now += 100;
+	assert_int_equal(command(ENG_CMD_RETRY, NULL, 0, "ops"), 0);
+	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_string_equal(S.canary_rev, "v2");
+	assert_int_equal(S.failed_checks, 0);
+	assert_int_equal(S.weight, 10);
+	assert_non_null(strstr(O.events[0].message, "retry by ops"));
+}
+
+static void test_undo_within_the_window(void **state)
+{
+	(void)state;
+	P.undo_window_ms = 60000;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "ops"), 0);
+	now += INTERVAL;
+	tick();
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	assert_string_equal(S.stable_rev, "v2");
+	assert_string_equal(S.prev_stable_rev, "v1");
+	now += 1000;
+	eng_cmd c = { .kind = ENG_CMD_UNDO, .actor = "ops", .reason = "p99 doubled" };
+	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), 0);
+	assert_true(O.undo);
+	assert_string_equal(S.stable_rev, "v1");
+	assert_string_equal(S.canary_rev, "v2");
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+	assert_string_equal(O.events[0].type, "undo");
+	/* once only */
+	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), -1);
+	/* and not after the window */
+	start("v3");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "ops"), 0);
+	now += INTERVAL;
+	tick();
+	now += 60000;
+	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), -1);
+	assert_non_null(strstr(err, "undo window"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1958,8 +2219,16 @@ int main(void)
 		T(test_progress_deadline_applies_while_paused),
 		T(test_idle_tick_changes_nothing),
 		T(test_pause_and_resume),
-		T(test_pause_twice_is_an_error),
-		T(test_resume_when_not_paused_is_an_error),
+		T(test_pause_twice_changes_nothing),
+		T(test_steps_set_weights_and_pause_until_resumed),
+		T(test_timed_pause_ends_by_itself_and_approve_ends_one),
+		T(test_confirm_rollout_waits_with_no_traffic),
+		T(test_confirm_traffic_increase_and_promotion_hold_until_passed),
+		T(test_approval_above_a_weight),
+		T(test_on_failure_pause_holds_the_weight),
+		T(test_retry_restarts_a_failed_rollout),
+		T(test_undo_within_the_window),
+		T(test_resume_when_not_paused_changes_nothing),
 		T(test_set_weight_pauses_with_manual_flag),
 		T(test_set_weight_out_of_range_is_an_error),
 		T(test_promote_advances_one_step_without_counting_a_check),
