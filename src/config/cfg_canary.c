@@ -420,6 +420,11 @@ static const field analysis_fields[] = {
 	  30ULL * 86400000 },
 	{ "onMaxDuration", h_on_max_duration, F_BOTH, NOSTORE, 0, 0 },
 	{ "onNoData", h_on_no_data, F_BOTH, NOSTORE, 0, 0 },
+	{ "steps", cfg_h_steps, F_BOTH, NOSTORE, 0, 0 },
+	{ "approval", cfg_h_approval, F_BOTH, NOSTORE, 0, 0 },
+	{ "onFailure", cfg_h_on_failure, F_BOTH, NOSTORE, 0, 0 },
+	{ "undoWindow", cfg_h_duration, F_BOTH, offsetof(eng_policy, undo_window_ms), 0,
+	  30LL * 86400000 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
 
@@ -447,6 +452,13 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 	 * document may set either key: a Flagger one may carry canaryd's
 	 * analysis keys, as it may carry judge */
 	bool flaggers = d->x->flagger && p->judge == ENG_JUDGE_THRESHOLD;
+	/* the gates the engine holds a move at while the driver polls them */
+	for (size_t i = 0; i < d->c->n_webhooks; i++) {
+		const char *t = d->c->webhooks[i].type;
+		p->gate_rollout |= t && strcmp(t, "confirm-rollout") == 0;
+		p->gate_traffic |= t && strcmp(t, "confirm-traffic-increase") == 0;
+		p->gate_promotion |= t && strcmp(t, "confirm-promotion") == 0;
+	}
 	/* the sequential judge's own keys mean nothing to the threshold judge:
 	 * accepting them would let a user believe a margin or an alpha guards
 	 * the rollout when fixed thresholds alone decide it */
@@ -475,6 +487,19 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 		cfg_err_at(d->x, max, "%s.maxDuration: must be longer than %s.warmup (%s is not "
 		       "longer than %s: the analysis would end before its first check)", path, path,
 		       a, b);
+	}
+	yaml_node_t *ladder = seen_analysis(seen, "steps");
+	if (ladder) {
+		/* analysis.steps sets every weight: the Flagger keys that also
+		 * would are refused, not silently outranked */
+		static const char *const other[] = { "stepWeight", "stepWeights", "maxWeight",
+			                             "iterations", "stepWeightPromotion" };
+		for (size_t i = 0; i < N_OF(other); i++)
+			if (seen_analysis(seen, other[i]))
+				cfg_err_at(d->x, seen_analysis(seen, other[i]), "%s.%s: cannot be used "
+				           "with %s.steps, which sets every weight; use one", path,
+				           other[i], path);
+		return;
 	}
 	bool steps = seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key;
 	if (seen[A_STEP_WEIGHT].key && seen[A_STEP_WEIGHTS].key)

@@ -89,6 +89,14 @@ bool cfg_address_ok(const char *s);
 void cfg_src_release(cfg_metric_source *s);
 void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
                   yaml_node_t *v, void *obj);
+
+/* cfg_steps.c: analysis.steps, approval, onFailure (into an eng_policy) */
+void cfg_h_steps(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                 void *obj);
+void cfg_h_approval(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj);
+void cfg_h_on_failure(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj);
 void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert);
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete);
 

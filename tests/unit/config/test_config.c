@@ -1409,6 +1409,55 @@ static void test_sequential_keys_are_refused_under_the_threshold_judge(void **st
 	cfg_free(c);
 }
 
+static void test_steps_approval_and_on_failure_are_read(void **state)
+{
+	cfg *c = must_load(MINIMAL "    steps: [2, {setWeight: 5}, {pause: {}}, "
+	                   "{pause: {duration: 10m}}, 50]\n    approval: {above: 20}\n"
+	                   "    onFailure: pause\n    undoWindow: 2h\n"
+	                   "    webhooks:\n      - {name: ok, type: confirm-promotion, "
+	                   "url: 'http://127.0.0.1:1/'}\n");
+	const eng_policy *p = &c->canaries[0].policy;
+	assert_int_equal(p->n_steps, 5);
+	assert_int_equal(p->steps[0].weight, 2);
+	assert_int_equal(p->steps[1].weight, 5);
+	assert_int_equal(p->steps[2].weight, -1);
+	assert_int_equal(p->steps[2].pause_ms, 0);
+	assert_int_equal(p->steps[3].weight, -1);
+	assert_int_equal(p->steps[3].pause_ms, 600000);
+	assert_int_equal(p->steps[4].weight, 50);
+	assert_true(p->has_approval);
+	assert_int_equal(p->approval_above, 20);
+	assert_int_equal(p->on_failure, ENG_ONFAIL_PAUSE);
+	assert_int_equal(p->undo_window_ms, 7200000);
+	assert_true(p->gate_promotion);
+	assert_false(p->gate_rollout);
+	assert_false(p->gate_traffic);
+	cfg_free(c);
+}
+
+static void test_steps_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    steps: [2, {setWeight: 5, pause: {}}, "
+	                         "{pause: 10m}, {}, 101]\n");
+	assert_error(&e, "", "spec.analysis.steps[1]: a step is either setWeight or pause, not "
+	             "both");
+	assert_error(&e, "", "spec.analysis.steps[2].pause: must be a map such as "
+	             "{duration: 10m}");
+	assert_error(&e, "", "spec.analysis.steps[3]: needs setWeight or pause");
+	assert_error(&e, "", "spec.analysis.steps[4]: must be an integer from 0 to 100");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    steps: [{pause: {}}, 0]\n");
+	assert_error(&e, "", "no step gives the canary any traffic");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    steps: [5, 10]\n");
+	assert_error(&e, "", "spec.analysis.stepWeight: cannot be used with spec.analysis.steps");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    approval: {}\n    onFailure: retry\n");
+	assert_error(&e, "", "spec.analysis.approval.above: required");
+	assert_error(&e, "", "spec.analysis.onFailure: must be one of rollback, pause");
+	cfg_errors_release(&e);
+}
+
 static void test_alert_matchers_are_read(void **state)
 {
 	cfg *c = must_load(MINIMAL "    stepWeight: 5\n"
@@ -1653,7 +1702,8 @@ static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
 	                    "mirrorWeight, primaryReadyThreshold, canaryReadyThreshold, alerts, "
 	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
 	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile, warmup, "
-	                    "maxDuration, onMaxDuration, onNoData");
+	                    "maxDuration, onMaxDuration, onNoData, steps, approval, onFailure, "
+	                    "undoWindow");
 	assert_messages_are_lines(&e, 1024);
 	cfg_errors_release(&e);
 }
@@ -1861,6 +1911,8 @@ int main(void)
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_read),
 		cmocka_unit_test(test_judge_alpha_and_min_samples_are_checked),
 		cmocka_unit_test(test_sequential_keys_are_refused_under_the_threshold_judge),
+		cmocka_unit_test(test_steps_approval_and_on_failure_are_read),
+		cmocka_unit_test(test_steps_are_checked),
 		cmocka_unit_test(test_alert_matchers_are_read),
 		cmocka_unit_test(test_alert_matchers_are_checked),
 		cmocka_unit_test(test_deep_nesting_stops_reading_where_it_crosses_the_bound),
