@@ -512,7 +512,7 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries", h_list, "status of every canary" },
 	{ "GET", "/api/v1/canaries/*", h_get, "status of one canary" },
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
-	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight" },
+	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight, retry, undo" },
 	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
 	{ "GET", "/metrics", h_metrics, "Prometheus text exposition" },
 	{ "GET", "/healthz", h_healthz, "liveness" },

@@ -11,7 +11,7 @@ const char admin_dashboard_html[] =
 "th,td{text-align:left;padding:.45em .7em;border-bottom:1px solid #e3e3e3}th{background:#f0f0f0}\n"
 ".bar{width:160px;height:12px;background:#cfe3ff;border-radius:3px;overflow:hidden;display:inline-block;vertical-align:middle}\n"
 ".bar i{display:block;height:100%;background:#f0a020}\n"
-".Progressing{color:#0a58ca}.Succeeded{color:#198754}.Failed{color:#dc3545}.Paused,.WaitingApproval{color:#b58100}\n"
+".Progressing{color:#0a58ca}.Succeeded{color:#198754}.Failed{color:#dc3545}.Paused,.Waiting,.WaitingPromotion{color:#b58100}\n"
 "#events{margin-top:2em;font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;background:#fff;padding:1em;border:1px solid #e3e3e3}\n"
 "tr.sel{background:#f5f9ff}tr{cursor:pointer}#err{color:#dc3545}\n"
 "</style></head><body>\n"

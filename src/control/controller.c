@@ -76,6 +76,17 @@ typedef struct canary_rt {
 	const cfg_canary *conf;     /* points into owner->conf */
 	eng_state st;
 	epset eps[TARGET_COUNT];    /* current endpoint sets (persisted) */
+	epset prev_stable;          /* the stable set a promotion replaced, for
+	                             * an undo within the undo window (persisted) */
+	/* the confirm-* webhooks of the gate the engine waits for (polled
+	 * each interval, eng_gate_answer) */
+	int confirm_pending;        /* posts still running */
+	unsigned confirm_gen;       /* rollout_gen they were posted for */
+	eng_gate confirm_gate;
+	bool confirm_ok;            /* every answer so far passed */
+	char confirm_reason[128];   /* the first that did not */
+	char confirm_last[160];     /* the last outcome audited */
+	uint64_t confirm_next_mono; /* when to poll again */
 	rsv_table *names;           /* their host names (and the configuration's),
 	                             * kept resolved; the router gets every address */
 	bool stable_wait_logged;    /* the configuration's stable endpoints wait
@@ -450,8 +461,14 @@ typedef struct hook_call {
 	char hook[ENG_NAME_LEN];
 	char type[32];
 	unsigned gen;
-	int gate;          /* index in rt->gates, or -1 for a notification */
+	int gate;          /* index in rt->gates, -1 for a notification, or
+	                    * CONFIRM_GATE(g) for a confirm-* webhook of gate g */
 } hook_call;
+
+#define CONFIRM_GATE(g) (-100 - (int)(g))
+
+static void confirm_answer(canary_rt *rt, const hook_call *hc, int status, const char *error,
+                           uint64_t ms);
 
 static void do_check(canary_rt *rt);
 static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
@@ -482,7 +499,9 @@ static void hook_done(void *arg, int status, const char *error, uint64_t ms)
 {
 	hook_call *hc = arg;
 	canary_rt *rt = find_rt(hc->c, hc->canary);
-	if (rt && hc->gate < 0) {
+	if (rt && hc->gate <= CONFIRM_GATE(0)) {
+		confirm_answer(rt, hc, status, error, ms);
+	} else if (rt && hc->gate < 0) {
 		audit_hook(rt, hc, status, error, ms);
 	} else if (rt && rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
 		struct gate_result *g = &rt->gates[hc->gate];
@@ -725,10 +744,12 @@ static int save(canary_rt *rt, const eng_event *events, int n_events, int now_an
 			times[k] = now;
 		}
 	}
-	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]) };
+	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]),
+		             epset_join(&rt->prev_stable) };
 	int rc = store_commit(c->db, rt->name, &rec, all, times, n, now, dberr, errlen);
 	free(rec.stable_eps);
 	free(rec.canary_eps);
+	free(rec.prev_stable_eps);
 	free(joined);
 	free(times);
 	if (rc < 0) {
@@ -769,6 +790,8 @@ static void keep_unsaved(canary_rt *rt, const eng_output *out)
  * weight, no new rollout (see the head comment). */
 static int protects(const eng_state *prev, const eng_state *next, const eng_output *out)
 {
+	if (out->undo)
+		return 1; /* back to the revision that was stable: like a rollback */
 	return !out->promote && next->weight <= prev->weight &&
 	       strcmp(next->canary_rev, prev->canary_rev) == 0 &&
 	       next->rollout_started_ms == prev->rollout_started_ms;
@@ -811,21 +834,35 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	if (!out->changed && out->n_events == 0)
 		return 0;
 	epset saved[TARGET_COUNT] = { rt->eps[0], rt->eps[1] };
+	epset saved_prev = rt->prev_stable;
 	if (out->promote) {
-		/* the canary's endpoints become the stable set */
+		/* the canary's endpoints become the stable set; the stable set
+		 * is kept for an undo */
 		epset_from(&rt->eps[TARGET_STABLE], saved[TARGET_CANARY].ep,
 		           saved[TARGET_CANARY].n);
 		rt->eps[TARGET_CANARY].ep = NULL;
 		rt->eps[TARGET_CANARY].n = 0;
+		epset_from(&rt->prev_stable, saved[TARGET_STABLE].ep, saved[TARGET_STABLE].n);
+	} else if (out->undo) {
+		/* the previous stable set is the stable one again; the promoted
+		 * one is the canary's, which gets no traffic */
+		epset_from(&rt->eps[TARGET_STABLE], saved_prev.ep, saved_prev.n);
+		epset_from(&rt->eps[TARGET_CANARY], saved[TARGET_STABLE].ep, saved[TARGET_STABLE].n);
+		rt->prev_stable.ep = NULL;
+		rt->prev_stable.n = 0;
 	}
+	bool swapped = out->promote || out->undo;
 	char dberr[320];
 	int was_unsaved = rt->unsaved;
 	if (save(rt, out->events, out->n_events, err != NULL, dberr, sizeof dberr) < 0) {
 		if (!protects(prev, &rt->st, out)) {
-			if (out->promote) {
+			if (swapped) {
 				epset_free(&rt->eps[TARGET_STABLE]);
+				epset_free(&rt->eps[TARGET_CANARY]);
+				epset_free(&rt->prev_stable);
 				rt->eps[0] = saved[0];
 				rt->eps[1] = saved[1];
+				rt->prev_stable = saved_prev;
 			}
 			uint64_t next_check = rt->st.next_check_ms;
 			rt->st = *prev;
@@ -840,9 +877,10 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		}
 		keep_unsaved(rt, out);
 	}
-	if (out->promote) {
+	if (swapped) {
 		epset_free(&saved[TARGET_STABLE]);
 		epset_free(&saved[TARGET_CANARY]);
+		epset_free(&saved_prev);
 	}
 	apply_traffic(rt);
 	for (int i = 0; i < out->n_events; i++) {
@@ -1098,6 +1136,105 @@ static void start_gates(canary_rt *rt)
 	}
 }
 
+/* ---- confirm-* gates ----
+ *
+ * While the engine holds a move at a confirm-* gate (st.waiting), every
+ * webhook of that type is posted each interval, as Flagger polls them; when
+ * all have answered, the engine gets one answer: passed when every one
+ * answered 2xx, else the first reason. An outcome is audited when it
+ * differs from the last one (not every poll of a closed gate). */
+
+static void confirm_finish(canary_rt *rt)
+{
+	const eng_policy *p = &rt->conf->policy;
+	char outcome[sizeof rt->confirm_last];
+	snprintf(outcome, sizeof outcome, "%s %s", eng_gate_name(rt->confirm_gate),
+	         rt->confirm_ok ? "passed" : rt->confirm_reason);
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_gate_answer(&rt->st, p, util_wall_ms(), rt->confirm_gate, rt->confirm_ok,
+	                rt->confirm_reason, out);
+	if (strcmp(outcome, rt->confirm_last) != 0 && out->n_events < ENG_MAX_EVENTS) {
+		/* first in the audit, before what the engine did with it */
+		memmove(&out->events[1], &out->events[0], (size_t)out->n_events * sizeof out->events[0]);
+		eng_event *ev = &out->events[0];
+		memset(ev, 0, sizeof *ev);
+		snprintf(ev->type, sizeof ev->type, "webhook");
+		ev->phase = prev.phase;
+		ev->weight = prev.weight;
+		snprintf(ev->actor, sizeof ev->actor, "canaryd");
+		snprintf(ev->message, sizeof ev->message, "%s webhooks: %s",
+		         eng_gate_name(rt->confirm_gate),
+		         rt->confirm_ok ? "every one answered 2xx" : rt->confirm_reason);
+		out->n_events++;
+		out->changed = true;
+		snprintf(rt->confirm_last, sizeof rt->confirm_last, "%s", outcome);
+	}
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+static void confirm_answer(canary_rt *rt, const hook_call *hc, int status, const char *error,
+                           uint64_t ms)
+{
+	if (rt->confirm_pending <= 0 || hc->gen != rt->confirm_gen ||
+	    CONFIRM_GATE(rt->confirm_gate) != hc->gate)
+		return; /* a poll of an earlier rollout or gate */
+	bool ok = !error && status >= 200 && status < 300;
+	if (!ok && rt->confirm_ok) {
+		rt->confirm_ok = false;
+		if (error)
+			snprintf(rt->confirm_reason, sizeof rt->confirm_reason, "webhook '%s': %s",
+			         hc->hook, error);
+		else
+			snprintf(rt->confirm_reason, sizeof rt->confirm_reason,
+			         "webhook '%s' answered HTTP %d after %llums", hc->hook, status,
+			         (unsigned long long)ms);
+	}
+	if (--rt->confirm_pending == 0)
+		confirm_finish(rt);
+}
+
+static void confirm_poll(canary_rt *rt, uint64_t now_mono)
+{
+	eng_gate g = rt->st.waiting;
+	if ((g != ENG_GATE_ROLLOUT && g != ENG_GATE_TRAFFIC && g != ENG_GATE_PROMOTION) ||
+	    rt->confirm_pending > 0 || now_mono < rt->confirm_next_mono)
+		return;
+	const cfg_canary *cc = rt->conf;
+	rt->confirm_next_mono = now_mono + cc->policy.interval_ms;
+	rt->confirm_gate = g;
+	rt->confirm_gen = rt->rollout_gen;
+	rt->confirm_ok = true;
+	rt->confirm_reason[0] = '\0';
+	const char *type = eng_gate_name(g);
+	/* held at one while they start, as for a check's gates */
+	rt->confirm_pending = 1;
+	int posted = 0;
+	for (size_t w = 0; w < cc->n_webhooks; w++) {
+		const cfg_webhook *wh = &cc->webhooks[w];
+		if (!hook_is(wh, type))
+			continue;
+		posted++;
+		rt->confirm_pending++;
+		if (post_hook(rt, wh, type, NULL, CONFIRM_GATE(g)) < 0) {
+			rt->confirm_pending--;
+			if (rt->confirm_ok) {
+				rt->confirm_ok = false;
+				snprintf(rt->confirm_reason, sizeof rt->confirm_reason,
+				         "webhook '%s': cannot post to '%s'", wh->name ? wh->name : "",
+				         wh->url);
+			}
+		}
+	}
+	if (!posted) {
+		/* the configuration no longer has such a webhook (a reload) */
+		snprintf(rt->confirm_reason, sizeof rt->confirm_reason, "no %s webhook", type);
+	}
+	if (--rt->confirm_pending == 0)
+		confirm_finish(rt);
+}
+
 /* The sequential judge looks on every tick at the counts since the rollout
  * started (the per-second rings, which stats_forget cleared for the canary
  * at the rollout's start; stable's are read from the same second on). */
@@ -1135,8 +1272,10 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	else
 		commit(rt, &prev, out, NULL, 0);
 	free(out);
-	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.phase == ENG_PROGRESSING)
+	if (p->judge == ENG_JUDGE_SEQUENTIAL &&
+	    (rt->st.phase == ENG_PROGRESSING || rt->st.phase == ENG_WAITING_PROMOTION))
 		observe(rt, now);
+	confirm_poll(rt, now_mono);
 	/* a check judges the split in force: while the router has not applied
 	 * the last one (a Kubernetes write in flight, an HTTPRoute its gateway
 	 * has not accepted, an API that refuses), the check waits, as Flagger's
@@ -1230,6 +1369,7 @@ static void rt_free(ctl *c, canary_rt *rt)
 	rsv_table_free(rt->names);
 	for (int t = 0; t < TARGET_COUNT; t++)
 		epset_free(&rt->eps[t]);
+	epset_free(&rt->prev_stable);
 	free(rt->unsaved_ev);
 	free(rt->unsaved_ms);
 	free(rt->name);
@@ -1499,6 +1639,8 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 		rt->st = rec.st;
 		epset_split(&rt->eps[TARGET_STABLE], rec.stable_eps);
 		epset_split(&rt->eps[TARGET_CANARY], rec.canary_eps);
+		if (rec.prev_stable_eps)
+			epset_split(&rt->prev_stable, rec.prev_stable_eps);
 		for (int t = 0; t < TARGET_COUNT; t++)
 			epset_drop_invalid(rt, t);
 		/* the configuration may move the stable revision's endpoints */
@@ -1848,7 +1990,76 @@ static json_t *status_json(const canary_rt *rt)
 	}
 	if (p->judge == ENG_JUDGE_SEQUENTIAL && rt->st.judge_started && eng_active(&rt->st))
 		json_object_set_new(a, "evidence", judge_json(&rt->st.judge));
+	if (p->n_steps) {
+		json_t *steps = json_array();
+		for (int i = 0; i < p->n_steps; i++) {
+			const eng_step *sp = &p->steps[i];
+			json_t *e = json_object();
+			if (sp->weight >= 0) {
+				json_object_set_new(e, "setWeight", json_integer(sp->weight));
+			} else {
+				json_t *pz = json_object();
+				if (sp->pause_ms) {
+					util_format_duration(sp->pause_ms, dur, sizeof dur);
+					json_object_set_new(pz, "duration", json_string(dur));
+				}
+				json_object_set_new(e, "pause", pz);
+			}
+			json_array_append_new(steps, e);
+		}
+		json_object_set_new(a, "steps", steps);
+	}
+	json_object_set_new(a, "onFailure", json_string(p->on_failure == ENG_ONFAIL_PAUSE ?
+	                                                "pause" : "rollback"));
+	if (p->has_approval)
+		json_object_set_new(a, "approval", json_pack("{s:i}", "above", p->approval_above));
+	json_t *gates = json_array();
+	static const struct { eng_gate g; size_t off; } gate_flags[] = {
+		{ ENG_GATE_ROLLOUT, offsetof(eng_policy, gate_rollout) },
+		{ ENG_GATE_TRAFFIC, offsetof(eng_policy, gate_traffic) },
+		{ ENG_GATE_PROMOTION, offsetof(eng_policy, gate_promotion) },
+	};
+	for (size_t i = 0; i < sizeof gate_flags / sizeof gate_flags[0]; i++)
+		if (*(const bool *)((const char *)p + gate_flags[i].off))
+			json_array_append_new(gates, json_string(eng_gate_name(gate_flags[i].g)));
+	if (p->has_approval)
+		json_array_append_new(gates, json_string("approval"));
+	json_object_set_new(a, "gates", gates);
 	json_object_set_new(o, "analysis", a);
+	/* where an operator-steered rollout stands */
+	if (p->n_steps && rt->st.step >= 0 && eng_active(&rt->st))
+		json_object_set_new(o, "step", json_pack("{s:i, s:i}", "index", rt->st.step + 1,
+		                                         "of", p->n_steps));
+	if (rt->st.phase == ENG_PAUSED) {
+		json_t *pz = json_pack("{s:s}", "by", rt->st.failure_paused ? "onFailure"
+		                                      : rt->st.step_paused ? "step"
+		                                      : rt->st.manual_weight ? "set-weight"
+		                                                             : "operator");
+		if (rt->st.pause_until_ms) {
+			char until[40];
+			util_rfc3339(rt->st.pause_until_ms, until, sizeof until);
+			json_object_set_new(pz, "until", json_string(until));
+		}
+		json_object_set_new(o, "paused", pz);
+	}
+	if (rt->st.waiting != ENG_GATE_NONE) {
+		json_t *g = json_pack("{s:s}", "waitingFor", eng_gate_name(rt->st.waiting));
+		if (rt->st.gate_reason[0])
+			json_object_set_new(g, "lastAnswer", json_string(rt->st.gate_reason));
+		json_object_set_new(o, "gate", g);
+	}
+	if (p->has_approval && eng_active(&rt->st))
+		json_object_set_new(o, "approved", json_boolean(rt->st.approved));
+	if (rt->st.phase == ENG_FAILED)
+		json_object_set_new(o, "aborted", json_boolean(rt->st.aborted));
+	if (rt->st.phase == ENG_SUCCEEDED && rt->st.prev_stable_rev[0] && rt->st.undo_until_ms &&
+	    util_wall_ms() < rt->st.undo_until_ms) {
+		char until[40];
+		util_rfc3339(rt->st.undo_until_ms, until, sizeof until);
+		json_object_set_new(o, "undo", json_pack("{s:s, s:s, s:o}", "revision",
+		                                         rt->st.prev_stable_rev, "until", until,
+		                                         "endpoints", epset_json(&rt->prev_stable)));
+	}
 	return o;
 }
 
@@ -1917,9 +2128,22 @@ static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t 
 	if (neweps)
 		rt->eps[TARGET_CANARY] = *neweps;
 	int status = 200;
-	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), cmd, out, err, errlen) < 0) {
+	char note[ENG_MSG_LEN] = "";
+	int rc = eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), cmd, out, note,
+	                     sizeof note);
+	if (rc < 0) {
+		snprintf(err, errlen, "%s", note);
+		note[0] = '\0';
 		status = 409;
-	} else if ((cmd->kind == ENG_CMD_ROLLOUT || rt->st.weight > prev.weight || out->promote ||
+	} else if (rc == 1) {
+		/* nothing to do (pause when paused): the status says how it is */
+	} else if (out->undo &&
+	           eps_ready(rt, rt->prev_stable.ep, rt->prev_stable.n, "previous stable endpoint",
+	                     err, errlen, NULL) < 0) {
+		rt->st = prev;
+		status = 409;
+	} else if ((cmd->kind == ENG_CMD_ROLLOUT || cmd->kind == ENG_CMD_RETRY ||
+	            rt->st.weight > prev.weight || out->promote ||
 	            rt->st.phase == ENG_PROMOTING) &&
 	           eps_ready(rt, rt->eps[TARGET_CANARY].ep, rt->eps[TARGET_CANARY].n,
 	                     "canary endpoint", err, errlen, NULL) < 0) {
@@ -1927,7 +2151,7 @@ static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t 
 		rt->st = prev;
 		status = 409;
 	} else {
-		if (cmd->kind == ENG_CMD_ROLLOUT) {
+		if (cmd->kind == ENG_CMD_ROLLOUT || cmd->kind == ENG_CMD_RETRY) {
 			rt->data_from_sec = uv_now(c->loop) / 1000;
 			stats_forget(rt->stats, TARGET_CANARY);
 			rt->rollout_gen++;
@@ -1948,8 +2172,11 @@ static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t 
 		neweps->n = 0;
 	}
 	free(out);
-	if (status == 200)
+	if (status == 200) {
 		*result = status_json(rt);
+		if (note[0])
+			json_object_set_new(*result, "note", json_string(note));
+	}
 	return status;
 }
 
@@ -2157,6 +2384,13 @@ int ctl_command(ctl *c, const char *name, const char *action,
 	eng_cmd cmd = { .actor = actor };
 	epset neweps = { NULL, 0 };
 	int have_eps = 0;
+	const json_t *reason = body ? json_object_get(body, "reason") : NULL;
+	if (reason && (!json_is_string(reason) || json_string_length(reason) > 200 ||
+	               strpbrk(json_string_value(reason), "\r\n"))) {
+		snprintf(err, errlen, "'reason' must be one line of text of at most 200 characters");
+		return 400;
+	}
+	cmd.reason = reason ? json_string_value(reason) : NULL;
 	if (strcmp(action, "rollout") == 0) {
 		cmd.kind = ENG_CMD_ROLLOUT;
 		const json_t *rev = body ? json_object_get(body, "revision") : NULL;
@@ -2189,6 +2423,17 @@ int ctl_command(ctl *c, const char *name, const char *action,
 		cmd.kind = ENG_CMD_RESUME;
 	} else if (strcmp(action, "approve") == 0) {
 		cmd.kind = ENG_CMD_APPROVE;
+	} else if (strcmp(action, "retry") == 0) {
+		cmd.kind = ENG_CMD_RETRY;
+	} else if (strcmp(action, "undo") == 0) {
+		if (router_k8s_find(rt->conf->router)) {
+			/* the primary Deployment's pod template was replaced by the
+			 * promotion: the old one is not kept to copy back */
+			snprintf(err, errlen, "undo is not available with router '%s': roll out the "
+			         "previous revision instead", rt->conf->router);
+			return 409;
+		}
+		cmd.kind = ENG_CMD_UNDO;
 	} else if (strcmp(action, "weight") == 0) {
 		const json_t *w = body ? json_object_get(body, "weight") : NULL;
 		if (!json_is_integer(w) || json_integer_value(w) < 0 || json_integer_value(w) > 100) {
@@ -2198,7 +2443,8 @@ int ctl_command(ctl *c, const char *name, const char *action,
 		cmd.kind = ENG_CMD_SET_WEIGHT;
 		cmd.weight = (int)json_integer_value(w);
 	} else {
-		snprintf(err, errlen, "unknown action '%s' (rollout, promote, abort, pause, resume, approve, weight)", action);
+		snprintf(err, errlen, "unknown action '%s' (rollout, promote, abort, pause, resume, "
+		         "approve, weight, retry, undo)", action);
 		return 404;
 	}
 	if (have_eps) {

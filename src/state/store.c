@@ -21,7 +21,7 @@
 #include "util.h"
 
 #define DB_FILE "canaryd.db"
-#define SCHEMA_VERSION 2  /* PRAGMA user_version; bump with a migration */
+#define SCHEMA_VERSION 3  /* PRAGMA user_version; bump with a migration */
 
 /* The statements, prepared once at open. */
 enum {
@@ -45,8 +45,9 @@ static const char *const sql_text[Q_COUNT] = {
 		"INSERT INTO canaries(name, phase, weight, failed_checks, iterations,"
 		" manual_weight, stable_rev, canary_rev, rollout_started_ms,"
 		" next_check_ms, unready_since_ms, last_transition_ms, message,"
-		" stable_eps, canary_eps, updated_ms, breach_since)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
+		" stable_eps, canary_eps, updated_ms, breach_since, flow)"
+		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,"
+		" ?18)"
 		" ON CONFLICT(name) DO UPDATE SET phase = excluded.phase,"
 		" weight = excluded.weight, failed_checks = excluded.failed_checks,"
 		" iterations = excluded.iterations, manual_weight = excluded.manual_weight,"
@@ -57,7 +58,7 @@ static const char *const sql_text[Q_COUNT] = {
 		" last_transition_ms = excluded.last_transition_ms,"
 		" message = excluded.message, stable_eps = excluded.stable_eps,"
 		" canary_eps = excluded.canary_eps, updated_ms = excluded.updated_ms,"
-		" breach_since = excluded.breach_since",
+		" breach_since = excluded.breach_since, flow = excluded.flow",
 	[Q_INSERT_EVENT] =
 		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics)"
 		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -68,7 +69,7 @@ static const char *const sql_text[Q_COUNT] = {
 		"SELECT phase, weight, failed_checks, iterations, manual_weight,"
 		" stable_rev, canary_rev, rollout_started_ms, next_check_ms,"
 		" unready_since_ms, last_transition_ms, message, stable_eps, canary_eps,"
-		" breach_since FROM canaries WHERE name = ?1",
+		" breach_since, flow FROM canaries WHERE name = ?1",
 	[Q_ROLLOUT_ENDED] =
 		"SELECT 1 FROM rollouts WHERE canary = ?1 AND revision = ?2",
 	[Q_EVENTS] =
@@ -97,6 +98,12 @@ static const char schema_v1[] =
  * a JSON array of ENG_MAX_METRICS milliseconds. */
 static const char schema_v2[] =
 	"ALTER TABLE canaries ADD COLUMN breach_since TEXT;";
+
+/* Version 3: where an operator-steered rollout stands (issue 11): its
+ * step, pause, gate and approval, and what an undo brings back; a JSON
+ * object (store_flow_json), so that later fields need no migration. */
+static const char schema_v3[] =
+	"ALTER TABLE canaries ADD COLUMN flow TEXT;";
 
 struct store {
 	sqlite3 *db;
@@ -314,6 +321,7 @@ static int migrate(store *s, int fresh, int version, char *err, size_t errlen)
 	snprintf(setv, sizeof setv, "PRAGMA user_version = %d", SCHEMA_VERSION);
 	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
 	    (version < 2 && exec(s, schema_v2, err, errlen) < 0) ||
+	    (version < 3 && exec(s, schema_v3, err, errlen) < 0) ||
 	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
 		note_fault(s); /* before ROLLBACK resets the connection's error */
 		int code = s->last_rc & 0xff;
@@ -600,8 +608,10 @@ void store_record_release(store_record *r)
 		return;
 	free(r->stable_eps);
 	free(r->canary_eps);
+	free(r->prev_stable_eps);
 	r->stable_eps = NULL;
 	r->canary_eps = NULL;
+	r->prev_stable_eps = NULL;
 }
 
 /* ---- writing ---- */
@@ -695,7 +705,21 @@ static int write_state(store *s, const char *name, const store_record *rec,
 		buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)st->breach_since_ms[i]);
 	buf_puts(&b, "]");
 	bind_text(q, 17, b.p);
+	json_t *fl = json_pack("{s:i, s:b, s:I, s:b, s:s, s:b, s:b, s:s, s:I, s:s}",
+	                       "step", st->step, "stepPaused", st->step_paused,
+	                       "pauseUntil", (json_int_t)st->pause_until_ms,
+	                       "failurePaused", st->failure_paused,
+	                       "waiting", eng_gate_name(st->waiting),
+	                       "approved", st->approved, "aborted", st->aborted,
+	                       "prevStableRevision", st->prev_stable_rev,
+	                       "undoUntil", (json_int_t)st->undo_until_ms,
+	                       "prevStableEndpoints",
+	                       rec->prev_stable_eps ? rec->prev_stable_eps : "");
+	char *flow = fl ? json_dumps(fl, JSON_COMPACT) : NULL;
+	json_decref(fl);
+	bind_text(q, 18, flow ? flow : "{}");
 	int rc = step_done(s, q);
+	free(flow);
 	buf_release(&b);
 	return rc;
 }
@@ -778,6 +802,42 @@ static char *dup_col(sqlite3_stmt *q, int col)
 	return xstrdup(v ? v : "");
 }
 
+/* The flow column (write_state): a state saved before version 3, or a
+ * field missing, reads as a rollout at no step with nothing pending. */
+static void load_flow(store_record *rec, const char *text)
+{
+	eng_state *st = &rec->st;
+	st->step = -1;
+	json_t *o = text ? json_loads(text, 0, NULL) : NULL;
+	if (!json_is_object(o)) {
+		json_decref(o);
+		return;
+	}
+	json_t *v;
+	if (json_is_integer(v = json_object_get(o, "step")) && json_integer_value(v) >= -1 &&
+	    json_integer_value(v) < ENG_MAX_STEPS)
+		st->step = (int)json_integer_value(v);
+	st->step_paused = json_is_true(json_object_get(o, "stepPaused"));
+	if (json_is_integer(v = json_object_get(o, "pauseUntil")) && json_integer_value(v) > 0)
+		st->pause_until_ms = (uint64_t)json_integer_value(v);
+	st->failure_paused = json_is_true(json_object_get(o, "failurePaused"));
+	const char *w = json_string_value(json_object_get(o, "waiting"));
+	for (int g = 1; w && w[0] && g < ENG_GATE_COUNT; g++)
+		if (strcmp(w, eng_gate_name((eng_gate)g)) == 0)
+			st->waiting = (eng_gate)g;
+	st->approved = json_is_true(json_object_get(o, "approved"));
+	st->aborted = json_is_true(json_object_get(o, "aborted"));
+	const char *prev = json_string_value(json_object_get(o, "prevStableRevision"));
+	if (prev)
+		snprintf(st->prev_stable_rev, sizeof st->prev_stable_rev, "%s", prev);
+	if (json_is_integer(v = json_object_get(o, "undoUntil")) && json_integer_value(v) > 0)
+		st->undo_until_ms = (uint64_t)json_integer_value(v);
+	const char *pe = json_string_value(json_object_get(o, "prevStableEndpoints"));
+	if (pe && pe[0])
+		rec->prev_stable_eps = strdup(pe);
+	json_decref(o);
+}
+
 int store_load(store *s, const char *name, store_record *rec,
                char *err, size_t errlen)
 {
@@ -814,6 +874,7 @@ int store_load(store *s, const char *name, store_record *rec,
 			for (int i = 0; i < ENG_MAX_METRICS && i < (int)json_array_size(arr); i++)
 				st->breach_since_ms[i] = (uint64_t)json_integer_value(json_array_get(arr, i));
 			json_decref(arr);
+			load_flow(rec, (const char *)sqlite3_column_text(q, 15));
 			ret = 1;
 		}
 	} else if (rc != SQLITE_DONE) {

@@ -41,6 +41,7 @@ typedef struct store_record {
 	eng_state st;
 	char *stable_eps;
 	char *canary_eps;
+	char *prev_stable_eps; /* the endpoints an undo brings back, or NULL */
 } store_record;
 
 void store_record_release(store_record *r);

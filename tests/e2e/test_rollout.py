@@ -197,7 +197,7 @@ def test_operator_commands_and_exit_codes():
     assert [e["id"] for e in ev] == sorted(e["id"] for e in ev)
     manual = [e for e in ev if e["actor"] not in ("canaryd", "config")]
     assert manual and all(e["actor"] == "127.0.0.1" for e in manual), manual
-    assert ev[-1]["type"] == "rollback" and "abort" in ev[-1]["message"], ev[-1]
+    assert ev[-1]["type"] == "abort" and "aborted by" in ev[-1]["message"], ev[-1]
     rc, out, err = d.ctl("history", "web")
     assert rc == 0 and "rollback" in out, out
     rc, out, err = d.ctl("promote", "nosuch")
