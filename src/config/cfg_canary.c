@@ -423,6 +423,8 @@ static const field analysis_fields[] = {
 	{ "steps", cfg_h_steps, F_BOTH, NOSTORE, 0, 0 },
 	{ "approval", cfg_h_approval, F_BOTH, NOSTORE, 0, 0 },
 	{ "onFailure", cfg_h_on_failure, F_BOTH, NOSTORE, 0, 0 },
+	{ "rollbackStepWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, rollback_step_weight), 1,
+	  100 },
 	{ "undoWindow", cfg_h_duration, F_BOTH, offsetof(eng_policy, undo_window_ms), 0,
 	  30LL * 86400000 },
 };

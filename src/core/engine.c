@@ -21,6 +21,7 @@ static const char *const phase_names[ENG_PHASE_COUNT] = {
 	[ENG_PAUSED] = "Paused",
 	[ENG_WAITING_PROMOTION] = "WaitingPromotion",
 	[ENG_WAITING] = "Waiting",
+	[ENG_ROLLING_BACK] = "RollingBack",
 	[ENG_PROMOTING] = "Promoting",
 	[ENG_SUCCEEDED] = "Succeeded",
 	[ENG_FAILED] = "Failed",
@@ -257,13 +258,35 @@ static void rollback(eng_state *s, uint64_t now_ms, eng_output *out,
 	emit(out, s, "rollback", actor, "%s", why);
 }
 
-/* A failed analysis: rolled back, or under onFailure: pause held at its
- * weight for the operator (abort, resume or promote), with why. */
+/* A rollback by rollbackStepWeight: the weight goes down a step now and
+ * each interval after (eng_tick), the rollback hooks run at 0. */
+static void rollback_gradually(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                               eng_output *out, const char *why)
+{
+	int step = p->rollback_step_weight;
+	if (step <= 0 || s->weight <= step) {
+		rollback(s, now_ms, out, AUTO_ACTOR, why);
+		return;
+	}
+	leave_analysis(s);
+	int before = s->weight;
+	s->weight -= step;
+	s->next_check_ms = now_ms + p->interval_ms;
+	set_phase(s, ENG_ROLLING_BACK, now_ms);
+	char d[32];
+	fmt_secs(d, sizeof d, p->interval_ms);
+	emit(out, s, "rollback", AUTO_ACTOR, "%s; rolling back gradually (rollbackStepWeight): "
+	     "canary weight %d -> %d, then down by %d every %s", why, before, s->weight, step, d);
+}
+
+/* A failed analysis: rolled back (at once, or by rollbackStepWeight), or
+ * under onFailure: pause held at its weight for the operator (abort,
+ * resume or promote), with why. */
 static void analysis_failed(eng_state *s, const eng_policy *p, uint64_t now_ms,
                             eng_output *out, const char *why)
 {
 	if (p->on_failure != ENG_ONFAIL_PAUSE) {
-		rollback(s, now_ms, out, AUTO_ACTOR, why);
+		rollback_gradually(s, p, now_ms, out, why);
 		return;
 	}
 	s->manual_weight = false;
@@ -470,7 +493,7 @@ bool eng_active(const eng_state *s)
 {
 	return s->phase == ENG_PROGRESSING || s->phase == ENG_PAUSED ||
 	       s->phase == ENG_WAITING_PROMOTION || s->phase == ENG_WAITING ||
-	       s->phase == ENG_PROMOTING;
+	       s->phase == ENG_PROMOTING || s->phase == ENG_ROLLING_BACK;
 }
 
 /* A rollout that is still being analysed (not yet handed over). */
@@ -776,7 +799,7 @@ static void max_duration(eng_state *s, const eng_policy *p, uint64_t now_ms, eng
 	case ENG_MAXDUR_ROLLBACK:
 		fmt(msg, sizeof msg, "analysis undecided after %s (maxDuration): rolling back to %s",
 		    d, s->stable_rev[0] ? s->stable_rev : "the stable revision");
-		rollback(s, now_ms, out, AUTO_ACTOR, msg);
+		rollback_gradually(s, p, now_ms, out, msg);
 		break;
 	case ENG_MAXDUR_PROMOTE: {
 		/* undecided is not the same as leaning worse: a canary whose
@@ -832,6 +855,25 @@ void eng_tick(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		add_hook(out, ENG_HOOK_POST_ROLLOUT);
 		emit(out, s, "succeeded", AUTO_ACTOR,
 		     "promotion completed, %s is now the stable revision", s->stable_rev);
+		return;
+	}
+	if (s->phase == ENG_ROLLING_BACK) {
+		if (now_ms < s->next_check_ms)
+			return;
+		int step = p->rollback_step_weight > 0 ? p->rollback_step_weight : 100;
+		if (s->weight <= step) {
+			s->weight = 0;
+			set_phase(s, ENG_FAILED, now_ms);
+			add_hook(out, ENG_HOOK_ROLLBACK);
+			emit(out, s, "weight", AUTO_ACTOR, "rollback complete: 100%% to %s",
+			     s->stable_rev[0] ? s->stable_rev : "stable");
+			return;
+		}
+		int before = s->weight;
+		s->weight -= step;
+		s->next_check_ms = now_ms + p->interval_ms;
+		emit(out, s, "weight", AUTO_ACTOR, "rolling back: canary weight %d -> %d", before,
+		     s->weight);
 		return;
 	}
 	if (!analysing(s))
@@ -944,6 +986,10 @@ static int validate(const eng_state *s, const eng_policy *p, uint64_t now_ms,
 	}
 	if (!eng_active(s))
 		return fail(err, errlen, "no rollout in progress (phase %s)", ph);
+	if (s->phase == ENG_ROLLING_BACK && cmd->kind != ENG_CMD_ABORT)
+		return fail(err, errlen, "revision '%s' is rolling back (weight %d, down by "
+		            "rollbackStepWeight each interval): abort sends 100%% to stable now",
+		            s->canary_rev, s->weight);
 	switch (cmd->kind) {
 	case ENG_CMD_PROMOTE:
 	case ENG_CMD_PROMOTE_FULL:

@@ -35,6 +35,8 @@ typedef enum {
 	ENG_FAILED,          /* rolled back: 100% stable */
 	ENG_WAITING,         /* a confirm-rollout webhook holds the start: no
 	                      * canary traffic, no checks */
+	ENG_ROLLING_BACK,    /* a failed canary's weight goes down by
+	                      * rollbackStepWeight each interval, then Failed */
 	ENG_PHASE_COUNT
 } eng_phase;
 
@@ -168,6 +170,11 @@ typedef struct eng_policy {
 	int approval_above;              /* a step to a weight above this (or
 	                                  * the promotion) needs approval */
 	eng_on_failure on_failure;
+	int rollback_step_weight;        /* > 0: a failed analysis lowers the
+	                                  * weight by this each interval
+	                                  * (RollingBack) instead of at once, so
+	                                  * that a cold stable takes the load in
+	                                  * steps; 0: at once */
 	uint64_t undo_window_ms;         /* after a promotion, eng_command's
 	                                  * UNDO may bring back the previous
 	                                  * stable for this long; 0: never */

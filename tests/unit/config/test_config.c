@@ -1413,7 +1413,7 @@ static void test_steps_approval_and_on_failure_are_read(void **state)
 {
 	cfg *c = must_load(MINIMAL "    steps: [2, {setWeight: 5}, {pause: {}}, "
 	                   "{pause: {duration: 10m}}, 50]\n    approval: {above: 20}\n"
-	                   "    onFailure: pause\n    undoWindow: 2h\n"
+	                   "    onFailure: pause\n    undoWindow: 2h\n    rollbackStepWeight: 10\n"
 	                   "    webhooks:\n      - {name: ok, type: confirm-promotion, "
 	                   "url: 'http://127.0.0.1:1/'}\n");
 	const eng_policy *p = &c->canaries[0].policy;
@@ -1429,6 +1429,7 @@ static void test_steps_approval_and_on_failure_are_read(void **state)
 	assert_int_equal(p->approval_above, 20);
 	assert_int_equal(p->on_failure, ENG_ONFAIL_PAUSE);
 	assert_int_equal(p->undo_window_ms, 7200000);
+	assert_int_equal(p->rollback_step_weight, 10);
 	assert_true(p->gate_promotion);
 	assert_false(p->gate_rollout);
 	assert_false(p->gate_traffic);
@@ -1703,7 +1704,7 @@ static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
 	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
 	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile, warmup, "
 	                    "maxDuration, onMaxDuration, onNoData, steps, approval, onFailure, "
-	                    "undoWindow");
+	                    "rollbackStepWeight, undoWindow");
 	assert_messages_are_lines(&e, 1024);
 	cfg_errors_release(&e);
 }

@@ -924,7 +924,7 @@ static void test_phase_name_and_parse_round_trip(void **state)
 {
 	(void)state;
 	const char *names[] = { "Initialized", "Progressing", "Paused", "WaitingPromotion",
-		                "Promoting", "Succeeded", "Failed", "Waiting" };
+		                "Promoting", "Succeeded", "Failed", "Waiting", "RollingBack" };
 	assert_int_equal(sizeof names / sizeof names[0], ENG_PHASE_COUNT);
 	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
 		assert_string_equal(eng_phase_name((eng_phase)i), names[i]);
@@ -942,6 +942,7 @@ static void test_eng_active_phases(void **state)
 	bool expect[ENG_PHASE_COUNT] = {
 		[ENG_PROGRESSING] = true, [ENG_PAUSED] = true,
 		[ENG_WAITING_PROMOTION] = true, [ENG_PROMOTING] = true, [ENG_WAITING] = true,
+		[ENG_ROLLING_BACK] = true,
 	};
 	for (int i = 0; i < ENG_PHASE_COUNT; i++) {
 		S.phase = (eng_phase)i;
@@ -2163,6 +2164,56 @@ static void test_undo_within_the_window(void **state)
 	assert_non_null(strstr(err, "undo window"));
 }
 
+
+static void test_rollback_step_weight_lowers_the_weight_each_interval(void **state)
+{
+	(void)state;
+	P.rollback_step_weight = 20;
+	start("v2");
+	pass();
+	pass();
+	pass();
+	pass();
+	assert_int_equal(S.weight, 50);
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_ROLLING_BACK);
+	assert_int_equal(S.weight, 30);
+	assert_false(has_hook(ENG_HOOK_ROLLBACK));
+	assert_true(eng_active(&S));
+	assert_false(eng_check_due(&S, &P, now + 10 * INTERVAL));
+	assert_int_equal(command(ENG_CMD_PAUSE, NULL, 0, "ops"), -1);
+	now += INTERVAL - 1;
+	tick();
+	assert_int_equal(S.weight, 30);
+	now += 1;
+	tick();
+	assert_int_equal(S.weight, 10);
+	now += INTERVAL;
+	tick();
+	assert_int_equal(S.weight, 0);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_true(has_hook(ENG_HOOK_ROLLBACK));
+	/* abort skips the rest */
+	start("v3");
+	pass();
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_FAILED); /* 20 <= step: at once */
+	P.rollback_step_weight = 5;
+	start("v4");
+	pass();
+	fail_sr();
+	fail_sr();
+	fail_sr();
+	assert_int_equal(S.phase, ENG_ROLLING_BACK);
+	assert_int_equal(command(ENG_CMD_ABORT, NULL, 0, "ops"), 0);
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_int_equal(S.weight, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2228,6 +2279,7 @@ int main(void)
 		T(test_on_failure_pause_holds_the_weight),
 		T(test_retry_restarts_a_failed_rollout),
 		T(test_undo_within_the_window),
+		T(test_rollback_step_weight_lowers_the_weight_each_interval),
 		T(test_resume_when_not_paused_changes_nothing),
 		T(test_set_weight_pauses_with_manual_flag),
 		T(test_set_weight_out_of_range_is_an_error),

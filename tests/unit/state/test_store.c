@@ -343,7 +343,8 @@ static void test_rollout_ended_after_failed_or_succeeded_only(void **state)
 	store *s = open_ok(f);
 	store_record rec;
 	const eng_phase active[] = { ENG_INITIALIZED, ENG_PROGRESSING, ENG_PAUSED,
-	                             ENG_WAITING_PROMOTION, ENG_PROMOTING, ENG_WAITING };
+	                             ENG_WAITING_PROMOTION, ENG_PROMOTING, ENG_WAITING,
+	                             ENG_ROLLING_BACK };
 	for (size_t i = 0; i < sizeof active / sizeof active[0]; i++) {
 		sample_record(&rec, active[i]);
 		snprintf(rec.st.canary_rev, sizeof rec.st.canary_rev, "v2");
