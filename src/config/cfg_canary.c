@@ -425,6 +425,7 @@ static const field analysis_fields[] = {
 	{ "onFailure", cfg_h_on_failure, F_BOTH, NOSTORE, 0, 0 },
 	{ "rollbackStepWeight", cfg_h_int, F_BOTH, offsetof(eng_policy, rollback_step_weight), 1,
 	  100 },
+	{ "postPromotion", cfg_h_post_promotion, F_BOTH, NOSTORE, 0, 0 },
 	{ "undoWindow", cfg_h_duration, F_BOTH, offsetof(eng_policy, undo_window_ms), 0,
 	  30LL * 86400000 },
 };
@@ -778,9 +779,20 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 		if (d->x->flagger && !strcmp(c->router, "kubernetes"))
 			c->policy.iterations = 10;
 		else
-			cfg_err_at(d->x, d->no_strategy, "spec.analysis: one of stepWeight, stepWeights "
-			       "or iterations is required");
+			cfg_err_at(d->x, d->no_strategy, "spec.analysis: one of steps, stepWeight, "
+			       "stepWeights or iterations is required");
 	}
+	/* an undo swaps endpoint sets back: the Kubernetes routers' promotion
+	 * copied the pod template into the primary and kept no other */
+	bool k8s = c->router && strcmp(c->router, "builtin") && strcmp(c->router, "haproxy");
+	if (k8s && c->policy.post_promotion_ms)
+		cfg_err_at(d->x, seen[S_ANALYSIS].key ? seen[S_ANALYSIS].key : k,
+		           "spec.analysis.postPromotion: not with router '%s' (an undo needs the "
+		           "previous stable's endpoints: routers builtin and haproxy)", c->router);
+	if (c->policy.post_promotion_ms && c->policy.undo_window_ms < c->policy.post_promotion_ms)
+		cfg_err_at(d->x, seen[S_ANALYSIS].key ? seen[S_ANALYSIS].key : k,
+		           "spec.analysis.postPromotion.window: longer than spec.analysis.undoWindow "
+		           "(an undo after the window closed cannot happen)");
 	if (d->x->flagger)
 		return;
 	if (!c->router && !seen[S_ROUTER].key)

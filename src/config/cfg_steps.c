@@ -165,3 +165,26 @@ void cfg_h_on_failure(doc *d, const field *f, const char *path, yaml_node_t *k,
 	p->on_failure = strcmp(s, "pause") == 0 ? ENG_ONFAIL_PAUSE : ENG_ONFAIL_ROLLBACK;
 	free(s);
 }
+
+static const field post_promotion_fields[] = {
+	{ "window", cfg_h_duration, F_BOTH, offsetof(eng_policy, post_promotion_ms), 1000,
+	  7LL * 86400000 },
+};
+
+/* analysis.postPromotion: {window: 10m}: the new stable is judged this
+ * long after its promotion, against the previous stable's baseline. */
+void cfg_h_post_promotion(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj)
+{
+	eng_policy *p = obj;
+	char got_[64];
+	if (v->type != YAML_MAPPING_NODE) {
+		cfg_err_at(d->x, v, "%s: must be a map such as {window: 10m}, got %s", path, GOT(v));
+		return;
+	}
+	slot seen[N_OF(post_promotion_fields)];
+	if (cfg_walk_map(d, path, v, post_promotion_fields, N_OF(post_promotion_fields), p, seen) &&
+	    !seen[0].key)
+		cfg_err_at(d->x, v, "%s.window: required (how long the new stable is judged after "
+		           "its promotion, such as 10m)", path);
+}

@@ -97,6 +97,8 @@ void cfg_h_approval(doc *d, const field *f, const char *path, yaml_node_t *k,
                     yaml_node_t *v, void *obj);
 void cfg_h_on_failure(doc *d, const field *f, const char *path, yaml_node_t *k,
                       yaml_node_t *v, void *obj);
+void cfg_h_post_promotion(doc *d, const field *f, const char *path, yaml_node_t *k,
+                          yaml_node_t *v, void *obj);
 void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert);
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete);
 

@@ -87,6 +87,8 @@ typedef struct canary_rt {
 	char confirm_reason[128];   /* the first that did not */
 	char confirm_last[160];     /* the last outcome audited */
 	uint64_t confirm_next_mono; /* when to poll again */
+	uint64_t watch_from_sec;    /* postPromotion: the new stable's counts
+	                             * start at this monotonic second */
 	rsv_table *names;           /* their host names (and the configuration's),
 	                             * kept resolved; the router gets every address */
 	bool stable_wait_logged;    /* the configuration's stable endpoints wait
@@ -1136,6 +1138,47 @@ static void start_gates(canary_rt *rt)
 	}
 }
 
+/* ---- after the promotion (postPromotion) ---- */
+
+/* The previous stable's counts over the rollout are its baseline: taken
+ * as the promotion completes, before the new stable's requests reach the
+ * stable stats; those count from the next second. */
+static void watch_start(canary_rt *rt, uint64_t now)
+{
+	uint64_t now_sec = uv_now(rt->owner->loop) / 1000;
+	uint64_t from = judged_from_sec(rt, now, now_sec);
+	stats_summary *ss = xcalloc(1, sizeof *ss);
+	stats_query(rt->stats, TARGET_STABLE, from, now_sec, ss);
+	eng_counts old = { .stable_requests = ss->total, .stable_errors = ss->by_class[5],
+		           .stable_latency = ss };
+	eng_state prev = rt->st;
+	eng_watch_start(&rt->st, &rt->conf->policy, now, &old);
+	free(ss);
+	rt->watch_from_sec = now_sec + 1;
+	eng_output *out = xcalloc(1, sizeof *out);
+	out->changed = true; /* the baseline is persisted */
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+static void watch_look(canary_rt *rt, uint64_t now)
+{
+	uint64_t now_sec = uv_now(rt->owner->loop) / 1000;
+	if (rt->watch_from_sec < rt->data_from_sec)
+		rt->watch_from_sec = rt->data_from_sec; /* a restart: its own start */
+	stats_summary *ss = xcalloc(1, sizeof *ss);
+	if (now_sec >= rt->watch_from_sec)
+		stats_query(rt->stats, TARGET_STABLE, rt->watch_from_sec, now_sec, ss);
+	eng_counts c = { .stable_requests = ss->total, .stable_errors = ss->by_class[5],
+		         .stable_latency = ss };
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	eng_watch(&rt->st, &rt->conf->policy, now, &c, out);
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+	free(ss);
+}
+
 /* ---- confirm-* gates ----
  *
  * While the engine holds a move at a confirm-* gate (st.waiting), every
@@ -1267,11 +1310,17 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 		apply_traffic(rt);   /* the router failed the last split: again */
 	eng_state prev = rt->st;
 	eng_tick(&rt->st, p, now, rt->ready, out);
-	if (out->promote && promotion_waits(rt))
+	if (out->promote && promotion_waits(rt)) {
 		rt->st = prev;   /* held: asked again on the next tick */
-	else
+	} else {
+		bool promoted = out->promote;
 		commit(rt, &prev, out, NULL, 0);
+		if (promoted && p->post_promotion_ms)
+			watch_start(rt, now);
+	}
 	free(out);
+	if (rt->st.watch_until_ms)
+		watch_look(rt, now);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL &&
 	    (rt->st.phase == ENG_PROGRESSING || rt->st.phase == ENG_WAITING_PROMOTION))
 		observe(rt, now);

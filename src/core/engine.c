@@ -1032,6 +1032,27 @@ static int validate(const eng_state *s, const eng_policy *p, uint64_t now_ms,
 	return 0;
 }
 
+/* The promoted revision is the canary that failed now: 100% back to the
+ * previous stable (the driver swaps the endpoint sets back, out->undo). */
+static void undo(eng_state *s, uint64_t now_ms, eng_output *out, const char *actor,
+                 const char *why)
+{
+	char bad[ENG_REV_LEN];
+	copy_str(bad, sizeof bad, s->stable_rev);
+	copy_str(s->stable_rev, sizeof s->stable_rev, s->prev_stable_rev);
+	copy_str(s->canary_rev, sizeof s->canary_rev, bad);
+	s->prev_stable_rev[0] = '\0';
+	s->undo_until_ms = 0;
+	s->watch_until_ms = 0;
+	s->weight = 0;
+	leave_analysis(s);
+	set_phase(s, ENG_FAILED, now_ms);
+	out->undo = true;
+	add_hook(out, ENG_HOOK_ROLLBACK);
+	emit(out, s, "undo", actor, "promotion of %s %s: 100%% back to %s", bad, why,
+	     s->stable_rev);
+}
+
 /* " (reason: ...)" for an audit message, or "" without a reason. */
 static void reason_suffix(char *dst, size_t n, const char *reason)
 {
@@ -1059,6 +1080,7 @@ static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	s->aborted = false;
 	s->prev_stable_rev[0] = '\0';
 	s->undo_until_ms = 0;
+	s->watch_until_ms = 0;
 	s->next_check_ms = now_ms + p->interval_ms;
 	/* a replaced rollout is a new transition even though the phase stays */
 	s->last_transition_ms = now_ms;
@@ -1110,25 +1132,11 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		cmd_rollout(s, p, now_ms, rev, out, actor, how);
 		break;
 	}
-	case ENG_CMD_UNDO: {
-		/* the promoted revision is the canary that failed now: the
-		 * driver swaps the endpoint sets back (out->undo) */
-		char bad[ENG_REV_LEN];
-		copy_str(bad, sizeof bad, s->stable_rev);
-		copy_str(s->stable_rev, sizeof s->stable_rev, s->prev_stable_rev);
-		copy_str(s->canary_rev, sizeof s->canary_rev, bad);
-		s->prev_stable_rev[0] = '\0';
-		s->undo_until_ms = 0;
-		s->weight = 0;
+	case ENG_CMD_UNDO:
 		s->aborted = true;
-		leave_analysis(s);
-		set_phase(s, ENG_FAILED, now_ms);
-		out->undo = true;
-		add_hook(out, ENG_HOOK_ROLLBACK);
-		emit(out, s, "undo", actor, "promotion of %s undone by %s%s: 100%% back to %s", bad,
-		     actor, rs, s->stable_rev);
+		fmt(why, sizeof why, "undone by %s%s", actor, rs);
+		undo(s, now_ms, out, actor, why);
 		break;
-	}
 	case ENG_CMD_PROMOTE:
 		/* passes the current pause or gate: the next move, whatever
 		 * the gates say */
@@ -1488,5 +1496,101 @@ void eng_observe(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		s->next_check_ms = now_ms + p->interval_ms;
 		judge_step(&s->judge);
 		s->judge_weight = s->weight;
+	}
+}
+
+/* ---- after the promotion ---- */
+
+/* Requests in <h> whose whole bucket is slower than <bound_ms>. */
+static uint64_t slower_than(const stats_summary *h, double bound_ms)
+{
+	uint64_t x = 0;
+	for (int b = 0; h && b < STATS_BUCKETS; b++) {
+		uint64_t lo, hi;
+		stats_bucket_bounds(b, &lo, &hi);
+		if ((double)lo >= bound_ms * 1000)
+			x += h->hist[b];
+	}
+	return x;
+}
+
+/* The watch's two tests from the persisted baseline (again after a
+ * restart, which does not keep the judge: the evidence starts afresh). */
+static void watch_tests(eng_state *s, const eng_policy *p)
+{
+	judge_params jp;
+	judge_params_of(p, &jp);
+	/* the two tests are the whole promise here: give them all of alpha */
+	jp.alpha = p->alpha / JUDGE_GUARDS_SHARE < 0.49 ? p->alpha / JUDGE_GUARDS_SHARE : 0.49;
+	judge_init(&s->judge, &jp);
+	s->judge_started = false; /* not the analysis' judge */
+	double bound = s->watch_base_rate + jp.margin;
+	if (s->watch_base_rate * jp.error_ratio > bound)
+		bound = s->watch_base_rate * jp.error_ratio;
+	judge_add_guard(&s->judge, bound < 0.99 ? bound : 0.99);
+	if (s->watch_base_ms > 0 && jp.latency_ratio > 0)
+		judge_add_guard(&s->judge, 1 - jp.latency_quantile);
+}
+
+void eng_watch_start(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                     const eng_counts *old)
+{
+	if (p->post_promotion_ms == 0 || s->phase != ENG_SUCCEEDED || !s->prev_stable_rev[0] ||
+	    !old)
+		return;
+	double n = (double)old->stable_requests;
+	/* a baseline from few requests leans on a prior rate of 0.5 % */
+	s->watch_base_rate = ((double)old->stable_errors + 0.5) / (n + 100);
+	judge_params jp;
+	judge_params_of(p, &jp);
+	s->watch_base_ms = old->stable_latency && old->stable_latency->total
+	                   ? stats_quantile_ms(old->stable_latency, jp.latency_quantile) : 0;
+	s->watch_until_ms = now_ms + p->post_promotion_ms;
+	watch_tests(s, p);
+}
+
+void eng_watch(eng_state *s, const eng_policy *p, uint64_t now_ms, const eng_counts *c,
+               eng_output *out)
+{
+	eng_output_clear(out);
+	if (s->watch_until_ms == 0 || s->phase != ENG_SUCCEEDED || !c)
+		return;
+	if (s->judge.n_guards == 0 || s->judge_started)
+		watch_tests(s, p); /* restarted: the judge is not kept */
+	char d[32];
+	util_format_duration(p->post_promotion_ms, d, sizeof d);
+	double e = 0;
+	if (judge_guard_look(&s->judge, 0, c->stable_requests, c->stable_errors, &e) ==
+	    JUDGE_WORSE) {
+		const judge_guard *g = &s->judge.guards[0];
+		char why[ENG_MSG_LEN];
+		fmt(why, sizeof why, "undone by the post-promotion analysis: error rate %.2f%% "
+		    "(%llu requests), above %.2f%% (the previous stable's %.2f%% and the margin), "
+		    "p <= %.2g < %g", g->n ? 100.0 * (double)g->x / (double)g->n : 0,
+		    (unsigned long long)g->n, 100 * g->bound, 100 * s->watch_base_rate,
+		    e > 1 ? 1 / e : 1, g->alpha);
+		undo(s, now_ms, out, AUTO_ACTOR, why);
+		return;
+	}
+	if (s->judge.n_guards > 1) {
+		double ratio = s->judge.p.latency_ratio;
+		uint64_t slow = slower_than(c->stable_latency, ratio * s->watch_base_ms);
+		if (judge_guard_look(&s->judge, 1, c->stable_requests, slow, &e) == JUDGE_WORSE) {
+			const judge_guard *g = &s->judge.guards[1];
+			char why[ENG_MSG_LEN];
+			fmt(why, sizeof why, "undone by the post-promotion analysis: %.2f%% of "
+			    "requests slower than %.1f ms (x%g the previous stable's p%g), more than "
+			    "%.2f%% (%llu requests), p <= %.2g < %g",
+			    g->n ? 100.0 * (double)g->x / (double)g->n : 0, ratio * s->watch_base_ms,
+			    ratio, 100 * s->judge.p.latency_quantile, 100 * g->bound,
+			    (unsigned long long)g->n, e > 1 ? 1 / e : 1, g->alpha);
+			undo(s, now_ms, out, AUTO_ACTOR, why);
+			return;
+		}
+	}
+	if (now_ms >= s->watch_until_ms) {
+		s->watch_until_ms = 0;
+		emit(out, s, "succeeded", AUTO_ACTOR, "post-promotion analysis passed after %s: %s "
+		     "stays stable", d, s->stable_rev);
 	}
 }

@@ -175,6 +175,11 @@ typedef struct eng_policy {
 	                                  * (RollingBack) instead of at once, so
 	                                  * that a cold stable takes the load in
 	                                  * steps; 0: at once */
+	uint64_t post_promotion_ms;      /* analysis.postPromotion.window: after
+	                                  * a promotion the new stable is judged
+	                                  * this long against the previous
+	                                  * stable's baseline, and undone when
+	                                  * worse (eng_watch); 0: not */
 	uint64_t undo_window_ms;         /* after a promotion, eng_command's
 	                                  * UNDO may bring back the previous
 	                                  * stable for this long; 0: never */
@@ -237,6 +242,10 @@ typedef struct eng_state {
 	/* undo: the stable revision a promotion replaced, until when */
 	char prev_stable_rev[ENG_REV_LEN];
 	uint64_t undo_until_ms;
+	/* postPromotion: judged until watch_until_ms (0: not watching), the
+	 * previous stable's baseline (error rate, latency quantile in ms) */
+	uint64_t watch_until_ms;
+	double watch_base_rate, watch_base_ms;
 } eng_state;
 
 /* Initial state: Initialized, weight 0, <stable_rev>, no canary. */
@@ -469,6 +478,26 @@ typedef struct eng_cmd {
  * 0..100") and the state untouched. */
 int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
                 const eng_cmd *cmd, eng_output *out, char *err, size_t errlen);
+
+/* After a promotion (phase Succeeded, just completed: call it with the
+ * promote output), with policy->post_promotion_ms > 0 and an undo
+ * possible: starts judging the new stable against <old>, the previous
+ * stable's counts (stable_*) over the rollout: its error rate and its
+ * latency_quantile. Two sequential one-sample tests (judge.h guards,
+ * sharing policy->alpha): the new stable's error rate above max(base +
+ * margin, base x errorRatio), and its share of requests slower than
+ * latencyRatio x the base quantile above 1 - quantile. */
+void eng_watch_start(eng_state *s, const eng_policy *p, uint64_t now_ms,
+                     const eng_counts *old);
+
+/* One look at the new stable's counts since the promotion (stable_* of
+ * <c>; cumulative), while watching: a test that shows it worse undoes
+ * the promotion at once ("undo" event, out->undo, rollback hooks), as
+ * eng_command's UNDO does; the window's end stops watching ("succeeded"
+ * event). No control group runs beside it: an incident of a dependency
+ * during the window looks like the new revision's fault (docs). */
+void eng_watch(eng_state *s, const eng_policy *p, uint64_t now_ms, const eng_counts *c,
+               eng_output *out);
 
 /* The answer of the webhooks of gate <g> (all of them passed: <ok>; else
  * <reason>, one line), polled by the driver each interval while

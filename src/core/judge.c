@@ -24,7 +24,6 @@
 /* Shares of alpha: latency 1/5 when judged, guards 1/5 when any; the
  * error test keeps the rest, being the sharper and more common signal. */
 #define JUDGE_LATENCY_SHARE 0.2
-#define JUDGE_GUARDS_SHARE 0.2
 /* The most one window (JUDGE_WINDOW_LOOKS looks) may multiply a rollback
  * component by: one burst of failures on one version is one piece of
  * evidence, not fifty (docs/analysis.md, "Bursts"). */

@@ -197,6 +197,9 @@ typedef struct judge_evidence {
  * judge_params_check, otherwise the defaults are used for bad fields). */
 void judge_init(judge_state *s, const judge_params *p);
 
+/* The share of alpha that the guards (all of them together) get. */
+#define JUDGE_GUARDS_SHARE 0.2
+
 /* Adds a guard to a judge just started: a sequential test that the
  * canary's rate of <what> (failures, or requests slower than a bound) is
  * at most <bound> in (0, 1). The guards share alpha_guards equally, taken

@@ -705,7 +705,7 @@ static int write_state(store *s, const char *name, const store_record *rec,
 		buf_printf(&b, "%s%llu", i ? "," : "", (unsigned long long)st->breach_since_ms[i]);
 	buf_puts(&b, "]");
 	bind_text(q, 17, b.p);
-	json_t *fl = json_pack("{s:i, s:b, s:I, s:b, s:s, s:b, s:b, s:s, s:I, s:s}",
+	json_t *fl = json_pack("{s:i, s:b, s:I, s:b, s:s, s:b, s:b, s:s, s:I, s:s, s:I, s:f, s:f}",
 	                       "step", st->step, "stepPaused", st->step_paused,
 	                       "pauseUntil", (json_int_t)st->pause_until_ms,
 	                       "failurePaused", st->failure_paused,
@@ -714,7 +714,10 @@ static int write_state(store *s, const char *name, const store_record *rec,
 	                       "prevStableRevision", st->prev_stable_rev,
 	                       "undoUntil", (json_int_t)st->undo_until_ms,
 	                       "prevStableEndpoints",
-	                       rec->prev_stable_eps ? rec->prev_stable_eps : "");
+	                       rec->prev_stable_eps ? rec->prev_stable_eps : "",
+	                       "watchUntil", (json_int_t)st->watch_until_ms,
+	                       "watchBaseRate", st->watch_base_rate,
+	                       "watchBaseMs", st->watch_base_ms);
 	char *flow = fl ? json_dumps(fl, JSON_COMPACT) : NULL;
 	json_decref(fl);
 	bind_text(q, 18, flow ? flow : "{}");
@@ -832,6 +835,13 @@ static void load_flow(store_record *rec, const char *text)
 		snprintf(st->prev_stable_rev, sizeof st->prev_stable_rev, "%s", prev);
 	if (json_is_integer(v = json_object_get(o, "undoUntil")) && json_integer_value(v) > 0)
 		st->undo_until_ms = (uint64_t)json_integer_value(v);
+	if (json_is_integer(v = json_object_get(o, "watchUntil")) && json_integer_value(v) > 0)
+		st->watch_until_ms = (uint64_t)json_integer_value(v);
+	if (json_is_number(v = json_object_get(o, "watchBaseRate")) && json_number_value(v) >= 0 &&
+	    json_number_value(v) < 1)
+		st->watch_base_rate = json_number_value(v);
+	if (json_is_number(v = json_object_get(o, "watchBaseMs")) && json_number_value(v) >= 0)
+		st->watch_base_ms = json_number_value(v);
 	const char *pe = json_string_value(json_object_get(o, "prevStableEndpoints"));
 	if (pe && pe[0])
 		rec->prev_stable_eps = strdup(pe);

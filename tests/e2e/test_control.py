@@ -204,5 +204,32 @@ def test_undo_after_a_promotion_returns_to_the_previous_stable_at_once():
     assert get(port)[2] == b"v1\n"
 
 
+def test_post_promotion_analysis_undoes_a_bad_release_by_itself():
+    # v2 passes a short rollout on light traffic, then serves 100 % and fails
+    # 10 % of it: the post-promotion watch undoes the promotion
+    v1, v2 = Upstream("v1"), Upstream("v2", fail_rate=0.1)
+    port = free_port()
+    d = Canaryd(_yaml(port, v1, ["stepWeight: 50", "postPromotion: {window: 1m}"]))
+    load = Load(port, threads=2, rps_per_thread=100)
+    time.sleep(1.0)  # the previous stable's baseline
+    rc, out, err = d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)
+    assert rc == 0, (rc, out, err)
+    st, body = d.api("POST", "/api/v1/canaries/web/promote", {"full": True})
+    assert st == 200, (st, body)
+    d.wait_phase("web", "Succeeded", timeout=10)
+    t0 = time.time()
+    s = d.wait_phase("web", "Failed", timeout=30)
+    print("  post-promotion undo %.1f s after the promotion" % (time.time() - t0))
+    time.sleep(0.5)
+    load.stop()
+    assert s["stableRevision"] == "v1" and s["canaryRevision"] == "v2", s
+    ev = d.events("web")
+    undo = [e for e in ev if e["type"] == "undo"]
+    assert undo and undo[0]["actor"] == "canaryd", undo
+    assert "post-promotion analysis" in undo[0]["message"], undo
+    late = [u for (t, u, st_) in load.timeline if t > time.time() - 0.3]
+    assert late and all(u == "v1" for u in late), late[:10]
+
+
 if __name__ == "__main__":
     run(globals())

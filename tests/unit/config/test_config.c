@@ -483,7 +483,7 @@ static void test_step_weight_and_step_weights_together(void **state)
 static void test_analysis_needs_steps_or_iterations(void **state)
 {
 	cfg_errors e = must_fail(MINIMAL "    threshold: 2\n");
-	assert_error(&e, "c.yaml:10:3: ", "spec.analysis: one of stepWeight, stepWeights or "
+	assert_error(&e, "c.yaml:10:3: ", "spec.analysis: one of steps, stepWeight, stepWeights or "
 	             "iterations is required");
 	cfg_errors_release(&e);
 	e = must_fail(MINIMAL "    stepWeight: 5\n    iterations: 4\n");
@@ -1414,6 +1414,7 @@ static void test_steps_approval_and_on_failure_are_read(void **state)
 	cfg *c = must_load(MINIMAL "    steps: [2, {setWeight: 5}, {pause: {}}, "
 	                   "{pause: {duration: 10m}}, 50]\n    approval: {above: 20}\n"
 	                   "    onFailure: pause\n    undoWindow: 2h\n    rollbackStepWeight: 10\n"
+	                   "    postPromotion: {window: 10m}\n"
 	                   "    webhooks:\n      - {name: ok, type: confirm-promotion, "
 	                   "url: 'http://127.0.0.1:1/'}\n");
 	const eng_policy *p = &c->canaries[0].policy;
@@ -1430,6 +1431,7 @@ static void test_steps_approval_and_on_failure_are_read(void **state)
 	assert_int_equal(p->on_failure, ENG_ONFAIL_PAUSE);
 	assert_int_equal(p->undo_window_ms, 7200000);
 	assert_int_equal(p->rollback_step_weight, 10);
+	assert_int_equal(p->post_promotion_ms, 600000);
 	assert_true(p->gate_promotion);
 	assert_false(p->gate_rollout);
 	assert_false(p->gate_traffic);
@@ -1456,6 +1458,9 @@ static void test_steps_are_checked(void **state)
 	e = must_fail(MINIMAL "    stepWeight: 5\n    approval: {}\n    onFailure: retry\n");
 	assert_error(&e, "", "spec.analysis.approval.above: required");
 	assert_error(&e, "", "spec.analysis.onFailure: must be one of rollback, pause");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n    postPromotion: {window: 2h}\n");
+	assert_error(&e, "", "postPromotion.window: longer than spec.analysis.undoWindow");
 	cfg_errors_release(&e);
 }
 
@@ -1704,7 +1709,7 @@ static void test_messages_are_short_lines_whatever_the_file_holds(void **state)
 	                    "sessionAffinity, stepWeightPromotion, judge, alpha, minSamples, "
 	                    "errorMargin, latencyRatio, errorRatio, latencyQuantile, warmup, "
 	                    "maxDuration, onMaxDuration, onNoData, steps, approval, onFailure, "
-	                    "rollbackStepWeight, undoWindow");
+	                    "rollbackStepWeight, postPromotion, undoWindow");
 	assert_messages_are_lines(&e, 1024);
 	cfg_errors_release(&e);
 }

@@ -2214,6 +2214,54 @@ static void test_rollback_step_weight_lowers_the_weight_each_interval(void **sta
 	assert_int_equal(S.weight, 0);
 }
 
+
+static void test_post_promotion_undoes_a_worse_new_stable(void **state)
+{
+	(void)state;
+	P.post_promotion_ms = 60000;
+	start("v2");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "ops"), 0);
+	now += INTERVAL;
+	tick();
+	assert_int_equal(S.phase, ENG_SUCCEEDED);
+	eng_counts old = { .stable_requests = 10000, .stable_errors = 50 };
+	eng_watch_start(&S, &P, now, &old);
+	assert_int_equal(S.watch_until_ms, now + 60000);
+	/* 0.5 % as before: nothing happens, then the window ends */
+	eng_counts c = { 0 };
+	for (int i = 1; i <= 60; i++) {
+		now += 1000;
+		c.stable_requests = 200ULL * (uint64_t)i;
+		c.stable_errors = (uint64_t)i;
+		eng_watch(&S, &P, now, &c, &O);
+		assert_int_equal(S.phase, ENG_SUCCEEDED);
+	}
+	assert_int_equal(S.watch_until_ms, 0);
+	assert_non_null(strstr(O.events[0].message, "post-promotion analysis passed"));
+	/* a new stable failing 10 %: undone within seconds */
+	start("v3");
+	assert_int_equal(command(ENG_CMD_PROMOTE_FULL, NULL, 0, "ops"), 0);
+	now += INTERVAL;
+	tick();
+	eng_watch_start(&S, &P, now, &old);
+	int t = 0;
+	memset(&c, 0, sizeof c);
+	/* looked at every 100 ms, as the daemon's tick does */
+	while (S.phase == ENG_SUCCEEDED && t < 600) {
+		now += 100;
+		t++;
+		c.stable_requests += 20;
+		c.stable_errors += 2;
+		eng_watch(&S, &P, now, &c, &O);
+	}
+	assert_int_equal(S.phase, ENG_FAILED);
+	assert_true(t <= 100); /* within 10 s at 200 requests a second */
+	assert_true(O.undo);
+	assert_string_equal(S.stable_rev, "v2");
+	assert_string_equal(O.events[0].type, "undo");
+	assert_non_null(strstr(O.events[0].message, "post-promotion analysis"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2280,6 +2328,7 @@ int main(void)
 		T(test_retry_restarts_a_failed_rollout),
 		T(test_undo_within_the_window),
 		T(test_rollback_step_weight_lowers_the_weight_each_interval),
+		T(test_post_promotion_undoes_a_worse_new_stable),
 		T(test_resume_when_not_paused_changes_nothing),
 		T(test_set_weight_pauses_with_manual_flag),
 		T(test_set_weight_out_of_range_is_an_error),
