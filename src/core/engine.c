@@ -512,6 +512,11 @@ static bool judging(const eng_state *s)
 
 bool eng_check_due(const eng_state *s, const eng_policy *p, uint64_t now_ms)
 {
+	/* a first step held by confirm-traffic-increase leaves the canary
+	 * without traffic: nothing to check (a Flagger document's onNoData
+	 * fail would roll back a canary that never served) */
+	if (s->weight == 0 && s->waiting == ENG_GATE_TRAFFIC)
+		return false;
 	return judging(s) && now_ms >= s->next_check_ms;
 }
 

@@ -2046,6 +2046,7 @@ static void test_confirm_traffic_increase_and_promotion_hold_until_passed(void *
 	assert_int_equal(S.weight, 0);
 	assert_int_equal(S.waiting, ENG_GATE_TRAFFIC);
 	assert_int_equal(S.phase, ENG_PROGRESSING);
+	assert_false(eng_check_due(&S, &P, now + 10 * INTERVAL)); /* no traffic to check */
 	eng_gate_answer(&S, &P, now, ENG_GATE_TRAFFIC, true, NULL, &O);
 	assert_int_equal(S.weight, 10);
 	assert_int_equal(S.waiting, ENG_GATE_NONE);
