@@ -4,6 +4,7 @@ found out and taken back once it answers again, every endpoint of a
 target failing routes to them anyway (panic), and a canary with no
 healthy endpoint for progressDeadlineSeconds rolls back."""
 import os
+import signal
 import sys
 import time
 import urllib.request
@@ -114,6 +115,24 @@ def test_every_endpoint_unhealthy_routes_anyway():
         assert st == 500, st
         seen.add(hdr.get("X-Upstream"))
     assert seen == {"a", "b"}, seen
+
+
+def test_reload_without_checks_gives_every_endpoint_requests_again():
+    good, bad = Upstream("good"), Upstream("bad", fail_rate=1.0)
+    port, d = _canary_at_100(good.addr, bad.addr)
+    _wait_event(d, "hc", "unhealthy", bad.addr)
+    with open(d.config_path) as f:
+        text = f.read()
+    with open(d.config_path, "w") as f:
+        f.write(text.replace(FAST, "  outlierDetection: {consecutiveErrors: 0}\n"))
+    d.kill(signal.SIGHUP)
+    end = time.time() + 10 * SLOW
+    while time.time() < end and "reloaded" not in d.output():
+        time.sleep(0.05)
+    assert "reloaded" in d.output(), d.output()
+    assert "endpointHealth" not in d.status("hc")
+    seen = {get(port)[1].get("X-Upstream") for _ in range(10)}
+    assert seen == {"good", "bad"}, seen
 
 
 def test_canary_without_healthy_endpoint_rolls_back_at_the_deadline():
