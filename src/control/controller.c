@@ -2317,20 +2317,26 @@ int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result
 
 /* ---- metrics ---- */
 
+/* Whether <rt>'s router checks its endpoints' health (spec.healthCheck). */
+static bool checks_health(const canary_rt *rt)
+{
+	return rt->conf->health.enabled && rt->router && rt->router->ops->health_metrics;
+}
+
 /* canaryd_endpoint_healthy: one family for every canary whose router
- * checks its endpoints' health (the HELP and TYPE once). */
+ * checks its endpoints' health (the HELP and TYPE once), none without. */
 static void health_metrics(ctl *c, buf *out)
 {
 	bool any = false;
 	for (size_t i = 0; i < c->n && !any; i++)
-		any = c->rt[i]->router && c->rt[i]->router->ops->health_metrics;
+		any = checks_health(c->rt[i]);
 	if (!any)
 		return;
 	buf_puts(out, "# HELP canaryd_endpoint_healthy 1 while active health checks find the "
 	              "endpoint healthy, 0 while it gets no requests for failing them.\n"
 	              "# TYPE canaryd_endpoint_healthy gauge\n");
 	for (size_t i = 0; i < c->n; i++)
-		if (c->rt[i]->router && c->rt[i]->router->ops->health_metrics)
+		if (checks_health(c->rt[i]))
 			c->rt[i]->router->ops->health_metrics(c->rt[i]->router, c->rt[i]->name, out);
 }
 

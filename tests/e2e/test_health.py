@@ -73,6 +73,7 @@ def test_failing_endpoint_gets_no_traffic_and_is_audited():
         in m, m
     assert 'canaryd_endpoint_healthy{canary="hc",target="canary",endpoint="%s"} 1' % good.addr \
         in m, m
+    assert m.count("# TYPE canaryd_endpoint_healthy gauge") == 1, m
     assert "unhealthy: 2 checks failed: status 500" in d.output()
 
 
