@@ -753,11 +753,12 @@ static const field spec_fields[] = {
 	{ "service", h_object_ref, F_FLAGGER, offsetof(cfg_canary, service), 0, 0 },
 	{ "ingressRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, ingress), 0, 0 },
 	{ "routeRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, route), 0, 0 },
+	{ "healthCheck", cfg_h_health, F_NATIVE, NOSTORE, 0, 0 },
 };
 /* the rows above, in order: seen[] is indexed by them */
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS, S_WORKERS, S_LIMITS, S_OUTLIERS, S_ALERTS, S_DNS, S_HAPROXY, S_TARGETREF,
-       S_SERVICE, S_INGRESSREF, S_ROUTEREF, S_COUNT };
+       S_SERVICE, S_INGRESSREF, S_ROUTEREF, S_HEALTH, S_COUNT };
 _Static_assert(S_COUNT == sizeof spec_fields / sizeof spec_fields[0],
                "an S_ name for each row of spec_fields");
 
@@ -850,6 +851,8 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 			           "spec.analysis.metrics[%d] '%s': not with judge sequential: %s "
 			           "(or use judge: threshold)", i, m->name, why);
 	}
+	if (seen[S_HEALTH].key)
+		cfg_health_router_check(d, seen[S_HEALTH].key, c->router);
 	if (hap && seen[S_LISTEN].key)
 		cfg_err_at(d->x, seen[S_LISTEN].key, "spec.listen: not with router haproxy (clients "
 		       "connect to HAProxy; canaryd adds servers to spec.haproxy.backend)");
@@ -892,6 +895,7 @@ void cfg_canary_release(cfg_canary *c)
 	free(c->haproxy_api);
 	free(c->haproxy_backend);
 	free(c->haproxy_log);
+	free(c->health.path);
 	free(c->stable_rev);
 	for (size_t i = 0; i < c->n_stable_eps; i++)
 		free(c->stable_eps[i]);

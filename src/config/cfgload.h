@@ -82,6 +82,11 @@ extern const field cfg_metadata_fields[4];
 bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out);
 void cfg_canary_release(cfg_canary *c);
 
+/* cfg_health.c: spec.healthCheck */
+void cfg_h_health(doc *d, const field *f, const char *path, yaml_node_t *k,
+                  yaml_node_t *v, void *obj);
+void cfg_health_router_check(doc *d, yaml_node_t *key, const char *router);
+
 /* cfg_metric.c: metrics, providers, MetricTemplate documents */
 void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
                    yaml_node_t *v, void *obj);

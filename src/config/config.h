@@ -42,6 +42,19 @@ typedef struct cfg_proxy {
 	uint64_t outlier_ejection_ms; /* how long an ejected endpoint stays out: 30s */
 } cfg_proxy;
 
+/* Active health checks of every endpoint (spec.healthCheck, router
+ * builtin only); defaults in comments, as Envoy's and HAProxy's practice. */
+typedef struct cfg_health {
+	int enabled;               /* spec.healthCheck was given */
+	char *path;                /* HTTP GET of this origin-form path ("/healthz"),
+	                            * 2xx or 3xx passes; NULL: a TCP connect check */
+	uint64_t interval_ms;      /* between two checks of an endpoint: 5s */
+	uint64_t timeout_ms;       /* connect and answer of one check: 1s, at most
+	                            * the interval */
+	int unhealthy_threshold;   /* consecutive failures that take an endpoint out: 3 */
+	int healthy_threshold;     /* consecutive passes that bring it back: 2 */
+} cfg_health;
+
 /* Where a metric's values come from (metrics[i].provider, or the provider
  * of the MetricTemplate that metrics[i].templateRef names): a built-in
  * metric has none, and is read by the builtin provider (provider.h). */
@@ -127,6 +140,7 @@ typedef struct cfg_canary {
 	cfg_webhook *webhooks;
 	size_t n_webhooks;
 	cfg_proxy proxy;
+	cfg_health health;     /* spec.healthCheck (enabled 0 without it) */
 	cfg_metric_source sources[ENG_MAX_METRICS]; /* of policy.metrics[i] */
 	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
 	                         * have to fail the rollout (object), or NULL; an alert

@@ -1583,6 +1583,30 @@ static void on_endpoint(void *arg, int target, const char *endpoint, int ejected
 	free(out);
 }
 
+/* The router's active health checks (spec.healthCheck) found an endpoint
+ * of <target> healthy again or not: an audit event "healthy" or
+ * "unhealthy" ("endpoint 127.0.0.1:9002 (canary) unhealthy: 3 checks
+ * failed: connection refused"). What it means for traffic is the router's
+ * (the endpoint gets no requests) and, through its readiness, the
+ * engine's (a canary with no healthy endpoint is not ready). */
+static void on_health(void *arg, int target, const char *endpoint, bool healthy,
+                      const char *reason)
+{
+	canary_rt *rt = arg;
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_event *ev = &out->events[out->n_events++];
+	snprintf(ev->type, sizeof ev->type, "%s", healthy ? "healthy" : "unhealthy");
+	ev->phase = rt->st.phase;
+	ev->weight = rt->st.weight;
+	snprintf(ev->actor, sizeof ev->actor, "canaryd");
+	snprintf(ev->message, sizeof ev->message, "endpoint %s (%s) %s: %s", endpoint,
+	         stats_target_name(target), healthy ? "healthy" : "unhealthy",
+	         reason ? reason : "");
+	eng_state prev = rt->st;
+	commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
 /* The router's word on whether the canary takes requests, while a rollout
  * runs (progressDeadlineSeconds counts while it does not). */
 static void on_ready(void *arg, bool ready)
@@ -1658,7 +1682,8 @@ static int open_router(canary_rt *rt, const cfg_canary *cc, router **out, char *
 {
 	const router_ops *ops = router_find(cc->router);
 	router_events ev = { .endpoint = on_endpoint, .ready = on_ready,
-	                     .revision = on_revision, .audit = on_router_audit, .arg = rt };
+	                     .revision = on_revision, .audit = on_router_audit,
+	                     .health = on_health, .arg = rt };
 	return ops->open(rt->owner->loop, cc, rt->stats, &ev, out, err, errlen) < 0 ? -1 : 0;
 }
 
@@ -2583,6 +2608,29 @@ int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result
 
 /* ---- metrics ---- */
 
+/* Whether <rt>'s router checks its endpoints' health (spec.healthCheck). */
+static bool checks_health(const canary_rt *rt)
+{
+	return rt->conf->health.enabled && rt->router && rt->router->ops->health_metrics;
+}
+
+/* canaryd_endpoint_healthy: one family for every canary whose router
+ * checks its endpoints' health (the HELP and TYPE once), none without. */
+static void health_metrics(ctl *c, buf *out)
+{
+	bool any = false;
+	for (size_t i = 0; i < c->n && !any; i++)
+		any = checks_health(c->rt[i]);
+	if (!any)
+		return;
+	buf_puts(out, "# HELP canaryd_endpoint_healthy 1 while active health checks find the "
+	              "endpoint healthy, 0 while it gets no requests for failing them.\n"
+	              "# TYPE canaryd_endpoint_healthy gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		if (checks_health(c->rt[i]))
+			c->rt[i]->router->ops->health_metrics(c->rt[i]->router, c->rt[i]->name, out);
+}
+
 void ctl_metrics(ctl *c, buf *out)
 {
 	stats_write_prometheus_header(out);
@@ -2628,6 +2676,7 @@ void ctl_metrics(ctl *c, buf *out)
 	for (size_t i = 0; i < c->n; i++)
 		buf_printf(out, "canaryd_store_unsaved_events{canary=\"%s\"} %llu\n", c->rt[i]->name,
 		           (unsigned long long)unsaved_events(c->rt[i]));
+	health_metrics(c, out);
 }
 
 int ctl_store_health(ctl *c, char *why, size_t n)

@@ -85,6 +85,8 @@ typedef struct outlier {
 	int fails;                    /* consecutive failures */
 	int ejected;                  /* 0/1 */
 	uint64_t until;               /* uv_now() ms at which it comes back */
+	int unhealthy;                /* 0/1: active health checks failed (health.c,
+	                               * the main loop writes it, workers read it) */
 } outlier;
 
 /* An endpoint as the main route hands it to a worker. */

@@ -280,16 +280,27 @@ static bool ep_out(route *r, int target, endpoint *ep, uint64_t now)
 	return false;
 }
 
-/* The next endpoint of <target> round-robin, skipping ejected ones and
- * <avoid> while another is available; when every endpoint is out, any of
- * them (a request never fails for lack of endpoints). NULL only when the
- * set is empty. */
+/* The next endpoint of <target> round-robin, skipping unhealthy ones
+ * (active health checks, health.h), ejected ones and <avoid> while
+ * another is available. When every endpoint is unhealthy, health is not
+ * looked at (Envoy's panic mode: health.h says why); when every endpoint
+ * is out, any of them (a request never fails for lack of endpoints).
+ * NULL only when the set is empty. */
 endpoint *ep_pick(route *r, int target, uint64_t now, endpoint *avoid)
 {
 	epset *s = &r->set[target];
 	if (s->n == 0)
 		return NULL;
+	bool panic = true;
 	for (size_t i = 0; i < s->n; i++) {
+		endpoint *ep = s->v[s->rr++ % s->n];
+		if (LD(ep->ol->unhealthy))
+			continue;
+		panic = false;
+		if (ep != avoid && !ep_out(r, target, ep, now))
+			return ep;
+	}
+	for (size_t i = 0; panic && i < s->n; i++) {
 		endpoint *ep = s->v[s->rr++ % s->n];
 		if (ep != avoid && !ep_out(r, target, ep, now))
 			return ep;

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "proxy.h"
 #include "stats.h"
+#include "util.h"
 
 typedef struct router router;
 typedef struct router_ops router_ops;
@@ -77,6 +78,11 @@ typedef struct router_events {
 	 * an audit event of <type> ("router-write") with <message>, actor
 	 * "router". May be NULL. */
 	void (*audit)(void *arg, const char *type, const char *message);
+	/* Active health checks (spec.healthCheck) found endpoint <endpoint> of
+	 * <target> <healthy> again or not, with the reason ("3 checks failed:
+	 * connection refused"). May be NULL. */
+	void (*health)(void *arg, int target, const char *endpoint, bool healthy,
+	               const char *reason);
 	void *arg;
 } router_events;
 
@@ -114,6 +120,12 @@ struct router_ops {
 	/* Adds what status shows of this router to the canary's status <o>
 	 * (the built-in proxy: "listen"). */
 	void (*status)(router *r, json_t *o);
+
+	/* Appends a canaryd_endpoint_healthy{canary, target, endpoint} sample
+	 * per endpoint it checks the health of to <out>, <canary> being the
+	 * canary's name; the controller writes the family's HELP and TYPE once
+	 * for all canaries. NULL for routers that check no endpoint. */
+	void (*health_metrics)(router *r, const char *canary, buf *out);
 
 	/* Requests in flight, and client connections open. */
 	size_t (*inflight)(router *r);

@@ -4,13 +4,16 @@
  * (a reload) starts a second proxy before anything changes (prepare); the
  * old one then drains, closed once idle or after RETIRE_MAX_MS. While a
  * rollout runs, the canary's readiness is probed: a TCP connect to each of
- * its addresses every PROBE_EVERY_MS, ready when any answers. */
+ * its addresses every PROBE_EVERY_MS, ready when any answers; with
+ * spec.healthCheck, ready when any of them is healthy (health.h), whose
+ * checks run whatever the phase and take unhealthy endpoints out. */
 #include "router.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "health.h"
 #include "list.h"
 #include "log.h"
 #include "util.h"
@@ -45,6 +48,7 @@ typedef struct builtin {
 	uint64_t round_started_ms;
 	int round_pending, round_ok;
 	probe *probes;                /* in flight (each holds <b> until detached) */
+	health *health;               /* spec.healthCheck's checks, or NULL */
 } builtin;
 
 /* ---- readiness probes (progressDeadlineSeconds) ---- */
@@ -194,7 +198,9 @@ static void tick_cb(uv_timer_t *t)
 {
 	builtin *b = t->data;
 	uint64_t now = uv_now(b->loop);
-	if (b->watching)
+	if (b->watching && b->health)
+		report_ready(b, health_ready(b->health, TARGET_CANARY));
+	else if (b->watching)
 		probe_round(b, now);
 	retire_sweep(b, now, false);
 	tick_update(b);
@@ -248,6 +254,32 @@ static void on_endpoint(void *arg, int target, const char *endpoint, int ejected
 		b->ev.endpoint(b->ev.arg, target, endpoint, ejected, reason);
 }
 
+/* The health checks' reports: an audit event, and the canary's readiness
+ * at once when it may have changed. The controller may apply a split
+ * meanwhile (health_sync): b->health stays. */
+static void on_health(void *arg, int target, const char *endpoint, bool healthy,
+                      const char *reason)
+{
+	builtin *b = arg;
+	if (b->ev.health)
+		b->ev.health(b->ev.arg, target, endpoint, healthy, reason);
+	if (b->watching && b->health)
+		report_ready(b, health_ready(b->health, TARGET_CANARY));
+}
+
+/* Starts, reconfigures or stops the health checks as <cc> says. */
+static void health_follow(builtin *b, const cfg_canary *cc)
+{
+	if (cc->health.enabled && b->health) {
+		health_configure(b->health, &cc->health);
+	} else if (cc->health.enabled) {
+		b->health = health_new(b->loop, b->route, &cc->health, on_health, b);
+	} else if (b->health) {
+		health_free(b->health);   /* every endpoint gets requests again */
+		b->health = NULL;
+	}
+}
+
 static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router_events *ev,
                   router **out, char *err, size_t errlen)
 {
@@ -268,6 +300,7 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	b->listen = xstrdup(cc->listen);
 	uv_timer_init(loop, &b->tick);
 	b->tick.data = b;
+	health_follow(b, cc);
 	log_msg(LOG_INFO, cc->name, "proxy listening on %s", cc->listen);
 	*out = &b->base;
 	return 0;
@@ -278,6 +311,8 @@ static void b_apply(router *r, const router_split *s, router_done_fn done, void 
 	builtin *b = (builtin *)r;
 	for (int t = 0; t < TARGET_COUNT; t++)
 		route_set_members(b->route, t, s->members[t], s->n_members[t]);
+	if (b->health)
+		health_sync(b->health);
 	route_set_weight(b->route, s->weight);
 	if (s->watch_ready != b->watching) {
 		b->watching = s->watch_ready;
@@ -304,6 +339,7 @@ static int b_prepare(router *r, const cfg_canary *cc, char *err, size_t errlen)
 static void b_finish(router *r, const cfg_canary *cc)
 {
 	builtin *b = (builtin *)r;
+	health_follow(b, cc);
 	if (!b->staged) {
 		proxy_set_config(b->px, &cc->proxy);
 		return;
@@ -331,6 +367,15 @@ static void b_status(router *r, json_t *o)
 {
 	builtin *b = (builtin *)r;
 	json_object_set_new(o, "listen", json_string(b->listen));
+	if (b->health)
+		json_object_set_new(o, "endpointHealth", health_json(b->health));
+}
+
+static void b_health_metrics(router *r, const char *canary, buf *out)
+{
+	builtin *b = (builtin *)r;
+	if (b->health)
+		health_prometheus(b->health, canary, out);
 }
 
 static size_t b_inflight(router *r)
@@ -364,6 +409,8 @@ static void b_retire(router *r)
 	memset(&b->ev, 0, sizeof b->ev);
 	b->watching = false;
 	probes_detach(b);
+	health_free(b->health);
+	b->health = NULL;
 	tick_update(b);
 	proxy_drain(b->px);
 }
@@ -383,6 +430,8 @@ static void b_close(router *r)
 	route_set_observer(b->route, NULL, NULL);
 	memset(&b->ev, 0, sizeof b->ev);
 	probes_detach(b);
+	health_free(b->health);
+	b->health = NULL;
 	b_cancel(r);
 	retire_sweep(b, 0, true);
 	proxy_close(b->px);
@@ -399,6 +448,7 @@ const router_ops router_builtin = {
 	.finish = b_finish,
 	.cancel = b_cancel,
 	.status = b_status,
+	.health_metrics = b_health_metrics,
 	.inflight = b_inflight,
 	.connections = b_connections,
 	.drain = b_drain,
