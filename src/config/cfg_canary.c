@@ -398,13 +398,13 @@ static const field analysis_fields[] = {
 	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
 	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
-	/* Flagger's blue/green with mirror: h_analysis checks them together;
-	 * the built-in proxy mirrors (mirror.c), the Kubernetes routers
-	 * render them from <raw> */
+	/* Flagger's, kept in <raw> for the routers that render them */
+	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	/* blue/green with mirror: read into cfg_canary.mirror_weight and
+	 * checked together (analysis_mirror); the built-in proxy mirrors */
 	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
 	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
-	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
