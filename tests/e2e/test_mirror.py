@@ -192,7 +192,7 @@ def test_dead_canary_counts_as_502_and_costs_clients_nothing():
     assert load.errors == [] and set(load.by_status) == {200}, (load.errors[:3], load.by_status)
     # mirrorWeight 50: every other request routed to stable is copied
     sent = metric(d, r'canaryd_mirror_requests_total\{canary="shop",result="sent"\}')
-    assert abs(sent - load.total() / 2) <= 1, (sent, load.total())
+    assert abs(sent - load.total() / 2) <= 2, (sent, load.total())   # 1 per worker
     s = d.status("shop")
     assert s["mirror"]["weight"] == 50 and s["mirror"]["sent"] == sent, s
 
