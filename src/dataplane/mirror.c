@@ -172,7 +172,6 @@ static void idle_put(mconn *m)
 		return;
 	}
 	m->state = M_IDLE;
-	m->idle_since = uv_now(p->loop);
 	p->m_idle[p->n_m_idle++] = m;
 	m_deadline(m, MIRROR_IDLE_MS);
 }
@@ -471,8 +470,10 @@ static void m_connected(uv_connect_t *req, int status)
 	}
 	m->connected = true;
 	uv_tcp_nodelay(&m->tcp, 1);
-	if (uv_read_start((uv_stream_t *)&m->tcp, m_alloc, m_read) == 0)
-		m->reading = true;
+	if (uv_read_start((uv_stream_t *)&m->tcp, m_alloc, m_read) < 0) {
+		m_fail(m, 502, "cannot read");
+		return;
+	}
 	m_deadline(m, m->p->t.response_ms);
 	m_flush(m);
 }

@@ -273,7 +273,7 @@ struct mconn {
 	mconn *prev, *next;           /* in p->mirrors */
 	int open;                     /* handles not yet closed */
 	mstate state;                 /* M_IDLE: pooled, or new and unused */
-	bool connected, closing, reading, w_pending;
+	bool connected, closing, w_pending;
 	bool reused;                  /* the copy went on a kept-alive connection */
 	bool retried;                 /* sent again after the keep-alive race */
 	bool whole;                   /* buf still holds the whole copy from 0 */
@@ -282,7 +282,6 @@ struct mconn {
 	bool is_head;                 /* a HEAD: the answer has no body */
 	bool resp_started;
 	uint64_t t0;                  /* uv_hrtime() of the client's request head */
-	uint64_t idle_since;          /* uv_now() when pooled */
 	size_t woff, wlen, wpend;     /* buf[woff..wlen) unsent, wpend of it in flight */
 	size_t held;                  /* bytes counted in p->m_bytes */
 	size_t rlen;                  /* rbuf bytes (a head being read) */
