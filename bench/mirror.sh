@@ -15,7 +15,11 @@
 # and p99 of the client's latency, the proxy's CPU time per client request
 # (user + system, its own process), and what became of the copies
 # (canaryd_mirror_requests_total: sent, and skipped at a bound). Medians
-# over the rounds. Stops everything it started.
+# over the rounds (the lower middle one for an even count). wrk is a
+# closed loop: at 50 connections the proxy's core is saturated, so CPU a
+# copy costs shows as fewer requests a second and a higher p99; below
+# saturation the client's latency does not wait on the canary at all.
+# Stops everything it started.
 #
 # Environment: BENCH_SECONDS per measured run (5), BENCH_WARMUP (1),
 # BENCH_ROUNDS (3), BENCH_CONNECTIONS (50), BENCH_CANARY_LATENCY_MS (50),
