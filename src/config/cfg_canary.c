@@ -398,10 +398,13 @@ static const field analysis_fields[] = {
 	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
 	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
-	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
+	/* Flagger's, kept in <raw> for the routers that render them */
 	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	/* blue/green with mirror: read into cfg_canary.mirror_weight and
+	 * checked together (analysis_mirror); the built-in proxy mirrors */
 	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
 	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
+	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
@@ -430,6 +433,58 @@ static const field analysis_fields[] = {
 	  30LL * 86400000 },
 };
 enum { A_INTERVAL, A_THRESHOLD, A_MAX_WEIGHT, A_STEP_WEIGHT, A_STEP_WEIGHTS, A_ITERATIONS };
+
+/* The slot of row <key> of analysis_fields (its key NULL when absent). */
+static const slot *analysis_slot(const slot *seen, const char *key)
+{
+	for (size_t i = 0; i < N_OF(analysis_fields); i++)
+		if (!strcmp(analysis_fields[i].key, key))
+			return &seen[i];
+	abort();   /* a key with no row: a programming error */
+}
+
+/* analysis.mirror and mirrorWeight, once the walk has read them (each row
+ * has checked its value's type and range). Mirroring is Flagger's
+ * blue/green with mirror: the canary gets no weighted traffic while the
+ * iterations run, a copy of stable's requests instead, and 100 % at the
+ * promotion; so a canaryd/v1 document must say iterations, without steps
+ * and without a maxWeight below 100 (which in iterations mode sends that
+ * share to the canary: an A/B split, not a zero-traffic canary). A Flagger
+ * document keeps Flagger's meaning (mirrorWeight 0 or unset: 100 %, and
+ * no mirror without mirror: true); its router checks the rest. */
+static void analysis_mirror(doc *d, const char *path, const slot *seen)
+{
+	cfg_canary *c = d->c;
+	const eng_policy *p = &c->policy;
+	const slot *ms = analysis_slot(seen, "mirror"), *mws = analysis_slot(seen, "mirrorWeight");
+	yaml_node_t *m = ms->key ? ms->val : NULL, *mw = mws->key ? mws->val : NULL;
+	bool on = m && cfg_is_plain(m) && cfg_bool_value(cfg_sval(m)) == 1;
+	int weight = 0;
+	if (mw && cfg_is_plain(mw) && cfg_looks_decimal(cfg_sval(mw)))
+		weight = atoi(cfg_sval(mw));
+	c->mirror_weight = on ? (weight > 0 && weight <= 100 ? weight : 100) : 0;
+	if (d->x->flagger)
+		return;
+	if (mw && weight == 0 && cfg_looks_decimal(cfg_sval(mw)))
+		cfg_err_at(d->x, mw, "%s.mirrorWeight: must be 1 to 100 (the share of stable's "
+		       "requests copied to the canary), got 0; remove mirror to mirror nothing",
+		       path);
+	if (mw && !on)
+		cfg_err_at(d->x, mws->key, "%s.mirrorWeight: needs %s.mirror: "
+		       "true", path, path);
+	if (!on)
+		return;
+	if (seen[A_STEP_WEIGHT].key || seen[A_STEP_WEIGHTS].key || !seen[A_ITERATIONS].key)
+		cfg_err_at(d->x, ms->key, "%s.mirror: needs %s.iterations and no "
+		       "stepWeight or stepWeights (a mirrored canary gets no live traffic until "
+		       "it is promoted, as Flagger's blue/green with mirror; set iterations, "
+		       "such as 10, or remove mirror)", path, path);
+	else if (seen[A_MAX_WEIGHT].key && p->max_weight < 100)
+		cfg_err_at(d->x, seen[A_MAX_WEIGHT].key, "%s.maxWeight: %d would send %d%% of "
+		       "the requests to the canary during the iterations, besides the mirror; "
+		       "with %s.mirror remove maxWeight (the canary gets live traffic only "
+		       "once promoted)", path, p->max_weight, p->max_weight, path);
+}
 
 /* The key of row <key> of analysis_fields that was present, or NULL. */
 static yaml_node_t *seen_analysis(const slot *seen, const char *key)
@@ -523,6 +578,7 @@ static void h_analysis(doc *d, const field *f, const char *path, yaml_node_t *k,
 	/* Flagger: with stepWeights the last step is the maximum weight */
 	if (p->n_step_weights > 0)
 		p->max_weight = p->step_weights[p->n_step_weights - 1];
+	analysis_mirror(d, path, seen);
 }
 
 /* ---- spec ---- */
@@ -805,6 +861,9 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 		cfg_err_at(d->x, k, "spec.listen: required with router builtin (HOST:PORT where "
 		       "clients connect, such as 127.0.0.1:8080)");
 	bool hap = c->router && !strcmp(c->router, "haproxy");
+	if (hap && c->mirror_weight > 0)
+		cfg_err_at(d->x, seen[S_ANALYSIS].key, "spec.analysis.mirror: router haproxy does "
+		       "not mirror traffic (router builtin does)");
 	if (hap && !seen[S_HAPROXY].key)
 		cfg_err_at(d->x, k, "spec.haproxy: required with router haproxy ({runtimeAPI: "
 		       "unix:/run/haproxy/admin.sock, backend: NAME})");

@@ -120,6 +120,10 @@ typedef struct cfg_canary {
 	int flagger;           /* 1 for flagger.app/v1beta1 documents */
 	char *router;          /* builtin | haproxy | istio | gatewayapi | smi | (Flagger provider) */
 	char *listen;          /* builtin router: "HOST:PORT", or NULL */
+	int mirror_weight;     /* analysis.mirror (builtin router): % of the requests
+	                        * routed to stable that are also copied to the canary
+	                        * while a rollout is analysed (analysis.mirrorWeight,
+	                        * 100 unless set); 0 without mirror: true */
 	/* router haproxy (spec.haproxy), else NULL */
 	char *haproxy_api;     /* runtimeAPI: "unix:/path" or "HOST:PORT" */
 	char *haproxy_backend; /* backend: where canaryd adds its own servers */

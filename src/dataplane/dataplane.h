@@ -26,6 +26,7 @@ void pool_put(upconn *up);
 void up_failed(cconn *c);
 void up_timeout(uv_timer_t *t);
 void up_write_cb(uv_write_t *w, int status);
+bool up_idempotent(const http_request *q);
 
 /* mux_h1.c: client connections */
 void h1_on_connection(uv_stream_t *server, int status);
@@ -35,6 +36,13 @@ void h1_close(cconn *c);
 void h1_fail(cconn *c, int status);
 void h1_cut(cconn *c, const char *what, int status);
 void h1_up_deadline(cconn *c, uint64_t ms);
+
+/* mirror.c: copies of requests to the canary */
+mconn *mirror_begin(cconn *c);
+void mirror_go(cconn *c, mconn *m, size_t head_len);
+void mirror_feed(cconn *c, const char *b, size_t n);
+void mirror_detach(cconn *c);
+void mirror_close_all(proxy *p, bool idle_only);
 
 /* proxy.c: a proxy's life and its request blocks */
 int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss, int fd, route *r,

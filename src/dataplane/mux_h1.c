@@ -177,12 +177,33 @@ static void out_upgrade(hbuf *o, const http_request *q)
 	}
 }
 
-/* Builds the upstream head of the parsed request. Returns false when it
- * does not fit. */
-static bool build_request_head(cconn *c)
+/* Appends Host value <h> of <n> bytes with "-shadow" after the host name
+ * (before a ":PORT"), as Istio's (Envoy's) mirror does, so that the
+ * canary, its logs and its metrics can tell a copy from a request. */
+static void out_shadow_host(hbuf *o, const char *h, size_t n)
+{
+	size_t host = n;
+	for (size_t i = n; i-- > 0;) {
+		if (h[i] == ':') {
+			host = i;
+			break;
+		}
+		if (h[i] < '0' || h[i] > '9')
+			break;   /* no port; an IPv6 literal ends with ']' */
+	}
+	out_put(o, h, host);
+	out_str(o, "-shadow");
+	out_put(o, h + host, n - host);
+}
+
+/* Builds the upstream head of the parsed request into <out> (<cap>
+ * bytes), its length into *len; with <shadow>, the head of a copy to the
+ * canary (mirror.c): Host "NAME-shadow" and X-Canaryd-Mirror: 1. Returns
+ * false when it does not fit. */
+static bool build_head(cconn *c, char *out, size_t cap, bool shadow, size_t *len)
 {
 	const http_request *q = &c->io->req;
-	hbuf o = { c->io->reqhead, 0, sizeof c->io->reqhead, false };
+	hbuf o = { out, 0, cap, false };
 	bool absolute = q->form == HTTP_FORM_ABSOLUTE;
 	out_put(&o, q->method, q->method_len);
 	out_str(&o, " ");
@@ -193,7 +214,10 @@ static bool build_request_head(cconn *c)
 	out_str(&o, q->minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 	if (absolute) {
 		out_str(&o, "Host: ");
-		out_put(&o, q->authority, q->authority_len);
+		if (shadow)
+			out_shadow_host(&o, q->authority, q->authority_len);
+		else
+			out_put(&o, q->authority, q->authority_len);
 		out_str(&o, "\r\n");
 	}
 	bool xff = false, xfp = false;
@@ -207,6 +231,12 @@ static bool build_request_head(cconn *c)
 			continue;
 		if (absolute && name_is(h, "host"))
 			continue;   /* the target's authority went instead */
+		if (shadow && name_is(h, "host")) {
+			out_str(&o, "Host: ");
+			out_shadow_host(&o, h->value, h->value_len);
+			out_str(&o, "\r\n");
+			continue;
+		}
 		if (name_is(h, "x-forwarded-for")) {
 			xff = true;
 			continue;
@@ -243,9 +273,16 @@ static bool build_request_head(cconn *c)
 		 * a 1.0 client can read (no chunked body) */
 		out_str(&o, "Connection: keep-alive\r\n");
 	}
+	if (shadow)
+		out_str(&o, "X-Canaryd-Mirror: 1\r\n");
 	out_str(&o, "\r\n");
-	c->reqhead_len = o.n;
+	*len = o.n;
 	return !o.over;
+}
+
+static bool build_request_head(cconn *c)
+{
+	return build_head(c, c->io->reqhead, sizeof c->io->reqhead, false, &c->reqhead_len);
 }
 
 /* Builds the client head of the parsed response; <conn> is the Connection
@@ -377,6 +414,7 @@ static void req_release(cconn *c)
 	if (c->state != C_IDLE)
 		CNT_ADD(c->p->inflight, -1);
 	c->state = C_IDLE;
+	mirror_detach(c);   /* a copy still waiting for body bytes */
 	ep_unref(c->ep);
 	c->ep = NULL;
 	route_unref(c->r);
@@ -566,6 +604,11 @@ static void start_request(cconn *c, size_t head_len)
 		h1_fail(c, 502);
 		return;
 	}
+	mconn *m = LD((c->r->src ? c->r->src : c->r)->mirror) > 0 ? mirror_begin(c) : NULL;
+	if (m) {
+		size_t n;
+		mirror_go(c, m, build_head(c, m->buf, sizeof m->buf, true, &n) ? n : 0);
+	}
 	up_acquire(c);
 }
 
@@ -658,6 +701,8 @@ static bool req_pump(cconn *c)
 	unsigned m = 0;
 	ssize_t left = try_write((uv_stream_t *)&up->tcp, b, n, rest, &m);
 	if (left == 0) {
+		if (c->mirror && c->state == C_REQ)
+			mirror_feed(c, c->io->cbuf + c->coff, k);
 		c->coff += k;
 		c->head_sent = true;
 		c->body_sent += k;
@@ -684,6 +729,8 @@ static bool req_pump(cconn *c)
 		return true;
 	}
 	up->w_pending = true;
+	if (c->mirror && c->state == C_REQ)
+		mirror_feed(c, c->io->cbuf + c->coff, k);   /* written from there */
 	c->uw_body = k;
 	c->head_sent = true;
 	c->body_sent += k;

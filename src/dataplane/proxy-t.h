@@ -33,9 +33,17 @@
 #define POOL_MAX 1024              /* idle connections kept per endpoint */
 #define EP_NAME ROUTE_NAME_LEN     /* an endpoint's name in logs */
 #define IO_TRIM_MS 5000            /* period of the free request block trim */
+/* Mirroring's bounds, per event loop (mirror.c): a copy that would cross
+ * one is not made (or given up), and counted; none ever waits. */
+#define MIRROR_BUF 65536           /* a copy's head and unsent body bytes */
+#define MIRROR_BUSY_MAX 256        /* copies in flight */
+#define MIRROR_BYTES_MAX (4u << 20) /* unsent bytes of all copies */
+#define MIRROR_IDLE_MAX 64         /* keep-alive connections to the canary */
+#define MIRROR_IDLE_MS 10000       /* an idle one is closed after this */
 
 typedef struct upconn upconn;
 typedef struct cconn cconn;
+typedef struct mconn mconn;
 typedef struct worker worker;
 
 /* Counters and flags shared between threads: relaxed atomics (as in
@@ -108,6 +116,8 @@ struct route {
 	stats *st;
 	epset set[TARGET_COUNT];
 	int weight;                   /* canary share 0..100 (atomic) */
+	int mirror;                   /* % of stable's requests copied to the
+	                                 canary, 0..100 (atomic; mirror.c) */
 	route *src;                   /* a worker's replica: the main route */
 	struct proxy **hubs;          /* proxies with workers serving this route */
 	size_t n_hubs;
@@ -153,6 +163,14 @@ struct proxy {
 	struct note *notes, **notes_tail;
 	route **former;               /* routes replicas may still read (set_route) */
 	size_t n_former;
+	/* mirroring (mirror.c): this loop's copies to the canary */
+	mconn *mirrors;               /* every mirror connection not yet freed */
+	mconn *m_idle[MIRROR_IDLE_MAX]; /* keep-alive mirror connections, LIFO */
+	size_t n_m_idle;
+	size_t m_busy;                /* copies in flight */
+	size_t m_bytes;               /* bytes they hold, not yet written */
+	int m_acc;                    /* share accumulator: exact mirrorWeight */
+	uint64_t m_logged_ms;         /* when a canary failure was last logged */
 };
 
 struct upconn {
@@ -233,6 +251,49 @@ struct cconn {
 	size_t roff, rlen;
 	size_t reqhead_len, resphead_len;
 	iobuf *io;                    /* only while a request is active */
+	mconn *mirror;                /* its copy to the canary, while the copy
+	                                 still takes body bytes from it */
+};
+
+/* A connection to a canary endpoint that carries copies of requests
+ * (mirror.c), one at a time, kept alive between them. A copy owns its
+ * bytes: the head and the body bytes taken from the client's request are
+ * copied into <buf> as the request goes to stable, and written from there
+ * as fast as the canary reads, so the client's connection never waits on
+ * the canary; the answer is parsed for its status and end, then dropped. */
+typedef enum { M_IDLE, M_SEND, M_DONE } mstate;
+
+struct mconn {
+	uv_tcp_t tcp;
+	uv_connect_t creq;
+	uv_write_t wreq;
+	uv_timer_t timer;             /* connect, response, or idle deadline */
+	proxy *p;
+	endpoint *ep;                 /* holds a reference */
+	route *r;                     /* the copy's route, referenced while busy */
+	cconn *c;                     /* the request its body comes from, or NULL */
+	mconn *prev, *next;           /* in p->mirrors */
+	int open;                     /* handles not yet closed */
+	mstate state;                 /* M_IDLE: pooled, or new and unused */
+	bool connected, closing, w_pending;
+	bool reused;                  /* the copy went on a kept-alive connection */
+	bool retried;                 /* sent again after the keep-alive race */
+	bool whole;                   /* buf still holds the whole copy from 0 */
+	bool body_done;               /* every body byte is in buf */
+	bool idempotent;
+	bool is_head;                 /* a HEAD: the answer has no body */
+	bool resp_started;
+	uint64_t t0;                  /* uv_hrtime() of the client's request head */
+	size_t woff, wlen, wpend;     /* buf[woff..wlen) unsent, wpend of it in flight */
+	size_t held;                  /* bytes counted in p->m_bytes */
+	size_t rlen;                  /* rbuf bytes (a head being read) */
+	rstate rs;
+	http_body rbody;
+	uint64_t rleft;
+	http_chunked rck;
+	http_response resp;
+	char rbuf[HTTP_MAX_HEAD];     /* the answer's head; its body is dropped */
+	char buf[MIRROR_BUF];
 };
 
 typedef struct snapshot snapshot; /* workers.c */

@@ -226,6 +226,7 @@ void proxy_drain(proxy *p)
 		if (c->state == C_IDLE && !c->cw_pending && c->clen == c->coff)
 			h1_close(c);
 	}
+	mirror_close_all(p, true);
 	/* idle upstream connections are not needed any more */
 	for (upconn *up = p->ups, *next; up; up = next) {
 		next = up->next;
@@ -259,5 +260,6 @@ void proxy_close(proxy *p)
 		h1_close(c);
 	for (upconn *up = p->ups; up; up = up->next)
 		up_close(up);
+	mirror_close_all(p, false);
 	proxy_maybe_free(p);
 }

@@ -57,6 +57,15 @@ int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
 void route_set_weight(route *r, int canary_weight);
 int route_weight(const route *r);
 
+/* Mirroring: <percent> (0..100, clamped) of the requests routed to stable
+ * are also copied to a canary endpoint (Istio's mirror, with Host
+ * "NAME-shadow" and X-Canaryd-Mirror: 1); the client is answered by
+ * stable alone, and the canary's status and latency are recorded as its
+ * requests (stats_record). 0 (the default) copies nothing. The router
+ * sets it while a rollout with analysis.mirror is analysed. */
+void route_set_mirror(route *r, int percent);
+int route_mirror(const route *r);
+
 /* Passive outlier detection: <fn> is told, on the loop thread that created
  * the route, when an endpoint of <target> is ejected (<ejected> 1, with the
  * reason, e.g. "5 consecutive failures: connection refused") and when it is

@@ -202,6 +202,17 @@ void route_set_weight(route *r, int canary_weight)
 
 int route_weight(const route *r) { return LD(r->weight); }
 
+void route_set_mirror(route *r, int percent)
+{
+	if (percent < 0)
+		percent = 0;
+	if (percent > 100)
+		percent = 100;
+	ST(r->mirror, percent);   /* read as the weight is (route_pick) */
+}
+
+int route_mirror(const route *r) { return LD(r->mirror); }
+
 /* Picks the target of the next request by smooth weighted round-robin over
  * (100-w, w) (nginx's algorithm: over any <total> consecutive picks each
  * target gets exactly its weight). A target without endpoints weighs 0; if

@@ -43,6 +43,7 @@ typedef struct cumul {
 struct stats {
 	slot ring[TARGET_COUNT][STATS_SLOTS];
 	cumul total[TARGET_COUNT];
+	uint64_t mirror[STATS_MIRROR_COUNT]; /* copies to the canary, by fate */
 	stats *shard[MAX_SHARDS];      /* [0] unused: shard 0 is this one */
 	int is_shard;
 };
@@ -141,6 +142,30 @@ void stats_record(stats *s, int target, int status, uint64_t latency_us,
 	INC(sl->hist[b]);
 }
 
+void stats_mirror(stats *s, stats_mirror_result r)
+{
+	if (r >= 0 && r < STATS_MIRROR_COUNT)
+		INC(s->mirror[r]);
+}
+
+void stats_mirror_totals(const stats *s, uint64_t out[STATS_MIRROR_COUNT])
+{
+	memset(out, 0, STATS_MIRROR_COUNT * sizeof *out);
+	for (int i = 0; i < MAX_SHARDS; i++) {
+		const stats *sh = i == 0 ? s : s->shard[i];
+		for (int r = 0; sh && r < STATS_MIRROR_COUNT; r++)
+			out[r] += LD(sh->mirror[r]);
+	}
+}
+
+const char *stats_mirror_name(stats_mirror_result r)
+{
+	static const char *const names[STATS_MIRROR_COUNT] = {
+		"sent", "limit", "slow", "client",
+	};
+	return r >= 0 && r < STATS_MIRROR_COUNT ? names[r] : "?";
+}
+
 /* Adds one shard's slots to <out>. */
 static void query_one(const stats *s, int target, uint64_t from_sec,
                       uint64_t to_sec, stats_summary *out)
@@ -218,7 +243,9 @@ void stats_write_prometheus_header(buf *out)
 	         "# HELP canaryd_requests_total Requests proxied, by canary, target and HTTP status code.\n"
 	         "# TYPE canaryd_requests_total counter\n"
 	         "# HELP canaryd_request_duration_seconds Time from request received to response sent, by canary and target.\n"
-	         "# TYPE canaryd_request_duration_seconds histogram\n");
+	         "# TYPE canaryd_request_duration_seconds histogram\n"
+	         "# HELP canaryd_mirror_requests_total Requests to stable the proxy was to copy to the canary (analysis.mirror), by result: sent, or not sent because of a bound (limit, slow, client).\n"
+	         "# TYPE canaryd_mirror_requests_total counter\n");
 }
 
 /* The cumulative counters of every shard of <s>, summed into <sum>. */
@@ -275,4 +302,14 @@ void stats_write_prometheus(const stats *s, const char *name, buf *out)
 		buf_printf(out, "} %" PRIu64 "\n", c->count);
 	}
 	free(tot);
+	uint64_t m[STATS_MIRROR_COUNT], any = 0;
+	stats_mirror_totals(s, m);
+	for (int r = 0; r < STATS_MIRROR_COUNT; r++)
+		any |= m[r];
+	for (int r = 0; any && r < STATS_MIRROR_COUNT; r++) {
+		buf_puts(out, "canaryd_mirror_requests_total{canary=\"");
+		put_label(out, name);
+		buf_printf(out, "\",result=\"%s\"} %" PRIu64 "\n",
+		           stats_mirror_name((stats_mirror_result)r), m[r]);
+	}
 }

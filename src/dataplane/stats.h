@@ -39,6 +39,25 @@ void stats_forget(stats *s, int target);
 void stats_record(stats *s, int target, int status, uint64_t latency_us,
                   uint64_t now_sec);
 
+/* What became of a request the proxy was to copy to the canary (mirror):
+ * sent (its answer is recorded as a canary request, stats_record), or not
+ * made or given up because of a bound of the proxy's (never the canary's
+ * fault: nothing is recorded for the canary then). */
+typedef enum {
+	STATS_MIRROR_SENT,     /* copied; the canary's answer (or failure) recorded */
+	STATS_MIRROR_LIMIT,    /* too many copies or bytes in flight already */
+	STATS_MIRROR_SLOW,     /* the body outran what a copy holds unsent */
+	STATS_MIRROR_CLIENT,   /* the client's request ended before its body did */
+	STATS_MIRROR_COUNT
+} stats_mirror_result;
+
+/* Counts one copy's fate <r> (one writer per shard, as stats_record). */
+void stats_mirror(stats *s, stats_mirror_result r);
+/* The counts of every shard of <s>, by stats_mirror_result. */
+void stats_mirror_totals(const stats *s, uint64_t out[STATS_MIRROR_COUNT]);
+/* "sent", "limit", "slow", "client" (the result label of /metrics). */
+const char *stats_mirror_name(stats_mirror_result r);
+
 /* Sums the slots of <target> for seconds in [from_sec, to_sec] inclusive
  * (clamped to what the ring still holds) into <out>. */
 void stats_query(const stats *s, int target, uint64_t from_sec,
@@ -46,7 +65,9 @@ void stats_query(const stats *s, int target, uint64_t from_sec,
 
 /* Appends the Prometheus text exposition of <s> for canary <name>:
  * canaryd_requests_total{canary,target,code} and
- * canaryd_request_duration_seconds_{bucket,sum,count}{canary,target[,le]}.
+ * canaryd_request_duration_seconds_{bucket,sum,count}{canary,target[,le]},
+ * and once any request was to be mirrored,
+ * canaryd_mirror_requests_total{canary,result}.
  * The # HELP/# TYPE lines are written by stats_write_prometheus_header, once
  * per exposition, before the first canary. */
 void stats_write_prometheus_header(buf *out);

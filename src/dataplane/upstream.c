@@ -225,7 +225,7 @@ static void up_connected(uv_connect_t *req, int status)
 
 /* Whether the request's method is idempotent (RFC 9110 9.2.2): sending
  * it twice has the effect of sending it once. Methods are case-sensitive. */
-static bool req_idempotent(const http_request *q)
+bool up_idempotent(const http_request *q)
 {
 	static const char *const idem[] = {
 		"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE",
@@ -267,7 +267,7 @@ void up_failed(cconn *c)
 	 * request (proxy_next_upstream). */
 	bool unread = !c->head_sent;
 	if (c->reused && no_reply && !c->retried &&
-	    (unread || (c->body_sent == 0 && req_idempotent(&c->io->req)))) {
+	    (unread || (c->body_sent == 0 && up_idempotent(&c->io->req)))) {
 		c->retried = true;
 		c->head_sent = false;
 		connect_new(c);

@@ -40,6 +40,9 @@ typedef struct builtin {
 	} *ret;                       /* proxies draining after a reload */
 	size_t n_ret;
 	router_events ev;             /* cleared by retire */
+	int mirror_weight;            /* cfg_canary.mirror_weight */
+	stats *st;                    /* the route's (not owned) */
+	bool analysing;               /* the last split's watch_ready */
 	uv_timer_t tick;              /* runs while probing or draining proxies */
 	bool ticking;
 	/* readiness probes of the canary's addresses */
@@ -224,17 +227,12 @@ static int b_check(const cfg_canary *cc, char *err, size_t errlen)
 		snprintf(err, errlen, "canary '%s': router 'builtin' needs spec.listen", cc->name);
 		return -1;
 	}
-	/* the proxy splits by weight only: an A/B test run as a weighted
-	 * split, or a mirror that is not made, would not be what was asked */
+	/* the proxy splits by weight (and mirrors: cc->mirror_weight): an A/B
+	 * test run as a weighted split would not be what was asked */
 	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
 	if (json_array_size(json_object_get(an, "match")) > 0) {
 		snprintf(err, errlen, "canary '%s': spec.analysis.match: router 'builtin' does not "
 		         "route by header or cookie (A/B tests) yet; it splits by weight", cc->name);
-		return -1;
-	}
-	if (json_is_true(json_object_get(an, "mirror"))) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.mirror: router 'builtin' does not "
-		         "mirror traffic yet", cc->name);
 		return -1;
 	}
 	if (json_object_get(an, "sessionAffinity")) {
@@ -289,6 +287,8 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	b->name = xstrdup(cc->name);
 	b->ev = *ev;
 	b->route = route_new(cc->name, st);
+	b->mirror_weight = cc->mirror_weight;
+	b->st = st;
 	route_set_observer(b->route, on_endpoint, b);
 	int rc = proxy_start(loop, cc->listen, b->route, &cc->proxy, &b->px, err, errlen);
 	if (rc < 0) {
@@ -314,6 +314,10 @@ static void b_apply(router *r, const router_split *s, router_done_fn done, void 
 	if (b->health)
 		health_sync(b->health);
 	route_set_weight(b->route, s->weight);
+	/* as Flagger's blue/green with mirror: copies while the rollout is
+	 * analysed, none once it is promoting, promoted or rolled back */
+	b->analysing = s->watch_ready;
+	route_set_mirror(b->route, b->analysing ? b->mirror_weight : 0);
 	if (s->watch_ready != b->watching) {
 		b->watching = s->watch_ready;
 		if (b->watching)
@@ -340,6 +344,8 @@ static void b_finish(router *r, const cfg_canary *cc)
 {
 	builtin *b = (builtin *)r;
 	health_follow(b, cc);
+	b->mirror_weight = cc->mirror_weight;
+	route_set_mirror(b->route, b->analysing ? b->mirror_weight : 0);
 	if (!b->staged) {
 		proxy_set_config(b->px, &cc->proxy);
 		return;
@@ -369,6 +375,15 @@ static void b_status(router *r, json_t *o)
 	json_object_set_new(o, "listen", json_string(b->listen));
 	if (b->health)
 		json_object_set_new(o, "endpointHealth", health_json(b->health));
+	if (b->mirror_weight > 0) {
+		uint64_t m[STATS_MIRROR_COUNT];
+		stats_mirror_totals(b->st, m);
+		json_object_set_new(o, "mirror", json_pack("{s:i,s:I,s:I}",
+		                    "weight", route_mirror(b->route),
+		                    "sent", (json_int_t)m[STATS_MIRROR_SENT],
+		                    "skipped", (json_int_t)(m[STATS_MIRROR_LIMIT] +
+		                    m[STATS_MIRROR_SLOW] + m[STATS_MIRROR_CLIENT])));
+	}
 }
 
 static void b_health_metrics(router *r, const char *canary, buf *out)

@@ -492,6 +492,51 @@ static void test_analysis_needs_steps_or_iterations(void **state)
 	cfg_errors_release(&e);
 }
 
+/* analysis.mirror: the share the built-in proxy copies, and Flagger's
+ * blue/green as the only mode that mirrors */
+static void test_mirror_share_and_its_mode(void **state)
+{
+	cfg *c = must_load(MINIMAL "    iterations: 5\n    mirror: true\n");
+	assert_int_equal(c->canaries[0].mirror_weight, 100);
+	cfg_free(c);
+	c = must_load(MINIMAL "    iterations: 5\n    mirror: true\n    mirrorWeight: 25\n");
+	assert_int_equal(c->canaries[0].mirror_weight, 25);
+	cfg_free(c);
+	c = must_load(MINIMAL "    iterations: 5\n    mirror: false\n");
+	assert_int_equal(c->canaries[0].mirror_weight, 0);
+	cfg_free(c);
+	c = must_load(MINIMAL "    iterations: 5\n    mirror: true\n    maxWeight: 100\n");
+	assert_int_equal(c->canaries[0].mirror_weight, 100);
+	cfg_free(c);
+
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    mirror: true\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.mirror: needs spec.analysis.iterations "
+	             "and no stepWeight or stepWeights");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeights: [5, 10]\n    mirror: true\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.mirror: needs spec.analysis.iterations");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    iterations: 5\n    maxWeight: 30\n    mirror: true\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.maxWeight: 30 would send 30% of the "
+	             "requests to the canary");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    iterations: 5\n    mirror: true\n    mirrorWeight: 0\n");
+	assert_error(&e, "c.yaml:13:19: ", "spec.analysis.mirrorWeight: must be 1 to 100");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    iterations: 5\n    mirrorWeight: 20\n");
+	assert_error(&e, "c.yaml:12:5: ", "spec.analysis.mirrorWeight: needs "
+	             "spec.analysis.mirror: true");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    iterations: 5\n    mirror: true\n    mirrorWeight: 101\n");
+	assert_error(&e, "c.yaml:13:19: ", "spec.analysis.mirrorWeight: must be an integer");
+	cfg_errors_release(&e);
+	e = must_fail(HEAD "spec:\n  router: haproxy\n  haproxy: {runtimeAPI: 127.0.0.1:9999, "
+	              "backend: b}\n  stable:\n    revision: v1\n    endpoints: [127.0.0.1:9001]\n"
+	              "  analysis:\n    iterations: 5\n    mirror: true\n");
+	assert_error(&e, "c.yaml:11:3: ", "spec.analysis.mirror: router haproxy does not mirror");
+	cfg_errors_release(&e);
+}
+
 static void test_step_weights_must_ascend_within_bounds(void **state)
 {
 	cfg_errors e = must_fail(MINIMAL "    stepWeights: [5, 5, 0, 150]\n");
@@ -1880,6 +1925,7 @@ int main(void)
 		cmocka_unit_test(test_metric_thresholds_are_checked),
 		cmocka_unit_test(test_step_weight_and_step_weights_together),
 		cmocka_unit_test(test_analysis_needs_steps_or_iterations),
+		cmocka_unit_test(test_mirror_share_and_its_mode),
 		cmocka_unit_test(test_step_weights_must_ascend_within_bounds),
 		cmocka_unit_test(test_required_fields_are_reported_where_they_belong),
 		cmocka_unit_test(test_names_revisions_and_endpoints_are_checked),

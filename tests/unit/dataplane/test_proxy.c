@@ -122,6 +122,52 @@ static void test_route_weight_is_clamped(void **state)
 	stats_free(s);
 }
 
+static void test_route_mirror_is_off_until_set_and_clamped(void **state)
+{
+	stats *s = stats_new();
+	route *r = route_new("demo", s);
+	assert_int_equal(route_mirror(r), 0);
+	route_set_mirror(r, 25);
+	assert_int_equal(route_mirror(r), 25);
+	assert_int_equal(route_weight(r), 0);   /* copies are not a weight */
+	route_set_mirror(r, 101);
+	assert_int_equal(route_mirror(r), 100);
+	route_set_mirror(r, -1);
+	assert_int_equal(route_mirror(r), 0);
+	route_release(r);
+	stats_free(s);
+}
+
+/* The fates of copies add up over shards; /metrics shows them only once
+ * there was any (a canary without mirror has no such series). */
+static void test_mirror_counts_merge_shards_and_show_once_used(void **state)
+{
+	stats *s = stats_new();
+	buf out = BUF_INIT;
+	stats_write_prometheus(s, "demo", &out);
+	assert_null(strstr(out.p, "canaryd_mirror_requests_total"));
+	buf_release(&out);
+	stats_mirror(s, STATS_MIRROR_SENT);
+	stats_mirror(stats_shard(s, 1), STATS_MIRROR_SENT);
+	stats_mirror(stats_shard(s, 2), STATS_MIRROR_SLOW);
+	stats_mirror(s, STATS_MIRROR_COUNT);   /* out of range: ignored */
+	uint64_t m[STATS_MIRROR_COUNT];
+	stats_mirror_totals(s, m);
+	assert_int_equal(m[STATS_MIRROR_SENT], 2);
+	assert_int_equal(m[STATS_MIRROR_SLOW], 1);
+	assert_int_equal(m[STATS_MIRROR_LIMIT] + m[STATS_MIRROR_CLIENT], 0);
+	out = (buf)BUF_INIT;
+	stats_write_prometheus(s, "demo", &out);
+	assert_non_null(strstr(out.p, "canaryd_mirror_requests_total{canary=\"demo\","
+	                              "result=\"sent\"} 2\n"));
+	assert_non_null(strstr(out.p, "canaryd_mirror_requests_total{canary=\"demo\","
+	                              "result=\"slow\"} 1\n"));
+	assert_non_null(strstr(out.p, "canaryd_mirror_requests_total{canary=\"demo\","
+	                              "result=\"limit\"} 0\n"));
+	buf_release(&out);
+	stats_free(s);
+}
+
 static void test_route_refuses_a_bad_endpoint_and_stays_unchanged(void **state)
 {
 	stats *s = stats_new();
@@ -225,6 +271,8 @@ int main(void)
 		cmocka_unit_test(test_prometheus_merges_shards),
 		cmocka_unit_test(test_shards_written_by_threads_while_read),
 		cmocka_unit_test(test_route_weight_is_clamped),
+		cmocka_unit_test(test_route_mirror_is_off_until_set_and_clamped),
+		cmocka_unit_test(test_mirror_counts_merge_shards_and_show_once_used),
 		cmocka_unit_test(test_route_refuses_a_bad_endpoint_and_stays_unchanged),
 		cmocka_unit_test(test_route_members_are_what_was_set),
 		cmocka_unit_test(test_route_member_is_name_and_address),
