@@ -2592,7 +2592,9 @@ int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result
 			free(ltxt);
 			eng_state prev = rt->st;
 			commit(rt, &prev, out, NULL, 0);
-			eng_cmd cmd = { .kind = ENG_CMD_ABORT, .actor = "alertmanager" };
+			/* an automatic rollback (the alert's), not an operator's abort */
+			eng_cmd cmd = { .kind = ENG_CMD_FAIL, .actor = "alertmanager",
+				        .reason = aname ? aname : "an alert" };
 			char e2[256];
 			prev = rt->st;
 			if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, e2, sizeof e2) == 0)

@@ -982,6 +982,7 @@ static int validate(const eng_state *s, const eng_policy *p, uint64_t now_ms,
 	case ENG_CMD_PROMOTE:
 	case ENG_CMD_PROMOTE_FULL:
 	case ENG_CMD_ABORT:
+	case ENG_CMD_FAIL:
 	case ENG_CMD_PAUSE:
 	case ENG_CMD_RESUME:
 	case ENG_CMD_APPROVE:
@@ -991,7 +992,7 @@ static int validate(const eng_state *s, const eng_policy *p, uint64_t now_ms,
 	}
 	if (!eng_active(s))
 		return fail(err, errlen, "no rollout in progress (phase %s)", ph);
-	if (s->phase == ENG_ROLLING_BACK && cmd->kind != ENG_CMD_ABORT)
+	if (s->phase == ENG_ROLLING_BACK && cmd->kind != ENG_CMD_ABORT && cmd->kind != ENG_CMD_FAIL)
 		return fail(err, errlen, "revision '%s' is rolling back (weight %d, down by "
 		            "rollbackStepWeight each interval): abort sends 100%% to stable now",
 		            s->canary_rev, s->weight);
@@ -1088,6 +1089,7 @@ static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	s->watch_until_ms = 0;
 	s->next_check_ms = now_ms + p->interval_ms;
 	/* a replaced rollout is a new transition even though the phase stays */
+	s->phase = p->gate_rollout ? ENG_WAITING : ENG_PROGRESSING;
 	s->last_transition_ms = now_ms;
 	if (how)
 		emit(out, s, "rollout-started", actor, "%s, starting canary analysis of %s again",
@@ -1171,6 +1173,11 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		add_hook(out, ENG_HOOK_ROLLBACK);
 		emit(out, s, "abort", actor, "aborted by %s%s, rolling back to %s", actor, rs,
 		     s->stable_rev[0] ? s->stable_rev : "the stable revision");
+		break;
+	case ENG_CMD_FAIL:
+		fmt(text, sizeof text, "%s: rolling back to %s", cmd->reason ? cmd->reason : actor,
+		    s->stable_rev[0] ? s->stable_rev : "the stable revision");
+		rollback(s, now_ms, out, actor, text);
 		break;
 	case ENG_CMD_PAUSE:
 		s->manual_weight = false;

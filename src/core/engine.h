@@ -461,6 +461,8 @@ typedef enum {
 	ENG_CMD_RETRY,       /* start the failed rollout of canary_rev again */
 	ENG_CMD_UNDO,        /* after a promotion, within the undo window:
 	                      * the previous stable again, at once */
+	ENG_CMD_FAIL,        /* an automatic rollback decided outside the
+	                      * analysis (a firing alert: reason names it) */
 } eng_cmd_kind;
 
 typedef struct eng_cmd {

@@ -199,7 +199,7 @@ def test_operator_commands_and_exit_codes():
     assert manual and all(e["actor"] == "127.0.0.1" for e in manual), manual
     assert ev[-1]["type"] == "abort" and "aborted by" in ev[-1]["message"], ev[-1]
     rc, out, err = d.ctl("history", "web")
-    assert rc == 0 and "rollback" in out, out
+    assert rc == 0 and "abort" in out, out
     rc, out, err = d.ctl("promote", "nosuch")
     assert rc == 1 and "nosuch" in err, (rc, err)
     for st, hdr, body in (get(port) for _ in range(10)):
