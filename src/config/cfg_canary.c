@@ -952,6 +952,9 @@ void cfg_canary_release(cfg_canary *c)
 	free(c->webhooks);
 	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
 		cfg_src_release(&c->sources[i]);
+	for (size_t i = 0; i < c->n_alerts; i++)
+		cfg_alert_release(&c->alerts[i]);
+	free(c->alerts);
 	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);
@@ -1014,10 +1017,6 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	} else if (!native && !flagger) {
 		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
 		       ", got %s", GOT(api));
-		ok = false;
-	}
-	if (ok && is_alert && !flagger) {
-		cfg_err_at(x, api, "apiVersion: an AlertProvider is Flagger's: " API_FLAGGER);
 		ok = false;
 	}
 	if (!ok || is_template || is_alert) {

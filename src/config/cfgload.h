@@ -90,6 +90,8 @@ void cfg_src_release(cfg_metric_source *s);
 void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
                   yaml_node_t *v, void *obj);
 void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert);
+/* Frees what <a> holds (cfg_alert of config.h). */
+void cfg_alert_release(cfg_alert *a);
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete);
 
 #endif
