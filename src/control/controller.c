@@ -647,9 +647,9 @@ static void exec_done(void *arg, const exec_result *r)
 		snprintf(end, sizeof end, "exited %d", r->exit_code);
 	else
 		snprintf(end, sizeof end, "killed by signal %d", r->term_signal);
-	snprintf(how, sizeof how, "%s after %llums%s%s%s", end, (unsigned long long)r->elapsed_ms,
+	snprintf(how, sizeof how, "%.60s after %llums%s%.120s%s", end, (unsigned long long)r->elapsed_ms,
 	         out[0] ? ": " : "", out,
-	         r->truncated || r->output_len > 150 ? " (output truncated)" : "");
+	         r->truncated || r->output_len > 120 ? " (output truncated)" : "");
 	snprintf(why, sizeof why, "%.32s%s%.60s", end, out[0] ? ": " : "", out);
 	canary_rt *rt = find_rt(hc->c, hc->canary);
 	if (r->output_len)
