@@ -9,14 +9,25 @@
  *
  * The program is started in a session of its own (UV_PROCESS_DETACHED:
  * setsid), so that a timeout ends what it started too: a script's
- * `sleep` would otherwise outlive it and hold the output pipe open. */
+ * `sleep` would otherwise outlive it and hold the output pipe open.
+ *
+ * A program gets no descriptor of canaryd's but its stdio: libuv sets
+ * close-on-exec on its own, but not every descriptor in the process is
+ * libuv's (a listener opened for SO_REUSEPORT, libcurl's sockets), and a
+ * hook that inherited a proxy's listener would hold its port, and take a
+ * share of its connections, for as long as it runs. So every descriptor
+ * from 3 up is marked close-on-exec before each spawn (canaryd itself
+ * never execs anything else). */
 #include "exec_hook.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -182,6 +193,30 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 		finish(r);
 }
 
+/* Marks every descriptor from 3 up close-on-exec (see the head). */
+static void cloexec_all(void)
+{
+#ifdef CLOSE_RANGE_CLOEXEC
+	if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) == 0)
+		return;
+#endif
+	/* an older kernel: one by one */
+	DIR *d = opendir("/proc/self/fd");
+	if (!d)
+		return;
+	int self = dirfd(d);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		int fd = atoi(de->d_name);
+		if (fd < 3 || fd == self)
+			continue;
+		int fl = fcntl(fd, F_GETFD);
+		if (fl >= 0 && !(fl & FD_CLOEXEC))
+			fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	closedir(d);
+}
+
 void exec_hooks_run(exec_hooks *e, char *const *argv, char *const *env, uint64_t timeout_ms,
                     exec_done_fn done, void *arg)
 {
@@ -222,6 +257,7 @@ void exec_hooks_run(exec_hooks *e, char *const *argv, char *const *env, uint64_t
 	o.stdio_count = 3;
 	o.flags = UV_PROCESS_DETACHED;
 	r->proc.data = r;
+	cloexec_all();
 	int rc = uv_spawn(e->loop, &r->proc, &o);
 	r->handles++; /* closed even when the spawn failed (libuv's rule) */
 	if (rc < 0) {

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "exec_hook.h"
 
@@ -76,6 +78,20 @@ static void test_environment_is_what_is_given(void **state)
 	run("echo \"$CANARY_NAME|$PATH|${HOME:-nohome}\"", 5000, &g);
 	assert_int_equal(g.code, 0);
 	assert_string_equal(g.out, "web|/usr/bin:/bin|nohome\n");
+}
+
+/* a descriptor of the parent's, not close-on-exec, is not the program's */
+static void test_no_descriptor_is_inherited(void **state)
+{
+	int fd = open("/dev/null", O_RDONLY);
+	assert_true(fd > 2);
+	assert_false(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+	char script[128];
+	snprintf(script, sizeof script, "test -e /proc/self/fd/%d && echo inherited; echo done", fd);
+	got g = { 0 };
+	run(script, 5000, &g);
+	assert_string_equal(g.out, "done\n");
+	close(fd);
 }
 
 static void test_output_is_bounded(void **state)
@@ -152,6 +168,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_exit_code_and_output),
 		cmocka_unit_test(test_environment_is_what_is_given),
+		cmocka_unit_test(test_no_descriptor_is_inherited),
 		cmocka_unit_test(test_output_is_bounded),
 		cmocka_unit_test(test_timeout_kills_the_group),
 		cmocka_unit_test(test_program_that_cannot_start),
