@@ -194,14 +194,95 @@ static void h_hook_url(doc *d, const field *f, const char *path, yaml_node_t *k,
 	cfg_err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
 }
 
+#define EXEC_ARGS_MAX 64   /* arguments of an exec hook's command */
+
+typedef struct exec_in {
+	uint64_t timeout_ms;
+} exec_in;
+
+static const field exec_fields[] = {
+	{ "command", NULL, F_BOTH, NOSTORE, 0, 0 }, /* read by h_hook_exec */
+	{ "timeout", cfg_h_duration, F_BOTH, offsetof(exec_in, timeout_ms), 100, 3600000 },
+};
+
+/* exec: {command: [PROGRAM, ARG...], timeout} (canaryd/v1): a program
+ * run with these arguments, no shell. A Flagger document cannot have it:
+ * Flagger would prune the key and post to no URL. */
+static void h_hook_exec(doc *d, const field *f, const char *path, yaml_node_t *k,
+                        yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_webhook *w = obj;
+	if (d->x->flagger) {
+		cfg_err_at(d->x, k, "%s: is canaryd's (a program run as the hook): use apiVersion "
+		           API_NATIVE " for this Canary", path);
+		return;
+	}
+	exec_in ei = { .timeout_ms = 0 };
+	slot seen[N_OF(exec_fields)];
+	if (!cfg_walk_map(d, path, v, exec_fields, N_OF(exec_fields), &ei, seen))
+		return;
+	char p[PATH_LEN];
+	cfg_join(p, path, "command");
+	yaml_node_t *cv = seen[0].val;
+	if (!seen[0].key) {
+		cfg_err_at(d->x, v, "%s: required (the program and its arguments, such as "
+		           "[/usr/local/bin/scale, --to, \"0\"])", p);
+		return;
+	}
+	size_t n = cv->type == YAML_SEQUENCE_NODE
+	           ? (size_t)(cv->data.sequence.items.top - cv->data.sequence.items.start) : 0;
+	if (cv->type != YAML_SEQUENCE_NODE || n == 0) {
+		cfg_err_at(d->x, cv, "%s: must be a non-empty list of strings (the program, then its "
+		           "arguments; no shell), got %s", p,
+		           cv->type == YAML_SEQUENCE_NODE ? "an empty list" : GOT(cv));
+		return;
+	}
+	if (n > EXEC_ARGS_MAX) {
+		cfg_err_at(d->x, cv, "%s: at most %d arguments, got %zu", p, EXEC_ARGS_MAX, n);
+		return;
+	}
+	char **argv = xcalloc(n + 1, sizeof *argv);
+	bool ok = true;
+	for (size_t i = 0; i < n; i++) {
+		yaml_node_t *e = cfg_node_at(d->x, cv->data.sequence.items.start[i]);
+		char ip[PATH_LEN];
+		cfg_join_index(ip, p, i);
+		if (!e || cfg_read_string(d, ip, e, &argv[i]) < 0) {
+			ok = false;
+			continue;
+		}
+		if (i == 0 && argv[0][0] != '/') {
+			/* PATH is canaryd's, and may differ between a shell and a
+			 * service manager: the program is named, not searched */
+			cfg_err_at(d->x, e, "%s: must be an absolute path (such as /usr/local/bin/%s): "
+			           "the program is not searched for in PATH", ip, argv[0]);
+			ok = false;
+		}
+	}
+	if (!ok) {
+		for (size_t i = 0; i < n; i++)
+			free(argv[i]);
+		free(argv);
+		return;
+	}
+	w->argv = argv;
+	if (seen[1].key)
+		w->timeout_ms = ei.timeout_ms;
+}
+
 static const field hook_fields[] = {
 	{ "name", cfg_h_string, F_BOTH, offsetof(cfg_webhook, name), 0, 0 },
 	{ "type", h_hook_type, F_BOTH, NOSTORE, 0, 0 },
 	{ "url", h_hook_url, F_BOTH, NOSTORE, 0, 0 },
 	{ "timeout", cfg_h_duration, F_BOTH, offsetof(cfg_webhook, timeout_ms), 100, 3600000 },
 	{ "metadata", cfg_h_text_map, F_BOTH, offsetof(cfg_webhook, metadata), 0, 0 },
+	{ "exec", h_hook_exec, F_BOTH, NOSTORE, 0, 0 },
+	{ "disableTLS", cfg_h_bool, F_BOTH, offsetof(cfg_webhook, disable_tls), 0, 0 },
+	{ "muteAlert", cfg_h_bool, F_BOTH, offsetof(cfg_webhook, mute_alert), 0, 0 },
+	{ "retries", cfg_h_int, F_BOTH, offsetof(cfg_webhook, retries), 0, 100 },
 };
-enum { W_NAME, W_TYPE, W_URL };
+enum { W_NAME, W_TYPE, W_URL, W_TIMEOUT, W_METADATA, W_EXEC, W_TLS, W_MUTE, W_RETRIES };
 
 static void h_webhooks(doc *d, const field *f, const char *path, yaml_node_t *k,
                        yaml_node_t *v, void *obj)
@@ -221,14 +302,22 @@ static void h_webhooks(doc *d, const field *f, const char *path, yaml_node_t *k,
 		char ip[PATH_LEN];
 		cfg_join_index(ip, path, i);
 		cfg_webhook *w = &c->webhooks[c->n_webhooks++];
-		w->timeout_ms = 60000;
+		w->timeout_ms = 10000; /* Flagger's (CallWebhook) */
 		slot seen[N_OF(hook_fields)];
 		if (!cfg_walk_map(d, ip, e, hook_fields, N_OF(hook_fields), w, seen))
 			continue;
 		if (!seen[W_NAME].key)
 			cfg_err_at(d->x, e, "%s.name: required", ip);
-		if (!seen[W_URL].key)
-			cfg_err_at(d->x, e, "%s.url: required (where the webhook is posted)", ip);
+		if (seen[W_URL].key && seen[W_EXEC].key)
+			cfg_err_at(d->x, seen[W_EXEC].key, "%s.exec: cannot be used with url (a hook "
+			           "posts to a URL or runs a program)", ip);
+		else if (!seen[W_URL].key && !seen[W_EXEC].key)
+			cfg_err_at(d->x, e, "%s.url: required (where the webhook is posted)%s", ip,
+			           d->x->flagger ? "" : ", or exec (the program run as the hook)");
+		if (seen[W_EXEC].key && seen[W_TLS].key)
+			cfg_err_at(d->x, seen[W_TLS].key, "%s.disableTLS: only for a URL hook", ip);
+		if (seen[W_EXEC].key && seen[W_RETRIES].key)
+			cfg_err_at(d->x, seen[W_RETRIES].key, "%s.retries: only for a URL hook", ip);
 		if (!seen[W_TYPE].key)
 			w->type = xstrdup("rollout"); /* Flagger's default */
 	}
@@ -969,11 +1058,17 @@ void cfg_canary_release(cfg_canary *c)
 		free(c->webhooks[i].name);
 		free(c->webhooks[i].type);
 		free(c->webhooks[i].url);
+		for (char **a = c->webhooks[i].argv; a && *a; a++)
+			free(*a);
+		free(c->webhooks[i].argv);
 		json_decref(c->webhooks[i].metadata);
 	}
 	free(c->webhooks);
 	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
 		cfg_src_release(&c->sources[i]);
+	for (size_t i = 0; i < c->n_alerts; i++)
+		cfg_alert_release(&c->alerts[i]);
+	free(c->alerts);
 	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);
@@ -1036,10 +1131,6 @@ bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *ou
 	} else if (!native && !flagger) {
 		cfg_err_at(x, api ? api : root, "apiVersion: must be " API_NATIVE " or " API_FLAGGER
 		       ", got %s", GOT(api));
-		ok = false;
-	}
-	if (ok && is_alert && !flagger) {
-		cfg_err_at(x, api, "apiVersion: an AlertProvider is Flagger's: " API_FLAGGER);
 		ok = false;
 	}
 	if (!ok || is_template || is_alert) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cfgload.h"
+#include "notify.h"
 #include "template.h"
 #include "util.h"
 
@@ -296,7 +297,7 @@ static bool key_chars_ok(const char *k, size_t n)
  * trailing line breaks trimmed. Returns 0, or -1 with <why> (which never
  * holds the file's content). */
 static int key_from_file(const char *cfgfile, const char *path, char **out, char *why,
-                         size_t whylen)
+                         size_t whylen, bool url)
 {
 	buf full = BUF_INIT;
 	const char *slash = strrchr(cfgfile, '/');
@@ -338,7 +339,10 @@ static int key_from_file(const char *cfgfile, const char *path, char **out, char
 		snprintf(why, whylen, "larger than %d bytes: not a key", KEY_MAX);
 	else if (!n)
 		snprintf(why, whylen, "the file is empty");
-	else if (!key_chars_ok(k, n))
+	else if (url && !cfg_address_ok(k))
+		snprintf(why, whylen, "the file does not hold an http:// or https:// URL (one line; "
+		         "a trailing line break is trimmed)");
+	else if (!url && !key_chars_ok(k, n))
 		snprintf(why, whylen, "the key has a character keys do not have (letters, digits "
 		         "and - _ . ~ + / =; a trailing line break is trimmed)");
 	else {
@@ -376,7 +380,8 @@ static void read_key(doc *d, const char *ppath, yaml_node_t *pk, const slot *ps,
 		cfg_join(p, ppath, fk);
 		if (!si->s.key_file[k])
 			return; /* reported by cfg_read_string */
-		if (key_from_file(d->x->name, si->s.key_file[k], &si->s.key[k], why, sizeof why) < 0)
+		if (key_from_file(d->x->name, si->s.key_file[k], &si->s.key[k], why, sizeof why,
+		                  false) < 0)
 			cfg_err_at(d->x, f->val, "%s: cannot read the %s %s of %s from '%s': %s", p,
 			           kp->title, key_titles[k], whose, si->s.key_file[k], why);
 		return;
@@ -1013,18 +1018,21 @@ static const field alert_fields[] = {
 };
 
 /* Flagger's spec.analysis.alerts: each names an AlertProvider (in any of
- * the files) that Flagger notifies. canaryd checks the reference, as
- * Flagger would find it in the cluster; it sends no such notification
- * (its audit and webhooks say what happened), which --check says. */
+ * the files), resolved once every file is read (cfg_resolve_templates),
+ * and is sent the events Flagger alerts on at its severity or above. */
 void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
                   yaml_node_t *v, void *obj)
 {
 	char got_[64];
+	cfg_canary *c = d->c;
 	if (v->type != YAML_SEQUENCE_NODE) {
 		cfg_err_at(d->x, v, "%s: must be a list of alerts, got %s", path, GOT(v));
 		return;
 	}
 	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (c->alerts)
+		return; /* a duplicate key, reported by cfg_to_json */
+	c->alerts = xcalloc(n ? n : 1, sizeof *c->alerts);
 	for (size_t i = 0; i < n; i++) {
 		yaml_node_t *e = cfg_node_at(d->x, v->data.sequence.items.start[i]);
 		if (!e)
@@ -1037,15 +1045,32 @@ void cfg_h_alerts(doc *d, const field *f, const char *path, yaml_node_t *k,
 		if (cfg_walk_map(d, ip, e, alert_fields, N_OF(alert_fields), &a, seen) &&
 		    !seen[2].key)
 			cfg_err_at(d->x, e, "%s.providerRef: required (the AlertProvider to notify)", ip);
+		size_t idx = c->n_alerts++;
+		cfg_alert *ca = &c->alerts[idx];
+		ca->name = a.name ? a.name : xstrdup("");
+		ca->severity = a.severity ? notify_severity_parse(a.severity) : NOTIFY_INFO;
+		if (ca->severity < 0)
+			ca->severity = NOTIFY_INFO; /* reported */
+		ca->kind = -1;
 		if (a.ref_name && a.ref_key) {
-			add_ref(d->x, true, -1, a.ref_name, a.ref_ns, a.ref_key, ip, "providerRef");
+			add_ref(d->x, true, (int)idx, a.ref_name, a.ref_ns, a.ref_key, ip, "providerRef");
 			a.ref_name = a.ref_ns = NULL;
 		}
-		free(a.name);
 		free(a.severity);
 		free(a.ref_name);
 		free(a.ref_ns);
 	}
+}
+
+void cfg_alert_release(cfg_alert *a)
+{
+	free(a->name);
+	free(a->provider);
+	free(a->address);
+	free(a->token);
+	free(a->channel);
+	free(a->username);
+	memset(a, 0, sizeof *a);
 }
 
 /* ---- MetricTemplate and AlertProvider documents ---- */
@@ -1062,11 +1087,144 @@ static const field tmpl_spec_fields[] = {
 	{ "query", cfg_h_text, F_BOTH, 0, 0, 0 }, /* into a char * */
 };
 
-/* An AlertProvider's spec: Flagger's keys, of which only the type is read
- * (the rest, channel, address, secretRef..., is for Flagger's notifier). */
+/* An AlertProvider's spec: Flagger's keys, and canaryd's for where the
+ * address and a token are (canaryd/v1 only: Flagger's are in secretRef,
+ * a Kubernetes secret canaryd cannot read). */
+typedef struct ap_in {
+	char *type, *channel, *username, *address, *proxy;
+	char *address_file, *address_env, *token_file, *token_env;
+} ap_in;
+
 static const field alert_spec_fields[] = {
-	{ "type", cfg_h_string, F_BOTH, 0, 0, 0 }, /* into a char * */
+	{ "type", cfg_h_string, F_BOTH, offsetof(ap_in, type), 0, 0 },
+	{ "channel", cfg_h_string, F_BOTH, offsetof(ap_in, channel), 0, 0 },
+	{ "username", cfg_h_string, F_BOTH, offsetof(ap_in, username), 0, 0 },
+	{ "address", cfg_h_string, F_BOTH, offsetof(ap_in, address), 0, 0 },
+	{ "proxy", cfg_h_string, F_BOTH, offsetof(ap_in, proxy), 0, 0 },
+	{ "secretRef", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "addressFile", cfg_h_string, F_BOTH, offsetof(ap_in, address_file), 0, 0 },
+	{ "addressEnv", cfg_h_string, F_BOTH, offsetof(ap_in, address_env), 0, 0 },
+	{ "tokenFile", cfg_h_string, F_BOTH, offsetof(ap_in, token_file), 0, 0 },
+	{ "tokenEnv", cfg_h_string, F_BOTH, offsetof(ap_in, token_env), 0, 0 },
 };
+enum { AP_TYPE, AP_CHANNEL, AP_USERNAME, AP_ADDRESS, AP_PROXY, AP_SECRET, AP_ADDR_FILE,
+       AP_ADDR_ENV, AP_TOKEN_FILE, AP_TOKEN_ENV };
+
+/* Reads a secret (an address when <url>, else a token) of an
+ * AlertProvider from the file or the environment variable its keys
+ * <fs> and <es> name; the message names where, never the value. */
+static char *ap_secret(doc *d, const slot *fs, const slot *es, const char *file,
+                       const char *env, bool url)
+{
+	const char *what = url ? "address" : "token";
+	char why[256];
+	if (fs->key && es->key) {
+		cfg_err_at(d->x, es->key, "spec.%s: cannot be used with spec.%s (the %s is read from "
+		           "one place)", cfg_sval(es->key), cfg_sval(fs->key), what);
+		return NULL;
+	}
+	if (fs->key && file) {
+		char *out = NULL;
+		if (key_from_file(d->x->name, file, &out, why, sizeof why, url) < 0)
+			cfg_err_at(d->x, fs->val, "spec.%s: cannot read the %s from '%s': %s",
+			           cfg_sval(fs->key), what, file, why);
+		return out;
+	}
+	if (!es->key || !env)
+		return NULL;
+	const char *v = getenv(env);
+	size_t n = v ? strlen(v) : 0;
+	while (n && (v[n - 1] == '\n' || v[n - 1] == '\r'))
+		n--;
+	char *out = v ? xmalloc(n + 1) : NULL;
+	if (out) {
+		memcpy(out, v, n);
+		out[n] = '\0';
+	}
+	if (!v || !n)
+		cfg_err_at(d->x, es->val, "spec.%s: the %s is to come from environment variable '%s', "
+		           "which is %s", cfg_sval(es->key), what, env, v ? "empty" : "not set");
+	else if (url ? !cfg_address_ok(out) : (n > KEY_MAX || !key_chars_ok(out, n)))
+		cfg_err_at(d->x, es->val, "spec.%s: environment variable '%s' does not hold %s", 
+		           cfg_sval(es->key), env, url ? "an http:// or https:// URL"
+		           : "a token (letters, digits and - _ . ~ + / =)");
+	else
+		return out;
+	free(out);
+	return NULL;
+}
+
+/* Reads an AlertProvider's spec <v> into <t>: what an alert that uses it
+ * is sent with, or (t->ap_why) why none can be: a type canaryd does not
+ * send, an address canaryd cannot read (Flagger's secretRef), a proxy,
+ * or no address at all. Those are valid in a Flagger document, as Flagger
+ * would take it; a canary whose alert uses it is not (cfg_resolve_templates). */
+static void read_alert_provider(doc *d, yaml_node_t *sk, yaml_node_t *v, tmpl_def *t)
+{
+	ap_in a;
+	memset(&a, 0, sizeof a);
+	slot ss[N_OF(alert_spec_fields)];
+	char why[512] = "";
+	bool flagger = d->x->flagger;
+	if (!cfg_walk_map(d, "spec", v, alert_spec_fields, N_OF(alert_spec_fields), &a, ss))
+		goto out;
+	if (!ss[AP_TYPE].key) {
+		cfg_err_at(d->x, sk, "spec.type: required (" NOTIFY_KINDS_TEXT ")");
+		goto out;
+	}
+	for (int r = AP_ADDR_FILE; r <= AP_TOKEN_ENV && flagger; r++)
+		if (ss[r].key)
+			cfg_err_at(d->x, ss[r].key, "spec.%s: is canaryd's: use apiVersion " API_NATIVE
+			           " for this AlertProvider (Flagger reads the address from secretRef)",
+			           alert_spec_fields[r].key);
+	if (!flagger && ss[AP_SECRET].key)
+		cfg_err_at(d->x, ss[AP_SECRET].key, "spec.secretRef: canaryd reads no Kubernetes "
+		           "secrets: give spec.addressFile or spec.addressEnv (and tokenFile or "
+		           "tokenEnv)");
+	if (a.address && !cfg_address_ok(a.address))
+		cfg_err_at(d->x, ss[AP_ADDRESS].val, "spec.address: must be an http:// or https:// "
+		           "URL, got '%.100s'", a.address);
+	t->ap.kind = notify_kind_parse(a.type);
+	t->ap.channel = a.channel;
+	t->ap.username = a.username;
+	a.channel = a.username = NULL;
+	if (!flagger) {
+		char *addr = ap_secret(d, &ss[AP_ADDR_FILE], &ss[AP_ADDR_ENV], a.address_file,
+		                       a.address_env, true);
+		if (addr) {
+			free(a.address);
+			a.address = addr;
+		}
+		t->ap.token = ap_secret(d, &ss[AP_TOKEN_FILE], &ss[AP_TOKEN_ENV], a.token_file,
+		                        a.token_env, false);
+	}
+	if (t->ap.kind < 0)
+		snprintf(why, sizeof why, "its type '%.40s' is not one canaryd sends (it sends "
+		         NOTIFY_KINDS_TEXT ")", a.type);
+	else if (flagger && ss[AP_SECRET].key)
+		snprintf(why, sizeof why, "its address is in the Kubernetes secret of spec.secretRef, "
+		         "which canaryd cannot read: give it in an AlertProvider of apiVersion "
+		         API_NATIVE " with spec.addressFile or spec.addressEnv");
+	else if (ss[AP_PROXY].key)
+		snprintf(why, sizeof why, "canaryd sends no alert through a proxy (spec.proxy)");
+	else if (!a.address)
+		snprintf(why, sizeof why, "it has no address (spec.address%s)",
+		         flagger ? "" : ", addressFile or addressEnv");
+	else
+		t->ap.address = a.address, a.address = NULL;
+	if (why[0])
+		t->ap_why = xstrdup(why);
+out:
+	free(a.type);
+	free(a.channel);
+	free(a.username);
+	free(a.address);
+	free(a.proxy);
+	free(a.address_file);
+	free(a.address_env);
+	free(a.token_file);
+	free(a.token_env);
+}
 
 /* Reads MetricTemplate (or, with <alert>, AlertProvider) document <root>
  * (starting at line <line>) into x->defs, for the references resolved
@@ -1093,18 +1251,15 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert)
 	src_in si;
 	memset(&si, 0, sizeof si);
 	si.s.timeout_ms = 10000;
+	tmpl_def ap; /* an AlertProvider's: ap and ap_why */
+	memset(&ap, 0, sizeof ap);
+	ap.ap.kind = -1;
 	char *query = NULL;
 	bool has_query = false;
 	if (!seen[T_SPEC].key) {
 		cfg_err_at(x, root, "spec: required (%s)", alert ? "its type" : "provider and query");
 	} else if (alert) {
-		char *type = NULL;
-		slot ss[N_OF(alert_spec_fields)];
-		if (cfg_walk_map(&d, "spec", seen[T_SPEC].val, alert_spec_fields,
-		                 N_OF(alert_spec_fields), &type, ss) && !ss[0].key)
-			cfg_err_at(x, seen[T_SPEC].key, "spec.type: required (slack, msteams, discord, "
-			       "rocket, gchat...)");
-		free(type);
+		read_alert_provider(&d, seen[T_SPEC].key, seen[T_SPEC].val, &ap);
 	} else {
 		slot ss[N_OF(tmpl_spec_fields)];
 		if (cfg_walk_map(&d, "spec", seen[T_SPEC].val, tmpl_spec_fields, N_OF(tmpl_spec_fields),
@@ -1129,6 +1284,8 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert)
 	x->in_template = false;
 	if (!meta.name) {
 		cfg_src_release(&si.s);
+		cfg_alert_release(&ap.ap);
+		free(ap.ap_why);
 		cfg_canary_release(&meta);
 		return;
 	}
@@ -1150,7 +1307,8 @@ void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert)
 	x->defs[x->n_defs++] = (tmpl_def){ .name = meta.name, .namespace_ = meta.namespace_,
 	                                   .alert = alert, .src = si.s, .has_query = has_query,
 	                                   .ok = x->errs->n == e0, .file = x->name,
-	                                   .file_idx = x->file, .line = line };
+	                                   .file_idx = x->file, .line = line,
+	                                   .ap = ap.ap, .ap_why = ap.ap_why };
 	meta.name = meta.namespace_ = NULL; /* taken */
 	cfg_canary_release(&meta);
 }
@@ -1210,6 +1368,20 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 			            kind, r->name, ns, where, b.len ? "there are: " : "there are none",
 			            b.len ? b.p : "");
 			buf_release(&b);
+		} else if (t && r->alert && t->ok && r->metric >= 0 && cc &&
+		           (size_t)r->metric < cc->n_alerts) {
+			if (t->ap_why) {
+				cfg_err_pos(x, r->line, r->col, "%s: AlertProvider '%s' (%s:%d) cannot be "
+				            "sent to: %s", r->path, t->name, t->file, t->line, t->ap_why);
+			} else {
+				cfg_alert *a = &cc->alerts[r->metric];
+				a->provider = xstrdup(t->name);
+				a->kind = t->ap.kind;
+				a->address = dup_or_null(t->ap.address);
+				a->token = dup_or_null(t->ap.token);
+				a->channel = dup_or_null(t->ap.channel);
+				a->username = dup_or_null(t->ap.username);
+			}
 		} else if (t && !r->alert && t->ok && !t->has_query &&
 		           (t->src.type == CFG_PROVIDER_PROMETHEUS || t->src.type == CFG_PROVIDER_DATADOG ||
 		            t->src.type == CFG_PROVIDER_NEWRELIC)) {
@@ -1268,6 +1440,8 @@ void cfg_resolve_templates(ctx *x, cfg *c, bool complete)
 		free(x->defs[i].name);
 		free(x->defs[i].namespace_);
 		cfg_src_release(&x->defs[i].src);
+		cfg_alert_release(&x->defs[i].ap);
+		free(x->defs[i].ap_why);
 	}
 	free(x->defs);
 	x->defs = NULL;

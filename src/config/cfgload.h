@@ -105,6 +105,8 @@ void cfg_h_on_failure(doc *d, const field *f, const char *path, yaml_node_t *k,
 void cfg_h_post_promotion(doc *d, const field *f, const char *path, yaml_node_t *k,
                           yaml_node_t *v, void *obj);
 void cfg_load_template(ctx *x, yaml_node_t *root, int line, bool alert);
+/* Frees what <a> holds (cfg_alert of config.h). */
+void cfg_alert_release(cfg_alert *a);
 void cfg_resolve_templates(ctx *x, cfg *c, bool complete);
 
 #endif

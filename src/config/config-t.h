@@ -28,6 +28,9 @@ typedef struct tmpl_def {
 	bool alert;              /* an AlertProvider (no source) */
 	cfg_metric_source src;   /* query and provider (template_name unset) */
 	bool has_query;          /* spec.query was given (Flagger's may lack it) */
+	cfg_alert ap;            /* an AlertProvider's kind, address, token,
+	                          * channel and username (name unset) */
+	char *ap_why;            /* why no alert can be sent to it, or NULL */
 	bool ok;                 /* read without errors */
 	const char *file;        /* the file (ctx.name) and its index */
 	size_t file_idx;

@@ -10,6 +10,7 @@
 #ifndef CANARYD_CONFIG_H
 #define CANARYD_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
@@ -19,10 +20,29 @@
 typedef struct cfg_webhook {
 	char *name;
 	char *type;        /* pre-rollout, rollout, post-rollout, rollback, ... */
-	char *url;
-	uint64_t timeout_ms;   /* default 60s as in Flagger */
+	char *url;         /* where it is posted; NULL for an exec hook */
+	char **argv;       /* exec.command (canaryd/v1): the program and its
+	                    * arguments, NULL-terminated; NULL for a URL hook */
+	uint64_t timeout_ms;   /* default 10s as in Flagger (exec: exec.timeout,
+	                        * else this) */
 	json_t *metadata;      /* object or NULL */
+	bool disable_tls;      /* Flagger's disableTLS: https without verifying */
+	int retries;           /* Flagger's retries of a failed post (hooks.h) */
+	bool mute_alert;       /* Flagger's muteAlert: a confirm-* gate that holds
+	                        * sends no waiting alert */
 } cfg_webhook;
+
+/* An alert of spec.analysis.alerts[], its AlertProvider resolved. */
+typedef struct cfg_alert {
+	char *name;
+	int severity;          /* notify_severity: info (default), warn, error */
+	char *provider;        /* the AlertProvider's metadata.name */
+	int kind;              /* notify_kind: slack, msteams, discord, generic */
+	char *address;         /* where alerts are posted (never logged: a Slack
+	                        * address is a secret) */
+	char *token;           /* Bearer token (tokenFile/tokenEnv), or NULL */
+	char *channel, *username; /* or NULL: Flagger's defaults */
+} cfg_alert;
 
 /* Proxy timeouts and limits (builtin router); defaults in comments. */
 typedef struct cfg_timeouts {
@@ -143,6 +163,8 @@ typedef struct cfg_canary {
 	eng_policy policy;     /* spec.analysis + progressDeadlineSeconds */
 	cfg_webhook *webhooks;
 	size_t n_webhooks;
+	cfg_alert *alerts;     /* spec.analysis.alerts, each resolved */
+	size_t n_alerts;
 	cfg_proxy proxy;
 	cfg_health health;     /* spec.healthCheck (enabled 0 without it) */
 	cfg_metric_source sources[ENG_MAX_METRICS]; /* of policy.metrics[i] */

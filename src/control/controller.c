@@ -43,9 +43,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec_hook.h"
 #include "hooks.h"
 #include "list.h"
 #include "log.h"
+#include "notify.h"
 #include "provider.h"
 #include "readings.h"
 #include "resolve.h"
@@ -122,6 +124,11 @@ typedef struct canary_rt {
 	                             * for this check */
 	eng_reading readings[ENG_MAX_METRICS]; /* the providers' for this check */
 	int n_gates;
+	/* rollback hooks, polled each interval (poll_rollback_hooks) */
+	uint64_t rb_next_ms;        /* monotonic: the next poll */
+	int rb_pending;             /* polls not answered yet */
+	char rb_last[128];          /* the last "not signalling" answer audited */
+	unsigned rb_gen;            /* the rollout rb_last is about */
 	struct gate_result {
 		char name[ENG_NAME_LEN];
 		int ok;
@@ -156,6 +163,9 @@ struct ctl {
 	retired *ret;             /* routers of removed canaries, draining */
 	size_t n_ret;
 	hooks *hk;                /* webhooks in flight */
+	exec_hooks *ex;           /* exec hooks running */
+	int quiet_hooks;          /* the commit in progress records a hook's or an
+	                           * alert's result: no event hooks nor alerts */
 	stats **graveyard;        /* stats of removed canaries (their routers may
 	                           * still record) */
 	size_t n_grave;
@@ -426,35 +436,64 @@ static void log_event(const canary_rt *rt, const eng_event *ev)
 static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
                   char *err, size_t errlen);
 
-/* Flagger's webhook payload (CanaryWebhookPayload) with canaryd's extras. */
+/* ---- hooks and alerts ----
+ *
+ * Flagger's webhooks, by type (pkg/controller/scheduler*.go):
+ * - pre-rollout, until it passes, and rollout, on every check, are gates
+ *   of the check (start_gates): one that does not pass fails the check;
+ * - confirm-rollout, confirm-promotion and confirm-traffic-increase hold
+ *   the rollout until they pass;
+ * - rollback is polled every interval while a rollout is analysed or
+ *   waits: one that passes rolls the canary back (poll_rollback_hooks);
+ * - post-rollout runs once a rollout ends, Succeeded or Failed; its
+ *   result is audited and changes nothing;
+ * - event gets every audit event.
+ * A URL hook passes when it answers a status of at most 202 (Flagger's
+ * "if r.StatusCode > 202 { return error }"); an exec hook when its
+ * program exits 0. Alerts go to the AlertProviders of analysis.alerts for
+ * the events Flagger alerts on, filtered by severity (notify.h). Every
+ * result is an audit event; the results of event hooks and alerts are
+ * not sent to event hooks or alerts again. */
+
+#define HOOK_NOTIFY (-1)        /* hook_call.gate: a notification */
+#define HOOK_ROLLBACK_POLL (-2) /* a rollback hook's poll */
+#define ALERT_TIMEOUT_MS 5000   /* Flagger's notifier: 5 s */
+
+/* The phase Flagger's CallWebhook is given for a hook of <type>. */
+static const char *hook_phase(const canary_rt *rt, const char *type)
+{
+	if (!strcmp(type, "pre-rollout") || !strcmp(type, "rollout") ||
+	    !strcmp(type, "confirm-promotion") || !strcmp(type, "confirm-traffic-increase"))
+		return "Progressing";
+	return eng_phase_name(rt->st.phase);
+}
+
+static notify_canary hook_canary(const canary_rt *rt)
+{
+	return (notify_canary){
+		.name = rt->name,
+		.namespace_ = rt->conf->namespace_ ? rt->conf->namespace_ : "",
+		.checksum = rt->st.canary_rev,
+		.weight = rt->st.weight,
+		.stable_rev = rt->st.stable_rev,
+		.canary_rev = rt->st.canary_rev,
+	};
+}
+
+/* The webhook payload of a hook of <type>, or of an event hook for <ev>. */
 static char *hook_payload(const canary_rt *rt, const cfg_webhook *wh, const char *type,
                           const eng_event *ev)
 {
-	json_t *o = json_object();
-	json_object_set_new(o, "name", json_string(rt->name));
-	json_object_set_new(o, "namespace", json_string(rt->conf->namespace_ ? rt->conf->namespace_ : ""));
-	json_object_set_new(o, "phase", json_string(eng_phase_name(rt->st.phase)));
-	json_object_set_new(o, "checksum", json_string(rt->st.canary_rev));
-	json_object_set_new(o, "type", json_string(type));
-	json_object_set_new(o, "canaryWeight", json_integer(rt->st.weight));
-	json_object_set_new(o, "stableRevision", json_string(rt->st.stable_rev));
-	json_object_set_new(o, "canaryRevision", json_string(rt->st.canary_rev));
-	json_t *md = wh->metadata ? json_deep_copy(wh->metadata) : json_object();
-	if (!json_is_object(md)) {
-		json_decref(md);
-		md = json_object();
-	}
-	if (ev) {
-		char ts[40];
-		util_rfc3339(util_wall_ms(), ts, sizeof ts);
-		json_object_set_new(md, "eventMessage", json_string(ev->message));
-		json_object_set_new(md, "eventType", json_string(ev->type));
-		json_object_set_new(md, "timestamp", json_string(ts));
-	}
-	json_object_set_new(o, "metadata", md);
-	char *txt = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	return txt;
+	notify_canary nc = hook_canary(rt);
+	if (!ev)
+		return notify_hook_payload(&nc, hook_phase(rt, type), type, wh->metadata);
+	bool failed = false;
+	for (int m = 0; m < ev->n_metrics; m++)
+		failed |= !ev->metrics[m].passed && !ev->metrics[m].held;
+	notify_severity sev = notify_event_severity(ev->type, failed,
+	                                            !strcmp(ev->actor, "canaryd"));
+	return notify_event_payload(&nc, eng_phase_name(ev->phase), wh->metadata, ev->message,
+	                            ev->type, sev, util_wall_ms());
 }
 
 typedef struct hook_call {
@@ -463,61 +502,224 @@ typedef struct hook_call {
 	char hook[ENG_NAME_LEN];
 	char type[32];
 	unsigned gen;
-	int gate;          /* index in rt->gates, -1 for a notification, or
-	                    * CONFIRM_GATE(g) for a confirm-* webhook of gate g */
+	int gate;          /* index in rt->gates, HOOK_NOTIFY, HOOK_ROLLBACK_POLL,
+	                    * or CONFIRM_GATE(g) for a confirm-* hook of gate g */
+	bool exec;         /* a program, not a URL */
+	bool alert;        /* an alert: <hook> is the alert, <type> its provider's */
+	char provider[ENG_NAME_LEN];
 } hook_call;
 
 #define CONFIRM_GATE(g) (-100 - (int)(g))
 
-static void confirm_answer(canary_rt *rt, const hook_call *hc, int status, const char *error,
-                           uint64_t ms);
+static void confirm_answer(canary_rt *rt, const hook_call *hc, bool ok, const char *why);
 
 static void do_check(canary_rt *rt);
 static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char *err,
                                       size_t errlen);
 
-/* Records a notification's result as an audit event (state unchanged). */
-static void audit_hook(canary_rt *rt, const hook_call *hc, int status, const char *error,
-                       uint64_t ms)
+/* Records a result as an audit event of <type> (state unchanged); with
+ * <quiet> it is not sent to event hooks nor alerts. */
+static void audit_hook_msg(canary_rt *rt, const char *type, const char *msg, bool quiet)
 {
 	eng_output *out = xcalloc(1, sizeof *out);
 	eng_event *ev = &out->events[out->n_events++];
-	snprintf(ev->type, sizeof ev->type, "webhook");
+	snprintf(ev->type, sizeof ev->type, "%s", type);
 	ev->phase = rt->st.phase;
 	ev->weight = rt->st.weight;
 	snprintf(ev->actor, sizeof ev->actor, "canaryd");
-	if (error)
-		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' failed after %llums: %s",
-		         hc->type, hc->hook, (unsigned long long)ms, error);
-	else
-		snprintf(ev->message, sizeof ev->message, "%s webhook '%s' answered %d in %llums",
-		         hc->type, hc->hook, status, (unsigned long long)ms);
+	snprintf(ev->message, sizeof ev->message, "%s", msg);
 	eng_state prev = rt->st;
+	int was = rt->owner->quiet_hooks;
+	rt->owner->quiet_hooks = quiet;
 	commit(rt, &prev, out, NULL, 0);
+	rt->owner->quiet_hooks = was;
 	free(out);
+}
+
+/* A rollback hook passed: Flagger's "Rolling back manual webhook
+ * invoked", here a rollback whose actor is the hook. */
+static void rollback_by_hook(canary_rt *rt, const hook_call *hc, const char *how)
+{
+	char msg[ENG_MSG_LEN], actor[ENG_NAME_LEN];
+	snprintf(msg, sizeof msg, "rollback %s '%s' %s: rolling back", hc->exec ? "exec hook"
+	         : "webhook", hc->hook, how);
+	audit_hook_msg(rt, "webhook", msg, false);
+	snprintf(actor, sizeof actor, "rollback hook '%.45s'", hc->hook);
+	char why[ENG_MSG_LEN];
+	snprintf(why, sizeof why, "rollback %s '%s' signalled a rollback",
+	         hc->exec ? "exec hook" : "webhook", hc->hook);
+	/* a rollback, as Flagger's: not an operator's abort */
+	eng_cmd cmd = { .kind = ENG_CMD_FAIL, .actor = actor, .reason = why };
+	eng_output *out = xcalloc(1, sizeof *out);
+	eng_state prev = rt->st;
+	char err[256];
+	if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, err, sizeof err) == 0)
+		commit(rt, &prev, out, NULL, 0);
+	free(out);
+}
+
+/* Whether rollback hooks are polled in the state <s>: Flagger polls them
+ * while the rollout is analysed or waits for a gate. */
+static bool rollback_polled(const eng_state *s)
+{
+	return eng_active(s) && s->phase != ENG_PAUSED && s->phase != ENG_PROMOTING;
+}
+
+/* Where a hook's call ended: <ok> whether it passed, <how> what it did
+ * ("answered 200 in 3ms", "exited 1 after 2ms: ..."), <why> for a gate's
+ * reason. */
+static void hook_result(hook_call *hc, bool ok, const char *how, const char *why)
+{
+	canary_rt *rt = find_rt(hc->c, hc->canary);
+	if (!rt)
+		return;
+	const char *kind = hc->exec ? "exec hook" : "webhook";
+	char msg[ENG_MSG_LEN];
+	if (hc->gate <= CONFIRM_GATE(0)) {
+		confirm_answer(rt, hc, ok, why);
+	} else if (hc->alert) {
+		snprintf(msg, sizeof msg, "alert '%s' to %s provider '%s' %s", hc->hook, hc->type,
+		         hc->provider, how);
+		audit_hook_msg(rt, "notification", msg, true);
+	} else if (hc->gate == HOOK_NOTIFY) {
+		snprintf(msg, sizeof msg, "%s %s '%s' %s", hc->type, kind, hc->hook, how);
+		audit_hook_msg(rt, "webhook", msg, !strcmp(hc->type, "event"));
+	} else if (hc->gate == HOOK_ROLLBACK_POLL) {
+		if (rt->rb_pending > 0)
+			rt->rb_pending--;
+		if (rt->rollout_gen != hc->gen || !rollback_polled(&rt->st))
+			return;
+		if (ok) {
+			rollback_by_hook(rt, hc, how);
+			return;
+		}
+		/* "not signalling a rollback": audited when it changes, not on
+		 * every interval */
+		char was[sizeof rt->rb_last];
+		snprintf(was, sizeof was, "%s", rt->rb_last);
+		snprintf(rt->rb_last, sizeof rt->rb_last, "%.40s %.80s", hc->hook, why);
+		if (strcmp(was, rt->rb_last) != 0) {
+			snprintf(msg, sizeof msg, "rollback %s '%s' is not signalling a rollback: %s",
+			         kind, hc->hook, why);
+			audit_hook_msg(rt, "webhook", msg, false);
+		}
+	} else if (rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
+		struct gate_result *g = &rt->gates[hc->gate];
+		g->ok = ok;
+		if (!ok)
+			snprintf(g->reason, sizeof g->reason, "%s", why);
+		if (--rt->gate_pending == 0)
+			do_check(rt);
+	}
 }
 
 static void hook_done(void *arg, int status, const char *error, uint64_t ms)
 {
 	hook_call *hc = arg;
-	canary_rt *rt = find_rt(hc->c, hc->canary);
-	if (rt && hc->gate <= CONFIRM_GATE(0)) {
-		confirm_answer(rt, hc, status, error, ms);
-	} else if (rt && hc->gate < 0) {
-		audit_hook(rt, hc, status, error, ms);
-	} else if (rt && rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
-		struct gate_result *g = &rt->gates[hc->gate];
-		g->ok = status >= 200 && status < 300;
-		if (error)
-			snprintf(g->reason, sizeof g->reason, "%s", error);
-		else if (!g->ok)
-			snprintf(g->reason, sizeof g->reason, "answered HTTP %d", status);
-		if (--rt->gate_pending == 0)
-			do_check(rt);
+	char how[ENG_MSG_LEN], why[96];
+	/* Flagger's callWebhook: "if r.StatusCode > 202 { return error }" */
+	bool ok = !error && status > 0 && status <= 202;
+	if (error) {
+		snprintf(how, sizeof how, "failed after %llums: %s", (unsigned long long)ms, error);
+		snprintf(why, sizeof why, "%s", error);
+	} else {
+		snprintf(how, sizeof how, "answered %d in %llums", status, (unsigned long long)ms);
+		snprintf(why, sizeof why, "answered HTTP %d", status);
 	}
+	hook_result(hc, ok, how, why);
 	free(hc);
 }
 
+/* An alert's answer: any 2xx passes (Flagger's notifier postMessage). */
+static void alert_done(void *arg, int status, const char *error, const char *body,
+                       size_t body_len, uint64_t ms)
+{
+	hook_call *hc = arg;
+	char how[ENG_MSG_LEN];
+	(void)body;
+	(void)body_len;
+	if (error)
+		snprintf(how, sizeof how, "not sent: failed after %llums: %s", (unsigned long long)ms,
+		         error);
+	else if (status < 200 || status > 299)
+		snprintf(how, sizeof how, "not accepted: answered %d in %llums", status,
+		         (unsigned long long)ms);
+	else
+		snprintf(how, sizeof how, "sent: answered %d in %llums", status,
+		         (unsigned long long)ms);
+	hook_result(hc, !error && status >= 200 && status <= 299, how, how);
+	free(hc);
+}
+
+static void exec_done(void *arg, const exec_result *r)
+{
+	hook_call *hc = arg;
+	char how[ENG_MSG_LEN], why[96], out[200] = "";
+	bool ok = !r->error && r->exited && r->exit_code == 0;
+	if (r->output_len) {
+		/* the start of the output, one line of plain text */
+		snprintf(out, sizeof out, "%.*s", (int)(r->output_len < 150 ? r->output_len : 150),
+		         r->output);
+		util_ascii_line(out);
+	}
+	char end[96];
+	if (r->error)
+		snprintf(end, sizeof end, "%s", r->error);
+	else if (r->timed_out)
+		snprintf(end, sizeof end, "timed out, killed by signal %d", r->term_signal);
+	else if (r->exited)
+		snprintf(end, sizeof end, "exited %d", r->exit_code);
+	else
+		snprintf(end, sizeof end, "killed by signal %d", r->term_signal);
+	snprintf(how, sizeof how, "%.60s after %llums%s%.120s%s", end, (unsigned long long)r->elapsed_ms,
+	         out[0] ? ": " : "", out,
+	         r->truncated || r->output_len > 120 ? " (output truncated)" : "");
+	snprintf(why, sizeof why, "%.32s%s%.60s", end, out[0] ? ": " : "", out);
+	canary_rt *rt = find_rt(hc->c, hc->canary);
+	if (r->output_len)
+		/* all that was kept (EXEC_OUTPUT_MAX), for whoever reads the log */
+		log_msg(ok ? LOG_INFO : LOG_WARN, rt ? rt->name : hc->canary,
+		        "%s exec hook '%s' output%s: %.*s", hc->type, hc->hook,
+		        r->truncated ? " (truncated)" : "", (int)r->output_len, r->output);
+	hook_result(hc, ok, how, why);
+	free(hc);
+}
+
+/* The environment of an exec hook: PATH (canaryd's, or a default) and
+ * the canary's CANARY_* values; the strings are in <b>, <env> points
+ * into it. */
+#define HOOK_ENV_N 13
+static void hook_env(const canary_rt *rt, const cfg_webhook *wh, const char *type,
+                     const eng_event *ev, const char *payload, buf *b, char **env)
+{
+	const char *path = getenv("PATH");
+	size_t off[HOOK_ENV_N];
+	int n = 0;
+#define PUT(...) (off[n++] = b->len, buf_printf(b, __VA_ARGS__), buf_append(b, "", 1))
+	PUT("PATH=%s", path && *path ? path : "/usr/local/bin:/usr/bin:/bin");
+	PUT("CANARY_NAME=%s", rt->name);
+	PUT("CANARY_NAMESPACE=%s", rt->conf->namespace_ ? rt->conf->namespace_ : "");
+	PUT("CANARY_REVISION=%s", rt->st.canary_rev);
+	PUT("CANARY_STABLE_REVISION=%s", rt->st.stable_rev);
+	PUT("CANARY_WEIGHT=%d", rt->st.weight);
+	PUT("CANARY_PHASE=%s", ev ? eng_phase_name(ev->phase) : hook_phase(rt, type));
+	PUT("CANARY_HOOK_TYPE=%s", type);
+	PUT("CANARY_HOOK_NAME=%s", wh->name ? wh->name : "");
+	PUT("CANARY_PAYLOAD=%s", payload);
+	if (ev) {
+		PUT("CANARY_EVENT_TYPE=%s", ev->type);
+		PUT("CANARY_EVENT_MESSAGE=%s", ev->message);
+	}
+#undef PUT
+	for (int i = 0; i < n; i++)
+		env[i] = b->p + off[i];
+	env[n] = NULL;
+}
+
+/* Calls hook <wh> as a hook of <type> (the payload for event <ev>, or
+ * Flagger's for the type): posts to its URL or runs its program. <gate>
+ * says where the result goes (hook_call). Returns 0, or -1 when the call
+ * cannot be made (logged). */
 static int post_hook(canary_rt *rt, const cfg_webhook *wh, const char *type,
                      const eng_event *ev, int gate)
 {
@@ -528,47 +730,172 @@ static int post_hook(canary_rt *rt, const cfg_webhook *wh, const char *type,
 	snprintf(hc->type, sizeof hc->type, "%s", type);
 	hc->gen = rt->rollout_gen;
 	hc->gate = gate;
+	hc->exec = wh->argv != NULL;
 	char *body = hook_payload(rt, wh, type, ev);
-	int rc = rt->owner->hk ? hooks_post(rt->owner->hk, wh->url, body, wh->timeout_ms, hook_done, hc) : -1;
-	free(body);
-	if (rc < 0) {
-		free(hc);
-		log_msg(LOG_ERROR, rt->name, "%s webhook '%s': cannot post to '%s'", type,
-		        wh->name ? wh->name : "", wh->url);
+	int rc = 0;
+	if (wh->argv) {
+		buf b = BUF_INIT;
+		char *env[HOOK_ENV_N + 1];
+		hook_env(rt, wh, type, ev, body, &b, env);
+		exec_hooks_run(rt->owner->ex, wh->argv, env, wh->timeout_ms, exec_done, hc);
+		buf_release(&b);
+	} else {
+		hooks_opts o = { .insecure = wh->disable_tls, .retries = wh->retries };
+		rc = rt->owner->hk ? hooks_post_ex(rt->owner->hk, wh->url, body, wh->timeout_ms, &o,
+		                                   hook_done, hc) : -1;
+		if (rc < 0) {
+			free(hc);
+			log_msg(LOG_ERROR, rt->name, "%s webhook '%s': cannot post to '%s'", type,
+			        wh->name ? wh->name : "", wh->url);
+		}
 	}
+	free(body);
 	return rc;
 }
 
 static int hook_is(const cfg_webhook *wh, const char *type)
 {
-	return wh->type && strcmp(wh->type, type) == 0 && wh->url;
+	return wh->type && strcmp(wh->type, type) == 0 && (wh->url || wh->argv);
 }
 
-/* Notifications that follow what the engine did: rollback and post-rollout
- * webhooks (post-rollout after a promotion or a rollback, as in Flagger),
- * and event webhooks for every event. Gates (pre-rollout, rollout) run
- * before checks instead, in tick_one. */
+/* Polls the rollback hooks once an interval (Flagger's scheduler asks
+ * them on every run) while a rollout is analysed or waits; the next poll
+ * waits for the answers of this one. */
+static void poll_rollback_hooks(canary_rt *rt, uint64_t now_mono)
+{
+	const cfg_canary *cc = rt->conf;
+	if (rt->rb_gen != rt->rollout_gen) {
+		rt->rb_gen = rt->rollout_gen;
+		rt->rb_last[0] = '\0';
+		rt->rb_next_ms = 0;
+	}
+	if (!rollback_polled(&rt->st) || rt->rb_pending > 0 || now_mono < rt->rb_next_ms)
+		return;
+	rt->rb_next_ms = now_mono + cc->policy.interval_ms;
+	for (size_t w = 0; w < cc->n_webhooks; w++)
+		if (hook_is(&cc->webhooks[w], "rollback")) {
+			rt->rb_pending++;
+			if (post_hook(rt, &cc->webhooks[w], "rollback", NULL, HOOK_ROLLBACK_POLL) < 0)
+				rt->rb_pending--;
+		}
+}
+
+/* Flagger's alertMetadata: what a "new revision" alert shows. The
+ * strings are in <b> (offsets in <f> until it is complete). */
+static size_t alert_fields(const canary_rt *rt, buf *b, notify_field *f)
+{
+	const eng_policy *p = &rt->conf->policy;
+	const char *ns = rt->conf->namespace_;
+	size_t off[8], n = 0;
+#define PUT(...) (off[n++] = b->len, buf_printf(b, __VA_ARGS__), buf_append(b, "", 1))
+	if (rt->conf->target)
+		PUT("Deployment/%s%s%s", rt->conf->target, ns ? "." : "", ns ? ns : "");
+	else
+		PUT("revision %s (stable %s)", rt->st.canary_rev, rt->st.stable_rev);
+	PUT("%d", p->threshold);
+	PUT("%llus", (unsigned long long)(p->progress_deadline_ms / 1000));
+	if (p->step_weight > 0) {
+		PUT("Weight step: %d max: %d", p->step_weight, p->max_weight);
+	} else if (p->n_step_weights > 0) {
+		off[n++] = b->len;
+		buf_puts(b, "Weight steps: ");
+		for (int i = 0; i < p->n_step_weights; i++)
+			buf_printf(b, "%s%d", i ? "," : "", p->step_weights[i]);
+		buf_printf(b, " max: %d", p->max_weight);
+		buf_append(b, "", 1);
+	}
+#undef PUT
+	static const char *const names[] = { "Target", "Failed checks threshold",
+	                                     "Progress deadline", "Traffic routing" };
+	for (size_t i = 0; i < n; i++)
+		f[i] = (notify_field){ names[i], b->p + off[i] };
+	return n;
+}
+
+/* Whether every confirm-* gate mutes its waiting alert (Flagger's
+ * muteAlert). */
+static bool waits_muted(const cfg_canary *cc)
+{
+	size_t confirm = 0, muted = 0;
+	for (size_t w = 0; w < cc->n_webhooks; w++)
+		if (cc->webhooks[w].type && !strncmp(cc->webhooks[w].type, "confirm-", 8)) {
+			confirm++;
+			muted += cc->webhooks[w].mute_alert;
+		}
+	return confirm > 0 && muted == confirm;
+}
+
+/* Sends event <ev> to the canary's alerts whose severity lets it
+ * through, if it is one Flagger alerts on. */
+static void send_alerts(canary_rt *rt, const eng_event *ev)
+{
+	const cfg_canary *cc = rt->conf;
+	if (!cc->n_alerts || !notify_event_alerts(ev->type) || !rt->owner->hk)
+		return;
+	if (!strncmp(ev->type, "waiting", 7) && waits_muted(cc))
+		return;
+	notify_severity sev = notify_event_severity(ev->type, false, !strcmp(ev->actor, "canaryd"));
+	notify_canary nc = hook_canary(rt);
+	buf fb = BUF_INIT;
+	notify_field fields[8];
+	/* Flagger shows the canary's settings with "New revision detected" */
+	size_t nf = !strcmp(ev->type, "rollout-started") ? alert_fields(rt, &fb, fields) : 0;
+	for (size_t i = 0; i < cc->n_alerts; i++) {
+		const cfg_alert *a = &cc->alerts[i];
+		if (!notify_severity_passes((notify_severity)a->severity, sev))
+			continue;
+		char *body = notify_alert_payload((notify_kind)a->kind, a->username, a->channel, &nc,
+		                                  eng_phase_name(ev->phase), ev->type, ev->message,
+		                                  fields, nf, sev, util_wall_ms());
+		char *url = notify_alert_url((notify_kind)a->kind, a->address);
+		char auth[4200];
+		const char *hdr[2] = { "Content-Type: application/json", auth };
+		if (a->token)
+			snprintf(auth, sizeof auth, "Authorization: Bearer %s", a->token);
+		hook_call *hc = xcalloc(1, sizeof *hc);
+		hc->c = rt->owner;
+		hc->alert = true;
+		hc->gate = HOOK_NOTIFY;
+		snprintf(hc->canary, sizeof hc->canary, "%s", rt->name);
+		snprintf(hc->hook, sizeof hc->hook, "%s", a->name ? a->name : "");
+		snprintf(hc->type, sizeof hc->type, "%s", notify_kind_names[a->kind]);
+		snprintf(hc->provider, sizeof hc->provider, "%s", a->provider);
+		if (hooks_request(rt->owner->hk, "POST", url, hdr, a->token ? 2 : 1, body,
+		                  ALERT_TIMEOUT_MS, 65536, alert_done, hc) < 0) {
+			/* the address is a secret: named by its provider only */
+			log_msg(LOG_ERROR, rt->name, "alert '%s': cannot post to provider '%s'",
+			        hc->hook, hc->provider);
+			free(hc);
+		}
+		free(url);
+		free(body);
+	}
+	buf_release(&fb);
+}
+
+/* What follows what the engine did: post-rollout hooks once a rollout
+ * ends (promoted or rolled back, as in Flagger), event hooks for every
+ * event and alerts for those Flagger alerts on. Gates (pre-rollout,
+ * rollout) run before checks instead (start_gates), rollback hooks on
+ * their own schedule (poll_rollback_hooks). */
 static void run_hooks(canary_rt *rt, const eng_output *out)
 {
 	const cfg_canary *cc = rt->conf;
 	for (int i = 0; i < out->n_hooks; i++) {
-		const char *types[2] = { NULL, NULL };
-		if (out->hooks[i] == ENG_HOOK_ROLLBACK) {
-			types[0] = "rollback";
-			types[1] = "post-rollout";
-		} else if (out->hooks[i] == ENG_HOOK_POST_ROLLOUT) {
-			types[0] = "post-rollout";
-		}
-		for (int t = 0; t < 2 && types[t]; t++)
-			for (size_t w = 0; w < cc->n_webhooks; w++)
-				if (hook_is(&cc->webhooks[w], types[t]))
-					post_hook(rt, &cc->webhooks[w], types[t], NULL, -1);
+		if (out->hooks[i] != ENG_HOOK_ROLLBACK && out->hooks[i] != ENG_HOOK_POST_ROLLOUT)
+			continue;
+		for (size_t w = 0; w < cc->n_webhooks; w++)
+			if (hook_is(&cc->webhooks[w], "post-rollout"))
+				post_hook(rt, &cc->webhooks[w], "post-rollout", NULL, HOOK_NOTIFY);
 	}
-	for (int e = 0; e < out->n_events; e++)
-		if (strcmp(out->events[e].type, "webhook") != 0)
-			for (size_t w = 0; w < cc->n_webhooks; w++)
-				if (hook_is(&cc->webhooks[w], "event"))
-					post_hook(rt, &cc->webhooks[w], "event", &out->events[e], -1);
+	if (rt->owner->quiet_hooks)
+		return;
+	for (int e = 0; e < out->n_events; e++) {
+		for (size_t w = 0; w < cc->n_webhooks; w++)
+			if (hook_is(&cc->webhooks[w], "event"))
+				post_hook(rt, &cc->webhooks[w], "event", &out->events[e], HOOK_NOTIFY);
+		send_alerts(rt, &out->events[e]);
+	}
 }
 
 /* ---- persistence, then traffic ---- */
@@ -1133,7 +1460,7 @@ static void start_gates(canary_rt *rt)
 		rt->gate_pending++;
 		if (post_hook(rt, wh, type, NULL, rt->n_gates - 1) < 0) {
 			rt->gate_pending--;
-			snprintf(g->reason, sizeof g->reason, "cannot post to '%s'", wh->url);
+			snprintf(g->reason, sizeof g->reason, "cannot post to '%s'", wh->url ? wh->url : "");
 		}
 	}
 }
@@ -1217,22 +1544,15 @@ static void confirm_finish(canary_rt *rt)
 	free(out);
 }
 
-static void confirm_answer(canary_rt *rt, const hook_call *hc, int status, const char *error,
-                           uint64_t ms)
+static void confirm_answer(canary_rt *rt, const hook_call *hc, bool ok, const char *why)
 {
 	if (rt->confirm_pending <= 0 || hc->gen != rt->confirm_gen ||
 	    CONFIRM_GATE(rt->confirm_gate) != hc->gate)
 		return; /* a poll of an earlier rollout or gate */
-	bool ok = !error && status >= 200 && status < 300;
 	if (!ok && rt->confirm_ok) {
 		rt->confirm_ok = false;
-		if (error)
-			snprintf(rt->confirm_reason, sizeof rt->confirm_reason, "webhook '%s': %s",
-			         hc->hook, error);
-		else
-			snprintf(rt->confirm_reason, sizeof rt->confirm_reason,
-			         "webhook '%s' answered HTTP %d after %llums", hc->hook, status,
-			         (unsigned long long)ms);
+		snprintf(rt->confirm_reason, sizeof rt->confirm_reason, "%s '%s': %s",
+		         hc->exec ? "exec hook" : "webhook", hc->hook, why);
 	}
 	if (--rt->confirm_pending == 0)
 		confirm_finish(rt);
@@ -1321,6 +1641,7 @@ static void tick_one(ctl *c, canary_rt *rt, uint64_t now, uint64_t now_mono)
 	free(out);
 	if (rt->st.watch_until_ms)
 		watch_look(rt, now);
+	poll_rollback_hooks(rt, now_mono);
 	if (p->judge == ENG_JUDGE_SEQUENTIAL &&
 	    (rt->st.phase == ENG_PROGRESSING || rt->st.phase == ENG_WAITING_PROMOTION))
 		observe(rt, now);
@@ -1823,6 +2144,7 @@ int ctl_new(uv_loop_t *loop, store *db, cfg *conf, ctl **out, char *err,
 		}
 	}
 	c->hk = hooks_new(loop);
+	c->ex = exec_hooks_new(loop);
 	if (!c->hk)
 		log_msg(LOG_ERROR, NULL, "libcurl could not be initialised: webhooks will fail");
 	uv_timer_init(loop, &c->tick);
@@ -2751,6 +3073,8 @@ void ctl_close(ctl *c)
 	uv_timer_stop(&c->tick);
 	hooks_free(c->hk, free);
 	c->hk = NULL;
+	exec_hooks_free(c->ex, free);
+	c->ex = NULL;
 	while (c->calls)
 		call_finish(c->calls, 503, NULL, "canaryd is shutting down; the command was not run");
 	for (size_t i = 0; i < c->n; i++)

@@ -295,7 +295,7 @@ static void analysis_failed(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	s->waiting = ENG_GATE_NONE;
 	s->failure_paused = true;
 	set_phase(s, ENG_PAUSED, now_ms);
-	emit(out, s, "paused", AUTO_ACTOR, "%s; paused at weight %d instead of rolling back "
+	emit(out, s, "failure-paused", AUTO_ACTOR, "%s; paused at weight %d instead of rolling back "
 	     "(onFailure: pause): abort, resume or promote", why, s->weight);
 }
 
@@ -359,14 +359,14 @@ static void wait_at(eng_state *s, const eng_policy *p, uint64_t now_ms, eng_outp
 		fmt(move, sizeof move, "canary weight %d -> %d", s->weight, w);
 	if (g == ENG_GATE_APPROVAL) {
 		set_phase(s, ENG_WAITING_PROMOTION, now_ms);
-		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for approval before %s (analysis."
+		emit(out, s, "waiting", AUTO_ACTOR, "%s; waiting for approval before %s (analysis."
 		     "approval: above %d%%): canaryctl approve", why, move, p->approval_above);
 	} else if (g == ENG_GATE_PROMOTION) {
 		set_phase(s, ENG_WAITING_PROMOTION, now_ms);
-		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for the confirm-promotion webhooks "
+		emit(out, s, "waiting", AUTO_ACTOR, "%s; waiting for the confirm-promotion webhooks "
 		     "before %s", why, move);
 	} else {
-		emit(out, s, "gate", AUTO_ACTOR, "%s; waiting for the %s webhooks before %s", why,
+		emit(out, s, "waiting", AUTO_ACTOR, "%s; waiting for the %s webhooks before %s", why,
 		     eng_gate_name(g), move);
 	}
 }
@@ -1108,7 +1108,7 @@ static void cmd_rollout(eng_state *s, const eng_policy *p, uint64_t now_ms,
 		s->weight = 0;
 		s->waiting = ENG_GATE_ROLLOUT;
 		set_phase(s, ENG_WAITING, now_ms);
-		emit(out, s, "gate", AUTO_ACTOR, "waiting for the confirm-rollout webhooks before "
+		emit(out, s, "waiting", AUTO_ACTOR, "waiting for the confirm-rollout webhooks before "
 		     "starting the analysis of %s%s", rev, before ? ", canary weight -> 0" : "");
 		return;
 	}

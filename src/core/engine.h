@@ -295,7 +295,9 @@ typedef struct eng_metric_result {
 
 /* An audit event produced by the engine. type is one of: "rollout-started",
  * "weight", "check", "paused", "resumed", "promoting", "succeeded",
- * "rollback", "manual", "not-ready", "max-duration". */
+ * "rollback", "manual", "not-ready", "max-duration", "waiting" (a gate
+ * holds the next move), "gate" (a gate's webhooks passed), "approved",
+ * "abort", "undo", "failure-paused" (onFailure: pause). */
 typedef struct eng_event {
 	char type[24];
 	eng_phase phase;      /* phase after the event */

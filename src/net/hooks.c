@@ -51,6 +51,11 @@ typedef struct hook_req {
 	buf in;                  /* the response body, up to max_body */
 	size_t max_body;
 	int too_large;
+	bool insecure;           /* disableTLS: no certificate check */
+	int retries_left;        /* hooks_opts.retries not made yet */
+	uint64_t retry_wait_ms;  /* before the next one */
+	bool waiting;            /* between two attempts: <deadline> is when
+	                          * the next starts */
 	uint64_t started;
 	char errbuf[CURL_ERROR_SIZE];
 	struct hook_req *next;
@@ -104,12 +109,40 @@ static void unlink_req(hooks *h, hook_req *r)
 		}
 }
 
+/* Whether an attempt that ended with <result> and <code> is made again
+ * (go-retryablehttp's DefaultRetryPolicy). */
+static bool retriable(CURLcode result, long code)
+{
+	if (result != CURLE_OK)
+		return result != CURLE_UNSUPPORTED_PROTOCOL && result != CURLE_URL_MALFORMAT &&
+		       result != CURLE_PEER_FAILED_VERIFICATION && result != CURLE_WRITE_ERROR;
+	return code == 429 || code == 0 || (code >= 500 && code != 501);
+}
+
+/* Puts <r> (in h->reqs, not in curl) to wait for its next attempt. */
+static void wait_retry(hooks *h, hook_req *r)
+{
+	r->retries_left--;
+	r->waiting = true;
+	r->deadline = uv_now(h->loop) + r->retry_wait_ms;
+	r->retry_wait_ms = r->retry_wait_ms * 2 > HOOKS_RETRY_MAX_MS ? HOOKS_RETRY_MAX_MS
+	                                                             : r->retry_wait_ms * 2;
+	buf_reset(&r->in);
+	r->too_large = 0;
+	r->errbuf[0] = '\0';
+}
+
 static void xfer_done(httpc_xfer *x, CURLcode result)
 {
 	hook_req *r = x->arg;
 	hooks *h = r->h;
 	long code = 0;
 	C.easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+	if (r->retries_left > 0 && !r->too_large && retriable(result, code)) {
+		wait_retry(h, r);
+		arm_sweep(h);
+		return;
+	}
 	const char *err = NULL;
 	if (result != CURLE_OK)
 		err = r->errbuf[0] ? r->errbuf : C.easy_strerror(result);
@@ -131,6 +164,19 @@ static void on_sweep(uv_timer_t *t)
 			r = r->next;
 		if (!r)
 			break;
+		if (r->waiting) {
+			/* the next attempt: the whole timeout again */
+			r->waiting = false;
+			r->deadline = now + r->timeout_ms;
+			if (httpc_add(h->hc, &r->x) == 0)
+				continue;
+			snprintf(r->refused, sizeof r->refused, "cannot make the request again");
+			r->in_curl = 0;
+		} else if (r->in_curl && r->retries_left > 0) {
+			httpc_remove(h->hc, &r->x);
+			wait_retry(h, r);
+			continue;
+		}
 		unlink_req(h, r);
 		char err[256];
 		if (!r->in_curl) {
@@ -268,6 +314,10 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 	C.easy_setopt(e, CURLOPT_WRITEDATA, r);
 	C.easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	C.easy_setopt(e, CURLOPT_USERAGENT, "canaryd");
+	if (r->insecure) {
+		C.easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+		C.easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
 	r->x.easy = e;
 	r->x.done = xfer_done;
 	r->x.arg = r;
@@ -291,9 +341,20 @@ static int start(hooks *h, hook_req *r, const char *method, const char *url,
 int hooks_post(hooks *h, const char *url, const char *json,
                uint64_t timeout_ms, hooks_done_fn done, void *arg)
 {
+	return hooks_post_ex(h, url, json, timeout_ms, NULL, done, arg);
+}
+
+int hooks_post_ex(hooks *h, const char *url, const char *json, uint64_t timeout_ms,
+                  const hooks_opts *o, hooks_done_fn done, void *arg)
+{
 	if (h->closing)
 		return -1;
 	hook_req *r = xcalloc(1, sizeof *r);
+	if (o) {
+		r->insecure = o->insecure;
+		r->retries_left = o->retries;
+	}
+	r->retry_wait_ms = HOOKS_RETRY_MIN_MS;
 	r->done = done;
 	r->arg = arg;
 	r->max_body = 65536; /* the answer is not used: just bound it */

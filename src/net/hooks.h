@@ -4,6 +4,7 @@
 #ifndef CANARYD_HOOKS_H
 #define CANARYD_HOOKS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -30,6 +31,24 @@ hooks *hooks_new(uv_loop_t *loop);
  * started (<done> is then not called). */
 int hooks_post(hooks *h, const char *url, const char *json,
                uint64_t timeout_ms, hooks_done_fn done, void *arg);
+
+/* A webhook's options (Flagger's CanaryWebhook). */
+typedef struct hooks_opts {
+	bool insecure;     /* disableTLS: an https receiver's certificate and
+	                    * name are not checked */
+	int retries;       /* retries: a post that fails to connect, times out
+	                    * or gets 429 or a 5xx other than 501 is made again
+	                    * up to this many times, HOOKS_RETRY_MIN_MS after,
+	                    * doubling up to HOOKS_RETRY_MAX_MS (Flagger's
+	                    * go-retryablehttp); each attempt has the whole
+	                    * timeout; <done> is called once, for the last */
+} hooks_opts;
+#define HOOKS_RETRY_MIN_MS 1000
+#define HOOKS_RETRY_MAX_MS 30000
+
+/* As hooks_post, with <o> (NULL: none). */
+int hooks_post_ex(hooks *h, const char *url, const char *json, uint64_t timeout_ms,
+                  const hooks_opts *o, hooks_done_fn done, void *arg);
 
 /* Called once per request when it ends, as hooks_done_fn, with the
  * response body (NUL-terminated, <body_len> bytes; empty on error). */

@@ -311,13 +311,13 @@ def test_webhook_receivers_that_misbehave_fail_their_gates_in_time():
     kinds = ["hang", "reset", "garbage", "redirect", "slow", "huge", "status500"]
     hooks = "".join(_hook("g-" + k, "rollout", rec.url("/" + k)) for k in kinds)
     hooks += _hook("g-ok", "rollout", rec.url("/ok"))
-    hooks += _hook("rb-hang", "rollback", rec.url("/hang"), timeout="1500ms")
+    hooks += _hook("rb-hang", "post-rollout", rec.url("/hang"), timeout="1500ms")
     d = Canaryd(_yaml(port, v1.addr, webhooks=hooks))
     load = Load(port, threads=2, rps_per_thread=50)
     t0 = time.time()
     assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
     s = d.wait_phase("web", ("Failed", "Succeeded"), timeout=30)
-    # the rollback notification times out after its own 1.5 s
+    # the post-rollout notification times out after its own 1.5 s
     end = time.time() + 10 * SLOW
     hook_events = []
     while time.time() < end and not hook_events:
@@ -337,7 +337,7 @@ def test_webhook_receivers_that_misbehave_fail_their_gates_in_time():
         assert _printable(g["reason"]), g
     assert hook_events, d.events("web")
     msg = hook_events[0]["message"]
-    assert "rollback webhook 'rb-hang' failed after" in msg and "timed out" in msg, msg
+    assert "post-rollout webhook 'rb-hang' failed after" in msg and "timed out" in msg, msg
     ms = int(msg.split("failed after ")[1].split("ms")[0])
     assert 1500 <= ms < 1500 + 5000 * SLOW, msg
     assert d.alive()

@@ -233,7 +233,7 @@ static void test_full_document_reads_every_field(void **state)
 	assert_string_equal(json_string_value(json_object_get(k->webhooks[0].metadata, "retries")),
 	                    "3");
 	assert_string_equal(k->webhooks[1].type, "rollout"); /* Flagger's default */
-	assert_int_equal(k->webhooks[1].timeout_ms, 60000);
+	assert_int_equal(k->webhooks[1].timeout_ms, 10000); /* Flagger's CallWebhook */
 	assert_null(k->webhooks[1].metadata);
 	cfg_free(c);
 }
@@ -613,6 +613,53 @@ static void test_webhooks_are_checked(void **state)
 	cfg_errors_release(&e);
 }
 
+static void test_exec_hooks_are_read_and_checked(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n    webhooks:\n"
+	                   "      - name: scale-down\n        type: post-rollout\n"
+	                   "        exec: {command: [/usr/local/bin/scale, --to, \"0\"], "
+	                   "timeout: 30s}\n"
+	                   "      - {name: smoke, exec: {command: [/bin/true]}, timeout: 3s}\n"
+	                   "      - {name: up, url: \"https://x.test/\", retries: 2, "
+	                   "disableTLS: true, muteAlert: true, type: confirm-promotion}\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->n_webhooks, 3);
+	assert_null(k->webhooks[0].url);
+	assert_string_equal(k->webhooks[0].argv[0], "/usr/local/bin/scale");
+	assert_string_equal(k->webhooks[0].argv[2], "0");
+	assert_null(k->webhooks[0].argv[3]);
+	assert_int_equal(k->webhooks[0].timeout_ms, 30000);
+	assert_int_equal(k->webhooks[1].timeout_ms, 3000); /* the hook's, without exec's */
+	assert_string_equal(k->webhooks[1].type, "rollout");
+	assert_int_equal(k->webhooks[2].retries, 2);
+	assert_true(k->webhooks[2].disable_tls);
+	assert_true(k->webhooks[2].mute_alert);
+	cfg_free(c);
+
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n    webhooks:\n"
+	                         "      - {name: a, url: \"http://x.test/\", exec: {command: [/bin/true]}}\n"
+	                         "      - {name: b, exec: {command: [scale]}}\n"
+	                         "      - {name: c, exec: {command: []}}\n"
+	                         "      - {name: d, exec: {timeout: 1s}}\n"
+	                         "      - {name: e, exec: {command: [/bin/true]}, retries: 1}\n");
+	assert_error(&e, "c.yaml:13:", "spec.analysis.webhooks[0].exec: cannot be used with url");
+	assert_error(&e, "c.yaml:14:", "spec.analysis.webhooks[1].exec.command[0]: must be an "
+	             "absolute path");
+	assert_error(&e, "c.yaml:15:", "spec.analysis.webhooks[2].exec.command: must be a "
+	             "non-empty list");
+	assert_error(&e, "c.yaml:16:", "spec.analysis.webhooks[3].exec.command: required");
+	assert_error(&e, "c.yaml:17:", "spec.analysis.webhooks[4].retries: only for a URL hook");
+	assert_int_equal(e.n, 5);
+	cfg_errors_release(&e);
+
+	/* Flagger would prune the key and post nowhere: refused, saying why */
+	e = must_fail("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata: {name: p}\n"
+	              "spec:\n  analysis:\n    webhooks:\n"
+	              "      - {name: a, exec: {command: [/bin/true]}}\n");
+	assert_error(&e, "c.yaml:7:", "spec.analysis.webhooks[0].exec: is canaryd's");
+	cfg_errors_release(&e);
+}
+
 static void test_kind_and_api_version_must_be_known(void **state)
 {
 	cfg_errors e = must_fail("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: x}\n");
@@ -817,7 +864,7 @@ static void test_flagger_analysis_means_what_flagger_means(void **state)
 	assert_true(k->policy.metrics[0].has_min && k->policy.metrics[0].min == 99);
 	assert_true(k->policy.metrics[1].has_max && k->policy.metrics[1].max == 500);
 	assert_string_equal(k->webhooks[1].type, "rollout");
-	assert_int_equal(k->webhooks[1].timeout_ms, 60000);
+	assert_int_equal(k->webhooks[1].timeout_ms, 10000); /* Flagger's CallWebhook */
 	cfg_free(c);
 
 	c = load_flagger("linkerd-canary-steps.yaml", &e, &rc);
@@ -1930,6 +1977,7 @@ int main(void)
 		cmocka_unit_test(test_required_fields_are_reported_where_they_belong),
 		cmocka_unit_test(test_names_revisions_and_endpoints_are_checked),
 		cmocka_unit_test(test_webhooks_are_checked),
+		cmocka_unit_test(test_exec_hooks_are_read_and_checked),
 		cmocka_unit_test(test_kind_and_api_version_must_be_known),
 		cmocka_unit_test(test_duplicate_names_and_listen_addresses),
 		cmocka_unit_test(test_duplicate_keys_are_errors),

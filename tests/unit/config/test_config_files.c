@@ -92,6 +92,17 @@ static void assert_msg(const cfg_errors *e, size_t i, const char *rest)
 	assert_string_equal(e->msg[i], want);
 }
 
+/* Asserts that some message of <e> holds <part>. */
+static void assert_has(const cfg_errors *e, const char *part)
+{
+	for (size_t i = 0; i < e->n; i++)
+		if (strstr(e->msg[i], part))
+			return;
+	print_message("no message with '%s'\n", part);
+	dump(e);
+	fail();
+}
+
 #define NATIVE(NAME, PORT) \
 	"apiVersion: canaryd/v1\nkind: Canary\nmetadata: {name: " NAME "}\n" \
 	"spec:\n  listen: 127.0.0.1:" PORT "\n" \
@@ -318,25 +329,60 @@ static void test_alert_providers_are_found_across_files(void **state)
 	snprintf(d, sizeof d, "%s/a", dir);
 	const char *paths[] = { d };
 	cfg_errors e = must_fail(paths, 1);
-	assert_msg(&e, 0, "a/c.yaml:9:35: spec.analysis.alerts[1].providerRef: no AlertProvider "
+	/* found, but Flagger's address is in a secret canaryd cannot read */
+	assert_has(&e, "a/c.yaml:8:36: spec.analysis.alerts[0].providerRef: AlertProvider "
+	           "'on-call' (");
+	assert_has(&e, "cannot be sent to: its address is in the Kubernetes secret of "
+	           "spec.secretRef, which canaryd cannot read: give it in an AlertProvider of "
+	           "apiVersion canaryd/v1 with spec.addressFile or spec.addressEnv");
+	assert_msg(&e, 1, "a/c.yaml:9:35: spec.analysis.alerts[1].providerRef: no AlertProvider "
 	           "named 'on-call' in namespace 'test' (the canary's) in the 2 files; there are: "
 	           "on-call (namespace flagger)");
-	assert_msg(&e, 1, "a/c.yaml:10:29: spec.analysis.alerts[2].severity: must be one of info, "
+	assert_msg(&e, 2, "a/c.yaml:10:29: spec.analysis.alerts[2].severity: must be one of info, "
 	           "warn, error, got 'loud'");
-	assert_msg(&e, 2, "a/c.yaml:10:35: spec.analysis.alerts[2].providerRef: no AlertProvider "
+	assert_msg(&e, 3, "a/c.yaml:10:35: spec.analysis.alerts[2].providerRef: no AlertProvider "
 	           "named 'other' in namespace 'flagger' in the 2 files; there are: on-call "
 	           "(namespace flagger)");
-	assert_int_equal(e.n, 3);
+	assert_int_equal(e.n, 4);
 	cfg_errors_release(&e);
-	/* an AlertProvider is Flagger's */
-	put("a/p.yaml", "apiVersion: canaryd/v1\nkind: AlertProvider\nmetadata: {name: x}\n"
-	    "spec: {type: slack}\n");
+
+	/* a canaryd/v1 AlertProvider reads its address and token from a file
+	 * or the environment */
+	put("a/url", "http://127.0.0.1:9/hooks/T000\n");
+	setenv("CANARYD_TEST_ALERT_TOKEN", "tok-123", 1);
+	put("a/p.yaml", "apiVersion: canaryd/v1\nkind: AlertProvider\n"
+	    "metadata: {name: on-call, namespace: flagger}\n"
+	    "spec: {type: msteams, addressFile: url, tokenEnv: CANARYD_TEST_ALERT_TOKEN}\n");
+	put("a/c.yaml", "apiVersion: flagger.app/v1beta1\nkind: Canary\n"
+	    "metadata: {name: podinfo, namespace: flagger}\n"
+	    "spec:\n  analysis:\n    stepWeight: 10\n    alerts:\n"
+	    "      - {name: a, severity: warn, providerRef: {name: on-call}}\n");
+	cfg *c = must_load(paths, 1);
+	const cfg_canary *k = &c->canaries[0];
+	assert_int_equal(k->n_alerts, 1);
+	assert_string_equal(k->alerts[0].address, "http://127.0.0.1:9/hooks/T000");
+	assert_string_equal(k->alerts[0].token, "tok-123");
+	assert_int_equal(k->alerts[0].kind, 1); /* msteams */
+	assert_int_equal(k->alerts[0].severity, 1); /* warn */
+	assert_string_equal(k->alerts[0].provider, "on-call");
+	cfg_free(c);
+
+	/* what canaryd does not send is refused where an alert uses it */
+	put("a/p.yaml", "apiVersion: flagger.app/v1beta1\nkind: AlertProvider\n"
+	    "metadata: {name: on-call, namespace: flagger}\n"
+	    "spec: {type: rocket, address: \"https://chat.test/hooks/x\"}\n");
 	e = must_fail(paths, 1);
-	assert_msg(&e, e.n - 1, "a/p.yaml:1:13: apiVersion: an AlertProvider is Flagger's: "
-	           "flagger.app/v1beta1");
-	assert_msg(&e, 0, "a/c.yaml:8:36: spec.analysis.alerts[0].providerRef: no AlertProvider "
-	           "named 'on-call' in namespace 'flagger' in the 2 files; there are none");
+	assert_has(&e, "cannot be sent to: its type 'rocket' is not one canaryd sends (it sends "
+	           "slack, msteams, discord and generic)");
 	cfg_errors_release(&e);
+	put("a/p.yaml", "apiVersion: canaryd/v1\nkind: AlertProvider\nmetadata: {name: on-call}\n"
+	    "spec: {type: slack, addressEnv: CANARYD_TEST_NOT_SET_ANYWHERE, secretRef: {name: s}}\n");
+	e = must_fail(paths, 1);
+	assert_has(&e, "a/p.yaml:4:33: spec.addressEnv: the address is to come from environment "
+	           "variable 'CANARYD_TEST_NOT_SET_ANYWHERE', which is not set");
+	assert_has(&e, "spec.secretRef: canaryd reads no Kubernetes secrets");
+	cfg_errors_release(&e);
+	unsetenv("CANARYD_TEST_ALERT_TOKEN");
 }
 
 /* {{ target }}, {{ service }}, {{ ingress }} and {{ route }} come from

@@ -2079,7 +2079,7 @@ static void test_approval_above_a_weight(void **state)
 	assert_int_equal(S.phase, ENG_WAITING_PROMOTION);
 	assert_int_equal(S.weight, 20);
 	pass(); /* still waiting: no event for every look */
-	assert_null(find_event("gate"));
+	assert_null(find_event("waiting"));
 	eng_cmd c = { .kind = ENG_CMD_APPROVE, .actor = "alice", .reason = "CAB-1234 signed off" };
 	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), 0);
 	assert_int_equal(S.weight, 30);
