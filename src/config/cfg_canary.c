@@ -398,14 +398,14 @@ static const field analysis_fields[] = {
 	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
 	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
+	{ "match", cfg_h_match, F_BOTH, NOSTORE, 0, 0 },            /* cfg_route.c */
+	{ "sessionAffinity", cfg_h_affinity, F_BOTH, NOSTORE, 0, 0 },
 	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
-	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
 	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
 	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
-	{ "sessionAffinity", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
 	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
 	/* canaryd's */
 	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
@@ -728,6 +728,7 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	slot seen[N_OF(spec_fields)];
 	if (!cfg_walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
 		return;
+	cfg_route_finish(d);
 	if (!seen[S_ANALYSIS].key)
 		cfg_err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
 		       "threshold, stepWeight, metrics...)");
@@ -860,6 +861,7 @@ void cfg_canary_release(cfg_canary *c)
 	free(c->webhooks);
 	for (size_t i = 0; i < ENG_MAX_METRICS; i++)
 		cfg_src_release(&c->sources[i]);
+	cfg_route_release(c);
 	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);

@@ -82,6 +82,14 @@ extern const field cfg_metadata_fields[4];
 bool cfg_load_document(ctx *x, yaml_document_t *ydoc, yaml_node_t *root, cfg *out);
 void cfg_canary_release(cfg_canary *c);
 
+/* cfg_route.c: analysis.match and analysis.sessionAffinity */
+void cfg_h_match(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                 void *obj);
+void cfg_h_affinity(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj);
+void cfg_route_finish(doc *d);
+void cfg_route_release(cfg_canary *c);
+
 /* cfg_metric.c: metrics, providers, MetricTemplate documents */
 void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,
                    yaml_node_t *v, void *obj);

@@ -600,6 +600,8 @@ static void apply_traffic(canary_rt *rt)
 		.stable_rev = rt->st.stable_rev,
 		.canary_rev = rt->st.canary_rev,
 		.watch_ready = eng_active(&rt->st) && rt->st.phase != ENG_PROMOTING,
+		.rollout = eng_active(&rt->st),
+		.rollout_started_ms = rt->st.rollout_started_ms,
 	};
 	route_member *m[TARGET_COUNT];
 	for (int t = 0; t < TARGET_COUNT; t++) {

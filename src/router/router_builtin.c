@@ -218,12 +218,13 @@ static int b_check(const cfg_canary *cc, char *err, size_t errlen)
 		snprintf(err, errlen, "canary '%s': router 'builtin' needs spec.listen", cc->name);
 		return -1;
 	}
-	/* the proxy splits by weight only: an A/B test run as a weighted
-	 * split, or a mirror that is not made, would not be what was asked */
+	/* a mirror that is not made would not be what was asked */
 	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
-	if (json_array_size(json_object_get(an, "match")) > 0) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.match: router 'builtin' does not "
-		         "route by header or cookie (A/B tests) yet; it splits by weight", cc->name);
+	/* the configuration compiles analysis.match for this router; a
+	 * configuration built otherwise must not run its A/B test by weight */
+	if (json_array_size(json_object_get(an, "match")) > 0 && !cc->match) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.match: not compiled for router "
+		         "'builtin'", cc->name);
 		return -1;
 	}
 	if (json_is_true(json_object_get(an, "mirror"))) {
@@ -231,9 +232,9 @@ static int b_check(const cfg_canary *cc, char *err, size_t errlen)
 		         "mirror traffic yet", cc->name);
 		return -1;
 	}
-	if (json_object_get(an, "sessionAffinity")) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.sessionAffinity: router 'builtin' "
-		         "does not pin users to a version by cookie yet", cc->name);
+	if (json_object_get(an, "sessionAffinity") && !cc->affinity.cookie_name) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.sessionAffinity: no cookieName",
+		         cc->name);
 		return -1;
 	}
 	return 0;
@@ -258,6 +259,7 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	b->ev = *ev;
 	b->route = route_new(cc->name, st);
 	route_set_observer(b->route, on_endpoint, b);
+	route_set_rules(b->route, cc->match, &cc->affinity, cc->policy.interval_ms);
 	int rc = proxy_start(loop, cc->listen, b->route, &cc->proxy, &b->px, err, errlen);
 	if (rc < 0) {
 		route_release(b->route);
@@ -273,12 +275,30 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	return 0;
 }
 
+/* The identity of the rollout <s> is in, never 0: a hash (FNV-1a) of the
+ * canary's name, the revision and the rollout's start, all persisted, so
+ * that a restart keeps the clients' affinity cookies valid and a new
+ * rollout (of the same revision too, after a rollback) makes them stale.
+ * It names a rollout; it is no secret. */
+static uint64_t rollout_id(const char *name, const router_split *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+	char when[24];
+	snprintf(when, sizeof when, "%llu", (unsigned long long)s->rollout_started_ms);
+	const char *parts[] = { name, "/", s->canary_rev ? s->canary_rev : "", "/", when };
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++)
+			h = (h ^ *p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
 static void b_apply(router *r, const router_split *s, router_done_fn done, void *arg)
 {
 	builtin *b = (builtin *)r;
 	for (int t = 0; t < TARGET_COUNT; t++)
 		route_set_members(b->route, t, s->members[t], s->n_members[t]);
 	route_set_weight(b->route, s->weight);
+	route_set_rollout(b->route, s->rollout ? rollout_id(b->name, s) : 0);
 	if (s->watch_ready != b->watching) {
 		b->watching = s->watch_ready;
 		if (b->watching)
@@ -304,6 +324,7 @@ static int b_prepare(router *r, const cfg_canary *cc, char *err, size_t errlen)
 static void b_finish(router *r, const cfg_canary *cc)
 {
 	builtin *b = (builtin *)r;
+	route_set_rules(b->route, cc->match, &cc->affinity, cc->policy.interval_ms);
 	if (!b->staged) {
 		proxy_set_config(b->px, &cc->proxy);
 		return;
