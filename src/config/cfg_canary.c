@@ -399,13 +399,13 @@ static const field analysis_fields[] = {
 	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
 	{ "match", cfg_h_match, F_BOTH, NOSTORE, 0, 0 },            /* cfg_route.c */
-	{ "sessionAffinity", cfg_h_affinity, F_BOTH, NOSTORE, 0, 0 },
 	/* Flagger's, accepted and kept in <raw>; not interpreted yet */
 	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
 	{ "mirrorWeight", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
+	{ "sessionAffinity", cfg_h_affinity, F_BOTH, NOSTORE, 0, 0 }, /* cfg_route.c */
 	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
 	/* canaryd's */
 	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
