@@ -4,11 +4,14 @@ headers, cookies and query parameters through canaryd to two real
 upstreams that name themselves; counts of who answered."""
 import http.client
 import os
+import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import BUILD, Canaryd, Upstream, canary_yaml, free_port, run, tmpdir  # noqa: E402
+from harness import (BUILD, SLOW, Canaryd, Upstream, canary_yaml, free_port, run,  # noqa: E402
+                     tmpdir)
 
 MATCH = """    match:
       - headers:
@@ -192,6 +195,30 @@ def test_affinity_keeps_a_client_on_the_canary_until_rollback():
     d.wait_phase("shop", "Progressing")
     seen, cookies = _ask(port, 20, headers={"Cookie": canary_cookie})
     assert seen.get("v1", 0) >= 8, seen
+
+
+def test_rules_reach_every_worker_and_follow_a_reload():
+    v1, v2, port, text = _ab_canary()
+    text += "  workers: 2\n" if "workers:" not in text else ""
+    d = Canaryd(_with(text, "    match:\n      - headers: {x-canary: {exact: insider}}\n"))
+    rc, out, err = d.ctl("rollout", "shop", "--revision", "v2", "--endpoints", v2.addr)
+    assert rc == 0, (rc, out, err)
+    d.wait_phase("shop", "Progressing")
+    # each request on a connection of its own: the kernel spreads them
+    # over both workers
+    for _ in range(10):
+        assert _ask(port, 1, headers={"X-Canary": "insider"})[0] == {"v2": 1}
+        assert _ask(port, 1, headers={"X-Canary": "tester"})[0] == {"v1": 1}
+    with open(d.config_path, "w") as f:
+        f.write(_with(text, "    match:\n      - headers: {x-canary: {exact: tester}}\n"))
+    d.kill(signal.SIGHUP)
+    end = time.time() + 10 * SLOW
+    while time.time() < end and _ask(port, 1, headers={"X-Canary": "tester"})[0] != {"v2": 1}:
+        time.sleep(0.05)
+    for _ in range(10):
+        assert _ask(port, 1, headers={"X-Canary": "tester"})[0] == {"v2": 1}
+        assert _ask(port, 1, headers={"X-Canary": "insider"})[0] == {"v1": 1}
+    assert d.status("shop")["phase"] == "Progressing"
 
 
 def test_config_refuses_what_the_proxy_cannot_do():
