@@ -23,9 +23,12 @@
  * a configuration error at its line), and config/ may not include the
  * data plane's headers. A set is immutable once built and reference
  * counted (atomically): the proxy's worker threads all match with the same
- * set. glibc's regexec takes the pattern's lock, so two workers running
- * one regex at the same moment take turns (for microseconds); exact,
- * prefix and suffix conditions take no lock and allocate nothing. */
+ * set. Nothing is allocated per request. glibc's regexec takes the
+ * pattern's lock, so two workers running one regex at the same moment take
+ * turns (for microseconds), and a regex condition copies the value it
+ * reads onto the stack; exact, prefix and suffix conditions take no lock
+ * and copy nothing but a header sent on several lines or a query value
+ * (percent-decoded). */
 #ifndef CANARYD_MATCH_H
 #define CANARYD_MATCH_H
 
