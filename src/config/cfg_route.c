@@ -79,6 +79,14 @@ static void read_string_match(doc *d, const char *path, yaml_node_t *v, match_on
 		else
 			op = -2;
 	}
+	if (count == 0 && on == MATCH_QUERY) {
+		/* Flagger's CRD lets a query parameter have none (it is the
+		 * mesh's to read); the built-in proxy needs one */
+		buf b = BUF_INIT;
+		buf_printf(&b, "%s: give one of %s (router builtin)", path, alts);
+		defer(d, v, b.p);
+		return;
+	}
 	if (count != 1) {
 		cfg_err_at(d->x, v, "%s: give exactly one of %s, got %d", path, alts, count);
 		return;

@@ -307,7 +307,10 @@ int route_pick_request(route *r, const http_request *q, char *sc, size_t cap, si
 		int k = match_cookie(q, ab->cookie, ab->cookie_len, val, 16);
 		if (k == 2 && active)
 			return TARGET_CANARY;   /* sticky while its rollout lasts */
-		stale = k > 0;
+		/* another rollout's (with none active every cookie is: no
+		 * rollout has the value of id 0); this rollout's cookie is
+		 * kept while its canary has no endpoint for a moment */
+		stale = k == 1;
 	}
 	if (active && ab->match && match_request(ab->match, q))
 		return TARGET_CANARY;

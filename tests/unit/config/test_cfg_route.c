@@ -104,6 +104,9 @@ static void test_match_mistakes(void **state)
 	expect(BUILTIN "    match:\n      - headers:\n          x-a: {}\n",
 	       "c.yaml:13:16: spec.analysis.match[0].headers.x-a: give exactly one of exact, "
 	       "prefix, suffix or regex, got 0");
+	expect(BUILTIN "    match:\n      - queryParams:\n          q: {}\n",
+	       "c.yaml:13:14: spec.analysis.match[0].queryParams.q: give one of exact, prefix or "
+	       "regex (router builtin)");
 	expect(BUILTIN "    match:\n      - queryParams:\n          q: {suffix: a}\n",
 	       "c.yaml:13:15: spec.analysis.match[0].queryParams.q.suffix: unknown field; a query "
 	       "parameter matches by exact, prefix or regex");
@@ -180,6 +183,7 @@ static void test_mesh_documents_are_left_to_their_router(void **state)
 	                 "    iterations: 10\n    match:\n"
 	                 "      - headers:\n          user-agent: {regex: \"(?i).*firefox.*\"}\n"
 	                 "      - sourceLabels: {app: web}\n"
+	                 "      - queryParams: {q: {}}\n"
 	                 "    sessionAffinity: {cookieName: c}\n");
 	assert_null(c->canaries[0].match);
 	assert_string_equal(c->canaries[0].affinity.cookie_name, "c");

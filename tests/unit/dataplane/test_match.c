@@ -258,6 +258,13 @@ static void test_affinity_cookies(void **state)
 		assert_int_equal(pick(r, "/", primary), TARGET_STABLE);
 		assert_int_equal(sclen, 0);
 	}
+	/* the canary without endpoints for a moment: stable, the cookie kept */
+	char *ca[] = { "127.0.0.1:9002" };
+	route_set_endpoints(r, TARGET_CANARY, NULL, 0, NULL, 0);
+	assert_int_equal(pick(r, "/", canary), TARGET_STABLE);
+	assert_int_equal(sclen, 0);
+	route_set_endpoints(r, TARGET_CANARY, ca, 1, NULL, 0);
+	assert_int_equal(pick(r, "/", canary), TARGET_CANARY);
 	/* the rollout ends: the cookie pins nothing, and is deleted */
 	route_set_rollout(r, 0);
 	route_set_weight(r, 0);
