@@ -105,7 +105,8 @@ test:
 # longest (the judge's and the simulator's rollouts)
 TSAN_UNIT_SKIP = test_engine test_judge test_simulate test_readings test_template
 TSAN_E2E = tests/e2e/test_workers.py tests/e2e/test_zero_loss.py tests/e2e/test_proxy.py tests/e2e/test_hardening.py \
-           tests/e2e/test_mirror.py
+           tests/e2e/test_mirror.py \
+           tests/e2e/test_ab.py
 test-tsan:
 	@sh scripts/setup.sh test
 	@$(MAKE) -s all SAN=thread

@@ -487,8 +487,7 @@ static const field analysis_fields[] = {
 	{ "iterations", cfg_h_int, F_BOTH, offsetof(eng_policy, iterations), 1, INT_MAX },
 	{ "metrics", cfg_h_metrics, F_BOTH, NOSTORE, 0, 0 },
 	{ "webhooks", h_webhooks, F_BOTH, NOSTORE, 0, 0 },
-	/* Flagger's, kept in <raw> for the routers that render them */
-	{ "match", cfg_h_list, F_BOTH, NOSTORE, 0, 0 },
+	{ "match", cfg_h_match, F_BOTH, NOSTORE, 0, 0 },            /* cfg_route.c */
 	/* blue/green with mirror: read into cfg_canary.mirror_weight and
 	 * checked together (analysis_mirror); the built-in proxy mirrors */
 	{ "mirror", cfg_h_bool, F_BOTH, NOSTORE, 0, 0 },
@@ -497,7 +496,7 @@ static const field analysis_fields[] = {
 	{ "primaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "canaryReadyThreshold", cfg_h_int, F_BOTH, NOSTORE, 0, 100 },
 	{ "alerts", cfg_h_alerts, F_BOTH, NOSTORE, 0, 0 },
-	{ "sessionAffinity", cfg_h_map, F_BOTH, NOSTORE, 0, 0 },
+	{ "sessionAffinity", cfg_h_affinity, F_BOTH, NOSTORE, 0, 0 }, /* cfg_route.c */
 	{ "stepWeightPromotion", cfg_h_int, F_BOTH, NOSTORE, 1, 100 },
 	/* canaryd's */
 	{ "judge", h_judge, F_BOTH, NOSTORE, 0, 0 },
@@ -914,6 +913,7 @@ static void h_spec(doc *d, const field *f, const char *path, yaml_node_t *k, yam
 	slot seen[N_OF(spec_fields)];
 	if (!cfg_walk_map(d, path, v, spec_fields, N_OF(spec_fields), c, seen))
 		return;
+	cfg_route_finish(d);
 	if (!seen[S_ANALYSIS].key)
 		cfg_err_at(d->x, k, "spec.analysis: required (how the canary is analysed: interval, "
 		       "threshold, stepWeight, metrics...)");
@@ -1069,6 +1069,7 @@ void cfg_canary_release(cfg_canary *c)
 	for (size_t i = 0; i < c->n_alerts; i++)
 		cfg_alert_release(&c->alerts[i]);
 	free(c->alerts);
+	cfg_route_release(c);
 	json_decref(c->alert_matchers);
 	json_decref(c->raw);
 	memset(c, 0, sizeof *c);

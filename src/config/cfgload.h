@@ -86,6 +86,13 @@ void cfg_canary_release(cfg_canary *c);
 void cfg_h_health(doc *d, const field *f, const char *path, yaml_node_t *k,
                   yaml_node_t *v, void *obj);
 void cfg_health_router_check(doc *d, yaml_node_t *key, const char *router);
+/* cfg_route.c: analysis.match and analysis.sessionAffinity */
+void cfg_h_match(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                 void *obj);
+void cfg_h_affinity(doc *d, const field *f, const char *path, yaml_node_t *k,
+                    yaml_node_t *v, void *obj);
+void cfg_route_finish(doc *d);
+void cfg_route_release(cfg_canary *c);
 
 /* cfg_metric.c: metrics, providers, MetricTemplate documents */
 void cfg_h_metrics(doc *d, const field *f, const char *path, yaml_node_t *k,

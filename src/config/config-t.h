@@ -131,6 +131,11 @@ struct doc {
 	cfg_canary *c;
 	yaml_node_t *name_val, *listen_val, *stable_rev_val, *canary_rev_val;
 	yaml_node_t *no_strategy; /* analysis key, when it has no steps nor iterations */
+	/* analysis.match and sessionAffinity (cfg_route.c): what only the
+	 * router, known once spec is read, makes an error */
+	yaml_node_t *match_key, *affinity_key;
+	struct route_defer { yaml_node_t *at; char *msg; } *route_defer;
+	size_t n_route_defer;
 };
 
 

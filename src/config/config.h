@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "engine.h"
+#include "match.h"
 #include "template.h"
 
 typedef struct cfg_webhook {
@@ -74,6 +75,19 @@ typedef struct cfg_health {
 	int unhealthy_threshold;   /* consecutive failures that take an endpoint out: 3 */
 	int healthy_threshold;     /* consecutive passes that bring it back: 2 */
 } cfg_health;
+
+/* spec.analysis.sessionAffinity (Flagger's SessionAffinity), read by the
+ * built-in proxy (proxy.h route_set_rules); the Kubernetes routers render
+ * it from <raw>. */
+typedef struct cfg_affinity {
+	char *cookie_name;         /* cookieName; NULL: no affinity */
+	long long max_age;         /* maxAge, seconds: 86400 */
+	char *domain;              /* Domain, or NULL */
+	char *path;                /* Path, or NULL */
+	char *same_site;           /* Strict, Lax or None, or NULL */
+	bool http_only, secure, partitioned;
+	char *primary_cookie_name; /* primaryCookieName, or NULL */
+} cfg_affinity;
 
 /* Where a metric's values come from (metrics[i].provider, or the provider
  * of the MetricTemplate that metrics[i].templateRef names): a built-in
@@ -168,6 +182,9 @@ typedef struct cfg_canary {
 	cfg_proxy proxy;
 	cfg_health health;     /* spec.healthCheck (enabled 0 without it) */
 	cfg_metric_source sources[ENG_MAX_METRICS]; /* of policy.metrics[i] */
+	match_set *match;      /* spec.analysis.match compiled, with router builtin
+	                        * (the other routers render it from <raw>), or NULL */
+	cfg_affinity affinity; /* spec.analysis.sessionAffinity */
 	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
 	                         * have to fail the rollout (object), or NULL; an alert
 	                         * labelled canary=NAME always does */

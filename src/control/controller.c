@@ -942,12 +942,19 @@ static void apply_traffic(canary_rt *rt)
 	want_names(rt);
 	if (!rt->router)
 		return;
+	/* a rollout waiting for confirm-rollout has not started, and one
+	 * rolling back has ended, for who is sent to the canary (match,
+	 * affinity, mirror) and whose readiness counts */
+	eng_phase ph = rt->st.phase;
+	bool live = eng_active(&rt->st) && ph != ENG_WAITING && ph != ENG_ROLLING_BACK;
 	router_split s = {
 		.generation = ++rt->gen,
 		.weight = rt->st.weight,
 		.stable_rev = rt->st.stable_rev,
 		.canary_rev = rt->st.canary_rev,
-		.watch_ready = eng_active(&rt->st) && rt->st.phase != ENG_PROMOTING,
+		.watch_ready = live && ph != ENG_PROMOTING,
+		.rollout = live,
+		.rollout_started_ms = rt->st.rollout_started_ms,
 	};
 	route_member *m[TARGET_COUNT];
 	for (int t = 0; t < TARGET_COUNT; t++) {

@@ -14,6 +14,9 @@ void route_ref(route *r);
 void route_unref(route *r);                    /* NULL is a no-op */
 void route_replace(route *r, int target, const epinfo *in, size_t n);
 int route_pick(route *r);
+int route_pick_request(route *r, const http_request *q, char *sc, size_t cap, size_t *sclen);
+route_ab *route_ab_ref(route_ab *ab);
+void route_ab_unref(route_ab *ab);             /* NULL is a no-op */
 endpoint *ep_pick(route *r, int target, uint64_t now, endpoint *avoid);
 void ep_failed(route *r, int target, endpoint *ep, uint64_t now, const char *why);
 void ep_succeeded(route *r, int target, endpoint *ep);

@@ -323,6 +323,9 @@ static bool build_response_head(cconn *c, const char *conn, bool keep_upgrade)
 	}
 	if (s->cl_emit)
 		out_content_length(&o, s->content_length);
+	/* session affinity (route_pick_request): on the final response */
+	if (c->io->setcookie_len && s->status >= 200)
+		out_put(&o, c->io->setcookie, c->io->setcookie_len);
 	if (conn) {
 		out_str(&o, "Connection: ");
 		out_str(&o, conn);
@@ -584,7 +587,8 @@ static void start_request(cconn *c, size_t head_len)
 	c->body_done = c->io->req.body == HTTP_BODY_NONE;
 	c->body_left = c->io->req.content_length;
 	http_chunked_init(&c->body_ck);
-	int t = route_pick(c->r);
+	int t = route_pick_request(c->r, &c->io->req, c->io->setcookie,
+	                           sizeof c->io->setcookie, &c->io->setcookie_len);
 	c->target = t < 0 ? TARGET_STABLE : t;
 	c->ep = t < 0 ? NULL : ep_pick(c->r, t, uv_now(p->loop), NULL);
 	if (c->ep)

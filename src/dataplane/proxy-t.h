@@ -25,11 +25,14 @@
 #include <uv.h>
 
 #include "http.h"
+#include "match.h"
 #include "proxy.h"
 
+#define SETCOOKIE_MAX 1280         /* the Set-Cookie lines affinity adds to a response */
 #define CBUF HTTP_MAX_HEAD         /* client input: a whole head must fit */
 #define RBUF 16384                 /* upstream input */
-#define HEADBUF (HTTP_MAX_HEAD + 1024) /* a rewritten head: room for added fields */
+#define HEADBUF (HTTP_MAX_HEAD + 1024 + SETCOOKIE_MAX) /* a rewritten head: room for
+                                 * added fields and affinity cookies */
 #define POOL_MAX 1024              /* idle connections kept per endpoint */
 #define EP_NAME ROUTE_NAME_LEN     /* an endpoint's name in logs */
 #define IO_TRIM_MS 5000            /* period of the free request block trim */
@@ -67,6 +70,8 @@ typedef struct iobuf {
 	char rbuf[RBUF];              /* upstream input */
 	char reqhead[HEADBUF];
 	char resphead[HEADBUF];
+	size_t setcookie_len;         /* the Set-Cookie lines route_pick_request */
+	char setcookie[SETCOOKIE_MAX];/* chose for this request's response */
 } iobuf;
 
 /* One upstream address. Referenced by the endpoint sets holding it, by each
@@ -104,6 +109,23 @@ typedef struct epinfo {
 	outlier *ol;                  /* a reference, or NULL: a new record */
 } epinfo;
 
+/* A route's request rules: the A/B match (analysis.match) and session
+ * affinity (analysis.sessionAffinity). Immutable once made; the main route
+ * and each worker's replica hold a reference (atomic), a replica taking
+ * the main route's rules with its endpoint snapshot, so that a reload
+ * never changes rules under a worker that is matching with them. */
+typedef struct route_ab {
+	int refs;                     /* atomic */
+	match_set *match;             /* NULL: no A/B match */
+	char cookie[ROUTE_COOKIE_LEN];/* cookieName, "" without affinity */
+	size_t cookie_len;
+	long long max_age;            /* its Max-Age, seconds */
+	char pcookie[ROUTE_COOKIE_LEN]; /* primaryCookieName, or "" */
+	size_t pcookie_len;
+	long long pmax_age;           /* the analysis interval, seconds */
+	char attrs[ROUTE_ATTRS_LEN];  /* "; Domain=d; HttpOnly; Path=/..." */
+} route_ab;
+
 typedef struct epset {
 	endpoint **v;
 	size_t n;
@@ -118,6 +140,10 @@ struct route {
 	int weight;                   /* canary share 0..100 (atomic) */
 	int mirror;                   /* % of stable's requests copied to the
 	                                 canary, 0..100 (atomic; mirror.c) */
+	uint64_t rollout;             /* the rollout's identity while one is active
+	                               * (phase Progressing .. Promoting), 0
+	                               * when none (atomic) */
+	route_ab *ab;                 /* request rules (this loop's), or NULL */
 	route *src;                   /* a worker's replica: the main route */
 	struct proxy **hubs;          /* proxies with workers serving this route */
 	size_t n_hubs;

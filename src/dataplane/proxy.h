@@ -53,6 +53,32 @@ size_t route_members(const route *r, int target, route_member *out, size_t max);
 int route_set_endpoints(route *r, int target, char *const *eps, size_t n,
                         char *err, size_t errlen);
 
+/* Request rules (analysis.match, analysis.sessionAffinity). While a
+ * rollout is active (route_set_rollout), a request is sent to the canary,
+ * when it has endpoints, if
+ *   1. it carries the affinity cookie of this rollout (sticky), or
+ *   2. it matches <m> (an A/B test: one entry of the set), whatever the
+ *      weight, 0 included;
+ * else to stable if it carries this rollout's primary cookie; else by
+ * weight. A response to a request the weight sent to the canary sets the
+ * affinity cookie (cookieName=<rollout id>; Max-Age=maxAge and the
+ * attributes), one the weight sent to stable the primary cookie (with
+ * primaryCookieName; Max-Age: the analysis interval). An affinity cookie
+ * of another rollout (ended, rolled back or promoted) pins nothing: the
+ * request goes by weight, and its response deletes the cookie (Max-Age=0)
+ * unless it sets a new one. With no rollout active, rules 1 and 2 send
+ * nothing to the canary.
+ * <m> (may be NULL) is referenced, <a> copied (NULL or no cookie name: no
+ * affinity); <interval_ms> is the analysis interval. The next request of
+ * every worker follows the new rules. */
+#define ROUTE_COOKIE_LEN MATCH_COOKIE_NAME_MAX /* a cookie name, NUL included */
+#define ROUTE_ATTRS_LEN 400           /* the cookie attributes after Max-Age */
+void route_set_rules(route *r, match_set *m, const cfg_affinity *a, uint64_t interval_ms);
+
+/* Whether a rollout is active, and which: <id> is a number that differs
+ * from one rollout to the next (0: none active). Cookies carry it. */
+void route_set_rollout(route *r, uint64_t id);
+
 /* Sets the canary's share of new requests, 0..100 (clamped). */
 void route_set_weight(route *r, int canary_weight);
 int route_weight(const route *r);

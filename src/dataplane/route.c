@@ -1,5 +1,6 @@
 /* route.c - routes and their endpoints (see proxy.h): the split between
- * stable and canary by smooth weighted round-robin, round-robin over each
+ * stable and canary by smooth weighted round-robin, the request rules that
+ * come before it (A/B match, session affinity), round-robin over each
  * target's endpoints, and passive outlier detection. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -71,6 +72,7 @@ void route_unref(route *r)
 		}
 		free(r->set[t].v);
 	}
+	route_ab_unref(r->ab);
 	free(r->hubs);
 	free(r->name);
 	free(r);
@@ -212,6 +214,135 @@ void route_set_mirror(route *r, int percent)
 }
 
 int route_mirror(const route *r) { return LD(r->mirror); }
+
+/* ---- request rules: A/B match and session affinity ---- */
+
+route_ab *route_ab_ref(route_ab *ab)
+{
+	if (ab)
+		__atomic_add_fetch(&ab->refs, 1, __ATOMIC_RELAXED);
+	return ab;
+}
+
+void route_ab_unref(route_ab *ab)
+{
+	if (!ab || __atomic_sub_fetch(&ab->refs, 1, __ATOMIC_ACQ_REL) > 0)
+		return;
+	match_set_unref(ab->match);
+	free(ab);
+}
+
+void route_set_rules(route *r, match_set *m, const cfg_affinity *a, uint64_t interval_ms)
+{
+	route_ab *ab = NULL;
+	if (match_set_entries(m) > 0 || (a && a->cookie_name)) {
+		ab = xcalloc(1, sizeof *ab);
+		ab->refs = 1;
+		ab->match = match_set_entries(m) > 0 ? match_set_ref(m) : NULL;
+	}
+	if (ab && a && a->cookie_name) {
+		snprintf(ab->cookie, sizeof ab->cookie, "%s", a->cookie_name);
+		ab->cookie_len = strlen(ab->cookie);
+		ab->max_age = a->max_age > 0 ? a->max_age : 86400;
+		if (a->primary_cookie_name) {
+			snprintf(ab->pcookie, sizeof ab->pcookie, "%s", a->primary_cookie_name);
+			ab->pcookie_len = strlen(ab->pcookie);
+			/* Flagger: the analysis interval; a cookie of Max-Age 0
+			 * would be deleted at once, so at least a second */
+			ab->pmax_age = (long long)((interval_ms + 999) / 1000);
+		}
+		/* the attributes in Flagger's order (after Max-Age) */
+		snprintf(ab->attrs, sizeof ab->attrs, "%s%s%s%s%s%s%s%s%s",
+		         a->domain ? "; Domain=" : "", a->domain ? a->domain : "",
+		         a->http_only ? "; HttpOnly" : "", a->partitioned ? "; Partitioned" : "",
+		         a->path ? "; Path=" : "", a->path ? a->path : "",
+		         a->same_site ? "; SameSite=" : "", a->same_site ? a->same_site : "",
+		         a->secure ? "; Secure" : "");
+	}
+	route_ab *old = r->ab;
+	r->ab = ab;
+	route_ab_unref(old);
+	for (size_t i = 0; i < r->n_hubs; i++)
+		hub_publish(r->hubs[i]);
+}
+
+void route_set_rollout(route *r, uint64_t id)
+{
+	ST(r->rollout, id);
+}
+
+/* The cookie value of rollout <id> (16 hex digits), and of its primary
+ * cookie (another 16, so that neither can be told from the other). */
+static void cookie_value(uint64_t id, bool primary, char out[17])
+{
+	if (primary) {   /* splitmix64's finaliser */
+		id ^= id >> 30;
+		id *= 0xbf58476d1ce4e5b9ULL;
+		id ^= id >> 27;
+		id *= 0x94d049bb133111ebULL;
+		id ^= id >> 31;
+	}
+	static const char hex[] = "0123456789abcdef";
+	for (int i = 15; i >= 0; i--, id >>= 4)
+		out[i] = hex[id & 15];
+	out[16] = '\0';
+}
+
+/* Appends "Set-Cookie: <name>=<value>; Max-Age=<age><attrs>" to sc[*len..cap). */
+static void set_cookie(char *sc, size_t cap, size_t *len, const char *name,
+                       const char *value, long long age, const char *attrs)
+{
+	int n = snprintf(sc + *len, cap - *len, "Set-Cookie: %s=%s; Max-Age=%lld%s\r\n", name,
+	                 value, age, attrs);
+	if (n > 0 && (size_t)n < cap - *len)
+		*len += (size_t)n;
+}
+
+/* Picks the target of request <q> (see route_set_rules for the rules, in
+ * their order), and writes into sc[0..cap) the Set-Cookie lines its
+ * response must carry (*sclen bytes, 0 for none). Without rules it is
+ * route_pick. Allocates nothing; a match costs a look at the headers or
+ * the query that its conditions name. */
+int route_pick_request(route *r, const http_request *q, char *sc, size_t cap, size_t *sclen)
+{
+	*sclen = 0;
+	const route_ab *ab = r->ab;
+	if (!ab)
+		return route_pick(r);
+	uint64_t id = LD((r->src ? r->src : r)->rollout);
+	bool active = id != 0 && r->set[TARGET_CANARY].n > 0;
+	char val[17];
+	bool stale = false;
+	if (ab->cookie_len) {
+		cookie_value(id, false, val);
+		int k = match_cookie(q, ab->cookie, ab->cookie_len, val, 16);
+		if (k == 2 && active)
+			return TARGET_CANARY;   /* sticky while its rollout lasts */
+		/* another rollout's (with none active every cookie is: no
+		 * rollout has the value of id 0); this rollout's cookie is
+		 * kept while its canary has no endpoint for a moment */
+		stale = k == 1;
+	}
+	if (active && ab->match && match_request(ab->match, q))
+		return TARGET_CANARY;
+	char pval[17];
+	if (active && ab->pcookie_len) {
+		cookie_value(id, true, pval);
+		if (r->set[TARGET_STABLE].n > 0 &&
+		    match_cookie(q, ab->pcookie, ab->pcookie_len, pval, 16) == 2)
+			return TARGET_STABLE;
+	}
+	int t = route_pick(r);
+	if (active && t == TARGET_CANARY && ab->cookie_len) {
+		set_cookie(sc, cap, sclen, ab->cookie, val, ab->max_age, ab->attrs);
+		return t;
+	}
+	if (active && t == TARGET_STABLE && ab->pcookie_len)
+		set_cookie(sc, cap, sclen, ab->pcookie, pval, ab->pmax_age, ab->attrs);
+	if (stale)   /* a cookie of a rollout that is over: deleted */
+		set_cookie(sc, cap, sclen, ab->cookie, "", 0, ab->attrs);
+	return t;
+}
 
 /* Picks the target of the next request by smooth weighted round-robin over
  * (100-w, w) (nginx's algorithm: over any <total> consecutive picks each

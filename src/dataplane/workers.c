@@ -27,6 +27,7 @@ typedef struct snapshot {
 	size_t n[TARGET_COUNT];
 	route *src;                   /* the route to follow */
 	stats *st;                    /* the worker's shard of its stats */
+	route_ab *ab;                 /* its request rules (a reference), or NULL */
 } snapshot;
 
 typedef struct note {
@@ -85,6 +86,7 @@ static void snapshot_free(snapshot *sn)
 			ol_unref(sn->v[t][i].ol);
 		free(sn->v[t]);
 	}
+	route_ab_unref(sn->ab);
 	free(sn);
 }
 
@@ -94,6 +96,7 @@ static snapshot *snapshot_of(route *r, stats *st)
 	snapshot *sn = xcalloc(1, sizeof *sn);
 	sn->src = r;
 	sn->st = st;
+	sn->ab = route_ab_ref(r->ab);
 	for (int t = 0; t < TARGET_COUNT; t++) {
 		sn->n[t] = r->set[t].n;
 		sn->v[t] = xcalloc(sn->n[t] ? sn->n[t] : 1, sizeof *sn->v[t]);
@@ -112,6 +115,9 @@ static void snapshot_apply(route *rep, snapshot *sn)
 {
 	rep->src = sn->src;
 	rep->st = sn->st;
+	route_ab_unref(rep->ab);   /* the worker's own reference: no one else's */
+	rep->ab = sn->ab;
+	sn->ab = NULL;
 	for (int t = 0; t < TARGET_COUNT; t++)
 		route_replace(rep, t, sn->v[t], sn->n[t]);
 	snapshot_free(sn);

@@ -51,6 +51,10 @@ typedef struct router_split {
 	size_t n_members[TARGET_COUNT];
 	bool watch_ready;                 /* a rollout runs: report the canary's
 	                                   * readiness (progressDeadlineSeconds) */
+	bool rollout;                     /* a rollout is active (Progressing ..
+	                                   * Promoting): A/B match and affinity apply */
+	uint64_t rollout_started_ms;      /* when it started: with canary_rev, its
+	                                   * identity (affinity cookies carry it) */
 } router_split;
 
 /* The end of an apply: <status> 0 when traffic now follows the split of

@@ -227,17 +227,19 @@ static int b_check(const cfg_canary *cc, char *err, size_t errlen)
 		snprintf(err, errlen, "canary '%s': router 'builtin' needs spec.listen", cc->name);
 		return -1;
 	}
-	/* the proxy splits by weight (and mirrors: cc->mirror_weight): an A/B
-	 * test run as a weighted split would not be what was asked */
+	/* what the proxy would not make as asked (an A/B test run as a
+	 * weighted split) is refused */
 	const json_t *an = json_object_get(json_object_get(cc->raw, "spec"), "analysis");
-	if (json_array_size(json_object_get(an, "match")) > 0) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.match: router 'builtin' does not "
-		         "route by header or cookie (A/B tests) yet; it splits by weight", cc->name);
+	/* the configuration compiles analysis.match for this router; a
+	 * configuration built otherwise must not run its A/B test by weight */
+	if (json_array_size(json_object_get(an, "match")) > 0 && !cc->match) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.match: not compiled for router "
+		         "'builtin'", cc->name);
 		return -1;
 	}
-	if (json_object_get(an, "sessionAffinity")) {
-		snprintf(err, errlen, "canary '%s': spec.analysis.sessionAffinity: router 'builtin' "
-		         "does not pin users to a version by cookie yet", cc->name);
+	if (json_object_get(an, "sessionAffinity") && !cc->affinity.cookie_name) {
+		snprintf(err, errlen, "canary '%s': spec.analysis.sessionAffinity: no cookieName",
+		         cc->name);
 		return -1;
 	}
 	return 0;
@@ -290,6 +292,7 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	b->mirror_weight = cc->mirror_weight;
 	b->st = st;
 	route_set_observer(b->route, on_endpoint, b);
+	route_set_rules(b->route, cc->match, &cc->affinity, cc->policy.interval_ms);
 	int rc = proxy_start(loop, cc->listen, b->route, &cc->proxy, &b->px, err, errlen);
 	if (rc < 0) {
 		route_release(b->route);
@@ -306,6 +309,23 @@ static int b_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	return 0;
 }
 
+/* The identity of the rollout <s> is in, never 0: a hash (FNV-1a) of the
+ * canary's name, the revision and the rollout's start, all persisted, so
+ * that a restart keeps the clients' affinity cookies valid and a new
+ * rollout (of the same revision too, after a rollback) makes them stale.
+ * It names a rollout; it is no secret. */
+static uint64_t rollout_id(const char *name, const router_split *s)
+{
+	uint64_t h = 14695981039346656037ULL;
+	char when[24];
+	snprintf(when, sizeof when, "%llu", (unsigned long long)s->rollout_started_ms);
+	const char *parts[] = { name, "/", s->canary_rev ? s->canary_rev : "", "/", when };
+	for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+		for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++)
+			h = (h ^ *p) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
 static void b_apply(router *r, const router_split *s, router_done_fn done, void *arg)
 {
 	builtin *b = (builtin *)r;
@@ -318,6 +338,7 @@ static void b_apply(router *r, const router_split *s, router_done_fn done, void 
 	 * analysed, none once it is promoting, promoted or rolled back */
 	b->analysing = s->watch_ready;
 	route_set_mirror(b->route, b->analysing ? b->mirror_weight : 0);
+	route_set_rollout(b->route, s->rollout ? rollout_id(b->name, s) : 0);
 	if (s->watch_ready != b->watching) {
 		b->watching = s->watch_ready;
 		if (b->watching)
@@ -346,6 +367,7 @@ static void b_finish(router *r, const cfg_canary *cc)
 	health_follow(b, cc);
 	b->mirror_weight = cc->mirror_weight;
 	route_set_mirror(b->route, b->analysing ? b->mirror_weight : 0);
+	route_set_rules(b->route, cc->match, &cc->affinity, cc->policy.interval_ms);
 	if (!b->staged) {
 		proxy_set_config(b->px, &cc->proxy);
 		return;

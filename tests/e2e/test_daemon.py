@@ -78,17 +78,13 @@ def test_check_accepts_the_flagger_examples():
 
 
 def test_what_the_proxy_does_not_do_is_noted_then_refused_at_start():
-    # the built-in proxy splits by weight (and mirrors): an A/B test or a
-    # cookie it would not make, or Flagger's promotion in steps, is valid
-    # configuration (--check notes it) that does not start, rather than
-    # running as something else
+    # Flagger's promotion in steps and ready thresholds the built-in proxy
+    # does not act on are valid configuration (--check notes it) that does
+    # not start, rather than running as something else (A/B matches and
+    # session affinity: tests/e2e/test_ab.py; mirroring: test_mirror.py)
     base = canary_yaml("web", "127.0.0.1:%d" % free_port(), ["127.0.0.1:9001"],
                        canary=["127.0.0.1:9002"])
-    cases = [("    match:\n      - headers: {x-canary: {exact: insider}}\n",
-              "spec.analysis.match: router 'builtin' does not route by header or cookie"),
-             ("    sessionAffinity: {cookieName: v}\n",
-              "spec.analysis.sessionAffinity: router 'builtin' does not pin users"),
-             ("    stepWeightPromotion: 20\n", "spec.analysis.stepWeightPromotion is not acted on"),
+    cases = [("    stepWeightPromotion: 20\n", "spec.analysis.stepWeightPromotion is not acted on"),
              ("    canaryReadyThreshold: 50\n",
               "spec.analysis.canaryReadyThreshold is not acted on")]
     # a Flagger provider key canaryd cannot honour

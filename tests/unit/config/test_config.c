@@ -95,6 +95,19 @@ static cfg *load_flagger(const char *file, cfg_errors *e, int *rc)
 	"    endpoints: [127.0.0.1:9001]\n" \
 	"  analysis:\n"
 
+/* A Flagger document in as many lines as MINIMAL, whose key "extra"
+ * (Kubernetes would prune it) is read as YAML and kept in <raw> but not
+ * checked: it can hold any shape, for the tests of YAML's bounds and
+ * types. */
+#define FLAGGER_MINIMAL "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n" \
+	"  name: web\n" \
+	"spec:\n" \
+	"  provider: istio\n" \
+	"  targetRef:\n" \
+	"    kind: Deployment\n" \
+	"    name: web\n" \
+	"  analysis:\n"
+
 /* ---- valid documents ---- */
 
 static void test_minimal_document_gets_flagger_defaults(void **state)
@@ -281,21 +294,22 @@ static void test_multiple_documents_and_empty_ones(void **state)
 
 static void test_raw_keeps_the_document_as_json_with_yaml_types(void **state)
 {
-	cfg *c = must_load(MINIMAL "    stepWeight: 10\n"
-	                   "    match:\n      - headers: {x: {exact: \"1\"}, n: 2, f: 1.5, b: true,"
+	cfg *c = must_load(FLAGGER_MINIMAL "    stepWeight: 10\n"
+	                   "    extra:\n      - headers: {x: {exact: \"1\"}, n: 2, f: 1.5, b: true,"
 	                   " s: \"true\", z: ~}\n");
 	json_t *raw = c->canaries[0].raw;
 	json_t *an = json_object_get(json_object_get(raw, "spec"), "analysis");
 	assert_true(json_is_integer(json_object_get(an, "stepWeight")));
 	assert_int_equal(json_integer_value(json_object_get(an, "stepWeight")), 10);
-	json_t *h = json_object_get(json_array_get(json_object_get(an, "match"), 0), "headers");
+	json_t *h = json_object_get(json_array_get(json_object_get(an, "extra"), 0), "headers");
 	assert_string_equal(json_string_value(json_object_get(json_object_get(h, "x"), "exact")), "1");
 	assert_true(json_is_integer(json_object_get(h, "n")));
 	assert_true(json_is_real(json_object_get(h, "f")));
 	assert_true(json_is_true(json_object_get(h, "b")));
 	assert_true(json_is_string(json_object_get(h, "s")));
 	assert_true(json_is_null(json_object_get(h, "z")));
-	assert_string_equal(json_string_value(json_object_get(raw, "apiVersion")), "canaryd/v1");
+	assert_string_equal(json_string_value(json_object_get(raw, "apiVersion")),
+	                    "flagger.app/v1beta1");
 	cfg_free(c);
 }
 
@@ -1638,11 +1652,11 @@ static void test_deep_nesting_stops_reading_where_it_crosses_the_bound(void **st
 	free(text);
 	/* 64 levels are read: root, spec, analysis and 61 lists in match */
 	char *open = repeat("", "[", 61, ""), *close = repeat("", "]", 61, "\n");
-	char *ok = repeat(MINIMAL "    stepWeight: 5\n    match: ", open, 1, close);
+	char *ok = repeat(FLAGGER_MINIMAL "    stepWeight: 5\n    extra: ", open, 1, close);
 	cfg *c = must_load(ok);
 	cfg_free(c);
 	free(ok);
-	ok = repeat(MINIMAL "    stepWeight: 5\n    match: [", open, 1, "]");
+	ok = repeat(FLAGGER_MINIMAL "    stepWeight: 5\n    extra: [", open, 1, "]");
 	char *bad = repeat(ok, close, 1, "");
 	e = must_fail(bad);
 	assert_error(&e, "c.yaml:12:73: ", "nested more than 64 levels deep");
@@ -1692,7 +1706,8 @@ static void test_documents_are_bounded(void **state)
 static void test_values_are_bounded_with_or_without_aliases(void **state)
 {
 	/* 100,001 values in one list: composing stops at the one too many */
-	char *text = repeat(MINIMAL "    stepWeight: 5\n    match: [", "1,", CFG_MAX_VALUES, "1]\n");
+	char *text = repeat(FLAGGER_MINIMAL "    stepWeight: 5\n    extra: [", "1,", CFG_MAX_VALUES,
+	                    "1]\n");
 	cfg_errors e = must_fail(text);
 	assert_error(&e, "c.yaml:12:", "more than 100000 values in the file");
 	assert_int_equal(e.n, 1);
@@ -1710,7 +1725,7 @@ static void test_values_are_bounded_with_or_without_aliases(void **state)
 	char *big = xmalloc((1u << 20) + 1);
 	memset(big, 'x', 1u << 20);
 	big[1u << 20] = '\0';
-	char *head = repeat(MINIMAL "    stepWeight: 5\n    mirror: false\n    match:\n      - &s ",
+	char *head = repeat(FLAGGER_MINIMAL "    stepWeight: 5\n    mirror: false\n    extra:\n      - &s ",
 	                    big, 1, "\n");
 	text = repeat(head, "      - *s\n", 16, "");
 	e = must_fail(text);
