@@ -10,12 +10,15 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "util.h"
+
 /* The exit codes of canaryctl (SPEC "Exit codes of canaryctl"). */
 enum {
 	EXIT_OK = 0,          /* success (wait: Succeeded) */
 	EXIT_FAILED = 1,      /* the operation or the rollout failed */
 	EXIT_USAGE = 2,       /* bad usage or bad input */
 	EXIT_TIMEOUT = 3,     /* wait --timeout passed */
+	EXIT_UNREACHABLE = 4, /* canaryd unreachable, or the token refused */
 };
 
 /* The connection to the admin API, shared by every command. */
@@ -23,12 +26,16 @@ typedef struct client {
 	char *server;   /* base URL without a trailing '/', owned */
 	char *token;    /* bearer token or NULL, owned */
 	CURL *curl;     /* reused so keep-alive spares a connect per poll */
+	bool color;     /* colour on stdout (no --no-color, NO_COLOR, a TTY) */
+	bool tty;       /* stdout is a terminal: live views redraw in place */
 } client;
 
 typedef struct command {
 	const char *name;
 	const char *usage;   /* arguments after the name */
-	const char *help;
+	const char *brief;   /* one line for `canaryctl help` */
+	const char *help;    /* the whole story for `canaryctl help NAME` */
+	const char *flags;   /* its options, space-separated (shell completion) */
 	int (*run)(client *cl, const struct command *cmd, int argc, char **argv);
 } command;
 
@@ -43,7 +50,8 @@ typedef struct option {
 
 /* Splits <argv> into options (per <opts>, NULL-terminated by name) and at
  * most <max_pos> positional arguments into <pos>. Returns the number of
- * positional arguments, or -1 after reporting a usage error. */
+ * positional arguments, or -1 after reporting a usage error (naming the
+ * nearest option when one was mistyped). */
 int parse_args(const command *cmd, int argc, char **argv, const option *opts,
                const char **pos, int max_pos);
 
@@ -57,6 +65,12 @@ int output_json(const command *cmd, const char *o);
 
 /* Prints <j> as indented JSON on stdout. */
 void print_json(const json_t *j);
+
+/* Appends the completion script of bash (zsh) for the command table <cmds>
+ * (ended by a NULL name) and the global options <globals> (NULL-ended) to
+ * <b> (ctl_complete.c). */
+void completion_bash(buf *b, const command *cmds, const char *const *globals);
+void completion_zsh(buf *b, const command *cmds, const char *const *globals);
 
 /* The offline commands (ctl_offline.c). */
 int cmd_simulate(client *cl, const command *cmd, int argc, char **argv);
