@@ -149,7 +149,7 @@ const char *out_nearest(const char *word, const char *const *cands)
 {
 	size_t l = strlen(word);
 	int bound = l <= 4 ? 1 : l <= 8 ? 2 : 3;
-	const char *best = NULL;
+	const char *best = NULL, *prefixed = NULL;
 	int best_d = bound + 1;
 	for (const char *const *c = cands; *c; c++) {
 		int d = out_distance(word, *c);
@@ -159,8 +159,14 @@ const char *out_nearest(const char *word, const char *const *cands)
 			best_d = d;
 			best = *c;
 		}
+		/* "--reason-text" for "--reason": a candidate that begins the
+		 * word (or that the word begins), when no edit is near */
+		size_t cl = strlen(*c);
+		if (!prefixed && cl >= 3 && l >= 3 &&
+		    strncmp(word, *c, cl < l ? cl : l) == 0)
+			prefixed = *c;
 	}
-	return best;
+	return best ? best : prefixed;
 }
 
 void out_wrap(buf *b, const char *text, size_t col, size_t indent, size_t width)

@@ -77,8 +77,9 @@ int out_distance(const char *a, const char *b);
 
 /* The candidate of <cands> (NULL-terminated) nearest to <word> when it is
  * near enough to be what was meant: at most 1 edit for words up to 4
- * characters, 2 up to 8, 3 beyond. NULL when none is (or <word> is one of
- * them). Ties go to the earlier candidate. */
+ * characters, 2 up to 8, 3 beyond; else the first candidate that begins
+ * <word> or that <word> begins (3 characters at least). NULL when none is
+ * (or <word> is one of them). Ties go to the earlier candidate. */
 const char *out_nearest(const char *word, const char *const *cands);
 
 /* Appends <text> to <b> word-wrapped so that no line is wider than
