@@ -394,5 +394,24 @@ def test_bash_completion_completes_commands_options_and_canary_names():
     assert _complete(script, ["canaryctl", "--server", closed, "pause", ""]) == []
 
 
+# ---- man pages --------------------------------------------------------------
+
+def test_man_pages_render_without_warnings_and_name_every_command():
+    for page in ("canaryd.1", "canaryctl.1"):
+        path = os.path.join(ROOT, "man", page)
+        r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z", path], capture_output=True,
+                           text=True, timeout=20 * SLOW)
+        assert r.returncode == 0 and r.stderr == "", (page, r.returncode, r.stderr)
+    with open(os.path.join(ROOT, "man", "canaryctl.1")) as f:
+        text = f.read()
+    commands = text.split(".SH COMMANDS")[1].split(".SH ")[0]
+    out = subprocess.run([CTL, "help"], capture_output=True, text=True).stdout
+    names = [ln.split()[0] for ln in out.split("commands:\n")[1].split("\n\n")[0].splitlines()]
+    for n in names:
+        roff = n.replace("-", "\\-")
+        assert any(w % roff in commands for w in (".B %s ", ".B %s\n", "\\fB%s ")), n
+    assert "canaryd unreachable, or the token refused" in text
+
+
 if __name__ == "__main__":
     sys.exit(run(globals()))
