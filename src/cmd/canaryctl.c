@@ -42,6 +42,7 @@
 #define WATCH_DEFAULT_TIMEOUT "1h"
 #define WATCH_RECENT_EVENTS 5     /* events in the live block */
 #define WATCH_KEPT_EVENTS 64      /* events kept for it (a window, not all) */
+#define WATCH_BACKLOG_EVENTS 50   /* past events `wait` prints when it starts */
 
 /* The answer to one API call. */
 typedef struct reply {
@@ -520,6 +521,13 @@ static void watch_events(watch *w, json_t *arr)
 				from = i;
 				break;
 			}
+		/* a rollout that sits for days (a mirrored canary) has thousands:
+		 * the last ones, and where the rest are */
+		if (!w->live && n - from > WATCH_BACKLOG_EVENTS) {
+			printf("(%zu earlier events of this rollout: canaryctl history %s)\n",
+			       n - from - WATCH_BACKLOG_EVENTS, w->name);
+			from = n - WATCH_BACKLOG_EVENTS;
+		}
 		w->seen_events = true;
 	}
 	buf b = BUF_INIT;
@@ -1120,7 +1128,9 @@ static int cmd_pause_resume(client *cl, const command *cmd, int argc, char **arg
 	char path[512];
 	canary_path(name, cmd->name, path, sizeof path);
 	json_t *j;
-	rc = api_json(cl, "POST", path, json_object(), &j);
+	json_t *body = json_object();
+	rc = api_json(cl, "POST", path, body, &j);
+	json_decref(body);
 	if (rc)
 		return rc;
 	view_escape(j);

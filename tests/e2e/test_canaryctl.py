@@ -71,8 +71,9 @@ class FakeApi:
     answered 200 with <post_answer> (the status, plus what is given), every
     POST recorded as (path, body)."""
 
-    def __init__(self, post_answer=None, phase="WaitingPromotion"):
+    def __init__(self, post_answer=None, phase="WaitingPromotion", events=None):
         self.posts = []
+        events = EVENTS if events is None else events
         status = dict(STATUS, phase=phase)
         answer = dict(status, **(post_answer or {}))
         fake = self
@@ -96,7 +97,7 @@ class FakeApi:
                 elif p == "/api/v1/canaries/podinfo":
                     self._send(200, status)
                 elif p == "/api/v1/canaries/podinfo/events":
-                    self._send(200, EVENTS)
+                    self._send(200, events)
                 else:
                     self._send(404, {"error": "no canary named '%s'" % p.split("/")[4]
                                      if p.startswith("/api/v1/canaries/") else "no such path"})
@@ -177,6 +178,11 @@ def test_wait_exits_0_when_promoted_1_when_rolled_back_3_at_timeout():
     assert d3.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2c.addr)[0] == 0
     rc, out, err = d3.ctl("wait", "web", "--timeout", "300ms")
     assert rc == 3 and "timed out" in err, (rc, out, err)
+    # status --watch, not a terminal: a line per canary as it changes, exit 0
+    # at its timeout (watching is not waiting)
+    rc, out, err = d3.ctl("status", "--watch", "--timeout", "300ms", "--interval", "100ms")
+    assert rc == 0 and len(out.splitlines()) == 1, (rc, out, err)
+    assert " web Progressing weight=10 failed=0 " in out, out
 
 
 def test_bad_usage_and_unknown_canary_exit_2_with_did_you_mean():
@@ -305,6 +311,22 @@ def test_actions_send_their_reason_and_pause_resume_are_idempotent():
         assert rc == 0 and "podinfo: resumed" in out, (rc, out, err)
     finally:
         api.close()
+
+
+def test_wait_prints_the_last_50_events_of_a_long_rollout_and_where_the_rest_are():
+    many = [dict(EVENTS[0], id=1, type="check", message="an older rollout's check")]
+    many += [dict(EVENTS[0], id=2)]
+    many += [dict(EVENTS[1], id=i, message="check %d" % i) for i in range(3, 123)]
+    api = FakeApi(phase="Succeeded", events=many)
+    try:
+        rc, out, err = ctl(api.server, "wait", "podinfo")
+    finally:
+        api.close()
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 52, (rc, out, err)
+    assert lines[0] == "(71 earlier events of this rollout: canaryctl history podinfo)", lines[0]
+    assert "check 73:" in lines[1] and "check 122:" in lines[50], lines
+    assert lines[51].startswith("podinfo Succeeded v1->v2"), lines[51]
 
 
 def _on_a_terminal(args, env=None, until=b"web Succeeded", timeout=30):
