@@ -53,6 +53,9 @@ STATUS = {
                   {"pause": {}}, {"setWeight": 50}],
         "currentStep": 3,
         "approval": {"above": 20},
+        "evidence": {"canaryRequests": 1200, "stableRequests": 54000, "canaryErrorRate": 0.004,
+                     "stableErrorRate": 0.005, "worseEValue": 0.5, "worseThreshold": 40,
+                     "noWorseEValue": 12.5, "noWorseThreshold": 40, "held": False},
     },
     "gate": {"type": "confirm-promotion", "url": "http://127.0.0.1:1/gate", "passed": False},
 }
@@ -278,7 +281,9 @@ def test_get_shows_steps_gates_approval_and_the_last_check():
                  "  >  4. pause until resumed or approved  <- now",
                  "     5. setWeight 50", "Gate:          type confirm-promotion, "
                  "url http://127.0.0.1:1/gate, passed false", "Approval:      above 20",
-                 "request-success-rate=99.5 [99..] pass", "request-duration=812 [..500] FAIL"):
+                 "request-success-rate=99.5 [99..] pass", "request-duration=812 [..500] FAIL",
+                 "Judge:         canary 1200 requests, 0.4% errors; stable 54000, 0.5%",
+                 "worse: e-value 0.5 of 40; no worse: 12.5 of 40"):
         assert want in out, (want, out)
     assert "\x1b" not in out
 
@@ -414,6 +419,33 @@ def test_bash_completion_completes_commands_options_and_canary_names():
     assert _complete(script, ["canaryctl", "--server", d.server, "version", ""]) == []
     closed = "http://127.0.0.1:%d" % free_port()
     assert _complete(script, ["canaryctl", "--server", closed, "pause", ""]) == []
+
+
+def _zsh_complete(script, words):
+    """What _canaryctl offers for <words> (the last one being completed),
+    with zsh's compadd replaced by a print: zsh itself filters by prefix."""
+    prog = ('compadd() { print -l -- "$@"; }; compdef() { :; }; _files() { print FILES; }; '
+            'source "$1"; words=(%s); CURRENT=%d; _canaryctl') % (
+                " ".join("'%s'" % w for w in words), len(words))
+    r = subprocess.run(["zsh", "-f", "-c", prog, "zsh", script], capture_output=True, text=True,
+                       timeout=20 * SLOW, env=dict(os.environ, PATH=BUILD + ":" + os.environ["PATH"]))
+    assert r.returncode == 0, r.stderr
+    return [w for w in r.stdout.split() if w != "--"]
+
+
+def test_zsh_completion_offers_commands_options_and_canary_names():
+    d, v2, port = _daemon()
+    script = os.path.join(tmpdir(), "_canaryctl")
+    with open(script, "w") as f:
+        f.write(ctl(d.server, "completion", "zsh")[1])
+    r = subprocess.run(["zsh", "-n", script], capture_output=True, text=True, timeout=20 * SLOW)
+    assert r.returncode == 0, r.stderr
+    assert {"status", "list", "get", "approve", "undo"} <= set(_zsh_complete(script, ["canaryctl", "s"]))
+    assert "--watch" in _zsh_complete(script, ["canaryctl", "status", "--wa"])
+    assert _zsh_complete(script, ["canaryctl", "get", "-o", ""]) == ["json", "yaml", "text"]
+    assert _zsh_complete(script, ["canaryctl", "-f", ""]) == ["FILES"]
+    assert _zsh_complete(script, ["canaryctl", "--server", d.server, "pause", ""]) == ["web"]
+    assert _zsh_complete(script, ["canaryctl", "completion", ""]) == ["bash", "zsh"]
 
 
 # ---- man pages --------------------------------------------------------------
