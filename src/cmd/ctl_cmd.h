@@ -6,6 +6,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -54,6 +55,15 @@ typedef struct option {
  * nearest option when one was mistyped). */
 int parse_args(const command *cmd, int argc, char **argv, const option *opts,
                const char **pos, int max_pos);
+
+/* The options every command takes, before or after its name (NULL-ended). */
+extern const char *const global_flags[];
+
+/* Appends "usage: canaryctl NAME USAGE" to <b>, wrapped to 80 columns. */
+void append_usage(buf *b, const command *c);
+
+/* Prints the usage and the whole help of <c>, wrapped to 80 columns. */
+void print_command_help(FILE *f, const command *c);
 
 /* Reports a usage error of <cmd> (NULL: of canaryctl itself) and returns
  * EXIT_USAGE. */
