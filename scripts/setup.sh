@@ -16,8 +16,10 @@ build) pkgs="$build" ;;
 demo) pkgs="$build curl python3" ;;
 # python3-yaml, python3-jsonschema and python3-kubernetes: the test Kubernetes
 # API server (tests/k8s/) and the official client it is checked with, run
-# under Debian's /usr/bin/python3; openssl makes their certificates
-test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema python3-kubernetes openssl" ;;
+# under Debian's /usr/bin/python3; openssl makes their certificates; groff-base
+# renders the man pages and zsh runs canaryctl's zsh completion
+# (tests/e2e/test_canaryctl.py)
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
 *) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;

@@ -33,6 +33,7 @@
 #include "log.h"
 #include "resolve.h"
 #include "util.h"
+#include "version.h"
 
 #define ADMIN_MAX_BODY (1 << 20)
 #define TOKEN_DIGEST 32 /* SHA-256 */
@@ -472,6 +473,13 @@ static void h_metrics(req *r, const char *name, const char *action)
 	buf_release(&b);
 }
 
+/* GET /api/v1/version: what `canaryctl version` shows beside its own. */
+static void h_version(req *r, const char *name, const char *action)
+{
+	respond_json(r->conn, 200, json_pack("{s:s, s:s}", "name", "canaryd", "version",
+	                                     CANARYD_VERSION));
+}
+
 static void h_healthz(req *r, const char *name, const char *action)
 {
 	respond(r->conn, 200, "text/plain", "ok\n", 3);
@@ -514,6 +522,7 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
 	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight, retry, undo" },
 	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
+	{ "GET", "/api/v1/version", h_version, "the version of canaryd" },
 	{ "GET", "/metrics", h_metrics, "Prometheus text exposition" },
 	{ "GET", "/healthz", h_healthz, "liveness" },
 	{ "GET", "/readyz", h_readyz, "readiness" },

@@ -20,8 +20,7 @@
 #include "router_k8s.h"
 #include "store.h"
 #include "util.h"
-
-#define CANARYD_VERSION "0.1.0"
+#include "version.h"
 
 static const char usage[] =
 	"usage: canaryd -c FILE|DIR [-c ...] [--admin ADDR] [--data-dir DIR] [--log-format text|json]\n"

@@ -2431,8 +2431,7 @@ static json_t *status_json(const canary_rt *rt)
 	json_object_set_new(o, "analysis", a);
 	/* where an operator-steered rollout stands */
 	if (p->n_steps && rt->st.step >= 0 && eng_active(&rt->st))
-		json_object_set_new(o, "step", json_pack("{s:i, s:i}", "index", rt->st.step + 1,
-		                                         "of", p->n_steps));
+		json_object_set_new(o, "currentStep", json_integer(rt->st.step)); /* 0-based */
 	if (rt->st.phase == ENG_PAUSED) {
 		json_t *pz = json_pack("{s:s}", "by", rt->st.failure_paused ? "onFailure"
 		                                      : rt->st.step_paused ? "step"
@@ -2577,6 +2576,9 @@ static int run_command(canary_rt *rt, const eng_cmd *cmd, epset *neweps, json_t 
 	free(out);
 	if (status == 200) {
 		*result = status_json(rt);
+		/* a command with nothing to do (pause when paused) answers 200
+		 * too, saying so: pause and resume are idempotent */
+		json_object_set_new(*result, "changed", json_boolean(rc == 0));
 		if (note[0])
 			json_object_set_new(*result, "note", json_string(note));
 	}
@@ -2922,8 +2924,9 @@ int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result
 			eng_state prev = rt->st;
 			commit(rt, &prev, out, NULL, 0);
 			/* an automatic rollback (the alert's), not an operator's abort */
-			eng_cmd cmd = { .kind = ENG_CMD_FAIL, .actor = "alertmanager",
-				        .reason = aname ? aname : "an alert" };
+			char why[ENG_MSG_LEN];
+			snprintf(why, sizeof why, "alert '%s' firing", aname ? aname : "?");
+			eng_cmd cmd = { .kind = ENG_CMD_FAIL, .actor = "alertmanager", .reason = why };
 			char e2[256];
 			prev = rt->st;
 			if (eng_command(&rt->st, &rt->conf->policy, util_wall_ms(), &cmd, out, e2, sizeof e2) == 0)

@@ -1230,14 +1230,16 @@ static bool ambiguous(const char *s, size_t len)
 		t++;
 	if (!strcasecmp(t, ".inf") || !strcasecmp(t, ".nan"))
 		return true;
-	/* numbers of any base, with _ and sexagesimal ':', and dates: a
-	 * leading digit (after a sign or a '.') and only number characters */
+	/* numbers of any base, with _ and sexagesimal ':', and dates and
+	 * YAML 1.1 timestamps ("2026-01-02T03:04:05.6Z", "2026-01-02 03:04:05
+	 * +1"): a leading digit (after a sign or a '.') and only such
+	 * characters */
 	if (*t == '.')
 		t++;
 	if (!isdigit((unsigned char)*t))
 		return false;
 	for (size_t i = 0; i < len; i++)
-		if (!strchr("0123456789abcdefABCDEFxXoO_.:+-", s[i]))
+		if (!strchr("0123456789abcdefABCDEFxXoO_.:+-tTzZ \t", s[i]))
 			return false;
 	return true;
 }

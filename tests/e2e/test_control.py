@@ -81,7 +81,7 @@ def test_staged_rollout_with_pauses_an_approval_and_a_confirm_promotion_gate():
     rc, out, err = d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)
     assert rc == 0, (rc, out, err)
     s = d.status("web")
-    assert s["canaryWeight"] == 10 and s["step"] == {"index": 1, "of": 5}, s
+    assert s["canaryWeight"] == 10 and s["currentStep"] == 0, s
     # the timed pause ends by itself, 30 is set, then the indefinite pause
     s = _wait(d, lambda s: s.get("paused", {}).get("by") == "step" and s["canaryWeight"] == 30,
               "the indefinite pause at 30")
@@ -148,6 +148,7 @@ def test_confirm_promotion_to_a_closed_port_holds_until_aborted():
     assert st == 200 and body["phase"] == "Paused", (st, body)
     st, body = d.api("POST", "/api/v1/canaries/web/pause", {})
     assert st == 200 and "already paused" in body.get("note", ""), (st, body)
+    assert body["changed"] is False, body
     st, body = d.api("POST", "/api/v1/canaries/web/abort", {"reason": "INC-42: bad latency"})
     assert st == 200 and body["phase"] == "Failed" and body["aborted"] is True, (st, body)
     load.stop()

@@ -200,8 +200,9 @@ def test_operator_commands_and_exit_codes():
     assert ev[-1]["type"] == "abort" and "aborted by" in ev[-1]["message"], ev[-1]
     rc, out, err = d.ctl("history", "web")
     assert rc == 0 and "abort" in out, out
+    # no such canary is bad input (2), not a rollout that failed (1)
     rc, out, err = d.ctl("promote", "nosuch")
-    assert rc == 1 and "nosuch" in err, (rc, err)
+    assert rc == 2 and "nosuch" in err, (rc, err)
     for st, hdr, body in (get(port) for _ in range(10)):
         assert body == b"v1\n"
 
