@@ -47,7 +47,8 @@ TESTS    = $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRC))))
 vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream $(BUILD)/canaryd-k8sctl
 
-.PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps
+.PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps \
+        install
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -139,6 +140,19 @@ fuzz:
 fuzz-long:
 	@sh scripts/setup.sh fuzz
 	@sh fuzz/run.sh --long
+
+# The two programs, their man pages and canaryctl's shell completions
+# (PREFIX, DESTDIR as usual). Nothing is started or enabled.
+PREFIX  ?= /usr/local
+install: $(BUILD)/canaryd $(BUILD)/canaryctl
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+	        $(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+	        $(DESTDIR)$(PREFIX)/share/zsh/site-functions
+	install -m 755 $(BUILD)/canaryd $(BUILD)/canaryctl $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 man/canaryd.1 man/canaryctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 644 completions/canaryctl.bash \
+	        $(DESTDIR)$(PREFIX)/share/bash-completion/completions/canaryctl
+	install -m 644 completions/_canaryctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_canaryctl
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz

@@ -9,8 +9,10 @@ import json
 import os
 import pty
 import select
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -218,6 +220,10 @@ def test_every_help_line_fits_80_columns():
         outs += pool.map(lambda a: subprocess.run(a, capture_output=True, text=True).stdout, runs)
     # a usage error prints the command's usage too
     outs.append(subprocess.run([CTL, "simulate", "--bogus"], capture_output=True, text=True).stderr)
+    # and canaryd's own
+    daemon = os.path.join(os.path.dirname(CTL), "canaryd")
+    r = subprocess.run([daemon, "--help"], capture_output=True, text=True)
+    outs.append(r.stdout + r.stderr)
     for o in outs:
         assert o.strip(), outs
         for ln in o.splitlines():
@@ -466,6 +472,26 @@ def test_man_pages_render_without_warnings_and_name_every_command():
         roff = n.replace("-", "\\-")
         assert any(w % roff in commands for w in (".B %s ", ".B %s\n", "\\fB%s ")), n
     assert "canaryd unreachable, or the token refused" in text
+
+
+def test_make_install_puts_programs_man_pages_and_completions_under_destdir():
+    d = tempfile.mkdtemp()
+    b = os.path.relpath(BUILD, ROOT)
+    # -o: the programs are what this test run built, never rebuilt here
+    r = subprocess.run(["make", "-s", "-C", ROOT, "install", "DESTDIR=" + d, "PREFIX=/usr",
+                        "BUILD=" + b, "-o", b + "/canaryd", "-o", b + "/canaryctl"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    want = ["usr/bin/canaryctl", "usr/bin/canaryd", "usr/share/man/man1/canaryctl.1",
+            "usr/share/man/man1/canaryd.1", "usr/share/bash-completion/completions/canaryctl",
+            "usr/share/zsh/site-functions/_canaryctl"]
+    for w in want:
+        assert os.path.isfile(os.path.join(d, w)), (w, r.stdout)
+    assert os.access(os.path.join(d, "usr/bin/canaryd"), os.X_OK)
+    r = subprocess.run([os.path.join(d, "usr/bin/canaryctl"), "version"], capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    shutil.rmtree(d)
 
 
 if __name__ == "__main__":
