@@ -519,11 +519,14 @@ static int maybe_start_config_rollout(ctl *c, canary_rt *rt, uint64_t now, char 
 
 /* Records a result as an audit event of <type> (state unchanged); with
  * <quiet> it is not sent to event hooks nor alerts. */
-static void audit_hook_msg(canary_rt *rt, const char *type, const char *msg, bool quiet)
+static void audit_hook_msg(canary_rt *rt, const char *type, const char *msg, bool quiet,
+                           const char *detail)
 {
 	eng_output *out = xcalloc(1, sizeof *out);
 	eng_event *ev = &out->events[out->n_events++];
 	snprintf(ev->type, sizeof ev->type, "%s", type);
+	if (detail)
+		snprintf(ev->detail, sizeof ev->detail, "%s", detail);
 	ev->phase = rt->st.phase;
 	ev->weight = rt->st.weight;
 	snprintf(ev->actor, sizeof ev->actor, "canaryd");
@@ -543,7 +546,7 @@ static void rollback_by_hook(canary_rt *rt, const hook_call *hc, const char *how
 	char msg[ENG_MSG_LEN], actor[ENG_NAME_LEN];
 	snprintf(msg, sizeof msg, "rollback %s '%s' %s: rolling back", hc->exec ? "exec hook"
 	         : "webhook", hc->hook, how);
-	audit_hook_msg(rt, "webhook", msg, false);
+	audit_hook_msg(rt, "webhook", msg, false, NULL);
 	snprintf(actor, sizeof actor, "rollback hook '%.45s'", hc->hook);
 	char why[ENG_MSG_LEN];
 	snprintf(why, sizeof why, "rollback %s '%s' signalled a rollback",
@@ -568,7 +571,8 @@ static bool rollback_polled(const eng_state *s)
 /* Where a hook's call ended: <ok> whether it passed, <how> what it did
  * ("answered 200 in 3ms", "exited 1 after 2ms: ..."), <why> for a gate's
  * reason. */
-static void hook_result(hook_call *hc, bool ok, const char *how, const char *why)
+static void hook_result(hook_call *hc, bool ok, const char *how, const char *why,
+                        const char *detail)
 {
 	canary_rt *rt = find_rt(hc->c, hc->canary);
 	if (!rt)
@@ -580,10 +584,10 @@ static void hook_result(hook_call *hc, bool ok, const char *how, const char *why
 	} else if (hc->alert) {
 		snprintf(msg, sizeof msg, "alert '%s' to %s provider '%s' %s", hc->hook, hc->type,
 		         hc->provider, how);
-		audit_hook_msg(rt, "notification", msg, true);
+		audit_hook_msg(rt, "notification", msg, true, NULL);
 	} else if (hc->gate == HOOK_NOTIFY) {
 		snprintf(msg, sizeof msg, "%s %s '%s' %s", hc->type, kind, hc->hook, how);
-		audit_hook_msg(rt, "webhook", msg, !strcmp(hc->type, "event"));
+		audit_hook_msg(rt, "webhook", msg, !strcmp(hc->type, "event"), detail);
 	} else if (hc->gate == HOOK_ROLLBACK_POLL) {
 		if (rt->rb_pending > 0)
 			rt->rb_pending--;
@@ -601,7 +605,7 @@ static void hook_result(hook_call *hc, bool ok, const char *how, const char *why
 		if (strcmp(was, rt->rb_last) != 0) {
 			snprintf(msg, sizeof msg, "rollback %s '%s' is not signalling a rollback: %s",
 			         kind, hc->hook, why);
-			audit_hook_msg(rt, "webhook", msg, false);
+			audit_hook_msg(rt, "webhook", msg, false, detail);
 		}
 	} else if (rt->rollout_gen == hc->gen && rt->gate_pending > 0) {
 		struct gate_result *g = &rt->gates[hc->gate];
@@ -626,7 +630,7 @@ static void hook_done(void *arg, int status, const char *error, uint64_t ms)
 		snprintf(how, sizeof how, "answered %d in %llums", status, (unsigned long long)ms);
 		snprintf(why, sizeof why, "answered HTTP %d", status);
 	}
-	hook_result(hc, ok, how, why);
+	hook_result(hc, ok, how, why, NULL);
 	free(hc);
 }
 
@@ -647,7 +651,7 @@ static void alert_done(void *arg, int status, const char *error, const char *bod
 	else
 		snprintf(how, sizeof how, "sent: answered %d in %llums", status,
 		         (unsigned long long)ms);
-	hook_result(hc, !error && status >= 200 && status <= 299, how, how);
+	hook_result(hc, !error && status >= 200 && status <= 299, how, how, NULL);
 	free(hc);
 }
 
@@ -681,7 +685,18 @@ static void exec_done(void *arg, const exec_result *r)
 		log_msg(ok ? LOG_INFO : LOG_WARN, rt ? rt->name : hc->canary,
 		        "%s exec hook '%s' output%s: %.*s", hc->type, hc->hook,
 		        r->truncated ? " (truncated)" : "", (int)r->output_len, r->output);
-	hook_result(hc, ok, how, why);
+	/* its output, as kept, in the audit: one event's detail (the
+	 * first ENG_DETAIL_LEN - 1 bytes; the log has all EXEC_OUTPUT_MAX) */
+	char detail[ENG_DETAIL_LEN];
+	size_t dn = r->output_len < sizeof detail - 1 ? r->output_len : sizeof detail - 1;
+	memcpy(detail, r->output ? r->output : "", r->output ? dn : 0);
+	detail[r->output ? dn : 0] = '\0';
+	/* lines of printable ASCII: the audit is read on terminals */
+	for (size_t i = 0; detail[i]; i++)
+		if (detail[i] != '\n' && detail[i] != '\t' &&
+		    ((unsigned char)detail[i] < 0x20 || (unsigned char)detail[i] >= 0x7f))
+			detail[i] = '?';
+	hook_result(hc, ok, how, why, detail);
 	free(hc);
 }
 

@@ -23,6 +23,7 @@
 #define ENG_NAME_LEN 64
 #define ENG_REV_LEN 64
 #define ENG_MSG_LEN 256
+#define ENG_DETAIL_LEN 1024
 
 typedef enum {
 	ENG_INITIALIZED = 0, /* no rollout yet: 100% stable */
@@ -308,6 +309,8 @@ typedef struct eng_event {
 	                       * passed nor failed */
 	eng_metric_result metrics[ENG_MAX_METRICS]; /* checks only */
 	int n_metrics;
+	char detail[ENG_DETAIL_LEN]; /* the driver's: a hook program's output
+	                              * (its start), "" for none */
 } eng_event;
 
 typedef enum {

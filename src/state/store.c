@@ -60,8 +60,8 @@ static const char *const sql_text[Q_COUNT] = {
 		" canary_eps = excluded.canary_eps, updated_ms = excluded.updated_ms,"
 		" breach_since = excluded.breach_since, flow = excluded.flow",
 	[Q_INSERT_EVENT] =
-		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics)"
-		" VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics,"
+		" detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
 	[Q_END_ROLLOUT] =
 		"INSERT OR REPLACE INTO rollouts(canary, revision, outcome, ended_ms)"
 		" VALUES(?1, ?2, ?3, ?4)",
@@ -73,7 +73,7 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_ROLLOUT_ENDED] =
 		"SELECT 1 FROM rollouts WHERE canary = ?1 AND revision = ?2",
 	[Q_EVENTS] =
-		"SELECT id, time_ms, canary, type, phase, weight, message, actor, metrics"
+		"SELECT id, time_ms, canary, type, phase, weight, message, actor, metrics, detail"
 		" FROM events WHERE canary = ?1 AND id > ?2 ORDER BY id",
 };
 
@@ -103,7 +103,8 @@ static const char schema_v2[] =
  * step, pause, gate and approval, and what an undo brings back; a JSON
  * object (store_flow_json), so that later fields need no migration. */
 static const char schema_v3[] =
-	"ALTER TABLE canaries ADD COLUMN flow TEXT;";
+	"ALTER TABLE canaries ADD COLUMN flow TEXT;"
+	"ALTER TABLE events ADD COLUMN detail TEXT;";
 
 struct store {
 	sqlite3 *db;
@@ -740,6 +741,10 @@ static int write_event(store *s, const char *name, const eng_event *ev,
 	bind_text(q, 6, ev->message);
 	bind_text(q, 7, ev->actor);
 	bind_text(q, 8, metrics);
+	if (ev->detail[0])
+		bind_text(q, 9, ev->detail);
+	else
+		sqlite3_bind_null(q, 9);
 	int rc = step_done(s, q);
 	free(metrics);
 	return rc;
@@ -951,6 +956,8 @@ json_t *store_events(store *s, const char *name, int64_t after_id)
 				log_msg(LOG_WARN, name, "event %lld in '%s' has unreadable metrics: %s",
 				        (long long)sqlite3_column_int64(q, 0), s->path, jerr.text);
 		}
+		if (sqlite3_column_type(q, 9) == SQLITE_TEXT)
+			json_object_set_new(o, "detail", col_string(q, 9));
 		json_array_append_new(arr, o);
 	}
 	if (rc != SQLITE_DONE) {

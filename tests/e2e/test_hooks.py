@@ -122,6 +122,11 @@ def test_rollback_hook_that_answers_2xx_rolls_back():
     rec.srv.shutdown()
     assert s["failedChecks"] == 0, s
     evs = d.events("web")
+    # the program's output is kept in the audit, as lines of plain text
+    done = [e for e in evs if "post-rollout exec hook 'scale-down' exited 0" in e["message"]]
+    detail = done[0].get("detail", "")
+    assert detail.startswith("scaled\n1\n2\n") and "\n150\n" in detail, done[0]
+    assert detail.endswith("bell? done"), detail[-40:]
     rb = [e for e in evs if e["type"] == "rollback"]
     assert rb and rb[0]["actor"] == "rollback hook 'manual-rollback'", rb
     assert any(e["type"] == "webhook" and "rollback webhook 'manual-rollback' answered 202"
@@ -187,7 +192,8 @@ def test_exec_hooks_get_the_canary_in_their_environment_and_time_out():
                                 # a rollback hook that hangs: timed out, no rollback
                                 ("slow", "rollback", ["/bin/sleep", "30"], "200ms"),
                                 ("scale-down", "post-rollout",
-                                 ["/bin/sh", "-c", "env > %s; echo scaled" % envfile], "5s")])))
+                                 ["/bin/sh", "-c", "env > %s; echo scaled; seq 1 150; "
+                                  "printf 'bell\\007 done'" % envfile], "5s")])))
     load = Load(port, threads=2, rps_per_thread=50)
     assert d.ctl("rollout", "web", "--revision", "v2", "--endpoints", v2.addr)[0] == 0
     s = d.wait_phase("web", "Failed", timeout=20)
@@ -210,6 +216,11 @@ def test_exec_hooks_get_the_canary_in_their_environment_and_time_out():
                for m in msgs), msgs
     assert any("post-rollout exec hook 'scale-down' exited 0" in m and "scaled" in m
                for m in msgs), msgs
+    # the program's output is kept in the audit, as lines of plain text
+    done = [e for e in evs if "post-rollout exec hook 'scale-down' exited 0" in e["message"]]
+    detail = done[0].get("detail", "")
+    assert detail.startswith("scaled\n1\n2\n") and "\n150\n" in detail, done[0]
+    assert detail.endswith("bell? done"), detail[-40:]
     rb = [e for e in evs if e["type"] == "rollback"]
     assert rb and rb[0]["actor"] == "canaryd", rb  # the failed checks, not the hook
 
