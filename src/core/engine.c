@@ -1224,9 +1224,14 @@ int eng_command(eng_state *s, const eng_policy *p, uint64_t now_ms,
 	}
 	case ENG_CMD_APPROVE: {
 		eng_gate g = s->waiting;
-		fmt(why, sizeof why, "%s approved by %s%s", g != ENG_GATE_NONE ? eng_gate_name(g)
-		                                                              : "pause",
-		    actor, rs);
+		if (g == ENG_GATE_APPROVAL)
+			fmt(why, sizeof why, "approved by %s%s", actor, rs);
+		else if (g == ENG_GATE_NONE)
+			fmt(why, sizeof why, "step %d/%d: pause ended, approved by %s%s", s->step + 1,
+			    p->n_steps, actor, rs);
+		else
+			fmt(why, sizeof why, "%s gate passed by hand, approved by %s%s",
+			    eng_gate_name(g), actor, rs);
 		emit(out, s, "approved", actor, "%s at weight %d", why, s->weight);
 		s->next_check_ms = now_ms + p->interval_ms;
 		if (g == ENG_GATE_ROLLOUT) {

@@ -2083,7 +2083,7 @@ static void test_approval_above_a_weight(void **state)
 	eng_cmd c = { .kind = ENG_CMD_APPROVE, .actor = "alice", .reason = "CAB-1234 signed off" };
 	assert_int_equal(eng_command(&S, &P, now, &c, &O, err, sizeof err), 0);
 	assert_int_equal(S.weight, 30);
-	assert_non_null(strstr(O.events[0].message, "approval approved by alice (reason: "
+	assert_non_null(strstr(O.events[0].message, "approved by alice (reason: "
 	                                             "CAB-1234 signed off)"));
 	pass();
 	assert_int_equal(S.weight, 40);
