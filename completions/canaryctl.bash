@@ -39,8 +39,8 @@ _canaryctl() {
         promote) opts="--full" ;;
         approve) opts="--reason" ;;
         abort) opts="--reason" ;;
-        retry) opts="" ;;
-        undo) opts="" ;;
+        retry) opts="--reason" ;;
+        undo) opts="--reason" ;;
         pause) opts="" ;;
         resume) opts="" ;;
         set-weight) opts="" ;;

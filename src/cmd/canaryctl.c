@@ -944,7 +944,7 @@ static int cmd_promote(client *cl, const command *cmd, int argc, char **argv)
 	                   full ? "promoted in full" : "promoted past the current step");
 }
 
-/* approve, abort (with --reason), retry, undo: a POST of the action. */
+/* approve, abort, retry, undo (each with --reason): a POST of the action. */
 static int cmd_action(client *cl, const command *cmd, int argc, char **argv)
 {
 	static const struct {
@@ -954,8 +954,8 @@ static int cmd_action(client *cl, const command *cmd, int argc, char **argv)
 	} rows[] = {
 		{ "approve", true, "approved" },
 		{ "abort", true, "aborted, all traffic to stable" },
-		{ "retry", false, "rollout started again" },
-		{ "undo", false, "undone, all traffic back to the previous stable" },
+		{ "retry", true, "rollout started again" },
+		{ "undo", true, "undone, all traffic back to the previous stable" },
 	};
 	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
 		if (strcmp(rows[i].action, cmd->name) != 0)
@@ -1108,13 +1108,14 @@ static const command commands[] = {
 	  "Manual rollback: 100% of the traffic to stable now, recorded as an abort (not as "
 	  "an automatic rollback), with the reason.",
 	  "--reason", cmd_action },
-	{ "retry", "NAME", "start the failed rollout of NAME again",
-	  "Start the failed rollout of NAME again, with the same revision and endpoints.",
-	  "", cmd_action },
-	{ "undo", "NAME", "100% back to the previous stable now",
+	{ "retry", "NAME [--reason TEXT]", "start the failed rollout of NAME again",
+	  "Start the failed rollout of NAME again, with the same revision and endpoints, "
+	  "audited with you as the actor and the reason.",
+	  "--reason", cmd_action },
+	{ "undo", "NAME [--reason TEXT]", "100% back to the previous stable now",
 	  "After a promotion, within the undo window: send 100% of the traffic back to the "
-	  "previous stable revision now.",
-	  "", cmd_action },
+	  "previous stable revision now, audited with you as the actor and the reason.",
+	  "--reason", cmd_action },
 	{ "pause", "NAME", "hold the analysis at the current weight",
 	  "Hold the analysis at the current weight. Pausing a paused canary says so and "
 	  "succeeds.",
