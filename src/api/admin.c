@@ -65,7 +65,16 @@ struct admin {
 	struct aconn *conns;   /* open connections, for admin_close */
 };
 
-typedef enum { AC_IDLE, AC_HEAD, AC_BODY, AC_HANDLING, AC_WRITING } aconn_state;
+typedef enum { AC_IDLE, AC_HEAD, AC_BODY, AC_HANDLING, AC_WRITING, AC_STREAM } aconn_state;
+
+/* Server-Sent Events (GET /api/v1/events/stream): at most this many
+ * streams at once, a comment every SSE_PING_MS so that a proxy keeps the
+ * connection and a gone client is found, and at most SSE_MAX_PENDING bytes
+ * waiting for a client that does not read (then it is closed: a browser
+ * reconnects and gets the present state again). */
+#define SSE_MAX_STREAMS 32
+#define SSE_PING_MS 15000
+#define SSE_MAX_PENDING (1u << 20)
 
 typedef struct aconn {
 	uv_tcp_t tcp;
@@ -83,6 +92,10 @@ typedef struct aconn {
 	int is_head;       /* the request is HEAD: headers only */
 	size_t consumed;   /* bytes of <in> that the current request used */
 	ctl_call *pending; /* a command waiting for host names: answered later */
+	/* AC_STREAM: what waits to be written while a write runs */
+	buf sse_pending;
+	int sse_writing;
+	char sse_canary[64]; /* only this canary's events, or "" for all */
 	struct aconn *prev, *next;
 } aconn;
 
@@ -111,6 +124,7 @@ static void conn_closed(uv_handle_t *h)
 		return;
 	buf_release(&cn->in);
 	buf_release(&cn->out);
+	buf_release(&cn->sse_pending);
 	free(cn);
 }
 
@@ -132,6 +146,7 @@ static void conn_close(aconn *cn)
 }
 
 static void on_timeout(uv_timer_t *t);
+static void sse_send(aconn *cn, const char *data, size_t len);
 
 /* Enters <st> and arms its timer (none for AC_HANDLING). */
 static void conn_enter(aconn *cn, aconn_state st)
@@ -144,6 +159,7 @@ static void conn_enter(aconn *cn, aconn_state st)
 	case AC_HEAD: ms = a->head_ms; break;
 	case AC_BODY: ms = a->body_ms; break;
 	case AC_WRITING: ms = a->body_ms; break;
+	case AC_STREAM: ms = SSE_PING_MS; break;
 	case AC_HANDLING: break;
 	}
 	if (ms)
@@ -237,6 +253,81 @@ static void respond_error(aconn *cn, int status, const char *msg)
 	respond_json(cn, status, j);
 }
 
+/* ---- Server-Sent Events ---- */
+
+static void sse_kick(aconn *cn);
+
+static void on_sse_written(uv_write_t *w, int status)
+{
+	aconn *cn = w->data;
+	cn->sse_writing = 0;
+	buf_reset(&cn->out);
+	if (status < 0 || cn->a->closing) {
+		conn_close(cn);
+		return;
+	}
+	sse_kick(cn);
+}
+
+/* Writes what waits, one write at a time: <out> is being written while
+ * <sse_pending> gathers what comes meanwhile. */
+static void sse_kick(aconn *cn)
+{
+	if (cn->sse_writing || cn->sse_pending.len == 0 || uv_is_closing((uv_handle_t *)&cn->tcp))
+		return;
+	buf t = cn->out;
+	cn->out = cn->sse_pending;
+	cn->sse_pending = t;
+	buf_reset(&cn->sse_pending);
+	uv_buf_t b = uv_buf_init(cn->out.p, (unsigned)cn->out.len);
+	cn->wr.data = cn;
+	cn->sse_writing = 1;
+	if (uv_write(&cn->wr, (uv_stream_t *)&cn->tcp, &b, 1, on_sse_written) != 0) {
+		cn->sse_writing = 0;
+		conn_close(cn);
+	}
+}
+
+static void sse_send(aconn *cn, const char *data, size_t len)
+{
+	if (cn->sse_pending.len + len > SSE_MAX_PENDING) {
+		/* it does not read: it would hold memory without bound */
+		log_msg(LOG_WARN, NULL, "admin: event stream to %s closed: the client does not read "
+		        "(%u bytes waiting)", cn->peer, (unsigned)cn->sse_pending.len);
+		conn_close(cn);
+		return;
+	}
+	buf_append(&cn->sse_pending, data, len);
+	sse_kick(cn);
+}
+
+/* One event in the stream's format: "event: TYPE\ndata: JSON\n\n" (the
+ * JSON is one line: JSON_COMPACT escapes every newline). */
+static void sse_event(aconn *cn, const char *type, const json_t *data)
+{
+	char *j = json_dumps(data, JSON_COMPACT);
+	if (!j)
+		return;
+	buf b = BUF_INIT;
+	buf_printf(&b, "event: %s\ndata: %s\n\n", type, j);
+	sse_send(cn, b.p, b.len);
+	buf_release(&b);
+	free(j);
+}
+
+void admin_publish(admin *a, const char *canary, const char *type, const json_t *data)
+{
+	aconn *next;
+	for (aconn *cn = a->conns; cn; cn = next) {
+		next = cn->next; /* sse_send may close it */
+		if (cn->state != AC_STREAM || uv_is_closing((uv_handle_t *)&cn->tcp))
+			continue;
+		if (cn->sse_canary[0] && (!canary || strcmp(cn->sse_canary, canary) != 0))
+			continue;
+		sse_event(cn, type, data);
+	}
+}
+
 /* A timer of conn_enter() ran out: see the states at the top. */
 static void on_timeout(uv_timer_t *t)
 {
@@ -254,6 +345,10 @@ static void on_timeout(uv_timer_t *t)
 	case AC_IDLE:
 	case AC_WRITING:
 		conn_close(cn);
+		break;
+	case AC_STREAM:
+		sse_send(cn, ": ping\n\n", 8);
+		conn_enter(cn, AC_STREAM);
 		break;
 	case AC_HANDLING:
 		break;
@@ -380,6 +475,65 @@ static void h_events(req *r, const char *name, const char *action)
 		return;
 	}
 	respond_json(r->conn, 200, ev);
+}
+
+/* GET /api/v1/events/stream[?canary=NAME]: Server-Sent Events. First the
+ * present, a "status" event per canary (nothing of the history: a client
+ * that wants it asks /events once), then every new audit event ("audit")
+ * and every change of a canary's phase or weight ("status") as it happens.
+ * The connection is the stream's until either side closes it. */
+static void h_stream(req *r, const char *name, const char *action)
+{
+	aconn *cn = r->conn;
+	char want[64] = "";
+	const char *q = strstr(r->query, "canary=");
+	if (q) {
+		size_t n = strcspn(q + 7, "&");
+		if (n == 0 || n >= sizeof want) {
+			respond_error(cn, 400, "'canary' must name a canary");
+			return;
+		}
+		memcpy(want, q + 7, n);
+		want[n] = '\0';
+		if (!ctl_has(r->a->c, want)) {
+			char msg[128];
+			snprintf(msg, sizeof msg, "no canary named '%.64s'", want);
+			respond_error(cn, 404, msg);
+			return;
+		}
+	}
+	unsigned streams = 0;
+	for (aconn *c = r->a->conns; c; c = c->next)
+		streams += c->state == AC_STREAM;
+	if (streams >= SSE_MAX_STREAMS) {
+		respond_error(cn, 503, "too many event streams open; retry later");
+		return;
+	}
+	if (cn->is_head) {
+		respond(cn, 200, "text/event-stream", "", 0);
+		return;
+	}
+	cn->responded = 1;
+	cn->keep = 0;
+	snprintf(cn->sse_canary, sizeof cn->sse_canary, "%s", want);
+	buf_reset(&cn->sse_pending);
+	buf_puts(&cn->sse_pending, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+	         "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n"
+	         "Connection: close\r\n\r\nretry: 2000\n\n");
+	conn_enter(cn, AC_STREAM);
+	json_t *all = ctl_status(r->a->c, want[0] ? want : NULL);
+	if (json_is_array(all)) {
+		size_t i;
+		json_t *st;
+		json_array_foreach(all, i, st)
+			sse_event(cn, "status", st);
+	} else if (json_is_object(all)) {
+		sse_event(cn, "status", all);
+	}
+	json_decref(all);
+	/* read on, to see the client go */
+	uv_read_start((uv_stream_t *)&cn->tcp, on_alloc, on_read);
+	sse_kick(cn);
 }
 
 /* The end of a command that waited (ctl_command returned 0). */
@@ -520,6 +674,9 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries", h_list, "status of every canary" },
 	{ "GET", "/api/v1/canaries/*", h_get, "status of one canary" },
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
+	{ "GET", "/api/v1/events/stream", h_stream,
+	  "Server-Sent Events: every canary's status, then each audit event and status change "
+	  "(?canary=NAME)" },
 	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight, retry, undo" },
 	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
 	{ "GET", "/api/v1/version", h_version, "the version of canaryd" },
@@ -827,8 +984,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b)
 		conn_close(cn);
 		return;
 	}
-	if (nread == 0 || cn->responded)
-		return;
+	if (nread == 0 || cn->responded || cn->state == AC_STREAM)
+		return; /* a stream's client has nothing more to say */
 	if (cn->in.len + (size_t)nread > ADMIN_MAX_BODY + HTTP_MAX_HEAD) {
 		cn->keep = 0;
 		respond_error(cn, 413, "request too large");

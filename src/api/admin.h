@@ -75,6 +75,10 @@ int admin_start(uv_loop_t *loop, const admin_opts *o, ctl *c, store *db,
 /* /readyz answers 503 once not ready (draining). */
 void admin_set_ready(admin *a, int ready);
 
+/* Sends event <type> ("audit", "status") with <data> to every event
+ * stream (GET /api/v1/events/stream) that follows <canary>. */
+void admin_publish(admin *a, const char *canary, const char *type, const json_t *data);
+
 /* Closes the listener and every connection; frees <a> once closed. */
 void admin_close(admin *a);
 

@@ -384,8 +384,15 @@ static void shutdown_all(daemon_ctx *d)
 	uv_close((uv_handle_t *)&d->sig_term, NULL);
 	uv_close((uv_handle_t *)&d->sig_int, NULL);
 	uv_close((uv_handle_t *)&d->sig_hup, NULL);
+	ctl_set_event_sink(d->c, NULL, NULL); /* the admin API goes first */
 	admin_close(d->adm);
 	ctl_close(d->c);
+}
+
+/* The controller's live events, to the admin API's event streams. */
+static void publish(void *arg, const char *canary, const char *type, const json_t *data)
+{
+	admin_publish(arg, canary, type, data);
 }
 
 static void on_drain_timer(uv_timer_t *t)
@@ -695,6 +702,7 @@ int main(int argc, char **argv)
 		store_close(d.db);
 		return 1;
 	}
+	ctl_set_event_sink(d.c, publish, d.adm);
 	log_msg(LOG_INFO, NULL, "canaryd %s: admin API on http://%s, data in %s", CANARYD_VERSION,
 	        admin_addr, data_dir);
 	uv_timer_init(d.loop, &d.drain_timer);

@@ -155,6 +155,8 @@ typedef struct retired {
 
 struct ctl {
 	uv_loop_t *loop;
+	ctl_event_fn sink;        /* live views: ctl_set_event_sink */
+	void *sink_arg;
 	store *db;
 	cfg *conf;
 	canary_rt **rt;
@@ -1136,6 +1138,45 @@ static void keep_unsaved(canary_rt *rt, const eng_output *out)
 	}
 }
 
+static json_t *status_json(const canary_rt *rt);
+
+/* An event as the events API gives it (store.c), less its id: for the
+ * live views, which see it as it is recorded. */
+static json_t *event_json(const canary_rt *rt, const eng_event *ev)
+{
+	char when[40];
+	util_rfc3339(util_wall_ms(), when, sizeof when);
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:s, s:s}", "time", when, "canary",
+	                      rt->name, "type", ev->type, "phase", eng_phase_name(ev->phase),
+	                      "weight", ev->weight, "message", ev->message, "actor", ev->actor);
+	if (!o)
+		return json_object();
+	if (ev->n_metrics > 0) {
+		json_t *arr = json_array();
+		for (int i = 0; i < ev->n_metrics && i < ENG_MAX_METRICS; i++) {
+			const eng_metric_result *m = &ev->metrics[i];
+			json_t *mo = json_pack("{s:s, s:b}", "name", m->name, "passed", m->passed);
+			if (!mo)
+				continue;
+			if (m->has_value && isfinite(m->value))
+				json_object_set_new(mo, "value", json_real(m->value));
+			if (m->has_min)
+				json_object_set_new(mo, "min", json_real(m->min));
+			if (m->has_max)
+				json_object_set_new(mo, "max", json_real(m->max));
+			if (m->held)
+				json_object_set_new(mo, "held", json_true());
+			if (m->reason[0])
+				json_object_set_new(mo, "reason", json_string(m->reason));
+			json_array_append_new(arr, mo);
+		}
+		json_object_set_new(o, "metrics", arr);
+	}
+	if (ev->detail[0])
+		json_object_set_new(o, "detail", json_string(ev->detail));
+	return o;
+}
+
 /* May a change from <prev> to <next> take effect before it is saved? Only
  * one that sends no more traffic to new code: no promotion, no higher
  * weight, no new rollout (see the head comment). */
@@ -1250,6 +1291,17 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 			rt->rollbacks++;
 		}
 		log_event(rt, ev);
+		if (rt->owner->sink) {
+			json_t *j = event_json(rt, ev);
+			rt->owner->sink(rt->owner->sink_arg, rt->name, "audit", j);
+			json_decref(j);
+		}
+	}
+	if (rt->owner->sink && (out->n_events || prev->phase != rt->st.phase ||
+	                        prev->weight != rt->st.weight)) {
+		json_t *j = status_json(rt);
+		rt->owner->sink(rt->owner->sink_arg, rt->name, "status", j);
+		json_decref(j);
 	}
 	if (rt->unsaved && !was_unsaved)
 		log_msg(LOG_WARN, rt->name, "not saved yet: phase %s, weight %d; status shows what "
@@ -1257,6 +1309,12 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		        eng_phase_name(rt->st.phase), rt->st.weight);
 	run_hooks(rt, out);
 	return 0;
+}
+
+void ctl_set_event_sink(ctl *c, ctl_event_fn fn, void *arg)
+{
+	c->sink = fn;
+	c->sink_arg = arg;
 }
 
 /* ---- the tick ---- */

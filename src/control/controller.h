@@ -74,6 +74,14 @@ int ctl_has(ctl *c, const char *name);
 /* Appends the Prometheus exposition of every canary to <out>. */
 void ctl_metrics(ctl *c, buf *out);
 
+/* Called with each audit event as it is recorded ("audit": the event as
+ * the events API gives it, less its id) and with the canary's status when
+ * it changed ("status"); for live views (the admin API's event stream).
+ * <data> is the callee's to read, not to keep. */
+typedef void (*ctl_event_fn)(void *arg, const char *canary, const char *type,
+                             const json_t *data);
+void ctl_set_event_sink(ctl *c, ctl_event_fn fn, void *arg);
+
 /* 0 while the database takes writes; 1 while writes fail (backing off) or
  * after it was found damaged, with <why> filled for /readyz. */
 int ctl_store_health(ctl *c, char *why, size_t n);
