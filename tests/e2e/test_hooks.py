@@ -122,11 +122,6 @@ def test_rollback_hook_that_answers_2xx_rolls_back():
     rec.srv.shutdown()
     assert s["failedChecks"] == 0, s
     evs = d.events("web")
-    # the program's output is kept in the audit, as lines of plain text
-    done = [e for e in evs if "post-rollout exec hook 'scale-down' exited 0" in e["message"]]
-    detail = done[0].get("detail", "")
-    assert detail.startswith("scaled\n1\n2\n") and "\n150\n" in detail, done[0]
-    assert detail.endswith("bell? done"), detail[-40:]
     rb = [e for e in evs if e["type"] == "rollback"]
     assert rb and rb[0]["actor"] == "rollback hook 'manual-rollback'", rb
     assert any(e["type"] == "webhook" and "rollback webhook 'manual-rollback' answered 202"
