@@ -3021,6 +3021,14 @@ static void put_value(buf *out, double v)
 		buf_printf(out, " %.10g\n", v);
 }
 
+/* A wall-clock time <ms> as Unix seconds, to the millisecond (a double's
+ * %g would round it to the second). */
+static void put_seconds(buf *out, uint64_t ms)
+{
+	buf_printf(out, " %llu.%03llu\n", (unsigned long long)(ms / 1000),
+	           (unsigned long long)(ms % 1000));
+}
+
 /* Flagger's flagger_canary_status: 0 while a rollout runs, 2 once it
  * failed (or while it rolls back step by step), 1 otherwise (succeeded,
  * or no rollout yet). */
@@ -3122,7 +3130,7 @@ static void canary_metrics(ctl *c, buf *out)
 	for (size_t i = 0; i < c->n; i++) {
 		buf_printf(out, "canaryd_canary_last_transition_timestamp_seconds{canary=\"%s\"}",
 		           c->rt[i]->name);
-		put_value(out, (double)c->rt[i]->st.last_transition_ms / 1000.0);
+		put_seconds(out, c->rt[i]->st.last_transition_ms);
 	}
 	buf_puts(out, "# HELP canaryd_canary_failed_checks Failed checks in the current rollout.\n"
 	              "# TYPE canaryd_canary_failed_checks gauge\n");
@@ -3177,7 +3185,7 @@ void ctl_metrics(ctl *c, buf *out)
 	                "# TYPE canaryd_config_last_reload_success_timestamp_seconds gauge\n"
 	                "canaryd_config_last_reload_success_timestamp_seconds",
 	           CANARYD_VERSION, c->n, !c->reload_failed);
-	put_value(out, (double)c->reload_ok_ms / 1000.0);
+	put_seconds(out, c->reload_ok_ms);
 	stats_write_prometheus_header(out);
 	for (size_t i = 0; i < c->n; i++)
 		stats_write_prometheus(c->rt[i]->stats, c->rt[i]->name, out);
