@@ -208,6 +208,11 @@ def test_rules_pass_promtool_and_fire_and_metrics_hold_through_a_rollout():
         time.sleep(0.3)
         assert value(samples(metrics(d)), "canaryd_canary_duration_seconds", canary="shop") == dur
 
+        # the exposition passes Prometheus' own lint
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True, timeout=30 * SLOW)
+        assert r.returncode == 0 and not (r.stdout + r.stderr).strip(), r.stdout + r.stderr
+
         # every series the dashboard asks for is there
         with open(DASHBOARD) as f:
             dash = json.load(f)
