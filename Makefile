@@ -141,8 +141,8 @@ fuzz-long:
 	@sh scripts/setup.sh fuzz
 	@sh fuzz/run.sh --long
 
-# The two programs, their man pages and canaryctl's shell completions
-# (PREFIX, DESTDIR as usual). Nothing is started or enabled.
+# The two programs, their man pages, canaryctl's shell completions and the
+# systemd unit (PREFIX, DESTDIR as usual). Nothing is started or enabled.
 PREFIX  ?= /usr/local
 install: $(BUILD)/canaryd $(BUILD)/canaryctl
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
@@ -153,6 +153,9 @@ install: $(BUILD)/canaryd $(BUILD)/canaryctl
 	install -m 644 completions/canaryctl.bash \
 	        $(DESTDIR)$(PREFIX)/share/bash-completion/completions/canaryctl
 	install -m 644 completions/_canaryctl $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_canaryctl
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed 's|/usr/local/bin/|$(PREFIX)/bin/|g' deploy/systemd/canaryd.service \
+	        > $(DESTDIR)$(PREFIX)/lib/systemd/system/canaryd.service
 
 clean:
 	rm -rf build build-san build-tsan build-fuzz

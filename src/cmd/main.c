@@ -453,6 +453,7 @@ static void reload_done(uv_work_t *w, int status)
 	if (status < 0 || d->stopping) {
 		cfg_free(r->conf);
 	} else if (!r->conf) {
+		ctl_note_reload(d->c, 0);
 		for (size_t i = 0; i < r->errs.n && i < RELOAD_LOG_ERRORS; i++)
 			log_msg(LOG_ERROR, NULL, "reload: %s", r->errs.msg[i]);
 		if (r->errs.n > RELOAD_LOG_ERRORS)
@@ -462,14 +463,17 @@ static void reload_done(uv_work_t *w, int status)
 		        r->errs.n);
 	} else if (runnable(r->conf, why, sizeof why) < 0) {
 		log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration", why);
+		ctl_note_reload(d->c, 0);
 		cfg_free(r->conf);
 	} else {
 		char err[512];
-		if (ctl_reload(d->c, r->conf, err, sizeof err) < 0) /* takes r->conf */
+		int rc = ctl_reload(d->c, r->conf, err, sizeof err); /* takes r->conf */
+		if (rc < 0)
 			log_msg(LOG_ERROR, NULL, "reload failed: %s; keeping the running configuration",
 			        err);
 		else
 			log_msg(LOG_INFO, NULL, "configuration reloaded from %s", paths);
+		ctl_note_reload(d->c, rc == 0);
 	}
 	cfg_errors_release(&r->errs);
 	free(r);
@@ -490,6 +494,7 @@ static void reload_start(daemon_ctx *d)
 	if (rc < 0) {
 		log_msg(LOG_ERROR, NULL, "reload failed: cannot start reading the configuration: %s",
 		        uv_strerror(rc));
+		ctl_note_reload(d->c, 0);
 		free(r);
 		return;
 	}
@@ -695,6 +700,7 @@ int main(int argc, char **argv)
 		store_close(d.db);
 		return 1;
 	}
+	ctl_note_reload(d.c, 1);
 	if (admin_start(d.loop, &aopts, d.c, d.db, &d.adm, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		ctl_close(d.c);

@@ -54,6 +54,7 @@
 #include "router.h"
 #include "router_k8s.h"
 #include "stats.h"
+#include "version.h"
 
 #define TICK_MS 100          /* check/deadline resolution; intervals >= 100ms */
 #define RETIRE_MAX_MS 30000  /* a retired router is closed after this at most */
@@ -135,7 +136,11 @@ typedef struct canary_rt {
 		char reason[96];
 	} gates[ENG_MAX_METRICS];
 	/* counters for /metrics */
-	uint64_t checks_pass, checks_fail, rollbacks;
+	uint64_t checks_pass, checks_fail, rollbacks, promotions;
+	/* the last check's result of each metric, for /metrics (values with
+	 * their thresholds: what a dashboard draws) */
+	eng_metric_result last_check[ENG_MAX_METRICS];
+	int n_last_check;
 	/* applied to traffic but not in the database yet (head comment) */
 	int unsaved;                /* st differs from the saved state */
 	eng_event *unsaved_ev;      /* UNSAVED_MAX slots, oldest first */
@@ -183,6 +188,9 @@ struct ctl {
 	} dbh;
 	rsv *rsv;                 /* host name lookups */
 	ctl_call *calls;          /* commands waiting for their host names */
+	/* the last configuration load (ctl_note_reload), for /metrics */
+	int reload_failed;        /* the last one failed: the running one is kept */
+	uint64_t reload_ok_ms;    /* wall clock of the last that succeeded */
 };
 
 /* ---- endpoint sets ---- */
@@ -1275,8 +1283,15 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		epset_free(&saved_prev);
 	}
 	apply_traffic(rt);
+	if (out->promote)
+		rt->promotions++;
 	for (int i = 0; i < out->n_events; i++) {
 		const eng_event *ev = &out->events[i];
+		if (strcmp(ev->type, "check") == 0 && ev->n_metrics > 0) {
+			/* held ones too: a metric without data shows no value */
+			memcpy(rt->last_check, ev->metrics, sizeof ev->metrics);
+			rt->n_last_check = ev->n_metrics;
+		}
 		if (strcmp(ev->type, "check") == 0 && ev->held) {
 			/* not made (no data, warm-up): neither result */
 		} else if (strcmp(ev->type, "check") == 0) {
@@ -3038,8 +3053,197 @@ static void health_metrics(ctl *c, buf *out)
 			c->rt[i]->router->ops->health_metrics(c->rt[i]->router, c->rt[i]->name, out);
 }
 
+/* A label value as the exposition format wants it: backslash, double
+ * quote and newline escaped (revisions and metric names come from
+ * operators; canary names are already plain). */
+static void put_label_value(buf *out, const char *v)
+{
+	for (; *v; v++) {
+		if (*v == '\\' || *v == '"')
+			buf_printf(out, "\\%c", *v);
+		else if (*v == '\n')
+			buf_puts(out, "\\n");
+		else
+			buf_printf(out, "%c", *v);
+	}
+}
+
+/* A sample value: Prometheus reads NaN and +Inf/-Inf, not C's inf. */
+static void put_value(buf *out, double v)
+{
+	if (isnan(v))
+		buf_puts(out, " NaN\n");
+	else if (isinf(v))
+		buf_puts(out, v > 0 ? " +Inf\n" : " -Inf\n");
+	else
+		buf_printf(out, " %.10g\n", v);
+}
+
+/* A wall-clock time <ms> as Unix seconds, to the millisecond (a double's
+ * %g would round it to the second). */
+static void put_seconds(buf *out, uint64_t ms)
+{
+	buf_printf(out, " %llu.%03llu\n", (unsigned long long)(ms / 1000),
+	           (unsigned long long)(ms % 1000));
+}
+
+/* Flagger's flagger_canary_status: 0 while a rollout runs, 2 once it
+ * failed (or while it rolls back step by step), 1 otherwise (succeeded,
+ * or no rollout yet). */
+static int status_code(const eng_state *s)
+{
+	if (s->phase == ENG_FAILED || s->phase == ENG_ROLLING_BACK)
+		return 2;
+	return eng_active(s) ? 0 : 1;
+}
+
+/* How long the current analysis has run, in seconds; once it ended, how
+ * long it ran; 0 before the first rollout. */
+static double analysis_seconds(const eng_state *s, uint64_t now_ms)
+{
+	if (!s->rollout_started_ms)
+		return 0;
+	uint64_t end = eng_active(s) ? now_ms : s->last_transition_ms;
+	return end > s->rollout_started_ms ? (double)(end - s->rollout_started_ms) / 1000.0 : 0;
+}
+
+/* The last check's result of policy metric <m> of <rt>, NULL when no
+ * check has judged it yet. */
+static const eng_metric_result *last_result(const canary_rt *rt, const eng_metric *m)
+{
+	for (int i = 0; i < rt->n_last_check; i++)
+		if (strcmp(rt->last_check[i].name, m->name) == 0)
+			return &rt->last_check[i];
+	return NULL;
+}
+
+/* canaryd_canary_metric_analysis and canaryd_canary_metric_threshold: each
+ * configured metric's last judged value beside the bounds it is judged
+ * against, so that a dashboard draws one against the other. A relative
+ * metric's value is what its bounds apply to (the difference from, or the
+ * ratio to, stable: eng_metric_result.compared). */
+static void analysis_metrics(ctl *c, buf *out)
+{
+	buf_puts(out, "# HELP canaryd_canary_metric_analysis The value the last check judged "
+	              "for each metric against its thresholds (relative: the difference from or "
+	              "ratio to stable).\n"
+	              "# TYPE canaryd_canary_metric_analysis gauge\n");
+	for (size_t i = 0; i < c->n; i++) {
+		const canary_rt *rt = c->rt[i];
+		const eng_policy *p = &rt->conf->policy;
+		for (int k = 0; k < p->n_metrics; k++) {
+			const eng_metric_result *r = last_result(rt, &p->metrics[k]);
+			if (!r || !r->has_value)
+				continue;
+			buf_printf(out, "canaryd_canary_metric_analysis{canary=\"%s\",metric=\"", rt->name);
+			put_label_value(out, p->metrics[k].name);
+			buf_puts(out, "\"}");
+			put_value(out, r->relative ? r->compared : r->value);
+		}
+	}
+	buf_puts(out, "# HELP canaryd_canary_metric_threshold Each metric's configured bounds "
+	              "(thresholdRange min and max).\n"
+	              "# TYPE canaryd_canary_metric_threshold gauge\n");
+	for (size_t i = 0; i < c->n; i++) {
+		const canary_rt *rt = c->rt[i];
+		const eng_policy *p = &rt->conf->policy;
+		for (int k = 0; k < p->n_metrics; k++) {
+			const eng_metric *m = &p->metrics[k];
+			for (int b = 0; b < 2; b++) {
+				if (!(b ? m->has_max : m->has_min))
+					continue;
+				buf_printf(out, "canaryd_canary_metric_threshold{canary=\"%s\",metric=\"",
+				           rt->name);
+				put_label_value(out, m->name);
+				buf_printf(out, "\",bound=\"%s\"}", b ? "max" : "min");
+				put_value(out, b ? m->max : m->min);
+			}
+		}
+	}
+}
+
+/* Per canary: Flagger's status code, the analysis' duration, when the
+ * phase last changed, the failed checks against the threshold, and the
+ * revision each target serves (to join with canaryd_requests_total). */
+static void canary_metrics(ctl *c, buf *out)
+{
+	uint64_t now = util_wall_ms();
+	buf_puts(out, "# HELP canaryd_canary_status The canary's state as Flagger's "
+	              "flagger_canary_status: 0 running, 1 succeeded (or no rollout yet), "
+	              "2 failed.\n"
+	              "# TYPE canaryd_canary_status gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_canary_status{canary=\"%s\"} %d\n", c->rt[i]->name,
+		           status_code(&c->rt[i]->st));
+	buf_puts(out, "# HELP canaryd_canary_duration_seconds How long the current analysis "
+	              "has run (the last one, once it ended).\n"
+	              "# TYPE canaryd_canary_duration_seconds gauge\n");
+	for (size_t i = 0; i < c->n; i++) {
+		buf_printf(out, "canaryd_canary_duration_seconds{canary=\"%s\"}", c->rt[i]->name);
+		put_value(out, analysis_seconds(&c->rt[i]->st, now));
+	}
+	buf_puts(out, "# HELP canaryd_canary_last_transition_timestamp_seconds When the "
+	              "canary's phase last changed, Unix time.\n"
+	              "# TYPE canaryd_canary_last_transition_timestamp_seconds gauge\n");
+	for (size_t i = 0; i < c->n; i++) {
+		buf_printf(out, "canaryd_canary_last_transition_timestamp_seconds{canary=\"%s\"}",
+		           c->rt[i]->name);
+		put_seconds(out, c->rt[i]->st.last_transition_ms);
+	}
+	buf_puts(out, "# HELP canaryd_canary_failed_checks Failed checks in the current rollout.\n"
+	              "# TYPE canaryd_canary_failed_checks gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_canary_failed_checks{canary=\"%s\"} %d\n", c->rt[i]->name,
+		           c->rt[i]->st.failed_checks);
+	buf_puts(out, "# HELP canaryd_canary_failed_checks_threshold Failed checks that end "
+	              "the analysis (analysis.threshold).\n"
+	              "# TYPE canaryd_canary_failed_checks_threshold gauge\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_canary_failed_checks_threshold{canary=\"%s\"} %d\n",
+		           c->rt[i]->name, c->rt[i]->conf->policy.threshold);
+	buf_puts(out, "# HELP canaryd_canary_revision_info The revision each target serves "
+	              "(1); join it with canaryd_requests_total on canary and target.\n"
+	              "# TYPE canaryd_canary_revision_info gauge\n");
+	for (size_t i = 0; i < c->n; i++) {
+		const canary_rt *rt = c->rt[i];
+		for (int t = 0; t < 2; t++) {
+			const char *rev = t ? rt->st.canary_rev : rt->st.stable_rev;
+			if (!rev[0])
+				continue;
+			buf_printf(out, "canaryd_canary_revision_info{canary=\"%s\",target=\"%s\","
+			           "revision=\"", rt->name, t ? "canary" : "stable");
+			put_label_value(out, rev);
+			buf_puts(out, "\"} 1\n");
+		}
+	}
+}
+
+void ctl_note_reload(ctl *c, int ok)
+{
+	c->reload_failed = !ok;
+	if (ok)
+		c->reload_ok_ms = util_wall_ms();
+}
+
 void ctl_metrics(ctl *c, buf *out)
 {
+	buf_printf(out, "# HELP canaryd_build_info The version canaryd was built as (1).\n"
+	                "# TYPE canaryd_build_info gauge\n"
+	                "canaryd_build_info{version=\"%s\"} 1\n"
+	                "# HELP canaryd_canaries Canaries configured.\n"
+	                "# TYPE canaryd_canaries gauge\n"
+	                "canaryd_canaries %zu\n"
+	                "# HELP canaryd_config_last_reload_success 1 when the last configuration "
+	                "load (start or SIGHUP) succeeded, 0 when it failed and the running one "
+	                "was kept.\n"
+	                "# TYPE canaryd_config_last_reload_success gauge\n"
+	                "canaryd_config_last_reload_success %d\n"
+	                "# HELP canaryd_config_last_reload_success_timestamp_seconds When the "
+	                "configuration was last loaded successfully, Unix time.\n"
+	                "# TYPE canaryd_config_last_reload_success_timestamp_seconds gauge\n"
+	                "canaryd_config_last_reload_success_timestamp_seconds",
+	           CANARYD_VERSION, c->n, !c->reload_failed);
+	put_seconds(out, c->reload_ok_ms);
 	stats_write_prometheus_header(out);
 	for (size_t i = 0; i < c->n; i++)
 		stats_write_prometheus(c->rt[i]->stats, c->rt[i]->name, out);
@@ -3068,6 +3272,14 @@ void ctl_metrics(ctl *c, buf *out)
 	for (size_t i = 0; i < c->n; i++)
 		buf_printf(out, "canaryd_rollbacks_total{canary=\"%s\"} %llu\n", c->rt[i]->name,
 		           (unsigned long long)c->rt[i]->rollbacks);
+	buf_puts(out, "# HELP canaryd_promotions_total Promotions: the canary revision became "
+	              "the stable one.\n"
+	              "# TYPE canaryd_promotions_total counter\n");
+	for (size_t i = 0; i < c->n; i++)
+		buf_printf(out, "canaryd_promotions_total{canary=\"%s\"} %llu\n", c->rt[i]->name,
+		           (unsigned long long)c->rt[i]->promotions);
+	canary_metrics(c, out);
+	analysis_metrics(c, out);
 	buf_printf(out, "# HELP canaryd_store_ok 1 while the database takes writes, 0 while "
 	                "they fail (disk full, a damaged file).\n"
 	                "# TYPE canaryd_store_ok gauge\n"

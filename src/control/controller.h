@@ -71,6 +71,12 @@ json_t *ctl_status(ctl *c, const char *name);
 /* True when <name> is a configured canary. */
 int ctl_has(ctl *c, const char *name);
 
+/* Records how the last configuration load ended (<ok> nonzero: loaded and
+ * applied; 0: refused, the running one kept), for /metrics
+ * (canaryd_config_last_reload_success and its timestamp). The daemon calls
+ * it after ctl_new and after each SIGHUP's reload. */
+void ctl_note_reload(ctl *c, int ok);
+
 /* Appends the Prometheus exposition of every canary to <out>. */
 void ctl_metrics(ctl *c, buf *out);
 

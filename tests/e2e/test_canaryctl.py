@@ -484,7 +484,7 @@ def test_make_install_puts_programs_man_pages_and_completions_under_destdir():
     assert r.returncode == 0, r.stderr
     want = ["usr/bin/canaryctl", "usr/bin/canaryd", "usr/share/man/man1/canaryctl.1",
             "usr/share/man/man1/canaryd.1", "usr/share/bash-completion/completions/canaryctl",
-            "usr/share/zsh/site-functions/_canaryctl"]
+            "usr/share/zsh/site-functions/_canaryctl", "usr/lib/systemd/system/canaryd.service"]
     for w in want:
         assert os.path.isfile(os.path.join(d, w)), (w, r.stdout)
     assert os.access(os.path.join(d, "usr/bin/canaryd"), os.X_OK)

@@ -408,6 +408,48 @@ static void test_a_mesh_canary_needs_a_prometheus(void **state)
 	provider_set_metrics_server(NULL);
 }
 
+/* Whether the exposition <m> has the line <line> (with its newline). */
+static void has_line(const buf *m, const char *line)
+{
+	char want[512];
+	snprintf(want, sizeof want, "\n%s\n", line);
+	if (!strstr(m->p, want))
+		fail_msg("no line '%s' in:\n%s", line, m->p);
+}
+
+/* /metrics: Flagger's status code through a rollout and its abort, a
+ * revision with a quote and a backslash escaped as the exposition format
+ * wants, the threshold, and a refused reload. */
+static void test_metrics_follow_the_rollout(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	buf m = BUF_INIT;
+	ctl_metrics(f->c, &m);
+	has_line(&m, "canaryd_canary_status{canary=\"web\"} 1");
+	has_line(&m, "canaryd_canary_duration_seconds{canary=\"web\"} 0");
+	has_line(&m, "canaryd_canary_failed_checks_threshold{canary=\"web\"} 2");
+	has_line(&m, "canaryd_canary_revision_info{canary=\"web\",target=\"stable\",revision=\"v1\"} 1");
+	has_line(&m, "canaryd_config_last_reload_success 1");
+
+	command(f, "rollout", "{\"revision\": \"v\\\"2\\\\x\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	buf_reset(&m);
+	ctl_metrics(f->c, &m);
+	has_line(&m, "canaryd_canary_status{canary=\"web\"} 0");
+	has_line(&m, "canaryd_canary_revision_info{canary=\"web\",target=\"canary\","
+	             "revision=\"v\\\"2\\\\x\"} 1");
+
+	command(f, "abort", "{\"reason\": \"bad\"}");
+	ctl_note_reload(f->c, 0);
+	buf_reset(&m);
+	ctl_metrics(f->c, &m);
+	has_line(&m, "canaryd_canary_status{canary=\"web\"} 2");
+	has_line(&m, "canaryd_canary_phase{canary=\"web\",phase=\"Failed\"} 1");
+	has_line(&m, "canaryd_config_last_reload_success 0");
+	has_line(&m, "canaryd_promotions_total{canary=\"web\"} 0");
+	buf_release(&m);
+}
+
 int main(void)
 {
 	log_setup(NULL, "error");
@@ -422,6 +464,7 @@ int main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_a_mesh_canary_needs_a_prometheus, setup,
 		                                teardown),
+		cmocka_unit_test_setup_teardown(test_metrics_follow_the_rollout, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
