@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "audit.h"
 #include "http.h"
 #include "list.h"
 #include "log.h"
@@ -382,6 +384,158 @@ static void h_events(req *r, const char *name, const char *action)
 	respond_json(r->conn, 200, ev);
 }
 
+/* The value of query parameter <key> in <query> (up to '&'), copied into
+ * <out>, percent-decoded. Returns 1 found, 0 absent, -1 too long or bad. */
+static int query_param(const char *query, const char *key, char *out, size_t outlen)
+{
+	size_t kl = strlen(key);
+	for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, key, kl) != 0 || p[kl] != '=')
+			continue;
+		const char *v = p + kl + 1;
+		size_t n = 0;
+		for (; *v && *v != '&'; v++) {
+			int c = (unsigned char)*v;
+			if (c == '%') {
+				if (!isxdigit((unsigned char)v[1]) || !isxdigit((unsigned char)v[2]))
+					return -1;
+				char hex[3] = { v[1], v[2], '\0' };
+				c = (int)strtol(hex, NULL, 16);
+				v += 2;
+			} else if (c == '+') {
+				c = ' ';
+			}
+			if (n + 1 >= outlen || c == 0)
+				return -1;
+			out[n++] = (char)c;
+		}
+		out[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
+/* A canary the audit may be asked about: configured now, or with events
+ * in the database (a canary removed from the configuration keeps its
+ * audit). Answers 404 and returns 0 otherwise. */
+static int audit_known(req *r, const char *name)
+{
+	if (ctl_has(r->a->c, name))
+		return 1;
+	json_t *names = store_audit_canaries(r->a->db);
+	size_t i;
+	json_t *v;
+	int found = 0;
+	json_array_foreach(names, i, v)
+		found = found || strcmp(json_string_value(v), name) == 0;
+	json_decref(names);
+	if (!found) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "no canary named '%s'", name);
+		respond_error(r->conn, 404, msg);
+	}
+	return found;
+}
+
+/* GET /api/v1/canaries/NAME/audit/verify: the chain walked (200 whether
+ * intact or not: "intact" says). */
+static void h_audit_verify(req *r, const char *name, const char *action)
+{
+	if (!audit_known(r, name))
+		return;
+	char err[512];
+	json_t *res;
+	if (store_audit_verify(r->a->db, name, &res, err, sizeof err) < 0) {
+		respond_error(r->conn, 500, err);
+		return;
+	}
+	respond_json(r->conn, 200, res);
+}
+
+/* GET /api/v1/audit/verify: every canary the audit holds, configured or
+ * not: {intact, canaries: [the answer of each]}. */
+static void h_audit_verify_all(req *r, const char *name, const char *action)
+{
+	json_t *names = store_audit_canaries(r->a->db);
+	if (!names) {
+		respond_error(r->conn, 500, "cannot read the audit");
+		return;
+	}
+	json_t *all = json_array();
+	int intact = 1;
+	size_t i;
+	json_t *v;
+	json_array_foreach(names, i, v) {
+		char err[512];
+		json_t *res;
+		if (store_audit_verify(r->a->db, json_string_value(v), &res, err, sizeof err) < 0) {
+			json_decref(all);
+			json_decref(names);
+			respond_error(r->conn, 500, err);
+			return;
+		}
+		intact = intact && json_is_true(json_object_get(res, "intact"));
+		json_array_append_new(all, res);
+	}
+	json_decref(names);
+	respond_json(r->conn, 200, json_pack("{s:b, s:o}", "intact", intact, "canaries", all));
+}
+
+/* GET /api/v1/canaries/NAME/audit/export?format=json|ndjson|csv&since=T&until=T:
+ * T is RFC 3339 (or a date, 00:00 UTC); since is inclusive, until not. */
+static void h_audit_export(req *r, const char *name, const char *action)
+{
+	if (!audit_known(r, name))
+		return;
+	static const struct {
+		const char *name, *ctype;
+		store_export_format fmt;
+	} formats[] = {
+		{ "json", "application/json", STORE_EXPORT_JSON },
+		{ "ndjson", "application/x-ndjson", STORE_EXPORT_NDJSON },
+		{ "csv", "text/csv; charset=utf-8; header=present", STORE_EXPORT_CSV },
+	};
+	char v[128], msg[256];
+	int k = query_param(r->query, "format", v, sizeof v);
+	size_t f = 0;
+	if (k < 0 || (k == 1 && strcmp(v, "json") != 0)) {
+		for (f = 1; f < sizeof formats / sizeof formats[0]; f++)
+			if (k == 1 && strcmp(v, formats[f].name) == 0)
+				break;
+		if (f == sizeof formats / sizeof formats[0]) {
+			respond_error(r->conn, 400, "'format' must be one of json, ndjson, csv");
+			return;
+		}
+	}
+	int64_t bound[2] = { 0, INT64_MAX };
+	static const char *const keys[2] = { "since", "until" };
+	for (int b = 0; b < 2; b++) {
+		k = query_param(r->query, keys[b], v, sizeof v);
+		if (k < 0 || (k == 1 && audit_parse_time(v, &bound[b]) < 0)) {
+			snprintf(msg, sizeof msg, "'%s' must be an RFC 3339 time with its zone "
+			         "(2026-03-29T01:00:00Z, 2026-03-29T02:00:00+01:00) or a date "
+			         "(2026-03-29)", keys[b]);
+			respond_error(r->conn, 400, msg);
+			return;
+		}
+	}
+	if (bound[0] > bound[1]) {
+		respond_error(r->conn, 400, "'since' is after 'until'");
+		return;
+	}
+	buf out = BUF_INIT;
+	buf_puts(&out, "");
+	char err[512];
+	if (store_audit_export(r->a->db, name, formats[f].fmt, bound[0], bound[1], &out, err,
+	                       sizeof err) < 0) {
+		buf_release(&out);
+		respond_error(r->conn, 500, err);
+		return;
+	}
+	respond(r->conn, 200, formats[f].ctype, out.p, out.len);
+	buf_release(&out);
+}
+
 /* The end of a command that waited (ctl_command returned 0). */
 static void action_done(void *arg, int status, json_t *res, const char *err)
 {
@@ -520,6 +674,10 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries", h_list, "status of every canary" },
 	{ "GET", "/api/v1/canaries/*", h_get, "status of one canary" },
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
+	{ "GET", "/api/v1/canaries/*/audit/verify", h_audit_verify, "the audit's hash chain checked" },
+	{ "GET", "/api/v1/canaries/*/audit/export", h_audit_export,
+	  "the audit exported (?format=json|ndjson|csv&since=T&until=T)" },
+	{ "GET", "/api/v1/audit/verify", h_audit_verify_all, "every canary's audit chain checked" },
 	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight, retry, undo" },
 	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
 	{ "GET", "/api/v1/version", h_version, "the version of canaryd" },

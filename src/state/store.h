@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "engine.h"
+#include "util.h"
 
 typedef struct store store;
 
@@ -88,9 +89,41 @@ int store_rollout_ended(store *s, const char *name, const char *revision,
 
 /* The audit events of <name>, oldest first, as a JSON array of objects
  * {id, time (RFC 3339 UTC), canary, type, phase, weight, message, actor,
- * metrics: [{name, value, min|max, passed, reason?}] (checks only)}; NULL on
+ * metrics: [{name, value, min|max, passed, reason?}] (checks only), detail?,
+ * seq and hash (its place in the audit's chain)}; NULL on
  * error. <after_id> > 0 returns only later events. Caller owns the result. */
 json_t *store_events(store *s, const char *name, int64_t after_id);
+
+/* The audit's hash chain (audit.h, docs/audit.md). */
+
+/* Walks the chain of <name> in the order its events were written and
+ * fills *out with {canary, intact, events, message, head: {seq, hash}
+ * (when intact), firstBad: {problem: altered|missing|reordered, id?, seq}
+ * (when not)}: the first event altered, missing (deleted, also the
+ * newest ones, by the chain's head) or reordered. A canary with no events
+ * is intact. Returns 0 (whatever the chain holds), or -1 with <err>
+ * filled when the database cannot be read. Caller owns *out. */
+int store_audit_verify(store *s, const char *name, json_t **out, char *err, size_t errlen);
+
+/* The names of every canary the audit holds events of, sorted (also those
+ * no longer configured); NULL on error. Caller owns the result. */
+json_t *store_audit_canaries(store *s);
+
+typedef enum {
+	STORE_EXPORT_JSON,   /* one JSON array */
+	STORE_EXPORT_NDJSON, /* a JSON object a line */
+	STORE_EXPORT_CSV,    /* RFC 4180, a header line, CRLF */
+} store_export_format;
+
+/* Appends to <out> the events of <name> with since_ms <= time < until_ms
+ * (UTC, milliseconds), in id order, in <fmt>: id, seq, the time in UTC
+ * (RFC 3339) and in milliseconds, in Europe/London with its offset and
+ * GMT or BST, canary, type, phase, weight, message, actor, metrics and
+ * detail as stored (the text that is hashed), prev_hash and hash. Returns
+ * 0, or -1 with <err> filled. */
+int store_audit_export(store *s, const char *name, store_export_format fmt,
+                       int64_t since_ms, int64_t until_ms, buf *out, char *err,
+                       size_t errlen);
 
 /* Non-zero once a read or a write found the file damaged or unwritable
  * (see the head comment); *why (when <why> is not NULL) is then what was
