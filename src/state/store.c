@@ -1347,8 +1347,8 @@ int store_audit_verify(store *s, const char *name, json_t **out, char *err, size
 		         (long long)head_seq, (long long)last->id, (long long)last_seq);
 		bad = bad_event("altered", last->id, last_seq);
 	} else if (!bad) {
-		snprintf(msg, sizeof msg, "the audit of '%s' is intact: %zu events%s%s", name, n,
-		         last ? ", head " : "", last ? last->hash : "");
+		snprintf(msg, sizeof msg, "%zu events%s%s", n, last ? ", head " : "",
+		         last ? last->hash : "");
 	}
 	*out = verify_result(name, (int64_t)n, last, bad, msg);
 	free(rows);
