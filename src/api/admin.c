@@ -85,8 +85,28 @@ typedef struct aconn {
 	int is_head;       /* the request is HEAD: headers only */
 	size_t consumed;   /* bytes of <in> that the current request used */
 	ctl_call *pending; /* a command waiting for host names: answered later */
+	struct audit_job *job; /* an audit verify or export being read: answered later */
 	struct aconn *prev, *next;
 } aconn;
+
+/* An audit verify or export runs on libuv's thread pool, on a read-only
+ * connection of its own: walking a long history (0.5 s for 100,000 events)
+ * must not hold the event loop, which carries the proxy's traffic. */
+typedef struct audit_job {
+	uv_work_t work;
+	aconn *conn;            /* NULL once the connection closed */
+	char *path;             /* the database */
+	char name[64];          /* the canary, or "" for every canary (verify) */
+	int export;             /* export, else verify */
+	store_export_format fmt;
+	const char *ctype;
+	int64_t since, until;
+	/* the answer, made on the pool's thread */
+	int status;
+	json_t *res;            /* verify */
+	buf body;               /* export */
+	char err[512];
+} audit_job;
 
 typedef struct req {
 	admin *a;
@@ -123,6 +143,9 @@ static void conn_close(aconn *cn)
 	admin *a = cn->a;
 	ctl_call_cancel(cn->pending);   /* its answer must not reach freed memory */
 	cn->pending = NULL;
+	if (cn->job)                    /* likewise: the job ends unanswered */
+		cn->job->conn = NULL;
+	cn->job = NULL;
 	LIST_UNLINK(a->conns, cn);
 	a->n_conns--;
 	a->buffered -= cn->in.len;
@@ -437,48 +460,106 @@ static int audit_known(req *r, const char *name)
 	return found;
 }
 
-/* GET /api/v1/canaries/NAME/audit/verify: the chain walked (200 whether
- * intact or not: "intact" says). */
-static void h_audit_verify(req *r, const char *name, const char *action)
+/* verify of every canary the audit holds: {intact, canaries: [...]} */
+static int verify_all(store *rd, json_t **out, char *err, size_t errlen)
 {
-	if (!audit_known(r, name))
-		return;
-	char err[512];
-	json_t *res;
-	if (store_audit_verify(r->a->db, name, &res, err, sizeof err) < 0) {
-		respond_error(r->conn, 500, err);
-		return;
-	}
-	respond_json(r->conn, 200, res);
-}
-
-/* GET /api/v1/audit/verify: every canary the audit holds, configured or
- * not: {intact, canaries: [the answer of each]}. */
-static void h_audit_verify_all(req *r, const char *name, const char *action)
-{
-	json_t *names = store_audit_canaries(r->a->db);
+	json_t *names = store_audit_canaries(rd);
 	if (!names) {
-		respond_error(r->conn, 500, "cannot read the audit");
-		return;
+		snprintf(err, errlen, "cannot read the audit from '%s'", store_path(rd));
+		return -1;
 	}
 	json_t *all = json_array();
 	int intact = 1;
 	size_t i;
 	json_t *v;
 	json_array_foreach(names, i, v) {
-		char err[512];
 		json_t *res;
-		if (store_audit_verify(r->a->db, json_string_value(v), &res, err, sizeof err) < 0) {
+		if (store_audit_verify(rd, json_string_value(v), &res, err, errlen) < 0) {
 			json_decref(all);
 			json_decref(names);
-			respond_error(r->conn, 500, err);
-			return;
+			return -1;
 		}
 		intact = intact && json_is_true(json_object_get(res, "intact"));
 		json_array_append_new(all, res);
 	}
 	json_decref(names);
-	respond_json(r->conn, 200, json_pack("{s:b, s:o}", "intact", intact, "canaries", all));
+	*out = json_pack("{s:b, s:o}", "intact", intact, "canaries", all);
+	return 0;
+}
+
+/* On the pool's thread: touches nothing but <job>. */
+static void audit_job_run(uv_work_t *w)
+{
+	audit_job *job = w->data;
+	store *rd;
+	job->status = 500;
+	if (store_open_reader(job->path, &rd, job->err, sizeof job->err) < 0)
+		return;
+	int rc;
+	if (job->export)
+		rc = store_audit_export(rd, job->name, job->fmt, job->since, job->until, &job->body,
+		                        job->err, sizeof job->err);
+	else if (job->name[0])
+		rc = store_audit_verify(rd, job->name, &job->res, job->err, sizeof job->err);
+	else
+		rc = verify_all(rd, &job->res, job->err, sizeof job->err);
+	store_close(rd);
+	if (rc == 0)
+		job->status = 200;
+}
+
+static void audit_job_done(uv_work_t *w, int status)
+{
+	audit_job *job = w->data;
+	aconn *cn = job->conn;
+	if (cn) {
+		cn->job = NULL;
+		if (job->status != 200)
+			respond_error(cn, 500, job->err);
+		else if (job->export)
+			respond(cn, 200, job->ctype, job->body.p ? job->body.p : "", job->body.len);
+		else
+			respond_json(cn, 200, json_incref(job->res));
+	}
+	json_decref(job->res);
+	buf_release(&job->body);
+	free(job->path);
+	free(job);
+}
+
+/* Starts <job> for the request <r>; its answer comes from audit_job_done. */
+static void audit_job_start(req *r, audit_job *job)
+{
+	job->conn = r->conn;
+	job->path = xstrdup(store_path(r->a->db));
+	job->work.data = job;
+	if (uv_queue_work(r->a->loop, &job->work, audit_job_run, audit_job_done) != 0) {
+		free(job->path);
+		free(job);
+		respond_error(r->conn, 500, "cannot start reading the audit");
+		return;
+	}
+	/* nothing more is read meanwhile, as for a command that waits */
+	r->conn->job = job;
+	uv_read_stop((uv_stream_t *)&r->conn->tcp);
+}
+
+/* GET /api/v1/canaries/NAME/audit/verify: the chain walked (200 whether
+ * intact or not: "intact" says). */
+static void h_audit_verify(req *r, const char *name, const char *action)
+{
+	if (!audit_known(r, name))
+		return;
+	audit_job *job = xcalloc(1, sizeof *job);
+	snprintf(job->name, sizeof job->name, "%s", name);
+	audit_job_start(r, job);
+}
+
+/* GET /api/v1/audit/verify: every canary the audit holds, configured or
+ * not: {intact, canaries: [the answer of each]}. */
+static void h_audit_verify_all(req *r, const char *name, const char *action)
+{
+	audit_job_start(r, xcalloc(1, sizeof(audit_job)));
 }
 
 /* GET /api/v1/canaries/NAME/audit/export?format=json|ndjson|csv&since=T&until=T:
@@ -523,17 +604,15 @@ static void h_audit_export(req *r, const char *name, const char *action)
 		respond_error(r->conn, 400, "'since' is after 'until'");
 		return;
 	}
-	buf out = BUF_INIT;
-	buf_puts(&out, "");
-	char err[512];
-	if (store_audit_export(r->a->db, name, formats[f].fmt, bound[0], bound[1], &out, err,
-	                       sizeof err) < 0) {
-		buf_release(&out);
-		respond_error(r->conn, 500, err);
-		return;
-	}
-	respond(r->conn, 200, formats[f].ctype, out.p, out.len);
-	buf_release(&out);
+	audit_job *job = xcalloc(1, sizeof *job);
+	snprintf(job->name, sizeof job->name, "%s", name);
+	job->export = 1;
+	job->fmt = formats[f].fmt;
+	job->ctype = formats[f].ctype;
+	job->since = bound[0];
+	job->until = bound[1];
+	buf_puts(&job->body, "");
+	audit_job_start(r, job);
 }
 
 /* The end of a command that waited (ctl_command returned 0). */

@@ -65,6 +65,12 @@ enum {
 int store_open(const char *dir, store **out, char *err, size_t errlen);
 void store_close(store *s);  /* NULL is a no-op */
 
+/* Opens the database at <path> (store_path() of the writer) read-only, for
+ * reads on another thread than the writer's: the audit's verify and export
+ * (SQLite WAL lets it read while the writer commits). Only the reading
+ * functions may be called on it. Returns 0, or -1 with <err> filled. */
+int store_open_reader(const char *path, store **out, char *err, size_t errlen);
+
 /* Writes <rec> as the state of canary <name> and appends <events>
  * atomically. Event i is stamped with event_ms[i] (wall clock), or with
  * <now_ms> when <event_ms> is NULL. When rec->st.phase is Succeeded or
