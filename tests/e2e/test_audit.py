@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -303,6 +304,16 @@ def test_exports_parse_with_utc_and_london_times_on_both_sides_of_the_clock_chan
         assert rc == 2 and "did you mean 'shop'" in err, (rc, err)
         rc, out, err = d.ctl("audit", "verfy")
         assert rc == 2 and "did you mean 'verify'" in err, (rc, err)
+        # clients that go away while their export is read: the answer has
+        # nowhere to go, and canaryd goes on
+        for path in ("/api/v1/canaries/shop/audit/export?format=csv", "/api/v1/audit/verify"):
+            for _ in range(5):
+                s = socket.create_connection(("127.0.0.1", d.admin_port), 2)
+                s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                           % (path, d.admin_port)).encode())
+                s.close()
+        st, body = d.api("GET", "/api/v1/audit/verify")
+        assert st == 200 and body["intact"] and body["canaries"][0]["canary"] == "shop", body
     finally:
         d.stop()
 
