@@ -40,6 +40,7 @@ enum {
 	Q_AUDIT_ROWS,
 	Q_AUDIT_RANGE,
 	Q_AUDIT_CANARIES,
+	Q_AUDIT_HAS,
 	Q_COUNT
 };
 
@@ -95,6 +96,9 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_AUDIT_CANARIES] =
 		"SELECT canary FROM audit_heads UNION SELECT DISTINCT canary FROM events"
 		" ORDER BY 1",
+	[Q_AUDIT_HAS] =
+		"SELECT 1 FROM audit_heads WHERE canary = ?1"
+		" UNION ALL SELECT 1 FROM events WHERE canary = ?1 LIMIT 1",
 };
 
 /* Version 1. Later versions add their steps after it in migrate(). */
@@ -1408,6 +1412,18 @@ json_t *store_audit_canaries(store *s)
 	}
 	sqlite3_reset(q);
 	return arr;
+}
+
+int store_audit_has(store *s, const char *name)
+{
+	sqlite3_stmt *q = s->q[Q_AUDIT_HAS];
+	bind_text(q, 1, name);
+	int rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		note_fault(s);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW;
 }
 
 /* <v> as a JSON string, or null; text that is not UTF-8 (a row altered by

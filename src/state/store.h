@@ -115,6 +115,10 @@ int store_audit_verify(store *s, const char *name, json_t **out, char *err, size
  * no longer configured); NULL on error. Caller owns the result. */
 json_t *store_audit_canaries(store *s);
 
+/* Non-zero when the audit holds a chain or events of <name> (an index
+ * lookup, not a scan); 0 also when it cannot be read. */
+int store_audit_has(store *s, const char *name);
+
 typedef enum {
 	STORE_EXPORT_JSON,   /* one JSON array */
 	STORE_EXPORT_NDJSON, /* a JSON object a line */

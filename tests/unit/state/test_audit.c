@@ -300,6 +300,8 @@ static void test_chain_is_intact_per_canary_and_names_each_tampering(void **stat
 	assert_non_null(strstr(msg, "6 events, head "));
 	assert_true(verify(f, "cart", msg, sizeof msg, NULL));
 	assert_true(verify(f, "none", msg, sizeof msg, NULL));
+	assert_true(store_audit_has(f->st, "shop"));
+	assert_false(store_audit_has(f->st, "none"));
 	json_t *names = store_audit_canaries(f->st);
 	assert_int_equal(json_array_size(names), 2);
 	assert_string_equal(json_string_value(json_array_get(names, 0)), "cart");
