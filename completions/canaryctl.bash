@@ -26,7 +26,7 @@ _canaryctl() {
         if [[ "$cur" == -* ]]; then
             COMPREPLY=($(compgen -W "--server --token-file --no-color --help" -- "$cur"))
         else
-            COMPREPLY=($(compgen -W "status list get rollout wait promote approve abort retry undo pause resume set-weight history simulate render query version completion help" -- "$cur"))
+            COMPREPLY=($(compgen -W "status list get rollout wait promote approve abort retry undo pause resume set-weight history audit simulate render query version completion help" -- "$cur"))
         fi
         return 0
     fi
@@ -45,6 +45,7 @@ _canaryctl() {
         resume) opts="" ;;
         set-weight) opts="" ;;
         history) opts="-o --output" ;;
+        audit) opts="-o --output --format --since --until" ;;
         simulate) opts="-f --file --rps --rps-after --rps-change-at --rps-ramp --stable-error-rate --stable-error-rate-after --stable-change-at --canary-error-rate --canary-error-rate-after --outage-at --outage-for --outage-error-rate --burst-size --canary-latency-ms --latency-ms --canary-warmup --canary-warmup-factor --canary-tail-factor --canary-tail-share --rules --failure-limit --consecutive-error-limit --runs --seed --data --replay --change-at --limit -o --output" ;;
         render) opts="-f --file --weight --iteration --mirror --cookie --primary-cookie --provider -o --output" ;;
         query) opts="-f --file --metrics-server -o --output" ;;
@@ -58,7 +59,7 @@ _canaryctl() {
         return 0
     fi
     case "$cmd" in
-        help) COMPREPLY=($(compgen -W "status list get rollout wait promote approve abort retry undo pause resume set-weight history simulate render query version completion help" -- "$cur")) ;;
+        help) COMPREPLY=($(compgen -W "status list get rollout wait promote approve abort retry undo pause resume set-weight history audit simulate render query version completion help" -- "$cur")) ;;
         completion) COMPREPLY=($(compgen -W "bash zsh" -- "$cur")) ;;
         status|get|rollout|wait|promote|approve|abort|retry|undo|pause|resume|set-weight|history)
             COMPREPLY=($(compgen -W "$("${COMP_WORDS[0]}" "${conn[@]}" list -o name 2>/dev/null)" -- "$cur")) ;;

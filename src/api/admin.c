@@ -20,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "audit.h"
 #include "http.h"
 #include "list.h"
 #include "log.h"
@@ -96,8 +98,28 @@ typedef struct aconn {
 	buf sse_pending;
 	int sse_writing;
 	char sse_canary[64]; /* only this canary's events, or "" for all */
+	struct audit_job *job; /* an audit verify or export being read: answered later */
 	struct aconn *prev, *next;
 } aconn;
+
+/* An audit verify or export runs on libuv's thread pool, on a read-only
+ * connection of its own: walking a long history (0.5 s for 100,000 events)
+ * must not hold the event loop, which carries the proxy's traffic. */
+typedef struct audit_job {
+	uv_work_t work;
+	aconn *conn;            /* NULL once the connection closed */
+	char *path;             /* the database */
+	char name[64];          /* the canary, or "" for every canary (verify) */
+	int export;             /* export, else verify */
+	store_export_format fmt;
+	const char *ctype;
+	int64_t since, until;
+	/* the answer, made on the pool's thread */
+	int status;
+	json_t *res;            /* verify */
+	buf body;               /* export */
+	char err[512];
+} audit_job;
 
 typedef struct req {
 	admin *a;
@@ -135,6 +157,9 @@ static void conn_close(aconn *cn)
 	admin *a = cn->a;
 	ctl_call_cancel(cn->pending);   /* its answer must not reach freed memory */
 	cn->pending = NULL;
+	if (cn->job)                    /* likewise: the job ends unanswered */
+		cn->job->conn = NULL;
+	cn->job = NULL;
 	LIST_UNLINK(a->conns, cn);
 	a->n_conns--;
 	a->buffered -= cn->in.len;
@@ -536,6 +561,205 @@ static void h_stream(req *r, const char *name, const char *action)
 	sse_kick(cn);
 }
 
+/* The value of query parameter <key> in <query> (up to '&'), copied into
+ * <out>, percent-decoded. Returns 1 found, 0 absent, -1 too long or bad. */
+static int query_param(const char *query, const char *key, char *out, size_t outlen)
+{
+	size_t kl = strlen(key);
+	for (const char *p = query; p && *p; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, key, kl) != 0 || p[kl] != '=')
+			continue;
+		const char *v = p + kl + 1;
+		size_t n = 0;
+		for (; *v && *v != '&'; v++) {
+			int c = (unsigned char)*v;
+			if (c == '%') {
+				if (!isxdigit((unsigned char)v[1]) || !isxdigit((unsigned char)v[2]))
+					return -1;
+				char hex[3] = { v[1], v[2], '\0' };
+				c = (int)strtol(hex, NULL, 16);
+				v += 2;
+			} else if (c == '+') {
+				c = ' ';
+			}
+			if (n + 1 >= outlen || c == 0)
+				return -1;
+			out[n++] = (char)c;
+		}
+		out[n] = '\0';
+		return 1;
+	}
+	return 0;
+}
+
+/* A canary the audit may be asked about: configured now, or with events
+ * in the database (a canary removed from the configuration keeps its
+ * audit). Answers 404 and returns 0 otherwise. */
+static int audit_known(req *r, const char *name)
+{
+	if (ctl_has(r->a->c, name) || store_audit_has(r->a->db, name))
+		return 1;
+	char msg[128];
+	snprintf(msg, sizeof msg, "no canary named '%s'", name);
+	respond_error(r->conn, 404, msg);
+	return 0;
+}
+
+/* verify of every canary the audit holds: {intact, canaries: [...]} */
+static int verify_all(store *rd, json_t **out, char *err, size_t errlen)
+{
+	json_t *names = store_audit_canaries(rd);
+	if (!names) {
+		snprintf(err, errlen, "cannot read the audit from '%s'", store_path(rd));
+		return -1;
+	}
+	json_t *all = json_array();
+	int intact = 1;
+	size_t i;
+	json_t *v;
+	json_array_foreach(names, i, v) {
+		json_t *res;
+		if (store_audit_verify(rd, json_string_value(v), &res, err, errlen) < 0) {
+			json_decref(all);
+			json_decref(names);
+			return -1;
+		}
+		intact = intact && json_is_true(json_object_get(res, "intact"));
+		json_array_append_new(all, res);
+	}
+	json_decref(names);
+	*out = json_pack("{s:b, s:o}", "intact", intact, "canaries", all);
+	return 0;
+}
+
+/* On the pool's thread: touches nothing but <job>. */
+static void audit_job_run(uv_work_t *w)
+{
+	audit_job *job = w->data;
+	store *rd;
+	job->status = 500;
+	if (store_open_reader(job->path, &rd, job->err, sizeof job->err) < 0)
+		return;
+	int rc;
+	if (job->export)
+		rc = store_audit_export(rd, job->name, job->fmt, job->since, job->until, &job->body,
+		                        job->err, sizeof job->err);
+	else if (job->name[0])
+		rc = store_audit_verify(rd, job->name, &job->res, job->err, sizeof job->err);
+	else
+		rc = verify_all(rd, &job->res, job->err, sizeof job->err);
+	store_close(rd);
+	if (rc == 0)
+		job->status = 200;
+}
+
+static void audit_job_done(uv_work_t *w, int status)
+{
+	audit_job *job = w->data;
+	aconn *cn = job->conn;
+	if (cn) {
+		cn->job = NULL;
+		if (job->status != 200)
+			respond_error(cn, 500, job->err);
+		else if (job->export)
+			respond(cn, 200, job->ctype, job->body.p ? job->body.p : "", job->body.len);
+		else
+			respond_json(cn, 200, json_incref(job->res));
+	}
+	json_decref(job->res);
+	buf_release(&job->body);
+	free(job->path);
+	free(job);
+}
+
+/* Starts <job> for the request <r>; its answer comes from audit_job_done. */
+static void audit_job_start(req *r, audit_job *job)
+{
+	job->conn = r->conn;
+	job->path = xstrdup(store_path(r->a->db));
+	job->work.data = job;
+	if (uv_queue_work(r->a->loop, &job->work, audit_job_run, audit_job_done) != 0) {
+		free(job->path);
+		free(job);
+		respond_error(r->conn, 500, "cannot start reading the audit");
+		return;
+	}
+	/* nothing more is read meanwhile, as for a command that waits */
+	r->conn->job = job;
+	uv_read_stop((uv_stream_t *)&r->conn->tcp);
+}
+
+/* GET /api/v1/canaries/NAME/audit/verify: the chain walked (200 whether
+ * intact or not: "intact" says). */
+static void h_audit_verify(req *r, const char *name, const char *action)
+{
+	if (!audit_known(r, name))
+		return;
+	audit_job *job = xcalloc(1, sizeof *job);
+	snprintf(job->name, sizeof job->name, "%s", name);
+	audit_job_start(r, job);
+}
+
+/* GET /api/v1/audit/verify: every canary the audit holds, configured or
+ * not: {intact, canaries: [the answer of each]}. */
+static void h_audit_verify_all(req *r, const char *name, const char *action)
+{
+	audit_job_start(r, xcalloc(1, sizeof(audit_job)));
+}
+
+/* GET /api/v1/canaries/NAME/audit/export?format=json|ndjson|csv&since=T&until=T:
+ * T is RFC 3339 (or a date, 00:00 UTC); since is inclusive, until not. */
+static void h_audit_export(req *r, const char *name, const char *action)
+{
+	if (!audit_known(r, name))
+		return;
+	static const struct {
+		const char *name, *ctype;
+		store_export_format fmt;
+	} formats[] = {
+		{ "json", "application/json", STORE_EXPORT_JSON },
+		{ "ndjson", "application/x-ndjson", STORE_EXPORT_NDJSON },
+		{ "csv", "text/csv; charset=utf-8; header=present", STORE_EXPORT_CSV },
+	};
+	char v[128], msg[256];
+	int k = query_param(r->query, "format", v, sizeof v);
+	size_t f = 0;
+	if (k < 0 || (k == 1 && strcmp(v, "json") != 0)) {
+		for (f = 1; f < sizeof formats / sizeof formats[0]; f++)
+			if (k == 1 && strcmp(v, formats[f].name) == 0)
+				break;
+		if (f == sizeof formats / sizeof formats[0]) {
+			respond_error(r->conn, 400, "'format' must be one of json, ndjson, csv");
+			return;
+		}
+	}
+	int64_t bound[2] = { 0, INT64_MAX };
+	static const char *const keys[2] = { "since", "until" };
+	for (int b = 0; b < 2; b++) {
+		k = query_param(r->query, keys[b], v, sizeof v);
+		if (k < 0 || (k == 1 && audit_parse_time(v, &bound[b]) < 0)) {
+			snprintf(msg, sizeof msg, "'%s' must be an RFC 3339 time with its zone "
+			         "(2026-03-29T01:00:00Z, 2026-03-29T02:00:00+01:00) or a date "
+			         "(2026-03-29)", keys[b]);
+			respond_error(r->conn, 400, msg);
+			return;
+		}
+	}
+	if (bound[0] > bound[1]) {
+		respond_error(r->conn, 400, "'since' is after 'until'");
+		return;
+	}
+	audit_job *job = xcalloc(1, sizeof *job);
+	snprintf(job->name, sizeof job->name, "%s", name);
+	job->export = 1;
+	job->fmt = formats[f].fmt;
+	job->ctype = formats[f].ctype;
+	job->since = bound[0];
+	job->until = bound[1];
+	buf_puts(&job->body, "");
+	audit_job_start(r, job);
+}
+
 /* The end of a command that waited (ctl_command returned 0). */
 static void action_done(void *arg, int status, json_t *res, const char *err)
 {
@@ -677,6 +901,10 @@ static const struct route_row {
 	{ "GET", "/api/v1/events/stream", h_stream,
 	  "Server-Sent Events: every canary's status, then each audit event and status change "
 	  "(?canary=NAME)" },
+	{ "GET", "/api/v1/canaries/*/audit/verify", h_audit_verify, "the audit's hash chain checked" },
+	{ "GET", "/api/v1/canaries/*/audit/export", h_audit_export,
+	  "the audit exported (?format=json|ndjson|csv&since=T&until=T)" },
+	{ "GET", "/api/v1/audit/verify", h_audit_verify_all, "every canary's audit chain checked" },
 	{ "POST", "/api/v1/canaries/*/+", h_action, "rollout, promote, abort, pause, resume, approve, weight, retry, undo" },
 	{ "POST", "/api/v1/alertmanager", h_alertmanager, "Alertmanager webhook: firing alerts fail matching rollouts" },
 	{ "GET", "/api/v1/version", h_version, "the version of canaryd" },

@@ -43,6 +43,7 @@
 #define WATCH_RECENT_EVENTS 5     /* events in the live block */
 #define WATCH_KEPT_EVENTS 64      /* events kept for it (a window, not all) */
 #define WATCH_BACKLOG_EVENTS 50   /* past events `wait` prints when it starts */
+#define AUDIT_EXPORT_TIMEOUT_MS 120000  /* a long history is a big answer */
 
 /* The answer to one API call. */
 typedef struct reply {
@@ -796,6 +797,130 @@ static int cmd_history(client *cl, const command *cmd, int argc, char **argv)
 	return rc;
 }
 
+/* A --since/--until value: a duration ("2h": that long ago) becomes an RFC
+ * 3339 time; anything else goes to canaryd as it is, which checks it. */
+static void audit_time_param(buf *q, const char *key, const char *v)
+{
+	uint64_t ago;
+	char when[40];
+	if (util_parse_duration(v, &ago) == 0) {
+		uint64_t now = util_wall_ms();
+		util_rfc3339(ago < now ? now - ago : 0, when, sizeof when);
+		v = when;
+	}
+	buf_printf(q, "&%s=", key);
+	buf_url_escape(q, v);
+}
+
+/* audit verify [NAME]: exit 0 every chain intact, 1 one is not. */
+static int audit_verify(client *cl, const char *name, bool json)
+{
+	json_t *j;
+	int rc;
+	if (name) {
+		char path[512];
+		canary_path(name, "audit/verify", path, sizeof path);
+		rc = api_json(cl, "GET", path, NULL, &j);
+		if (rc == EXIT_USAGE && util_valid_name(name))
+			suggest_canary(cl, name);
+	} else {
+		rc = api_json(cl, "GET", "/api/v1/audit/verify", NULL, &j);
+	}
+	if (rc)
+		return rc;
+	json_t *each = name ? json_pack("[O]", j) : json_incref(json_object_get(j, "canaries"));
+	int intact = 1;
+	size_t i;
+	json_t *v;
+	json_array_foreach(each, i, v)
+		intact = intact && json_is_true(json_object_get(v, "intact"));
+	if (json) {
+		print_json(j);
+	} else {
+		view_escape(each);
+		if (json_array_size(each) == 0)
+			printf("the audit holds no events\n");
+		json_array_foreach(each, i, v)
+			printf("%s: %s: %s\n", view_str(v, "canary", "-"),
+			       json_is_true(json_object_get(v, "intact")) ? "intact" : "BROKEN",
+			       view_str(v, "message", ""));
+	}
+	json_decref(each);
+	json_decref(j);
+	return intact ? EXIT_OK : EXIT_FAILED;
+}
+
+/* audit export NAME: the answer's bytes as they are, on stdout. */
+static int audit_export(client *cl, const command *cmd, const char *name, const char *format,
+                        const char *since, const char *until)
+{
+	if (format && strcmp(format, "json") != 0 && strcmp(format, "ndjson") != 0 &&
+	    strcmp(format, "csv") != 0)
+		return usage_error(cmd, "format '%s' is not one of json, ndjson, csv", format);
+	buf q = BUF_INIT;
+	char path[512];
+	canary_path(name, "audit/export", path, sizeof path);
+	buf_printf(&q, "%s?format=%s", path, format ? format : "json");
+	if (since)
+		audit_time_param(&q, "since", since);
+	if (until)
+		audit_time_param(&q, "until", until);
+	reply r = { 0, BUF_INIT };
+	char err[512];
+	int rc = EXIT_OK;
+	if (api_call(cl, "GET", q.p, NULL, AUDIT_EXPORT_TIMEOUT_MS, &r, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryctl: %s\n", err);
+		rc = EXIT_UNREACHABLE;
+	} else if (r.status < 200 || r.status > 299) {
+		rc = report_api_error(cl, &r);
+		if (rc == EXIT_USAGE && r.status == 404 && util_valid_name(name))
+			suggest_canary(cl, name);
+	} else if (r.body.len && fwrite(r.body.p, 1, r.body.len, stdout) != r.body.len) {
+		fprintf(stderr, "canaryctl: cannot write the export: %s\n", strerror(errno));
+		rc = EXIT_FAILED;
+	}
+	buf_release(&r.body);
+	buf_release(&q);
+	return rc;
+}
+
+static int cmd_audit(client *cl, const command *cmd, int argc, char **argv)
+{
+	const char *out = NULL, *format = NULL, *since = NULL, *until = NULL, *pos[2];
+	const option opts[] = {
+		{ "-o", "--output", &out, NULL },
+		{ "--format", NULL, &format, NULL },
+		{ "--since", NULL, &since, NULL },
+		{ "--until", NULL, &until, NULL },
+		{ NULL, NULL, NULL, NULL },
+	};
+	int n = parse_args(cmd, argc, argv, opts, pos, 2);
+	if (n < 0)
+		return EXIT_USAGE;
+	if (n == 0)
+		return usage_error(cmd, "'audit' needs 'verify' or 'export'");
+	if (strcmp(pos[0], "verify") == 0) {
+		if (format || since || until)
+			return usage_error(cmd, "--format, --since and --until are for 'audit export'");
+		int json = output_json(cmd, out);
+		if (json < 0)
+			return EXIT_USAGE;
+		return audit_verify(cl, n > 1 ? pos[1] : NULL, json == 1);
+	}
+	if (strcmp(pos[0], "export") == 0) {
+		if (out)
+			return usage_error(cmd, "'audit export' takes --format, not -o");
+		if (n < 2)
+			return usage_error(cmd, "'audit export' needs the name of a canary");
+		return audit_export(cl, cmd, pos[1], format, since, until);
+	}
+	static const char *const subs[] = { "verify", "export", NULL };
+	const char *near = out_nearest(pos[0], subs);
+	if (near)
+		return usage_error(cmd, "no audit command '%s'; did you mean '%s'?", pos[0], near);
+	return usage_error(cmd, "no audit command '%s' (verify, export)", pos[0]);
+}
+
 static int cmd_get(client *cl, const command *cmd, int argc, char **argv)
 {
 	const char *out = NULL, *pos[1];
@@ -1130,6 +1255,16 @@ static const command commands[] = {
 	  "The audit events of NAME, oldest first; under a check, each metric's value, its "
 	  "range and pass, FAIL or held.",
 	  "-o --output", cmd_history },
+	{ "audit", "verify [NAME] [-o json] | export NAME [--format json|ndjson|csv] "
+	  "[--since T] [--until T]",
+	  "check the audit's hash chain, or export it",
+	  "verify: walk the hash chain of NAME's audit (of every canary without NAME) and "
+	  "name the first event altered, missing or reordered: exit 0 intact, 1 not. "
+	  "export: NAME's events with their hashes, times in UTC and in Europe/London (GMT "
+	  "or BST), as json (default), ndjson or csv; --since (inclusive) and --until "
+	  "(exclusive) take RFC 3339 times (2026-03-29T01:00:00Z), dates (UTC) or durations "
+	  "ago (2h). See docs/audit.md.",
+	  "-o --output --format --since --until", cmd_audit },
 	{ "simulate", "-f FILE|DIR [NAME] [--rps N] [--rps-change-at DUR --rps-after N [--rps-ramp DUR]] "
 	  "[--stable-error-rate P] [--canary-error-rate P] [--change-at DUR --canary-error-rate-after P] "
 	  "[--stable-change-at DUR --stable-error-rate-after P] "

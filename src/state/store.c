@@ -17,11 +17,12 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "log.h"
 #include "util.h"
 
 #define DB_FILE "canaryd.db"
-#define SCHEMA_VERSION 3  /* PRAGMA user_version; bump with a migration */
+#define SCHEMA_VERSION 4  /* PRAGMA user_version; bump with a migration */
 
 /* The statements, prepared once at open. */
 enum {
@@ -34,6 +35,12 @@ enum {
 	Q_LOAD_CANARY,
 	Q_ROLLOUT_ENDED,
 	Q_EVENTS,
+	Q_HEAD_GET,
+	Q_HEAD_SET,
+	Q_AUDIT_ROWS,
+	Q_AUDIT_RANGE,
+	Q_AUDIT_CANARIES,
+	Q_AUDIT_HAS,
 	Q_COUNT
 };
 
@@ -61,7 +68,8 @@ static const char *const sql_text[Q_COUNT] = {
 		" breach_since = excluded.breach_since, flow = excluded.flow",
 	[Q_INSERT_EVENT] =
 		"INSERT INTO events(time_ms, canary, type, phase, weight, message, actor, metrics,"
-		" detail) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+		" detail, seq, prev_hash, hash) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+		" ?12)",
 	[Q_END_ROLLOUT] =
 		"INSERT OR REPLACE INTO rollouts(canary, revision, outcome, ended_ms)"
 		" VALUES(?1, ?2, ?3, ?4)",
@@ -73,8 +81,24 @@ static const char *const sql_text[Q_COUNT] = {
 	[Q_ROLLOUT_ENDED] =
 		"SELECT 1 FROM rollouts WHERE canary = ?1 AND revision = ?2",
 	[Q_EVENTS] =
-		"SELECT id, time_ms, canary, type, phase, weight, message, actor, metrics, detail"
-		" FROM events WHERE canary = ?1 AND id > ?2 ORDER BY id",
+		"SELECT id, time_ms, canary, type, phase, weight, message, actor, metrics, detail,"
+		" seq, hash FROM events WHERE canary = ?1 AND id > ?2 ORDER BY id",
+	[Q_HEAD_GET] = "SELECT seq, hash FROM audit_heads WHERE canary = ?1",
+	[Q_HEAD_SET] = "INSERT OR REPLACE INTO audit_heads(canary, seq, hash) VALUES(?1, ?2, ?3)",
+	/* the columns of AUDIT_COLS, in order */
+	[Q_AUDIT_ROWS] =
+		"SELECT id, seq, time_ms, canary, type, phase, weight, message, actor, metrics,"
+		" detail, prev_hash, hash FROM events WHERE canary = ?1 ORDER BY id",
+	[Q_AUDIT_RANGE] =
+		"SELECT id, seq, time_ms, canary, type, phase, weight, message, actor, metrics,"
+		" detail, prev_hash, hash FROM events WHERE canary = ?1 AND time_ms >= ?2"
+		" AND time_ms < ?3 ORDER BY id",
+	[Q_AUDIT_CANARIES] =
+		"SELECT canary FROM audit_heads UNION SELECT DISTINCT canary FROM events"
+		" ORDER BY 1",
+	[Q_AUDIT_HAS] =
+		"SELECT 1 FROM audit_heads WHERE canary = ?1"
+		" UNION ALL SELECT 1 FROM events WHERE canary = ?1 LIMIT 1",
 };
 
 /* Version 1. Later versions add their steps after it in migrate(). */
@@ -105,6 +129,17 @@ static const char schema_v2[] =
 static const char schema_v3[] =
 	"ALTER TABLE canaries ADD COLUMN flow TEXT;"
 	"ALTER TABLE events ADD COLUMN detail TEXT;";
+
+/* Version 4: the audit's hash chain (audit.h, docs/audit.md): each event's
+ * place in its canary's chain and its hash, and each chain's last link,
+ * so that deleting the newest events shows too. Existing events are
+ * chained in id order by chain_existing(). */
+static const char schema_v4[] =
+	"ALTER TABLE events ADD COLUMN seq INT;"
+	"ALTER TABLE events ADD COLUMN prev_hash TEXT;"
+	"ALTER TABLE events ADD COLUMN hash TEXT;"
+	"CREATE TABLE IF NOT EXISTS audit_heads ("
+	" canary TEXT PRIMARY KEY, seq INT, hash TEXT);";
 
 struct store {
 	sqlite3 *db;
@@ -306,6 +341,99 @@ static int read_version(store *s, int fresh, int *version, char *err, size_t err
 	return 0;
 }
 
+/* One canary's chain while the existing events are chained. */
+typedef struct chain_link {
+	char *canary;
+	int64_t seq;
+	char hash[AUDIT_HEX];
+} chain_link;
+
+/* Version 4's step: the events written before the chain existed are
+ * chained now, per canary in id order (the order they were written in),
+ * and each chain's head recorded. Runs inside migrate()'s transaction, so
+ * a canaryd killed meanwhile leaves version 3 whole, to be chained again. */
+static int chain_existing(store *s, char *err, size_t errlen)
+{
+	sqlite3_stmt *rd = NULL, *up = NULL, *hd = NULL;
+	chain_link *links = NULL;
+	err[0] = '\0';
+	size_t n_links = 0;
+	int ok = sqlite3_prepare_v2(s->db,
+	                            "SELECT id, canary, time_ms, type, phase, weight, message,"
+	                            " actor, metrics, detail FROM events ORDER BY id",
+	                            -1, &rd, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(s->db,
+	                            "UPDATE events SET seq = ?1, prev_hash = ?2, hash = ?3"
+	                            " WHERE id = ?4", -1, &up, NULL) == SQLITE_OK &&
+	         sqlite3_prepare_v2(s->db,
+	                            "INSERT OR REPLACE INTO audit_heads(canary, seq, hash)"
+	                            " VALUES(?1, ?2, ?3)", -1, &hd, NULL) == SQLITE_OK;
+	int rc = SQLITE_ROW;
+	/* updating columns of the row a rowid scan stands on leaves the scan's
+	 * order as it was: every row is visited once */
+	while (ok && (rc = sqlite3_step(rd)) == SQLITE_ROW) {
+		const char *canary = (const char *)sqlite3_column_text(rd, 1);
+		if (!canary)
+			canary = "";
+		size_t i = 0;
+		while (i < n_links && strcmp(links[i].canary, canary) != 0)
+			i++;
+		if (i == n_links) {
+			links = xrealloc(links, (n_links + 1) * sizeof *links);
+			links[i].canary = xstrdup(canary);
+			links[i].seq = 0;
+			snprintf(links[i].hash, sizeof links[i].hash, "%s", AUDIT_GENESIS);
+			n_links++;
+		}
+		audit_event e = {
+			.seq = links[i].seq + 1,
+			.canary = canary,
+			.time_ms = sqlite3_column_int64(rd, 2),
+			.type = (const char *)sqlite3_column_text(rd, 3),
+			.phase = (const char *)sqlite3_column_text(rd, 4),
+			.weight = sqlite3_column_int64(rd, 5),
+			.message = (const char *)sqlite3_column_text(rd, 6),
+			.actor = (const char *)sqlite3_column_text(rd, 7),
+			.metrics = (const char *)sqlite3_column_text(rd, 8),
+			.detail = (const char *)sqlite3_column_text(rd, 9),
+		};
+		char hash[AUDIT_HEX];
+		if (audit_hash(links[i].hash, &e, hash) < 0) {
+			snprintf(err, errlen, "database '%s': cannot compute SHA-256 (libcrypto)",
+			         s->path);
+			ok = 0;
+			break;
+		}
+		sqlite3_bind_int64(up, 1, e.seq);
+		sqlite3_bind_text(up, 2, links[i].hash, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_text(up, 3, hash, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(up, 4, sqlite3_column_int64(rd, 0));
+		ok = sqlite3_step(up) == SQLITE_DONE;
+		sqlite3_reset(up);
+		links[i].seq = e.seq;
+		memcpy(links[i].hash, hash, sizeof hash);
+	}
+	if (ok && rc != SQLITE_DONE)
+		ok = 0;
+	for (size_t i = 0; ok && i < n_links; i++) {
+		sqlite3_bind_text(hd, 1, links[i].canary, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(hd, 2, links[i].seq);
+		sqlite3_bind_text(hd, 3, links[i].hash, -1, SQLITE_STATIC);
+		ok = sqlite3_step(hd) == SQLITE_DONE;
+		sqlite3_reset(hd);
+	}
+	if (!ok && !err[0])
+		snprintf(err, errlen, "database '%s': cannot chain the audit events: %s", s->path,
+		         sqlite3_errmsg(s->db));
+	sqlite3_finalize(rd);
+	sqlite3_finalize(up);
+	sqlite3_finalize(hd);
+	for (size_t i = 0; i < n_links; i++)
+		free(links[i].canary);
+	free(links);
+	return ok ? 0 : -1;
+}
+
 /* Brings the schema from <version> to SCHEMA_VERSION in one transaction,
  * in a <fresh> database (create_db) or an existing one. An existing file
  * takes a write here even when its schema is current (the version is
@@ -323,6 +451,8 @@ static int migrate(store *s, int fresh, int version, char *err, size_t errlen)
 	if ((version < 1 && exec(s, schema_v1, err, errlen) < 0) ||
 	    (version < 2 && exec(s, schema_v2, err, errlen) < 0) ||
 	    (version < 3 && exec(s, schema_v3, err, errlen) < 0) ||
+	    (version < 4 && (exec(s, schema_v4, err, errlen) < 0 ||
+	                     chain_existing(s, err, errlen) < 0)) ||
 	    exec(s, setv, err, errlen) < 0 || exec(s, "COMMIT", err, errlen) < 0) {
 		note_fault(s); /* before ROLLBACK resets the connection's error */
 		int code = s->last_rc & 0xff;
@@ -592,6 +722,29 @@ fail:
 	return -1;
 }
 
+int store_open_reader(const char *path, store **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	store *s = xcalloc(1, sizeof *s);
+	s->path = xstrdup(path);
+	/* never SQLITE_OPEN_CREATE: only the writer makes the file */
+	if (open_db(s->path, SQLITE_OPEN_READONLY, &s->db, err, errlen,
+	            "cannot open database") < 0)
+		goto fail;
+	for (int i = 0; i < Q_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &s->q[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+			goto fail;
+		}
+	}
+	*out = s;
+	return 0;
+fail:
+	store_close(s);
+	return -1;
+}
+
 void store_close(store *s)
 {
 	if (!s)
@@ -728,26 +881,78 @@ static int write_state(store *s, const char *name, const store_record *rec,
 	return rc;
 }
 
+/* Reads the head of <name>'s chain into *seq and <hash> (0 and
+ * AUDIT_GENESIS for none). Returns 0, or -1 (noted) on a failed read. */
+static int head_get(store *s, const char *name, int64_t *seq, char hash[AUDIT_HEX])
+{
+	sqlite3_stmt *q = s->q[Q_HEAD_GET];
+	bind_text(q, 1, name);
+	int rc = sqlite3_step(q);
+	*seq = 0;
+	snprintf(hash, AUDIT_HEX, "%s", AUDIT_GENESIS);
+	if (rc == SQLITE_ROW) {
+		*seq = sqlite3_column_int64(q, 0);
+		const char *h = (const char *)sqlite3_column_text(q, 1);
+		snprintf(hash, AUDIT_HEX, "%s", h ? h : "");
+	} else if (rc != SQLITE_DONE) {
+		note_fault(s);
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Appends <ev> to the chain of <name>: its hash is computed from the head
+ * read in the same transaction, and the head moves to it, so a commit
+ * either adds the event, its link and the new head, or nothing. */
 static int write_event(store *s, const char *name, const eng_event *ev,
                        uint64_t now_ms)
 {
-	sqlite3_stmt *q = s->q[Q_INSERT_EVENT];
+	int64_t seq;
+	char prev[AUDIT_HEX], hash[AUDIT_HEX];
+	if (head_get(s, name, &seq, prev) < 0)
+		return -1;
 	char *metrics = metrics_json(ev);
-	sqlite3_bind_int64(q, 1, (sqlite3_int64)now_ms);
+	audit_event ae = {
+		.seq = seq + 1,
+		.canary = name,
+		.time_ms = (int64_t)now_ms,
+		.type = ev->type,
+		.phase = eng_phase_name(ev->phase),
+		.weight = ev->weight,
+		.message = ev->message,
+		.actor = ev->actor,
+		.metrics = metrics,
+		.detail = ev->detail[0] ? ev->detail : NULL,
+	};
+	if (audit_hash(prev, &ae, hash) < 0) {
+		free(metrics);
+		s->errors++;
+		snprintf(s->last_err, sizeof s->last_err, "cannot compute SHA-256 (libcrypto)");
+		return -1;
+	}
+	sqlite3_stmt *q = s->q[Q_INSERT_EVENT];
+	sqlite3_bind_int64(q, 1, ae.time_ms);
 	bind_text(q, 2, name);
-	bind_text(q, 3, ev->type);
-	bind_text(q, 4, eng_phase_name(ev->phase));
-	sqlite3_bind_int(q, 5, ev->weight);
-	bind_text(q, 6, ev->message);
-	bind_text(q, 7, ev->actor);
-	bind_text(q, 8, metrics);
-	if (ev->detail[0])
-		bind_text(q, 9, ev->detail);
-	else
-		sqlite3_bind_null(q, 9);
+	bind_text(q, 3, ae.type);
+	bind_text(q, 4, ae.phase);
+	sqlite3_bind_int64(q, 5, ae.weight);
+	bind_text(q, 6, ae.message);
+	bind_text(q, 7, ae.actor);
+	bind_text(q, 8, ae.metrics);
+	bind_text(q, 9, ae.detail);
+	sqlite3_bind_int64(q, 10, ae.seq);
+	bind_text(q, 11, prev);
+	bind_text(q, 12, hash);
 	int rc = step_done(s, q);
 	free(metrics);
-	return rc;
+	if (rc < 0)
+		return -1;
+	q = s->q[Q_HEAD_SET];
+	bind_text(q, 1, name);
+	sqlite3_bind_int64(q, 2, ae.seq);
+	bind_text(q, 3, hash);
+	return step_done(s, q);
 }
 
 static int write_rollout_end(store *s, const char *name, const eng_state *st,
@@ -958,6 +1163,8 @@ json_t *store_events(store *s, const char *name, int64_t after_id)
 		}
 		if (sqlite3_column_type(q, 9) == SQLITE_TEXT)
 			json_object_set_new(o, "detail", col_string(q, 9));
+		json_object_set_new(o, "seq", json_integer(sqlite3_column_int64(q, 10)));
+		json_object_set_new(o, "hash", col_string(q, 11));
 		json_array_append_new(arr, o);
 	}
 	if (rc != SQLITE_DONE) {
@@ -969,6 +1176,379 @@ json_t *store_events(store *s, const char *name, int64_t after_id)
 	sqlite3_reset(q);
 	sqlite3_clear_bindings(q);
 	return arr;
+}
+
+/* ---- the audit chain ---- */
+
+/* One row of Q_AUDIT_ROWS / Q_AUDIT_RANGE; its strings live until the
+ * statement steps again. */
+typedef struct audit_row {
+	int64_t id;
+	audit_event e;
+	const char *prev;
+	const char *hash;
+} audit_row;
+
+static void read_audit_row(sqlite3_stmt *q, audit_row *r)
+{
+	r->id = sqlite3_column_int64(q, 0);
+	r->e.seq = sqlite3_column_int64(q, 1);
+	r->e.time_ms = sqlite3_column_int64(q, 2);
+	r->e.canary = (const char *)sqlite3_column_text(q, 3);
+	r->e.type = (const char *)sqlite3_column_text(q, 4);
+	r->e.phase = (const char *)sqlite3_column_text(q, 5);
+	r->e.weight = sqlite3_column_int64(q, 6);
+	r->e.message = (const char *)sqlite3_column_text(q, 7);
+	r->e.actor = (const char *)sqlite3_column_text(q, 8);
+	r->e.metrics = (const char *)sqlite3_column_text(q, 9);
+	r->e.detail = (const char *)sqlite3_column_text(q, 10);
+	r->prev = (const char *)sqlite3_column_text(q, 11);
+	r->hash = (const char *)sqlite3_column_text(q, 12);
+}
+
+/* Does <e>, placed at <seq> after <prev>, hash to <hash>? */
+static int links_to(audit_event e, int64_t seq, const char *prev, const char *hash)
+{
+	char h[AUDIT_HEX];
+	e.seq = seq;
+	return prev && hash && audit_hash(prev, &e, h) == 0 && strcmp(h, hash) == 0;
+}
+
+static int audit_verify(store *s, const char *name, json_t **out, char *err, size_t errlen);
+
+/* What the first pass of verify keeps of a row. */
+typedef struct vrow {
+	int64_t id, seq;
+	int sound;              /* its content, seq and prev_hash give its hash */
+	char prev[AUDIT_HEX], hash[AUDIT_HEX];
+} vrow;
+
+static json_t *verify_result(const char *name, int64_t n, const vrow *last, json_t *bad,
+                             const char *msg)
+{
+	json_t *o = json_pack("{s:s, s:b, s:I, s:s}", "canary", name, "intact", bad == NULL,
+	                      "events", (json_int_t)n, "message", msg);
+	if (last)
+		json_object_set_new(o, "head", json_pack("{s:I, s:s}", "seq", (json_int_t)last->seq,
+		                                         "hash", last->hash));
+	if (bad)
+		json_object_set_new(o, "firstBad", bad);
+	return o;
+}
+
+static json_t *bad_event(const char *problem, int64_t id, int64_t seq)
+{
+	json_t *o = json_pack("{s:s}", "problem", problem);
+	if (id > 0)
+		json_object_set_new(o, "id", json_integer(id));
+	json_object_set_new(o, "seq", json_integer(seq));
+	return o;
+}
+
+/* Row <i>'s content failed its hash: does it hold another row's content
+ * (rows swapped)? Returns that row's index, or -1. Re-reads the rows: this
+ * runs once, at the first broken link. */
+static ssize_t content_of(store *s, const char *name, const vrow *rows, size_t n, size_t i)
+{
+	sqlite3_stmt *q = s->q[Q_AUDIT_ROWS];
+	bind_text(q, 1, name);
+	ssize_t found = -1;
+	for (size_t k = 0; sqlite3_step(q) == SQLITE_ROW; k++) {
+		if (k != i)
+			continue;
+		audit_row r;
+		read_audit_row(q, &r);
+		for (size_t j = 0; j < n && found < 0; j++)
+			if (j != i && links_to(r.e, rows[j].seq, rows[j].prev, rows[j].hash))
+				found = (ssize_t)j;
+		break;
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return found;
+}
+
+int store_audit_verify(store *s, const char *name, json_t **out, char *err, size_t errlen)
+{
+	/* the rows and the head from one snapshot: on a reader connection a
+	 * commit between the two reads would look like a deleted event */
+	int own = sqlite3_get_autocommit(s->db) && sqlite3_exec(s->db, "BEGIN", NULL, NULL,
+	                                                       NULL) == SQLITE_OK;
+	int rc = audit_verify(s, name, out, err, errlen);
+	if (own)
+		sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
+	return rc;
+}
+
+static int audit_verify(store *s, const char *name, json_t **out, char *err, size_t errlen)
+{
+	*out = NULL;
+	/* pass 1: each row alone */
+	sqlite3_stmt *q = s->q[Q_AUDIT_ROWS];
+	bind_text(q, 1, name);
+	vrow *rows = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		audit_row r;
+		read_audit_row(q, &r);
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			rows = xrealloc(rows, cap * sizeof *rows);
+		}
+		vrow *v = &rows[n++];
+		v->id = r.id;
+		v->seq = sqlite3_column_type(q, 1) == SQLITE_INTEGER ? r.e.seq : -1;
+		snprintf(v->prev, sizeof v->prev, "%s", r.prev ? r.prev : "");
+		snprintf(v->hash, sizeof v->hash, "%s", r.hash ? r.hash : "");
+		v->sound = v->seq > 0 && links_to(r.e, r.e.seq, r.prev, r.hash);
+	}
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	if (rc != SQLITE_DONE) {
+		note_fault(s);
+		snprintf(err, errlen, "cannot read the audit of canary '%s' from '%s': %s", name,
+		         s->path, s->last_err);
+		free(rows);
+		return -1;
+	}
+	int64_t head_seq;
+	char head[AUDIT_HEX];
+	if (head_get(s, name, &head_seq, head) < 0) {
+		snprintf(err, errlen, "cannot read the audit of canary '%s' from '%s': %s", name,
+		         s->path, s->last_err);
+		free(rows);
+		return -1;
+	}
+
+	/* pass 2: the chain, in the order the rows were written */
+	char msg[512];
+	json_t *bad = NULL;
+	const char *prev = AUDIT_GENESIS;
+	int64_t expect = 1;
+	size_t i;
+	for (i = 0; i < n && !bad; i++) {
+		vrow *v = &rows[i];
+		if (!v->sound) {
+			ssize_t j = content_of(s, name, rows, n, i);
+			if (j >= 0) {
+				snprintf(msg, sizeof msg, "event id %lld (seq %lld) holds the content of "
+				         "seq %lld (event id %lld): events were reordered",
+				         (long long)v->id, (long long)v->seq, (long long)rows[j].seq,
+				         (long long)rows[j].id);
+				bad = bad_event("reordered", v->id, v->seq);
+			} else {
+				snprintf(msg, sizeof msg, "event id %lld (seq %lld) was altered: its content "
+				         "does not give its hash", (long long)v->id, (long long)v->seq);
+				bad = bad_event("altered", v->id, v->seq);
+			}
+		} else if (v->seq != expect) {
+			int later = 0;
+			for (size_t k = i + 1; k < n && !later; k++)
+				later = rows[k].seq == expect;
+			if (later || v->seq < expect) {
+				snprintf(msg, sizeof msg, "event id %lld (seq %lld) is out of order: seq "
+				         "%lld comes first: events were reordered", (long long)v->id,
+				         (long long)v->seq, (long long)expect);
+				bad = bad_event("reordered", v->id, v->seq);
+			} else {
+				if (v->seq == expect + 1)
+					snprintf(msg, sizeof msg, "event seq %lld is missing (deleted) before "
+					         "event id %lld (seq %lld)", (long long)expect,
+					         (long long)v->id, (long long)v->seq);
+				else
+					snprintf(msg, sizeof msg, "events seq %lld to %lld are missing "
+					         "(deleted) before event id %lld (seq %lld)", (long long)expect,
+					         (long long)v->seq - 1, (long long)v->id, (long long)v->seq);
+				bad = bad_event("missing", 0, expect);
+			}
+		} else if (strcmp(v->prev, prev) != 0) {
+			snprintf(msg, sizeof msg, "event id %lld (seq %lld) was altered: its prev_hash "
+			         "is not the hash of seq %lld", (long long)v->id, (long long)v->seq,
+			         (long long)v->seq - 1);
+			bad = bad_event("altered", v->id, v->seq);
+		} else {
+			prev = v->hash;
+			expect = v->seq + 1;
+		}
+	}
+	const vrow *last = i > 0 && !bad ? &rows[i - 1] : NULL;
+	int64_t last_seq = last ? last->seq : 0;
+	if (!bad && head_seq > last_seq) {
+		if (head_seq == last_seq + 1)
+			snprintf(msg, sizeof msg, "event seq %lld, the newest, is missing (deleted)",
+			         (long long)head_seq);
+		else
+			snprintf(msg, sizeof msg, "events seq %lld to %lld, the newest, are missing "
+			         "(deleted)", (long long)last_seq + 1, (long long)head_seq);
+		bad = bad_event("missing", 0, last_seq + 1);
+	} else if (!bad && last && (head_seq != last_seq || strcmp(head, last->hash) != 0)) {
+		snprintf(msg, sizeof msg, "the chain's head (seq %lld) does not match its newest "
+		         "event id %lld (seq %lld): the head or the events were altered",
+		         (long long)head_seq, (long long)last->id, (long long)last_seq);
+		bad = bad_event("altered", last->id, last_seq);
+	} else if (!bad) {
+		snprintf(msg, sizeof msg, "%zu events%s%s", n, last ? ", head " : "",
+		         last ? last->hash : "");
+	}
+	*out = verify_result(name, (int64_t)n, last, bad, msg);
+	free(rows);
+	return 0;
+}
+
+json_t *store_audit_canaries(store *s)
+{
+	sqlite3_stmt *q = s->q[Q_AUDIT_CANARIES];
+	json_t *arr = json_array();
+	int rc;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+		json_array_append_new(arr, col_string(q, 0));
+	if (rc != SQLITE_DONE) {
+		note_fault(s);
+		log_msg(LOG_ERROR, NULL, "cannot read the audit's canaries from '%s': %s", s->path,
+		        s->last_err);
+		json_decref(arr);
+		arr = NULL;
+	}
+	sqlite3_reset(q);
+	return arr;
+}
+
+int store_audit_has(store *s, const char *name)
+{
+	sqlite3_stmt *q = s->q[Q_AUDIT_HAS];
+	bind_text(q, 1, name);
+	int rc = sqlite3_step(q);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		note_fault(s);
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	return rc == SQLITE_ROW;
+}
+
+/* <v> as a JSON string, or null; text that is not UTF-8 (a row altered by
+ * hand) goes out with its other bytes as '?' rather than be dropped. */
+static json_t *text_or_null(const char *v)
+{
+	if (!v)
+		return json_null();
+	json_t *j = json_string(v);
+	if (!j) {
+		char *copy = xstrdup(v);
+		j = json_string(util_ascii_line(copy));
+		free(copy);
+	}
+	return j;
+}
+
+/* An exported event: everything hashed, with the times readable. */
+static json_t *export_object(const audit_row *r)
+{
+	char utc[40], london[48];
+	util_rfc3339((uint64_t)r->e.time_ms, utc, sizeof utc);
+	const char *zone = audit_london(r->e.time_ms, london, sizeof london);
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_integer(r->id));
+	json_object_set_new(o, "seq", json_integer(r->e.seq));
+	json_object_set_new(o, "time", json_string(utc));
+	json_object_set_new(o, "timeMs", json_integer(r->e.time_ms));
+	json_object_set_new(o, "timeLondon", json_string(london));
+	json_object_set_new(o, "zoneLondon", json_string(zone));
+	json_object_set_new(o, "canary", text_or_null(r->e.canary));
+	json_object_set_new(o, "type", text_or_null(r->e.type));
+	json_object_set_new(o, "phase", text_or_null(r->e.phase));
+	json_object_set_new(o, "weight", json_integer(r->e.weight));
+	json_object_set_new(o, "message", text_or_null(r->e.message));
+	json_object_set_new(o, "actor", text_or_null(r->e.actor));
+	json_object_set_new(o, "metrics", text_or_null(r->e.metrics));
+	json_object_set_new(o, "detail", text_or_null(r->e.detail));
+	json_object_set_new(o, "prevHash", text_or_null(r->prev));
+	json_object_set_new(o, "hash", text_or_null(r->hash));
+	return o;
+}
+
+/* One CSV field (RFC 4180): quoted when it holds a comma, a quote or a
+ * line break. NULL is an empty field. */
+static void csv_field(buf *b, const char *v, int last)
+{
+	if (v && v[strcspn(v, ",\"\r\n")]) {
+		buf_puts(b, "\"");
+		for (const char *p = v; *p; p++)
+			buf_puts(b, *p == '"' ? "\"\"" : (char[]){ *p, '\0' });
+		buf_puts(b, "\"");
+	} else if (v) {
+		buf_puts(b, v);
+	}
+	buf_puts(b, last ? "\r\n" : ",");
+}
+
+#define CSV_HEADER "id,seq,time_utc,time_ms,time_london,zone_london,canary,type,phase,weight," \
+	"message,actor,metrics,detail,prev_hash,hash\r\n"
+
+static void export_csv_row(buf *b, const audit_row *r)
+{
+	char utc[40], london[48];
+	util_rfc3339((uint64_t)r->e.time_ms, utc, sizeof utc);
+	const char *zone = audit_london(r->e.time_ms, london, sizeof london);
+	buf_printf(b, "%lld,%lld,%s,%lld,%s,%s,", (long long)r->id, (long long)r->e.seq, utc,
+	           (long long)r->e.time_ms, london, zone);
+	char weight[24];
+	snprintf(weight, sizeof weight, "%lld", (long long)r->e.weight);
+	csv_field(b, r->e.canary, 0);
+	csv_field(b, r->e.type, 0);
+	csv_field(b, r->e.phase, 0);
+	csv_field(b, weight, 0);
+	csv_field(b, r->e.message, 0);
+	csv_field(b, r->e.actor, 0);
+	csv_field(b, r->e.metrics, 0);
+	csv_field(b, r->e.detail, 0);
+	csv_field(b, r->prev, 0);
+	csv_field(b, r->hash, 1);
+}
+
+int store_audit_export(store *s, const char *name, store_export_format fmt,
+                       int64_t since_ms, int64_t until_ms, buf *out, char *err,
+                       size_t errlen)
+{
+	sqlite3_stmt *q = s->q[Q_AUDIT_RANGE];
+	bind_text(q, 1, name);
+	sqlite3_bind_int64(q, 2, since_ms);
+	sqlite3_bind_int64(q, 3, until_ms);
+	if (fmt == STORE_EXPORT_CSV)
+		buf_puts(out, CSV_HEADER);
+	else if (fmt == STORE_EXPORT_JSON)
+		buf_puts(out, "[");
+	int rc;
+	size_t n = 0;
+	while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+		audit_row r;
+		read_audit_row(q, &r);
+		if (fmt == STORE_EXPORT_CSV) {
+			export_csv_row(out, &r);
+		} else {
+			json_t *o = export_object(&r);
+			char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+			json_decref(o);
+			if (fmt == STORE_EXPORT_JSON && n)
+				buf_puts(out, ",\n");
+			buf_puts(out, line ? line : "{}");
+			if (fmt == STORE_EXPORT_NDJSON)
+				buf_puts(out, "\n");
+			free(line);
+		}
+		n++;
+	}
+	if (fmt == STORE_EXPORT_JSON)
+		buf_puts(out, "]\n");
+	sqlite3_reset(q);
+	sqlite3_clear_bindings(q);
+	if (rc != SQLITE_DONE) {
+		note_fault(s);
+		snprintf(err, errlen, "cannot read the audit of canary '%s' from '%s': %s", name,
+		         s->path, s->last_err);
+		return -1;
+	}
+	return 0;
 }
 
 int store_damaged(const store *s, const char **why)

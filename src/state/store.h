@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <jansson.h>
 #include "engine.h"
+#include "util.h"
 
 typedef struct store store;
 
@@ -64,6 +65,12 @@ enum {
 int store_open(const char *dir, store **out, char *err, size_t errlen);
 void store_close(store *s);  /* NULL is a no-op */
 
+/* Opens the database at <path> (store_path() of the writer) read-only, for
+ * reads on another thread than the writer's: the audit's verify and export
+ * (SQLite WAL lets it read while the writer commits). Only the reading
+ * functions may be called on it. Returns 0, or -1 with <err> filled. */
+int store_open_reader(const char *path, store **out, char *err, size_t errlen);
+
 /* Writes <rec> as the state of canary <name> and appends <events>
  * atomically. Event i is stamped with event_ms[i] (wall clock), or with
  * <now_ms> when <event_ms> is NULL. When rec->st.phase is Succeeded or
@@ -88,9 +95,45 @@ int store_rollout_ended(store *s, const char *name, const char *revision,
 
 /* The audit events of <name>, oldest first, as a JSON array of objects
  * {id, time (RFC 3339 UTC), canary, type, phase, weight, message, actor,
- * metrics: [{name, value, min|max, passed, reason?}] (checks only)}; NULL on
+ * metrics: [{name, value, min|max, passed, reason?}] (checks only), detail?,
+ * seq and hash (its place in the audit's chain)}; NULL on
  * error. <after_id> > 0 returns only later events. Caller owns the result. */
 json_t *store_events(store *s, const char *name, int64_t after_id);
+
+/* The audit's hash chain (audit.h, docs/audit.md). */
+
+/* Walks the chain of <name> in the order its events were written and
+ * fills *out with {canary, intact, events, message, head: {seq, hash}
+ * (when intact), firstBad: {problem: altered|missing|reordered, id?, seq}
+ * (when not)}: the first event altered, missing (deleted, also the
+ * newest ones, by the chain's head) or reordered. A canary with no events
+ * is intact. Returns 0 (whatever the chain holds), or -1 with <err>
+ * filled when the database cannot be read. Caller owns *out. */
+int store_audit_verify(store *s, const char *name, json_t **out, char *err, size_t errlen);
+
+/* The names of every canary the audit holds events of, sorted (also those
+ * no longer configured); NULL on error. Caller owns the result. */
+json_t *store_audit_canaries(store *s);
+
+/* Non-zero when the audit holds a chain or events of <name> (an index
+ * lookup, not a scan); 0 also when it cannot be read. */
+int store_audit_has(store *s, const char *name);
+
+typedef enum {
+	STORE_EXPORT_JSON,   /* one JSON array */
+	STORE_EXPORT_NDJSON, /* a JSON object a line */
+	STORE_EXPORT_CSV,    /* RFC 4180, a header line, CRLF */
+} store_export_format;
+
+/* Appends to <out> the events of <name> with since_ms <= time < until_ms
+ * (UTC, milliseconds), in id order, in <fmt>: id, seq, the time in UTC
+ * (RFC 3339) and in milliseconds, in Europe/London with its offset and
+ * GMT or BST, canary, type, phase, weight, message, actor, metrics and
+ * detail as stored (the text that is hashed), prev_hash and hash. Returns
+ * 0, or -1 with <err> filled. */
+int store_audit_export(store *s, const char *name, store_export_format fmt,
+                       int64_t since_ms, int64_t until_ms, buf *out, char *err,
+                       size_t errlen);
 
 /* Non-zero once a read or a write found the file damaged or unwritable
  * (see the head comment); *why (when <why> is not NULL) is then what was

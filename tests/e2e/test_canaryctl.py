@@ -416,7 +416,7 @@ def test_bash_completion_completes_commands_options_and_canary_names():
     with open(os.path.join(ROOT, "completions", "_canaryctl")) as f:
         assert f.read() == zsh, "completions/_canaryctl differs from 'canaryctl completion zsh'"
     assert _complete(script, ["canaryctl", "st"]) == ["status"]
-    assert set(_complete(script, ["canaryctl", "a"])) == {"approve", "abort"}
+    assert set(_complete(script, ["canaryctl", "a"])) == {"approve", "abort", "audit"}
     assert _complete(script, ["canaryctl", "status", "--wa"]) == ["--watch"]
     assert _complete(script, ["canaryctl", "abort", "web", "--r"]) == ["--reason"]
     assert _complete(script, ["canaryctl", "get", "-o", "y"]) == ["yaml"]

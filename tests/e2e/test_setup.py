@@ -29,7 +29,7 @@ exit 0
 ALL = ("build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev "
        "libcurl4-openssl-dev libssl-dev libcmocka-dev curl wrk haproxy nginx python3 "
        "prometheus prometheus-alertmanager util-linux strace clang libclang-rt-14-dev linux-perf "
-       "python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh").split()
+       "python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh sqlite3").split()
 
 
 def _setup(target, installed, policy_exists=False):
