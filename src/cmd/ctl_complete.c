@@ -18,13 +18,15 @@ static int takes_name(const command *c)
 	return strncmp(c->usage, "NAME", 4) == 0 || strncmp(c->usage, "[NAME]", 6) == 0;
 }
 
-static void names_of(buf *b, const command *cmds, int (*pick)(const command *))
+/* The names of the commands <pick> takes (all when NULL), <sep> between. */
+static void names_of(buf *b, const command *cmds, int (*pick)(const command *),
+                     const char *sep)
 {
 	int first = 1;
 	for (const command *c = cmds; c->name; c++) {
 		if (pick && !pick(c))
 			continue;
-		buf_printf(b, "%s%s", first ? "" : " ", c->name);
+		buf_printf(b, "%s%s", first ? "" : sep, c->name);
 		first = 0;
 	}
 }
@@ -69,7 +71,7 @@ void completion_bash(buf *b, const command *cmds, const char *const *globals)
 	buf_puts(b, "\" -- \"$cur\"))\n"
 	            "        else\n"
 	            "            COMPREPLY=($(compgen -W \"");
-	names_of(b, cmds, NULL);
+	names_of(b, cmds, NULL, " ");
 	buf_puts(b, "\" -- \"$cur\"))\n"
 	            "        fi\n"
 	            "        return 0\n"
@@ -87,19 +89,11 @@ void completion_bash(buf *b, const command *cmds, const char *const *globals)
 	            "    fi\n"
 	            "    case \"$cmd\" in\n"
 	            "        help) COMPREPLY=($(compgen -W \"");
-	names_of(b, cmds, NULL);
+	names_of(b, cmds, NULL, " ");
 	buf_puts(b, "\" -- \"$cur\")) ;;\n"
 	            "        completion) COMPREPLY=($(compgen -W \"bash zsh\" -- \"$cur\")) ;;\n"
 	            "        ");
-	{
-		int first = 1;
-		for (const command *c = cmds; c->name; c++) {
-			if (!takes_name(c))
-				continue;
-			buf_printf(b, "%s%s", first ? "" : "|", c->name);
-			first = 0;
-		}
-	}
+	names_of(b, cmds, takes_name, "|"); /* a case pattern */
 	buf_puts(b, ")\n"
 	            "            COMPREPLY=($(compgen -W \"$(\"${COMP_WORDS[0]}\" \"${conn[@]}\" "
 	            "list -o name 2>/dev/null)\" -- \"$cur\")) ;;\n"
@@ -137,7 +131,7 @@ void completion_zsh(buf *b, const command *cmds, const char *const *globals)
 	buf_puts(b, "\n"
 	            "        else\n"
 	            "            compadd -- ");
-	names_of(b, cmds, NULL);
+	names_of(b, cmds, NULL, " ");
 	buf_puts(b, "\n"
 	            "        fi\n"
 	            "        return 0\n"
@@ -155,19 +149,11 @@ void completion_zsh(buf *b, const command *cmds, const char *const *globals)
 	            "    fi\n"
 	            "    case $cmd in\n"
 	            "        help) compadd -- ");
-	names_of(b, cmds, NULL);
+	names_of(b, cmds, NULL, " ");
 	buf_puts(b, " ;;\n"
 	            "        completion) compadd bash zsh ;;\n"
 	            "        ");
-	{
-		int first = 1;
-		for (const command *c = cmds; c->name; c++) {
-			if (!takes_name(c))
-				continue;
-			buf_printf(b, "%s%s", first ? "" : "|", c->name);
-			first = 0;
-		}
-	}
+	names_of(b, cmds, takes_name, "|"); /* a case pattern */
 	buf_puts(b, ")\n"
 	            "            compadd -- ${(f)\"$($words[1] $conn list -o name 2>/dev/null)\"} ;;\n"
 	            "    esac\n"
