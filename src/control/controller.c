@@ -3716,6 +3716,17 @@ static void tick_closed(uv_handle_t *h)
 static void save_at_exit(ctl *c)
 {
 	flush_unsaved(c, 1);
+	/* a running rollout's cost counts since its last save (a check
+	 * interval's worth): one write per such canary, so that a restart
+	 * loses none of them */
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		char dberr[320];
+		if (!rt->unsaved && rt->conf->has_cost && rt->cost.rollout_ms && !rt->cost.end_ms &&
+		    c->dbh.state == DB_OK && save(rt, NULL, 0, 1, dberr, sizeof dberr) < 0)
+			log_msg(LOG_WARN, rt->name, "the rollout's cost counts since the last save are "
+			        "lost: %s", dberr);
+	}
 	for (size_t i = 0; i < c->n; i++) {
 		canary_rt *rt = c->rt[i];
 		if (rt->unsaved)

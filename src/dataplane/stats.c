@@ -245,7 +245,7 @@ static void put_series(buf *out, const char *metric, const char *name, int targe
 void stats_write_prometheus_header(buf *out)
 {
 	buf_puts(out,
-	         "# HELP canaryd_requests_total Requests proxied, by canary, target and HTTP status code.\n"
+	         "# HELP canaryd_requests_total Requests proxied, by canary, target, revision (the one the target served then) and HTTP status code.\n"
 	         "# TYPE canaryd_requests_total counter\n"
 	         "# HELP canaryd_request_duration_seconds Time from request received to response sent, by canary and target.\n"
 	         "# TYPE canaryd_request_duration_seconds histogram\n"
