@@ -755,15 +755,17 @@ function chart(svg, o) {
   }
   for (const x of o.thresholds || []) if (x.v > max) max = x.v;
   points = Math.max(0, ...o.series.map(s => s.pts.filter(p => p[1] !== null && p[1] !== undefined).length));
-  if (o.yMax) max = o.yMax;
-  else max = niceMax(max * 1.1);
+  /* four steps of a round size: 0, 2.5, 5, 7.5, 10 */
+  const step = o.yMax ? o.yMax / 4 : niceStep(max * 1.05 / 4);
+  max = step * 4;
+  const digits = Number.isInteger(step) ? 0 : step >= 0.1 ? 1 : 2;
   const X = t => L + (t - t0) / (t1 - t0) * pw;
   const Y = v => T + ph - (v / max) * ph;
   const kids = [h('svg:title', {}, o.label)];
   for (let i = 0; i <= 4; i++) {
     const v = max * i / 4, y = Y(v);
     kids.push(h('svg:line', { class: 'axis', x1: L, x2: W - R, y1: y, y2: y }),
-      h('svg:text', { x: L - 4, y: y + 4, 'text-anchor': 'end' }, num(v, max < 4 ? 2 : max < 40 ? 1 : 0)));
+      h('svg:text', { x: L - 4, y: y + 4, 'text-anchor': 'end' }, num(v, digits)));
   }
   for (let i = 0; i <= 3; i++) {
     const t = t0 + (t1 - t0) * i / 3;
@@ -796,10 +798,11 @@ function chart(svg, o) {
   svg.setAttribute('data-points', String(points));
 }
 
-function niceMax(v) {
-  if (!(v > 0)) return 1;
+/* The smallest of 1, 2, 2.5, 5 times a power of ten that is >= <v>. */
+function niceStep(v) {
+  if (!(v > 0)) return 0.25;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 2.5, 5]) if (v <= m * p * 1.000001) return m * p;
   return 10 * p;
 }
 
