@@ -277,10 +277,19 @@ function addEvent(c, e) {
   return true;
 }
 
+/* Adds sample <s> in time order unless there is one at its time: a
+ * catch-up answer may arrive after newer samples from the stream. */
 function addSample(c, s) {
-  if (!s || typeof s.t !== 'number' || s.t <= c.lastT) return false;
-  c.samples.push(s);
-  c.lastT = s.t;
+  if (!s || typeof s.t !== 'number') return false;
+  if (s.t > c.lastT) {
+    c.samples.push(s);
+    c.lastT = s.t;
+  } else {
+    let i = c.samples.length;
+    while (i > 0 && c.samples[i - 1].t > s.t) i--;
+    if (i > 0 && c.samples[i - 1].t === s.t) return false;
+    c.samples.splice(i, 0, s);
+  }
   const cut = s.t - WINDOW_MS;
   let i = 0;
   while (i < c.samples.length && c.samples[i].t <= cut) i++;
@@ -345,7 +354,10 @@ async function catchUp(c) {
   const ev = await api(base + '/events?after=' + c.lastId).catch(() => null);
   if (ev && ev.ok && Array.isArray(ev.data)) for (const e of ev.data) addEvent(c, e);
   if (c.series.state === 'available') {
-    const se = await api(base + '/series?since=' + c.lastT).catch(() => null);
+    /* from the last sample before the break: the stream may have sent newer ones since */
+    const since = c.breakT !== undefined ? c.breakT : c.lastT;
+    c.breakT = undefined;
+    const se = await api(base + '/series?since=' + since).catch(() => null);
     seriesAnswer(c, se);
   }
   renderAll(c);
@@ -367,6 +379,7 @@ function connect() {
     S.opened = true;
   };
   es.onerror = () => {
+    for (const c of S.canaries.values()) if (c.breakT === undefined) c.breakT = c.lastT;
     document.body.dataset.sse = 'closed';
     conn.dataset.state = 'closed';
     conn.textContent = 'reconnecting…';
