@@ -503,6 +503,9 @@ function renderStatus(c) {
   renderEvidence(c);
   renderHealth(c);
   renderCost(c);
+  /* the checks panel says how many checks failed: the status is newer
+   * than the check event it was drawn with */
+  renderChecks(c);
 }
 
 /* Which actions make sense now (the API refuses the others anyway). */
@@ -717,7 +720,9 @@ function draw(c) {
     t1 = sm[sm.length - 1].t;
     t0 = Math.max(sm[0].t, t1 - WINDOW_MS);
     for (const s of sm) weightPts.push([s.t, s.weight]);
-    for (const e of evs) if (e.t >= t0 && e.t <= t1) weightPts.push([e.t, e.weight]);
+    /* a step taken since the last 5 s sample is drawn at once: the
+     * weight chart reaches to the latest event, not to the last sample */
+    for (const e of evs) if (e.t >= t0) { weightPts.push([e.t, e.weight]); t1 = Math.max(t1, e.t); }
     const pick = (side, k) => sm.map(s => [s.t, s[side] ? s[side][k] : null]);
     errs = [{ cls: 's-canary', pts: pick('canary', 'errorRate') }, { cls: 's-stable', pts: pick('stable', 'errorRate') }];
     lat = [{ cls: 's-p99', pts: pick('canary', 'p99') }, { cls: 's-p95', pts: pick('canary', 'p95') },
