@@ -179,10 +179,11 @@ def canary_yaml(name, listen, stable, canary=None, interval="1s", threshold=3,
 class Canaryd(Proc):
     """canaryd on <config_text> (or the file <config_path>), its admin API on a
     free loopback port. <prefix> is a command that execs canaryd in another
-    setting (a mount namespace: tests/e2e/test_dns.py, tests/chaos/)."""
+    setting (a mount namespace: tests/e2e/test_dns.py, tests/chaos/; a
+    faked clock: tests/e2e/test_dashboard.py), <env> more environment."""
 
     def __init__(self, config_text=None, config_path=None, data_dir=None, admin_port=None,
-                 extra=(), wait=True, prefix=()):
+                 extra=(), wait=True, prefix=(), env=None):
         d = tmpdir()
         if config_path is None:
             config_path = os.path.join(d, "canary.yaml")
@@ -196,7 +197,7 @@ class Canaryd(Proc):
                                "--admin", "127.0.0.1:%d" % self.admin_port,
                                "--data-dir", self.data_dir]
         args += list(extra)
-        super().__init__(args, "canaryd")
+        super().__init__(args, "canaryd", env=env)
         if wait:
             self.wait_ready()
 
