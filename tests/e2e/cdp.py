@@ -347,12 +347,13 @@ class Page:
             pass
 
 
-def date_shift_script(epoch_ms):
+def date_shift_script(offset_ms):
     """JavaScript for Browser.new_page(init_script=): the page's clock (Date,
-    Date.now) reads <epoch_ms> at load and runs on from there; timers and
+    Date.now) runs <offset_ms> ahead of the machine's (behind when
+    negative), as a process under `faketime -f +SECONDS` does; timers and
     performance.now are left alone."""
     return """(() => {
-  const RealDate = Date, off = %d - RealDate.now();
+  const RealDate = Date, off = %d;
   function FakeDate(...a) {
     if (!new.target) return new RealDate(RealDate.now() + off).toString();
     return a.length ? new RealDate(...a) : new RealDate(RealDate.now() + off);
@@ -363,4 +364,4 @@ def date_shift_script(epoch_ms):
   FakeDate.parse = RealDate.parse;
   Object.defineProperty(RealDate.prototype, 'constructor', {value: FakeDate});
   window.Date = FakeDate;
-})();""" % int(epoch_ms)
+})();""" % int(offset_ms)
