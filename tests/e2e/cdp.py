@@ -296,6 +296,21 @@ class Page:
                 raise CDPError("%r still %r after %.1fs" % (expr[:200], last, timeout))
             time.sleep(interval)
 
+    def problems(self):
+        """What the page reported going wrong: uncaught exceptions, console
+        errors and warnings, failed loads (for a failing test's message)."""
+        out = []
+        for _, e in self.events("Runtime.exceptionThrown"):
+            d = e.get("exceptionDetails", {})
+            out.append("exception: %s" % (d.get("exception", {}).get("description") or d.get("text")))
+        for _, e in self.events("Runtime.consoleAPICalled"):
+            if e.get("type") in ("error", "warning", "assert"):
+                out.append("console.%s: %s" % (e["type"], " ".join(
+                    str(a.get("value", a.get("description", ""))) for a in e.get("args", []))))
+        for _, e in self.events("Network.loadingFailed"):
+            out.append("load failed: %s %s" % (e.get("requestId"), e.get("errorText")))
+        return out
+
     def set_viewport(self, width, height):
         self.call("Emulation.setDeviceMetricsOverride",
                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
