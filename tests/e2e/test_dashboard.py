@@ -13,6 +13,7 @@ files.
 Figures for the record (printed, never asserted on: no timed assertions):
 the page's weight on first load and the delay from a transition to the
 phase on screen."""
+import calendar
 import json
 import os
 import struct
@@ -22,7 +23,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import cdp  # noqa: E402
-from harness import BUILD, SLOW, StaticServer, run, tmpdir  # noqa: E402
+from harness import (SLOW, Canaryd, Load, StaticServer, Upstream, canary_yaml, free_port,  # noqa: E402
+                     run, tmpdir)
 
 if "san" in os.path.basename(os.environ.get("CANARYD_BUILD", "build")):
     print("SKIP test_dashboard: not in the sanitizer builds (the browser is not what they check)")
@@ -140,6 +142,285 @@ def test_cdp_page_clock_can_be_set():
                           "timeZoneName: 'short'}).format(new Date())").endswith("BST")
     finally:
         p.close()
+
+
+
+# --- the dashboard of a real canaryd ---------------------------------------
+
+TOKEN = "d4shb0ard-t0ken-0123456789"
+WINTER = "2026-11-24 09:30:00"  # GMT; the date the issue writes 24/11/2026
+SUMMER = "2026-07-15 14:00:00"  # BST
+SEL = 'section.canary[data-canary="web"]'
+
+
+def utc_ms(text):
+    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S")) * 1000
+
+
+def iso_ms(text):
+    """Epoch ms of canaryd's '2026-12-01T21:45:28.981Z'."""
+    head, frac = text.rstrip("Z").split(".")
+    return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac[:3].ljust(3, "0"))
+
+
+class Dash:
+    """stable and canary upstreams, canaryd with a token under a clock shifted
+    to <at> (faketime, both processes and the browser's tab by the same
+    whole seconds, so their times compare), and a tab on its dashboard."""
+
+    def __init__(self, at, fail_rate=0.0, analysis="", width=1200, height=800):
+        self.stable, self.canary = Upstream("stable"), Upstream("canary", fail_rate=fail_rate)
+        self.port = free_port()
+        text = canary_yaml("web", "127.0.0.1:%d" % self.port, [self.stable.addr], [self.canary.addr],
+                           interval="1s", threshold=5, max_weight=60, step_weight=10)
+        text = text.replace("    metrics:\n", analysis + "    metrics:\n")
+        tok = os.path.join(tmpdir(), "tokens")
+        with open(tok, "w") as f:
+            f.write("ops %s\n" % TOKEN)
+        self.offset = int(utc_ms(at) / 1000 - time.time())
+        self.d = Canaryd(text, extra=["--token-file", tok],
+                         prefix=["faketime", "-m", "-f", "%+d" % self.offset],
+                         env={"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+        self.load = None
+        self.p = browser().new_page(width, height, init_script=cdp.date_shift_script(self.offset * 1000))
+
+    def open(self):
+        self.p.call("Network.enable")
+        self.p.navigate(self.d.server + "/")
+        try:
+            self.p.wait_for("document.body.dataset.ready == '1' && document.body.dataset.sse == 'open'"
+                            " && document.querySelector(%s)" % json.dumps(SEL), timeout=10 * SLOW)
+        except cdp.CDPError as e:
+            raise AssertionError("%s\npage problems: %s\nbody: %s" % (
+                e, self.p.problems(), self.p.evaluate("document.body.outerHTML.slice(0, 2000)")))
+        return self.p
+
+    def traffic(self, rps=100):
+        self.load = Load(self.port, threads=2, rps_per_thread=rps // 2)
+
+    def q(self, sel, what="textContent"):
+        """<what> of the first element matching <sel> inside the canary's section."""
+        return self.p.evaluate("(() => { const e = document.querySelector(%s).querySelector(%s);"
+                               " return e ? e.%s : null; })()" % (json.dumps(SEL), json.dumps(sel), what))
+
+    def state(self):
+        return self.p.evaluate("(() => { const e = document.querySelector(%s + ' [data-role=phase]');"
+                               " return e ? [e.textContent.trim(), e.dataset.state] : null; })()"
+                               % json.dumps(SEL))
+
+    def wait_state(self, state, timeout=10):
+        return self.p.wait_for("(() => { const e = document.querySelector(%s + ' [data-role=phase]');"
+                               " return e && e.dataset.state == %s && e.textContent.trim(); })()"
+                               % (json.dumps(SEL), json.dumps(state)), timeout=timeout * SLOW)
+
+    def shot(self, name):
+        path = os.path.join(SHOTS, name)
+        self.p.screenshot(path)
+        w, h = png_size(path)
+        assert w <= 1200 and h <= 800, (name, w, h)
+        return path
+
+    def close(self):
+        if self.load:
+            self.load.stop()
+        self.p.close()
+
+
+def points(dash):
+    return dash.p.evaluate("Array.from(document.querySelector(%s).querySelectorAll("
+                           "'svg[data-role^=chart-]')).map(s => [s.dataset.role, +s.dataset.points])"
+                           % json.dumps(SEL))
+
+
+def page_weight(p):
+    """(total encoded bytes, [(url, bytes, content-encoding)]) of what the
+    first load fetched, from the Network domain; the event stream, never
+    finished, counts what it had received."""
+    reqs = {e["requestId"]: e["request"]["url"] for _, e in p.events("Network.requestWillBeSent")}
+    enc = {e["requestId"]: e["response"]["headers"] for _, e in p.events("Network.responseReceived")}
+    done = {e["requestId"]: e["encodedDataLength"] for _, e in p.events("Network.loadingFinished")}
+    rows = []
+    for rid, url in reqs.items():
+        hdr = {k.lower(): v for k, v in enc.get(rid, {}).items()}
+        if rid in done:
+            n = done[rid]
+        else:
+            n = sum(e["encodedDataLength"] for _, e in p.events("Network.dataReceived")
+                    if e["requestId"] == rid)
+        rows.append((url, int(n), hdr.get("content-encoding", "-")))
+    return sum(r[1] for r in rows), rows
+
+
+LATENCY_JS = r"""(() => {
+  // when the phase text a transition sets is on the screen: the mutation,
+  // then the frame it is painted in (rAF runs before that paint; the
+  // timeout after it runs once the frame is out)
+  const sec = document.querySelector(%s);
+  window.__seen = [];
+  let last = null;
+  const look = () => {
+    const e = sec.querySelector('[data-role=phase]');
+    const t = e ? e.textContent.trim() : null;
+    if (t === last) return;
+    last = t;
+    requestAnimationFrame(() => setTimeout(() => window.__seen.push([t, Date.now()]), 0));
+  };
+  look();
+  new MutationObserver(look).observe(sec, {subtree: true, childList: true, characterData: true});
+  return true;
+})()""" % json.dumps(SEL)
+
+
+def test_dashboard_shows_a_rollout_live_and_its_controls_work():
+    dash = Dash(WINTER)
+    try:
+        dash.d.wait_phase("web", "Progressing")
+        dash.traffic()
+        p = dash.open()
+        first_requests = len(p.events("Network.requestWillBeSent"))
+        text, state = dash.state()
+        assert "Progressing" in text and state in ("ok", "at-risk"), (text, state)
+        weight = dash.q("[data-role=weight]")
+        assert weight and weight.strip().endswith("%"), weight
+        # times in Europe/London on the faked winter day: GMT
+        clock = p.evaluate("document.getElementById('clock').textContent.trim()")
+        assert clock.endswith("GMT"), clock
+        start_points = dict(points(dash))
+        assert set(start_points) == {"chart-weight", "chart-errors", "chart-latency"}, start_points
+        total, rows = page_weight(p)
+        print("page weight, first load: %d bytes over %d requests" % (total, len(rows)))
+        for url, n, ce in sorted(rows):
+            print("    %7d  %-5s %s" % (n, ce, url.replace(dash.d.server, "")))
+        dash.shot("rollout-gmt.png")
+
+        # the page's own formatters: UK conventions both sides of the changes
+        f = lambda ms: p.evaluate("window.canarydUI.formatTime(%d)" % ms)  # noqa: E731
+        t = f(utc_ms("2026-03-29 00:59:59"))
+        assert t.endswith("00:59:59 GMT") and t.startswith("29/03/2026"), t
+        t = f(utc_ms("2026-03-29 01:00:00"))
+        assert t.endswith("02:00:00 BST"), t
+        t = f(utc_ms("2026-10-25 00:59:59"))
+        assert t.endswith("01:59:59 BST"), t
+        t = f(utc_ms("2026-10-25 01:00:00"))
+        assert t.endswith("01:00:00 GMT"), t
+        assert f(utc_ms("2026-11-24 12:00:00")).startswith("24/11/2026"), f(utc_ms("2026-11-24 12:00:00"))
+        assert p.evaluate("window.canarydUI.formatNumber(1000, 2)") == "1,000.00"
+        assert p.evaluate("window.canarydUI.formatNumber(1234567.891, 1)") == "1,234,567.9"
+        assert p.evaluate("window.canarydUI.formatMoney(1000)") == "£1,000.00"
+
+        # the keyboard reaches every control: Tab from the top of the page
+        p.evaluate("document.activeElement && document.activeElement.blur(), window.scrollTo(0, 0)")
+        reached = set()
+        for _ in range(120):
+            p.press("Tab")
+            a = p.evaluate("(() => { const e = document.activeElement; return e && e.closest(%s)"
+                           " && e.matches('button[data-action]') ? e.dataset.action : null; })()"
+                           % json.dumps(SEL))
+            if a:
+                reached.add(a)
+            if {"pause", "abort"} <= reached:
+                break
+        assert {"pause", "abort"} <= reached, reached
+
+        # a control: pause, confirmed with a reason and the token
+        dash.p.click(SEL + " button[data-action=pause]")
+        p.wait_for("document.getElementById('confirm').open", timeout=5)
+        p.click("#confirm textarea[name=reason]")
+        p.type_text("checking the p99 by hand")
+        if p.evaluate("(() => { const t = document.querySelector('#confirm input[name=token]');"
+                      " return !!(t && t.offsetParent); })()"):
+            p.click("#confirm input[name=token]")
+            p.type_text(TOKEN)
+        p.click("#confirm button[data-role=confirm-ok]")
+        dash.wait_state("paused")
+        assert dash.d.status("web")["phase"] == "Paused"
+        ev = [e for e in dash.d.events("web") if e["type"] == "paused"]
+        assert ev and ev[-1]["actor"] == "ops" and "checking the p99" in ev[-1]["message"], ev
+        # the audit in the page names the token's owner, the live region says it
+        p.wait_for("Array.from(document.querySelector(%s).querySelectorAll("
+                   "'[data-role=audit-row][data-type=paused]')).some(r => r.textContent.includes('ops'))"
+                   % json.dumps(SEL), timeout=5 * SLOW)
+        p.wait_for("document.getElementById('live').textContent.includes('Paused')", timeout=5 * SLOW)
+        assert not p.evaluate("document.getElementById('confirm').open")
+
+        # the delay from a transition (its event's time) to the phase on the
+        # screen, over pause/resume transitions made through the API
+        p.evaluate(LATENCY_JS)
+        lat = []
+        for i in range(10):
+            action, phase = ("resume", "Progressing") if i % 2 == 0 else ("pause", "Paused")
+            n = p.evaluate("window.__seen.length")
+            st, body = dash.d.api("POST", "/api/v1/canaries/web/" + action,
+                                  {"reason": "latency %d" % i}, token=TOKEN)
+            assert st == 200 and body["phase"] == phase, (st, body)
+            at = iso_ms(body["lastTransitionTime"])
+            seen = p.wait_for("(() => { const s = window.__seen.slice(%d).find(x => x[0] && "
+                              "x[0].includes(%s)); return s ? s[1] : 0; })()" % (n, json.dumps(phase)),
+                              timeout=5 * SLOW)
+            lat.append(seen - at)
+        lat.sort()
+        print("update latency, transition to screen over %d transitions: median %d ms, max %d ms"
+              " (all: %s)" % (len(lat), lat[len(lat) // 2], lat[-1], lat))
+
+        # the charts follow the traffic without a reload, and nothing
+        # downloads the history again
+        p.wait_for("Array.from(document.querySelector(%s).querySelectorAll('svg[data-role^=chart-]'))"
+                   ".every(s => +s.dataset.points > (%s)[s.dataset.role])"
+                   % (json.dumps(SEL), json.dumps(start_points)), timeout=12 * SLOW)
+        later = [e["request"]["url"] for _, e in p.events("Network.requestWillBeSent")[first_requests:]]
+        bad = [u for u in later if "/series" in u or ("/events" in u and "/events/stream" not in u)
+               or u.rstrip("/") == dash.d.server]
+        assert not bad, bad
+
+        # usable at 400 px: no sideways scrolling
+        p.set_viewport(400, 800)
+        p.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+        sw = p.evaluate("document.scrollingElement.scrollWidth")
+        assert sw <= 400, sw
+        dash.shot("rollout-400.png")
+    finally:
+        dash.close()
+
+
+def test_dashboard_shows_at_risk_then_the_rollback():
+    # a canary that fails 30 % of its requests: checks fail from the first
+    # one with enough data (10 requests), the 5th rolls back
+    dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: 10\n")
+    try:
+        dash.d.wait_phase("web", "Progressing")
+        dash.open()
+        assert dash.state()[1] == "ok", dash.state()
+        dash.traffic()
+        text = dash.wait_state("at-risk", timeout=10)
+        assert "Progressing" in text, text
+        assert dash.d.status("web")["failedChecks"] > 0
+        dash.shot("at-risk.png")
+        text = dash.wait_state("failed", timeout=15)
+        assert "Failed" in text, text
+        assert dash.d.status("web")["phase"] == "Failed"
+        dash.p.wait_for("document.getElementById('live').textContent.includes('Failed')", timeout=5 * SLOW)
+        dash.shot("rolled-back.png")
+    finally:
+        dash.close()
+
+
+def test_dashboard_in_summer_reads_bst():
+    dash = Dash(SUMMER)
+    try:
+        dash.d.wait_phase("web", "Progressing")
+        dash.traffic()
+        p = dash.open()
+        clock = p.evaluate("document.getElementById('clock').textContent.trim()")
+        assert clock.endswith("BST"), clock
+        # the rollout's events: 15/07/2026 in BST (an hour ahead of UTC)
+        ev = dash.d.events("web")[0]
+        t = p.evaluate("window.canarydUI.formatTime(%d)" % iso_ms(ev["time"]))
+        assert t.startswith("15/07/2026") and t.endswith("BST") and " 15:" in t, t
+        p.wait_for("document.querySelector(%s + ' [data-role=audit]').textContent.includes('BST')"
+                   % json.dumps(SEL), timeout=5 * SLOW)
+        dash.shot("rollout-bst.png")
+    finally:
+        dash.close()
 
 
 run(globals())
