@@ -48,7 +48,7 @@ vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream $(BUILD)/canaryd-k8sctl
 
 .PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps \
-        install
+        install web-weight FORCE
 all: $(BINS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
@@ -60,8 +60,41 @@ $(BUILD)/libcanaryd.a: $(LIB_OBJ)
 
 # --as-needed: the daemon loads libcurl only when a webhook or a metric
 # provider first needs it (src/net/hooks.c), so it must not be DT_NEEDED
-$(BUILD)/canaryd: $(filter %/main.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
+$(BUILD)/canaryd: $(filter %/main.o,$(MAIN_OBJ)) $(BUILD)/obj/gen/web_assets.o $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -Wl,--as-needed -o $@ $^ $(LDLIBS) -ldl
+
+# The dashboard: every file of web/ embedded with its gzip -9n copy and its
+# SHA-256 ETag (tools/embed.c, src/api/assets.h), linked into canaryd only.
+# web.list holds the names: adding or removing a file regenerates the table.
+WEB_FILES := $(sort $(wildcard web/*.*))
+WEB_GZ    := $(WEB_FILES:web/%=$(BUILD)/gen/web/%.gz)
+
+$(BUILD)/canaryd-embed: tools/embed.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -Wall -Wextra -Werror $(shell pkg-config --cflags libcrypto) -o $@ $< \
+	      $(shell pkg-config --libs libcrypto)
+
+$(BUILD)/gen/web.list: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(WEB_FILES)' | cmp -s - $@ || echo '$(WEB_FILES)' > $@
+
+$(BUILD)/gen/web/%.gz: web/%
+	@mkdir -p $(dir $@)
+	gzip -9n -c $< > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/web_assets.c: $(BUILD)/canaryd-embed $(BUILD)/gen/web.list $(WEB_FILES) $(WEB_GZ)
+	$(BUILD)/canaryd-embed $@ index.html $(foreach f,$(WEB_FILES),$(f) $(BUILD)/gen/web/$(notdir $(f)).gz)
+
+$(BUILD)/obj/gen/web_assets.o: $(BUILD)/gen/web_assets.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# the page's weight: each asset's bytes as served, identity and gzip
+web-weight: $(WEB_GZ)
+	@printf '%-12s %9s %9s\n' file bytes gzip; t=0; g=0; \
+	for f in $(WEB_FILES); do n=$$(wc -c < $$f); z=$$(wc -c < $(BUILD)/gen/web/$$(basename $$f).gz); \
+	  t=$$((t + n)); g=$$((g + z)); printf '%-12s %9d %9d\n' $$(basename $$f) $$n $$z; done; \
+	printf '%-12s %9d %9d\n' total $$t $$g
 
 $(BUILD)/canaryctl: $(filter %/canaryctl.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
@@ -160,4 +193,4 @@ install: $(BUILD)/canaryd $(BUILD)/canaryctl
 clean:
 	rm -rf build build-san build-tsan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TESTS:=.d)
+-include $(LIB_OBJ:.o=.d) $(MAIN_OBJ:.o=.d) $(TESTS:=.d) $(BUILD)/obj/gen/web_assets.d

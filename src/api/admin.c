@@ -29,6 +29,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "assets.h"
 #include "audit.h"
 #include "http.h"
 #include "list.h"
@@ -65,6 +66,8 @@ struct admin {
 	size_t buffered;       /* request bytes held over all connections */
 	int full_logged;       /* "too many connections" said since the last time below */
 	struct aconn *conns;   /* open connections, for admin_close */
+	const asset_table *assets; /* the dashboard's files, or NULL */
+	char dash_tz[72], dash_locale[40]; /* the dashboard's defaults */
 };
 
 typedef enum { AC_IDLE, AC_HEAD, AC_BODY, AC_HANDLING, AC_WRITING, AC_STREAM } aconn_state;
@@ -222,20 +225,26 @@ static void on_written(uv_write_t *w, int status)
 		try_request(cn);
 }
 
-/* Answers the current request. A response to HEAD carries the headers,
- * Content-Length included, of the GET's but no body (RFC 9110 §9.3.2). */
-static void respond(aconn *cn, int status, const char *ctype, const char *body, size_t len)
+/* Answers the current request with header lines <headers> ("Name:
+ * value\r\n" each) besides Content-Type (none when <ctype> is NULL) and
+ * Content-Length (none for 304, which has no body: RFC 9110 §15.4.5). A
+ * response to HEAD carries the headers, Content-Length included, of the
+ * GET's but no body (RFC 9110 §9.3.2). */
+static void respond_with(aconn *cn, int status, const char *ctype, const char *headers,
+                         const void *body, size_t len)
 {
 	if (cn->responded)
 		return;
 	cn->responded = 1;
 	buf_reset(&cn->out);
-	buf_printf(&cn->out,
-	           "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-	           "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s\r\n",
-	           status, http_reason(status), ctype, len,
+	buf_printf(&cn->out, "HTTP/1.1 %d %s\r\n", status, http_reason(status));
+	if (ctype)
+		buf_printf(&cn->out, "Content-Type: %s\r\n", ctype);
+	if (status != 304)
+		buf_printf(&cn->out, "Content-Length: %zu\r\n", len);
+	buf_printf(&cn->out, "%sX-Content-Type-Options: nosniff\r\n%s\r\n", headers,
 	           cn->keep ? "" : "Connection: close\r\n");
-	if (!cn->is_head)
+	if (!cn->is_head && status != 304)
 		buf_append(&cn->out, body, len);
 	uv_buf_t b = uv_buf_init(cn->out.p, (unsigned)cn->out.len);
 	cn->wr.data = cn;
@@ -243,6 +252,12 @@ static void respond(aconn *cn, int status, const char *ctype, const char *body, 
 	conn_enter(cn, AC_WRITING);
 	if (uv_write(&cn->wr, (uv_stream_t *)&cn->tcp, &b, 1, on_written) != 0)
 		conn_close(cn);
+}
+
+/* Answers the current request: every API answer is fresh each time. */
+static void respond(aconn *cn, int status, const char *ctype, const char *body, size_t len)
+{
+	respond_with(cn, status, ctype, "Cache-Control: no-store\r\n", body, len);
 }
 
 static void respond_json(aconn *cn, int status, json_t *j)
@@ -879,12 +894,32 @@ static void h_readyz(req *r, const char *name, const char *action)
 	}
 }
 
-extern const char admin_dashboard_html[];
-
-static void h_dashboard(req *r, const char *name, const char *action)
+/* GET / and GET /assets/NAME: the dashboard's embedded files (assets.h). */
+static void h_asset(req *r, const char *name, const char *action)
 {
-	respond(r->conn, 200, "text/html; charset=utf-8", admin_dashboard_html,
-	        strlen(admin_dashboard_html));
+	const http_header *inm = http_find_header(r->http->headers, r->http->n_headers,
+	                                          "If-None-Match");
+	const http_header *ae = http_find_header(r->http->headers, r->http->n_headers,
+	                                         "Accept-Encoding");
+	asset_response res;
+	assets_respond(r->a->assets, action, inm ? inm->value : NULL, inm ? inm->value_len : 0,
+	               ae ? ae->value : NULL, ae ? ae->value_len : 0, &res);
+	if (res.status == 404) {
+		char msg[128];
+		snprintf(msg, sizeof msg, r->a->assets ? "no dashboard file '%.63s'"
+		         : "this canaryd was built without the dashboard", action);
+		respond_error(r->conn, 404, msg);
+		return;
+	}
+	respond_with(r->conn, res.status, res.ctype, res.headers, res.body, res.len);
+}
+
+/* GET /api/v1/dashboard: the page's default zone and locale (the
+ * --dashboard-* flags; a user may override them in the page). */
+static void h_dashboard_settings(req *r, const char *name, const char *action)
+{
+	respond_json(r->conn, 200, json_pack("{s:s, s:s}", "timeZone", r->a->dash_tz,
+	                                     "locale", r->a->dash_locale));
 }
 
 /* The routes. <pattern> segments: "*" is the canary name, "+" an action. */
@@ -911,7 +946,9 @@ static const struct route_row {
 	{ "GET", "/metrics", h_metrics, "Prometheus text exposition" },
 	{ "GET", "/healthz", h_healthz, "liveness" },
 	{ "GET", "/readyz", h_readyz, "readiness" },
-	{ "GET", "/", h_dashboard, "the dashboard" },
+	{ "GET", "/api/v1/dashboard", h_dashboard_settings, "the dashboard's time zone and locale" },
+	{ "GET", "/", h_asset, "the dashboard" },
+	{ "GET", "/assets/+", h_asset, "the dashboard's files" },
 };
 
 /* Matches <path> against <pattern>; fills <name>/<action>. */
@@ -1365,6 +1402,8 @@ void admin_opts_init(admin_opts *o)
 	o->body_timeout_ms = 30000;
 	o->idle_timeout_ms = 60000;
 	o->max_conns = 128;
+	o->dashboard_time_zone = "Europe/London";
+	o->dashboard_locale = "en-GB";
 }
 
 /* Parses <addr> into <ss>; sets *loopback. Returns 0 or -1 with <err>. */
@@ -1423,6 +1462,9 @@ int admin_start(uv_loop_t *loop, const admin_opts *o, ctl *c, store *db,
 	a->body_ms = o->body_timeout_ms;
 	a->idle_ms = o->idle_timeout_ms;
 	a->max_conns = o->max_conns ? o->max_conns : 1;
+	a->assets = o->assets;
+	snprintf(a->dash_tz, sizeof a->dash_tz, "%s", o->dashboard_time_zone);
+	snprintf(a->dash_locale, sizeof a->dash_locale, "%s", o->dashboard_locale);
 	if (o->n_hosts) {
 		a->hosts = xcalloc(o->n_hosts, sizeof *a->hosts);
 		for (size_t i = 0; i < o->n_hosts; i++)

@@ -52,9 +52,12 @@ typedef struct admin_opts {
 	                             * start to end of writing the response: 30s */
 	uint64_t idle_timeout_ms;   /* keep-alive connection without a request: 60s */
 	unsigned max_conns;         /* open connections: 128 */
+	const struct asset_table *assets; /* the dashboard's files (assets.h); NULL: none */
+	const char *dashboard_time_zone;  /* GET /api/v1/dashboard: Europe/London */
+	const char *dashboard_locale;     /* and en-GB; checked by assets_check_* */
 } admin_opts;
 
-/* Fills <o> with the defaults above and addr 127.0.0.1:9901. */
+/* Fills <o> with the defaults above and addr 127.0.0.1:9901, no assets. */
 void admin_opts_init(admin_opts *o);
 
 /* Checks <addr> before anything starts: HOST:PORT with HOST an IP literal

@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "admin.h"
+#include "assets.h"
 #include "config.h"
 #include "controller.h"
 #include "log.h"
@@ -30,6 +31,7 @@ static const char usage[] =
 	"               [--admin-host NAME]... [--admin-max-connections N]\n"
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR]\n"
 	"               [--admin-idle-timeout DUR] [--metrics-server URL]\n"
+	"               [--dashboard-time-zone ZONE] [--dashboard-locale LOCALE]\n"
 	"       canaryd --check -c FILE|DIR [-c ...]\n"
 	"\n"
 	"  -c, --config FILE|DIR  the YAML configuration (Canary, MetricTemplate and\n"
@@ -47,6 +49,10 @@ static const char usage[] =
 	"                         a request head must arrive within D (default 10s),\n"
 	"                         its body and the response be sent within D (30s), an\n"
 	"                         idle keep-alive connection is closed after D (60s)\n"
+	"      --dashboard-time-zone ZONE, --dashboard-locale LOCALE\n"
+	"                         the dashboard's default time zone (IANA name,\n"
+	"                         default Europe/London) and locale (BCP 47 tag,\n"
+	"                         default en-GB); each user may change both in it\n"
 	"      --data-dir DIR     where canaryd.db (state and audit) lives\n"
 	"                         (default ./canaryd-data)\n"
 	"      --log-format F     text (default) or json, on stderr\n"
@@ -527,6 +533,7 @@ int main(int argc, char **argv)
 	const char *kubeconfig = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
 	const char *max_conns = NULL;
+	const char *dash_tz = "Europe/London", *dash_locale = "en-GB";
 	const char *admin_hosts[16];
 	size_t n_admin_hosts = 0;
 	int check = 0;
@@ -545,6 +552,8 @@ int main(int argc, char **argv)
 		{ "admin-body-timeout", required_argument, NULL, '2' },
 		{ "admin-idle-timeout", required_argument, NULL, '3' },
 		{ "metrics-server", required_argument, NULL, 'P' },
+		{ "dashboard-time-zone", required_argument, NULL, 'Z' },
+		{ "dashboard-locale", required_argument, NULL, 'L' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -578,6 +587,8 @@ int main(int argc, char **argv)
 		case 'M': max_conns = optarg; break;
 		case '1': case '2': case '3': admin_durs[ch - '1'] = optarg; break;
 		case 'P': metrics_server = optarg; break;
+		case 'Z': dash_tz = optarg; break;
+		case 'L': dash_locale = optarg; break;
 		case 'k': check = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': puts("canaryd " CANARYD_VERSION); return 0;
@@ -607,6 +618,15 @@ int main(int argc, char **argv)
 	aopts.token_file = token_file;
 	aopts.hosts = admin_hosts;
 	aopts.n_hosts = n_admin_hosts;
+	aopts.assets = &assets_embedded;
+	char err[1024];
+	if (assets_check_time_zone(dash_tz, err, sizeof err) < 0 ||
+	    assets_check_locale(dash_locale, err, sizeof err) < 0) {
+		fprintf(stderr, "canaryd: %s\n", err);
+		return 2;
+	}
+	aopts.dashboard_time_zone = dash_tz;
+	aopts.dashboard_locale = dash_locale;
 	static const char *const dur_flags[3] = { "head", "body", "idle" };
 	uint64_t *durs[3] = { &aopts.head_timeout_ms, &aopts.body_timeout_ms, &aopts.idle_timeout_ms };
 	for (int i = 0; i < 3; i++) {
@@ -633,7 +653,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	provider_set_metrics_server(metrics_server);
-	char err[1024];
 	if (!check && admin_check_addr(admin_addr, token_file != NULL, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		return 2;
