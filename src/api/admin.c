@@ -514,6 +514,7 @@ static void h_events(req *r, const char *name, const char *action)
 		respond_error(r->conn, 500, "cannot read the audit events");
 		return;
 	}
+	ctl_event_links(r->a->c, name, ev);
 	respond_json(r->conn, 200, ev);
 }
 
@@ -873,6 +874,32 @@ static void h_version(req *r, const char *name, const char *action)
 	                                     CANARYD_VERSION));
 }
 
+/* GET /api/v1/canaries/NAME/series[?since=MS]: the dashboard's 5-second
+ * samples of the last 30 minutes, those after <since> (epoch ms) only. */
+static void h_series(req *r, const char *name, const char *action)
+{
+	char v[32];
+	uint64_t since = 0;
+	int k = query_param(r->query, "since", v, sizeof v);
+	if (k != 0) {
+		/* digits only, at most 19 of them: no sign, no overflow */
+		size_t n = k > 0 ? strspn(v, "0123456789") : 0;
+		if (n == 0 || n > 19 || v[n]) {
+			respond_error(r->conn, 400, "'since' must be a time in epoch milliseconds");
+			return;
+		}
+		since = strtoull(v, NULL, 10);
+	}
+	json_t *j = ctl_series(r->a->c, name, since);
+	if (!j) {
+		char msg[128];
+		snprintf(msg, sizeof msg, "no canary named '%s'", name);
+		respond_error(r->conn, 404, msg);
+		return;
+	}
+	respond_json(r->conn, 200, j);
+}
+
 static void h_healthz(req *r, const char *name, const char *action)
 {
 	respond(r->conn, 200, "text/plain", "ok\n", 3);
@@ -933,6 +960,8 @@ static const struct route_row {
 	{ "GET", "/api/v1/canaries", h_list, "status of every canary" },
 	{ "GET", "/api/v1/canaries/*", h_get, "status of one canary" },
 	{ "GET", "/api/v1/canaries/*/events", h_events, "audit events, oldest first (?after=ID)" },
+	{ "GET", "/api/v1/canaries/*/series", h_series,
+	  "5-second samples of weight, errors and latency, the last 30 minutes (?since=MS)" },
 	{ "GET", "/api/v1/events/stream", h_stream,
 	  "Server-Sent Events: every canary's status, then each audit event and status change "
 	  "(?canary=NAME)" },

@@ -167,6 +167,12 @@ static void append_metric(buf *b, const json_t *m, bool color)
 		append_number(b, v);
 	else
 		buf_puts(b, "n/a");
+	const json_t *sv = json_object_get(m, "stable");
+	if (json_is_number(sv)) {
+		buf_puts(b, " (stable ");
+		append_number(b, sv);
+		buf_puts(b, ")");
+	}
 	buf_puts(b, " [");
 	append_number(b, json_object_get(m, "min"));
 	buf_puts(b, "..");

@@ -32,6 +32,7 @@ static const char usage[] =
 	"               [--admin-head-timeout DUR] [--admin-body-timeout DUR]\n"
 	"               [--admin-idle-timeout DUR] [--metrics-server URL]\n"
 	"               [--dashboard-time-zone ZONE] [--dashboard-locale LOCALE]\n"
+	"               [--runbook-url URL]\n"
 	"       canaryd --check -c FILE|DIR [-c ...]\n"
 	"\n"
 	"  -c, --config FILE|DIR  the YAML configuration (Canary, MetricTemplate and\n"
@@ -69,6 +70,9 @@ static const char usage[] =
 	"      --kubeconfig F     the Kubernetes API of the istio, gatewayapi and smi\n"
 	"                         routers (default: the pod's service account when in\n"
 	"                         a cluster)\n"
+	"      --runbook-url URL  the runbook that rollback, abort and undo events and\n"
+	"                         alerts link to (with a #section of docs/runbook.md),\n"
+	"                         for canaries without spec.runbook (default: no link)\n"
 	"      --check            validate the configuration, print every error, exit\n"
 	"                         0 or 2\n"
 	"\n"
@@ -523,6 +527,20 @@ static void on_hup(uv_signal_t *s, int signum)
 	reload_start(d);
 }
 
+/* --runbook-url: a link put in events and chat messages as it is */
+static int runbook_url_ok(const char *u)
+{
+	if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+		return 0;
+	size_t skip = u[4] == 's' ? 8 : 7;
+	if (!u[skip] || u[skip] == '/')
+		return 0;   /* no host */
+	for (const unsigned char *p = (const unsigned char *)u; *p; p++)
+		if (*p <= 0x20 || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	const char *configs[MAX_CONFIGS];
@@ -531,6 +549,7 @@ int main(int argc, char **argv)
 	const char *log_format = NULL, *level_arg = NULL, *token_file = NULL;
 	const char *drain = "10s", *metrics_server = NULL;
 	const char *kubeconfig = NULL;
+	const char *runbook_url = NULL;
 	const char *admin_durs[3] = { NULL, NULL, NULL }; /* head, body, idle */
 	const char *max_conns = NULL;
 	const char *dash_tz = "Europe/London", *dash_locale = "en-GB";
@@ -554,6 +573,7 @@ int main(int argc, char **argv)
 		{ "metrics-server", required_argument, NULL, 'P' },
 		{ "dashboard-time-zone", required_argument, NULL, 'Z' },
 		{ "dashboard-locale", required_argument, NULL, 'L' },
+		{ "runbook-url", required_argument, NULL, 'R' },
 		{ "check", no_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -589,6 +609,7 @@ int main(int argc, char **argv)
 		case 'P': metrics_server = optarg; break;
 		case 'Z': dash_tz = optarg; break;
 		case 'L': dash_locale = optarg; break;
+		case 'R': runbook_url = optarg; break;
 		case 'k': check = 1; break;
 		case 'h': fputs(usage, stdout); return 0;
 		case 'V': puts("canaryd " CANARYD_VERSION); return 0;
@@ -601,6 +622,11 @@ int main(int argc, char **argv)
 	}
 	if (!n_configs) {
 		fprintf(stderr, "canaryd: -c FILE|DIR is required\n%s", usage);
+		return 2;
+	}
+	if (runbook_url && !runbook_url_ok(runbook_url)) {
+		fprintf(stderr, "canaryd: --runbook-url: must be an http:// or https:// URL without "
+		        "spaces, got '%s'\n", runbook_url);
 		return 2;
 	}
 	if (log_setup(log_format, level_arg) < 0) {
@@ -720,6 +746,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	ctl_note_reload(d.c, 1);
+	ctl_set_runbook_url(d.c, runbook_url);
 	if (admin_start(d.loop, &aopts, d.c, d.db, &d.adm, err, sizeof err) < 0) {
 		fprintf(stderr, "canaryd: %s\n", err);
 		ctl_close(d.c);

@@ -878,6 +878,74 @@ static void h_object_ref(doc *d, const field *f, const char *path, yaml_node_t *
 	cfg_walk_map(d, path, v, ref_name_fields, N_OF(ref_name_fields), cfg_at(obj, f), seen);
 }
 
+/* spec.cost.currency: an ISO 4217 code, three capitals (GBP, EUR, USD);
+ * which codes exist is not checked: the dashboard only shows it. */
+static void h_currency(doc *d, const field *f, const char *path, yaml_node_t *k,
+                       yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cost_rates *r = obj;
+	const char *s = cfg_is_plain(v) ? cfg_sval(v) : NULL;
+	bool ok = s && strlen(s) == 3;
+	for (int i = 0; ok && i < 3; i++)
+		ok = s[i] >= 'A' && s[i] <= 'Z';
+	if (ok) {
+		memcpy(r->currency, s, 4);
+		return;
+	}
+	cfg_err_at(d->x, v, "%s: must be an ISO 4217 currency code of 3 capital letters, such "
+	           "as GBP, got %s", path, GOT(v));
+}
+
+/* A rate of spec.cost: a number >= 0 into the double at the row's offset. */
+static void h_rate(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	double x;
+	if (cfg_read_number(d, path, v, 0, INFINITY, "", &x) == 0)
+		*(double *)cfg_at(obj, f) = x;
+}
+
+static const field cost_fields[] = {
+	{ "currency", h_currency, F_NATIVE, NOSTORE, 0, 0 },
+	{ "perMillionRequests", h_rate, F_NATIVE, offsetof(cost_rates, per_million), 0, 0 },
+	{ "canaryHourly", h_rate, F_NATIVE, offsetof(cost_rates, hourly), 0, 0 },
+	{ "failedRequest", h_rate, F_NATIVE, offsetof(cost_rates, failed), 0, 0 },
+};
+enum { C_CURRENCY };
+
+/* spec.cost (canaryd/v1): the rates of the dashboard's cost panel. A
+ * currency is required (a sum without one is not a price); each rate left
+ * out is 0. */
+static void h_cost(doc *d, const field *f, const char *path, yaml_node_t *k, yaml_node_t *v,
+                   void *obj)
+{
+	cfg_canary *c = d->c;
+	slot seen[N_OF(cost_fields)];
+	memset(&c->cost, 0, sizeof c->cost);
+	if (!cfg_walk_map(d, path, v, cost_fields, N_OF(cost_fields), &c->cost, seen))
+		return;
+	if (!seen[C_CURRENCY].key)
+		cfg_err_at(d->x, k, "%s.currency: required (an ISO 4217 code such as GBP)", path);
+	c->has_cost = true;
+}
+
+/* spec.runbook (canaryd/v1): the URL of the team's runbook. */
+static void h_runbook(doc *d, const field *f, const char *path, yaml_node_t *k,
+                      yaml_node_t *v, void *obj)
+{
+	char got_[64];
+	cfg_canary *c = d->c;
+	if (cfg_is_scalar(v) && !cfg_controls_ok(d, path, v, false))
+		return;
+	if (cfg_is_scalar(v) && cfg_address_ok(cfg_sval(v))) {
+		free(c->runbook);
+		c->runbook = xstrdup(cfg_sval(v));
+		return;
+	}
+	cfg_err_at(d->x, v, "%s: must be an http:// or https:// URL, got %s", path, GOT(v));
+}
+
 static const field spec_fields[] = {
 	{ "router", h_router, F_NATIVE, NOSTORE, 0, 0 },
 	{ "listen", h_listen, F_NATIVE, NOSTORE, 0, 0 },
@@ -898,11 +966,13 @@ static const field spec_fields[] = {
 	{ "ingressRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, ingress), 0, 0 },
 	{ "routeRef", h_object_ref, F_FLAGGER, offsetof(cfg_canary, route), 0, 0 },
 	{ "healthCheck", cfg_h_health, F_NATIVE, NOSTORE, 0, 0 },
+	{ "cost", h_cost, F_NATIVE, NOSTORE, 0, 0 },
+	{ "runbook", h_runbook, F_NATIVE, NOSTORE, 0, 0 },
 };
 /* the rows above, in order: seen[] is indexed by them */
 enum { S_ROUTER, S_LISTEN, S_STABLE, S_CANARY, S_TIMEOUTS, S_PROVIDER, S_DEADLINE,
        S_ANALYSIS, S_WORKERS, S_LIMITS, S_OUTLIERS, S_ALERTS, S_DNS, S_HAPROXY, S_TARGETREF,
-       S_SERVICE, S_INGRESSREF, S_ROUTEREF, S_HEALTH, S_COUNT };
+       S_SERVICE, S_INGRESSREF, S_ROUTEREF, S_HEALTH, S_COST, S_RUNBOOK, S_COUNT };
 _Static_assert(S_COUNT == sizeof spec_fields / sizeof spec_fields[0],
                "an S_ name for each row of spec_fields");
 
@@ -1043,6 +1113,7 @@ void cfg_canary_release(cfg_canary *c)
 	free(c->haproxy_api);
 	free(c->haproxy_backend);
 	free(c->haproxy_log);
+	free(c->runbook);
 	free(c->health.path);
 	free(c->stable_rev);
 	for (size_t i = 0; i < c->n_stable_eps; i++)

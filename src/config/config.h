@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include "cost.h"
 #include "engine.h"
 #include "match.h"
 #include "template.h"
@@ -188,6 +189,12 @@ typedef struct cfg_canary {
 	json_t *alert_matchers; /* spec.alerts.matchers: labels a firing alert must all
 	                         * have to fail the rollout (object), or NULL; an alert
 	                         * labelled canary=NAME always does */
+	bool has_cost;         /* spec.cost (canaryd/v1): the rates status's "cost"
+	                        * is computed with (docs/config.md) */
+	cost_rates cost;
+	char *runbook;         /* spec.runbook (canaryd/v1): the runbook's URL, linked
+	                        * from rollback events and alerts, or NULL (the
+	                        * daemon's --runbook-url then) */
 	int line;              /* where the document starts (1-based) */
 	json_t *raw;           /* the whole document as JSON (owned) */
 } cfg_canary;

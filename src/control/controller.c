@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cost.h"
 #include "exec_hook.h"
 #include "hooks.h"
 #include "list.h"
@@ -53,6 +54,7 @@
 #include "resolve.h"
 #include "router.h"
 #include "router_k8s.h"
+#include "series.h"
 #include "stats.h"
 #include "version.h"
 
@@ -151,6 +153,23 @@ typedef struct canary_rt {
 	                             * started once the database takes writes,
 	                             * unless another rollout started meanwhile */
 	uint64_t config_rollout_over; /* rollout_started_ms it would replace */
+	/* the dashboard's recent history: a sample per 5 s (series.h), of
+	 * a canary whose requests canaryd sees (not a Kubernetes router's) */
+	series *series;
+	uint64_t series_end_sec;    /* monotonic: the bucket being filled ends
+	                             * before this second; 0 before the first */
+	/* spec.cost's counts of the current or last rollout: carried plus
+	 * what the stats counted since base (cost_sums). Saved with the
+	 * state, so that a restart loses at most what came since the last
+	 * save (one check interval), never the whole rollout's counts */
+	struct cost_run {
+		uint64_t rollout_ms;    /* rollout_started_ms they are of, 0 none */
+		uint64_t end_ms;        /* when the rollout ended, 0 while it runs */
+		uint64_t carried[TARGET_COUNT][2]; /* requests, 5xx: counted by an
+		                                    * earlier canaryd, or all of them
+		                                    * once it ended */
+		uint64_t base[TARGET_COUNT][2];    /* stats_totals when counting began */
+	} cost;
 } canary_rt;
 
 typedef struct retired {
@@ -191,6 +210,8 @@ struct ctl {
 	/* the last configuration load (ctl_note_reload), for /metrics */
 	int reload_failed;        /* the last one failed: the running one is kept */
 	uint64_t reload_ok_ms;    /* wall clock of the last that succeeded */
+	char *runbook_url;        /* --runbook-url: the runbook of canaries
+	                           * without spec.runbook, or NULL */
 };
 
 /* ---- endpoint sets ---- */
@@ -419,6 +440,268 @@ int ctl_has(ctl *c, const char *name)
 }
 
 /* ---- logging of what the engine did ---- */
+
+/* ---- runbook links ---- */
+
+/* The section of docs/runbook.md about an event of <type>, or NULL for
+ * the runbook as a whole. */
+static const char *runbook_anchor(const char *type)
+{
+	static const struct { const char *type, *anchor; } rows[] = {
+		{ "rollback", "canary-rolled-back" },
+		{ "abort", "canary-rolled-back" },
+		{ "failure-paused", "canary-paused-by-failed-checks" },
+		{ "undo", "undoing-a-promotion" },
+		{ "waiting", "canary-stuck-waiting" },
+		{ "max-duration", "canary-paused-too-long" },
+	};
+	for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+		if (!strcmp(rows[i].type, type))
+			return rows[i].anchor;
+	return NULL;
+}
+
+/* Whether an audit event of <type> carries a runbook link: those after
+ * which on-call has something to do. */
+static bool runbook_event(const char *type)
+{
+	return !strcmp(type, "rollback") || !strcmp(type, "abort") ||
+	       !strcmp(type, "failure-paused") || !strcmp(type, "undo");
+}
+
+/* The runbook link for an event of <type> of <rt> (malloc'd), or NULL
+ * when neither spec.runbook nor --runbook-url names a runbook: the URL
+ * with the event's section as its fragment, unless it has a fragment of
+ * its own (a page per canary, say), which is kept as it is. */
+static char *runbook_link(const canary_rt *rt, const char *type)
+{
+	const char *base = rt->conf->runbook ? rt->conf->runbook : rt->owner->runbook_url;
+	if (!base || !base[0])
+		return NULL;
+	const char *a = runbook_anchor(type);
+	if (!a || strchr(base, '#'))
+		return xstrdup(base);
+	buf b = BUF_INIT;
+	buf_printf(&b, "%s#%s", base, a);
+	return b.p;
+}
+
+void ctl_set_runbook_url(ctl *c, const char *url)
+{
+	free(c->runbook_url);
+	c->runbook_url = url && url[0] ? xstrdup(url) : NULL;
+}
+
+void ctl_event_links(ctl *c, const char *name, json_t *events)
+{
+	canary_rt *rt = find_rt(c, name);
+	size_t i;
+	json_t *ev;
+	json_array_foreach(events, i, ev) {
+		const char *type = json_string_value(json_object_get(ev, "type"));
+		if (!rt || !type || !runbook_event(type))
+			continue;
+		char *link = runbook_link(rt, type);
+		if (link)
+			json_object_set_new(ev, "runbook", json_string(link));
+		free(link);
+	}
+}
+
+/* ---- cost (spec.cost) ---- */
+
+/* The counts of the current or last rollout: out[target] = {requests, 5xx}. */
+static void cost_sums(const canary_rt *rt, uint64_t out[TARGET_COUNT][2])
+{
+	const struct cost_run *cr = &rt->cost;
+	for (int t = 0; t < TARGET_COUNT; t++) {
+		out[t][0] = cr->carried[t][0];
+		out[t][1] = cr->carried[t][1];
+		if (!cr->rollout_ms || cr->end_ms)
+			continue;
+		uint64_t n, e;
+		stats_totals(rt->stats, t, &n, &e);
+		/* the stats count from canaryd's start: never below base */
+		out[t][0] += n >= cr->base[t][0] ? n - cr->base[t][0] : 0;
+		out[t][1] += e >= cr->base[t][1] ? e - cr->base[t][1] : 0;
+	}
+}
+
+/* Follows rt->st: a new rollout starts its counts from the stats' totals
+ * now; a rollout that ended keeps what it counted, and its end. */
+static void cost_follow(canary_rt *rt)
+{
+	struct cost_run *cr = &rt->cost;
+	if (rt->st.rollout_started_ms != cr->rollout_ms) {
+		memset(cr, 0, sizeof *cr);
+		cr->rollout_ms = rt->st.rollout_started_ms;
+		for (int t = 0; t < TARGET_COUNT; t++)
+			stats_totals(rt->stats, t, &cr->base[t][0], &cr->base[t][1]);
+	}
+	if (cr->rollout_ms && !cr->end_ms && !eng_active(&rt->st)) {
+		uint64_t sums[TARGET_COUNT][2];
+		cost_sums(rt, sums);
+		memcpy(cr->carried, sums, sizeof sums);
+		/* the engine's time of the transition: the same after a restart */
+		cr->end_ms = rt->st.last_transition_ms ? rt->st.last_transition_ms : util_wall_ms();
+	}
+}
+
+/* The "cost" object of status (docs/config.md, spec.cost). */
+static json_t *cost_json(const canary_rt *rt)
+{
+	const cost_rates *r = &rt->conf->cost;
+	const struct cost_run *cr = &rt->cost;
+	uint64_t sums[TARGET_COUNT][2];
+	cost_sums(rt, sums);
+	uint64_t end = cr->end_ms ? cr->end_ms : util_wall_ms();
+	cost_counts k = {
+		.hours = cr->rollout_ms && end > cr->rollout_ms
+		         ? (double)(end - cr->rollout_ms) / 3600000.0 : 0,
+		.canary_requests = sums[TARGET_CANARY][0],
+		.canary_failed = sums[TARGET_CANARY][1],
+		.all_requests = sums[TARGET_CANARY][0] + sums[TARGET_STABLE][0],
+		.all_failed = sums[TARGET_CANARY][1] + sums[TARGET_STABLE][1],
+		.rolled_back = cr->rollout_ms && cr->end_ms && rt->st.phase == ENG_FAILED,
+	};
+	cost_result res;
+	cost_compute(r, &k, &res);
+	json_t *o = json_object();
+	json_object_set_new(o, "currency", json_string(r->currency));
+	json_object_set_new(o, "perMillionRequests", json_real(r->per_million));
+	json_object_set_new(o, "canaryHourly", json_real(r->hourly));
+	json_object_set_new(o, "failedRequest", json_real(r->failed));
+	char since[40];
+	if (cr->rollout_ms)
+		util_rfc3339(cr->rollout_ms, since, sizeof since);
+	json_object_set_new(o, "since", cr->rollout_ms ? json_string(since) : json_null());
+	json_object_set_new(o, "canaryHours", json_real(k.hours));
+	json_object_set_new(o, "canaryRequests", json_integer((json_int_t)k.canary_requests));
+	json_object_set_new(o, "canaryFailedRequests", json_integer((json_int_t)k.canary_failed));
+	json_object_set_new(o, "requests", json_integer((json_int_t)k.all_requests));
+	json_object_set_new(o, "failedRequests", json_integer((json_int_t)k.all_failed));
+	json_object_set_new(o, "runningCost", json_real(res.running));
+	json_object_set_new(o, "failedRequestsCost", json_real(res.failed_cost));
+	json_object_set_new(o, "savedByRollback", res.has_saved ? json_real(res.saved) : json_null());
+	json_object_set_new(o, "fullRolloutFailedRequests",
+	                    res.has_saved ? json_real(res.full_failed) : json_null());
+	return o;
+}
+
+/* ---- the dashboard's series ---- */
+
+/* Whether canaryd sees the canary's requests: its own proxy's and
+ * HAProxy's, not a Kubernetes router's (the mesh counts those). */
+static bool sees_traffic(const canary_rt *rt)
+{
+	return !router_k8s_find(rt->conf->router);
+}
+
+static json_t *side_json(const series_side *sd)
+{
+	double rate;
+	json_t *o = json_object();
+	json_object_set_new(o, "requests", json_integer((json_int_t)sd->requests));
+	json_object_set_new(o, "errors", json_integer((json_int_t)sd->errors));
+	json_object_set_new(o, "errorRate",
+	                    series_error_rate(sd, &rate) ? json_real(rate) : json_null());
+	json_object_set_new(o, "p50", sd->p50 >= 0 ? json_real(sd->p50) : json_null());
+	json_object_set_new(o, "p95", sd->p95 >= 0 ? json_real(sd->p95) : json_null());
+	json_object_set_new(o, "p99", sd->p99 >= 0 ? json_real(sd->p99) : json_null());
+	return o;
+}
+
+static json_t *sample_json(const series_sample *smp)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "t", json_integer((json_int_t)smp->t_ms));
+	json_object_set_new(o, "weight", json_integer(smp->weight));
+	json_object_set_new(o, "phase", json_string(eng_phase_name((eng_phase)smp->phase)));
+	json_object_set_new(o, "canary", side_json(&smp->side[TARGET_CANARY]));
+	json_object_set_new(o, "stable", side_json(&smp->side[TARGET_STABLE]));
+	return o;
+}
+
+/* The first bucket end after monotonic second <now_sec> that falls on a
+ * wall-clock multiple of SERIES_STEP_SEC (<off_ms>: wall minus monotonic),
+ * so that every canary's samples share their times. */
+static uint64_t series_next_end(uint64_t now_sec, int64_t off_ms)
+{
+	uint64_t end = now_sec + 1;
+	for (int i = 0; i < SERIES_STEP_SEC; i++, end++)
+		if ((((int64_t)end * 1000 + off_ms) / 1000) % SERIES_STEP_SEC == 0)
+			break;
+	return end;
+}
+
+/* Takes the samples of the buckets that ended by <now_mono> (ms) from the
+ * stats rings, and publishes each as a "sample" event. */
+static void series_tick(canary_rt *rt, uint64_t now_wall, uint64_t now_mono)
+{
+	if (!sees_traffic(rt))
+		return;
+	uint64_t now_sec = now_mono / 1000;
+	int64_t off = (int64_t)now_wall - (int64_t)now_mono;
+	if (!rt->series_end_sec) {
+		rt->series_end_sec = series_next_end(now_sec, off);
+		return;
+	}
+	/* a loop held up for a minute owes 12 buckets: taken, up to a bound;
+	 * beyond it the series starts again from now */
+	for (int k = 0; now_sec >= rt->series_end_sec; k++) {
+		if (k == 12) {
+			rt->series_end_sec = series_next_end(now_sec, off);
+			break;
+		}
+		uint64_t end = rt->series_end_sec;
+		series_sample smp = {
+			.t_ms = (uint64_t)((int64_t)end * 1000 + off),
+			.weight = rt->applied_weight,
+			.phase = rt->st.phase,
+		};
+		stats_summary sum;
+		for (int t = 0; t < TARGET_COUNT; t++) {
+			stats_query(rt->stats, t, end - SERIES_STEP_SEC, end - 1, &sum);
+			series_side_from(&smp.side[t], &sum);
+		}
+		rt->series_end_sec += SERIES_STEP_SEC;
+		if (!series_push(rt->series, &smp) || !rt->owner->sink)
+			continue;
+		json_t *j = json_pack("{s:s, s:o}", "canary", rt->name, "sample", sample_json(&smp));
+		rt->owner->sink(rt->owner->sink_arg, rt->name, "sample", j);
+		json_decref(j);
+	}
+}
+
+json_t *ctl_series(ctl *c, const char *name, uint64_t since_ms)
+{
+	canary_rt *rt = find_rt(c, name);
+	if (!rt)
+		return NULL;
+	json_t *o = json_pack("{s:s, s:s}", "canary", rt->name, "step", "5s");
+	json_t *arr = json_array();
+	if (!sees_traffic(rt)) {
+		char why[200];
+		snprintf(why, sizeof why, "canary '%s' is routed by '%s' (Kubernetes): its requests "
+		         "go through the mesh, which canaryd does not see", rt->name, rt->conf->router);
+		json_object_set_new(o, "available", json_false());
+		json_object_set_new(o, "reason", json_string(why));
+	} else {
+		json_object_set_new(o, "available", json_true());
+		size_t first, n = series_select(rt->series, since_ms, util_wall_ms(), &first);
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(arr, sample_json(series_at(rt->series, first + i)));
+	}
+	json_object_set_new(o, "samples", arr);
+	return o;
+}
+
+/* The revision label of canaryd_requests_total follows the state. */
+static void follow_revisions(canary_rt *rt)
+{
+	stats_set_revision(rt->stats, TARGET_STABLE, rt->st.stable_rev);
+	stats_set_revision(rt->stats, TARGET_CANARY, rt->st.canary_rev);
+}
 
 static void log_event(const canary_rt *rt, const eng_event *ev)
 {
@@ -861,6 +1144,8 @@ static void send_alerts(canary_rt *rt, const eng_event *ev)
 		return;
 	notify_severity sev = notify_event_severity(ev->type, false, !strcmp(ev->actor, "canaryd"));
 	notify_canary nc = hook_canary(rt);
+	char *runbook = runbook_link(rt, ev->type);
+	nc.runbook = runbook;
 	buf fb = BUF_INIT;
 	notify_field fields[8];
 	/* Flagger shows the canary's settings with "New revision detected" */
@@ -895,6 +1180,7 @@ static void send_alerts(canary_rt *rt, const eng_event *ev)
 		free(url);
 		free(body);
 	}
+	free(runbook);
 	buf_release(&fb);
 }
 
@@ -1106,7 +1392,17 @@ static int save(canary_rt *rt, const eng_event *events, int n_events, int now_an
 		}
 	}
 	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]),
-		             epset_join(&rt->prev_stable) };
+		             epset_join(&rt->prev_stable), { 0 } };
+	if (rt->cost.rollout_ms) {
+		uint64_t sums[TARGET_COUNT][2];
+		cost_sums(rt, sums);
+		rec.cost.rollout_ms = rt->cost.rollout_ms;
+		rec.cost.end_ms = rt->cost.end_ms;
+		for (int t = 0; t < TARGET_COUNT; t++) {
+			rec.cost.requests[t] = sums[t][0];
+			rec.cost.errors[t] = sums[t][1];
+		}
+	}
 	int rc = store_commit(c->db, rt->name, &rec, all, times, n, now, dberr, errlen);
 	free(rec.stable_eps);
 	free(rec.canary_eps);
@@ -1172,6 +1468,8 @@ static json_t *event_json(const canary_rt *rt, const eng_event *ev)
 				json_object_set_new(mo, "min", json_real(m->min));
 			if (m->has_max)
 				json_object_set_new(mo, "max", json_real(m->max));
+			if (m->has_stable && isfinite(m->stable_value))
+				json_object_set_new(mo, "stable", json_real(m->stable_value));
 			if (m->held)
 				json_object_set_new(mo, "held", json_true());
 			if (m->reason[0])
@@ -1182,6 +1480,10 @@ static json_t *event_json(const canary_rt *rt, const eng_event *ev)
 	}
 	if (ev->detail[0])
 		json_object_set_new(o, "detail", json_string(ev->detail));
+	char *link = runbook_event(ev->type) ? runbook_link(rt, ev->type) : NULL;
+	if (link)
+		json_object_set_new(o, "runbook", json_string(link));
+	free(link);
 	return o;
 }
 
@@ -1254,8 +1556,11 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 	bool swapped = out->promote || out->undo;
 	char dberr[320];
 	int was_unsaved = rt->unsaved;
+	struct cost_run cost_prev = rt->cost;
+	cost_follow(rt);   /* before save: the counts are saved with the state */
 	if (save(rt, out->events, out->n_events, err != NULL, dberr, sizeof dberr) < 0) {
 		if (!protects(prev, &rt->st, out)) {
+			rt->cost = cost_prev;
 			if (swapped) {
 				epset_free(&rt->eps[TARGET_STABLE]);
 				epset_free(&rt->eps[TARGET_CANARY]);
@@ -1283,6 +1588,7 @@ static int commit(canary_rt *rt, const eng_state *prev, const eng_output *out,
 		epset_free(&saved_prev);
 	}
 	apply_traffic(rt);
+	follow_revisions(rt);
 	if (out->promote)
 		rt->promotions++;
 	for (int i = 0; i < out->n_events; i++) {
@@ -1377,6 +1683,31 @@ static void retire_sweep(ctl *c, uint64_t now_mono, int force)
 	c->n_ret = j;
 }
 
+/* Puts stable's value, where a reading has it, into the check events of
+ * <out> for metrics whose threshold did not use it (absolute thresholds
+ * of built-in metrics): the engine judges the canary alone there, but the
+ * audit and the dashboard show the canary beside stable. */
+static void add_stable_values(eng_output *out, const eng_policy *p, const eng_reading *r)
+{
+	for (int e = 0; e < out->n_events; e++) {
+		eng_event *ev = &out->events[e];
+		if (strcmp(ev->type, "check") != 0)
+			continue;
+		for (int i = 0; i < ev->n_metrics && i < ENG_MAX_METRICS; i++) {
+			eng_metric_result *res = &ev->metrics[i];
+			for (int k = 0; k < p->n_metrics; k++) {
+				if (strcmp(p->metrics[k].name, res->name) != 0)
+					continue;
+				if (!res->has_stable && r[k].has_stable) {
+					res->has_stable = true;
+					res->stable_value = r[k].stable_value;
+				}
+				break;
+			}
+		}
+	}
+}
+
 /* Runs a check now, with the webhook gates' results (if any) as extra
  * pseudo-metrics that must equal 1: a failing gate fails the check, as a
  * failing rollout webhook does in Flagger. */
@@ -1415,6 +1746,7 @@ static void do_check(canary_rt *rt)
 	eng_output *out = xcalloc(1, sizeof *out);
 	eng_state prev = rt->st;
 	eng_check(&rt->st, p, now, r, out);
+	add_stable_values(out, p, r);
 	commit(rt, &prev, out, NULL, 0);
 	free(out);
 	free(p);
@@ -1490,6 +1822,19 @@ static void start_metric_reads(canary_rt *rt, int i, uint64_t now, uint64_t now_
 		stats_summary *sum = xmalloc(sizeof *sum);
 		stats_query(rt->stats, TARGET_CANARY, w[0].from_sec, w[0].to_sec, sum);
 		rd_store_samples(r, sum);
+		if (!m->relative) {
+			/* stable's value over the canary's seconds, for the audit
+			 * and the dashboard only (no threshold reads it): the
+			 * proxy has it at no cost; a relative metric reads it below */
+			rd_window sw = w[0];
+			sw.which = RD_STABLE;
+			sw.target = TARGET_STABLE;
+			stats_query(rt->stats, TARGET_STABLE, sw.from_sec, sw.to_sec, sum);
+			double v = 0;
+			char why[96];
+			if (rd_value(m->kind, &sw, sum, &v, why, sizeof why))
+				rd_store(r, RD_STABLE, true, v, "");
+		}
 		free(sum);
 	}
 	for (int k = 0; k < n && ops; k++) {
@@ -1790,6 +2135,7 @@ static void on_tick(uv_timer_t *t)
 				log_msg(LOG_ERROR, rt->name, "configured rollout not started: %s", err);
 		}
 		tick_one(c, rt, now, now_mono);
+		series_tick(rt, now, now_mono);
 	}
 	retire_sweep(c, now_mono, 0);
 	uint64_t delay = TICK_MS;
@@ -1837,6 +2183,7 @@ static void rt_free(ctl *c, canary_rt *rt)
 	epset_free(&rt->prev_stable);
 	free(rt->unsaved_ev);
 	free(rt->unsaved_ms);
+	free(rt->series);
 	free(rt->name);
 	free(rt);
 }
@@ -2152,8 +2499,22 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 		rt->eps[TARGET_CANARY].ep = NULL;
 		rt->eps[TARGET_CANARY].n = 0;
 	}
+	store_cost saved_cost = rec.cost;
 	store_record_release(&rec);
 	rt->stats = stats_new();
+	rt->series = xcalloc(1, sizeof *rt->series);
+	if (found && saved_cost.rollout_ms && saved_cost.rollout_ms == rt->st.rollout_started_ms) {
+		/* the counts an earlier canaryd saved; its stats are gone, ours
+		 * count from zero */
+		rt->cost.rollout_ms = saved_cost.rollout_ms;
+		rt->cost.end_ms = saved_cost.end_ms;
+		for (int t = 0; t < TARGET_COUNT; t++) {
+			rt->cost.carried[t][0] = saved_cost.requests[t];
+			rt->cost.carried[t][1] = saved_cost.errors[t];
+		}
+	}
+	cost_follow(rt);
+	follow_revisions(rt);
 	if (!found) {
 		/* make the canary visible in status and history from the start */
 		eng_output *out = xcalloc(1, sizeof *out);
@@ -2172,6 +2533,7 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 fail:
 	rsv_table_free(rt->names);
 	stats_free(rt->stats);
+	free(rt->series);
 	for (int t = 0; t < TARGET_COUNT; t++)
 		epset_free(&rt->eps[t]);
 	free(rt->name);
@@ -2542,6 +2904,8 @@ static json_t *status_json(const canary_rt *rt)
 		json_object_set_new(o, "approved", json_boolean(rt->st.approved));
 	if (rt->st.phase == ENG_FAILED)
 		json_object_set_new(o, "aborted", json_boolean(rt->st.aborted));
+	if (rt->conf->has_cost)
+		json_object_set_new(o, "cost", cost_json(rt));
 	if (rt->st.phase == ENG_SUCCEEDED && rt->st.prev_stable_rev[0] && rt->st.undo_until_ms &&
 	    util_wall_ms() < rt->st.undo_until_ms) {
 		char until[40];
@@ -3352,6 +3716,17 @@ static void tick_closed(uv_handle_t *h)
 static void save_at_exit(ctl *c)
 {
 	flush_unsaved(c, 1);
+	/* a running rollout's cost counts since its last save (a check
+	 * interval's worth): one write per such canary, so that a restart
+	 * loses none of them */
+	for (size_t i = 0; i < c->n; i++) {
+		canary_rt *rt = c->rt[i];
+		char dberr[320];
+		if (!rt->unsaved && rt->conf->has_cost && rt->cost.rollout_ms && !rt->cost.end_ms &&
+		    c->dbh.state == DB_OK && save(rt, NULL, 0, 1, dberr, sizeof dberr) < 0)
+			log_msg(LOG_WARN, rt->name, "the rollout's cost counts since the last save are "
+			        "lost: %s", dberr);
+	}
 	for (size_t i = 0; i < c->n; i++) {
 		canary_rt *rt = c->rt[i];
 		if (rt->unsaved)
@@ -3384,5 +3759,7 @@ void ctl_close(ctl *c)
 	c->rt = NULL;
 	cfg_free(c->conf);
 	c->conf = NULL;
+	free(c->runbook_url);
+	c->runbook_url = NULL;
 	uv_close((uv_handle_t *)&c->tick, tick_closed);
 }

@@ -68,6 +68,25 @@ int ctl_alerts(ctl *c, const json_t *payload, const char *actor, json_t **result
  * <name> is NULL. Caller owns the result. */
 json_t *ctl_status(ctl *c, const char *name);
 
+/* The dashboard's series of <name> (NULL when unknown): {"canary",
+ * "step": "5s", "available", "samples": [...]} with the samples of the
+ * last 30 minutes whose time is after <since_ms> (0 for all), oldest
+ * first, each {"t", "weight", "phase", "canary": {...}, "stable": {...}};
+ * "available": false with a "reason" for a canary whose requests canaryd
+ * does not see (a Kubernetes router). Each new sample also goes to the
+ * event sink as "sample": {"canary", "sample"}. Caller owns the result. */
+json_t *ctl_series(ctl *c, const char *name, uint64_t since_ms);
+
+/* The runbook of canaries without spec.runbook (--runbook-url): <url>
+ * (copied), or NULL/"" for none. Rollback, abort, failure-paused and undo
+ * events and every alert then link to it, with the event's section of
+ * docs/runbook.md as the fragment. */
+void ctl_set_runbook_url(ctl *c, const char *url);
+
+/* Adds "runbook" to each event of <events> (the events API's array for
+ * canary <name>) that carries one, as the live events do. */
+void ctl_event_links(ctl *c, const char *name, json_t *events);
+
 /* True when <name> is a configured canary. */
 int ctl_has(ctl *c, const char *name);
 

@@ -12,6 +12,7 @@
 #include "stats.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,6 +47,10 @@ struct stats {
 	uint64_t mirror[STATS_MIRROR_COUNT]; /* copies to the canary, by fate */
 	stats *shard[MAX_SHARDS];      /* [0] unused: shard 0 is this one */
 	int is_shard;
+	/* the revision label of each target (main thread only), and the
+	 * counts by code, of every shard, when it took that revision */
+	char rev[TARGET_COUNT][STATS_REV_LEN];
+	uint64_t rev_base[TARGET_COUNT][CODE_MAX - CODE_MIN + 1];
 };
 
 /* Prometheus' default buckets, as microseconds and as written. */
@@ -240,7 +245,7 @@ static void put_series(buf *out, const char *metric, const char *name, int targe
 void stats_write_prometheus_header(buf *out)
 {
 	buf_puts(out,
-	         "# HELP canaryd_requests_total Requests proxied, by canary, target and HTTP status code.\n"
+	         "# HELP canaryd_requests_total Requests proxied, by canary, target, revision (the one the target served then) and HTTP status code.\n"
 	         "# TYPE canaryd_requests_total counter\n"
 	         "# HELP canaryd_request_duration_seconds Time from request received to response sent, by canary and target.\n"
 	         "# TYPE canaryd_request_duration_seconds histogram\n"
@@ -268,6 +273,36 @@ static void merge_totals(const stats *s, cumul sum[TARGET_COUNT])
 	}
 }
 
+void stats_totals(const stats *s, int target, uint64_t *requests, uint64_t *errors)
+{
+	*requests = *errors = 0;
+	if (target < 0 || target >= TARGET_COUNT)
+		return;
+	for (int i = 0; i < MAX_SHARDS; i++) {
+		const stats *sh = i == 0 ? s : s->shard[i];
+		if (!sh)
+			continue;
+		*requests += LD(sh->total[target].count);
+		for (int code = 500; code <= CODE_MAX; code++)
+			*errors += LD(sh->total[target].codes[code - CODE_MIN]);
+	}
+}
+
+void stats_set_revision(stats *s, int target, const char *rev)
+{
+	if (target < 0 || target >= TARGET_COUNT || s->is_shard)
+		return;
+	if (!rev)
+		rev = "";
+	if (strncmp(s->rev[target], rev, STATS_REV_LEN - 1) == 0)
+		return;
+	snprintf(s->rev[target], sizeof s->rev[target], "%s", rev);
+	cumul *tot = xmalloc(TARGET_COUNT * sizeof *tot);
+	merge_totals(s, tot);
+	memcpy(s->rev_base[target], tot[target].codes, sizeof s->rev_base[target]);
+	free(tot);
+}
+
 void stats_write_prometheus(const stats *s, const char *name, buf *out)
 {
 	if (!name)
@@ -277,10 +312,15 @@ void stats_write_prometheus(const stats *s, const char *name, buf *out)
 	for (int t = 0; t < TARGET_COUNT; t++) {
 		const cumul *c = &tot[t];
 		for (int code = CODE_MIN; code <= CODE_MAX; code++) {
-			uint64_t n = c->codes[code - CODE_MIN];
+			uint64_t n = c->codes[code - CODE_MIN] - s->rev_base[t][code - CODE_MIN];
 			if (n == 0)
 				continue;
 			put_series(out, "canaryd_requests_total", name, t);
+			if (s->rev[t][0]) {
+				buf_puts(out, ",revision=\"");
+				put_label(out, s->rev[t]);
+				buf_puts(out, "\"");
+			}
 			buf_printf(out, ",code=\"%d\"} %" PRIu64 "\n", code, n);
 		}
 	}

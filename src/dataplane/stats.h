@@ -63,8 +63,25 @@ const char *stats_mirror_name(stats_mirror_result r);
 void stats_query(const stats *s, int target, uint64_t from_sec,
                  uint64_t to_sec, stats_summary *out);
 
+/* The requests of <target> recorded since stats_new, over every shard,
+ * into *requests, and how many of them were answered 5xx into *errors
+ * (the cumulative counters of /metrics: a rollout's cost is their
+ * difference from its start). */
+void stats_totals(const stats *s, int target, uint64_t *requests, uint64_t *errors);
+
+#define STATS_REV_LEN 64
+
+/* The revision <target> serves from now on ("" for none): the revision
+ * label of canaryd_requests_total. A revision other than the one before
+ * starts its series from zero (the counts until now are the previous
+ * revision's), so a series counts one revision's requests only, and at
+ * most one series per target and code is written. Longer revisions are
+ * cut at STATS_REV_LEN - 1 bytes. Main thread only (as /metrics). */
+void stats_set_revision(stats *s, int target, const char *rev);
+
 /* Appends the Prometheus text exposition of <s> for canary <name>:
- * canaryd_requests_total{canary,target,code} and
+ * canaryd_requests_total{canary,target,revision,code} (no revision label
+ * while stats_set_revision gave none) and
  * canaryd_request_duration_seconds_{bucket,sum,count}{canary,target[,le]},
  * and once any request was to be mirrored,
  * canaryd_mirror_requests_total{canary,result}.

@@ -230,6 +230,18 @@ char *notify_alert_payload(notify_kind k, const char *username, const char *chan
 {
 	char *whom = who(c);
 	json_t *o;
+	/* the runbook as the last field: what on-call reads first is what
+	 * happened, then where to go */
+	notify_field *withrb = NULL;
+	bool rb = c->runbook && c->runbook[0];
+	if (rb && k != NOTIFY_GENERIC) {
+		withrb = xcalloc(n_fields + 1, sizeof *withrb);
+		for (size_t i = 0; i < n_fields; i++)
+			withrb[i] = fields[i];
+		withrb[n_fields] = (notify_field){ "Runbook", c->runbook };
+		fields = withrb;
+		n_fields++;
+	}
 	if (k == NOTIFY_SLACK || k == NOTIFY_DISCORD) {
 		o = slack_body(username, channel, whom, message, fields, n_fields, sev);
 	} else if (k == NOTIFY_MSTEAMS) {
@@ -253,8 +265,11 @@ char *notify_alert_payload(notify_kind k, const char *username, const char *chan
 			json_array_append_new(fs, f);
 		}
 		json_object_set_new(o, "fields", fs);
+		if (rb)
+			json_object_set_new(o, "runbook", str(c->runbook));
 		json_object_set_new(o, "timestamp", json_integer((json_int_t)wall_ms));
 	}
+	free(withrb);
 	free(whom);
 	return dump(o);
 }

@@ -52,6 +52,8 @@ typedef struct notify_canary {
 	int weight;
 	const char *stable_rev;
 	const char *canary_rev;
+	const char *runbook;       /* the runbook's URL for this event (an
+	                            * alert's "Runbook"), NULL or "" for none */
 } notify_canary;
 
 /* Flagger's CanaryWebhookPayload for a hook of <type> at phase <phase>:
@@ -104,6 +106,8 @@ typedef struct notify_field {
  * - generic (canaryd's): {"name", "namespace", "message", "severity",
  *   "event", "phase", "canaryWeight", "stableRevision", "canaryRevision",
  *   "fields": [{"name", "value"}], "timestamp": <wall_ms>}.
+ * With c->runbook, the alert carries it: a last field "Runbook" (slack,
+ * discord, msteams) and "runbook": URL (generic).
  * NAME.NAMESPACE is the name alone without a namespace. <username> and
  * <channel> are the provider's (Flagger's defaults "flagger" and
  * "general" when NULL). Returns a malloc'd compact JSON text. */

@@ -810,6 +810,11 @@ static char *metrics_json(const eng_event *ev)
 		if (m->has_max)
 			json_object_set_new(o, "max", json_real(m->max));
 		json_object_set_new(o, "passed", json_boolean(m->passed));
+		/* stable's value over the same window, whenever canaryd has it
+		 * (relative thresholds, and built-in metrics whatever their
+		 * threshold); "stableValue" below is the relative threshold's */
+		if (m->has_stable && isfinite(m->stable_value))
+			json_object_set_new(o, "stable", json_real(m->stable_value));
 		if (m->relative) {
 			json_object_set_new(o, "relative", json_true());
 			json_object_set_new(o, "stableValue", m->has_stable && isfinite(m->stable_value)
@@ -872,6 +877,13 @@ static int write_state(store *s, const char *name, const store_record *rec,
 	                       "watchUntil", (json_int_t)st->watch_until_ms,
 	                       "watchBaseRate", st->watch_base_rate,
 	                       "watchBaseMs", st->watch_base_ms);
+	if (fl && rec->cost.rollout_ms) {
+		const store_cost *k = &rec->cost;
+		json_object_set_new(fl, "cost", json_pack("{s:I, s:I, s:[I,I], s:[I,I]}",
+		                    "rollout", (json_int_t)k->rollout_ms, "end", (json_int_t)k->end_ms,
+		                    "requests", (json_int_t)k->requests[0], (json_int_t)k->requests[1],
+		                    "errors", (json_int_t)k->errors[0], (json_int_t)k->errors[1]));
+	}
 	char *flow = fl ? json_dumps(fl, JSON_COMPACT) : NULL;
 	json_decref(fl);
 	bind_text(q, 18, flow ? flow : "{}");
@@ -1055,6 +1067,19 @@ static void load_flow(store_record *rec, const char *text)
 	const char *pe = json_string_value(json_object_get(o, "prevStableEndpoints"));
 	if (pe && pe[0])
 		rec->prev_stable_eps = strdup(pe);
+	/* the cost's counts: all of them or none (a part would be wrong) */
+	json_int_t ro, en, rq[2], er[2];
+	json_t *k = json_object_get(o, "cost");
+	if (k && json_unpack(k, "{s:I, s:I, s:[I,I], s:[I,I]}", "rollout", &ro, "end", &en,
+	                     "requests", &rq[0], &rq[1], "errors", &er[0], &er[1]) == 0 &&
+	    ro > 0 && en >= 0 && rq[0] >= 0 && rq[1] >= 0 && er[0] >= 0 && er[1] >= 0) {
+		rec->cost.rollout_ms = (uint64_t)ro;
+		rec->cost.end_ms = (uint64_t)en;
+		for (int t = 0; t < 2; t++) {
+			rec->cost.requests[t] = (uint64_t)rq[t];
+			rec->cost.errors[t] = (uint64_t)er[t];
+		}
+	}
 	json_decref(o);
 }
 

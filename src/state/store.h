@@ -43,7 +43,14 @@ typedef struct store_record {
 	char *stable_eps;
 	char *canary_eps;
 	char *prev_stable_eps; /* the endpoints an undo brings back, or NULL */
+	/* the counts of the rollout's cost (spec.cost), by target */
+	struct store_cost {
+		uint64_t rollout_ms;   /* rollout_started_ms they are of; 0: none */
+		uint64_t end_ms;       /* when it ended, 0 while it runs */
+		uint64_t requests[2], errors[2]; /* [stable, canary]; errors: 5xx */
+	} cost;
 } store_record;
+typedef struct store_cost store_cost;
 
 void store_record_release(store_record *r);
 

@@ -232,7 +232,7 @@ def test_metrics_health_and_dashboard():
         get(port)
     st, text = d.api("GET", "/metrics")
     assert st == 200
-    assert 'canaryd_requests_total{canary="web",target="stable",code="200"} 7' in text, text
+    assert 'canaryd_requests_total{canary="web",target="stable",revision="v1",code="200"} 7' in text, text
     for name in ("canaryd_request_duration_seconds_bucket", "canaryd_request_duration_seconds_sum",
                  "canaryd_request_duration_seconds_count", "canaryd_canary_weight",
                  "canaryd_canary_phase", "canaryd_checks_total", "canaryd_rollbacks_total"):

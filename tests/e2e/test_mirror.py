@@ -156,7 +156,7 @@ def test_failing_slow_canary_is_judged_on_copies_and_clients_see_stable_only():
         assert s["canaryWeight"] == 0, s
         # copies carry the shadow Host and the marker; the bodies arrived
         wait_for("copies answered", lambda: metric(d, r'canaryd_requests_total\{canary="shop",'
-                 r'target="canary",code="500"\}') == canary.count() > 0)
+                 r'target="canary",revision="[^"]*",code="500"\}') == canary.count() > 0)
         with canary.lock:
             seen = list(canary.seen)
         assert all(h == "127.0.0.1-shadow:%d" % port for _, h, _, _ in seen), seen[:3]
@@ -187,7 +187,7 @@ def test_dead_canary_counts_as_502_and_costs_clients_nothing():
                             extra_analysis="    mirrorWeight: 50\n"))
     load = Load(port, threads=2, rps_per_thread=50)
     wait_for("copies failed", lambda: metric(
-        d, r'canaryd_requests_total\{canary="shop",target="canary",code="502"\}') >= 20)
+        d, r'canaryd_requests_total\{canary="shop",target="canary",revision="[^"]*",code="502"\}') >= 20)
     load.stop()
     assert load.errors == [] and set(load.by_status) == {200}, (load.errors[:3], load.by_status)
     # mirrorWeight 50: every other request routed to stable is copied

@@ -86,7 +86,7 @@ def test_two_workers_listen_and_serve_and_metrics_count_both():
     c.close()
     st, text = d.api("GET", "/metrics")
     assert st == 200
-    assert 'canaryd_requests_total{canary="web",target="stable",code="200"} 350\n' in text, \
+    assert 'canaryd_requests_total{canary="web",target="stable",revision="v1",code="200"} 350\n' in text, \
         [l for l in text.splitlines() if "requests_total" in l]
 
 

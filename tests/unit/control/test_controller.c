@@ -41,6 +41,7 @@ typedef struct fake {
 	} applies[MAX_APPLIES];
 	int n_applies;
 	bool retired;
+	stats *st;            /* the canary's stats, as the router records them */
 } fake;
 
 static fake *the_fake;   /* the one opened last */
@@ -56,6 +57,7 @@ static int f_open(uv_loop_t *loop, const cfg_canary *cc, stats *st, const router
 	fake *f = calloc(1, sizeof *f);
 	f->base.ops = &fake_ops;
 	f->ev = *ev;
+	f->st = st;
 	the_fake = f;
 	opens++;
 	*out = &f->base;
@@ -148,6 +150,8 @@ static const char *const CONFIG =
 	"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
 	"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n";
 
+static const char *config_text = CONFIG;
+
 static int setup(void **state)
 {
 	fixture *f = calloc(1, sizeof *f);
@@ -162,7 +166,7 @@ static int setup(void **state)
 	}
 	cfg *conf = NULL;
 	cfg_errors errs = { 0 };
-	if (cfg_load_string("web.yaml", CONFIG, strlen(CONFIG), &conf, &errs) < 0) {
+	if (cfg_load_string("web.yaml", config_text, strlen(config_text), &conf, &errs) < 0) {
 		print_error("config: %s\n", errs.msg[0]);
 		return -1;
 	}
@@ -450,6 +454,260 @@ static void test_metrics_follow_the_rollout(void **state)
 	buf_release(&m);
 }
 
+/* ---- the dashboard's data: cost, runbook links, revisions, series ---- */
+
+static const char *const COST_CONFIG =
+	"apiVersion: canaryd/v1\n"
+	"kind: Canary\n"
+	"metadata: {name: web}\n"
+	"spec:\n"
+	"  router: haproxy\n"
+	"  haproxy: {runtimeAPI: unix:/tmp/canaryd-test.sock, backend: be}\n"
+	"  stable: {revision: v1, endpoints: [127.0.0.1:9001]}\n"
+	"  analysis: {interval: 1m, threshold: 2, maxWeight: 50, stepWeight: 10}\n"
+	"  cost: {currency: GBP, perMillionRequests: 0.40, canaryHourly: 0.12, "
+	"failedRequest: 0.002}\n"
+	"  runbook: https://wiki.example/canaryd\n";
+
+static int setup_cost(void **state)
+{
+	config_text = COST_CONFIG;
+	int rc = setup(state);
+	config_text = CONFIG;
+	return rc;
+}
+
+/* Records <n> requests answered <status> for <target> (as the router does). */
+static void record(int target, int n, int status)
+{
+	for (int i = 0; i < n; i++)
+		stats_record(the_fake->st, target, status, 1000, 1);
+}
+
+static json_t *cost_of(fixture *f)
+{
+	json_t *s = status(f);
+	json_t *c = json_incref(json_object_get(s, "cost"));
+	json_decref(s);
+	assert_non_null(c);
+	return c;
+}
+
+static double num(const json_t *o, const char *k)
+{
+	const json_t *v = json_object_get(o, k);
+	if (!json_is_number(v))
+		fail_msg("'%s' is not a number", k);
+	return json_number_value(v);
+}
+
+/* The cost counts only the rollout's requests (those before it are not
+ * its), survives a restart (saved with the state), and after an abort
+ * says what the rollback saved: 1,100 requests at the canary's 50% would
+ * have failed 550, users got 52. */
+static void test_cost_of_a_rollout(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	record(TARGET_STABLE, 500, 200);   /* before the rollout */
+	json_t *c = cost_of(f);
+	assert_true(json_is_null(json_object_get(c, "since")));
+	assert_int_equal(num(c, "canaryRequests"), 0);
+	json_decref(c);
+
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	record(TARGET_STABLE, 900, 200);
+	record(TARGET_STABLE, 2, 503);
+	record(TARGET_CANARY, 50, 200);
+	record(TARGET_CANARY, 30, 500);
+	c = cost_of(f);
+	assert_string_equal(json_string_value(json_object_get(c, "currency")), "GBP");
+	assert_true(json_is_string(json_object_get(c, "since")));
+	assert_int_equal(num(c, "canaryRequests"), 80);
+	assert_int_equal(num(c, "canaryFailedRequests"), 30);
+	assert_int_equal(num(c, "requests"), 982);
+	assert_float_equal(num(c, "failedRequestsCost"), 0.06, 1e-9);
+	assert_float_equal(num(c, "runningCost"),
+	                   0.12 * num(c, "canaryHours") + 0.40 * 80 / 1e6, 1e-9);
+	assert_true(json_is_null(json_object_get(c, "savedByRollback")));
+	json_decref(c);
+
+	/* a restart: the counts come back from the database, the new
+	 * process's stats count from zero */
+	ctl_close(f->c);
+	uv_run(&f->loop, UV_RUN_DEFAULT);
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	char err[512];
+	assert_int_equal(cfg_load_string("web.yaml", COST_CONFIG, strlen(COST_CONFIG), &conf,
+	                                 &errs), 0);
+	assert_int_equal(ctl_new(&f->loop, f->db, conf, &f->c, err, sizeof err), 0);
+	answer(last_gen(), 0, NULL);
+	c = cost_of(f);
+	assert_int_equal(num(c, "canaryRequests"), 80);
+	assert_int_equal(num(c, "canaryFailedRequests"), 30);
+	json_decref(c);
+	record(TARGET_STABLE, 18, 200);
+	record(TARGET_CANARY, 20, 500);
+	command(f, "abort", "{\"reason\": \"errors\"}");
+	record(TARGET_CANARY, 7, 500);    /* after the end: not the rollout's */
+	c = cost_of(f);
+	assert_int_equal(num(c, "canaryRequests"), 100);
+	assert_int_equal(num(c, "canaryFailedRequests"), 50);
+	assert_int_equal(num(c, "requests"), 1020);
+	assert_int_equal(num(c, "failedRequests"), 52);
+	assert_float_equal(num(c, "fullRolloutFailedRequests"), 510, 1e-9);
+	assert_float_equal(num(c, "savedByRollback"), 0.002 * (510 - 52), 1e-9);
+	double h = num(c, "canaryHours");
+	json_decref(c);
+	c = cost_of(f);   /* ended: the hours stop */
+	assert_float_equal(num(c, "canaryHours"), h, 0);
+	json_decref(c);
+}
+
+static int n_sunk;
+static json_t *sunk[16];
+
+static void sink(void *arg, const char *canary, const char *type, const json_t *data)
+{
+	if (strcmp(type, "audit") == 0 && n_sunk < 16)
+		sunk[n_sunk++] = json_deep_copy(data);
+}
+
+static const char *runbook_of(const json_t *ev)
+{
+	return json_string_value(json_object_get(ev, "runbook"));
+}
+
+/* Rollback-like events link the runbook's section: spec.runbook first,
+ * else --runbook-url, else nothing; in the live event and in the events
+ * API's (ctl_event_links); other events link nothing. */
+static void test_runbook_links(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	n_sunk = 0;
+	ctl_set_event_sink(f->c, sink, NULL);
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	command(f, "abort", "{\"reason\": \"bad\"}");
+	ctl_set_event_sink(f->c, NULL, NULL);
+	int aborts = 0;
+	for (int i = 0; i < n_sunk; i++) {
+		const char *type = json_string_value(json_object_get(sunk[i], "type"));
+		if (!strcmp(type, "abort")) {
+			aborts++;
+			assert_string_equal(runbook_of(sunk[i]),
+			                    "https://wiki.example/canaryd#canary-rolled-back");
+		} else {
+			assert_null(runbook_of(sunk[i]));
+		}
+		json_decref(sunk[i]);
+	}
+	assert_int_equal(aborts, 1);
+
+	/* the daemon's default does not override the canary's own */
+	ctl_set_runbook_url(f->c, "https://other.example/rb");
+	json_t *evs = json_pack("[{s:s}, {s:s}, {s:s}]", "type", "undo", "type", "check",
+	                        "type", "failure-paused");
+	ctl_event_links(f->c, "web", evs);
+	assert_string_equal(runbook_of(json_array_get(evs, 0)),
+	                    "https://wiki.example/canaryd#undoing-a-promotion");
+	assert_null(runbook_of(json_array_get(evs, 1)));
+	assert_string_equal(runbook_of(json_array_get(evs, 2)),
+	                    "https://wiki.example/canaryd#canary-paused-by-failed-checks");
+	json_decref(evs);
+}
+
+/* Without spec.runbook, --runbook-url; without either, no link. */
+static void test_runbook_default(void **state)
+{
+	fixture *f = *state;
+	json_t *evs = json_pack("[{s:s}]", "type", "rollback");
+	ctl_event_links(f->c, "web", evs);
+	assert_null(runbook_of(json_array_get(evs, 0)));
+	ctl_set_runbook_url(f->c, "https://rb.example/page#ours");
+	ctl_event_links(f->c, "web", evs);
+	/* a URL with its own fragment is kept as it is */
+	assert_string_equal(runbook_of(json_array_get(evs, 0)), "https://rb.example/page#ours");
+	json_decref(evs);
+	evs = json_pack("[{s:s}]", "type", "rollback");
+	ctl_set_runbook_url(f->c, "https://rb.example/page");
+	ctl_event_links(f->c, "web", evs);
+	assert_string_equal(runbook_of(json_array_get(evs, 0)),
+	                    "https://rb.example/page#canary-rolled-back");
+	json_decref(evs);
+	ctl_set_runbook_url(f->c, NULL);
+}
+
+/* canaryd_requests_total carries the revision each target serves, and a
+ * new revision's series counts from zero: the old canary's requests are
+ * not the new one's. */
+static void test_requests_by_revision(void **state)
+{
+	fixture *f = *state;
+	answer(1, 0, NULL);
+	record(TARGET_STABLE, 3, 200);
+	command(f, "rollout", "{\"revision\": \"v2\", \"endpoints\": [\"127.0.0.1:9002\"]}");
+	record(TARGET_CANARY, 2, 503);
+	buf m = BUF_INIT;
+	ctl_metrics(f->c, &m);
+	has_line(&m, "canaryd_requests_total{canary=\"web\",target=\"stable\",revision=\"v1\","
+	             "code=\"200\"} 3");
+	has_line(&m, "canaryd_requests_total{canary=\"web\",target=\"canary\",revision=\"v2\","
+	             "code=\"503\"} 2");
+	command(f, "abort", "{\"reason\": \"bad\"}");
+	command(f, "rollout", "{\"revision\": \"v3\", \"endpoints\": [\"127.0.0.1:9003\"]}");
+	record(TARGET_CANARY, 1, 200);
+	buf_reset(&m);
+	ctl_metrics(f->c, &m);
+	assert_null(strstr(m.p, "revision=\"v2\""));
+	assert_null(strstr(m.p, "code=\"503\""));
+	has_line(&m, "canaryd_requests_total{canary=\"web\",target=\"canary\",revision=\"v3\","
+	             "code=\"200\"} 1");
+	has_line(&m, "canaryd_requests_total{canary=\"web\",target=\"stable\",revision=\"v1\","
+	             "code=\"200\"} 3");
+	buf_release(&m);
+}
+
+/* The series: known canaries only; one routed by a Kubernetes router
+ * says it is not available and why. */
+static void test_series_availability(void **state)
+{
+	fixture *f = *state;
+	assert_null(ctl_series(f->c, "nope", 0));
+	json_t *j = ctl_series(f->c, "web", 0);
+	assert_true(json_is_true(json_object_get(j, "available")));
+	assert_string_equal(json_string_value(json_object_get(j, "step")), "5s");
+	assert_true(json_is_array(json_object_get(j, "samples")));
+	json_decref(j);
+
+	static const char *const mesh =
+		"apiVersion: flagger.app/v1beta1\n"
+		"kind: Canary\n"
+		"metadata: {name: podinfo, namespace: test}\n"
+		"spec:\n"
+		"  provider: istio\n"
+		"  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n"
+		"  analysis:\n"
+		"    interval: 1m\n"
+		"    stepWeight: 10\n"
+		"    metrics:\n"
+		"    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
+	char err[512];
+	cfg *conf = NULL;
+	cfg_errors errs = { 0 };
+	provider_set_metrics_server("http://127.0.0.1:9090");
+	assert_int_equal(cfg_load_string("m.yaml", mesh, strlen(mesh), &conf, &errs), 0);
+	assert_int_equal(ctl_reload(f->c, conf, err, sizeof err), 0);
+	provider_set_metrics_server(NULL);
+	j = ctl_series(f->c, "podinfo", 0);
+	assert_non_null(j);
+	assert_true(json_is_false(json_object_get(j, "available")));
+	assert_non_null(strstr(json_string_value(json_object_get(j, "reason")), "'istio'"));
+	assert_int_equal(json_array_size(json_object_get(j, "samples")), 0);
+	json_decref(j);
+}
+
 int main(void)
 {
 	log_setup(NULL, "error");
@@ -465,6 +723,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_a_mesh_canary_needs_a_prometheus, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_metrics_follow_the_rollout, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cost_of_a_rollout, setup_cost, teardown),
+		cmocka_unit_test_setup_teardown(test_runbook_links, setup_cost, teardown),
+		cmocka_unit_test_setup_teardown(test_runbook_default, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_requests_by_revision, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_series_availability, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -202,6 +202,40 @@ static void test_generic_payload(void **state)
 	json_decref(o);
 }
 
+/* an alert with a runbook links it: a last field for people's chat
+ * tools, a key of its own for programs; none without one */
+static void test_alert_carries_the_runbook(void **state)
+{
+	notify_canary rb = podinfo;
+	rb.runbook = "https://wiki.example/runbook#canary-rolled-back";
+	json_t *o = parse(notify_alert_payload(NOTIFY_GENERIC, NULL, NULL, &rb, "Failed",
+	                                       "rollback", "rolled back", fields, 1, NOTIFY_ERROR,
+	                                       42));
+	assert_string_equal(s(o, "runbook"), rb.runbook);
+	assert_int_equal(json_array_size(json_object_get(o, "fields")), 1);
+	json_decref(o);
+	o = parse(notify_alert_payload(NOTIFY_SLACK, NULL, NULL, &rb, "Failed", "rollback",
+	                               "rolled back", fields, 1, NOTIFY_ERROR, 42));
+	json_t *fs = json_object_get(json_array_get(json_object_get(o, "attachments"), 0),
+	                             "fields");
+	assert_int_equal(json_array_size(fs), 2);
+	assert_string_equal(s(json_array_get(fs, 1), "title"), "Runbook");
+	assert_string_equal(s(json_array_get(fs, 1), "value"), rb.runbook);
+	json_decref(o);
+	o = parse(notify_alert_payload(NOTIFY_MSTEAMS, NULL, NULL, &rb, "Failed", "rollback",
+	                               "rolled back", NULL, 0, NOTIFY_ERROR, 42));
+	json_t *facts = json_object_get(json_array_get(json_object_get(o, "sections"), 0),
+	                                "facts");
+	assert_int_equal(json_array_size(facts), 1);
+	assert_string_equal(s(json_array_get(facts, 0), "name"), "Runbook");
+	assert_string_equal(s(json_array_get(facts, 0), "value"), rb.runbook);
+	json_decref(o);
+	o = parse(notify_alert_payload(NOTIFY_GENERIC, NULL, NULL, &podinfo, "Failed", "rollback",
+	                               "rolled back", NULL, 0, NOTIFY_ERROR, 42));
+	assert_null(json_object_get(o, "runbook"));
+	json_decref(o);
+}
+
 /* a message that is not UTF-8 still makes a payload */
 static void test_bad_utf8_still_sends(void **state)
 {
@@ -241,6 +275,7 @@ int main(void)
 		cmocka_unit_test(test_slack_payload),
 		cmocka_unit_test(test_msteams_payload),
 		cmocka_unit_test(test_generic_payload),
+		cmocka_unit_test(test_alert_carries_the_runbook),
 		cmocka_unit_test(test_bad_utf8_still_sends),
 		cmocka_unit_test(test_discord_url_gets_slack_suffix),
 	};
