@@ -168,11 +168,11 @@ class Dash:
     to <at> (faketime, both processes and the browser's tab by the same
     whole seconds, so their times compare), and a tab on its dashboard."""
 
-    def __init__(self, at, fail_rate=0.0, analysis="", width=1200, height=800):
+    def __init__(self, at, fail_rate=0.0, analysis="", threshold=5, step_weight=10, width=1200, height=800):
         self.stable, self.canary = Upstream("stable"), Upstream("canary", fail_rate=fail_rate)
         self.port = free_port()
         text = canary_yaml("web", "127.0.0.1:%d" % self.port, [self.stable.addr], [self.canary.addr],
-                           interval="1s", threshold=5, max_weight=60, step_weight=10)
+                           interval="1s", threshold=threshold, max_weight=60, step_weight=step_weight)
         text = text.replace("    metrics:\n", analysis + "    metrics:\n")
         tok = os.path.join(tmpdir(), "tokens")
         with open(tok, "w") as f:
@@ -189,7 +189,7 @@ class Dash:
         self.p.navigate(self.d.server + "/")
         try:
             self.p.wait_for("document.body.dataset.ready == '1' && document.body.dataset.sse == 'open'"
-                            " && document.querySelector(%s)" % json.dumps(SEL), timeout=10 * SLOW)
+                            " && !!document.querySelector(%s)" % json.dumps(SEL), timeout=10 * SLOW)
         except cdp.CDPError as e:
             raise AssertionError("%s\npage problems: %s\nbody: %s" % (
                 e, self.p.problems(), self.p.evaluate("document.body.outerHTML.slice(0, 2000)")))
@@ -230,6 +230,12 @@ def points(dash):
     return dash.p.evaluate("Array.from(document.querySelector(%s).querySelectorAll("
                            "'svg[data-role^=chart-]')).map(s => [s.dataset.role, +s.dataset.points])"
                            % json.dumps(SEL))
+
+
+def series(dash):
+    st, body = dash.d.api("GET", "/api/v1/canaries/web/series")
+    assert st == 200 and body["available"], (st, body)
+    return body["samples"]
 
 
 def page_weight(p):
@@ -287,6 +293,9 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         assert clock.endswith("GMT"), clock
         start_points = dict(points(dash))
         assert set(start_points) == {"chart-weight", "chart-errors", "chart-latency"}, start_points
+        # the 5 s samples canaryd had when the page loaded (the page read
+        # them, or fewer)
+        n0 = len(series(dash))
         total, rows = page_weight(p)
         print("page weight, first load: %d bytes over %d requests" % (total, len(rows)))
         for url, n, ce in sorted(rows):
@@ -362,11 +371,18 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         print("update latency, transition to screen over %d transitions: median %d ms, max %d ms"
               " (all: %s)" % (len(lat), lat[len(lat) // 2], lat[-1], lat))
 
-        # the charts follow the traffic without a reload, and nothing
-        # downloads the history again
-        p.wait_for("Array.from(document.querySelector(%s).querySelectorAll('svg[data-role^=chart-]'))"
-                   ".every(s => +s.dataset.points > (%s)[s.dataset.role])"
-                   % (json.dumps(SEL), json.dumps(start_points)), timeout=12 * SLOW)
+        # the charts follow the traffic without a reload: each plots every 5 s
+        # sample canaryd has, and the samples that came after the load too;
+        # nothing downloads the history again
+        end = time.monotonic() + 12 * SLOW
+        while True:
+            n = len(series(dash))
+            got = dict(points(dash))
+            if (n > n0 and got["chart-errors"] == n and got["chart-latency"] == n
+                    and got["chart-weight"] >= n):
+                break
+            assert time.monotonic() < end, ("charts do not follow the samples", n0, n, start_points, got)
+            time.sleep(0.1)
         later = [e["request"]["url"] for _, e in p.events("Network.requestWillBeSent")[first_requests:]]
         bad = [u for u in later if "/series" in u or ("/events" in u and "/events/stream" not in u)
                or u.rstrip("/") == dash.d.server]
@@ -384,8 +400,8 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
 
 def test_dashboard_shows_at_risk_then_the_rollback():
     # a canary that fails 30 % of its requests: checks fail from the first
-    # one with enough data (10 requests), the 5th rolls back
-    dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: 10\n")
+    # one with enough data (10 requests), the 3rd rolls back
+    dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: 10\n", threshold=3, step_weight=20)
     try:
         dash.d.wait_phase("web", "Progressing")
         dash.open()
