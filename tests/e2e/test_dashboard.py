@@ -5,8 +5,14 @@ upstreams and traffic.
 
 One Chromium for the whole file (it takes a second or two to start); each
 test opens its own tab. Screenshots go to $CANARYD_SCREENSHOTS (a temporary
-directory by default; the ones in docs/screenshots/ come from a run with
-CANARYD_SCREENSHOTS=docs/screenshots). Not run in the sanitizer builds:
+directory by default); docs/screenshots/ comes from
+
+    CANARYD_SCREENSHOTS=docs/screenshots CANARYD_SCREENSHOT_SETTLE=30 \
+        python3 tests/e2e/test_dashboard.py
+
+Clocks: canaryd runs under faketime and each tab's Date is shifted by the
+same whole seconds (cdp.date_shift_script), to a winter day (GMT) or a
+summer one (BST) whatever today is. Not run in the sanitizer builds:
 Chromium is the same there, and canaryd's side is covered by the other
 files.
 
@@ -34,6 +40,9 @@ if "san" in os.path.basename(os.environ.get("CANARYD_BUILD", "build")):
 SHOTS = os.environ.get("CANARYD_SCREENSHOTS") or tempfile.mkdtemp(prefix="canaryd-screenshots-")
 os.makedirs(SHOTS, exist_ok=True)
 print("screenshots in %s" % SHOTS, flush=True)
+# seconds of traffic before the screenshots of a rollout (the charts then
+# have more than a sample or two: docs/screenshots/ is made with 30)
+SETTLE = int(os.environ.get("CANARYD_SCREENSHOT_SETTLE", "0"))
 
 _browser = []
 
@@ -278,7 +287,7 @@ LATENCY_JS = r"""(() => {
 
 
 def test_dashboard_shows_a_rollout_live_and_its_controls_work():
-    dash = Dash(WINTER)
+    dash = Dash(WINTER, step_weight=5)
     try:
         dash.d.wait_phase("web", "Progressing")
         dash.traffic()
@@ -300,7 +309,6 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         print("page weight, first load: %d bytes over %d requests" % (total, len(rows)))
         for url, n, ce in sorted(rows):
             print("    %7d  %-5s %s" % (n, ce, url.replace(dash.d.server, "")))
-        dash.shot("rollout-gmt.png")
 
         # the page's own formatters: UK conventions both sides of the changes
         f = lambda ms: p.evaluate("window.canarydUI.formatTime(%d)" % ms)  # noqa: E731
@@ -370,6 +378,9 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         lat.sort()
         print("update latency, transition to screen over %d transitions: median %d ms, max %d ms"
               " (all: %s)" % (len(lat), lat[len(lat) // 2], lat[-1], lat))
+        st, body = dash.d.api("POST", "/api/v1/canaries/web/resume", {"reason": "carry on"}, token=TOKEN)
+        assert st == 200 and body["phase"] == "Progressing", (st, body)
+        dash.wait_state("ok")
 
         # the charts follow the traffic without a reload: each plots every 5 s
         # sample canaryd has, and the samples that came after the load too;
@@ -387,6 +398,8 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         bad = [u for u in later if "/series" in u or ("/events" in u and "/events/stream" not in u)
                or u.rstrip("/") == dash.d.server]
         assert not bad, bad
+        time.sleep(SETTLE)
+        dash.shot("rollout-gmt.png")
 
         # usable at 400 px: no sideways scrolling
         p.set_viewport(400, 800)
@@ -400,14 +413,16 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
 
 def test_dashboard_shows_at_risk_then_the_rollback():
     # a canary that fails 30 % of its requests: checks fail from the first
-    # one with enough data (10 requests), the 3rd rolls back
-    dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: 10\n", threshold=3, step_weight=20)
+    # one with enough data (10 requests; 20 a second reach the canary), the
+    # 3rd rolls back
+    dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: %d\n" % max(10, 20 * SETTLE),
+                threshold=3, step_weight=20)
     try:
         dash.d.wait_phase("web", "Progressing")
         dash.open()
         assert dash.state()[1] == "ok", dash.state()
         dash.traffic()
-        text = dash.wait_state("at-risk", timeout=10)
+        text = dash.wait_state("at-risk", timeout=10 + SETTLE)
         assert "Progressing" in text, text
         assert dash.d.status("web")["failedChecks"] > 0
         dash.shot("at-risk.png")
@@ -434,6 +449,7 @@ def test_dashboard_in_summer_reads_bst():
         assert t.startswith("15/07/2026") and t.endswith("BST") and " 15:" in t, t
         p.wait_for("document.querySelector(%s + ' [data-role=audit]').textContent.includes('BST')"
                    % json.dumps(SEL), timeout=5 * SLOW)
+        time.sleep(SETTLE)
         dash.shot("rollout-bst.png")
     finally:
         dash.close()
