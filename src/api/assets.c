@@ -185,10 +185,10 @@ int assets_check_locale(const char *locale, char *err, size_t errlen)
 				why = "the language must be 2 to 8 letters";
 			part = 0;
 			idx++;
-		} else if (idx == 0 && !isalpha((unsigned char)c)) {
-			why = "the language must be 2 to 8 letters";
 		} else if (!isalnum((unsigned char)c)) {
 			why = "only letters, digits and hyphens are allowed";
+		} else if (idx == 0 && !isalpha((unsigned char)c)) {
+			why = "the language must be 2 to 8 letters";
 		} else {
 			part++;
 		}

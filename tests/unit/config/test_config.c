@@ -1570,6 +1570,53 @@ static void test_steps_are_checked(void **state)
 	cfg_errors_release(&e);
 }
 
+/* spec.cost and spec.runbook (canaryd/v1): read into the canary; a rate
+ * left out is 0; no cost, no runbook without them. */
+static void test_cost_and_runbook_are_read(void **state)
+{
+	cfg *c = must_load(MINIMAL "    stepWeight: 5\n"
+	                   "  cost: {currency: GBP, perMillionRequests: 0.40, canaryHourly: 0.12}\n"
+	                   "  runbook: https://wiki.example/canaryd\n");
+	const cfg_canary *k = &c->canaries[0];
+	assert_true(k->has_cost);
+	assert_string_equal(k->cost.currency, "GBP");
+	assert_float_equal(k->cost.per_million, 0.40, 1e-12);
+	assert_float_equal(k->cost.hourly, 0.12, 1e-12);
+	assert_float_equal(k->cost.failed, 0, 0);
+	assert_string_equal(k->runbook, "https://wiki.example/canaryd");
+	cfg_free(c);
+	c = must_load(MINIMAL "    stepWeight: 5\n");
+	assert_false(c->canaries[0].has_cost);
+	assert_null(c->canaries[0].runbook);
+	cfg_free(c);
+}
+
+/* Each bad value of spec.cost and spec.runbook where it is. */
+static void test_cost_and_runbook_are_checked(void **state)
+{
+	cfg_errors e = must_fail(MINIMAL "    stepWeight: 5\n"
+	                         "  cost: {currency: gbp, perMillionRequests: -1, canaryHourly: abc,"
+	                         " failedRequest: .inf, other: 1}\n"
+	                         "  runbook: ftp://wiki.example/\n");
+	assert_error(&e, "c.yaml:12:20: ", "spec.cost.currency: must be an ISO 4217 currency code "
+	             "of 3 capital letters, such as GBP, got 'gbp'");
+	assert_error(&e, "c.yaml:12:45: ", "spec.cost.perMillionRequests: must be a number >= 0, "
+	             "got '-1'");
+	assert_error(&e, "c.yaml:12:63: ", "spec.cost.canaryHourly: must be a number >= 0");
+	assert_error(&e, "c.yaml:12:83: ", "spec.cost.failedRequest: must be a number >= 0");
+	assert_error(&e, "c.yaml:12:89: ", "spec.cost.other: unknown field");
+	assert_error(&e, "c.yaml:13:12: ", "spec.runbook: must be an http:// or https:// URL");
+	assert_int_equal(e.n, 6);
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n  cost: {canaryHourly: 1}\n");
+	assert_error(&e, "c.yaml:12:3: ", "spec.cost.currency: required");
+	cfg_errors_release(&e);
+	e = must_fail(MINIMAL "    stepWeight: 5\n  cost: {currency: GBPX}\n  runbook: [x]\n");
+	assert_error(&e, "c.yaml:12:20: ", "spec.cost.currency: must be an ISO 4217");
+	assert_error(&e, "c.yaml:13:12: ", "spec.runbook: must be an http:// or https:// URL");
+	cfg_errors_release(&e);
+}
+
 static void test_alert_matchers_are_read(void **state)
 {
 	cfg *c = must_load(MINIMAL "    stepWeight: 5\n"
@@ -2028,6 +2075,8 @@ int main(void)
 		cmocka_unit_test(test_sequential_keys_are_refused_under_the_threshold_judge),
 		cmocka_unit_test(test_steps_approval_and_on_failure_are_read),
 		cmocka_unit_test(test_steps_are_checked),
+		cmocka_unit_test(test_cost_and_runbook_are_read),
+		cmocka_unit_test(test_cost_and_runbook_are_checked),
 		cmocka_unit_test(test_alert_matchers_are_read),
 		cmocka_unit_test(test_alert_matchers_are_checked),
 		cmocka_unit_test(test_deep_nesting_stops_reading_where_it_crosses_the_bound),
