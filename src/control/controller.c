@@ -439,8 +439,6 @@ int ctl_has(ctl *c, const char *name)
 	return find_rt(c, name) != NULL;
 }
 
-/* ---- logging of what the engine did ---- */
-
 /* ---- runbook links ---- */
 
 /* The section of docs/runbook.md about an event of <type>, or NULL for
@@ -702,6 +700,8 @@ static void follow_revisions(canary_rt *rt)
 	stats_set_revision(rt->stats, TARGET_STABLE, rt->st.stable_rev);
 	stats_set_revision(rt->stats, TARGET_CANARY, rt->st.canary_rev);
 }
+
+/* ---- logging of what the engine did ---- */
 
 static void log_event(const canary_rt *rt, const eng_event *ev)
 {

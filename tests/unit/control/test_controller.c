@@ -596,6 +596,7 @@ static void test_runbook_links(void **state)
 		const char *type = json_string_value(json_object_get(sunk[i], "type"));
 		if (!strcmp(type, "abort")) {
 			aborts++;
+			assert_non_null(runbook_of(sunk[i]));
 			assert_string_equal(runbook_of(sunk[i]),
 			                    "https://wiki.example/canaryd#canary-rolled-back");
 		} else {
