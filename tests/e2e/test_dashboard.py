@@ -161,6 +161,7 @@ TOKEN = "d4shb0ard-t0ken-0123456789"
 WINTER = "2026-11-24 09:30:00"  # GMT; the date the issue writes 24/11/2026
 SUMMER = "2026-07-15 14:00:00"  # BST
 SEL = 'section.canary[data-canary="web"]'
+COST = "  cost: {currency: GBP, perMillionRequests: 0.40, canaryHourly: 0.12, failedRequest: 0.002}\n"
 
 
 def utc_ms(text):
@@ -178,11 +179,13 @@ class Dash:
     to <at> (faketime, both processes and the browser's tab by the same
     whole seconds, so their times compare), and a tab on its dashboard."""
 
-    def __init__(self, at, fail_rate=0.0, analysis="", threshold=5, step_weight=10, width=1200, height=800):
+    def __init__(self, at, fail_rate=0.0, analysis="", threshold=5, step_weight=10, extra_spec="",
+                 width=1200, height=800):
         self.stable, self.canary = Upstream("stable"), Upstream("canary", fail_rate=fail_rate)
         self.port = free_port()
         text = canary_yaml("web", "127.0.0.1:%d" % self.port, [self.stable.addr], [self.canary.addr],
-                           interval="1s", threshold=threshold, max_weight=60, step_weight=step_weight)
+                           interval="1s", threshold=threshold, max_weight=60, step_weight=step_weight,
+                           extra_spec=extra_spec)
         text = text.replace("    metrics:\n", analysis + "    metrics:\n")
         tok = os.path.join(tmpdir(), "tokens")
         with open(tok, "w") as f:
@@ -311,6 +314,8 @@ def test_dashboard_shows_a_rollout_live_and_its_controls_work():
         # times in Europe/London on the faked winter day: GMT
         clock = p.evaluate("document.getElementById('clock').textContent.trim()")
         assert clock.endswith("GMT"), clock
+        # no spec.cost: no cost panel
+        assert dash.q("[data-role=cost]", "offsetParent === null") is not False, "cost panel without spec.cost"
         start_points = dict(points(dash))
         assert set(start_points) == {"chart-weight", "chart-errors", "chart-latency"}, start_points
         # the 5 s samples canaryd had when the page loaded (the page read
@@ -434,7 +439,7 @@ def test_dashboard_shows_at_risk_then_the_rollback():
     # one with enough data (10 requests; 20 a second reach the canary), the
     # 3rd rolls back
     dash = Dash(WINTER, fail_rate=0.3, analysis="    minSamples: %d\n" % max(10, 20 * SETTLE),
-                threshold=3, step_weight=20)
+                threshold=3, step_weight=20, extra_spec=COST)
     try:
         dash.d.wait_phase("web", "Progressing")
         dash.open()
@@ -449,6 +454,14 @@ def test_dashboard_shows_at_risk_then_the_rollback():
         assert dash.d.status("web")["phase"] == "Failed"
         dash.p.wait_for("document.getElementById('live').textContent.includes('Failed')", timeout=5 * SLOW)
         dash.shot("rolled-back.png")
+        # the cost panel, in pounds, with what the rollback saved
+        cost = dash.d.status("web")["cost"]
+        assert cost["currency"] == "GBP" and cost["savedByRollback"] is not None, cost
+        saved = dash.p.evaluate("window.canarydUI.formatMoney(%r)" % cost["savedByRollback"])
+        assert saved.startswith("£"), saved
+        dash.p.wait_for("(() => { const e = document.querySelector(%s + ' [data-role=cost]');"
+                        " return !!e && !!e.offsetParent && e.textContent.includes(%s); })()"
+                        % (json.dumps(SEL), json.dumps(saved)), timeout=5 * SLOW)
     finally:
         dash.close()
 
