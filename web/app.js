@@ -277,10 +277,19 @@ function addEvent(c, e) {
   return true;
 }
 
+/* Adds sample <s> in time order unless there is one at its time: a
+ * catch-up answer may arrive after newer samples from the stream. */
 function addSample(c, s) {
-  if (!s || typeof s.t !== 'number' || s.t <= c.lastT) return false;
-  c.samples.push(s);
-  c.lastT = s.t;
+  if (!s || typeof s.t !== 'number') return false;
+  if (s.t > c.lastT) {
+    c.samples.push(s);
+    c.lastT = s.t;
+  } else {
+    let i = c.samples.length;
+    while (i > 0 && c.samples[i - 1].t > s.t) i--;
+    if (i > 0 && c.samples[i - 1].t === s.t) return false;
+    c.samples.splice(i, 0, s);
+  }
   const cut = s.t - WINDOW_MS;
   let i = 0;
   while (i < c.samples.length && c.samples[i].t <= cut) i++;
@@ -345,7 +354,10 @@ async function catchUp(c) {
   const ev = await api(base + '/events?after=' + c.lastId).catch(() => null);
   if (ev && ev.ok && Array.isArray(ev.data)) for (const e of ev.data) addEvent(c, e);
   if (c.series.state === 'available') {
-    const se = await api(base + '/series?since=' + c.lastT).catch(() => null);
+    /* from the last sample before the break: the stream may have sent newer ones since */
+    const since = c.breakT !== undefined ? c.breakT : c.lastT;
+    c.breakT = undefined;
+    const se = await api(base + '/series?since=' + since).catch(() => null);
     seriesAnswer(c, se);
   }
   renderAll(c);
@@ -367,6 +379,7 @@ function connect() {
     S.opened = true;
   };
   es.onerror = () => {
+    for (const c of S.canaries.values()) if (c.breakT === undefined) c.breakT = c.lastT;
     document.body.dataset.sse = 'closed';
     conn.dataset.state = 'closed';
     conn.textContent = 'reconnecting…';
@@ -755,15 +768,17 @@ function chart(svg, o) {
   }
   for (const x of o.thresholds || []) if (x.v > max) max = x.v;
   points = Math.max(0, ...o.series.map(s => s.pts.filter(p => p[1] !== null && p[1] !== undefined).length));
-  if (o.yMax) max = o.yMax;
-  else max = niceMax(max * 1.1);
+  /* four steps of a round size: 0, 2.5, 5, 7.5, 10 */
+  const step = o.yMax ? o.yMax / 4 : niceStep(max * 1.05 / 4);
+  max = step * 4;
+  const digits = Number.isInteger(step) ? 0 : step >= 0.1 ? 1 : 2;
   const X = t => L + (t - t0) / (t1 - t0) * pw;
   const Y = v => T + ph - (v / max) * ph;
   const kids = [h('svg:title', {}, o.label)];
   for (let i = 0; i <= 4; i++) {
     const v = max * i / 4, y = Y(v);
     kids.push(h('svg:line', { class: 'axis', x1: L, x2: W - R, y1: y, y2: y }),
-      h('svg:text', { x: L - 4, y: y + 4, 'text-anchor': 'end' }, num(v, max < 4 ? 2 : max < 40 ? 1 : 0)));
+      h('svg:text', { x: L - 4, y: y + 4, 'text-anchor': 'end' }, num(v, digits)));
   }
   for (let i = 0; i <= 3; i++) {
     const t = t0 + (t1 - t0) * i / 3;
@@ -796,10 +811,11 @@ function chart(svg, o) {
   svg.setAttribute('data-points', String(points));
 }
 
-function niceMax(v) {
-  if (!(v > 0)) return 1;
+/* The smallest of 1, 2, 2.5, 5 times a power of ten that is >= <v>. */
+function niceStep(v) {
+  if (!(v > 0)) return 0.25;
   const p = Math.pow(10, Math.floor(Math.log10(v)));
-  for (const m of [1, 2, 2.5, 5, 10]) if (v <= m * p) return m * p;
+  for (const m of [1, 2, 2.5, 5]) if (v <= m * p * 1.000001) return m * p;
   return 10 * p;
 }
 

@@ -482,9 +482,12 @@ def test_canaryctl_actions_send_json():
         assert rc == 0, (args, rc, out, err)
         if phase:
             assert d.status("web")["phase"] == phase, (args, d.status("web"))
-    # the dashboard is served, and it only reads (no POST to guard)
+    # the dashboard is served; its controls POST JSON, which the guards above
+    # cover (and need a token when there is a token file: test_dashboard.py)
     st, body = d.api("GET", "/")
-    assert st == 200 and "fetch(" in body and "POST" not in body
+    assert st == 200 and '<script src="/assets/app.js"' in body, body[:300]
+    st, js = d.api("GET", "/assets/app.js")
+    assert st == 200 and "fetch(" in js and "'Content-Type': 'application/json'" in js
 
 
 def measure_rss(n, shape):

@@ -241,7 +241,7 @@ def test_metrics_health_and_dashboard():
     assert d.api("GET", "/healthz")[0] == 200
     assert d.api("GET", "/readyz")[0] == 200
     st, html = d.api("GET", "/")
-    assert st == 200 and "<html" in html and "/api/v1/canaries" in html
+    assert st == 200 and "<html" in html and "/assets/app.js" in html
 
 
 def test_log_format_json_has_utc_lines():
