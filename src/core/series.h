@@ -4,7 +4,7 @@
  * of them in a fixed ring. The controller fills it from the per-second
  * stats rings (stats.h) as each bucket ends; the admin API and the event
  * stream read it. Pure: no clock, no I/O, no allocation (the ring is part
- * of the struct, about 26 KB), so nothing grows with time. */
+ * of the struct, 34,576 bytes per canary), so nothing grows with time. */
 #ifndef CANARYD_SERIES_H
 #define CANARYD_SERIES_H
 

@@ -305,6 +305,43 @@ static int parse_exposition(const char *text)
 	return n;
 }
 
+/* The totals of a target over every shard (the cost's counts), and the
+ * revision label: a new revision's series counts from zero, the
+ * histogram keeps counting (it has no revision label), and a revision
+ * set again to the same one changes nothing. */
+static void test_totals_and_revisions_span_shards(void **state)
+{
+	stats *s = stats_new();
+	stats *w1 = stats_shard(s, 1);
+	stats_record(s, TARGET_CANARY, 200, 1000, 1);
+	stats_record(w1, TARGET_CANARY, 503, 1000, 1);
+	stats_record(w1, TARGET_CANARY, 500, 1000, 2);
+	stats_record(w1, TARGET_CANARY, 404, 1000, 2);
+	uint64_t n, e;
+	stats_totals(s, TARGET_CANARY, &n, &e);
+	assert_int_equal(n, 4);
+	assert_int_equal(e, 2);
+	stats_totals(s, TARGET_STABLE, &n, &e);
+	assert_int_equal(n + e, 0);
+
+	stats_set_revision(s, TARGET_CANARY, "v2");
+	stats_record(w1, TARGET_CANARY, 500, 1000, 3);
+	stats_set_revision(s, TARGET_CANARY, "v2");   /* the same: no new start */
+	buf b = BUF_INIT;
+	stats_write_prometheus(s, "web", &b);
+	assert_non_null(strstr(b.p, "canaryd_requests_total{canary=\"web\",target=\"canary\","
+	                            "revision=\"v2\",code=\"500\"} 1\n"));
+	assert_null(strstr(b.p, "code=\"503\""));
+	assert_null(strstr(b.p, "code=\"200\""));
+	assert_non_null(strstr(b.p, "canaryd_request_duration_seconds_count{canary=\"web\","
+	                            "target=\"canary\"} 5\n"));
+	stats_totals(s, TARGET_CANARY, &n, &e);   /* the totals do not restart */
+	assert_int_equal(n, 5);
+	assert_int_equal(e, 3);
+	buf_release(&b);
+	stats_free(s);
+}
+
 static void test_prometheus_text_has_expected_lines_and_parses(void **state)
 {
 	stats *s = stats_new();
@@ -397,6 +434,7 @@ int main(void)
 		cmocka_unit_test(test_prometheus_writes_both_histograms_when_empty),
 		cmocka_unit_test(test_prometheus_escapes_label_values),
 		cmocka_unit_test(test_target_names),
+		cmocka_unit_test(test_totals_and_revisions_span_shards),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
