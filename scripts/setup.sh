@@ -19,8 +19,10 @@ demo) pkgs="$build curl python3" ;;
 # under Debian's /usr/bin/python3; openssl makes their certificates; groff-base
 # renders the man pages and zsh runs canaryctl's zsh completion
 # (tests/e2e/test_canaryctl.py); sqlite3 runs the auditor's check of
-# docs/audit.md (tests/e2e/test_audit.py)
-test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh sqlite3" ;;
+# docs/audit.md (tests/e2e/test_audit.py); chromium shows the dashboard to
+# tests/e2e/test_dashboard.py, which runs canaryd under faketime for the
+# summer (BST) screenshots
+test) pkgs="$build libcmocka-dev curl wrk haproxy nginx python3 prometheus prometheus-alertmanager util-linux strace python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh sqlite3 chromium faketime" ;;
 fuzz) pkgs="$build clang libclang-rt-14-dev" ;;
 bench) pkgs="$build curl wrk haproxy nginx python3 linux-perf" ;;
 *) echo "usage: sh scripts/setup.sh build|demo|test|fuzz|bench" >&2; exit 2 ;;

@@ -27,6 +27,7 @@ SLOW = float(os.environ.get("CANARYD_SLOW", "1"))
 
 _procs = []
 _tmpdirs = []
+_servers = []
 
 
 # tests/run.sh runs several test files at once and gives each its own range
@@ -178,10 +179,11 @@ def canary_yaml(name, listen, stable, canary=None, interval="1s", threshold=3,
 class Canaryd(Proc):
     """canaryd on <config_text> (or the file <config_path>), its admin API on a
     free loopback port. <prefix> is a command that execs canaryd in another
-    setting (a mount namespace: tests/e2e/test_dns.py, tests/chaos/)."""
+    setting (a mount namespace: tests/e2e/test_dns.py, tests/chaos/; a
+    faked clock: tests/e2e/test_dashboard.py), <env> more environment."""
 
     def __init__(self, config_text=None, config_path=None, data_dir=None, admin_port=None,
-                 extra=(), wait=True, prefix=()):
+                 extra=(), wait=True, prefix=(), env=None):
         d = tmpdir()
         if config_path is None:
             config_path = os.path.join(d, "canary.yaml")
@@ -195,7 +197,7 @@ class Canaryd(Proc):
                                "--admin", "127.0.0.1:%d" % self.admin_port,
                                "--data-dir", self.data_dir]
         args += list(extra)
-        super().__init__(args, "canaryd")
+        super().__init__(args, "canaryd", env=env)
         if wait:
             self.wait_ready()
 
@@ -324,6 +326,38 @@ class Load:
             return sum(n for s, n in self.by_status.items() if not 200 <= s < 300)
 
 
+class StaticServer:
+    """Serves the files of <directory> on a free loopback port from a thread
+    (for a browser test's own pages), counting requests by path in
+    .requests. Closed at cleanup()."""
+
+    def __init__(self, directory):
+        import functools
+        import http.server
+        counts = self.requests = {}
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                counts[self.path] = counts.get(self.path, 0) + 1
+                super().do_GET()
+
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        self.httpd = http.server.ThreadingHTTPServer(
+            ("127.0.0.1", self.port), functools.partial(Handler, directory=directory))
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.1},
+                         daemon=True).start()
+        _servers.append(self)
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def get(port, path="/", headers=None, method="GET", body=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     c.request(method, path, body=body, headers=headers or {})
@@ -361,6 +395,9 @@ def cleanup():
         except Exception:  # noqa: BLE001
             pass
     del _procs[:]
+    for srv in _servers:
+        srv.close()
+    del _servers[:]
     for d in _tmpdirs:
         shutil.rmtree(d, ignore_errors=True)
     del _tmpdirs[:]

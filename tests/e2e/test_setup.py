@@ -29,7 +29,8 @@ exit 0
 ALL = ("build-essential pkg-config libuv1-dev libyaml-dev libjansson-dev libsqlite3-dev "
        "libcurl4-openssl-dev libssl-dev libcmocka-dev curl wrk haproxy nginx python3 "
        "prometheus prometheus-alertmanager util-linux strace clang libclang-rt-14-dev linux-perf "
-       "python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh sqlite3").split()
+       "python3-yaml python3-jsonschema python3-kubernetes openssl groff-base zsh sqlite3 "
+       "chromium faketime").split()
 
 
 def _setup(target, installed, policy_exists=False):
@@ -73,7 +74,8 @@ def test_demo_installs_only_what_the_demo_needs_and_touches_no_service():
     calls, policy_left, _ = _setup("demo", [])
     pkgs = _installed_by(calls)
     assert "libuv1-dev" in pkgs and "curl" in pkgs, pkgs
-    for p in ("prometheus", "prometheus-alertmanager", "clang", "nginx", "haproxy", "wrk"):
+    for p in ("prometheus", "prometheus-alertmanager", "clang", "nginx", "haproxy", "wrk",
+              "chromium", "faketime"):
         assert p not in pkgs, (p, pkgs)
     assert not [c for c in calls if c.startswith(("systemctl", "service"))], calls
     assert not policy_left
@@ -91,6 +93,14 @@ def test_services_of_the_users_machine_are_never_stopped_or_disabled():
     # guard is gone afterwards
     assert "policy-rc.d present during apt-get install" in calls, calls
     assert not policy_left
+
+
+def test_the_dashboard_test_gets_its_browser_and_clock():
+    # tests/e2e/test_dashboard.py: Debian's Chromium, and faketime for the
+    # summer screenshots; neither ships a service
+    calls, _, _ = _setup("test", [p for p in ALL if p not in ("chromium", "faketime")])
+    assert sorted(_installed_by(calls)) == ["chromium", "faketime"], calls
+    assert not [c for c in calls if c.startswith(("systemctl", "service"))], calls
 
 
 def test_an_existing_policy_rc_d_is_left_alone():
