@@ -665,7 +665,7 @@ function renderChecks(c) {
   c.el.checks.replaceChildren(
     h('p', {}, 'last check ' + fmtT(ev.t) + ': ' + ev.message),
     h('p', { class: st.failedChecks > 0 ? 'held' : null }, 'failed checks in this rollout: ' + (st.failedChecks || 0) + ' of ' +
-      (a.threshold !== undefined ? a.threshold : '?') + (st.failedChecks > 0 ? ' — at risk: ' + (a.threshold - st.failedChecks) + ' more roll back' : '')),
+      (a.threshold !== undefined ? a.threshold : '?') + (phaseState(st) === 'at-risk' ? ' — at risk: ' + (a.threshold - st.failedChecks) + ' more roll back' : '')),
     h('div', { class: 'table-wrap' }, h('table', {},
       h('thead', {}, h('tr', {}, ['metric', 'canary', 'stable', 'threshold', 'result'].map(t => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows))));
