@@ -33,7 +33,8 @@
 # (canaryd_mirror_requests_total: sent, and skipped at a bound). Figures
 # are medians over the rounds (the lower middle one for an even count);
 # errors are summed (wrk: socket errors and non-2xx answers; loadgen: its
-# errors, non-2xx answers and requests it could not send on schedule). A copy's cost is "cpu us/req" of mirror-fast minus
+# errors and non-2xx answers, and apart, "unsent": requests it had not sent
+# by the run's end because the proxy was behind the schedule). A copy's cost is "cpu us/req" of mirror-fast minus
 # that of off (every request is copied).
 #
 # Assumptions, and what the figure does not say: loopback only, tiny
@@ -277,14 +278,16 @@ awk -v cfgs="$CONFIGS" -v loads="$LOADS" '
 		for (i = 3; i <= NF; i++) {
 			split($i, kv, "=")
 			v[k, kv[1]] = v[k, kv[1]] " " kv[2]
-			if (kv[1] == "errors" || kv[1] == "non2xx" || kv[1] == "unsent")
+			if (kv[1] == "errors" || kv[1] == "non2xx")
 				errs[k] += kv[2]
+			if (kv[1] == "unsent")
+				unsent[k] += kv[2]
 		}
 		last[k] = $NF
 	}
 	END {
-		printf "%-5s %-12s %9s %8s %8s %8s %11s %7s %8s %8s %8s  %s\n", "load", "config",
-		       "req/s", "p50 ms", "p99 ms", "p99.9ms", "cpu us/req", "errors",
+		printf "%-5s %-12s %9s %8s %8s %8s %11s %7s %7s %8s %8s %8s  %s\n", "load", "config",
+		       "req/s", "p50 ms", "p99 ms", "p99.9ms", "cpu us/req", "errors", "unsent",
 		       "p99/off", "p999/off", "cpu-off", "copies sent/skipped (last round)"
 		nl = split(loads, ls, " "); nc = split(cfgs, cs, " ")
 		for (a = 1; a <= nl; a++) {
@@ -300,9 +303,9 @@ awk -v cfgs="$CONFIGS" -v loads="$LOADS" '
 					dc = sprintf("%+.1f", cpu - med(v[o, "cpu_us"]))
 				}
 				l = last[k]; sub(/^copies=/, "", l)
-				printf "%-5s %-12s %9.0f %8.3f %8.3f %8.3f %11.1f %7d %8s %8s %8s  %s\n",
+				printf "%-5s %-12s %9.0f %8.3f %8.3f %8.3f %11.1f %7d %7d %8s %8s %8s  %s\n",
 				       ls[a] "%", cs[b], med(v[k, "rate"]), med(v[k, "p50"]) / 1000,
-				       p99 / 1000, p999 / 1000, cpu, errs[k], r99, r999, dc, l
+				       p99 / 1000, p999 / 1000, cpu, errs[k], unsent[k], r99, r999, dc, l
 			}
 		}
 	}' "$TMP/ol-results"
