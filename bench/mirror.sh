@@ -101,14 +101,16 @@ spawn "$UP2_CPU" slow-canary "$BUILD/canaryd-upstream" --listen "127.0.0.1:$SLOW
 wait_http "$SLOW" / "$LAST_PID" || die "the slow canary did not start"
 UP_PIDS="$UP_PIDS $LAST_PID"
 
-# rt POLICY PIDS: sets the scheduling policy ("-f PRIO" or "-o 0") of each
-# process of PIDS, every thread, and of its children (nginx's worker).
+# rt POLICY PRIO PIDS: sets the scheduling policy (-f: SCHED_FIFO, -o:
+# back to normal with PRIO 0) of each process of PIDS, every thread, and
+# of its children (nginx's worker).
 rt() {
-	policy=$1
-	shift
+	policy=$1 prio=$2
+	shift 2
 	for pid in "$@"; do
 		for t in $pid $(cat /proc/"$pid"/task/*/children 2>/dev/null); do
-			chrt -a $policy -p "$t" >/dev/null 2>&1 || note "cannot set 'chrt $policy' on pid $t"
+			chrt -a "$policy" -p "$prio" "$t" >/dev/null 2>&1 ||
+				note "cannot set 'chrt $policy $prio' on pid $t"
 		done
 	done
 }
@@ -165,7 +167,7 @@ run_loadgen() {
 	note "measuring $name at $rate req/s for ${SECS}s (+${WARMUP}s warm-up, $OL_CONNS connections)"
 	rtcmd=""
 	if [ -n "$RT" ]; then
-		rt "-f $RT" $UP_PIDS "$cpu_pid"
+		rt -f "$RT" $UP_PIDS "$cpu_pid"
 		rtcmd="chrt -f $RT"
 	fi
 	t0=$(cpu_ticks "$cpu_pid")
@@ -173,7 +175,7 @@ run_loadgen() {
 		-w "$WARMUP" "127.0.0.1:$port"
 	wait_done "$LAST_PID"
 	t1=$(cpu_ticks "$cpu_pid")
-	[ -z "$RT" ] || rt "-o 0" $UP_PIDS
+	[ -z "$RT" ] || rt -o 0 $UP_PIDS
 	OL_LINE=$(grep '^LOADGEN ' "$TMP/loadgen-$name.log" | sed 's/^LOADGEN //')
 	if [ -z "$OL_LINE" ]; then
 		note "loadgen failed against $name:"
