@@ -29,7 +29,9 @@
  * paid: a copy is queued (p->m_q) and sent from a check handle, after
  * the loop turn's work for the clients (the stable request written, any
  * answer relayed), so that its write never stands between a client's
- * request and stable.
+ * request and stable. An idle handle is active meanwhile, so that a copy
+ * queued before the poll phase does not wait for the poll's next event
+ * (its latency, recorded for the canary, counts from the client's head).
  *
  * Connections to the canary are kept alive between copies (at most
  * MIRROR_IDLE_MAX per loop, each closed after MIRROR_IDLE_MS unused), so
@@ -53,6 +55,7 @@ static void m_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void m_flush(mconn *m);
 static bool m_connect(mconn *m);
 static void mirror_check_cb(uv_check_t *h);
+static void mirror_kick_cb(uv_idle_t *h);
 
 /* ---- life of a mirror connection ---------------------------------------- */
 
@@ -130,8 +133,13 @@ static void m_queue(mconn *m)
 	else
 		p->m_q = m;
 	p->m_q_tail = m;
-	if (!uv_is_active((uv_handle_t *)&p->m_check))
+	if (!uv_is_active((uv_handle_t *)&p->m_check)) {
 		uv_check_start(&p->m_check, mirror_check_cb);
+		/* a copy queued before the poll phase (a write callback, a
+		 * timer, a resumed connection) must not wait for the poll's
+		 * next event: an active idle handle makes it not block */
+		uv_idle_start(&p->m_kick, mirror_kick_cb);
+	}
 }
 
 /* Takes <m> off the queue (it is on it). */
@@ -172,14 +180,22 @@ static void mirror_check_cb(uv_check_t *h)
 			m_connect(m);
 	}
 	uv_check_stop(h);
+	uv_idle_stop(&p->m_kick);
+}
+
+static void mirror_kick_cb(uv_idle_t *h)
+{
+	(void)h;   /* it only keeps the poll from blocking; m_check sends */
 }
 
 void mirror_init(proxy *p)
 {
 	uv_check_init(p->loop, &p->m_check);
-	p->m_check.data = p;
-	/* it never keeps the loop alive: the copies' handles do */
+	uv_idle_init(p->loop, &p->m_kick);
+	p->m_check.data = p->m_kick.data = p;
+	/* they never keep the loop alive: the copies' handles do */
 	uv_unref((uv_handle_t *)&p->m_check);
+	uv_unref((uv_handle_t *)&p->m_kick);
 }
 
 /* Closes <m> (whatever it carries is dropped, nothing recorded); freed in

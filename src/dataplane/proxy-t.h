@@ -199,6 +199,8 @@ struct proxy {
 	int m_acc;                    /* share accumulator: exact mirrorWeight */
 	uv_check_t m_check;           /* sends the queued copies, after the turn's
 	                                 client work (mirror.c) */
+	uv_idle_t m_kick;             /* active while copies are queued: the poll
+	                                 does not block before m_check runs */
 	mconn *m_q, *m_q_tail;        /* copies with bytes to send or a connection
 	                                 to open, oldest first (m->q_next) */
 	uint64_t m_logged_ms;         /* when a canary failure was last logged */
