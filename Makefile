@@ -46,10 +46,13 @@ TEST_SRC = $(wildcard tests/unit/test_*.c tests/unit/*/test_*.c)
 TESTS    = $(addprefix $(BUILD)/tests/,$(basename $(notdir $(TEST_SRC))))
 vpath test_%.c tests/unit $(sort $(dir $(wildcard tests/unit/*/test_*.c)))
 BINS     = $(BUILD)/canaryd $(BUILD)/canaryctl $(BUILD)/canaryd-upstream $(BUILD)/canaryd-k8sctl
+# benchmark tools: built with the rest (tests/e2e/test_loadgen.py runs
+# them), never installed
+BENCH_TOOLS = $(BUILD)/bench/loadgen
 
 .PHONY: all setup test test-tsan test-unit test-e2e check-layers demo bench fuzz fuzz-long clean check-deps \
         install web-weight FORCE
-all: $(BINS) $(TESTS)
+all: $(BINS) $(BENCH_TOOLS) $(TESTS)
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
@@ -100,6 +103,11 @@ $(BUILD)/canaryctl: $(filter %/canaryctl.o,$(MAIN_OBJ)) $(BUILD)/libcanaryd.a
 	$(CC) $(LDSAN) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/canaryd-upstream: tools/upstream.c $(BUILD)/libcanaryd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
+
+# the open-loop load generator of bench/mirror.sh (bench/loadgen.c)
+$(BUILD)/bench/loadgen: bench/loadgen.c $(BUILD)/libcanaryd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDSAN) -o $@ $^ $(LDLIBS)
 

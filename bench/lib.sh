@@ -69,9 +69,15 @@ trap 'exit 143' TERM
 
 # Runs "$@" pinned to the cores $1 (or unpinned when $1 is empty or pinning
 # is off), in the background, logging to $TMP/$2.log; sets LAST_PID.
+# With BENCH_NICE (a niceness, e.g. -10: root only below 0), it runs at
+# that priority: on a machine shared with other work, the measured
+# processes are then the ones the scheduler serves first.
 spawn() {
 	cpu=$1 log=$2
 	shift 2
+	if [ -n "${BENCH_NICE:-}" ]; then
+		set -- nice -n "$BENCH_NICE" "$@"
+	fi
 	if [ -n "$PIN" ] && [ -n "$cpu" ]; then
 		taskset -c "$cpu" "$@" >"$TMP/$log.log" 2>&1 &
 	else

@@ -46,6 +46,7 @@ void mirror_go(cconn *c, mconn *m, size_t head_len);
 void mirror_feed(cconn *c, const char *b, size_t n);
 void mirror_detach(cconn *c);
 void mirror_close_all(proxy *p, bool idle_only);
+void mirror_init(proxy *p);
 
 /* proxy.c: a proxy's life and its request blocks */
 int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss, int fd, route *r,

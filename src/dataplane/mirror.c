@@ -22,6 +22,17 @@
  * answer within the response timeout 504, with the timeouts of
  * spec.timeouts, and the failure counts towards outlier detection.
  *
+ * A copy costs the proxy two system calls, a write and a read of the
+ * answer, whose price is the kernel's (a write on loopback runs the
+ * canary's receive path and wakes it): the proxy's own code is a few
+ * per cent of it (bench/mirror.sh). What can be chosen is when it is
+ * paid: a copy is queued (p->m_q) and sent from a check handle, after
+ * the loop turn's work for the clients (the stable request written, any
+ * answer relayed), so that its write never stands between a client's
+ * request and stable. An idle handle is active meanwhile, so that a copy
+ * queued before the poll phase does not wait for the poll's next event
+ * (its latency, recorded for the canary, counts from the client's head).
+ *
  * Connections to the canary are kept alive between copies (at most
  * MIRROR_IDLE_MAX per loop, each closed after MIRROR_IDLE_MS unused), so
  * that a long mirrored analysis opens no connection per request. Each
@@ -42,6 +53,9 @@
 
 static void m_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 static void m_flush(mconn *m);
+static bool m_connect(mconn *m);
+static void mirror_check_cb(uv_check_t *h);
+static void mirror_kick_cb(uv_idle_t *h);
 
 /* ---- life of a mirror connection ---------------------------------------- */
 
@@ -104,6 +118,86 @@ static void m_release(mconn *m)
 	m->state = M_DONE;
 }
 
+/* ---- the send queue ------------------------------------------------------ */
+
+/* Queues <m> to be sent (or connected) in this loop turn's check phase. */
+static void m_queue(mconn *m)
+{
+	proxy *p = m->p;
+	if (m->queued)
+		return;
+	m->queued = true;
+	m->q_next = NULL;
+	if (p->m_q_tail)
+		p->m_q_tail->q_next = m;
+	else
+		p->m_q = m;
+	p->m_q_tail = m;
+	if (!uv_is_active((uv_handle_t *)&p->m_check)) {
+		uv_check_start(&p->m_check, mirror_check_cb);
+		/* a copy queued before the poll phase (a write callback, a
+		 * timer, a resumed connection) must not wait for the poll's
+		 * next event: an active idle handle makes it not block */
+		uv_idle_start(&p->m_kick, mirror_kick_cb);
+	}
+}
+
+/* Takes <m> off the queue (it is on it). */
+static void m_dequeue(mconn *m)
+{
+	proxy *p = m->p;
+	mconn *prev = NULL;
+	for (mconn *q = p->m_q; q; prev = q, q = q->q_next) {
+		if (q != m)
+			continue;
+		if (prev)
+			prev->q_next = m->q_next;
+		else
+			p->m_q = m->q_next;
+		if (p->m_q_tail == m)
+			p->m_q_tail = prev;
+		break;
+	}
+	m->queued = false;
+	m->q_next = NULL;
+}
+
+/* The check phase: every queued copy is connected or written, oldest
+ * first. A copy that fails here is closed, which takes it off the queue
+ * (m_close), so the queue is popped before each one is handled. */
+static void mirror_check_cb(uv_check_t *h)
+{
+	proxy *p = h->data;
+	/* bounded: a copy is queued once, and nothing here queues one */
+	while (p->m_q) {
+		mconn *m = p->m_q;
+		m_dequeue(m);
+		if (m->closing || m->state != M_SEND)
+			continue;
+		if (m->connected)
+			m_flush(m);
+		else if (!m->connecting)
+			m_connect(m);
+	}
+	uv_check_stop(h);
+	uv_idle_stop(&p->m_kick);
+}
+
+static void mirror_kick_cb(uv_idle_t *h)
+{
+	(void)h;   /* it only keeps the poll from blocking; m_check sends */
+}
+
+void mirror_init(proxy *p)
+{
+	uv_check_init(p->loop, &p->m_check);
+	uv_idle_init(p->loop, &p->m_kick);
+	p->m_check.data = p->m_kick.data = p;
+	/* they never keep the loop alive: the copies' handles do */
+	uv_unref((uv_handle_t *)&p->m_check);
+	uv_unref((uv_handle_t *)&p->m_kick);
+}
+
 /* Closes <m> (whatever it carries is dropped, nothing recorded); freed in
  * the close callbacks. */
 static void m_close(mconn *m)
@@ -112,6 +206,8 @@ static void m_close(mconn *m)
 		return;
 	if (m->state == M_IDLE)
 		idle_remove(m);
+	if (m->queued)
+		m_dequeue(m);
 	m_release(m);
 	m->closing = true;
 	uv_close((uv_handle_t *)&m->tcp, m_closed);
@@ -275,6 +371,7 @@ static void m_connected(uv_connect_t *req, int status);
  * closed). */
 static bool m_connect(mconn *m)
 {
+	m->connecting = true;
 	int rc = uv_tcp_connect(&m->creq, &m->tcp, (const struct sockaddr *)&m->ep->addr,
 	                        m_connected);
 	if (rc < 0) {
@@ -506,7 +603,7 @@ mconn *mirror_begin(cconn *c)
 	route *r = c->r;
 	proxy *p = c->p;
 	int share = LD((r->src ? r->src : r)->mirror);
-	if (share <= 0) {
+	if (share <= 0 || p->closing) {
 		p->m_acc = 0;
 		return NULL;
 	}
@@ -561,12 +658,9 @@ void mirror_go(cconn *c, mconn *m, size_t head_len)
 		m->c = c;
 		c->mirror = m;
 	}
-	if (!m->connected) {
-		m_connect(m);
-		return;
-	}
-	m_deadline(m, p->t.response_ms);
-	m_flush(m);
+	if (m->connected)
+		m_deadline(m, p->t.response_ms);
+	m_queue(m);
 }
 
 /* Copies <n> body bytes <b> of <c>'s request, which have just gone to
@@ -597,9 +691,10 @@ void mirror_feed(cconn *c, const char *b, size_t n)
 		m->c = NULL;
 		c->mirror = NULL;
 	}
-	if (m->connected && !m->w_pending)
+	if (m->connected && !m->w_pending) {
 		m_deadline(m, p->t.response_ms);
-	m_flush(m);
+		m_queue(m);   /* else the connect or write callback sends it */
+	}
 }
 
 /* <c>'s request ends: a copy still waiting for body bytes will not get

@@ -163,7 +163,8 @@ struct proxy {
 	bool draining;
 	route *r;
 	cfg_timeouts t;
-	size_t nobj;                  /* listener + cconns + upconns not yet freed */
+	size_t nobj;                  /* listener, timers + cconns, upconns and
+	                                 mconns not yet freed */
 	size_t n_clients;             /* atomic: read by the main thread */
 	size_t inflight;              /* atomic: read by the main thread */
 	int max_conns;                /* client connections at most (0: no limit) */
@@ -196,6 +197,12 @@ struct proxy {
 	size_t m_busy;                /* copies in flight */
 	size_t m_bytes;               /* bytes they hold, not yet written */
 	int m_acc;                    /* share accumulator: exact mirrorWeight */
+	uv_check_t m_check;           /* sends the queued copies, after the turn's
+	                                 client work (mirror.c) */
+	uv_idle_t m_kick;             /* active while copies are queued: the poll
+	                                 does not block before m_check runs */
+	mconn *m_q, *m_q_tail;        /* copies with bytes to send or a connection
+	                                 to open, oldest first (m->q_next) */
 	uint64_t m_logged_ms;         /* when a canary failure was last logged */
 };
 
@@ -299,9 +306,12 @@ struct mconn {
 	route *r;                     /* the copy's route, referenced while busy */
 	cconn *c;                     /* the request its body comes from, or NULL */
 	mconn *prev, *next;           /* in p->mirrors */
+	mconn *q_next;                /* in p->m_q, when <queued> */
+	bool queued;
 	int open;                     /* handles not yet closed */
 	mstate state;                 /* M_IDLE: pooled, or new and unused */
 	bool connected, closing, w_pending;
+	bool connecting;              /* the connect was started */
 	bool reused;                  /* the copy went on a kept-alive connection */
 	bool retried;                 /* sent again after the keep-alive race */
 	bool whole;                   /* buf still holds the whole copy from 0 */

@@ -133,7 +133,8 @@ int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 	uv_unref((uv_handle_t *)&p->trim);
 	uv_idle_init(loop, &p->resume);
 	p->resume.data = p;
-	p->nobj = 3;
+	mirror_init(p);
+	p->nobj = 5;
 	int rc;
 	if (fd >= 0) {
 		rc = uv_tcp_open(&p->listener, fd);
@@ -148,6 +149,8 @@ int proxy_open(uv_loop_t *loop, const struct sockaddr_storage *ss,
 		p->closing = true;
 		stop_listening(p);   /* frees p in the close callbacks */
 		uv_close((uv_handle_t *)&p->resume, listener_closed);
+		uv_close((uv_handle_t *)&p->m_check, listener_closed);
+		uv_close((uv_handle_t *)&p->m_kick, listener_closed);
 		return rc;
 	}
 	route_ref(r);
@@ -256,6 +259,10 @@ void proxy_close(proxy *p)
 	stop_listening(p);
 	if (!uv_is_closing((uv_handle_t *)&p->resume))
 		uv_close((uv_handle_t *)&p->resume, listener_closed);
+	if (!uv_is_closing((uv_handle_t *)&p->m_check)) {
+		uv_close((uv_handle_t *)&p->m_check, listener_closed);
+		uv_close((uv_handle_t *)&p->m_kick, listener_closed);
+	}
 	for (cconn *c = p->clients; c; c = c->next)
 		h1_close(c);
 	for (upconn *up = p->ups; up; up = up->next)
