@@ -14,6 +14,11 @@ log=$(mktemp)
 queue=$(mktemp)
 outdir=$(mktemp -d)
 trap 'rm -rf "$log" "$queue" "$queue.n" "$outdir"' EXIT
+# seconds since $1 (a `date +%s.%N`), one decimal: the time each file
+# takes, printed on its line (where CI's minutes go)
+since() {
+	awk -v a="$1" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'
+}
 add() { # <passed> <failed> <what>
 	total_pass=$((total_pass + $1))
 	total_fail=$((total_fail + $2))
@@ -28,12 +33,14 @@ for build in "$@"; do
 	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1"
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 	if [ "$mode" != e2e ]; then
+		u0=$(date +%s.%N)
 		for t in "$build"/tests/test_*; do
 			[ -x "$t" ] || continue
 			# CANARYD_UNIT_SKIP: names left out of this run (make
 			# test-tsan: the pure, single-threaded core)
 			case " $CANARYD_UNIT_SKIP " in *" $(basename "$t") "*) continue ;; esac
 			name="$build/$(basename "$t")"
+			t0=$(date +%s.%N)
 			timeout 300 "$t" >"$log" 2>&1
 			rc=$?
 			p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | tail -n1)
@@ -42,9 +49,10 @@ for build in "$@"; do
 			f=${f:-0}
 			if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 			if [ "$f" -gt 0 ]; then cat "$log"; fi
-			echo "unit  $name: $p passed, $f failed"
+			echo "unit  $name: $p passed, $f failed ($(since "$t0") s)"
 			add "$p" "$f" "$name"
 		done
+		echo "unit  $build: all in $(since "$u0") s"
 	fi
 	[ "$mode" != unit ] || continue
 	# the end-to-end files of this build, run after the loop;
@@ -69,6 +77,7 @@ if [ -s "$queue" ]; then
 	# (harness.free_port: 2000 ports from 12000 + 2000 * slot, below the
 	# kernel's ephemeral ports), so that files running side by side never
 	# pick the same port
+	e0=$(date +%s.%N)
 	CANARYD_OUT="$outdir" CANARYD_SLOTS="${TMPDIR:-/tmp}/canaryd-test-slot" \
 	xargs -P "$jobs" -L 1 sh -c '
 		slot=0
@@ -79,8 +88,11 @@ if [ -s "$queue" ]; then
 			slot=$((slot + 1))
 		done
 		[ $slot -lt 10 ] && export CANARYD_PORT_BASE=$((12000 + 2000 * slot))
+		t0=$(date +%s.%N)
 		CANARYD_BUILD=$1 CANARYD_SLOW=$2 timeout 900 python3 "$3" >"$CANARYD_OUT/$0.log" 2>&1
-		echo $? >"$CANARYD_OUT/$0.rc"' <"$queue.n" || true
+		echo $? >"$CANARYD_OUT/$0.rc"
+		awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN { printf \"%.1f\", b - a }" >"$CANARYD_OUT/$0.time"' <"$queue.n" || true
+	e2e_time=$(since "$e0")
 	while read -r n build slow t; do
 		name="$build/$(basename "$t" .py)"
 		rc=$(cat "$outdir/$n.rc" 2>/dev/null || echo 1)
@@ -91,9 +103,10 @@ if [ -s "$queue" ]; then
 		f=${f:-0}
 		if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then f=1; fi
 		if [ "$f" -gt 0 ]; then cat "$outdir/$n.log"; else grep -E '^(PASS|FAIL)' "$outdir/$n.log" | sed 's/^/    /'; fi
-		echo "e2e   $name: $p passed, $f failed"
+		echo "e2e   $name: $p passed, $f failed ($(cat "$outdir/$n.time" 2>/dev/null || echo ?) s)"
 		add "$p" "$f" "$name"
 	done <"$queue.n"
+	echo "e2e   $(wc -l <"$queue.n") files, $jobs at a time: all in $e2e_time s"
 fi
 [ -n "$failed_names" ] && echo "failing:$failed_names"
 echo "$total_pass passed, $total_fail failed"
