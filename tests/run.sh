@@ -44,19 +44,21 @@ for build in "$@"; do
 done
 [ -s "$queue" ] || { echo "no tests found in $*"; exit 1; }
 
-# The files run CANARYD_TEST_JOBS at a time (3 by default; 1 runs them one
-# by one), each with its own log, and are reported in the order queued.
-# The end-to-end files spend most of their time waiting on real processes,
-# timers and sockets, not on the CPU, and the unit tests are short: the
-# unit tests run beside the end-to-end files rather than before them. So
-# that the run does not end on one long file, the longest start first: the
-# end-to-end files below (the longest first, from the times the lines of a
-# run show; update it when a file grows), sanitizer builds first, then the
-# unit tests, then every other file. Every file is bounded by timeout.
+# The unit tests run first, CANARYD_UNIT_JOBS at a time (one per core by
+# default: they are short and use the CPU), then the end-to-end files,
+# CANARYD_TEST_JOBS at a time (3 by default: they spend most of their time
+# waiting on real processes, timers and sockets); 1 runs them one by one.
+# Each file has its own log; they are reported in the order queued. So
+# that the run does not end on one long file started late, the longest
+# end-to-end files start first: the list below (the longest first, from
+# the times the lines of a run show; update it when a file grows),
+# sanitizer builds first, then every other file. Every file is bounded by
+# timeout.
 E2E_LONGEST="test_mesh_router test_k8s test_rollout test_dns test_haproxy test_render
 test_mesh_daemon test_flagger_files test_canaryctl test_simulate test_admin
 test_providers_saas test_providers test_mesh_metrics test_db_damage"
 jobs=${CANARYD_TEST_JOBS:-3}
+unit_jobs=${CANARYD_UNIT_JOBS:-$(nproc 2>/dev/null || echo 1)}
 awk '{ print NR, $0 }' "$queue" >"$queue.n"
 # "RANK N KIND BUILD SLOW FILE", sorted on RANK (stably), without RANK
 awk -v longest="$E2E_LONGEST" '
@@ -64,8 +66,7 @@ awk -v longest="$E2E_LONGEST" '
 	{
 		f = $5; sub(/.*\//, "", f); sub(/\.py$/, "", f)
 		if ($2 == "e2e" && f in rank) r = rank[f] + ($4 == 3 ? 0 : n)
-		else if ($2 == "unit") r = 2 * n + ($4 == 3 ? 1 : 2)
-		else r = 2 * n + ($4 == 3 ? 3 : 4)
+		else r = 2 * n + ($4 == 3 ? 1 : 2)
 		print r, $0
 	}' "$queue.n" | sort -s -n -k1,1 | cut -d' ' -f2- >"$queue.run"
 r0=$(date +%s.%N)
@@ -76,26 +77,31 @@ r0=$(date +%s.%N)
 # (harness.free_port: 2000 ports from 12000 + 2000 * slot, below the
 # kernel's ephemeral ports), so that files running side by side never
 # pick the same port
-CANARYD_OUT="$outdir" CANARYD_SLOTS="${TMPDIR:-/tmp}/canaryd-test-slot" \
-xargs -P "$jobs" -L 1 sh -c '
-	slot=0
-	while [ $slot -lt 10 ]; do
-		# command: a file it may not open (another user'"'"'s) is
-		# the next slot, not the end of this shell
-		{ command exec 9>>"$CANARYD_SLOTS$slot"; } 2>/dev/null && flock -n 9 && break
-		slot=$((slot + 1))
-	done
-	[ $slot -lt 10 ] && export CANARYD_PORT_BASE=$((12000 + 2000 * slot))
-	t0=$(date +%s.%N)
-	if [ "$1" = unit ]; then
-		CANARYD_BUILD=$2 CANARYD_SLOW=$3 timeout 300 "$4" >"$CANARYD_OUT/$0.log" 2>&1
-	else
-		CANARYD_BUILD=$2 CANARYD_SLOW=$3 timeout 900 python3 "$4" >"$CANARYD_OUT/$0.log" 2>&1
-	fi
-	echo $? >"$CANARYD_OUT/$0.rc"
-	awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN { printf \"%.1f\", b - a }" >"$CANARYD_OUT/$0.time"' \
-	<"$queue.run" || true
-run_time=$(awk -v a="$r0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+run_files() { # <at a time>: the lines of stdin
+	CANARYD_OUT="$outdir" CANARYD_SLOTS="${TMPDIR:-/tmp}/canaryd-test-slot" \
+	xargs -r -P "$1" -L 1 sh -c '
+		slot=0
+		while [ $slot -lt 10 ]; do
+			# command: a file it may not open (another user'"'"'s) is
+			# the next slot, not the end of this shell
+			{ command exec 9>>"$CANARYD_SLOTS$slot"; } 2>/dev/null && flock -n 9 && break
+			slot=$((slot + 1))
+		done
+		[ $slot -lt 10 ] && export CANARYD_PORT_BASE=$((12000 + 2000 * slot))
+		t0=$(date +%s.%N)
+		if [ "$1" = unit ]; then
+			CANARYD_BUILD=$2 CANARYD_SLOW=$3 timeout 300 "$4" >"$CANARYD_OUT/$0.log" 2>&1
+		else
+			CANARYD_BUILD=$2 CANARYD_SLOW=$3 timeout 900 python3 "$4" >"$CANARYD_OUT/$0.log" 2>&1
+		fi
+		echo $? >"$CANARYD_OUT/$0.rc"
+		awk -v a="$t0" -v b="$(date +%s.%N)" "BEGIN { printf \"%.1f\", b - a }" >"$CANARYD_OUT/$0.time"' || true
+}
+grep ' unit ' "$queue.run" | run_files "$unit_jobs"
+unit_time=$(awk -v a="$r0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+e0=$(date +%s.%N)
+grep ' e2e ' "$queue.run" | run_files "$jobs"
+e2e_time=$(awk -v a="$e0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 while read -r n kind build slow t; do
 	name="$build/$(basename "$t" .py)"
 	log="$outdir/$n.log"
@@ -120,7 +126,8 @@ while read -r n kind build slow t; do
 		"$(cat "$outdir/$n.time" 2>/dev/null || echo ?)"
 	add "$p" "$f" "$name"
 done <"$queue.n"
-echo "$(wc -l <"$queue.n" | tr -d ' ') files, $jobs at a time: $run_time s"
+echo "unit: $(grep -c ' unit ' "$queue.n") files, $unit_jobs at a time: $unit_time s"
+echo "e2e: $(grep -c ' e2e ' "$queue.n") files, $jobs at a time: $e2e_time s"
 [ -n "$failed_names" ] && echo "failing:$failed_names"
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ]
