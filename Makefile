@@ -131,13 +131,18 @@ setup:
 check-layers:
 	@sh scripts/check-layers.sh
 
+# The builds of make test and make test-tsan run TEST_JOBS compilers at
+# once (one per core): CI has 2 cores, and a build compiles one file at a
+# time otherwise
+TEST_JOBS ?= $(shell nproc 2>/dev/null || echo 1)
+
 # The layers, unit and end-to-end tests, then the same again under
 # ASan+UBSan.
 test:
 	@sh scripts/setup.sh test
 	@sh scripts/check-layers.sh
-	@$(MAKE) -s all
-	@$(MAKE) -s all SAN=1
+	@$(MAKE) -s -j$(TEST_JOBS) all
+	@$(MAKE) -s -j$(TEST_JOBS) all SAN=1
 	@sh tests/run.sh build build-san
 
 # The tests that run several proxy workers (threads), under ThreadSanitizer,
@@ -151,7 +156,7 @@ TSAN_E2E = tests/e2e/test_workers.py tests/e2e/test_zero_loss.py tests/e2e/test_
            tests/e2e/test_ab.py
 test-tsan:
 	@sh scripts/setup.sh test
-	@$(MAKE) -s all SAN=thread
+	@$(MAKE) -s -j$(TEST_JOBS) all SAN=thread
 	@CANARYD_TEST_WORKERS=2 CANARYD_E2E_FILES="$(TSAN_E2E)" \
 	 CANARYD_UNIT_SKIP="$(TSAN_UNIT_SKIP)" sh tests/run.sh build-tsan
 

@@ -11,6 +11,12 @@
 #                              kept in build-fuzz/corpus/NAME for the next run
 #   sh fuzz/run.sh --build     build only
 #
+# The targets are built first (2 at a time), then run FUZZ_JOBS at a time
+# (the number of cores by default): each libFuzzer run is one process on
+# one core, so two cores run two targets for the same time and the same
+# executions each, in half the wall time. A run's lines come out in the
+# targets' order whatever order they finished in.
+#
 # A target NAME has fuzz/fuzz_NAME.c, seeds in fuzz/corpus/NAME/ and a
 # dictionary fuzz/dict/NAME.dict (both optional). A crash, a leak, a hang
 # (-timeout) or a memory blow-up (-rss_limit_mb) fails the run; the input is
@@ -24,6 +30,8 @@ SECONDS_EACH=30
 case "$1" in
 --long) mode=long ;;
 --build) mode=build ;;
+# internal: one target NAME, built already (the runs started below)
+--one) mode=one ;;
 "") ;;
 *) SECONDS_EACH=$1 ;;
 esac
@@ -65,42 +73,16 @@ target_row() {
 	*)        echo "|200000|600" ;;
 	esac
 }
-
-# the library, once, instrumented for coverage (rebuilt when any source is newer)
-LIB_SRC=$(find src -maxdepth 2 -name '*.c' | sort | grep -v -e '/main\.c$' -e '/canaryctl\.c$')
-OBJS=""
-stale=""
-for f in $LIB_SRC; do
-	o="$out/obj/$(basename "$f" .c).o"
-	OBJS="$OBJS $o"
-	if [ ! -f "$o" ] || [ -n "$(find src -newer "$o" -name '*.[ch]' | head -n1)" ]; then
-		stale="$stale $f"
-	fi
-done
-if [ -n "$stale" ]; then
-	echo "fuzz: compiling $(echo "$stale" | wc -w | sed 's/ //g') library files"
-	# shellcheck disable=SC2086
-	printf '%s\n' $stale | xargs -P 2 -I{} sh -c \
-		"$CC $CFLAGS -fsanitize=fuzzer-no-link -c {} -o $out/obj/\$(basename {} .c).o"
-fi
-
-status=0
-summary=""
-total_execs=0
-for f in fuzz/fuzz_*.c; do
-	[ -f "$f" ] || continue
-	name=$(basename "$f" .c)
+# One target, built already: runs it and leaves in $out/NAME.res its
+# result line, its executions and its status ("ok" or "FAILED"), and on a
+# failure the log's tail in $out/NAME.tail. It prints a line when it starts
+# and its result line when it ends (short lines: two runs side by side do
+# not mix them); it exits 0 whatever the target did (xargs stops on 255).
+run_one() { # <fuzz/fuzz_NAME.c>
+	name=$(basename "$1" .c)
 	short=${name#fuzz_}
 	bin="$out/$name"
-	if [ ! -x "$bin" ] || [ -n "$(find src fuzz -newer "$bin" -name '*.[ch]' | head -n1)" ]; then
-		# -rdynamic: fuzz/netguard.h's connect() and getaddrinfo() must be
-		# the ones libuv and libcurl call
-		# shellcheck disable=SC2086
-		$CC $CFLAGS $HARNESS_WARN -fsanitize=fuzzer -rdynamic "$f" $OBJS -o "$bin" \
-			$PKG_LIBS -lm -lpthread -ldl
-	fi
-	[ "$mode" = build ] && continue
-
+	rm -f "$out/$name.res" "$out/$name.tail"
 	row=$(target_row "$short")
 	extra=${row%%|*}
 	rest=${row#*|}
@@ -131,14 +113,12 @@ for f in fuzz/fuzz_*.c; do
 		result=ok
 	else
 		result=FAILED
-		status=1
-		tail -n 40 "$log"
+		tail -n 40 "$log" >"$out/$name.tail"
 	fi
 	t1=$(date +%s)
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n1)
 	[ -n "$execs" ] || execs=$(grep -o '^#[0-9]*' "$log" | tail -n1 | tr -d '#')
 	execs=${execs:-0}
-	total_execs=$((total_execs + execs))
 	last=$(grep -E 'cov: [0-9]+' "$log" | tail -n1)
 	cov=$(echo "$last" | sed -n 's/.*cov: \([0-9]*\).*/\1/p')
 	ft=$(echo "$last" | sed -n 's/.*ft: \([0-9]*\).*/\1/p')
@@ -150,11 +130,85 @@ for f in fuzz/fuzz_*.c; do
 		"$name" "$result" "$execs" "$((t1 - t0))" "${cov:-?}" "${ft:-?}" "$corp" "$slow" \
 		"${slowest:-?}" "$found")
 	echo "$line"
+	[ "$mode" = long ] || rm -rf "$work"
+	printf '%s\n%s\n%s\n' "$line" "$execs" "$result" >"$out/$name.res"
+}
+
+# sh fuzz/run.sh --one MODE SECONDS fuzz/fuzz_NAME.c: the runs started below
+if [ "$mode" = one ]; then
+	mode=$2
+	SECONDS_EACH=$3
+	run_one "$4" || true
+	exit 0
+fi
+
+jobs=${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}
+
+# the library, once, instrumented for coverage (rebuilt when any source is newer)
+LIB_SRC=$(find src -maxdepth 2 -name '*.c' | sort | grep -v -e '/main\.c$' -e '/canaryctl\.c$')
+OBJS=""
+stale=""
+for f in $LIB_SRC; do
+	o="$out/obj/$(basename "$f" .c).o"
+	OBJS="$OBJS $o"
+	if [ ! -f "$o" ] || [ -n "$(find src -newer "$o" -name '*.[ch]' | head -n1)" ]; then
+		stale="$stale $f"
+	fi
+done
+if [ -n "$stale" ]; then
+	echo "fuzz: compiling $(echo "$stale" | wc -w | sed 's/ //g') library files"
+	# shellcheck disable=SC2086
+	printf '%s\n' $stale | xargs -P "$jobs" -I{} sh -c \
+		"$CC $CFLAGS -fsanitize=fuzzer-no-link -c {} -o $out/obj/\$(basename {} .c).o"
+fi
+
+# every target, linked side by side (rebuilt when any source is newer)
+targets=""
+stale=""
+for f in fuzz/fuzz_*.c; do
+	[ -f "$f" ] || continue
+	targets="$targets $f"
+	bin="$out/$(basename "$f" .c)"
+	if [ ! -x "$bin" ] || [ -n "$(find src fuzz -newer "$bin" -name '*.[ch]' | head -n1)" ]; then
+		stale="$stale $f"
+	fi
+done
+if [ -n "$stale" ]; then
+	echo "fuzz: linking $(echo "$stale" | wc -w | sed 's/ //g') targets"
+	# -rdynamic: fuzz/netguard.h's connect() and getaddrinfo() must be
+	# the ones libuv and libcurl call
+	# shellcheck disable=SC2086
+	printf '%s\n' $stale | xargs -P "$jobs" -I{} sh -c \
+		"$CC $CFLAGS $HARNESS_WARN -fsanitize=fuzzer -rdynamic {} $OBJS -o $out/\$(basename {} .c) $PKG_LIBS -lm -lpthread -ldl"
+fi
+[ "$mode" = build ] && exit 0
+
+# the runs, $jobs at a time; then the summary in the targets' order
+echo "fuzz: $(echo "$targets" | wc -w | sed 's/ //g') targets, $jobs at a time"
+# shellcheck disable=SC2086
+printf '%s\n' $targets | xargs -P "$jobs" -n 1 sh "$0" --one "$mode" "$SECONDS_EACH" || true
+status=0
+summary=""
+total_execs=0
+for f in $targets; do
+	name=$(basename "$f" .c)
+	if [ -f "$out/$name.tail" ]; then
+		echo "fuzz: $name failed, the end of $out/$name.log:"
+		cat "$out/$name.tail"
+	fi
+	if [ ! -f "$out/$name.res" ]; then
+		summary="$summary$name did not run
+"
+		status=1
+		continue
+	fi
+	line=$(sed -n 1p "$out/$name.res")
+	execs=$(sed -n 2p "$out/$name.res")
+	[ "$(sed -n 3p "$out/$name.res")" = ok ] || status=1
+	total_execs=$((total_execs + execs))
 	summary="$summary$line
 "
-	[ "$mode" = long ] || rm -rf "$work"
 done
-[ "$mode" = build ] && exit 0
 echo "fuzz: summary ($mode)"
 printf '%s' "$summary"
 echo "fuzz: $total_execs executions in all"

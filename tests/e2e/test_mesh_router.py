@@ -20,12 +20,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "k8s"))
 from harness import BUILD, SLOW, Canaryd, free_port, run, tmpdir  # noqa: E402
 from fakeapi import FakeAPI, make_pki, write  # noqa: E402
 import crdcheck  # noqa: E402
-import yaml  # noqa: E402
-
-# crdcheck reads 2.4 MB of CRDs with the pure-Python loader (seconds);
-# libyaml's reads the same documents, in this process only
-if getattr(yaml, "CSafeLoader", None):
-    crdcheck.yaml.safe_load_all = lambda s: yaml.load_all(s, Loader=yaml.CSafeLoader)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CRDS = os.path.join(os.environ.get("CANARYD_SHARED", os.path.join(ROOT, "..", "shared")),
