@@ -20,6 +20,7 @@ Figures for the record (printed, never asserted on: no timed assertions):
 the page's weight on first load and the delay from a transition to the
 phase on screen."""
 import calendar
+import glob
 import json
 import os
 import struct
@@ -81,6 +82,13 @@ def iso_ms(text):
     return calendar.timegm(time.strptime(head, "%Y-%m-%dT%H:%M:%S")) * 1000 + int(frac[:3].ljust(3, "0"))
 
 
+def faketime_lib():
+    """Debian's libfaketimeMT (package faketime), for LD_PRELOAD."""
+    libs = sorted(glob.glob("/usr/lib/*/faketime/libfaketimeMT.so.1"))
+    assert libs, "libfaketimeMT.so.1 not found: install Debian's faketime (sh scripts/setup.sh test)"
+    return libs[0]
+
+
 class Dash:
     """stable and canary upstreams, canaryd with a token under a clock shifted
     to <at> (faketime, both processes and the browser's tab by the same
@@ -98,9 +106,12 @@ class Dash:
         with open(tok, "w") as f:
             f.write("ops %s\n" % TOKEN)
         self.offset = int(utc_ms(at) / 1000 - time.time())
+        # libfaketime preloaded into canaryd itself, not the faketime
+        # wrapper: the wrapper stays canaryd's parent and does not pass on
+        # the SIGTERM that stops it, which left canaryd running after the test
         self.d = Canaryd(text, extra=["--token-file", tok],
-                         prefix=["faketime", "-m", "-f", "%+d" % self.offset],
-                         env={"FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+                         env={"LD_PRELOAD": faketime_lib(), "FAKETIME": "%+d" % self.offset,
+                              "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
         self.load = None
         self.p = browser().new_page(width, height, init_script=cdp.date_shift_script(self.offset * 1000))
 
