@@ -16,7 +16,7 @@ from harness import BUILD, ROOT, SLOW, Canaryd, canary_yaml, free_port, run, tmp
 
 WEB = os.path.join(ROOT, "web")
 CTYPES = {"html": "text/html; charset=utf-8", "css": "text/css; charset=utf-8",
-          "js": "text/javascript; charset=utf-8"}
+          "js": "text/javascript; charset=utf-8", "svg": "image/svg+xml"}
 
 
 def _daemon(extra=()):
