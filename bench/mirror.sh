@@ -56,7 +56,11 @@
 # 1..99, root only: the open-loop runs, proxy, upstreams and loadgen, run
 # real-time, so that other work on a shared machine does not add its
 # scheduling delays to the latencies; they use well under a core each, and
-# the closed-loop runs, which would hold a core, are left as they are),
+# the closed-loop runs, which would hold a core, are left as they are;
+# the two canaries then run SCHED_IDLE: they stand for a service on other
+# machines, and on a 2-core box a canary answering every request would
+# otherwise take its CPU from stable's upstream and the load generator,
+# on the client's path, which canaryd does not do),
 # BENCH_KEEP=1 keeps the temporary directory.
 set -u
 
@@ -95,15 +99,19 @@ done
 
 start_upstreams   # UP1: stable, UP2: the fast canary
 UP_PIDS=$PIDS     # their nginx masters
+# shellcheck disable=SC2086
+set -- $PIDS
+STABLE_PIDS=$1 CANARY_PIDS=$2
 SLOW=$(free_port)
 spawn "$UP2_CPU" slow-canary "$BUILD/canaryd-upstream" --listen "127.0.0.1:$SLOW" \
 	--name slow --latency-ms "$LATENCY"
 wait_http "$SLOW" / "$LAST_PID" || die "the slow canary did not start"
 UP_PIDS="$UP_PIDS $LAST_PID"
+CANARY_PIDS="$CANARY_PIDS $LAST_PID"
 
-# rt POLICY PRIO PIDS: sets the scheduling policy (-f: SCHED_FIFO, -o:
-# back to normal with PRIO 0) of each process of PIDS, every thread, and
-# of its children (nginx's worker).
+# rt POLICY PRIO PIDS: sets the scheduling policy (-f: SCHED_FIFO, -i:
+# SCHED_IDLE, -o: back to normal; PRIO 0 for the last two) of each process
+# of PIDS, every thread, and of its children (nginx's worker).
 rt() {
 	policy=$1 prio=$2
 	shift 2
@@ -167,7 +175,8 @@ run_loadgen() {
 	note "measuring $name at $rate req/s for ${SECS}s (+${WARMUP}s warm-up, $OL_CONNS connections)"
 	rtcmd=""
 	if [ -n "$RT" ]; then
-		rt -f "$RT" $UP_PIDS "$cpu_pid"
+		rt -f "$RT" $STABLE_PIDS "$cpu_pid"
+		rt -i 0 $CANARY_PIDS
 		rtcmd="chrt -f $RT"
 	fi
 	t0=$(cpu_ticks "$cpu_pid")
