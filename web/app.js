@@ -612,7 +612,10 @@ function renderCost(c) {
     ['since', k.since ? fmtT(parseTime(k.since)) : '–'],
     ['canary running cost', m(k.runningCost) + ' (' + num(k.canaryHours, 2) + ' h at ' + m(k.canaryHourly) + '/h, ' +
       num(k.canaryRequests, 0) + ' requests at ' + m(k.perMillionRequests) + ' per million)'],
-    ['failed requests served', num(k.canaryFailedRequests, 0) + ', costing ' + m(k.failedRequestsCost) + ' (' + m(k.failedRequest) + ' each)'],
+    ['failed requests served', num(k.failedRequestsServed !== undefined ? k.failedRequestsServed : k.canaryFailedRequests, 0) +
+      ', costing ' + m(k.failedRequestsCost) + ' (' + m(k.failedRequest) + ' each)' +
+      (k.mirroredRequests ? '; besides, ' + num(k.mirroredFailedRequests, 0) + ' of ' + num(k.mirroredRequests, 0) +
+        ' mirrored copies failed, which no user got' : '')],
     ['saved by the rollback', k.savedByRollback === null || k.savedByRollback === undefined ? 'not rolled back' :
       m(k.savedByRollback) + (k.fullRolloutFailedRequests !== null && k.fullRolloutFailedRequests !== undefined ?
         ' (a full rollout at the canary\'s error rate: ' + num(k.fullRolloutFailedRequests, 0) + ' failed requests)' : '')],

@@ -75,6 +75,12 @@ typedef struct epset {
 	size_t n;
 } epset;
 
+/* spec.cost counts requests of stable, of the canary, and of the
+ * canary's answers to mirrored copies (a part of the canary's that no user
+ * got): cost_totals. */
+#define COST_COPIES TARGET_COUNT
+#define COST_SLOTS (TARGET_COUNT + 1)
+
 typedef struct canary_rt {
 	ctl *owner;
 	char *name;
@@ -165,10 +171,10 @@ typedef struct canary_rt {
 	struct cost_run {
 		uint64_t rollout_ms;    /* rollout_started_ms they are of, 0 none */
 		uint64_t end_ms;        /* when the rollout ended, 0 while it runs */
-		uint64_t carried[TARGET_COUNT][2]; /* requests, 5xx: counted by an
-		                                    * earlier canaryd, or all of them
-		                                    * once it ended */
-		uint64_t base[TARGET_COUNT][2];    /* stats_totals when counting began */
+		/* [stable, canary, copies] (COST_SLOTS): requests, 5xx */
+		uint64_t carried[COST_SLOTS][2];   /* counted by an earlier canaryd,
+		                                    * or all of them once it ended */
+		uint64_t base[COST_SLOTS][2];      /* the totals when counting began */
 	} cost;
 } canary_rt;
 
@@ -509,16 +515,25 @@ void ctl_event_links(ctl *c, const char *name, json_t *events)
 /* ---- cost (spec.cost) ---- */
 
 /* The counts of the current or last rollout: out[target] = {requests, 5xx}. */
-static void cost_sums(const canary_rt *rt, uint64_t out[TARGET_COUNT][2])
+/* The stats' totals of cost slot <t> (COST_SLOTS). */
+static void cost_totals(const canary_rt *rt, int t, uint64_t *n, uint64_t *e)
+{
+	if (t == COST_COPIES)
+		stats_copy_totals(rt->stats, n, e);
+	else
+		stats_totals(rt->stats, t, n, e);
+}
+
+static void cost_sums(const canary_rt *rt, uint64_t out[COST_SLOTS][2])
 {
 	const struct cost_run *cr = &rt->cost;
-	for (int t = 0; t < TARGET_COUNT; t++) {
+	for (int t = 0; t < COST_SLOTS; t++) {
 		out[t][0] = cr->carried[t][0];
 		out[t][1] = cr->carried[t][1];
 		if (!cr->rollout_ms || cr->end_ms)
 			continue;
 		uint64_t n, e;
-		stats_totals(rt->stats, t, &n, &e);
+		cost_totals(rt, t, &n, &e);
 		/* the stats count from canaryd's start: never below base */
 		out[t][0] += n >= cr->base[t][0] ? n - cr->base[t][0] : 0;
 		out[t][1] += e >= cr->base[t][1] ? e - cr->base[t][1] : 0;
@@ -533,11 +548,11 @@ static void cost_follow(canary_rt *rt)
 	if (rt->st.rollout_started_ms != cr->rollout_ms) {
 		memset(cr, 0, sizeof *cr);
 		cr->rollout_ms = rt->st.rollout_started_ms;
-		for (int t = 0; t < TARGET_COUNT; t++)
-			stats_totals(rt->stats, t, &cr->base[t][0], &cr->base[t][1]);
+		for (int t = 0; t < COST_SLOTS; t++)
+			cost_totals(rt, t, &cr->base[t][0], &cr->base[t][1]);
 	}
 	if (cr->rollout_ms && !cr->end_ms && !eng_active(&rt->st)) {
-		uint64_t sums[TARGET_COUNT][2];
+		uint64_t sums[COST_SLOTS][2];
 		cost_sums(rt, sums);
 		memcpy(cr->carried, sums, sizeof sums);
 		/* the engine's time of the transition: the same after a restart */
@@ -550,16 +565,24 @@ static json_t *cost_json(const canary_rt *rt)
 {
 	const cost_rates *r = &rt->conf->cost;
 	const struct cost_run *cr = &rt->cost;
-	uint64_t sums[TARGET_COUNT][2];
+	uint64_t sums[COST_SLOTS][2];
 	cost_sums(rt, sums);
 	uint64_t end = cr->end_ms ? cr->end_ms : util_wall_ms();
+	/* the copies are a part of the canary's answers (never more: the
+	 * counters are read one after the other, while workers count) */
+	uint64_t copies = sums[COST_COPIES][0], copies_failed = sums[COST_COPIES][1];
+	if (copies > sums[TARGET_CANARY][0])
+		copies = sums[TARGET_CANARY][0];
+	if (copies_failed > sums[TARGET_CANARY][1])
+		copies_failed = sums[TARGET_CANARY][1];
 	cost_counts k = {
 		.hours = cr->rollout_ms && end > cr->rollout_ms
 		         ? (double)(end - cr->rollout_ms) / 3600000.0 : 0,
 		.canary_requests = sums[TARGET_CANARY][0],
 		.canary_failed = sums[TARGET_CANARY][1],
-		.all_requests = sums[TARGET_CANARY][0] + sums[TARGET_STABLE][0],
-		.all_failed = sums[TARGET_CANARY][1] + sums[TARGET_STABLE][1],
+		.copies_failed = copies_failed,
+		.all_requests = sums[TARGET_CANARY][0] - copies + sums[TARGET_STABLE][0],
+		.all_failed = sums[TARGET_CANARY][1] - copies_failed + sums[TARGET_STABLE][1],
 		.rolled_back = cr->rollout_ms && cr->end_ms && rt->st.phase == ENG_FAILED,
 	};
 	cost_result res;
@@ -576,6 +599,10 @@ static json_t *cost_json(const canary_rt *rt)
 	json_object_set_new(o, "canaryHours", json_real(k.hours));
 	json_object_set_new(o, "canaryRequests", json_integer((json_int_t)k.canary_requests));
 	json_object_set_new(o, "canaryFailedRequests", json_integer((json_int_t)k.canary_failed));
+	json_object_set_new(o, "mirroredRequests", json_integer((json_int_t)copies));
+	json_object_set_new(o, "mirroredFailedRequests", json_integer((json_int_t)copies_failed));
+	json_object_set_new(o, "failedRequestsServed",
+	                    json_integer((json_int_t)(k.canary_failed - copies_failed)));
 	json_object_set_new(o, "requests", json_integer((json_int_t)k.all_requests));
 	json_object_set_new(o, "failedRequests", json_integer((json_int_t)k.all_failed));
 	json_object_set_new(o, "runningCost", json_real(res.running));
@@ -1394,11 +1421,11 @@ static int save(canary_rt *rt, const eng_event *events, int n_events, int now_an
 	store_record rec = { rt->st, epset_join(&rt->eps[0]), epset_join(&rt->eps[1]),
 		             epset_join(&rt->prev_stable), { 0 } };
 	if (rt->cost.rollout_ms) {
-		uint64_t sums[TARGET_COUNT][2];
+		uint64_t sums[COST_SLOTS][2];
 		cost_sums(rt, sums);
 		rec.cost.rollout_ms = rt->cost.rollout_ms;
 		rec.cost.end_ms = rt->cost.end_ms;
-		for (int t = 0; t < TARGET_COUNT; t++) {
+		for (int t = 0; t < COST_SLOTS; t++) {
 			rec.cost.requests[t] = sums[t][0];
 			rec.cost.errors[t] = sums[t][1];
 		}
@@ -2508,7 +2535,7 @@ static canary_rt *rt_new(ctl *c, const cfg_canary *cc, char *err, size_t errlen)
 		 * count from zero */
 		rt->cost.rollout_ms = saved_cost.rollout_ms;
 		rt->cost.end_ms = saved_cost.end_ms;
-		for (int t = 0; t < TARGET_COUNT; t++) {
+		for (int t = 0; t < COST_SLOTS; t++) {
 			rt->cost.carried[t][0] = saved_cost.requests[t];
 			rt->cost.carried[t][1] = saved_cost.errors[t];
 		}

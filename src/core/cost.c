@@ -7,7 +7,8 @@ void cost_compute(const cost_rates *r, const cost_counts *c, cost_result *out)
 {
 	memset(out, 0, sizeof *out);
 	out->running = r->hourly * c->hours + r->per_million * (double)c->canary_requests / 1e6;
-	out->failed_cost = r->failed * (double)c->canary_failed;
+	uint64_t served = c->canary_failed > c->copies_failed ? c->canary_failed - c->copies_failed : 0;
+	out->failed_cost = r->failed * (double)served;
 	/* a rollout rolled back before the canary answered anything gives no
 	 * error rate to extrapolate from: no saving is claimed */
 	if (!c->rolled_back || c->canary_requests == 0)

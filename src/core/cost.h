@@ -19,16 +19,19 @@ typedef struct cost_rates {
 /* A rollout's counts, since it started. */
 typedef struct cost_counts {
 	double hours;               /* the canary's running time */
-	uint64_t canary_requests;
-	uint64_t canary_failed;     /* 5xx answers of the canary */
-	uint64_t all_requests;      /* stable's and the canary's */
-	uint64_t all_failed;        /* 5xx answers of both */
+	uint64_t canary_requests;   /* answers of the canary, copies included */
+	uint64_t canary_failed;     /* 5xx answers of the canary, copies included */
+	uint64_t copies_failed;     /* of canary_failed: 5xx answers to mirrored
+	                             * copies, which no user got */
+	uint64_t all_requests;      /* users' requests: stable's and the canary's,
+	                             * copies left out */
+	uint64_t all_failed;        /* 5xx answers users got, of both */
 	bool rolled_back;           /* the rollout ended in a rollback or abort */
 } cost_counts;
 
 typedef struct cost_result {
 	double running;             /* hourly x hours + per_million x canary_requests / 1e6 */
-	double failed_cost;         /* failed x canary_failed */
+	double failed_cost;         /* failed x (canary_failed - copies_failed) */
 	/* after a rollback with canary requests to take a rate from: */
 	bool has_saved;
 	double full_failed;         /* all_requests x canary_failed / canary_requests */

@@ -289,6 +289,7 @@ static void m_record(mconn *m, int status)
 {
 	uint64_t us = (uv_hrtime() - m->t0) / 1000;
 	stats_record(m->r->st, TARGET_CANARY, status, us, uv_now(m->p->loop) / 1000);
+	stats_copy_answered(m->r->st, status);
 	stats_mirror(m->r->st, STATS_MIRROR_SENT);
 }
 

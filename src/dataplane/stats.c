@@ -45,6 +45,7 @@ struct stats {
 	slot ring[TARGET_COUNT][STATS_SLOTS];
 	cumul total[TARGET_COUNT];
 	uint64_t mirror[STATS_MIRROR_COUNT]; /* copies to the canary, by fate */
+	uint64_t copies[2];            /* copies answered (recorded), and 5xx of them */
 	stats *shard[MAX_SHARDS];      /* [0] unused: shard 0 is this one */
 	int is_shard;
 	/* the revision label of each target (main thread only), and the
@@ -151,6 +152,26 @@ void stats_mirror(stats *s, stats_mirror_result r)
 {
 	if (r >= 0 && r < STATS_MIRROR_COUNT)
 		INC(s->mirror[r]);
+}
+
+void stats_copy_answered(stats *s, int status)
+{
+	INC(s->copies[0]);
+	/* as stats_record: a status out of 100..599 is counted as 502 */
+	if (status >= 500 || status < 100)
+		INC(s->copies[1]);
+}
+
+void stats_copy_totals(const stats *s, uint64_t *requests, uint64_t *errors)
+{
+	*requests = *errors = 0;
+	for (int i = 0; i < MAX_SHARDS; i++) {
+		const stats *sh = i == 0 ? s : s->shard[i];
+		if (!sh)
+			continue;
+		*requests += LD(sh->copies[0]);
+		*errors += LD(sh->copies[1]);
+	}
 }
 
 void stats_mirror_totals(const stats *s, uint64_t out[STATS_MIRROR_COUNT])

@@ -53,6 +53,15 @@ typedef enum {
 
 /* Counts one copy's fate <r> (one writer per shard, as stats_record). */
 void stats_mirror(stats *s, stats_mirror_result r);
+/* A copy the canary answered <status> (or the proxy stood in for with
+ * 502/504), besides its stats_record as a canary request: so that what
+ * the canary answered users is told apart from what it answered copies
+ * (spec.cost: failures served to users). One writer per shard. */
+void stats_copy_answered(stats *s, int status);
+/* Of every shard: the copies answered, and how many of them 5xx (as
+ * stats_totals counts them). */
+void stats_copy_totals(const stats *s, uint64_t *requests, uint64_t *errors);
+
 /* The counts of every shard of <s>, by stats_mirror_result. */
 void stats_mirror_totals(const stats *s, uint64_t out[STATS_MIRROR_COUNT]);
 /* "sent", "limit", "slow", "client" (the result label of /metrics). */

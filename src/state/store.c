@@ -879,10 +879,11 @@ static int write_state(store *s, const char *name, const store_record *rec,
 	                       "watchBaseMs", st->watch_base_ms);
 	if (fl && rec->cost.rollout_ms) {
 		const store_cost *k = &rec->cost;
-		json_object_set_new(fl, "cost", json_pack("{s:I, s:I, s:[I,I], s:[I,I]}",
+		json_object_set_new(fl, "cost", json_pack("{s:I, s:I, s:[I,I], s:[I,I], s:[I,I]}",
 		                    "rollout", (json_int_t)k->rollout_ms, "end", (json_int_t)k->end_ms,
 		                    "requests", (json_int_t)k->requests[0], (json_int_t)k->requests[1],
-		                    "errors", (json_int_t)k->errors[0], (json_int_t)k->errors[1]));
+		                    "errors", (json_int_t)k->errors[0], (json_int_t)k->errors[1],
+		                    "copies", (json_int_t)k->requests[2], (json_int_t)k->errors[2]));
 	}
 	char *flow = fl ? json_dumps(fl, JSON_COMPACT) : NULL;
 	json_decref(fl);
@@ -1078,6 +1079,13 @@ static void load_flow(store_record *rec, const char *text)
 		for (int t = 0; t < 2; t++) {
 			rec->cost.requests[t] = (uint64_t)rq[t];
 			rec->cost.errors[t] = (uint64_t)er[t];
+		}
+		/* "copies" came later: a state saved before it had none */
+		json_int_t cn, ce;
+		if (json_unpack(json_object_get(k, "copies"), "[I,I]", &cn, &ce) == 0 && cn >= 0 &&
+		    ce >= 0 && ce <= cn) {
+			rec->cost.requests[2] = (uint64_t)cn;
+			rec->cost.errors[2] = (uint64_t)ce;
 		}
 	}
 	json_decref(o);

@@ -47,7 +47,9 @@ typedef struct store_record {
 	struct store_cost {
 		uint64_t rollout_ms;   /* rollout_started_ms they are of; 0: none */
 		uint64_t end_ms;       /* when it ended, 0 while it runs */
-		uint64_t requests[2], errors[2]; /* [stable, canary]; errors: 5xx */
+		uint64_t requests[3], errors[3]; /* [stable, canary, copies: the
+		                                  * canary's answers to mirrored
+		                                  * copies]; errors: 5xx */
 	} cost;
 } store_record;
 typedef struct store_cost store_cost;

@@ -184,7 +184,9 @@ def test_dead_canary_counts_as_502_and_costs_clients_nothing():
     dead = "127.0.0.1:%d" % free_port()   # nothing listens there
     port = free_port()
     d = Canaryd(mirror_yaml("127.0.0.1:%d" % port, stable.addr, dead,
-                            extra_analysis="    mirrorWeight: 50\n"))
+                            extra_analysis="    mirrorWeight: 50\n",
+                            extra_spec="  cost: {currency: GBP, perMillionRequests: 0.40, "
+                                       "canaryHourly: 0.12, failedRequest: 0.002}\n"))
     load = Load(port, threads=2, rps_per_thread=50)
     wait_for("copies failed", lambda: metric(
         d, r'canaryd_requests_total\{canary="shop",target="canary",revision="[^"]*",code="502"\}') >= 20)
@@ -195,6 +197,16 @@ def test_dead_canary_counts_as_502_and_costs_clients_nothing():
     assert abs(sent - load.total() / 2) <= 2, (sent, load.total())   # 1 per worker
     s = d.status("shop")
     assert s["mirror"]["weight"] == 50 and s["mirror"]["sent"] == sent, s
+    # spec.cost: the canary's failures were copies' only, which no user
+    # got: none is a failure served, nor costs one, nor counts as a user's
+    # request
+    k = s["cost"]
+    assert k["canaryFailedRequests"] >= 20, k
+    assert k["mirroredFailedRequests"] == k["canaryFailedRequests"] == k["mirroredRequests"], k
+    assert k["failedRequestsServed"] == 0 and k["failedRequestsCost"] == 0, k
+    # (copies counted as users' requests would make it about 1.5 times)
+    assert 0 < k["requests"] <= metric(d, r'target="stable",revision="[^"]*",code="200"') \
+        and k["failedRequests"] == 0, k
 
 
 def test_bounds_skip_copies_and_count_them():

@@ -60,6 +60,22 @@ static void test_saving_floored_and_needs_a_rate(void **state)
 	assert_float_equal(r.failed_cost, 0, 1e-12);
 }
 
+/* A mirrored canary: 400 answers, 40 failed, 30 of those to copies no
+ * user got. Failures served: 10; the canary's rate (40/400) is what a
+ * full rollout is judged at, over the users' requests only. */
+static void test_copies_are_not_failures_served(void **state)
+{
+	cost_counts c = { .hours = 1, .canary_requests = 400, .canary_failed = 40,
+	                  .copies_failed = 30, .all_requests = 1000, .all_failed = 12,
+	                  .rolled_back = true };
+	cost_result r;
+	cost_compute(&gbp, &c, &r);
+	assert_float_equal(r.failed_cost, 0.002 * 10, 1e-12);
+	assert_float_equal(r.running, 0.12 + 0.40 * 400 / 1e6, 1e-12);
+	assert_float_equal(r.full_failed, 100, 1e-9);
+	assert_float_equal(r.saved, 0.002 * 88, 1e-9);
+}
+
 /* Rates of zero cost nothing; large counts stay exact enough. */
 static void test_zero_rates_and_large_counts(void **state)
 {
@@ -83,6 +99,7 @@ int main(void)
 		cmocka_unit_test(test_running_rollout),
 		cmocka_unit_test(test_rollback_saves),
 		cmocka_unit_test(test_saving_floored_and_needs_a_rate),
+		cmocka_unit_test(test_copies_are_not_failures_served),
 		cmocka_unit_test(test_zero_rates_and_large_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
