@@ -61,6 +61,7 @@ target_row() {
 	chunked)  echo "-max_len=4096|2000000|900" ;;
 	template) echo "-max_len=2048|1500000|900" ;;
 	util)     echo "-max_len=256|1500000|600" ;;
+	assets)   echo "-max_len=512|1000000|600" ;;
 	provider) echo "-max_len=8192|1000000|900" ;;
 	datadog)  echo "-max_len=8192|500000|600" ;;
 	newrelic) echo "-max_len=8192|500000|600" ;;
