@@ -403,6 +403,46 @@ def cleanup():
     del _tmpdirs[:]
 
 
+class EventStream:
+    """GET /api/v1/events/stream of canaryd <d> (with <query>, such as
+    "?canary=web"), read event by event; every read is bounded by the
+    socket's timeout."""
+
+    def __init__(self, d, query="", timeout=15):
+        self.s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=timeout * SLOW)
+        self.s.sendall(("GET /api/v1/events/stream%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
+                        % (query, d.admin_port)).encode())
+        self.buf = b""
+        head = self._until(b"\r\n\r\n")
+        self.status = int(head.split()[1])
+        self.head = head.decode()
+
+    def _until(self, sep):
+        while sep not in self.buf:
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise AssertionError("stream closed; got %r" % self.buf[-300:])
+            self.buf += chunk
+        part, self.buf = self.buf.split(sep, 1)
+        return part
+
+    def next(self):
+        """(type, data) of the next event; comments and retry are skipped."""
+        while True:
+            block = self._until(b"\n\n").decode()
+            typ, data = None, None
+            for ln in block.split("\n"):
+                if ln.startswith("event: "):
+                    typ = ln[7:]
+                elif ln.startswith("data: "):
+                    data = json.loads(ln[6:])
+            if typ:
+                return typ, data
+
+    def close(self):
+        self.s.close()
+
+
 class _Timeout(Exception):
     pass
 

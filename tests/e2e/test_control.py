@@ -10,7 +10,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SLOW, Canaryd, Load, Upstream, free_port, get, run  # noqa: E402
+from harness import SLOW, Canaryd, EventStream, Load, Upstream, free_port, get, run  # noqa: E402
 
 
 class Gate:
@@ -232,47 +232,11 @@ def test_post_promotion_analysis_undoes_a_bad_release_by_itself():
     assert late and all(u == "v1" for u in late), late[:10]
 
 
-class Stream:
-    """GET /api/v1/events/stream read event by event."""
-
-    def __init__(self, d, query=""):
-        import socket
-        self.s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=10 * SLOW)
-        self.s.sendall(("GET /api/v1/events/stream%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                        % (query, d.admin_port)).encode())
-        self.buf = b""
-        head = self._until(b"\r\n\r\n")
-        self.status = int(head.split()[1])
-        self.head = head.decode()
-
-    def _until(self, sep):
-        while sep not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise AssertionError("stream closed; got %r" % self.buf[-300:])
-            self.buf += chunk
-        part, self.buf = self.buf.split(sep, 1)
-        return part
-
-    def next(self):
-        """(type, data) of the next event; comments and retry are skipped."""
-        while True:
-            block = self._until(b"\n\n").decode()
-            typ, data = None, None
-            for ln in block.split("\n"):
-                if ln.startswith("event: "):
-                    typ = ln[7:]
-                elif ln.startswith("data: "):
-                    data = json.loads(ln[6:])
-            if typ:
-                return typ, data
-
-
 def test_event_stream_shows_the_present_then_each_event_as_it_happens():
     v1, v2 = Upstream("v1"), Upstream("v2")
     port = free_port()
     d = Canaryd(_yaml(port, v1, ["stepWeight: 50", "maxWeight: 50"]))
-    st = Stream(d)
+    st = EventStream(d, timeout=10)
     assert st.status == 200 and "text/event-stream" in st.head, st.head
     typ, data = st.next()  # the present first, no history
     assert typ == "status" and data["name"] == "web" and data["phase"] == "Initialized", data
@@ -300,7 +264,7 @@ def test_event_stream_shows_the_present_then_each_event_as_it_happens():
     # one canary's stream, and a canary that does not exist
     code, body = d.api("GET", "/api/v1/events/stream?canary=nosuch")
     assert code == 404 and "nosuch" in body["error"], (code, body)
-    st2 = Stream(d, "?canary=web")
+    st2 = EventStream(d, "?canary=web", timeout=10)
     assert st2.next()[1]["name"] == "web"
 
 

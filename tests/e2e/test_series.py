@@ -3,45 +3,12 @@ series of a canary at GET /api/v1/canaries/NAME/series and as SSE
 "sample" events, the same numbers the proxy counted; and stable's value
 beside the canary's in each check event, with the audit's hash chain
 still verifying."""
-import json
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from harness import SLOW, Canaryd, Load, Upstream, canary_yaml, free_port, run  # noqa: E402
-
-
-class Stream:
-    """GET /api/v1/events/stream read event by event."""
-
-    def __init__(self, d):
-        self.s = socket.create_connection(("127.0.0.1", d.admin_port), timeout=15 * SLOW)
-        self.s.sendall(("GET /api/v1/events/stream HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n"
-                        % d.admin_port).encode())
-        self.buf = b""
-        self._until(b"\r\n\r\n")
-
-    def _until(self, sep):
-        while sep not in self.buf:
-            chunk = self.s.recv(65536)
-            if not chunk:
-                raise AssertionError("stream closed; got %r" % self.buf[-300:])
-            self.buf += chunk
-        part, self.buf = self.buf.split(sep, 1)
-        return part
-
-    def next(self):
-        while True:
-            typ, data = None, None
-            for ln in self._until(b"\n\n").decode().split("\n"):
-                if ln.startswith("event: "):
-                    typ = ln[7:]
-                elif ln.startswith("data: "):
-                    data = json.loads(ln[6:])
-            if typ:
-                return typ, data
+from harness import SLOW, Canaryd, EventStream, Load, Upstream, canary_yaml, free_port, run  # noqa: E402
 
 
 SIDE_KEYS = {"requests", "errors", "errorRate", "p50", "p95", "p99"}
@@ -64,7 +31,7 @@ def test_series_and_samples_follow_real_traffic():
     d = Canaryd(canary_yaml("web", "127.0.0.1:%d" % port, [v1.addr], canary=[v2.addr],
                             interval="1s", threshold=1000, step_weight=50, max_weight=50,
                             metrics=[("error-rate", "max: 1", "1m")]))
-    stream = Stream(d)
+    stream = EventStream(d)
     load = Load(port, threads=2, rps_per_thread=100)
     try:
         # the first bucket with canary requests, within two buckets
