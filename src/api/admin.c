@@ -479,13 +479,20 @@ static void h_list(req *r, const char *name, const char *action)
 	respond_json(r->conn, 200, ctl_status(r->a->c, NULL));
 }
 
+/* 404 for a canary <name> that is not there (nor, where the caller
+ * asked, in the audit). */
+static void respond_no_canary(aconn *cn, const char *name)
+{
+	char msg[128];
+	snprintf(msg, sizeof msg, "no canary named '%.64s'", name);
+	respond_error(cn, 404, msg);
+}
+
 static void h_get(req *r, const char *name, const char *action)
 {
 	json_t *j = ctl_status(r->a->c, name);
 	if (!j) {
-		char msg[128];
-		snprintf(msg, sizeof msg, "no canary named '%s'", name);
-		respond_error(r->conn, 404, msg);
+		respond_no_canary(r->conn, name);
 		return;
 	}
 	respond_json(r->conn, 200, j);
@@ -494,9 +501,7 @@ static void h_get(req *r, const char *name, const char *action)
 static void h_events(req *r, const char *name, const char *action)
 {
 	if (!ctl_has(r->a->c, name)) {
-		char msg[128];
-		snprintf(msg, sizeof msg, "no canary named '%s'", name);
-		respond_error(r->conn, 404, msg);
+		respond_no_canary(r->conn, name);
 		return;
 	}
 	long long after = 0;
@@ -537,9 +542,7 @@ static void h_stream(req *r, const char *name, const char *action)
 		memcpy(want, q + 7, n);
 		want[n] = '\0';
 		if (!ctl_has(r->a->c, want)) {
-			char msg[128];
-			snprintf(msg, sizeof msg, "no canary named '%.64s'", want);
-			respond_error(cn, 404, msg);
+			respond_no_canary(cn, want);
 			return;
 		}
 	}
@@ -615,9 +618,7 @@ static int audit_known(req *r, const char *name)
 {
 	if (ctl_has(r->a->c, name) || store_audit_has(r->a->db, name))
 		return 1;
-	char msg[128];
-	snprintf(msg, sizeof msg, "no canary named '%s'", name);
-	respond_error(r->conn, 404, msg);
+	respond_no_canary(r->conn, name);
 	return 0;
 }
 
@@ -892,9 +893,7 @@ static void h_series(req *r, const char *name, const char *action)
 	}
 	json_t *j = ctl_series(r->a->c, name, since);
 	if (!j) {
-		char msg[128];
-		snprintf(msg, sizeof msg, "no canary named '%s'", name);
-		respond_error(r->conn, 404, msg);
+		respond_no_canary(r->conn, name);
 		return;
 	}
 	respond_json(r->conn, 200, j);
