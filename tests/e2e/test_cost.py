@@ -44,9 +44,11 @@ def test_cost_of_a_rolled_back_rollout():
     assert c["currency"] == "GBP" and c["perMillionRequests"] == 0.4, c
     assert c["since"].endswith("Z"), c
     served_v2 = load.by_upstream.get("v2", 0)
-    # every canary request the clients got, and the failed half of them
-    assert c["canaryRequests"] == served_v2 > 0, (c, load.by_upstream)
-    assert abs(c["canaryFailedRequests"] - served_v2 / 2) <= 1, (c, served_v2)
+    # every canary request the clients got, and the failed half of them;
+    # the counts stop at the rollback, so a request of each load thread
+    # still at the canary then is the clients' and not the rollout's
+    assert 0 < served_v2 - 2 <= c["canaryRequests"] <= served_v2, (c, load.by_upstream)
+    assert abs(c["canaryFailedRequests"] - c["canaryRequests"] / 2) <= 3, (c, served_v2)
     assert c["failedRequests"] == c["canaryFailedRequests"], c   # stable never failed
     assert c["canaryRequests"] < c["requests"] <= load.total(), (c, load.total())
     assert 0 < c["canaryHours"] < 20 / 3600 * SLOW, c
@@ -69,8 +71,10 @@ def test_cost_of_a_rolled_back_rollout():
     assert all("runbook" not in e for e in d.events("web") if e["type"] == "check")
 
     code, m = d.api("GET", "/metrics")
-    assert ('canaryd_requests_total{canary="web",target="canary",revision="v2",code="500"} %d\n'
-            % c["canaryFailedRequests"]) in m, [l for l in m.splitlines() if "requests_total" in l]
+    got = re.search(r'^canaryd_requests_total\{canary="web",target="canary",revision="v2",'
+                    r'code="500"\} (\d+)$', m, re.M)
+    assert got and 0 <= int(got.group(1)) - c["canaryFailedRequests"] <= 2, \
+        (c, [l for l in m.splitlines() if "requests_total" in l])
     # (a restart keeps these counts: tests/unit/control/test_controller.c)
 
     # --runbook-url takes a link only
