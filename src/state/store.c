@@ -619,6 +619,19 @@ static int check_db(store *s, char *err, size_t errlen)
 	return ret;
 }
 
+/* Prepares every statement of sql_text for <s>: 0, or -1 with <err>. */
+static int prepare_all(store *s, char *err, size_t errlen)
+{
+	for (int i = 0; i < Q_COUNT; i++) {
+		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
+		                       &s->q[i], NULL) != SQLITE_OK) {
+			snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 int store_open(const char *dir, store **out, char *err, size_t errlen)
 {
 	*out = NULL;
@@ -708,13 +721,8 @@ int store_open(const char *dir, store **out, char *err, size_t errlen)
 		        "it takes writes", s->failing_why);
 	}
 	sqlite3_db_config(s->db, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 0, (int *)NULL);
-	for (int i = 0; i < Q_COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
-		                       &s->q[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
-			goto fail;
-		}
-	}
+	if (prepare_all(s, err, errlen) < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
@@ -731,13 +739,8 @@ int store_open_reader(const char *path, store **out, char *err, size_t errlen)
 	if (open_db(s->path, SQLITE_OPEN_READONLY, &s->db, err, errlen,
 	            "cannot open database") < 0)
 		goto fail;
-	for (int i = 0; i < Q_COUNT; i++) {
-		if (sqlite3_prepare_v3(s->db, sql_text[i], -1, SQLITE_PREPARE_PERSISTENT,
-		                       &s->q[i], NULL) != SQLITE_OK) {
-			snprintf(err, errlen, "database '%s': %s", s->path, sqlite3_errmsg(s->db));
-			goto fail;
-		}
-	}
+	if (prepare_all(s, err, errlen) < 0)
+		goto fail;
 	*out = s;
 	return 0;
 fail:
