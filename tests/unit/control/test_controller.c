@@ -361,6 +361,20 @@ static void test_a_removed_canary_retires_its_router(void **state)
 	assert_non_null(the_fake);                       /* shop's is open */
 }
 
+/* A Flagger canary routed by Istio: canaryd does not see its requests. */
+static const char *const mesh =
+	"apiVersion: flagger.app/v1beta1\n"
+	"kind: Canary\n"
+	"metadata: {name: podinfo, namespace: test}\n"
+	"spec:\n"
+	"  provider: istio\n"
+	"  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n"
+	"  analysis:\n"
+	"    interval: 1m\n"
+	"    stepWeight: 10\n"
+	"    metrics:\n"
+	"    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
+
 /* A mesh canary's built-in metrics are read from Prometheus: without one
  * (--metrics-server, spec.metricsServer) it is refused when the
  * configuration is applied, at start and on reload, in one line, and the
@@ -368,18 +382,6 @@ static void test_a_removed_canary_retires_its_router(void **state)
 static void test_a_mesh_canary_needs_a_prometheus(void **state)
 {
 	fixture *f = *state;
-	static const char *const mesh =
-		"apiVersion: flagger.app/v1beta1\n"
-		"kind: Canary\n"
-		"metadata: {name: podinfo, namespace: test}\n"
-		"spec:\n"
-		"  provider: istio\n"
-		"  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n"
-		"  analysis:\n"
-		"    interval: 1m\n"
-		"    stepWeight: 10\n"
-		"    metrics:\n"
-		"    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
 	const char *want = "canary 'podinfo': metric 'request-success-rate' is read from "
 	                   "Prometheus with Flagger's istio query: start canaryd with "
 	                   "--metrics-server URL (or set spec.metricsServer)";
@@ -682,18 +684,6 @@ static void test_series_availability(void **state)
 	assert_true(json_is_array(json_object_get(j, "samples")));
 	json_decref(j);
 
-	static const char *const mesh =
-		"apiVersion: flagger.app/v1beta1\n"
-		"kind: Canary\n"
-		"metadata: {name: podinfo, namespace: test}\n"
-		"spec:\n"
-		"  provider: istio\n"
-		"  targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}\n"
-		"  analysis:\n"
-		"    interval: 1m\n"
-		"    stepWeight: 10\n"
-		"    metrics:\n"
-		"    - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}\n";
 	char err[512];
 	cfg *conf = NULL;
 	cfg_errors errs = { 0 };
